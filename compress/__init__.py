@@ -1,0 +1,1 @@
+"""Model compression: post-training quantization (PTQ), quantization-aware training, pruning."""

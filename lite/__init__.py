@@ -1,0 +1,1 @@
+"""Paddle Lite ``.nb`` packaging through the official optimizer."""

@@ -1,0 +1,4 @@
+"""Build hooks live here; all metadata is in setup.cfg."""
+from setuptools import setup
+
+setup()

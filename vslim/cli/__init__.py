@@ -1,0 +1,1 @@
+"""The ``vslim`` command line: a thin shell over library functions."""

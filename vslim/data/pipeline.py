@@ -1,0 +1,72 @@
+"""The PP-TSM clip pipeline: source -> sampled frames -> model input ``[num_seg*seg_len, 3, S, S]``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..config import PreprocessConfig
+from ..errors import DataError
+from . import transforms as T
+from .decode import VideoReader, read_frame_files
+from .lists import VideoEntry
+from .sampling import segment_indices
+
+
+class ClipPipeline:
+    """Turns a video, a frame folder or an in-memory frame array into one model input clip.
+
+    Evaluation takes the centre frame of each segment and a centre crop; training
+    takes a random frame per segment and a random crop. No flips: in motion data a
+    mirrored clip is a different class.
+    """
+
+    def __init__(self, cfg: PreprocessConfig):
+        self.cfg = cfg.validate()
+
+    def clip_shape(self) -> tuple[int, int, int, int]:
+        s = self.cfg.target_size
+        return (self.cfg.frames_per_clip, 3, s, s)
+
+    def indices(self, num_frames: int, train: bool = False, rng=None) -> np.ndarray:
+        return segment_indices(num_frames, self.cfg.num_seg, self.cfg.seg_len, train, rng)
+
+    def load(self, entry: VideoEntry, train: bool = False, rng=None) -> np.ndarray:
+        """Decode and transform the clip of one list entry; errors name the list line."""
+        try:
+            if entry.is_frames:
+                idx = self.indices(entry.num_frames, train, rng)
+                frames = read_frame_files(entry.path, idx, entry.suffix, entry.num_frames)
+            else:
+                frames = self.sample_video(entry.path, train, rng)
+        except DataError as exc:
+            raise DataError(f"{entry.where}: {exc}" if entry.where else str(exc)) from None
+        return self.transform(frames, train, rng)
+
+    def sample_video(self, path: Path | str, train: bool = False, rng=None) -> np.ndarray:
+        with VideoReader(path) as reader:
+            return reader.read(self.indices(reader.num_frames, train, rng))
+
+    def from_video(self, path: Path | str) -> np.ndarray:
+        return self.transform(self.sample_video(path))
+
+    def from_frames(self, frames: np.ndarray, train: bool = False, rng=None) -> np.ndarray:
+        """Clip from all decoded frames of a video, ``[N, H, W, 3]`` uint8 RGB."""
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
+            raise DataError(f"frames must be a [T, H, W, 3] array with T >= 1, got shape {list(frames.shape)}")
+        if frames.dtype != np.uint8:
+            raise DataError(f"frames must be uint8 RGB, got {frames.dtype}")
+        return self.transform(frames[self.indices(len(frames), train, rng)], train, rng)
+
+    def transform(self, frames: np.ndarray, train: bool = False, rng=None) -> np.ndarray:
+        cfg = self.cfg
+        h, w = frames.shape[1:3]
+        if min(h, w) < 2:
+            raise DataError(f"frames of {h}x{w} pixels are too small to scale")
+        frames = T.scale_short_side(frames, cfg.short_size, cfg.fixed_ratio)
+        if train:
+            frames = T.random_crop(frames, cfg.target_size, rng or np.random.default_rng())
+        else:
+            frames = T.center_crop(frames, cfg.target_size)
+        return T.normalize_to_tchw(frames, cfg.mean, cfg.std)

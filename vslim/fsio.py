@@ -1,0 +1,104 @@
+"""Writing outputs so that a crash or a concurrent writer never leaves half a result.
+
+Every packager, exporter and compressor writes its output folder through
+:func:`atomic_output_dir`: the content is built in a hidden sibling folder and
+renamed into place only when complete. A rename within one file system is atomic,
+so readers see either no folder or a whole one.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import OutputExistsError
+
+
+def _tmp_sibling(final: Path, tag: str) -> Path:
+    return final.parent / f".{final.name}.{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def check_output_free(path: Path | str, overwrite: bool) -> Path:
+    """Fail early, before any expensive work, when ``path`` exists and may not be replaced."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            f"output {path} already exists; choose another path or pass --overwrite to replace it"
+        )
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output_dir(final: Path | str, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder that becomes ``final`` when the block succeeds.
+
+    On any exception (KeyboardInterrupt included) the temporary folder is removed
+    and ``final`` is untouched. With ``overwrite`` an existing ``final`` is swapped
+    out only after the new content is complete.
+    """
+    final = Path(final).absolute()
+    check_output_free(final, overwrite)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(final, "tmp")
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _commit(tmp, final, overwrite)
+
+
+def _commit(tmp: Path, final: Path, overwrite: bool) -> None:
+    old = None
+    if final.exists():
+        if not overwrite:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise OutputExistsError(
+                f"output {final} appeared while it was being written (another vslim process?); "
+                "nothing was replaced, rerun with another path or --overwrite"
+            )
+        old = _tmp_sibling(final, "old")
+        os.rename(final, old)
+    try:
+        os.rename(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not final.exists():
+            os.rename(old, final)
+        raise OutputExistsError(
+            f"could not move the finished output into {final}: {exc}; another process may have "
+            "written it at the same time, rerun to try again"
+        ) from exc
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_text_atomic(path: Path | str, text: str) -> Path:
+    """Write a whole file or nothing (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_json(path: Path | str, data: Any) -> Path:
+    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def dir_size(path: Path | str, pattern: str = "*") -> int:
+    """Bytes of the files matching ``pattern`` directly inside ``path``."""
+    return sum(p.stat().st_size for p in Path(path).glob(pattern) if p.is_file())

@@ -1,0 +1,77 @@
+"""``vslim.json``: what a model folder needs to be used without repeating flags.
+
+Written beside every model vslim produces (trained weights, inference models,
+INT8 models): architecture, labels, the preprocessing the model was trained
+with, input/output names and precision. Every later stage (quantize, package,
+serve, benchmark) reads it instead of asking the user again.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional
+
+from . import __version__
+from .config import PreprocessConfig, from_mapping, to_dict
+from .errors import ConfigError, ModelError
+from .fsio import write_json
+
+META_FILE = "vslim.json"
+
+
+@dataclass
+class ModelMeta:
+    num_classes: int
+    labels: list[str]
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    arch: Optional[str] = None
+    precision: str = "fp32"
+    input_name: Optional[str] = None
+    output_name: Optional[str] = None
+    model_file: Optional[str] = None
+    params_file: Optional[str] = None
+    output_kind: str = "logits"  # clients apply softmax, as PaddleVideo's postprocess does
+    onednn_int8_ops: Optional[list[str]] = None
+    quantization: Optional[dict] = None
+    pruning: Optional[dict] = None
+    training: Optional[dict] = None
+    source: Optional[str] = None
+    vslim_version: str = __version__
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+
+    def label_name(self, class_id: int) -> str:
+        return self.labels[class_id] if 0 <= class_id < len(self.labels) else str(class_id)
+
+    def derive(self, **changes: Any) -> "ModelMeta":
+        """A copy for a model made from this one (new creation time and version)."""
+        return replace(self, vslim_version=__version__,
+                       created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                       **changes)
+
+    def save(self, folder: Path | str) -> Path:
+        return write_json(Path(folder) / META_FILE, to_dict(self))
+
+
+def default_labels(num_classes: int) -> list[str]:
+    return [str(i) for i in range(num_classes)]
+
+
+def load_meta(folder: Path | str) -> Optional[ModelMeta]:
+    """The folder's ``vslim.json``, or None when it has none (a model vslim did not write)."""
+    path = Path(folder) / META_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path} is not valid JSON ({exc}); delete it or re-export the model") from exc
+    try:
+        meta = from_mapping(ModelMeta, data, str(path))
+    except ConfigError as exc:
+        raise ModelError(str(exc)) from None
+    meta.preprocess.validate(str(path))
+    if len(meta.labels) != meta.num_classes:
+        raise ModelError(f"{path}: {len(meta.labels)} labels for {meta.num_classes} classes")
+    return meta
