@@ -5,6 +5,10 @@ shared ``zlib`` module, later zlib users (paddleslim, gzip, scipy) crash with
 ``inflateReset2`` errors. Importing zlib here, before anything in vslim can
 import paddle, pins the right library (design.md §2).
 """
+import os
 import zlib  # noqa: F401  (import order matters, see module docstring)
+
+# Paddle's C++ logging (glog) prints every IR pass at INFO; keep warnings and errors.
+os.environ.setdefault("GLOG_minloglevel", "2")
 
 __version__ = "0.1.0"

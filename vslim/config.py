@@ -155,6 +155,7 @@ class PTQConfig:
     model_filename: Optional[str] = None
     params_filename: Optional[str] = None
     threads: int = 2
+    measure_latency: bool = True
     overwrite: bool = False
 
     def validate(self) -> "PTQConfig":
@@ -236,7 +237,7 @@ class PredictorConfig:
 # --------------------------------------------------------------------------- loading
 
 
-def _suggest(key: str, known: list[str]) -> str:
+def suggest_key(key: str, known: list[str]) -> str:
     close = difflib.get_close_matches(key, known, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -295,7 +296,7 @@ def from_mapping(cls: type[T], data: Mapping[str, Any], where: str = "config") -
     if unknown:
         key = unknown[0]
         raise ConfigError(
-            f"{where}: unknown key {key!r}{_suggest(str(key), list(fields))}; "
+            f"{where}: unknown key {key!r}{suggest_key(str(key), list(fields))}; "
             f"known keys: {', '.join(fields)}"
         )
     kwargs = {}

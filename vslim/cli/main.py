@@ -1,3 +1,81 @@
-def main(argv=None):
-    raise SystemExit("not yet")
-quant_main = package_main = main
+"""``vslim``: one command, many subcommands; the design card's names are aliases.
+
+The CLI only parses flags and prints; the work is in library functions that the
+tests call directly. A :class:`~vslim.errors.VslimError` is printed as one line
+(``vslim: error: ...``) and exits non-zero; ``--debug`` shows the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from typing import Callable, Optional, Sequence
+
+from .. import __version__
+from ..errors import VslimError
+from . import data_cmd, demo_cmd, model_cmd, quant_cmd
+
+COMMAND_MODULES = (data_cmd, model_cmd, quant_cmd, demo_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vslim",
+        description="Deploy PaddlePaddle video classifiers: INT8, Paddle Serving, Paddle Lite, benchmarks.",
+    )
+    parser.add_argument("--version", action="version", version=f"vslim {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and library warnings")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def _quiet_libraries() -> None:
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    os.environ.setdefault("GLOG_minloglevel", "2")
+
+
+def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> int:
+    args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False)
+    if not debug:
+        _quiet_libraries()
+    handler: Callable = args.handler
+    try:
+        result = handler(args)
+    except VslimError as exc:
+        if debug:
+            raise
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted; no partial output was kept", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run(build_parser(), argv)
+
+
+def _alias(prog: str, module, command: str) -> Callable[[Optional[Sequence[str]]], int]:
+    """A console script that is one subcommand of ``vslim`` under its own name."""
+
+    def entry(argv: Optional[Sequence[str]] = None) -> int:
+        parser = argparse.ArgumentParser(prog=prog)
+        parser.add_argument("--debug", action="store_true", help="show tracebacks and library warnings")
+        module.configure(command, parser)
+        return run(parser, argv)
+
+    return entry
+
+
+quant_main = _alias("vslim-quant", quant_cmd, "ptq")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Flag groups several subcommands share, and how they become configs."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..config import PredictorConfig
+
+
+def add_predictor_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("inference backend")
+    g.add_argument("--use-gpu", action="store_true", help="run on the GPU (needs paddlepaddle-gpu)")
+    g.add_argument("--use-tensorrt", action="store_true", help="run through TensorRT (implies --use-gpu)")
+    g.add_argument("--precision", choices=["auto", "fp32", "fp16", "int8"], default="auto",
+                   help="auto: the model's own (INT8 models run INT8 kernels)")
+    g.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    g.add_argument("--no-onednn", action="store_true", help="CPU without oneDNN (plain kernels)")
+    g.add_argument("--gpu-id", type=int, default=0)
+    g.add_argument("--trt-workspace-mb", type=int, default=1024)
+    g.add_argument("--trt-max-batch", type=int, default=8, help="largest batch of the TensorRT shape profile")
+
+
+def predictor_config(args: argparse.Namespace) -> PredictorConfig:
+    gpu = args.use_gpu or args.use_tensorrt
+    return PredictorConfig(
+        device="gpu" if gpu else "cpu", threads=args.threads, use_onednn=not args.no_onednn,
+        precision=args.precision, use_tensorrt=args.use_tensorrt, gpu_id=args.gpu_id,
+        trt_workspace_mb=args.trt_workspace_mb, trt_max_batch_size=args.trt_max_batch,
+    ).validate()
+
+
+def print_json(data) -> None:
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def say(message: str) -> None:
+    """Human-readable progress on stderr, so stdout stays parseable."""
+    print(message, file=sys.stderr, flush=True)

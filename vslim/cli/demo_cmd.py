@@ -1,0 +1,33 @@
+"""``vslim demo``: the main job end to end on the built-in synthetic data."""
+from __future__ import annotations
+
+import argparse
+
+from .common import say
+
+
+def configure(command: str, p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workdir", default="vslim-demo", help="where every artefact goes (default ./vslim-demo)")
+    p.add_argument("--epochs", type=int, default=12, help="training epochs for the small PP-TSM")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fresh", action="store_true", help="redo every step instead of reusing earlier outputs")
+    p.set_defaults(handler=demo)
+
+
+def register(sub) -> None:
+    help = "run the whole path on built-in demo data: data, train, export, INT8, predict"
+    configure("demo", sub.add_parser("demo", help=help, description=help))
+
+
+def demo(args) -> int:
+    from ..compress.report import ptq_markdown
+    from ..demo import run_demo
+    from ..predict import format_paddlevideo
+
+    result = run_demo(args.workdir, epochs=args.epochs, seed=args.seed, fresh=args.fresh, say=say)
+    for name, pred in result.predictions.items():
+        print(f"== {name.upper()} ({result.fp32_dir if name == 'fp32' else result.int8_dir})")
+        print(format_paddlevideo(pred))
+    print()
+    print(ptq_markdown(result.ptq_report))
+    return 0

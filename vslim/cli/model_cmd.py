@@ -1,0 +1,140 @@
+"""Model commands: ``vslim models``, ``train``, ``export``, ``predict``, ``info``."""
+from __future__ import annotations
+
+import argparse
+
+from .common import add_predictor_args, predictor_config, print_json, say
+
+
+def _list_args(p: argparse.ArgumentParser, name: str, required: bool, help: str) -> None:
+    p.add_argument(f"--{name}-list", required=required, help=help)
+    p.add_argument(f"--{name}-prefix", default="", help="folder the list's paths are relative to "
+                   "(default: the list's folder)")
+
+
+def _list_config(path, prefix, suffix="img_{:05}.jpg"):
+    from ..config import ListConfig
+
+    return ListConfig(file_path=path, data_prefix=prefix, suffix=suffix) if path else None
+
+
+def configure(command: str, p: argparse.ArgumentParser) -> None:
+    if command == "models":
+        p.set_defaults(handler=models)
+    elif command == "train":
+        p.add_argument("--arch", default="pptsm_small", help="architecture (see `vslim models`)")
+        _list_args(p, "train", True, "PaddleVideo list (videos or frames) to train on")
+        _list_args(p, "val", False, "list evaluated after each epoch; the best epoch is kept")
+        p.add_argument("--out", required=True, help="output folder: model.pdparams + vslim.json")
+        p.add_argument("--labels", help="class names, one per line (default: labels.txt beside the list)")
+        p.add_argument("--init-weights", help=".pdparams to start from (PaddleVideo checkpoints load)")
+        p.add_argument("--epochs", type=int, default=12)
+        p.add_argument("--batch-size", type=int, default=16)
+        p.add_argument("--lr", type=float, default=0.003)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--overwrite", action="store_true")
+        p.set_defaults(handler=train)
+    elif command == "export":
+        p.add_argument("--arch", help="architecture (default: from vslim.json beside the weights)")
+        src = p.add_mutually_exclusive_group(required=True)
+        src.add_argument("--weights", help=".pdparams file (ours or PaddleVideo's)")
+        src.add_argument("--random-init", action="store_true", help="export untrained weights (speed tests)")
+        p.add_argument("--num-classes", type=int, help="with --random-init")
+        p.add_argument("--out", required=True, help="output inference model folder")
+        p.add_argument("--labels", help="class names, one per line")
+        p.add_argument("--num-seg", type=int, help="segments per clip (default: the architecture's)")
+        p.add_argument("--target-size", type=int, help="input height/width (default: the architecture's)")
+        p.add_argument("--short-size", type=int, help="short side before the centre crop")
+        p.add_argument("--overwrite", action="store_true")
+        p.set_defaults(handler=export)
+    elif command == "predict":
+        p.add_argument("--model-dir", required=True, help="inference model folder (FP32 or INT8)")
+        p.add_argument("--input-file", "-i", required=True,
+                       help="a video, a frame folder, or a folder of videos")
+        p.add_argument("--top-k", type=int, default=1)
+        p.add_argument("--json", action="store_true", help="print JSON instead of PaddleVideo's lines")
+        add_predictor_args(p)
+        p.set_defaults(handler=predict)
+    elif command == "info":
+        p.add_argument("--model-dir", required=True)
+        p.set_defaults(handler=info)
+
+
+def register(sub) -> None:
+    for name, help in (("models", "list the model zoo"),
+                       ("train", "fine-tune a zoo model on a PaddleVideo list"),
+                       ("export", "weights -> Paddle inference model + vslim.json"),
+                       ("predict", "classify videos with an inference model"),
+                       ("info", "show what a model folder declares")):
+        configure(name, sub.add_parser(name, help=help, description=help))
+
+
+def models(args) -> int:
+    from ..models import ARCHS
+
+    for spec in ARCHS.values():
+        pre = spec.preprocess
+        print(f"{spec.name:<12} {pre.num_seg}x{pre.target_size}x{pre.target_size}  {spec.description}")
+    return 0
+
+
+def train(args) -> int:
+    from ..config import TrainConfig
+    from ..train import train as run_train
+
+    cfg = TrainConfig(arch=args.arch, train=_list_config(args.train_list, args.train_prefix),
+                      val=_list_config(args.val_list, args.val_prefix), output_dir=args.out,
+                      labels=args.labels, init_weights=args.init_weights, epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, seed=args.seed, overwrite=args.overwrite)
+
+    def report(r):
+        val = f", val top-1 {100 * r['val_top1']:.1f}%" if "val_top1" in r else ""
+        say(f"epoch {r['epoch']}: loss {r['loss']:.3f}, train top-1 {100 * r['train_top1']:.1f}%{val} "
+            f"({r['seconds']:.1f}s)")
+
+    result = run_train(cfg, on_epoch=report)
+    best = f" (best val top-1 {100 * result.best_val_top1:.1f}%)" if result.best_val_top1 is not None else ""
+    say(f"saved {result.output_dir / 'model.pdparams'}{best}")
+    print(result.output_dir)
+    return 0
+
+
+def export(args) -> int:
+    from ..export import export_model
+
+    out = export_model(None if args.random_init else args.weights, args.out, arch=args.arch, labels=args.labels,
+                       num_seg=args.num_seg, target_size=args.target_size, short_size=args.short_size,
+                       overwrite=args.overwrite, num_classes=args.num_classes)
+    say(f"exported inference model to {out}")
+    print(out)
+    return 0
+
+
+def predict(args) -> int:
+    from ..inference import Predictor
+    from ..predict import classify, expand_inputs, format_paddlevideo
+
+    if args.top_k < 1:
+        from ..errors import ConfigError
+
+        raise ConfigError("--top-k must be >= 1")
+    predictor = Predictor(args.model_dir, predictor_config(args))
+    results = classify(predictor, expand_inputs(args.input_file), args.top_k)
+    if args.json:
+        print_json({"model": str(args.model_dir), "precision": predictor.precision,
+                    "predictions": [r.to_dict() for r in results]})
+    else:
+        for r in results:
+            print(format_paddlevideo(r))
+    return 0
+
+
+def info(args) -> int:
+    from ..config import to_dict
+    from ..inference import inspect_model
+
+    m = inspect_model(args.model_dir)
+    print_json({"model_file": str(m.model_file), "params_file": str(m.params_file),
+                "precision": m.precision, "inputs": [s.describe() for s in m.inputs],
+                "outputs": [s.describe() for s in m.outputs], "meta": to_dict(m.meta)})
+    return 0

@@ -1,0 +1,86 @@
+"""``vslim demo``: the whole path on built-in data, from nothing to an INT8 model and a comparison.
+
+Steps (each reuses its output from an earlier run unless ``fresh``):
+synthetic data -> train the small PP-TSM -> export -> PTQ (auto) -> classify the
+demo video with FP32 and INT8 -> FP32-vs-INT8 table.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .config import ListConfig, PredictorConfig, PTQConfig, TrainConfig
+
+
+@dataclass
+class DemoResult:
+    workdir: Path
+    fp32_dir: Path
+    int8_dir: Path
+    ptq_report: dict
+    predictions: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+
+def _step(name: str, path: Path, fresh: bool, say: Callable[[str], None]) -> bool:
+    """True when the step must run; False when an earlier run's output is reused."""
+    if path.exists() and not fresh:
+        say(f"  reusing {path} (pass --fresh to redo it)")
+        return False
+    if path.exists():
+        shutil.rmtree(path)
+    return True
+
+
+def run_demo(workdir: Path | str = "vslim-demo", epochs: int = 12, seed: int = 0, fresh: bool = False,
+             say: Callable[[str], None] = print) -> DemoResult:
+    from .compress.ptq import quantize
+    from .data.synth import SynthConfig, generate
+    from .export import export_model
+    from .inference import Predictor
+    from .predict import classify
+    from .train import train
+
+    work = Path(workdir)
+    data, run, fp32, int8 = work / "data", work / "train", work / "fp32", work / "int8"
+    timings = {}
+    t = time.perf_counter()
+    say(f"[1/5] synthetic data set -> {data}")
+    if _step("data", data, fresh, say):
+        generate(data, SynthConfig(seed=seed))
+    timings["data_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    say(f"[2/5] train the small PP-TSM ({epochs} epochs) -> {run}")
+    if _step("train", run, fresh, say):
+        train(TrainConfig(arch="pptsm_small", train=ListConfig(str(data / "train.list")),
+                          val=ListConfig(str(data / "val.list")), output_dir=str(run), epochs=epochs, seed=seed),
+              on_epoch=lambda r: say(f"  epoch {r['epoch']}: loss {r['loss']:.3f}, "
+                                     f"val top-1 {100 * r['val_top1']:.1f}%"))
+    timings["train_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    say(f"[3/5] export the FP32 inference model -> {fp32}")
+    if _step("export", fp32, fresh, say):
+        export_model(run / "model.pdparams", fp32)
+    timings["export_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    say(f"[4/5] post-training INT8 quantization (auto: avg, abs_max, hist, mse) -> {int8}")
+    if _step("ptq", int8, fresh, say):
+        quantize(PTQConfig(model_dir=str(fp32), output_dir=str(int8), calib=ListConfig(str(data / "calib.list")),
+                           val=ListConfig(str(data / "val.list")), algo="auto"))
+    timings["ptq_s"] = time.perf_counter() - t
+
+    say(f"[5/5] classify {data / 'demo.mp4'} with FP32 and INT8")
+    preds = {}
+    for name, folder in (("fp32", fp32), ("int8", int8)):
+        predictor = Predictor(folder, PredictorConfig())
+        preds[name] = classify(predictor, [data / "demo.mp4"], top_k=3)[0]
+    import json
+
+    report = json.loads((int8 / "ptq_report.json").read_text())
+    return DemoResult(work, fp32, int8, report, preds, timings)

@@ -1,0 +1,60 @@
+"""Finding the model and parameter files of an inference model folder.
+
+Paddle tools name them differently (``model``, ``inference``, ``ppTSM``,
+``__model__``/``__params__``); users should not have to say which.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ModelError
+from ..model_meta import load_meta
+
+_PREFERRED = ("model", "inference", "ppTSM")
+
+
+def find_model_files(model_dir: Path | str, model_filename: str | None = None,
+                     params_filename: str | None = None) -> tuple[Path, Path]:
+    """``(model_file, params_file)`` of the one inference model in ``model_dir``.
+
+    Explicit file names win; then the names in ``vslim.json``; then the only
+    ``.pdmodel`` in the folder (or a conventional name among several).
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ModelError(f"model folder {model_dir} does not exist")
+    if model_filename:
+        model = model_dir / model_filename
+        params = model_dir / (params_filename or Path(model_filename).with_suffix(".pdiparams").name)
+        return _check_pair(model_dir, model, params)
+    meta = load_meta(model_dir)
+    if meta and meta.model_file and meta.params_file:
+        pair = (model_dir / meta.model_file, model_dir / meta.params_file)
+        return _check_pair(model_dir, *pair)
+    models = sorted(model_dir.glob("*.pdmodel"))
+    if not models:
+        if (model_dir / "__model__").is_file():
+            return _check_pair(model_dir, model_dir / "__model__", model_dir / "__params__")
+        raise ModelError(
+            f"model folder {model_dir} holds no .pdmodel file; point --model-dir at the folder "
+            "written by `vslim export` or paddle.jit.save"
+        )
+    if len(models) > 1:
+        preferred = [m for m in models if m.stem in _PREFERRED]
+        if len(preferred) != 1:
+            names = ", ".join(m.name for m in models)
+            raise ModelError(f"model folder {model_dir} holds several models ({names}); keep one per folder")
+        models = preferred
+    model = models[0]
+    return _check_pair(model_dir, model, model.with_suffix(".pdiparams"))
+
+
+def _check_pair(model_dir: Path, model: Path, params: Path) -> tuple[Path, Path]:
+    if not model.is_file():
+        raise ModelError(f"model folder {model_dir} lacks its model file {model.name}")
+    if not params.is_file():
+        raise ModelError(
+            f"model folder {model_dir} has {model.name} but no parameters file {params.name}; "
+            "copy the whole folder written by the exporter"
+        )
+    return model, params

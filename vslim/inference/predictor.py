@@ -1,0 +1,298 @@
+"""One wrapper over Paddle Inference for FP32 and INT8 models on CPU, GPU and TensorRT.
+
+It finds the model files, reads the declared input shape and precision, and
+chooses the backend settings that are known to work (design.md §2):
+
+* CPU runs oneDNN unless told not to; INT8 (quantize/dequantize) models run INT8
+  kernels with the op set recorded at quantization time, or convolutions only
+  (``fused_conv2d``), the set that worked on every model measured. Running an INT8
+  model without INT8 kernels is allowed (``precision=fp32``) but ~5x slower.
+* GPU checks that this Paddle has CUDA (and TensorRT when asked) and says which
+  package to install when it has not.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..config import PredictorConfig
+from ..errors import InferenceError, ModelError
+from ..model_meta import ModelMeta, default_labels, load_meta
+from .model_files import find_model_files
+from .program import TensorSpec, feed_specs, fetch_specs, is_quantized, parse_program
+
+SAFE_ONEDNN_INT8_OPS = ("fused_conv2d",)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model folder declares: files, inputs, outputs, precision, metadata."""
+
+    model_dir: Path
+    model_file: Path
+    params_file: Path
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    quantized: bool
+    meta: ModelMeta
+
+    @property
+    def precision(self) -> str:
+        return "int8" if self.quantized else "fp32"
+
+
+def inspect_model(model_dir: Path | str, model_filename: str | None = None,
+                  params_filename: str | None = None) -> ModelInfo:
+    """Read a model folder without running it; errors name the broken file."""
+    model_dir = Path(model_dir)
+    model_file, params_file = find_model_files(model_dir, model_filename, params_filename)
+    prog = parse_program(model_file)
+    inputs, outputs = tuple(feed_specs(prog)), tuple(fetch_specs(prog))
+    if not inputs or not outputs:
+        raise ModelError(f"model {model_file} declares no inputs or no outputs")
+    meta = load_meta(model_dir) or _meta_from_program(inputs, outputs)
+    return ModelInfo(model_dir, model_file, params_file, inputs, outputs, is_quantized(prog), meta)
+
+
+def _meta_from_program(inputs, outputs) -> ModelMeta:
+    """Defaults for a model vslim did not export (e.g. PaddleVideo's own ``ppTSM``)."""
+    from ..config import PreprocessConfig
+
+    pre = PreprocessConfig()
+    shape = inputs[0].shape
+    if len(shape) == 5 and shape[1] > 0 and shape[3] > 0:
+        pre.num_seg = shape[1]
+        pre.target_size = shape[3]
+        pre.short_size = max(shape[3], round(shape[3] * 256 / 224))
+    out = outputs[0].shape
+    n = out[-1] if out and out[-1] > 0 else 1
+    return ModelMeta(num_classes=n, labels=default_labels(n), preprocess=pre,
+                     input_name=inputs[0].name, output_name=outputs[0].name)
+
+
+def _paddle_inference():
+    import paddle.inference as pi  # deferred: importing paddle takes seconds
+
+    return pi
+
+
+class Predictor:
+    """A Paddle Inference predictor for one model folder.
+
+    ``run`` takes a batch ``[N, num_seg, 3, S, S]`` float32 and returns the first
+    output ``[N, num_classes]``; ``run_feeds`` is the general form. A Predictor is not
+    thread-safe: give each thread its own via :meth:`clone` (weights are shared).
+    """
+
+    def __init__(self, model_dir: Path | str, config: PredictorConfig | None = None,
+                 info: Optional[ModelInfo] = None):
+        self.config = (config or PredictorConfig()).validate()
+        self.info = info or inspect_model(model_dir)
+        self.precision = self._resolve_precision()
+        self.onednn_int8_ops: Optional[tuple[str, ...]] = None
+        self._native = self._create()
+        self._lock = threading.Lock()
+        self.input_names = list(self._native.get_input_names())
+        self.output_names = list(self._native.get_output_names())
+
+    # ------------------------------------------------------------------ setup
+    def _resolve_precision(self) -> str:
+        p = self.config.precision
+        if p == "auto":
+            return self.info.precision
+        if p == "int8" and not self.info.quantized:
+            raise InferenceError(
+                f"precision int8 needs a quantized model, but {self.info.model_file} has no quantize ops; "
+                "quantize it first with `vslim-quant`"
+            )
+        return p
+
+    def _create(self):
+        pi = _paddle_inference()
+        cfg = pi.Config(str(self.info.model_file), str(self.info.params_file))
+        if self.config.quiet:
+            cfg.disable_glog_info()
+        cfg.switch_ir_optim(self.config.ir_optim)
+        if self.config.device == "gpu":
+            self._configure_gpu(cfg, pi)
+        else:
+            self._configure_cpu(cfg)
+        try:
+            with _native_stderr_silenced(self.config.quiet):
+                return pi.create_predictor(cfg)
+        except Exception as exc:  # C++ errors arrive as assorted Python exceptions
+            raise ModelError(
+                f"Paddle Inference could not load {self.info.model_file} with {self.info.params_file.name}: "
+                f"{_first_line(exc)}; the files may be corrupt or from an incompatible Paddle version"
+            ) from exc
+
+    def _configure_cpu(self, cfg) -> None:
+        cfg.disable_gpu()
+        cfg.set_cpu_math_library_num_threads(self.config.threads)
+        if not self.config.use_onednn:
+            cfg.disable_mkldnn()
+            if self.precision == "int8":
+                raise InferenceError("INT8 on CPU runs on oneDNN: drop --no-onednn or use precision fp32")
+            return
+        cfg.enable_mkldnn()
+        cfg.set_mkldnn_cache_capacity(self.config.onednn_cache_capacity)
+        if self.precision == "int8":
+            ops = self.config.onednn_int8_ops or self.info.meta.onednn_int8_ops or list(SAFE_ONEDNN_INT8_OPS)
+            self.onednn_int8_ops = tuple(ops)
+            # An empty set means "every op oneDNN can quantize".
+            cfg.enable_mkldnn_int8(set(o for o in ops if o != "*"))
+
+    def _configure_gpu(self, cfg, pi) -> None:
+        import paddle
+
+        if not paddle.device.is_compiled_with_cuda():
+            raise InferenceError(
+                f"this Paddle build ({paddle.__version__}, CPU only) has no CUDA: install "
+                "paddlepaddle-gpu==2.6.2 with CUDA 11.8 / cuDNN 8.6, or use --device cpu"
+            )
+        if paddle.device.cuda.device_count() < 1:
+            raise InferenceError("Paddle has CUDA but sees no GPU (check CUDA_VISIBLE_DEVICES and the driver)")
+        c = self.config
+        precision = pi.PrecisionType.Half if (self.precision == "fp16" and not c.use_tensorrt) else pi.PrecisionType.Float32
+        cfg.enable_use_gpu(c.gpu_mem_mb, c.gpu_id, precision)
+        if not c.use_tensorrt:
+            if self.precision == "int8":
+                raise InferenceError("INT8 on the GPU runs through TensorRT: add --use-tensorrt")
+            return
+        if pi.get_trt_compile_version() == (0, 0, 0):
+            raise InferenceError("this Paddle build has no TensorRT support: install paddlepaddle-gpu built with TensorRT 8.5")
+        trt_precision = {"fp32": pi.PrecisionType.Float32, "fp16": pi.PrecisionType.Half,
+                         "int8": pi.PrecisionType.Int8}[self.precision]
+        cfg.enable_tensorrt_engine(
+            workspace_size=c.trt_workspace_mb << 20, max_batch_size=c.trt_max_batch_size,
+            min_subgraph_size=c.trt_min_subgraph_size, precision_mode=trt_precision,
+            use_static=c.trt_use_static, use_calib_mode=False,  # INT8 scales come from the quantized model
+        )
+        if c.trt_cache_dir:
+            cfg.set_optim_cache_dir(c.trt_cache_dir)
+        if c.trt_dynamic_shape:
+            cfg.set_trt_dynamic_shape_info(*self.trt_shape_ranges())
+
+    def trt_shape_ranges(self) -> tuple[dict, dict, dict]:
+        """``(min, max, opt)`` input shapes for TensorRT's dynamic-shape profile (batch varies)."""
+        c = self.config
+        mins, maxs, opts = {}, {}, {}
+        for spec in self.info.inputs:
+            rest = [d if d > 0 else 1 for d in spec.shape[1:]]
+            mins[spec.name] = [c.trt_min_batch] + rest
+            maxs[spec.name] = [c.trt_max_batch_size] + rest
+            opts[spec.name] = [c.trt_opt_batch] + rest
+        return mins, maxs, opts
+
+    # ------------------------------------------------------------------ running
+    @property
+    def input_spec(self) -> TensorSpec:
+        return self.info.inputs[0]
+
+    @property
+    def meta(self) -> ModelMeta:
+        return self.info.meta
+
+    def check_input(self, name: str, array: np.ndarray) -> np.ndarray:
+        spec = next((s for s in self.info.inputs if s.name == name), None)
+        if spec is None:
+            raise InferenceError(f"model has no input {name!r}; inputs: {[s.name for s in self.info.inputs]}")
+        array = np.asarray(array)
+        if array.ndim != len(spec.shape) or any(d > 0 and d != a for d, a in zip(spec.shape, array.shape)):
+            raise InferenceError(
+                f"input {name!r} has shape {list(array.shape)} but the model expects {list(spec.shape)} "
+                "(-1 = any size)"
+            )
+        if array.shape[0] == 0:
+            raise InferenceError(f"input {name!r} is an empty batch")
+        if array.dtype != spec.dtype:
+            if np.issubdtype(spec.dtype, np.floating) and np.issubdtype(array.dtype, np.floating):
+                array = array.astype(spec.dtype)
+            else:
+                raise InferenceError(f"input {name!r} has dtype {array.dtype} but the model expects {spec.dtype}")
+        return np.ascontiguousarray(array)
+
+    def run_feeds(self, feeds: dict[str, np.ndarray], fetch: Optional[list[str]] = None) -> dict[str, np.ndarray]:
+        """Run one batch; ``feeds`` must name every model input."""
+        missing = [n for n in self.input_names if n not in feeds]
+        if missing:
+            raise InferenceError(f"missing input(s) {missing}; the model takes {self.input_names}")
+        fetch = fetch or self.output_names
+        unknown = [n for n in fetch if n not in self.output_names]
+        if unknown:
+            raise InferenceError(f"unknown output(s) {unknown}; the model gives {self.output_names}")
+        arrays = {n: self.check_input(n, feeds[n]) for n in self.input_names}
+        with self._lock:
+            for name, arr in arrays.items():
+                self._native.get_input_handle(name).copy_from_cpu(arr)
+            try:
+                self._native.run()
+            except Exception as exc:
+                raise InferenceError(f"inference failed: {_first_line(exc)}") from exc
+            return {n: self._native.get_output_handle(n).copy_to_cpu() for n in fetch}
+
+    def run(self, clips: np.ndarray) -> np.ndarray:
+        """First output for a batch of clips ``[N, num_seg, 3, S, S]``."""
+        return self.run_feeds({self.input_names[0]: clips})[self.output_names[0]]
+
+    def run_batched(self, clips: np.ndarray, batch_size: int) -> np.ndarray:
+        """Like :meth:`run` for any N, in chunks of ``batch_size``."""
+        return np.concatenate([self.run(clips[i : i + batch_size]) for i in range(0, len(clips), batch_size)])
+
+    def clone(self) -> "Predictor":
+        """Another predictor sharing this one's weights, for use on another thread."""
+        clone = object.__new__(Predictor)
+        clone.config, clone.info, clone.precision = self.config, self.info, self.precision
+        clone.onednn_int8_ops = self.onednn_int8_ops
+        clone._native = self._native.clone()
+        clone._lock = threading.Lock()
+        clone.input_names, clone.output_names = list(self.input_names), list(self.output_names)
+        return clone
+
+    def describe(self) -> dict:
+        """Settings for reports: what actually ran."""
+        c = self.config
+        d = {"model": str(self.info.model_dir), "precision": self.precision, "device": c.device}
+        if c.device == "cpu":
+            d.update(threads=c.threads, onednn=c.use_onednn, onednn_int8_ops=list(self.onednn_int8_ops or []))
+        else:
+            d.update(tensorrt=c.use_tensorrt, gpu_id=c.gpu_id)
+        return d
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    # Paddle's C++ errors carry a long stack; the summary is the line naming the error.
+    for line in text.splitlines():
+        line = line.strip()
+        if line and ("Error" in line or "error" in line) and not line.startswith("C++"):
+            return line[:500]
+    return text.splitlines()[0][:500] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced(enabled: bool):
+    """Mute what Paddle's C++ passes print straight to fd 2 ("squashed 17 dequantize-quantize pairs").
+
+    ``disable_glog_info`` does not reach those prints. Errors still surface: they
+    come back as exceptions, whose text is not written to fd 2.
+    """
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

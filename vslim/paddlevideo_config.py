@@ -1,0 +1,128 @@
+"""PaddleVideo's quantization YAML, read unchanged and turned into a :class:`PTQConfig`.
+
+Users of ``deploy/slim/quant_post_static.py`` have files like
+``pptsm_k400_frames_uniform_quantization.yaml``; ``vslim-quant -c FILE`` accepts
+them as they are. Keys are checked against what PaddleVideo itself reads, so a
+misspelt key is named instead of ignored. Paths resolve as upstream does
+(against the working directory), falling back to the YAML's own folder.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from .config import ConfigError, ListConfig, PreprocessConfig, PTQConfig, suggest_key, load_yaml
+
+TOP_KEYS = {"DATASET", "PIPELINE", "inference_model_dir", "quant_output_dir", "model_name", "log_level",
+            "batch_nums"}
+DATASET_KEYS = {"batch_size", "num_workers", "batch_nums", "quant"}
+QUANT_DATA_KEYS = {"format", "data_prefix", "file_path", "suffix"}
+PIPELINE_KEYS = {"decode", "sample", "transform"}
+FORMATS = {"FrameDataset": "frames", "VideoDataset": "videos"}
+DECODERS = {"FrameDecoder": "frames", "VideoDecoder": "videos"}
+TRANSFORM_KEYS = {
+    "Scale": {"short_size", "fixed_ratio", "keep_ratio", "do_round", "backend"},
+    "CenterCrop": {"target_size", "do_round", "backend"},
+    "Image2Array": {"transpose", "data_format"},
+    "Normalization": {"mean", "std", "tensor_shape", "inplace"},
+}
+SAMPLE_KEYS = {"name", "num_seg", "seg_len", "valid_mode", "select_left"}
+
+
+def is_paddlevideo_config(data: dict) -> bool:
+    return any(k in data for k in ("PIPELINE", "DATASET", "inference_model_dir"))
+
+
+def _check_keys(mapping: Any, known: set[str], where: str) -> dict:
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(mapping).__name__}")
+    for key in mapping:
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key {key!r}{suggest_key(str(key), sorted(known))}; "
+                              f"PaddleVideo reads {', '.join(sorted(known))}")
+    return mapping
+
+
+def _require(mapping: dict, key: str, where: str) -> Any:
+    if key not in mapping:
+        raise ConfigError(f"{where}: missing required key {key!r}")
+    return mapping[key]
+
+
+def _resolve(path: str, base: Path) -> str:
+    p = Path(str(path)).expanduser()
+    if p.is_absolute() or p.exists():
+        return str(p)
+    return str(base / p)
+
+
+def _preprocess(pipeline: dict, where: str) -> tuple[PreprocessConfig, Optional[str]]:
+    _check_keys(pipeline, PIPELINE_KEYS, where)
+    pre = PreprocessConfig()
+    decode = pipeline.get("decode") or {}
+    decoder = DECODERS.get(decode.get("name")) if decode else None
+    if decode and decoder is None:
+        raise ConfigError(f"{where}.decode: unsupported decoder {decode.get('name')!r}; use {', '.join(DECODERS)}")
+    sample = _check_keys(pipeline.get("sample") or {}, SAMPLE_KEYS, f"{where}.sample")
+    if sample.get("name", "Sampler") != "Sampler":
+        raise ConfigError(f"{where}.sample: only PaddleVideo's uniform 'Sampler' is supported, got {sample['name']!r}")
+    pre.num_seg = int(sample.get("num_seg", pre.num_seg))
+    pre.seg_len = int(sample.get("seg_len", pre.seg_len))
+    transforms = pipeline.get("transform") or []
+    if not isinstance(transforms, list):
+        raise ConfigError(f"{where}.transform: expected a list of transform ops")
+    for i, item in enumerate(transforms):
+        op_where = f"{where}.transform[{i}]"
+        if not isinstance(item, dict) or len(item) != 1:
+            raise ConfigError(f"{op_where}: each transform is a one-key mapping like '- Scale: {{short_size: 256}}'")
+        (name, args), = item.items()
+        if name not in TRANSFORM_KEYS:
+            raise ConfigError(f"{op_where}: unsupported transform {name!r}{suggest_key(name, sorted(TRANSFORM_KEYS))}; "
+                              f"supported: {', '.join(TRANSFORM_KEYS)}")
+        args = _check_keys(args or {}, TRANSFORM_KEYS[name], f"{op_where}.{name}")
+        if name == "Scale":
+            pre.short_size = int(_require(args, "short_size", f"{op_where}.Scale"))
+            pre.fixed_ratio = bool(args.get("fixed_ratio", True)) and not args.get("keep_ratio")
+        elif name == "CenterCrop":
+            pre.target_size = int(_require(args, "target_size", f"{op_where}.CenterCrop"))
+        elif name == "Normalization":
+            pre.mean = tuple(float(v) for v in _require(args, "mean", f"{op_where}.Normalization"))
+            pre.std = tuple(float(v) for v in _require(args, "std", f"{op_where}.Normalization"))
+    return pre.validate(where), decoder
+
+
+def ptq_config_from_paddlevideo(path: Path | str, data: Optional[dict] = None, **overrides) -> PTQConfig:
+    """Translate PaddleVideo's quantization YAML; ``overrides`` set PTQConfig fields (e.g. ``algo``)."""
+    path = Path(path)
+    data = load_yaml(path) if data is None else data
+    base = path.parent
+    _check_keys(data, TOP_KEYS, str(path))
+    dataset = _check_keys(_require(data, "DATASET", str(path)), DATASET_KEYS, f"{path}: DATASET")
+    quant = _check_keys(_require(dataset, "quant", f"{path}: DATASET"), QUANT_DATA_KEYS, f"{path}: DATASET.quant")
+    pipeline = _require(_require(data, "PIPELINE", str(path)), "quant", f"{path}: PIPELINE")
+    pre, decoder = _preprocess(pipeline, f"{path}: PIPELINE.quant")
+    fmt = quant.get("format")
+    if fmt is not None and fmt not in FORMATS:
+        raise ConfigError(f"{path}: DATASET.quant.format {fmt!r} is not supported; use {', '.join(FORMATS)}")
+    list_format = FORMATS.get(fmt) or decoder or "auto"
+    calib = ListConfig(
+        file_path=_resolve(_require(quant, "file_path", f"{path}: DATASET.quant"), base),
+        format=list_format,
+        data_prefix=_resolve(quant["data_prefix"], base) if quant.get("data_prefix") else "",
+        suffix=str(quant.get("suffix", "img_{:05}.jpg")),
+    )
+    model_name = str(data.get("model_name", "inference"))
+    model_dir = _resolve(data.get("inference_model_dir", f"./inference/{model_name}"), base)
+    output_dir = data.get("quant_output_dir")
+    output_dir = _resolve(output_dir, base) if output_dir else str(Path(model_dir) / "quant_model")
+    batch_nums = dataset.get("batch_nums", data.get("batch_nums", 10))
+    cfg = PTQConfig(
+        model_dir=model_dir, output_dir=output_dir, calib=calib, preprocess=pre,
+        algo="KL",  # what PaddleVideo's script hard-codes; --algo overrides
+        batch_size=int(dataset.get("batch_size", 1)), batch_nums=int(batch_nums),
+        model_filename=f"{model_name}.pdmodel", params_filename=f"{model_name}.pdiparams",
+    )
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(cfg, key, value)
+    return cfg.validate()
