@@ -99,21 +99,22 @@ def calibrate(info: ModelInfo, clips: np.ndarray, algo: str, cfg: PTQConfig, out
     t0 = time.perf_counter()
     paddle.enable_static()
     try:
-        # PaddleSlim 2.6 ignores sample/batch generators: only a feed_list DataLoader works.
-        feed = paddle.static.data(spec.name, list(spec.shape), "float32")
-        loader = paddle.io.DataLoader(_Clips(), feed_list=[feed], batch_size=cfg.batch_size,
-                                      return_list=False, drop_last=False, shuffle=False)
-        kwargs = dict(
-            model_dir=str(info.model_dir), quantize_model_path=str(out_dir), data_loader=loader,
-            model_filename=info.model_file.name, params_filename=info.params_file.name,
-            save_model_filename=QUANT_MODEL, save_params_filename=QUANT_PARAMS,
-            batch_size=cfg.batch_size, batch_nums=-(-len(clips) // cfg.batch_size), algo=algo,
-            hist_percent=cfg.hist_percent, bias_correction=cfg.bias_correction,
-            quantizable_op_type=list(cfg.quantize_ops), onnx_format=cfg.onnx_format, optimize_model=True,
-        )
-        # A fresh scope per run: calibrations of different algorithms must not share tensors.
-        with paddle.static.scope_guard(paddle.static.Scope()):
-            quant_post_static(executor=paddle.static.Executor(paddle.CPUPlace()), **kwargs)
+        # Fresh programs and scope per run: calibrations must not share variables or tensors.
+        with paddle.static.program_guard(paddle.static.Program(), paddle.static.Program()), \
+                paddle.static.scope_guard(paddle.static.Scope()):
+            # PaddleSlim 2.6 ignores sample/batch generators: only a feed_list DataLoader works.
+            feed = paddle.static.data(spec.name, list(spec.shape), "float32")
+            loader = paddle.io.DataLoader(_Clips(), feed_list=[feed], batch_size=cfg.batch_size,
+                                          return_list=False, drop_last=False, shuffle=False)
+            quant_post_static(
+                executor=paddle.static.Executor(paddle.CPUPlace()),
+                model_dir=str(info.model_dir), quantize_model_path=str(out_dir), data_loader=loader,
+                model_filename=info.model_file.name, params_filename=info.params_file.name,
+                save_model_filename=QUANT_MODEL, save_params_filename=QUANT_PARAMS,
+                batch_size=cfg.batch_size, batch_nums=-(-len(clips) // cfg.batch_size), algo=algo,
+                hist_percent=cfg.hist_percent, bias_correction=cfg.bias_correction,
+                quantizable_op_type=list(cfg.quantize_ops), onnx_format=cfg.onnx_format, optimize_model=True,
+            )
     except Exception as exc:
         raise QuantizationError(f"PaddleSlim calibration with algo {algo} failed: {exc}") from exc
     finally:
@@ -178,7 +179,7 @@ def quantize(cfg: PTQConfig) -> PTQResult:
         cands, preds = [], {}
         for algo in algos:
             cand = calibrate(info, clips, algo, cfg, Path(work) / algo)
-            cand.onednn_int8_ops = choose_onednn_int8_ops(cand.model_dir, clips[:2], cfg.threads)
+            cand.onednn_int8_ops = choose_onednn_int8_ops(cand.model_dir, clips[:2], fp32_calib[:2], cfg.threads)
             pred = Predictor(cand.model_dir, PredictorConfig(threads=cfg.threads,
                                                              onednn_int8_ops=cand.onednn_int8_ops))
             cand.calib = summarize(pred.run_batched(clips, cfg.batch_size), None, fp32_calib)

@@ -1,0 +1,28 @@
+# The two commands of the README: `make demo` (set up, then the main job on built-in
+# data) and `make test` (set up, then the test suite). Everything installs into .venv.
+PYTHON ?= python3
+VENV   ?= .venv
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast venv clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg setup.py pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade "pip<25" "setuptools>=64,<70" wheel -c constraints.txt
+	$(PIP) install -q -c constraints.txt -e ".[cpu,test]"
+	touch $(STAMP)
+
+demo: venv
+	$(VENV)/bin/vslim demo
+
+test: venv
+	$(VENV)/bin/python -m pytest -q tests
+
+test-fast: venv
+	$(VENV)/bin/python -m pytest -q -m "not slow" tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info vslim-demo

@@ -1,0 +1,111 @@
+"""Shared fixtures: expensive artefacts are built once per test session.
+
+The synthetic data set, the trained small PP-TSM, its FP32 export and INT8 twins,
+and a random-init PP-TSM R50 are session-scoped: every slow test uses the same
+ones, so the suite trains exactly once.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("VSLIM_PROGRESS", "0")
+
+import vslim  # noqa: E402,F401  (imports zlib before paddle)
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL_EPOCHS = 10
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``vslim`` in-process (the real argument parsing and error handling)."""
+    from vslim.cli.main import main
+
+    def run(*argv) -> CliResult:
+        capsys.readouterr()
+        code = main([str(a) for a in argv])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def run_script(name: str, *argv, timeout: float = 600) -> CliResult:
+    """Run an installed console script in a subprocess, as a user would."""
+    exe = Path(sys.executable).parent / name
+    proc = subprocess.run([str(exe), *map(str, argv)], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "VSLIM_PROGRESS": "0"})
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def synth_data(tmp_path_factory) -> Path:
+    from vslim.data.synth import generate
+
+    return generate(tmp_path_factory.mktemp("data") / "synth")
+
+
+@pytest.fixture(scope="session")
+def trained_small(synth_data, tmp_path_factory):
+    from vslim.config import ListConfig, TrainConfig
+    from vslim.train import train
+
+    out = tmp_path_factory.mktemp("train") / "small"
+    return train(TrainConfig(arch="pptsm_small", train=ListConfig(str(synth_data / "train.list")),
+                             val=ListConfig(str(synth_data / "val.list")), output_dir=str(out),
+                             epochs=SMALL_EPOCHS))
+
+
+@pytest.fixture(scope="session")
+def fp32_small(trained_small, tmp_path_factory) -> Path:
+    from vslim.export import export_model
+
+    return export_model(trained_small.output_dir / "model.pdparams", tmp_path_factory.mktemp("fp32") / "small")
+
+
+def _ptq(fp32, data, out, algo):
+    from vslim.compress.ptq import quantize
+    from vslim.config import ListConfig, PTQConfig
+
+    return quantize(PTQConfig(model_dir=str(fp32), output_dir=str(out), calib=ListConfig(str(data / "calib.list")),
+                              val=ListConfig(str(data / "val.list")), algo=algo))
+
+
+@pytest.fixture(scope="session")
+def int8_small_avg(fp32_small, synth_data, tmp_path_factory):
+    return _ptq(fp32_small, synth_data, tmp_path_factory.mktemp("int8") / "avg", "avg")
+
+
+@pytest.fixture(scope="session")
+def int8_small_hist(fp32_small, synth_data, tmp_path_factory):
+    return _ptq(fp32_small, synth_data, tmp_path_factory.mktemp("int8") / "hist", "hist")
+
+
+@pytest.fixture(scope="session")
+def r50_fp32(tmp_path_factory) -> Path:
+    from vslim.export import export_model
+
+    return export_model(None, tmp_path_factory.mktemp("r50") / "fp32", arch="pptsm_r50", num_classes=400)
+
+
+@pytest.fixture(scope="session")
+def r50_int8(r50_fp32, synth_data, tmp_path_factory):
+    from vslim.compress.ptq import quantize
+    from vslim.config import ListConfig, PTQConfig
+
+    return quantize(PTQConfig(model_dir=str(r50_fp32), output_dir=str(tmp_path_factory.mktemp("r50") / "int8"),
+                              calib=ListConfig(str(synth_data / "calib.list")), algo="avg", batch_size=2,
+                              batch_nums=2, measure_latency=False))

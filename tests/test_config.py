@@ -1,0 +1,57 @@
+import pytest
+
+from vslim.config import ListConfig, PreprocessConfig, PTQConfig, from_mapping, load_yaml
+from vslim.errors import ConfigError
+
+
+def test_unknown_key_is_named_with_a_suggestion():
+    with pytest.raises(ConfigError, match=r"unknown key 'shortsize'.*did you mean 'short_size'"):
+        from_mapping(PreprocessConfig, {"shortsize": 256})
+
+
+def test_nested_unknown_key_names_its_path():
+    with pytest.raises(ConfigError, match=r"cfg.calib: unknown key 'file'"):
+        from_mapping(PTQConfig, {"model_dir": "m", "output_dir": "o", "calib": {"file": "x"}}, "cfg")
+
+
+def test_missing_and_mistyped_values():
+    with pytest.raises(ConfigError, match="missing required key 'file_path'"):
+        from_mapping(ListConfig, {})
+    with pytest.raises(ConfigError, match="expected a whole number"):
+        from_mapping(PreprocessConfig, {"num_seg": 2.5})
+    with pytest.raises(ConfigError, match="expected true or false"):
+        from_mapping(PreprocessConfig, {"fixed_ratio": "yes"})
+
+
+def test_values_are_converted():
+    pre = from_mapping(PreprocessConfig, {"num_seg": 4, "mean": [0.5, 0.5, 0.5]})
+    assert pre.num_seg == 4 and pre.mean == (0.5, 0.5, 0.5)
+
+
+def test_preprocess_validation():
+    with pytest.raises(ConfigError, match="centre crop must fit"):
+        PreprocessConfig(short_size=64, target_size=128).validate()
+    with pytest.raises(ConfigError, match="num_seg must be >= 1"):
+        PreprocessConfig(num_seg=0).validate()
+
+
+def test_ptq_config_validation():
+    calib = ListConfig("c.list")
+    assert PTQConfig("m", "o", calib, algo="kl").validate().algo == "KL"
+    with pytest.raises(ConfigError, match="unknown PTQ algorithm 'fast'"):
+        PTQConfig("m", "o", calib, algo="fast").validate()
+    with pytest.raises(ConfigError, match="auto.*give val"):
+        PTQConfig("m", "o", calib, algo="auto").validate()
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml is not valid YAML"):
+        load_yaml(bad)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="is empty"):
+        load_yaml(empty)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_yaml(tmp_path / "nope.yaml")
