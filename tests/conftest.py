@@ -60,10 +60,21 @@ def synth_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_small(synth_data, tmp_path_factory):
-    from vslim.config import ListConfig, TrainConfig
-    from vslim.train import train
+    """The small PP-TSM trained once per session.
 
-    out = tmp_path_factory.mktemp("train") / "small"
+    For local iteration only, VSLIM_TEST_CACHE=DIR keeps the trained weights
+    between sessions (CI never sets it, so CI always trains).
+    """
+    import json
+
+    from vslim.config import ListConfig, TrainConfig
+    from vslim.train import TrainResult, train
+
+    cache = os.environ.get("VSLIM_TEST_CACHE")
+    out = Path(cache) / "small" if cache else tmp_path_factory.mktemp("train") / "small"
+    if cache and (out / "train_log.json").is_file():
+        meta = json.loads((out / "vslim.json").read_text())
+        return TrainResult(out, meta["training"]["best_val_top1"], json.loads((out / "train_log.json").read_text()))
     return train(TrainConfig(arch="pptsm_small", train=ListConfig(str(synth_data / "train.list")),
                              val=ListConfig(str(synth_data / "val.list")), output_dir=str(out),
                              epochs=SMALL_EPOCHS))
@@ -109,3 +120,17 @@ def r50_int8(r50_fp32, synth_data, tmp_path_factory):
     return quantize(PTQConfig(model_dir=str(r50_fp32), output_dir=str(tmp_path_factory.mktemp("r50") / "int8"),
                               calib=ListConfig(str(synth_data / "calib.list")), algo="avg", batch_size=2,
                               batch_nums=2, measure_latency=False))
+
+
+@pytest.fixture(scope="session")
+def bundle_fp32(fp32_small, tmp_path_factory):
+    from vslim.serving.bundle import package_serving
+
+    return package_serving(fp32_small, tmp_path_factory.mktemp("bundles") / "fp32", name="small")
+
+
+@pytest.fixture(scope="session")
+def bundle_int8(int8_small_avg, tmp_path_factory):
+    from vslim.serving.bundle import package_serving
+
+    return package_serving(int8_small_avg.output_dir, tmp_path_factory.mktemp("bundles") / "int8", name="small_int8")

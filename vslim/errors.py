@@ -34,3 +34,24 @@ class QuantizationError(VslimError):
 
 class OutputExistsError(VslimError):
     """An output path exists and overwriting was not asked for."""
+
+
+class ServingError(VslimError):
+    """A serving bundle, server or client cannot do what was asked."""
+
+
+class BundleError(ServingError):
+    """A serving bundle is incomplete, changed or malformed."""
+
+
+class RequestError(ServingError):
+    """A request a server must refuse; ``kind`` picks the protocol's error code.
+
+    ``invalid`` (gRPC INVALID_ARGUMENT, HTTP 400), ``too_large`` (RESOURCE_EXHAUSTED,
+    413), ``unsupported`` (INVALID_ARGUMENT, 415), ``unavailable`` (UNAVAILABLE, 503),
+    ``internal`` (INTERNAL, 500).
+    """
+
+    def __init__(self, message: str, kind: str = "invalid"):
+        super().__init__(message)
+        self.kind = kind

@@ -14,9 +14,9 @@ from typing import Callable, Optional, Sequence
 
 from .. import __version__
 from ..errors import VslimError
-from . import data_cmd, demo_cmd, model_cmd, quant_cmd
+from . import data_cmd, demo_cmd, model_cmd, quant_cmd, serving_cmd
 
-COMMAND_MODULES = (data_cmd, model_cmd, quant_cmd, demo_cmd)
+COMMAND_MODULES = (data_cmd, model_cmd, quant_cmd, serving_cmd, demo_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +75,9 @@ def _alias(prog: str, module, command: str) -> Callable[[Optional[Sequence[str]]
 
 
 quant_main = _alias("vslim-quant", quant_cmd, "ptq")
+package_main = _alias("vslim-package", serving_cmd, "package")
+serve_main = _alias("vslim-serve", serving_cmd, "serve")
+client_main = _alias("vslim-client", serving_cmd, "client")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,215 @@
+"""Paddle Serving bundles: what ``paddle_serving_client.convert`` writes, plus a manifest.
+
+``OUT/NAME_serving_server/``: the model files, ``serving_server_conf.prototxt``
+(text) and its binary ``.stream`` twin; ``OUT/NAME_serving_client/``: the client
+configs. The fetch alias is ``outputs``, the name PaddleVideo's serving code
+expects (its docs have users edit it by hand). ``OUT/vslim_manifest.json``
+records the sha256 of every file, so a server refuses a bundle changed after
+packaging, and the model's precision, preprocessing and labels for clients.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Optional
+
+from google.protobuf import text_format
+
+from vslim import __version__
+from vslim.config import to_dict
+from vslim.errors import BundleError
+from vslim.fsio import atomic_output_dir, write_json
+from vslim.inference import inspect_model
+from vslim.inference.predictor import ModelInfo
+from vslim.model_meta import META_FILE, ModelMeta
+
+from .protos import code_of, config_pb2
+
+SERVER_SUFFIX = "_serving_server"
+CLIENT_SUFFIX = "_serving_client"
+SERVER_CONF = "serving_server_conf.prototxt"
+CLIENT_CONF = "serving_client_conf.prototxt"
+MANIFEST = "vslim_manifest.json"
+FETCH_ALIAS = "outputs"
+
+
+@dataclass(frozen=True)
+class BundlePaths:
+    root: Path
+    server: Path
+    client: Path
+    manifest: Path
+
+
+def model_config(info: ModelInfo) -> "config_pb2.GeneralModelConfig":
+    """The ``GeneralModelConfig`` of a model: shapes keep only fixed dims (no batch), as Paddle Serving does."""
+    conf = config_pb2.GeneralModelConfig()
+    for spec in info.inputs:
+        var = conf.feed_var.add()
+        var.name = var.alias_name = spec.name
+        var.is_lod_tensor = False
+        var.feed_type = code_of(spec.dtype)
+        var.shape.extend(d for d in spec.shape if d >= 0)
+    for i, spec in enumerate(info.outputs):
+        var = conf.fetch_var.add()
+        var.name = spec.name
+        var.alias_name = FETCH_ALIAS if i == 0 else spec.name
+        var.is_lod_tensor = False
+        var.fetch_type = code_of(spec.dtype)
+        var.shape.extend(d for d in spec.shape if d >= 0)
+    return conf
+
+
+def write_config(folder: Path, filename: str, conf) -> None:
+    (folder / filename).write_text(text_format.MessageToString(conf), encoding="utf-8")
+    stream = filename.replace(".prototxt", ".stream.prototxt")
+    (folder / stream).write_bytes(conf.SerializeToString())
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def package_serving(model_dir: Path | str, out: Path | str, name: Optional[str] = None,
+                    overwrite: bool = False) -> BundlePaths:
+    """Write a Paddle Serving bundle of the inference model in ``model_dir`` to ``out``."""
+    info = inspect_model(model_dir)
+    name = name or info.meta.arch or Path(model_dir).resolve().name
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise BundleError(f"bundle name {name!r} may hold only letters, digits, '_' and '-'")
+    conf = model_config(info)
+    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+        server, client = tmp / f"{name}{SERVER_SUFFIX}", tmp / f"{name}{CLIENT_SUFFIX}"
+        server.mkdir()
+        client.mkdir()
+        shutil.copy2(info.model_file, server / info.model_file.name)
+        shutil.copy2(info.params_file, server / info.params_file.name)
+        meta = info.meta.derive(model_file=info.model_file.name, params_file=info.params_file.name,
+                                precision=info.precision)
+        for folder in (server, client):
+            meta.save(folder)
+        write_config(server, SERVER_CONF, conf)
+        write_config(client, CLIENT_CONF, conf)
+        files = {p.relative_to(tmp).as_posix(): {"sha256": sha256_of(p), "bytes": p.stat().st_size}
+                 for p in sorted(tmp.rglob("*")) if p.is_file()}
+        write_json(tmp / MANIFEST, {
+            "format": "vslim-serving-bundle/1", "name": name, "vslim_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "precision": info.precision, "source_model": str(Path(model_dir).resolve()),
+            "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype.name} for s in info.inputs],
+            "outputs": [{"name": s.name, "alias": FETCH_ALIAS if i == 0 else s.name, "shape": list(s.shape),
+                         "dtype": s.dtype.name} for i, s in enumerate(info.outputs)],
+            "preprocess": to_dict(meta.preprocess), "labels": meta.labels, "files": files,
+        })
+    out = Path(out)
+    return BundlePaths(out, out / f"{name}{SERVER_SUFFIX}", out / f"{name}{CLIENT_SUFFIX}", out / MANIFEST)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_config(folder: Path | str, filename: str):
+    """Parse a bundle config (text form, else the binary ``.stream`` twin) into ``GeneralModelConfig``."""
+    folder = Path(folder)
+    text, stream = folder / filename, folder / filename.replace(".prototxt", ".stream.prototxt")
+    conf = config_pb2.GeneralModelConfig()
+    try:
+        if text.is_file():
+            text_format.Parse(text.read_text(encoding="utf-8"), conf)
+        elif stream.is_file():
+            conf.ParseFromString(stream.read_bytes())
+        else:
+            raise BundleError(f"bundle folder {folder} is incomplete: it has no {filename}")
+    except (text_format.ParseError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{text} is not a valid GeneralModelConfig: {exc}") from exc
+    except Exception as exc:  # DecodeError of the binary form
+        if isinstance(exc, BundleError):
+            raise
+        raise BundleError(f"{stream} is not a valid GeneralModelConfig: {exc}") from exc
+    if not conf.feed_var or not conf.fetch_var:
+        raise BundleError(f"{folder / filename} declares no feed_var or no fetch_var")
+    return conf
+
+
+def _safe_member(root: Path, rel: str) -> Path:
+    """A manifest path inside ``root``; absolute paths and ``..`` are refused."""
+    pure = PurePosixPath(rel)
+    if pure.is_absolute() or ".." in pure.parts or not pure.parts:
+        raise BundleError(f"manifest lists {rel!r}, a path outside the bundle; refusing it")
+    return root / Path(*pure.parts)
+
+
+def find_manifest(server_dir: Path) -> Optional[Path]:
+    for candidate in (server_dir.parent / MANIFEST, server_dir / MANIFEST):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def verify_bundle(server_dir: Path | str) -> Optional[dict]:
+    """Check every file the manifest lists for ``server_dir``; returns the manifest (None if absent)."""
+    server_dir = Path(server_dir)
+    path = find_manifest(server_dir)
+    if path is None:
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        files = manifest["files"]
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"manifest {path} is unreadable ({exc}); repackage the model") from exc
+    root = path.parent
+    prefix = "" if root == server_dir else server_dir.name + "/"
+    listed = {rel: entry for rel, entry in files.items() if rel.startswith(prefix)}
+    if not listed:
+        raise BundleError(f"manifest {path} lists no files of {server_dir.name}; repackage the model")
+    for rel, entry in sorted(listed.items()):
+        file = _safe_member(root, rel)
+        if not file.is_file():
+            raise BundleError(f"bundle is incomplete: {rel} is listed in {path.name} but missing; repackage it")
+        if sha256_of(file) != entry.get("sha256"):
+            raise BundleError(f"bundle file {rel} changed since packaging (sha256 mismatch with {path.name}); "
+                              "refusing to serve it — repackage the model")
+    return manifest
+
+
+@dataclass
+class ServingBundle:
+    """A server folder ready to serve: its configs, model files and metadata."""
+
+    server_dir: Path
+    config: "config_pb2.GeneralModelConfig"
+    info: ModelInfo
+    manifest: Optional[dict]
+
+    @property
+    def meta(self) -> ModelMeta:
+        return self.info.meta
+
+
+def load_bundle(server_dir: Path | str, verify: bool = True) -> ServingBundle:
+    server_dir = Path(server_dir)
+    if not server_dir.is_dir():
+        raise BundleError(f"bundle folder {server_dir} does not exist; make one with "
+                          "`vslim-package --target serving --model-dir D --out OUT`")
+    manifest = verify_bundle(server_dir) if verify else None
+    conf = read_config(server_dir, SERVER_CONF)
+    info = inspect_model(server_dir)
+    declared = {v.name for v in conf.feed_var}
+    actual = {s.name for s in info.inputs}
+    if declared != actual:
+        raise BundleError(f"{server_dir / SERVER_CONF} feeds {sorted(declared)} but the model takes {sorted(actual)}")
+    return ServingBundle(server_dir, conf, info, manifest)
+
+
+def client_meta(client_dir: Path | str) -> Optional[ModelMeta]:
+    from vslim.model_meta import load_meta
+
+    return load_meta(client_dir) if (Path(client_dir) / META_FILE).is_file() else None

@@ -1,0 +1,148 @@
+"""Inference workers with dynamic batching.
+
+Each worker thread owns a predictor clone (Paddle Inference predictors are not
+thread-safe; clones share the weights). Requests wait in one queue. A worker takes
+the oldest request, then, for up to ``batch_timeout_ms`` after that request
+arrived, adds queued requests with the same input shapes and outputs until the
+batch holds ``max_batch_size`` items; it runs the concatenated batch once and
+answers each request with its own slice. ``max_batch_size=1`` turns batching off.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from vslim.errors import RequestError, VslimError
+from vslim.inference import Predictor
+
+
+@dataclass
+class _Job:
+    feeds: dict[str, np.ndarray]
+    fetch: tuple[str, ...]
+    size: int
+    key: tuple
+    future: Future = field(default_factory=Future)
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class BatchStats:
+    """What one batch run looked like (for metrics)."""
+
+    size: int
+    requests: int
+    queue_seconds: float
+    run_seconds: float
+
+
+class InferenceEngine:
+    def __init__(self, predictor: Predictor, workers: int = 1, max_batch_size: int = 1,
+                 batch_timeout_ms: float = 0.0, on_batch: Optional[Callable[[BatchStats], None]] = None):
+        if workers < 1 or max_batch_size < 1 or batch_timeout_ms < 0:
+            raise VslimError("workers and max_batch_size must be >= 1 and batch_timeout_ms >= 0")
+        self.predictor = predictor
+        self.max_batch_size = max_batch_size
+        self.batch_timeout = batch_timeout_ms / 1000.0
+        self.on_batch = on_batch
+        # Only outputs with a batch dimension can be split back per request.
+        self._splittable = all(s.shape and s.shape[0] == -1 for s in predictor.info.outputs)
+        self._queue: deque[_Job] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._threads = []
+        predictors = [predictor] + [predictor.clone() for _ in range(workers - 1)]
+        for i, pred in enumerate(predictors):
+            t = threading.Thread(target=self._work, args=(pred,), name=f"vslim-infer-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    # ------------------------------------------------------------------ client side
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    def submit(self, feeds: dict[str, np.ndarray], fetch: list[str]) -> Future:
+        """Queue one request; the future resolves to ``{fetch name: array}``."""
+        size = int(next(iter(feeds.values())).shape[0])
+        key = (tuple((n, a.shape[1:], a.dtype.str) for n, a in sorted(feeds.items())), tuple(fetch))
+        job = _Job(feeds, tuple(fetch), size, key)
+        with self._cond:
+            if self._closing:
+                raise RequestError("the server is shutting down; retry on another replica", "unavailable")
+            self._queue.append(job)
+            self._cond.notify()
+        return job.future
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Stop taking requests, finish every queued one, stop the workers."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join(timeout)
+
+    # ------------------------------------------------------------------ worker side
+    def _take_first(self) -> Optional[_Job]:
+        with self._cond:
+            while not self._queue:
+                if self._closing:
+                    return None
+                self._cond.wait()
+            return self._queue.popleft()
+
+    def _gather(self, first: _Job) -> list[_Job]:
+        batch, size = [first], first.size
+        if self.max_batch_size <= 1 or not self._splittable:
+            return batch
+        deadline = first.enqueued + self.batch_timeout
+        with self._cond:
+            while size < self.max_batch_size:
+                match = next((j for j in self._queue if j.key == first.key and size + j.size <= self.max_batch_size),
+                             None)
+                if match is not None:
+                    self._queue.remove(match)
+                    batch.append(match)
+                    size += match.size
+                    continue
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0 or self._closing:
+                    break
+                self._cond.wait(remaining)
+        return batch
+
+    def _work(self, predictor: Predictor) -> None:
+        while True:
+            first = self._take_first()
+            if first is None:
+                return
+            batch = self._gather(first)
+            batch = [j for j in batch if j.future.set_running_or_notify_cancel()]
+            if batch:
+                self._run(predictor, batch)
+
+    def _run(self, predictor: Predictor, batch: list[_Job]) -> None:
+        start = time.perf_counter()
+        try:
+            if len(batch) == 1:
+                feeds = batch[0].feeds
+            else:
+                feeds = {n: np.concatenate([j.feeds[n] for j in batch]) for n in batch[0].feeds}
+            outputs = predictor.run_feeds(feeds, list(batch[0].fetch))
+        except Exception as exc:  # answer every request of the batch, keep the worker alive
+            for job in batch:
+                job.future.set_exception(exc)
+            return
+        end = time.perf_counter()
+        offset = 0
+        for job in batch:
+            job.future.set_result({n: a[offset : offset + job.size] for n, a in outputs.items()})
+            offset += job.size
+        if self.on_batch:
+            self.on_batch(BatchStats(offset, len(batch), start - min(j.enqueued for j in batch), end - start))

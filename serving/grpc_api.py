@@ -1,0 +1,58 @@
+"""gRPC: Paddle Serving's ``GeneralModelService`` (inference, debug) and the standard health service."""
+from __future__ import annotations
+
+import time
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from vslim.errors import RequestError
+
+from . import codec
+from .protos import service_grpc
+from .service import ERR_NO, GRPC_STATUS, ModelService
+
+SERVICE_NAME = "baidu.paddle_serving.predictor.general_model.GeneralModelService"
+
+
+class GeneralModelServicer(service_grpc.GeneralModelServiceServicer):
+    def __init__(self, service: ModelService):
+        self.service = service
+
+    async def _answer(self, request, context, endpoint: str):
+        start = time.perf_counter()
+        try:
+            resp = await self.service.infer(codec.from_proto(request))
+        except RequestError as exc:
+            self.service.record("grpc", endpoint, start, exc)
+            err_no = ERR_NO[exc.kind]
+            # Status code and details for gRPC clients; err_no/err_msg as trailing metadata.
+            await context.abort(getattr(grpc.StatusCode, GRPC_STATUS[exc.kind]), str(exc),
+                                trailing_metadata=(("err_no", str(err_no)), ("err_msg", str(exc)[:4000])))
+        self.service.record("grpc", endpoint, start)
+        return resp
+
+    async def inference(self, request, context):
+        return await self._answer(request, context, "inference")
+
+    async def debug(self, request, context):
+        return await self._answer(request, context, "debug")
+
+
+def make_grpc_server(service: ModelService, max_message_bytes: int):
+    """A ``grpc.aio`` server with the model service and health checking (NOT_SERVING until loaded)."""
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ])
+    service_grpc.add_GeneralModelServiceServicer_to_server(GeneralModelServicer(service), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    return server, health_servicer
+
+
+async def set_health(health_servicer, serving: bool) -> None:
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, status)

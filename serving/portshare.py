@@ -1,0 +1,94 @@
+"""One TCP port for gRPC and HTTP, as Paddle Serving's own server offers.
+
+gRPC (grpcio) and HTTP (uvicorn) each listen on a private Unix socket. The public
+port reads the first bytes of every connection: the HTTP/2 connection preface
+(``PRI * HTTP/2.0``, which every gRPC client sends first) goes to gRPC, anything
+else (``GET``, ``POST``, ...) to HTTP, and the connection is then relayed both ways
+untouched. The decision is made once per connection, so keep-alive HTTP and
+multiplexed gRPC streams pay it once; each message pays one local relay hop.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from typing import Optional
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+SNIFF_BYTES = 3
+SNIFF_TIMEOUT = 30.0
+RELAY_CHUNK = 1 << 18
+
+
+async def _relay(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            data = await src.read(RELAY_CHUNK)
+            if not data:
+                break
+            dst.write(data)
+            if dst.transport.get_write_buffer_size() > RELAY_CHUNK:
+                await dst.drain()
+        if dst.can_write_eof():
+            dst.write_eof()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            await dst.drain()
+
+
+class PortSharer:
+    """Accepts on ``host:port`` and hands each connection to the gRPC or the HTTP backend."""
+
+    def __init__(self, host: str, port: int, grpc_socket: str, http_socket: str):
+        self.host, self.port = host, port
+        self.grpc_socket, self.http_socket = grpc_socket, http_socket
+        self._server: Optional[asyncio.base_events.Server] = None
+        self._connections: set[asyncio.Task] = set()
+
+    async def start(self) -> int:
+        """Start listening; returns the bound port (useful with port 0)."""
+        self._server = await asyncio.start_server(self._handle, self.host, self.port, backlog=1024,
+                                                  reuse_address=True, limit=RELAY_CHUNK)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop_accepting(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def close_connections(self, timeout: float) -> None:
+        """Wait for relayed connections to end (backends close them when drained), then cut the rest."""
+        if self._connections:
+            _, pending = await asyncio.wait(self._connections, timeout=timeout)
+            for task in pending:
+                task.cancel()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._connections.add(task)
+        backend_writer = None
+        try:
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            head = b""
+            while len(head) < SNIFF_BYTES:
+                chunk = await asyncio.wait_for(reader.read(RELAY_CHUNK), SNIFF_TIMEOUT)
+                if not chunk:
+                    return
+                head += chunk
+            path = self.grpc_socket if head.startswith(H2_PREFACE[:SNIFF_BYTES]) else self.http_socket
+            backend_reader, backend_writer = await asyncio.open_unix_connection(path, limit=RELAY_CHUNK)
+            backend_writer.write(head)
+            await asyncio.gather(_relay(reader, backend_writer), _relay(backend_reader, writer))
+        except (asyncio.TimeoutError, ConnectionError, OSError, asyncio.CancelledError):
+            pass
+        finally:
+            for w in (backend_writer, writer):
+                if w is not None:
+                    with contextlib.suppress(Exception):
+                        w.close()
+            self._connections.discard(task)

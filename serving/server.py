@@ -1,0 +1,158 @@
+"""``vslim-serve``: a bundle served over gRPC and HTTP on one port, until SIGTERM.
+
+Start-up order: verify the bundle (a changed or missing file refuses to start),
+listen (health says 503 "loading"), build the predictors, then report ready.
+SIGTERM/SIGINT drain: health turns NOT_SERVING, the port stops accepting, in-flight
+requests finish (up to ``grace_seconds``), queued inference completes, exit 0.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import uvicorn
+
+from vslim.config import ServerConfig
+from vslim.errors import ServingError
+from vslim.inference import Predictor
+
+from . import codec
+from .bundle import load_bundle
+from .engine import InferenceEngine
+from .grpc_api import make_grpc_server, set_health
+from .http_api import make_http_app
+from .metrics import ServerMetrics
+from .portshare import PortSharer
+from .service import ModelService
+
+
+class _QuietUvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the vslim server owns SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+    def install_signal_handlers(self) -> None:  # older uvicorn
+        pass
+
+
+def _log(message: str) -> None:
+    print(f"vslim-serve: {message}", file=sys.stderr, flush=True)
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class RunningServer:
+    """Handles of a started server (for embedding it, e.g. in the demo or tests)."""
+
+    port: int
+    service: ModelService
+    stop: Callable[[], None]
+
+
+async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServer], None]] = None,
+                     install_signals: bool = True) -> int:
+    cfg.validate()
+    bundle = load_bundle(cfg.bundle, verify=cfg.verify_manifest)
+    if bundle.manifest is None and cfg.verify_manifest:
+        _log(f"warning: {cfg.bundle} has no vslim_manifest.json; its files cannot be verified")
+    if not is_loopback(cfg.host):
+        _log(f"warning: listening on {cfg.host}, reachable from other machines; "
+             "keep it on 127.0.0.1 unless a firewall or TLS proxy is in front")
+    max_body = cfg.max_body_mb << 20
+    metrics = ServerMetrics()
+    service = ModelService(bundle, metrics, codec.Limits(max_batch=cfg.max_request_batch,
+                                                         max_elements=max_body), max_body)
+    sockets = Path(tempfile.mkdtemp(prefix="vslim-serve-"))
+    grpc_sock, http_sock = sockets / "grpc.sock", sockets / "http.sock"
+    grpc_server, health = make_grpc_server(service, max_body + (1 << 20))
+    grpc_server.add_insecure_port(f"unix:{grpc_sock}")
+    http_server = _QuietUvicorn(uvicorn.Config(make_http_app(service), uds=str(http_sock), log_level="warning",
+                                               lifespan="off", access_log=False, timeout_graceful_shutdown=None,
+                                               h11_max_incomplete_event_size=max_body))
+    sharer = PortSharer(cfg.host, cfg.port, str(grpc_sock), str(http_sock))
+    stop_event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if install_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop_event.set)
+    http_task = None
+    try:
+        await grpc_server.start()
+        await set_health(health, False)
+        http_task = asyncio.create_task(http_server.serve())
+        while not http_sock.exists():
+            if http_task.done():
+                http_task.result()
+            await asyncio.sleep(0.01)
+        try:
+            port = await sharer.start()
+        except OSError as exc:
+            raise ServingError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}; "
+                               "choose another --port or stop what holds it") from exc
+        _log(f"listening on {cfg.host}:{port} (gRPC + HTTP); loading {bundle.server_dir.name}")
+        t0 = time.perf_counter()
+        predictor = await asyncio.to_thread(Predictor, bundle.server_dir, cfg.predictor_config(), bundle.info)
+        service.engine = await asyncio.to_thread(InferenceEngine, predictor, cfg.workers, cfg.max_batch_size,
+                                                 cfg.batch_timeout_ms, metrics.observe_batch)
+        await set_health(health, True)
+        metrics.ready.set(1)
+        batching = f"batching up to {cfg.max_batch_size} within {cfg.batch_timeout_ms} ms" \
+            if cfg.max_batch_size > 1 else "no batching"
+        _log(f"ready in {time.perf_counter() - t0:.1f}s: {predictor.precision} on {cfg.device}, "
+             f"{cfg.workers} worker(s), {batching}")
+        if on_ready:
+            on_ready(RunningServer(port, service, lambda: loop.call_soon_threadsafe(stop_event.set)))
+        await stop_event.wait()
+        _log("draining: finishing in-flight requests")
+        await _drain(cfg, service, health, sharer, grpc_server, http_server, http_task)
+        _log("stopped")
+        return 0
+    finally:
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        if not stop_event.is_set():
+            with contextlib.suppress(Exception):
+                await sharer.stop_accepting()
+                await grpc_server.stop(0)
+                http_server.should_exit = True
+                if http_task:
+                    await asyncio.wait_for(http_task, 5)
+        if service.engine is not None:
+            await asyncio.to_thread(service.engine.close, cfg.grace_seconds)
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
+async def _drain(cfg, service, health, sharer, grpc_server, http_server, http_task) -> None:
+    service.draining = True
+    await set_health(health, False)
+    await sharer.stop_accepting()
+    http_server.should_exit = True
+    await asyncio.gather(grpc_server.stop(cfg.grace_seconds),
+                         asyncio.wait_for(asyncio.shield(http_task), cfg.grace_seconds + 5),
+                         return_exceptions=True)
+    await sharer.close_connections(5.0)
+
+
+def serve(cfg: ServerConfig) -> int:
+    """Run the server in this thread until SIGTERM/SIGINT; the exit code."""
+    return asyncio.run(run_server(cfg))

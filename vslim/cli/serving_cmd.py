@@ -1,0 +1,108 @@
+"""Serving commands: ``vslim package`` (``vslim-package``), ``vslim serve`` (``vslim-serve``),
+``vslim client`` (``vslim-client``)."""
+from __future__ import annotations
+
+import argparse
+
+from .common import print_json, say
+
+TARGETS = ("serving",)
+
+
+def configure(command: str, p: argparse.ArgumentParser) -> None:
+    if command == "package":
+        p.add_argument("--target", required=True, choices=TARGETS, help="what to package for")
+        p.add_argument("--model-dir", required=True, help="inference model folder (FP32 or INT8)")
+        p.add_argument("--out", required=True, help="output folder")
+        p.add_argument("--name", help="bundle name (default: the architecture or the folder name)")
+        p.add_argument("--overwrite", action="store_true")
+        p.set_defaults(handler=package)
+    elif command == "serve":
+        p.add_argument("--bundle", required=True, help="the NAME_serving_server folder")
+        p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+        p.add_argument("--port", type=int, default=9393, help="one port for gRPC and HTTP (default 9393)")
+        p.add_argument("--workers", type=int, default=1, help="inference workers (predictor clones)")
+        p.add_argument("--threads", type=int, default=2, help="CPU threads per worker")
+        p.add_argument("--max-batch-size", type=int, default=1, help="dynamic batching: largest merged batch "
+                       "(1 = off)")
+        p.add_argument("--batch-timeout-ms", type=float, default=2.0,
+                       help="dynamic batching: longest a request waits for others")
+        p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+        p.add_argument("--use-tensorrt", action="store_true")
+        p.add_argument("--precision", choices=["auto", "fp32", "fp16", "int8"], default="auto")
+        p.add_argument("--max-body-mb", type=int, default=64, help="largest request body (default 64 MiB)")
+        p.add_argument("--max-request-batch", type=int, default=64, help="largest batch one request may send")
+        p.add_argument("--grace-seconds", type=float, default=30.0, help="how long SIGTERM waits for requests")
+        p.set_defaults(handler=serve)
+    elif command == "client":
+        p.add_argument("--bundle", required=True, help="the NAME_serving_client folder")
+        p.add_argument("--video", required=True, help="video file to classify")
+        p.add_argument("--address", default="127.0.0.1:9393", help="server host:port")
+        p.add_argument("--protocol", default="grpc", choices=["grpc", "http", "http-proto", "video", "video-file"],
+                       help="grpc / http (JSON) / http-proto: preprocess here, send the clip; video: post frames to "
+                            "/video/prediction; video-file: post the file to /video/classify")
+        p.add_argument("--top-k", type=int, default=5)
+        p.add_argument("--timeout", type=float, default=60.0)
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(handler=client)
+
+
+def register(sub) -> None:
+    for name, help in (("package", "package a model for a target (serving)"),
+                       ("serve", "serve a bundle over gRPC and HTTP (Paddle Serving protocol)"),
+                       ("client", "classify a video through a running server")):
+        configure(name, sub.add_parser(name, help=help, description=help))
+
+
+def package(args) -> int:
+    from ..serving.bundle import package_serving
+
+    paths = package_serving(args.model_dir, args.out, name=args.name, overwrite=args.overwrite)
+    say(f"wrote {paths.server.name}/ and {paths.client.name}/ to {paths.root}")
+    print(paths.server)
+    return 0
+
+
+def serve(args) -> int:
+    from ..config import ServerConfig
+    from ..serving.server import serve as run
+
+    cfg = ServerConfig(bundle=args.bundle, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+                       max_batch_size=args.max_batch_size, batch_timeout_ms=args.batch_timeout_ms,
+                       device=args.device, use_tensorrt=args.use_tensorrt, precision=args.precision,
+                       max_body_mb=args.max_body_mb, max_request_batch=args.max_request_batch,
+                       grace_seconds=args.grace_seconds)
+    return run(cfg)
+
+
+def client(args) -> int:
+    from pathlib import Path
+
+    from ..errors import DataError
+    from ..serving.client import ClientConfig, VideoEndpointClient, classify_video, make_client
+
+    if not Path(args.video).is_file():
+        raise DataError(f"video {args.video} does not exist")
+    if args.protocol in ("video", "video-file"):
+        endpoint = VideoEndpointClient(args.address, args.timeout)
+        if args.protocol == "video-file":
+            top = endpoint.classify_file(args.video, args.top_k)
+        else:
+            from ..data.decode import VideoReader
+
+            with VideoReader(args.video) as reader:
+                frames = reader.read(range(reader.num_frames))
+            answer = endpoint.predict_frames(frames)
+            print_json(answer) if args.json else print(f"{args.video}: {dict(zip(answer['key'], answer['value']))}")
+            return 0
+    else:
+        with make_client(args.protocol, args.address, ClientConfig.load(args.bundle), args.timeout) as c:
+            top = classify_video(c, args.video, args.top_k)
+    if args.json:
+        print_json({"video": str(args.video), "protocol": args.protocol, "classes": top.classes,
+                    "scores": top.scores, "labels": top.labels})
+    else:
+        print(f"Current video file: {args.video}")
+        for j, (cid, score, label) in enumerate(zip(top.classes, top.scores, top.labels), start=1):
+            print(f"\ttop-{j} class: {cid}\n\ttop-{j} score: {score}\n\ttop-{j} label: {label}")
+    return 0
