@@ -9,20 +9,22 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from vslim.errors import RequestError
 
 from . import codec
-from .protos import service_grpc
+from .protos import service_pb2
 from .service import ERR_NO, GRPC_STATUS, ModelService
 
 SERVICE_NAME = "baidu.paddle_serving.predictor.general_model.GeneralModelService"
 
 
-class GeneralModelServicer(service_grpc.GeneralModelServiceServicer):
+class GeneralModelServicer:
+    """Handlers take the raw request bytes, so float payloads are viewed in place (see fastwire)."""
+
     def __init__(self, service: ModelService):
         self.service = service
 
-    async def _answer(self, request, context, endpoint: str):
+    async def _answer(self, request: bytes, context, endpoint: str):
         start = time.perf_counter()
         try:
-            resp = await self.service.infer(codec.from_proto(request))
+            resp = await self.service.infer(codec.parse_proto(request))
         except RequestError as exc:
             self.service.record("grpc", endpoint, start, exc)
             err_no = ERR_NO[exc.kind]
@@ -46,7 +48,11 @@ def make_grpc_server(service: ModelService, max_message_bytes: int):
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 0),
     ])
-    service_grpc.add_GeneralModelServiceServicer_to_server(GeneralModelServicer(service), server)
+    servicer = GeneralModelServicer(service)
+    handlers = {name: grpc.unary_unary_rpc_method_handler(getattr(servicer, name), request_deserializer=None,
+                                                          response_serializer=service_pb2.Response.SerializeToString)
+                for name in ("inference", "debug")}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     return server, health_servicer

@@ -14,13 +14,13 @@ import ast
 import asyncio
 import base64
 import binascii
-import json
 import math
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import orjson
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -87,8 +87,8 @@ def _media_type(request: Request) -> str:
 def parse_frames(body: bytes, limit: int) -> tuple[np.ndarray, int]:
     """PaddleVideo's pipeline request -> ``[T, H, W, 3]`` uint8 frames and its log id."""
     try:
-        obj = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise RequestError(f"malformed JSON body: {exc}") from exc
     if not isinstance(obj, dict):
         raise RequestError('the body must be {"key": [...], "value": [...]}')

@@ -29,5 +29,9 @@ def demo(args) -> int:
         print(f"== {name.upper()} ({result.fp32_dir if name == 'fp32' else result.int8_dir})")
         print(format_paddlevideo(pred))
     print()
+    print("== the INT8 model served (gRPC and HTTP on one port)")
+    for protocol, (label, score) in result.served.items():
+        print(f"{protocol:<18} top-1 {label} ({score:.4f})")
+    print()
     print(ptq_markdown(result.ptq_report))
     return 0
