@@ -5,7 +5,7 @@ VENV   ?= .venv
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast venv clean
+.PHONY: demo test test-fast venv cpp-client clean
 
 venv: $(STAMP)
 
@@ -24,5 +24,8 @@ test: venv
 test-fast: venv
 	$(VENV)/bin/python -m pytest -q -m "not slow" tests
 
+cpp-client:
+	VSLIM_WERROR=ON cpp_client/build.sh build/cpp_client
+
 clean:
-	rm -rf $(VENV) build *.egg-info vslim-demo
+	rm -rf $(VENV) build *.egg-info vslim-demo serving/_generated

@@ -1,0 +1,92 @@
+// vslim C++ client: Paddle Serving's GeneralModelService over gRPC.
+//
+//   vslim::ClientConfig config = vslim::ClientConfig::Load("model_serving_client");
+//   vslim::Client client("127.0.0.1", 9393, config, std::chrono::seconds(30));
+//   auto outputs = client.Predict({{"data_batch_0", clip}}, {"outputs"});
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace vslim {
+
+// Paddle Serving's type codes for the tensor types this client sends and receives.
+enum class DType : int { kInt64 = 0, kFloat32 = 1, kInt32 = 2 };
+
+const char* DTypeName(DType dtype);
+
+// A dense tensor, batch dimension first. Exactly one of the value vectors is used, by dtype.
+struct Tensor {
+  DType dtype = DType::kFloat32;
+  std::vector<int64_t> shape;
+  std::vector<float> f32;
+  std::vector<int64_t> i64;
+  std::vector<int32_t> i32;
+
+  // Elements the shape describes.
+  size_t NumElements() const;
+  // Elements actually held in the vector of this dtype.
+  size_t NumValues() const;
+};
+
+// Every failure the client reports; kind() tells which side is at fault.
+class Error : public std::runtime_error {
+ public:
+  enum class Kind { kConfig, kInput, kRpc, kServer };
+  Error(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  Kind kind() const { return kind_; }
+
+ private:
+  Kind kind_;
+};
+
+// A feed or fetch variable as the bundle's client config declares it.
+struct VarInfo {
+  std::string name;
+  std::string alias;
+  DType dtype = DType::kFloat32;
+  std::vector<int64_t> shape;  // without the batch dimension
+};
+
+// The feed/fetch declaration of a model, read from serving_client_conf.prototxt.
+class ClientConfig {
+ public:
+  // `path` is a *_serving_client folder or a serving_client_conf.prototxt file.
+  static ClientConfig Load(const std::string& path);
+
+  const std::vector<VarInfo>& feeds() const { return feeds_; }
+  const std::vector<VarInfo>& fetches() const { return fetches_; }
+  // By alias or name; nullptr when unknown.
+  const VarInfo* FindFeed(const std::string& key) const;
+  const VarInfo* FindFetch(const std::string& key) const;
+
+ private:
+  std::vector<VarInfo> feeds_;
+  std::vector<VarInfo> fetches_;
+};
+
+class Client {
+ public:
+  Client(const std::string& host, int port, ClientConfig config, std::chrono::milliseconds deadline);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // One inference request. Feeds are keyed by alias (or name) and checked against the
+  // config before sending; outputs come back keyed by fetch alias. Empty `fetch` = all.
+  std::map<std::string, Tensor> Predict(const std::map<std::string, Tensor>& feeds,
+                                        const std::vector<std::string>& fetch) const;
+
+  const ClientConfig& config() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace vslim

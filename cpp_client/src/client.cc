@@ -1,0 +1,288 @@
+#include "vslim/client.h"
+
+#include <grpcpp/grpcpp.h>
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/text_format.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "general_model_config.pb.h"
+#include "general_model_service.grpc.pb.h"
+
+namespace vslim {
+namespace {
+
+namespace config_pb = baidu::paddle_serving::configure;
+namespace service_pb = baidu::paddle_serving::predictor::general_model;
+
+constexpr int kMaxMessageBytes = 512 << 20;
+
+std::string ShapeText(const std::vector<int64_t>& shape) {
+  std::ostringstream out;
+  out << "[";
+  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
+  out << "]";
+  return out.str();
+}
+
+bool IsDirectory(const std::string& path) {
+  struct stat info {};
+  return stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
+}
+
+// Collects TextFormat parse errors instead of letting protobuf print them to stderr.
+class ParseErrors : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, google::protobuf::io::ColumnNumber column, const std::string& message) override {
+    if (first_.empty()) first_ = "line " + std::to_string(line + 1) + ", column " + std::to_string(column + 1) + ": " + message;
+  }
+  const std::string& first() const { return first_; }
+
+ private:
+  std::string first_;
+};
+
+DType ToDType(int code, const std::string& var, const std::string& path) {
+  switch (code) {
+    case 0: return DType::kInt64;
+    case 1: return DType::kFloat32;
+    case 2: return DType::kInt32;
+    default:
+      throw Error(Error::Kind::kConfig, path + ": variable '" + var + "' has type code " + std::to_string(code) +
+                                            ", which this client does not support (float32, int64, int32)");
+  }
+}
+
+template <typename Var>
+VarInfo ToVarInfo(const Var& var, int code, const std::string& path) {
+  VarInfo info;
+  info.name = var.name();
+  info.alias = var.alias_name().empty() ? var.name() : var.alias_name();
+  info.dtype = ToDType(code, var.name(), path);
+  for (int d : var.shape()) info.shape.push_back(d);
+  return info;
+}
+
+const char* StatusName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return "OK";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    default: return "UNKNOWN";
+  }
+}
+
+void CheckFeed(const std::string& key, const Tensor& t, const VarInfo& var) {
+  if (t.dtype != var.dtype) {
+    throw Error(Error::Kind::kInput, "feed '" + key + "' must be " + DTypeName(var.dtype) + ", got " +
+                                         DTypeName(t.dtype));
+  }
+  std::vector<int64_t> want{-1};
+  want.insert(want.end(), var.shape.begin(), var.shape.end());
+  bool ok = t.shape.size() == want.size() && !t.shape.empty() && t.shape[0] > 0;
+  for (size_t i = 1; ok && i < want.size(); ++i) ok = want[i] < 0 || want[i] == t.shape[i];
+  if (!ok) {
+    throw Error(Error::Kind::kInput, "feed '" + key + "' has shape " + ShapeText(t.shape) +
+                                         " but the model expects " + ShapeText(want) + " (-1: any batch size)");
+  }
+  if (t.NumValues() != t.NumElements()) {
+    throw Error(Error::Kind::kInput, "feed '" + key + "' holds " + std::to_string(t.NumValues()) +
+                                         " values but its shape needs " + std::to_string(t.NumElements()));
+  }
+}
+
+Tensor FromProto(const service_pb::Tensor& pt) {
+  Tensor t;
+  for (int d : pt.shape()) t.shape.push_back(d);
+  switch (pt.elem_type()) {
+    case 0:
+      t.dtype = DType::kInt64;
+      t.i64.assign(pt.int64_data().begin(), pt.int64_data().end());
+      break;
+    case 1:
+      t.dtype = DType::kFloat32;
+      t.f32.assign(pt.float_data().begin(), pt.float_data().end());
+      break;
+    case 2:
+      t.dtype = DType::kInt32;
+      t.i32.assign(pt.int_data().begin(), pt.int_data().end());
+      break;
+    default:
+      throw Error(Error::Kind::kServer, "output '" + pt.alias_name() + "' has type code " +
+                                            std::to_string(pt.elem_type()) + ", which this client does not read");
+  }
+  if (t.NumValues() != t.NumElements()) {
+    throw Error(Error::Kind::kServer, "output '" + pt.alias_name() + "' holds " + std::to_string(t.NumValues()) +
+                                          " values for shape " + ShapeText(t.shape));
+  }
+  return t;
+}
+
+}  // namespace
+
+const char* DTypeName(DType dtype) {
+  switch (dtype) {
+    case DType::kInt64: return "int64";
+    case DType::kFloat32: return "float32";
+    case DType::kInt32: return "int32";
+  }
+  return "unknown";
+}
+
+size_t Tensor::NumElements() const {
+  size_t n = shape.empty() ? 0 : 1;
+  for (int64_t d : shape) n *= d > 0 ? static_cast<size_t>(d) : 0;
+  return n;
+}
+
+size_t Tensor::NumValues() const {
+  switch (dtype) {
+    case DType::kInt64: return i64.size();
+    case DType::kFloat32: return f32.size();
+    case DType::kInt32: return i32.size();
+  }
+  return 0;
+}
+
+ClientConfig ClientConfig::Load(const std::string& path) {
+  const std::string file = IsDirectory(path) ? path + "/serving_client_conf.prototxt" : path;
+  std::ifstream in(file);
+  if (!in) {
+    throw Error(Error::Kind::kConfig, "client config " + file +
+                                          " cannot be read; point --client-conf at the bundle's *_serving_client "
+                                          "folder or its serving_client_conf.prototxt");
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  config_pb::GeneralModelConfig conf;
+  ParseErrors errors;
+  google::protobuf::TextFormat::Parser parser;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(text.str(), &conf)) {
+    throw Error(Error::Kind::kConfig, "client config " + file + " is not a valid GeneralModelConfig: " +
+                                          errors.first());
+  }
+  if (conf.feed_var_size() == 0 || conf.fetch_var_size() == 0) {
+    throw Error(Error::Kind::kConfig, "client config " + file + " declares no feed_var or no fetch_var");
+  }
+  ClientConfig config;
+  for (const auto& v : conf.feed_var()) config.feeds_.push_back(ToVarInfo(v, v.feed_type(), file));
+  for (const auto& v : conf.fetch_var()) config.fetches_.push_back(ToVarInfo(v, v.fetch_type(), file));
+  return config;
+}
+
+const VarInfo* ClientConfig::FindFeed(const std::string& key) const {
+  for (const auto& v : feeds_) {
+    if (v.alias == key || v.name == key) return &v;
+  }
+  return nullptr;
+}
+
+const VarInfo* ClientConfig::FindFetch(const std::string& key) const {
+  for (const auto& v : fetches_) {
+    if (v.alias == key || v.name == key) return &v;
+  }
+  return nullptr;
+}
+
+struct Client::Impl {
+  std::string address;
+  ClientConfig config;
+  std::chrono::milliseconds deadline;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<service_pb::GeneralModelService::Stub> stub;
+};
+
+Client::Client(const std::string& host, int port, ClientConfig config, std::chrono::milliseconds deadline)
+    : impl_(new Impl) {
+  impl_->address = host + ":" + std::to_string(port);
+  impl_->config = std::move(config);
+  impl_->deadline = deadline;
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  impl_->channel = grpc::CreateCustomChannel(impl_->address, grpc::InsecureChannelCredentials(), args);
+  impl_->stub = service_pb::GeneralModelService::NewStub(impl_->channel);
+}
+
+Client::~Client() = default;
+
+const ClientConfig& Client::config() const { return impl_->config; }
+
+std::map<std::string, Tensor> Client::Predict(const std::map<std::string, Tensor>& feeds,
+                                              const std::vector<std::string>& fetch) const {
+  const ClientConfig& config = impl_->config;
+  service_pb::Request request;
+  for (const auto& [key, tensor] : feeds) {
+    const VarInfo* var = config.FindFeed(key);
+    if (var == nullptr) {
+      std::string known;
+      for (const auto& v : config.feeds()) known += (known.empty() ? "" : ", ") + v.alias;
+      throw Error(Error::Kind::kInput, "unknown feed '" + key + "'; the model takes " + known);
+    }
+    CheckFeed(key, tensor, *var);
+    service_pb::Tensor* pt = request.add_tensor();
+    pt->set_name(var->name);
+    pt->set_alias_name(var->alias);
+    pt->set_elem_type(static_cast<int>(tensor.dtype));
+    for (int64_t d : tensor.shape) pt->add_shape(static_cast<int32_t>(d));
+    switch (tensor.dtype) {
+      case DType::kFloat32: pt->mutable_float_data()->Add(tensor.f32.begin(), tensor.f32.end()); break;
+      case DType::kInt64: pt->mutable_int64_data()->Add(tensor.i64.begin(), tensor.i64.end()); break;
+      case DType::kInt32: pt->mutable_int_data()->Add(tensor.i32.begin(), tensor.i32.end()); break;
+    }
+  }
+  for (const auto& name : fetch) {
+    if (config.FindFetch(name) == nullptr) {
+      throw Error(Error::Kind::kInput, "unknown fetch '" + name + "'");
+    }
+    request.add_fetch_var_names(name);
+  }
+  if (fetch.empty()) {
+    for (const auto& v : config.fetches()) request.add_fetch_var_names(v.alias);
+  }
+
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + impl_->deadline);
+  service_pb::Response response;
+  grpc::Status status = impl_->stub->inference(&context, request, &response);
+  if (!status.ok()) {
+    std::string err_no;
+    const auto& trailers = context.GetServerTrailingMetadata();
+    auto it = trailers.find("err_no");
+    if (it != trailers.end()) err_no = " (err_no " + std::string(it->second.data(), it->second.size()) + ")";
+    std::string where = status.error_code() == grpc::StatusCode::UNAVAILABLE ? "server " + impl_->address +
+                                                                                   " is unreachable or unavailable: "
+                                                                             : "server " + impl_->address + ": ";
+    throw Error(Error::Kind::kRpc, where + "gRPC " + StatusName(status.error_code()) + err_no + ": " +
+                                       status.error_message());
+  }
+  if (response.err_no() != 0) {
+    throw Error(Error::Kind::kServer, "server error " + std::to_string(response.err_no()) + ": " + response.err_msg());
+  }
+  std::map<std::string, Tensor> outputs;
+  for (const auto& model_output : response.outputs()) {
+    for (const auto& pt : model_output.tensor()) {
+      outputs[pt.alias_name().empty() ? pt.name() : pt.alias_name()] = FromProto(pt);
+    }
+  }
+  return outputs;
+}
+
+}  // namespace vslim

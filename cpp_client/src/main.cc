@@ -1,0 +1,178 @@
+// vslim_cpp_client: classify a clip stored as .npy through a vslim (or Paddle Serving) server.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "vslim/client.h"
+#include "vslim/npy.h"
+#include "vslim/stats.h"
+
+namespace {
+
+constexpr int kUsageError = 2;
+constexpr int kServerError = 3;
+
+const char kUsage[] =
+    "usage: vslim_cpp_client --client-conf PATH --input FILE.npy [--host 127.0.0.1] [--port 9393]\n"
+    "                        [--fetch NAME] [--topk 5] [--repeat N] [--timeout-ms 30000]\n"
+    "                        [--no-softmax] [--json]\n"
+    "\n"
+    "  --client-conf  the bundle's *_serving_client folder or its serving_client_conf.prototxt\n"
+    "  --input        a .npy clip: [batch, ...feed shape] or [...feed shape], float32/int64/int32\n"
+    "  --fetch        output to read (default: the first fetch var, 'outputs' in vslim bundles)\n"
+    "  --topk         classes to print per sample; scores are softmax probabilities of the logits\n"
+    "                 unless --no-softmax\n"
+    "  --repeat       send the request N times and print latency p50/p90/p99\n";
+
+struct Options {
+  std::string host = "127.0.0.1";
+  int port = 9393;
+  std::string conf;
+  std::string input;
+  std::string fetch;
+  size_t topk = 5;
+  int repeat = 1;
+  long timeout_ms = 30000;
+  bool softmax = true;
+  bool json = false;
+};
+
+[[noreturn]] void UsageError(const std::string& message) {
+  std::cerr << "vslim_cpp_client: error: " << message << "\n" << kUsage;
+  std::exit(kUsageError);
+}
+
+long ParseNumber(const std::string& flag, const std::string& text, long min) {
+  char* end = nullptr;
+  long value = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || value < min) {
+    UsageError(flag + " needs a whole number >= " + std::to_string(min) + ", got '" + text + "'");
+  }
+  return value;
+}
+
+Options Parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::cout << kUsage;
+      std::exit(0);
+    }
+    if (flag == "--no-softmax") {
+      o.softmax = false;
+      continue;
+    }
+    if (flag == "--json") {
+      o.json = true;
+      continue;
+    }
+    if (i + 1 >= argc) UsageError(flag + " needs a value");
+    const std::string value = argv[++i];
+    if (flag == "--host") o.host = value;
+    else if (flag == "--port") o.port = static_cast<int>(ParseNumber(flag, value, 1));
+    else if (flag == "--client-conf") o.conf = value;
+    else if (flag == "--input") o.input = value;
+    else if (flag == "--fetch") o.fetch = value;
+    else if (flag == "--topk") o.topk = static_cast<size_t>(ParseNumber(flag, value, 1));
+    else if (flag == "--repeat") o.repeat = static_cast<int>(ParseNumber(flag, value, 1));
+    else if (flag == "--timeout-ms") o.timeout_ms = ParseNumber(flag, value, 1);
+    else UsageError("unknown flag " + flag);
+  }
+  if (o.conf.empty()) UsageError("--client-conf is required");
+  if (o.input.empty()) UsageError("--input is required");
+  if (o.port > 65535) UsageError("--port must be 1-65535");
+  return o;
+}
+
+std::string JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+int Run(const Options& o) {
+  vslim::ClientConfig config = vslim::ClientConfig::Load(o.conf);
+  vslim::Tensor input = vslim::ReadNpy(o.input);
+  const vslim::VarInfo& feed = config.feeds().front();
+  if (input.shape.size() == feed.shape.size()) input.shape.insert(input.shape.begin(), 1);  // one sample
+  const std::string fetch = o.fetch.empty() ? config.fetches().front().alias : o.fetch;
+  vslim::Client client(o.host, o.port, config, std::chrono::milliseconds(o.timeout_ms));
+
+  std::map<std::string, vslim::Tensor> outputs;
+  std::vector<double> latencies_ms;
+  for (int i = 0; i < o.repeat; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    outputs = client.Predict({{feed.alias, input}}, {fetch});
+    latencies_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  auto it = outputs.find(fetch);
+  if (it == outputs.end() && !outputs.empty()) it = outputs.begin();
+  if (it == outputs.end()) throw vslim::Error(vslim::Error::Kind::kServer, "the response holds no output");
+  const vslim::Tensor& out = it->second;
+  if (out.dtype != vslim::DType::kFloat32 || out.shape.size() != 2) {
+    throw vslim::Error(vslim::Error::Kind::kServer, "output '" + it->first + "' is not a [batch, classes] float32 "
+                                                                                "score matrix; cannot print top-k");
+  }
+  const size_t batch = static_cast<size_t>(out.shape[0]);
+  const size_t classes = static_cast<size_t>(out.shape[1]);
+
+  std::ostringstream json;
+  json.precision(9);
+  json << "{\"fetch\": " << JsonString(it->first) << ", \"shape\": [" << batch << ", " << classes
+       << "], \"samples\": [";
+  std::cout.precision(9);
+  for (size_t b = 0; b < batch; ++b) {
+    const float* row = out.f32.data() + b * classes;
+    std::vector<float> scores = o.softmax ? vslim::Softmax(row, classes) : std::vector<float>(row, row + classes);
+    auto top = vslim::TopK(scores, o.topk);
+    json << (b ? ", " : "") << "{\"classes\": [";
+    for (size_t j = 0; j < top.size(); ++j) json << (j ? ", " : "") << top[j].first;
+    json << "], \"scores\": [";
+    for (size_t j = 0; j < top.size(); ++j) json << (j ? ", " : "") << top[j].second;
+    json << "]}";
+    if (!o.json) {
+      std::cout << "Current input: " << o.input << " (sample " << b << " of " << batch << ")\n";
+      for (size_t j = 0; j < top.size(); ++j) {
+        std::cout << "\ttop-" << j + 1 << " class: " << top[j].first << "\n"
+                  << "\ttop-" << j + 1 << " score: " << top[j].second << "\n";
+      }
+    }
+  }
+  json << "]";
+  const double p50 = vslim::Percentile(latencies_ms, 50), p90 = vslim::Percentile(latencies_ms, 90),
+               p99 = vslim::Percentile(latencies_ms, 99);
+  if (o.repeat > 1) {
+    json << ", \"latency_ms\": {\"calls\": " << o.repeat << ", \"p50\": " << p50 << ", \"p90\": " << p90
+         << ", \"p99\": " << p99 << "}";
+    if (!o.json) {
+      std::printf("latency over %d calls: p50 %.3f ms, p90 %.3f ms, p99 %.3f ms\n", o.repeat, p50, p90, p99);
+    }
+  }
+  json << "}";
+  if (o.json) std::cout << json.str() << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options options = Parse(argc, argv);
+  try {
+    return Run(options);
+  } catch (const vslim::Error& e) {
+    std::cerr << "vslim_cpp_client: error: " << e.what() << "\n";
+    const bool remote = e.kind() == vslim::Error::Kind::kRpc || e.kind() == vslim::Error::Kind::kServer;
+    return remote ? kServerError : kUsageError;
+  } catch (const std::exception& e) {
+    std::cerr << "vslim_cpp_client: error: " << e.what() << "\n";
+    return kServerError;
+  }
+}

@@ -1,0 +1,136 @@
+"""The C++ client: built from a clean tree with CMake (warnings on), run against real servers."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from servers import ServerProcess
+from vslim.metrics import softmax, topk
+from vslim.serving.client import ClientConfig, GrpcClient
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def cpp_client(tmp_path_factory):
+    """Configure and build out of tree, as CI does; our own sources must compile without warnings."""
+    build = tmp_path_factory.mktemp("cpp") / "build"
+    proc = subprocess.run([str(REPO / "cpp_client" / "build.sh"), str(build)], capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "VSLIM_WERROR": "ON"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    log = proc.stdout + proc.stderr
+    assert "warning:" not in log, log
+    binary = build / "vslim_cpp_client"
+    assert binary.is_file()
+    return binary
+
+
+def run(binary, *args, timeout=120):
+    return subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def servers(bundle_fp32, bundle_int8):
+    started = {"fp32": ServerProcess(bundle_fp32.server), "int8": ServerProcess(bundle_int8.server)}
+    yield started
+    for server in started.values():
+        assert server.stop() == 0, server.log()
+
+
+@pytest.fixture(scope="module")
+def clip_file(synth_data, bundle_fp32, tmp_path_factory):
+    from vslim.data import ClipPipeline
+
+    meta = ClientConfig.load(bundle_fp32.client).meta
+    clips = np.stack([ClipPipeline(meta.preprocess).from_video(synth_data / "videos" / "val" / name)
+                      for name in sorted(os.listdir(synth_data / "videos" / "val"))[:2]])
+    path = tmp_path_factory.mktemp("npy") / "clips.npy"
+    np.save(path, clips)
+    return path
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_cpp_top_k_equals_the_python_client(cpp_client, servers, clip_file, bundle_fp32, bundle_int8, precision,
+                                            tmp_path):
+    bundle = bundle_fp32 if precision == "fp32" else bundle_int8
+    server = servers[precision]
+    clips = np.load(clip_file)
+    with GrpcClient(server.address, ClientConfig.load(bundle.client)) as client:
+        logits = client.predict({"data_batch_0": clips})["outputs"]
+    one = tmp_path / "one.npy"
+    np.save(one, clips[0])  # without the batch dimension: the client adds it
+    for path, rows in ((clip_file, 2), (one, 1)):
+        r = run(cpp_client, "--host", "127.0.0.1", "--port", server.port, "--client-conf", bundle.client,
+                "--input", path, "--topk", 5, "--json")
+        assert r.returncode == 0, r.stderr
+        answer = json.loads(r.stdout)
+        assert answer["fetch"] == "outputs" and answer["shape"] == [rows, 10]
+        for i, sample in enumerate(answer["samples"]):
+            ids, scores = topk(softmax(logits[i]), 5)
+            assert sample["classes"] == ids.tolist()
+            np.testing.assert_allclose(sample["scores"], scores, rtol=1e-5, atol=1e-6)
+
+
+def test_cpp_prints_paddlevideo_style_lines_and_latency(cpp_client, servers, clip_file, bundle_int8):
+    r = run(cpp_client, "--port", servers["int8"].port, "--client-conf",
+            bundle_int8.client / "serving_client_conf.prototxt", "--input", clip_file, "--topk", 2, "--repeat", 20)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"Current input: {clip_file} (sample 0 of 2)"
+    assert lines[1].startswith("\ttop-1 class: ") and lines[2].startswith("\ttop-1 score: ")
+    latency = lines[-1]
+    assert latency.startswith("latency over 20 calls: p50 ")
+    p50, p90, p99 = (float(x.split()[1]) for x in latency.split(": ", 1)[1].split(", "))
+    assert 0 < p50 <= p90 <= p99
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cpp_bad_input(cpp_client, servers, clip_file, bundle_fp32, tmp_path):
+    port = servers["fp32"].port
+    conf = bundle_fp32.client
+    cases = []
+    # unreachable server
+    cases.append(((["--port", _free_port(), "--client-conf", conf, "--input", clip_file, "--timeout-ms", 5000]),
+                  3, "is unreachable or unavailable: gRPC UNAVAILABLE"))
+    # missing and malformed config
+    cases.append(((["--port", port, "--client-conf", tmp_path / "nope", "--input", clip_file]), 2, "cannot be read"))
+    bad_conf = tmp_path / "bad.prototxt"
+    bad_conf.write_text('feed_var { name: "data_batch_0" feed_type: 1 shape: [8 }\n')
+    cases.append(((["--port", port, "--client-conf", bad_conf, "--input", clip_file]), 2,
+                  "is not a valid GeneralModelConfig: line 1"))
+    # wrong shape, wrong dtype, not a .npy
+    np.save(tmp_path / "shape.npy", np.zeros((1, 4, 3, 64, 64), np.float32))
+    cases.append(((["--port", port, "--client-conf", conf, "--input", tmp_path / "shape.npy"]), 2,
+                  "has shape [1, 4, 3, 64, 64] but the model expects [-1, 8, 3, 64, 64]"))
+    np.save(tmp_path / "f64.npy", np.zeros((1, 8, 3, 64, 64)))
+    cases.append(((["--port", port, "--client-conf", conf, "--input", tmp_path / "f64.npy"]), 2,
+                  "has dtype '<f8'"))
+    (tmp_path / "text.npy").write_text("not numpy")
+    cases.append(((["--port", port, "--client-conf", conf, "--input", tmp_path / "text.npy"]), 2,
+                  "is not a .npy file"))
+    cases.append(((["--port", port, "--client-conf", conf, "--input", clip_file, "--topk", "zero"]), 2,
+                  "--topk needs a whole number"))
+    # a server error: the client config claims a shape the served model does not take
+    other = tmp_path / "other_serving_client"
+    shutil.copytree(conf, other)
+    text = (other / "serving_client_conf.prototxt").read_text().replace("shape: 64", "shape: 32")
+    (other / "serving_client_conf.prototxt").write_text(text)
+    np.save(tmp_path / "small.npy", np.zeros((1, 8, 3, 32, 32), np.float32))
+    cases.append(((["--port", port, "--client-conf", other, "--input", tmp_path / "small.npy"]), 3,
+                  "gRPC INVALID_ARGUMENT (err_no 5000): feed 'data_batch_0' has shape [1, 8, 3, 32, 32]"))
+    for args, code, message in cases:
+        r = run(cpp_client, *args)
+        assert r.returncode == code and message in r.stderr, (args, r.returncode, r.stderr)
+        assert "vslim_cpp_client: error: " in r.stderr and "terminate called" not in r.stderr
+    # and the server still answers
+    assert run(cpp_client, "--port", port, "--client-conf", conf, "--input", clip_file).returncode == 0
