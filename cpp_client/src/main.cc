@@ -18,7 +18,7 @@ constexpr int kServerError = 3;
 
 const char kUsage[] =
     "usage: vslim_cpp_client --client-conf PATH --input FILE.npy [--host 127.0.0.1] [--port 9393]\n"
-    "                        [--fetch NAME] [--topk 5] [--repeat N] [--timeout-ms 30000]\n"
+    "                        [--fetch NAME] [--topk 5] [--repeat N] [--warmup 3] [--timeout-ms 30000]\n"
     "                        [--no-softmax] [--json]\n"
     "\n"
     "  --client-conf  the bundle's *_serving_client folder or its serving_client_conf.prototxt\n"
@@ -26,7 +26,8 @@ const char kUsage[] =
     "  --fetch        output to read (default: the first fetch var, 'outputs' in vslim bundles)\n"
     "  --topk         classes to print per sample; scores are softmax probabilities of the logits\n"
     "                 unless --no-softmax\n"
-    "  --repeat       send the request N times and print latency p50/p90/p99\n";
+    "  --repeat       send the request N times and print latency p50/p90/p99\n"
+    "  --warmup       untimed requests before the timed ones when --repeat > 1 (default 3)\n";
 
 struct Options {
   std::string host = "127.0.0.1";
@@ -36,6 +37,7 @@ struct Options {
   std::string fetch;
   size_t topk = 5;
   int repeat = 1;
+  int warmup = 3;
   long timeout_ms = 30000;
   bool softmax = true;
   bool json = false;
@@ -80,6 +82,7 @@ Options Parse(int argc, char** argv) {
     else if (flag == "--fetch") o.fetch = value;
     else if (flag == "--topk") o.topk = static_cast<size_t>(ParseNumber(flag, value, 1));
     else if (flag == "--repeat") o.repeat = static_cast<int>(ParseNumber(flag, value, 1));
+    else if (flag == "--warmup") o.warmup = static_cast<int>(ParseNumber(flag, value, 0));
     else if (flag == "--timeout-ms") o.timeout_ms = ParseNumber(flag, value, 1);
     else UsageError("unknown flag " + flag);
   }
@@ -107,6 +110,7 @@ int Run(const Options& o) {
   vslim::Client client(o.host, o.port, config, std::chrono::milliseconds(o.timeout_ms));
 
   std::map<std::string, vslim::Tensor> outputs;
+  for (int i = 0; o.repeat > 1 && i < o.warmup; ++i) client.Predict({{feed.alias, input}}, {fetch});
   std::vector<double> latencies_ms;
   for (int i = 0; i < o.repeat; ++i) {
     auto start = std::chrono::steady_clock::now();
