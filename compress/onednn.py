@@ -9,7 +9,6 @@ runs, stays as close to the FP32 model as convolutions only, and is faster.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,20 +18,11 @@ from vslim.errors import VslimError
 from vslim.inference import Predictor
 from vslim.inference.predictor import SAFE_ONEDNN_INT8_OPS
 from vslim.metrics import cosine_similarity
+from vslim.timing import median_ms
 
 ALL_OPS = ("*",)
 FIDELITY_MARGIN = 0.002  # cosine the all-ops set may lose against convolutions only
 SPEEDUP_NEEDED = 0.95  # all-ops must take at most this fraction of the convs-only time
-
-
-def _median_ms(pred: Predictor, x: np.ndarray, runs: int = 3) -> float:
-    pred.run(x)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        pred.run(x)
-        times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times))
 
 
 def _predictor(model_dir, ops, threads) -> Predictor:
@@ -55,5 +45,5 @@ def choose_onednn_int8_ops(model_dir: Path | str, sample: np.ndarray, fp32_out: 
     if not np.all(np.isfinite(out)) or cosine_similarity(out, fp32_out).min() < safe_cos - FIDELITY_MARGIN:
         return list(SAFE_ONEDNN_INT8_OPS)
     one = sample[:1]
-    faster = _median_ms(candidate, one) < SPEEDUP_NEEDED * _median_ms(safe, one)
+    faster = median_ms(lambda: candidate.run(one), 3) < SPEEDUP_NEEDED * median_ms(lambda: safe.run(one), 3)
     return list(ALL_OPS if faster else SAFE_ONEDNN_INT8_OPS)

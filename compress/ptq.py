@@ -28,6 +28,7 @@ from vslim.fsio import atomic_output_dir, check_output_free, write_json, write_t
 from vslim.inference import Predictor, inspect_model
 from vslim.inference.predictor import ModelInfo
 from vslim.progress import progress_bar
+from vslim.timing import median_ms
 
 from .onednn import choose_onednn_int8_ops
 from .report import ptq_markdown
@@ -140,17 +141,6 @@ def _choose(cands: list[Candidate], cfg: PTQConfig, fp32_val: Optional[EvalSumma
     return max(ok, key=lambda c: (c.val.top1, c.val.agreement, -cands.index(c)))
 
 
-def _latency_ms(pred: Predictor, clip: np.ndarray, runs: int = 10) -> float:
-    for _ in range(2):
-        pred.run(clip)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        pred.run(clip)
-        times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times))
-
-
 def quantize(cfg: PTQConfig) -> PTQResult:
     """Quantize ``cfg.model_dir`` into ``cfg.output_dir`` (written atomically, with reports)."""
     cfg.validate()
@@ -196,8 +186,9 @@ def quantize(cfg: PTQConfig) -> PTQResult:
         chosen = _choose(cands, cfg, fp32_val)
         latency = None
         if cfg.measure_latency:
-            latency = {"fp32": _latency_ms(fp32, clips[:1]), "int8": _latency_ms(preds[chosen.algo], clips[:1]),
-                       "threads": cfg.threads, "batch": 1}
+            one, chosen_pred = clips[:1], preds[chosen.algo]
+            latency = {"fp32": median_ms(lambda: fp32.run(one), 10, 2),
+                       "int8": median_ms(lambda: chosen_pred.run(one), 10, 2), "threads": cfg.threads, "batch": 1}
         report = {
             "fp32_model": str(info.model_dir), "int8_model": str(Path(cfg.output_dir)),
             "algo": chosen.algo, "mode": cfg.algo, "tolerance": cfg.tolerance,

@@ -189,11 +189,16 @@ def _json_values(t: dict, elem_type: int, label: str) -> np.ndarray:
         raise RequestError(f"{label}: {field_name} must be a flat list of {NAMES[elem_type]} values ({exc})") from exc
 
 
-def parse_json(body: bytes) -> WireRequest:
+def load_json(body: bytes):
+    """Parse a JSON body; a syntax error is the client's (HTTP 400), named as such."""
     try:
-        obj = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise RequestError(f"malformed JSON body: {exc}") from exc
+
+
+def parse_json(body: bytes) -> WireRequest:
+    obj = load_json(body)
     if not isinstance(obj, dict):
         raise RequestError("the JSON body must be an object with 'tensor' and 'fetch_var_names'")
     obj = _canonical(obj, _REQUEST_KEYS, "request")

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import orjson
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -86,10 +85,7 @@ def _media_type(request: Request) -> str:
 
 def parse_frames(body: bytes, limit: int) -> tuple[np.ndarray, int]:
     """PaddleVideo's pipeline request -> ``[T, H, W, 3]`` uint8 frames and its log id."""
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise RequestError(f"malformed JSON body: {exc}") from exc
+    obj = codec.load_json(body)
     if not isinstance(obj, dict):
         raise RequestError('the body must be {"key": [...], "value": [...]}')
     unknown = set(obj) - {"key", "value", "tensors", "name", "method", "logid", "clientip"}
