@@ -134,3 +134,15 @@ def bundle_int8(int8_small_avg, tmp_path_factory):
     from vslim.serving.bundle import package_serving
 
     return package_serving(int8_small_avg.output_dir, tmp_path_factory.mktemp("bundles") / "int8", name="small_int8")
+
+
+@pytest.fixture(scope="session")
+def toolchain():
+    """The vslim Lite toolchain; built here if this machine has none yet (CI builds it in .ci/run)."""
+    from vslim.errors import LiteError
+    from vslim.lite.toolchain import find_toolchain, setup_toolchain
+
+    try:
+        return find_toolchain()
+    except LiteError:
+        return setup_toolchain(say=lambda _: None)

@@ -4,7 +4,8 @@ Steps (each reuses its output from an earlier run unless ``fresh``):
 synthetic data -> train the small PP-TSM -> export -> PTQ (auto) -> classify the
 demo video with FP32 and INT8 -> package the INT8 model as a Paddle Serving bundle,
 serve it on a free local port and classify the demo video through every protocol
--> FP32-vs-INT8 table.
+-> ARM ``.nb`` files of the FP32 and INT8 models for Paddle Lite (the Lite toolchain is
+built on first use) -> FP32-vs-INT8 table.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class DemoResult:
     ptq_report: dict
     predictions: dict = field(default_factory=dict)
     served: dict = field(default_factory=dict)
+    lite_reports: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
 
 
@@ -51,13 +53,13 @@ def run_demo(workdir: Path | str = "vslim-demo", epochs: int = 12, seed: int = 0
     data, run, fp32, int8 = work / "data", work / "train", work / "fp32", work / "int8"
     timings = {}
     t = time.perf_counter()
-    say(f"[1/6] synthetic data set -> {data}")
+    say(f"[1/7] synthetic data set -> {data}")
     if _step("data", data, fresh, say):
         generate(data, SynthConfig(seed=seed))
     timings["data_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    say(f"[2/6] train the small PP-TSM ({epochs} epochs) -> {run}")
+    say(f"[2/7] train the small PP-TSM ({epochs} epochs) -> {run}")
     if _step("train", run, fresh, say):
         train(TrainConfig(arch="pptsm_small", train=ListConfig(str(data / "train.list")),
                           val=ListConfig(str(data / "val.list")), output_dir=str(run), epochs=epochs, seed=seed),
@@ -66,25 +68,25 @@ def run_demo(workdir: Path | str = "vslim-demo", epochs: int = 12, seed: int = 0
     timings["train_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    say(f"[3/6] export the FP32 inference model -> {fp32}")
+    say(f"[3/7] export the FP32 inference model -> {fp32}")
     if _step("export", fp32, fresh, say):
         export_model(run / "model.pdparams", fp32)
     timings["export_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    say(f"[4/6] post-training INT8 quantization (auto: avg, abs_max, hist, mse) -> {int8}")
+    say(f"[4/7] post-training INT8 quantization (auto: avg, abs_max, hist, mse) -> {int8}")
     if _step("ptq", int8, fresh, say):
         quantize(PTQConfig(model_dir=str(fp32), output_dir=str(int8), calib=ListConfig(str(data / "calib.list")),
                            val=ListConfig(str(data / "val.list")), algo="auto"))
     timings["ptq_s"] = time.perf_counter() - t
 
-    say(f"[5/6] classify {data / 'demo.mp4'} with FP32 and INT8")
+    say(f"[5/7] classify {data / 'demo.mp4'} with FP32 and INT8")
     preds = {}
     for name, folder in (("fp32", fp32), ("int8", int8)):
         predictor = Predictor(folder, PredictorConfig())
         preds[name] = classify(predictor, [data / "demo.mp4"], top_k=3)[0]
     bundle = work / "serving"
-    say(f"[6/6] package the INT8 model for Paddle Serving -> {bundle}, serve it, classify through each protocol")
+    say(f"[6/7] package the INT8 model for Paddle Serving -> {bundle}, serve it, classify through each protocol")
     if _step("package", bundle, fresh, say):
         from .serving.bundle import package_serving
 
@@ -93,10 +95,40 @@ def run_demo(workdir: Path | str = "vslim-demo", epochs: int = 12, seed: int = 0
     served = serve_and_classify(bundle / "pptsm_small_int8_serving_server", bundle / "pptsm_small_int8_serving_client",
                                 data / "demo.mp4", say)
     timings["serve_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    lite = work / "lite"
+    say(f"[7/7] Paddle Lite .nb files for ARM (FP32 and INT8) -> {lite}")
+    lite_reports = build_lite(fp32, int8, lite, fresh, say)
+    timings["lite_s"] = time.perf_counter() - t
     import json
 
     report = json.loads((int8 / "ptq_report.json").read_text())
-    return DemoResult(work, fp32, int8, report, preds, served, timings)
+    return DemoResult(work, fp32, int8, report, preds, served, lite_reports, timings)
+
+
+def build_lite(fp32: Path, int8: Path, out: Path, fresh: bool, say: Callable[[str], None]) -> dict:
+    """ARM .nb files of both models (the toolchain is set up first if this machine has none)."""
+    import json
+
+    from .config import LiteConfig
+    from .errors import LiteError
+    from .lite.package import REPORT_JSON, package_lite
+    from .lite.toolchain import find_toolchain, setup_toolchain
+
+    reports = {}
+    for name, model in (("fp32", fp32), ("int8", int8)):
+        folder = out / name
+        if _step(f"lite {name}", folder, fresh, say):
+            try:
+                find_toolchain()
+            except LiteError:
+                say("  no Lite optimizer yet: building the toolchain once (vslim lite setup)")
+                setup_toolchain(say=lambda m: say(f"  {m}"))
+            package_lite(LiteConfig(model_dir=str(model), output_dir=str(folder), targets=["arm"],
+                                    name=f"pptsm_small_{name}"), say=lambda m: say(f"  {m}"))
+        reports[name] = json.loads((folder / REPORT_JSON).read_text())
+    return reports
 
 
 def serve_and_classify(server_dir: Path, client_dir: Path, video: Path, say: Callable[[str], None]) -> dict:

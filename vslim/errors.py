@@ -55,3 +55,7 @@ class RequestError(ServingError):
     def __init__(self, message: str, kind: str = "invalid"):
         super().__init__(message)
         self.kind = kind
+
+
+class LiteError(VslimError):
+    """The Paddle Lite toolchain or optimizer cannot do what was asked."""

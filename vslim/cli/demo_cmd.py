@@ -33,5 +33,12 @@ def demo(args) -> int:
     for protocol, (label, score) in result.served.items():
         print(f"{protocol:<18} top-1 {label} ({score:.4f})")
     print()
+    print("== Paddle Lite (ARM .nb; ARM files cannot run on this host, so they are checked structurally)")
+    for name, report in result.lite_reports.items():
+        arm = report["targets"]["arm"]
+        print(f"{name}: {arm['file']} {arm['bytes'] / 2**20:.2f} MiB, {arm['kernels']['int8_kernels']} int8 kernels "
+              f"of {arm['kernels']['total_kernels']}; temporal_shift: {report['temporal_shift']['rewritten']} "
+              f"rewritten ({report['temporal_shift']['shift_ratios']})")
+    print()
     print(ptq_markdown(result.ptq_report))
     return 0

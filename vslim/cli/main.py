@@ -14,9 +14,9 @@ from typing import Callable, Optional, Sequence
 
 from .. import __version__
 from ..errors import VslimError
-from . import data_cmd, demo_cmd, model_cmd, quant_cmd, serving_cmd
+from . import data_cmd, demo_cmd, lite_cmd, model_cmd, quant_cmd, serving_cmd
 
-COMMAND_MODULES = (data_cmd, model_cmd, quant_cmd, serving_cmd, demo_cmd)
+COMMAND_MODULES = (data_cmd, model_cmd, quant_cmd, serving_cmd, lite_cmd, demo_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +55,9 @@ def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> int:
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted; no partial output was kept", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `vslim lite doctor | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
     return int(result or 0)
 
 

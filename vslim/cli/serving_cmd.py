@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from pathlib import Path
+
 from .common import print_json, say
 
-TARGETS = ("serving",)
+TARGETS = ("serving", "lite")
 
 
 def configure(command: str, p: argparse.ArgumentParser) -> None:
@@ -14,8 +16,21 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--target", required=True, choices=TARGETS, help="what to package for")
         p.add_argument("--model-dir", required=True, help="inference model folder (FP32 or INT8)")
         p.add_argument("--out", required=True, help="output folder")
-        p.add_argument("--name", help="bundle name (default: the architecture or the folder name)")
+        p.add_argument("--name", help="bundle / .nb name (default: the architecture or the folder name)")
         p.add_argument("--overwrite", action="store_true")
+        lite = p.add_argument_group("--target lite")
+        lite.add_argument("--valid-targets", nargs="+", default=["arm"], metavar="TARGET",
+                          help="one .nb per target spec: arm, x86, arm,opencl ... (default arm)")
+        lite.add_argument("--quant-type", choices=["int8", "int16"],
+                          help="Lite's dynamic weight quantization (not needed for vslim INT8 models)")
+        lite.add_argument("--enable-fp16", action="store_true", help="FP16 kernels (ARMv8.2)")
+        lite.add_argument("--no-rewrite", action="store_true",
+                          help="keep temporal_shift as is (Lite then computes PP-TSM wrongly; for comparison only)")
+        lite.add_argument("--no-verify", action="store_true", help="skip running x86 .nb files against Paddle")
+        lite.add_argument("--verify-list", help="PaddleVideo list whose clips verify x86 .nb files "
+                          "(default: random clips)")
+        lite.add_argument("--verify-clips", type=int, default=16)
+        lite.add_argument("--opt-bin", help="a paddle_lite_opt to use instead of the vslim toolchain")
         p.set_defaults(handler=package)
     elif command == "serve":
         p.add_argument("--bundle", required=True, help="the NAME_serving_server folder")
@@ -55,11 +70,27 @@ def register(sub) -> None:
 
 
 def package(args) -> int:
+    if args.target == "lite":
+        return package_lite(args)
     from ..serving.bundle import package_serving
 
     paths = package_serving(args.model_dir, args.out, name=args.name, overwrite=args.overwrite)
     say(f"wrote {paths.server.name}/ and {paths.client.name}/ to {paths.root}")
     print(paths.server)
+    return 0
+
+
+def package_lite(args) -> int:
+    from ..config import ListConfig, LiteConfig
+    from ..lite.package import REPORT_MD, package_lite as run
+
+    cfg = LiteConfig(model_dir=args.model_dir, output_dir=args.out, targets=args.valid_targets, name=args.name,
+                     quant_type=args.quant_type, enable_fp16=args.enable_fp16,
+                     rewrite_temporal_shift=not args.no_rewrite, verify=not args.no_verify,
+                     verify_clips=args.verify_clips, val=ListConfig(args.verify_list) if args.verify_list else None,
+                     opt_bin=args.opt_bin, overwrite=args.overwrite)
+    run(cfg, say=say)
+    print((Path(args.out) / REPORT_MD).read_text())
     return 0
 
 

@@ -41,20 +41,25 @@ def _framework_pb2():
     return framework_pb2
 
 
-def parse_program(model_file: Path | str):
-    """The file's ``ProgramDesc`` message; a clear error when it is not one."""
-    model_file = Path(model_file)
-    if not model_file.is_file():
-        raise ModelError(f"model file {model_file} does not exist")
-    data = model_file.read_bytes()
+def parse_program_bytes(data: bytes, label: str = "program"):
+    """A serialized ``ProgramDesc``; a clear error naming ``label`` when it is not one."""
     prog = _framework_pb2().ProgramDesc()
     try:
         prog.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError) as exc:
         raise ModelError(
-            f"model file {model_file} is not a Paddle inference program (corrupt or truncated: {exc}); "
+            f"model file {label} is not a Paddle inference program (corrupt or truncated: {exc}); "
             "re-export the model"
         ) from exc
+    return prog
+
+
+def parse_program(model_file: Path | str):
+    """The file's ``ProgramDesc`` message; a clear error when it is not an inference program."""
+    model_file = Path(model_file)
+    if not model_file.is_file():
+        raise ModelError(f"model file {model_file} does not exist")
+    prog = parse_program_bytes(model_file.read_bytes(), str(model_file))
     if not prog.blocks or not any(op.type == "feed" for op in prog.blocks[0].ops):
         raise ModelError(
             f"model file {model_file} has no feed op: it is not a saved inference model "
