@@ -127,9 +127,6 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
         _log("stopped")
         return 0
     finally:
-        if install_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
         if not stop_event.is_set():
             with contextlib.suppress(Exception):
                 await sharer.stop_accepting()
@@ -140,6 +137,9 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
         if service.engine is not None:
             await asyncio.to_thread(service.engine.close, cfg.grace_seconds)
         shutil.rmtree(sockets, ignore_errors=True)
+        if install_signals:  # only now: a second SIGTERM during clean-up must not kill us half-way
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
 
 
 async def _drain(cfg, service, health, sharer, grpc_server, http_server, http_task) -> None:

@@ -405,7 +405,7 @@ def test_sigterm_during_a_burst_finishes_or_fails_every_request(bundle_fp32, val
         t.start()
         if i == 10:
             assert answered.wait(60)
-            server.proc.send_signal(15)
+            server.terminate()
         time.sleep(0.005)
     for t in threads:
         t.join(60)

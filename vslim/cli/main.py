@@ -14,9 +14,9 @@ from typing import Callable, Optional, Sequence
 
 from .. import __version__
 from ..errors import VslimError
-from . import data_cmd, demo_cmd, lite_cmd, model_cmd, quant_cmd, serving_cmd
+from . import bench_cmd, data_cmd, demo_cmd, lite_cmd, model_cmd, quant_cmd, serving_cmd
 
-COMMAND_MODULES = (data_cmd, model_cmd, quant_cmd, serving_cmd, lite_cmd, demo_cmd)
+COMMAND_MODULES = (data_cmd, model_cmd, quant_cmd, serving_cmd, lite_cmd, bench_cmd, demo_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +81,17 @@ quant_main = _alias("vslim-quant", quant_cmd, "ptq")
 package_main = _alias("vslim-package", serving_cmd, "package")
 serve_main = _alias("vslim-serve", serving_cmd, "serve")
 client_main = _alias("vslim-client", serving_cmd, "client")
+
+
+def bench_main(argv: Optional[Sequence[str]] = None) -> int:
+    """``vslim-bench SUBCOMMAND``: the ``vslim bench`` group under its own name."""
+    parser = argparse.ArgumentParser(prog="vslim-bench", description="vslim benchmarks")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and library warnings")
+    sub = parser.add_subparsers(dest="bench_command", metavar="COMMAND")
+    sub.required = True
+    for name in ("runtime", "e2e", "serving", "compare"):
+        bench_cmd.configure(name, sub.add_parser(name))
+    return run(parser, argv)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .common import print_json, say
 
-TARGETS = ("serving", "lite")
+TARGETS = ("serving", "lite", "onnx")
 
 
 def configure(command: str, p: argparse.ArgumentParser) -> None:
@@ -72,6 +72,15 @@ def register(sub) -> None:
 def package(args) -> int:
     if args.target == "lite":
         return package_lite(args)
+    if args.target == "onnx":
+        from ..onnx_export import export_onnx
+
+        report = export_onnx(args.model_dir, args.out, overwrite=args.overwrite)
+        check = report["check_vs_paddle"]
+        say(f"wrote {Path(args.out) / 'model.onnx'} (opset {report['opset']}); vs Paddle: max abs diff "
+            f"{check['max_abs_diff']:.2e}, cosine {check['cosine_min']:.6f}")
+        print(Path(args.out) / "model.onnx")
+        return 0
     from ..serving.bundle import package_serving
 
     paths = package_serving(args.model_dir, args.out, name=args.name, overwrite=args.overwrite)

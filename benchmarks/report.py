@@ -1,0 +1,191 @@
+"""Benchmark reports: JSON (every figure), Markdown tables, PNG plots, and run-to-run comparison."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vslim.fsio import write_json, write_text_atomic
+from vslim.report import fmt, markdown_table
+
+
+def _env_lines(env: dict) -> list[str]:
+    cpu = env["cpu"]
+    flags = ", ".join(f for f, on in cpu["flags"].items() if on) or "-"
+    pk = env["packages"]
+    return [f"- Machine: {cpu['model']}, {cpu['logical_cores']} logical cores, flags: {flags}; "
+            f"GPU: {env['gpu'].get('name') or 'none (' + env['gpu'].get('reason', '') + ')'}",
+            f"- Software: Python {env['python']}, paddle {pk.get('paddlepaddle') or pk.get('paddlepaddle-gpu')}, "
+            f"onnxruntime {pk.get('onnxruntime', '-')}, vslim {env['vslim']} ({env['git_commit']})",
+            f"- When: {env['timestamp']}"]
+
+
+def runtime_markdown(r: dict) -> str:
+    lines = ["# Runtime benchmark (inference only)\n", *_env_lines(r["environment"]), ""]
+    headers = ["model", "prec", "backend", "batch", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms", "std ms",
+               "clips/s", "INT8/FP32 latency", "speed vs ORT FP32", "check vs Paddle"]
+    rows = []
+    for x in r["rows"]:
+        backend = f"{x['backend']} ({x['variant']})" if x["variant"] else x["backend"]
+        if x["status"] != "ok":
+            rows.append([x["model"], x["precision"], backend, x["batch"], x["threads"], x["status"] + ": " +
+                         x["reason"][:90], "", "", "", "", "", "", "", ""])
+            continue
+        ratio = x.get("int8_vs_fp32_latency")
+        peer = x.get("speedup_vs_onnxruntime_fp32")
+        rows.append([x["model"], x["precision"], backend, x["batch"], x["threads"], x["p50_ms"], x["p90_ms"],
+                     x["p99_ms"], x["mean_ms"], x["std_ms"], x["clips_per_s"],
+                     f"{ratio:.2f}x" if ratio else "-", f"{peer:.2f}x" if peer else "-",
+                     f"{x['max_rel_diff_vs_paddle_onednn']:.1e}, top-1 {100 * x['top1_agreement_vs_paddle_onednn']:.0f}%"])
+    lines.append(markdown_table(headers, rows))
+    if r.get("agreement"):
+        lines.append("\n## INT8 vs FP32 predictions\n")
+        lines.append(markdown_table(["INT8 model", "FP32 model", "clips", "FP32 top-1", "INT8 top-1", "top-1 agreement"],
+                                    [[k, v["fp32"], v["clips"], f"{100 * v['fp32_top1']:.1f}%",
+                                      f"{100 * v['int8_top1']:.1f}%", f"{100 * v['top1_agreement']:.1f}%"]
+                                     for k, v in r["agreement"].items()]))
+    return "\n".join(lines) + "\n"
+
+
+def e2e_markdown(r: dict) -> str:
+    s, v = r["stages"], r["video"]
+    lines = ["# End-to-end benchmark (one clip from a video file)\n", *_env_lines(r["environment"]),
+             f"- Video: {v['path']} ({v['frames']} frames, {v['width']}x{v['height']}); model {r['model']['path']} "
+             f"({r['model']['precision']})", ""]
+    names = {"decode_sample_ms": "decode + sample (vslim: sampled frames only)", "transform_ms": "transform",
+             "preprocess_ms": "preprocessing total", "inference_ms": "inference", "total_ms": "end to end",
+             "baseline_decode_all_ms": "baseline: decode every frame, then sample (PaddleVideo)"}
+    lines.append(markdown_table(["stage", "p50 ms", "p90 ms", "p99 ms", "mean ms"],
+                                [[names[k], s[k]["p50_ms"], s[k]["p90_ms"], s[k]["p99_ms"], s[k]["mean_ms"]]
+                                 for k in names]))
+    lines.append(f"\nPreprocessing is {100 * r['preprocess_share_of_total']:.0f}% of the end-to-end p50; "
+                 f"sampled decoding is {r['decode_speedup_vs_decode_all']:.1f}x faster than decoding every frame.")
+    return "\n".join(lines) + "\n"
+
+
+def serving_markdown(r: dict) -> str:
+    lines = ["# Serving benchmark (loopback)\n", *_env_lines(r["environment"]), ""]
+    if r.get("in_process"):
+        ip = r["in_process"]
+        lines.append(f"In-process predictor, batch 1: p50 {ip['p50_ms']:.2f} ms, p99 {ip['p99_ms']:.2f} ms.\n")
+    headers = ["server", "protocol", "concurrency", "infer/s", "p50 ms", "p90 ms", "p99 ms", "errors",
+               "server ms", "queue ms", "inference ms", "mean batch", "client+transport ms"]
+    rows = [[x["server"], x["protocol"], x["concurrency"], x["infer_per_s"], x.get("p50_ms"), x.get("p90_ms"),
+             x.get("p99_ms"), x["errors"], x.get("server_ms"), x.get("queue_ms"), x.get("inference_ms"),
+             x.get("mean_batch"), x.get("client_and_transport_ms")] for x in r["rows"]]
+    lines.append(markdown_table(headers, rows))
+    if r.get("summary"):
+        lines.append("\n## Summary\n")
+        for key, value in sorted(r["summary"].items()):
+            if isinstance(value, dict) and "served_p50_ms" in value:
+                lines.append(f"- {key}: served p50 {value['served_p50_ms']:.2f} ms vs in-process "
+                             f"{value['in_process_p50_ms']:.2f} ms (target <= {value['target_ms']:.2f} ms: "
+                             f"{'met' if value['met'] else 'not met'})")
+            else:
+                gains = ", ".join(f"c={k}: {v:.2f}x" for k, v in sorted(value.items(), key=lambda kv: int(kv[0])))
+                lines.append(f"- {key}: {gains}")
+    return "\n".join(lines) + "\n"
+
+
+MARKDOWN = {"runtime": runtime_markdown, "e2e": e2e_markdown, "serving": serving_markdown}
+
+
+def plot(report: dict, out: Path) -> list[Path]:
+    """PNG plots: latency vs batch per backend and precision (runtime); throughput vs latency (serving)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    if report["kind"] == "runtime":
+        rows = [r for r in report["rows"] if r["status"] == "ok"]
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        series = {}
+        for r in rows:
+            key = f"{r['model']} · {r['backend']}{' ' + r['variant'] if r['variant'] else ''} · {r['threads']}t"
+            series.setdefault(key, []).append((r["batch"], r["p50_ms"]))
+        for key, pts in sorted(series.items()):
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key)
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("p50 latency (ms)")
+        ax.set_yscale("log")
+        ax.set_title("Latency vs batch, FP32 and INT8 per backend")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+        path = out / "latency_vs_batch.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        written.append(path)
+    elif report["kind"] == "serving":
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        series = {}
+        for r in report["rows"]:
+            if r.get("p50_ms") is not None:
+                series.setdefault(f"{r['protocol']} · {r['server']}", []).append(
+                    (r["concurrency"], r["infer_per_s"], r["p50_ms"]))
+        for key, pts in sorted(series.items()):
+            pts.sort()
+            ax.plot([p[2] for p in pts], [p[1] for p in pts], marker="o", label=key)
+            for c, thr, lat in pts:
+                ax.annotate(str(c), (lat, thr), fontsize=6, xytext=(2, 2), textcoords="offset points")
+        ax.set_xlabel("p50 latency (ms)")
+        ax.set_ylabel("throughput (infer/s)")
+        ax.set_title("Throughput vs latency under load (labels: concurrency)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+        path = out / "throughput_vs_latency.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        written.append(path)
+    plt.close("all")
+    return written
+
+
+def write_report(report: dict, out: Path | str) -> list[Path]:
+    """``<kind>.json``, ``<kind>.md`` and plots into ``out`` (created if needed)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    kind = report["kind"]
+    paths = [write_json(out / f"{kind}.json", report),
+             write_text_atomic(out / f"{kind}.md", MARKDOWN[kind](report))]
+    return paths + plot(report, out)
+
+
+def _key(kind: str, row: dict) -> tuple:
+    if kind == "runtime":
+        return row["model"], row["backend"], row["variant"], row["batch"], row["threads"]
+    if kind == "serving":
+        return row["server"], row["protocol"], row["concurrency"]
+    return (row,)
+
+
+def compare(a_path: Path | str, b_path: Path | str) -> str:
+    """Markdown of B relative to A for every row both runs have (latency ratio < 1: B is faster)."""
+    a, b = json.loads(Path(a_path).read_text()), json.loads(Path(b_path).read_text())
+    if a["kind"] != b["kind"]:
+        from vslim.errors import VslimError
+
+        raise VslimError(f"cannot compare a {a['kind']} report with a {b['kind']} report")
+    kind = a["kind"]
+    lines = [f"# {kind} benchmark: {Path(b_path).name} relative to {Path(a_path).name}\n",
+             f"- A: {a['environment']['cpu']['model']} @ {a['environment']['git_commit']}, {a['environment']['timestamp']}",
+             f"- B: {b['environment']['cpu']['model']} @ {b['environment']['git_commit']}, {b['environment']['timestamp']}",
+             ""]
+    if kind == "e2e":
+        rows = [[stage, a["stages"][stage]["p50_ms"], b["stages"][stage]["p50_ms"],
+                 f"{b['stages'][stage]['p50_ms'] / a['stages'][stage]['p50_ms']:.2f}x"]
+                for stage in a["stages"] if stage in b["stages"]]
+        lines.append(markdown_table(["stage", "A p50 ms", "B p50 ms", "B/A"], rows))
+        return "\n".join(lines) + "\n"
+    rate = "clips_per_s" if kind == "runtime" else "infer_per_s"
+    a_rows = {_key(kind, r): r for r in a["rows"] if r.get("p50_ms")}
+    rows = []
+    for r in b["rows"]:
+        k = _key(kind, r)
+        if k in a_rows and r.get("p50_ms"):
+            base = a_rows[k]
+            rows.append([" · ".join(fmt(x) for x in k if x != ""), base["p50_ms"], r["p50_ms"],
+                         f"{r['p50_ms'] / base['p50_ms']:.2f}x", f"{r[rate] / base[rate]:.2f}x"])
+    lines.append(markdown_table(["row", "A p50 ms", "B p50 ms", "B/A latency", "B/A throughput"], rows))
+    return "\n".join(lines) + "\n"

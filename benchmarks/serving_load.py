@@ -1,0 +1,182 @@
+"""``vslim-bench serving``: a bounded load sweep against a server, over gRPC and HTTP, on loopback.
+
+For each server configuration (started here from a bundle, with and without
+dynamic batching, or one given by address) and each protocol, ``concurrency``
+client threads send the same clip until ``requests`` are answered or
+``duration`` passes. Reported per level: infer/s, latency percentiles, errors,
+and the time split read from the server's own metrics (time in the server,
+waiting for a worker, in inference) against what the client saw. The in-process
+predictor's latency is measured in the same run, as the baseline.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from vslim.config import PredictorConfig
+from vslim.errors import ServingError, VslimError
+from vslim.inference import Predictor
+from vslim.progress import progress_bar
+from vslim.serving.bundle import CLIENT_SUFFIX, SERVER_SUFFIX
+from vslim.serving.client import ClientConfig, make_client
+from vslim.serving.process import ServerProcess
+from vslim.timing import timed_loop
+
+from .environment import environment
+from .stats import latency_stats
+
+LOOPBACK = ("127.", "localhost", "[::1]")
+
+
+@dataclass
+class ServingBench:
+    bundle: Optional[str] = None  # NAME_serving_server: start servers from it
+    address: Optional[str] = None  # or load an already running server (loopback only)
+    client_conf: Optional[str] = None  # NAME_serving_client (default: beside the bundle)
+    protocols: list[str] = field(default_factory=lambda: ["grpc", "http-proto", "http"])
+    concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
+    requests: int = 200
+    duration: float = 20.0
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8])  # server --max-batch-size values
+    batch_timeout_ms: float = 5.0
+    workers: int = 1
+    threads: int = 2
+    baseline_iterations: int = 50
+
+
+def _metrics(url: str) -> dict[str, float]:
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=30).read().decode()
+    values = {}
+    for line in text.splitlines():
+        m = re.match(r"^(vslim_\w+?(?:_sum|_count))(\{[^}]*\})? (\S+)$", line)
+        if m:
+            values[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return values
+
+
+def _mean_delta(before: dict, after: dict, name: str, labels: str = "") -> Optional[float]:
+    """Mean of a histogram's observations between two scrapes, in ms."""
+    count = after.get(f"{name}_count{labels}", 0) - before.get(f"{name}_count{labels}", 0)
+    total = after.get(f"{name}_sum{labels}", 0) - before.get(f"{name}_sum{labels}", 0)
+    return 1000 * total / count if count else None
+
+
+def _load(address: str, protocol: str, conf: ClientConfig, clip: np.ndarray, concurrency: int,
+          requests: int, duration: float) -> dict:
+    feed = {conf.signature.feeds[0].alias: clip[None]}
+    latencies, errors, lock = [], [], threading.Lock()
+    deadline = time.perf_counter() + duration
+    remaining = [requests]
+
+    def worker():
+        with make_client(protocol, address, conf, timeout=max(60.0, duration)) as client:
+            while time.perf_counter() < deadline:
+                with lock:
+                    if remaining[0] <= 0:
+                        return
+                    remaining[0] -= 1
+                t0 = time.perf_counter()
+                try:
+                    client.predict(feed)
+                    with lock:
+                        latencies.append(time.perf_counter() - t0)
+                except ServingError as exc:
+                    with lock:
+                        errors.append(str(exc)[:200])
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(duration + 120)
+    wall = time.perf_counter() - start
+    return {"completed": len(latencies), "errors": len(errors), "error_samples": errors[:3],
+            "wall_s": wall, "infer_per_s": len(latencies) / wall, **latency_stats(latencies)}
+
+
+def _sweep(address: str, url: str, cfg: ServingBench, conf: ClientConfig, clip: np.ndarray, server_label: str,
+           bar) -> list[dict]:
+    rows = []
+    for protocol in cfg.protocols:
+        # one untimed request per protocol: connection set-up is not load
+        with make_client(protocol, address, conf) as c:
+            c.predict({conf.signature.feeds[0].alias: clip[None]})
+        for level in cfg.concurrency:
+            before = _metrics(url)
+            result = _load(address, protocol, conf, clip, level, cfg.requests, cfg.duration)
+            after = _metrics(url)
+            proto_label = '{protocol="grpc"}' if protocol == "grpc" else '{protocol="http"}'
+            split = {"server_ms": _mean_delta(before, after, "vslim_request_latency_seconds", proto_label),
+                     "queue_ms": _mean_delta(before, after, "vslim_queue_seconds"),
+                     "inference_ms": _mean_delta(before, after, "vslim_inference_seconds")}
+            batch_count = after.get("vslim_batch_size_count", 0) - before.get("vslim_batch_size_count", 0)
+            batch_sum = after.get("vslim_batch_size_sum", 0) - before.get("vslim_batch_size_sum", 0)
+            split["mean_batch"] = batch_sum / batch_count if batch_count else None
+            if split["server_ms"] is not None and result.get("mean_ms"):
+                split["client_and_transport_ms"] = result["mean_ms"] - split["server_ms"]
+            rows.append({"server": server_label, "protocol": protocol, "concurrency": level, **result, **split})
+            bar.update(1)
+    return rows
+
+
+def run_serving(cfg: ServingBench, say: Callable[[str], None] = print) -> dict:
+    if not cfg.bundle and not cfg.address:
+        raise VslimError("give --bundle (servers are started for the run) or --address of a running server")
+    if cfg.address and not cfg.address.startswith(LOOPBACK):
+        raise VslimError(f"load tests only target this machine (127.0.0.1 / localhost), not {cfg.address}")
+    client_dir = cfg.client_conf or (cfg.bundle.replace(SERVER_SUFFIX, CLIENT_SUFFIX) if cfg.bundle else None)
+    if not client_dir:
+        raise VslimError("give --client-conf (the bundle's *_serving_client folder)")
+    conf = ClientConfig.load(client_dir)
+    shape = [d if d > 0 else 1 for d in conf.signature.feeds[0].shape]
+    clip = np.random.default_rng(0).standard_normal(shape).astype(conf.signature.feeds[0].dtype)
+    report = {"kind": "serving", "environment": environment(), "config": cfg.__dict__, "rows": []}
+    if cfg.bundle:
+        predictor = Predictor(cfg.bundle, PredictorConfig(threads=cfg.threads))
+        report["in_process"] = latency_stats(timed_loop(lambda: predictor.run(clip[None]), 5,
+                                                        cfg.baseline_iterations))
+        del predictor
+        say(f"in-process p50 {report['in_process']['p50_ms']:.2f} ms")
+    configs = cfg.batch_sizes if cfg.bundle else [None]
+    total = len(configs) * len(cfg.protocols) * len(cfg.concurrency)
+    with progress_bar(total=total, desc="serving load", unit="level") as bar:
+        for max_batch in configs:
+            if max_batch is None:
+                url = f"http://{cfg.address}"
+                report["rows"] += _sweep(cfg.address, url, cfg, conf, clip, "given", bar)
+                continue
+            label = f"batching {max_batch}" if max_batch > 1 else "no batching"
+            say(f"starting a server ({label})")
+            with ServerProcess(cfg.bundle, "--workers", cfg.workers, "--threads", cfg.threads, "--max-batch-size",
+                               max_batch, "--batch-timeout-ms", cfg.batch_timeout_ms) as server:
+                report["rows"] += _sweep(server.address, server.url, cfg, conf, clip, label, bar)
+    _summarize(report)
+    return report
+
+
+def _summarize(report: dict) -> None:
+    rows, base = report["rows"], report.get("in_process")
+    summary = {}
+    for protocol in {r["protocol"] for r in rows}:
+        single = [r for r in rows if r["protocol"] == protocol and r["concurrency"] == 1 and r["server"] in
+                  ("no batching", "given")]
+        if single and base and single[0].get("p50_ms"):
+            summary[f"{protocol}_p50_vs_in_process"] = {
+                "served_p50_ms": single[0]["p50_ms"], "in_process_p50_ms": base["p50_ms"],
+                "target_ms": 1.05 * base["p50_ms"] + 1.0, "met": single[0]["p50_ms"] <= 1.05 * base["p50_ms"] + 1.0}
+        for level in {r["concurrency"] for r in rows}:
+            off = [r for r in rows if r["protocol"] == protocol and r["concurrency"] == level
+                   and r["server"] == "no batching"]
+            on = [r for r in rows if r["protocol"] == protocol and r["concurrency"] == level
+                  and r["server"].startswith("batching")]
+            if off and on and off[0]["infer_per_s"]:
+                summary.setdefault(f"{protocol}_batching_throughput_gain", {})[str(level)] = \
+                    on[0]["infer_per_s"] / off[0]["infer_per_s"]
+    report["summary"] = summary

@@ -1,0 +1,89 @@
+"""Each benchmark subcommand on the small model with tiny counts: structure and consistency, never speed."""
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _consistent(stats: dict, batch: int = 1) -> None:
+    assert stats["calls"] > 0
+    assert 0 < stats["min_ms"] <= stats["p50_ms"] <= stats["p90_ms"] <= stats["p95_ms"] <= stats["p99_ms"]
+    assert stats["std_ms"] >= 0
+    assert stats["clips_per_s"] == pytest.approx(1000 * batch / stats["mean_ms"], rel=1e-6)
+
+
+def test_runtime_matrix(cli, fp32_small, int8_small_avg, synth_data, tmp_path):
+    out = tmp_path / "rt"
+    r = cli("bench", "runtime", "--model", f"fp32={fp32_small}", "--model", f"int8={int8_small_avg.output_dir}",
+            "--batch-sizes", "1,2", "--threads", "1", "--warmup", "1", "--iterations", "3",
+            "--agreement-list", synth_data / "val.list", "--out", out)
+    assert r.code == 0, r.err
+    report = json.loads((out / "runtime.json").read_text())
+    assert {"cpu", "packages", "git_commit", "gpu"} <= set(report["environment"])
+    assert "avx2" in report["environment"]["cpu"]["flags"]
+    assert report["pairs"] == {"int8": "fp32"}
+    rows = {(x["model"], x["backend"], x["variant"], x["batch"]): x for x in report["rows"]}
+    # 2 models x (paddle-cpu, paddle-onednn, onnxruntime, paddle-gpu) + trt variants, x 2 batch sizes
+    assert len(rows) == 2 * 2 * (4 + 1) + 2 * 1  # fp32 has two TRT variants, int8 one
+    for key, x in rows.items():
+        assert x["status"] in ("ok", "skipped"), x
+        if x["status"] == "skipped":
+            assert x["reason"], x
+            continue
+        _consistent(x, x["batch"])
+        assert x["max_rel_diff_vs_paddle_onednn"] < 0.2 and x["top1_agreement_vs_paddle_onednn"] >= 0.5
+    assert rows[("fp32", "paddle-onednn", "", 1)]["status"] == "ok"
+    assert rows[("int8", "paddle-cpu", "", 1)]["status"] == "skipped"
+    assert rows[("int8", "paddle-onednn", "", 2)]["int8_vs_fp32_latency"] > 0
+    assert rows[("int8", "paddle-onednn", "", 1)]["speedup_vs_onnxruntime_fp32"] > 0
+    if rows[("fp32", "paddle-gpu", "", 1)]["status"] == "skipped":
+        assert "CUDA" in rows[("fp32", "paddle-gpu", "", 1)]["reason"]
+    agreement = report["agreement"]["int8"]
+    assert agreement["clips"] == 100 and agreement["top1_agreement"] >= 0.95
+    assert (out / "latency_vs_batch.png").stat().st_size > 1000
+    assert "speed vs ORT FP32" in (out / "runtime.md").read_text()
+
+
+def test_e2e(cli, fp32_small, tmp_path):
+    out = tmp_path / "e2e"
+    r = cli("bench", "e2e", "--model", fp32_small, "--iterations", "3", "--out", out)
+    assert r.code == 0, r.err
+    report = json.loads((out / "e2e.json").read_text())
+    assert report["video"]["frames"] == 300 and (report["video"]["width"], report["video"]["height"]) == (320, 240)
+    for stats in report["stages"].values():
+        _consistent(stats)
+    s = report["stages"]
+    assert s["total_ms"]["mean_ms"] == pytest.approx(
+        s["decode_sample_ms"]["mean_ms"] + s["transform_ms"]["mean_ms"] + s["inference_ms"]["mean_ms"], rel=1e-6)
+    assert 0 < report["preprocess_share_of_total"] < 1
+
+
+def test_serving_sweep_and_compare(cli, bundle_int8, tmp_path):
+    out = tmp_path / "srv"
+    r = cli("bench", "serving", "--bundle", bundle_int8.server, "--protocols", "grpc,http", "--concurrency", "1,4",
+            "--requests", "12", "--duration", "20", "--batching", "1,4", "--out", out)
+    assert r.code == 0, r.err
+    report = json.loads((out / "serving.json").read_text())
+    assert len(report["rows"]) == 2 * 2 * 2
+    for x in report["rows"]:
+        assert x["errors"] == 0 and x["completed"] == 12
+        _consistent(x)
+        assert x["infer_per_s"] > 0 and x["server_ms"] > 0 and x["inference_ms"] > 0
+        assert x["server_ms"] <= x["mean_ms"] * 1.05
+    assert any(x["mean_batch"] > 1 for x in report["rows"] if x["server"] == "batching 4" and x["concurrency"] == 4)
+    assert "grpc_p50_vs_in_process" in report["summary"] and report["in_process"]["p50_ms"] > 0
+    assert (out / "throughput_vs_latency.png").stat().st_size > 1000
+    r = cli("bench", "compare", out / "serving.json", out / "serving.json")
+    assert r.code == 0 and "1.00x" in r.out
+
+
+def test_bench_bad_input(cli, fp32_small, tmp_path):
+    r = cli("bench", "runtime", "--model", f"x={fp32_small}", "--backends", "tensorflow", "--out", tmp_path)
+    assert r.code == 2 and "unknown backend 'tensorflow'" in r.err
+    r = cli("bench", "runtime", "--model", str(fp32_small), "--out", tmp_path)
+    assert r.code == 2 and "LABEL=MODEL_DIR" in r.err
+    r = cli("bench", "serving", "--address", "10.0.0.1:9393", "--client-conf", tmp_path, "--out", tmp_path)
+    assert r.code == 2 and "only target this machine" in r.err
+    r = cli("bench", "runtime", "--model", f"x={fp32_small}", "--batch-sizes", "0", "--out", tmp_path)
+    assert r.code == 2 and "whole numbers >= 1" in r.err

@@ -1,0 +1,128 @@
+"""``vslim bench runtime|e2e|serving|compare`` (alias ``vslim-bench``)."""
+from __future__ import annotations
+
+import argparse
+
+from .common import say
+
+
+def _ints(text: str) -> list[int]:
+    from ..errors import ConfigError
+
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"expected comma-separated whole numbers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ConfigError(f"expected whole numbers >= 1, got {text!r}")
+    return values
+
+
+def _models(items: list[str]) -> dict[str, str]:
+    from ..errors import ConfigError
+
+    models = {}
+    for item in items:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path:
+            raise ConfigError(f"--model takes LABEL=MODEL_DIR, got {item!r}")
+        models[label] = path
+    return models
+
+
+def configure(command: str, p: argparse.ArgumentParser) -> None:
+    if command != "compare":
+        p.add_argument("--out", required=True, help="folder for <kind>.json, <kind>.md and plots")
+    if command == "runtime":
+        p.add_argument("--model", action="append", required=True, metavar="LABEL=DIR",
+                       help="an inference model (repeat: FP32 and INT8 models; INT8 ones pair with their FP32 source)")
+        p.add_argument("--backends", default="paddle-cpu,paddle-onednn,onnxruntime,paddle-gpu,paddle-trt")
+        p.add_argument("--batch-sizes", default="1")
+        p.add_argument("--threads", default="2")
+        p.add_argument("--warmup", type=int, default=3)
+        p.add_argument("--iterations", type=int, default=20)
+        p.add_argument("--min-seconds", type=float, default=0.0, help="time each cell at least this long")
+        p.add_argument("--agreement-list", help="labelled list: INT8 vs FP32 top-1 agreement measured in the same run")
+        p.set_defaults(handler=runtime)
+    elif command == "e2e":
+        p.add_argument("--model", required=True, help="inference model folder")
+        p.add_argument("--video", help="video file (default: a synthetic 10 s 320x240 video)")
+        p.add_argument("--iterations", type=int, default=20)
+        p.add_argument("--threads", type=int, default=2)
+        p.set_defaults(handler=e2e)
+    elif command == "serving":
+        p.add_argument("--bundle", help="NAME_serving_server: servers are started for the run")
+        p.add_argument("--address", help="host:port of a running server (loopback only) instead of --bundle")
+        p.add_argument("--client-conf", help="NAME_serving_client (default: beside --bundle)")
+        p.add_argument("--protocols", default="grpc,http-proto,http")
+        p.add_argument("--concurrency", default="1,2,4,8,16")
+        p.add_argument("--requests", type=int, default=200, help="requests per level (bound)")
+        p.add_argument("--duration", type=float, default=20.0, help="seconds per level (bound)")
+        p.add_argument("--batching", default="1,8", help="server --max-batch-size values to sweep (1 = off)")
+        p.add_argument("--batch-timeout-ms", type=float, default=5.0)
+        p.add_argument("--workers", type=int, default=1)
+        p.add_argument("--threads", type=int, default=2)
+        p.set_defaults(handler=serving)
+    elif command == "compare":
+        p.add_argument("a", help="baseline report JSON")
+        p.add_argument("b", help="report JSON to compare with it")
+        p.set_defaults(handler=compare)
+
+
+def register(sub) -> None:
+    bench = sub.add_parser("bench", help="benchmarks: runtime, end to end, serving load")
+    bsub = bench.add_subparsers(dest="bench_command", metavar="COMMAND")
+    bsub.required = True
+    for name, help in (("runtime", "models x backends x batch sizes x threads"),
+                       ("e2e", "video file to classes, preprocessing timed apart from inference"),
+                       ("serving", "load sweep against a server over gRPC and HTTP"),
+                       ("compare", "ratios between two benchmark reports")):
+        configure(name, bsub.add_parser(name, help=help, description=help))
+
+
+def _finish(report: dict, out: str) -> int:
+    from ..benchmarks.report import MARKDOWN, write_report
+
+    paths = write_report(report, out)
+    print(MARKDOWN[report["kind"]](report))
+    say("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def runtime(args) -> int:
+    from ..benchmarks.backends import BACKENDS
+    from ..benchmarks.runtime import RuntimeBench, run_runtime
+    from ..errors import ConfigError
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        raise ConfigError(f"unknown backend {unknown[0]!r}; known: {', '.join(BACKENDS)}")
+    cfg = RuntimeBench(models=_models(args.model), backends=backends, batch_sizes=_ints(args.batch_sizes),
+                       threads=_ints(args.threads), warmup=args.warmup, iterations=args.iterations,
+                       min_seconds=args.min_seconds, agreement_list=args.agreement_list)
+    return _finish(run_runtime(cfg, say=say), args.out)
+
+
+def e2e(args) -> int:
+    from ..benchmarks.e2e import E2EBench, run_e2e
+
+    return _finish(run_e2e(E2EBench(model=args.model, video=args.video, iterations=args.iterations,
+                                    threads=args.threads), say=say), args.out)
+
+
+def serving(args) -> int:
+    from ..benchmarks.serving_load import ServingBench, run_serving
+
+    cfg = ServingBench(bundle=args.bundle, address=args.address, client_conf=args.client_conf,
+                       protocols=[p for p in args.protocols.split(",") if p], concurrency=_ints(args.concurrency),
+                       requests=args.requests, duration=args.duration, batch_sizes=_ints(args.batching),
+                       batch_timeout_ms=args.batch_timeout_ms, workers=args.workers, threads=args.threads)
+    return _finish(run_serving(cfg, say=say), args.out)
+
+
+def compare(args) -> int:
+    from ..benchmarks.report import compare as run
+
+    print(run(args.a, args.b))
+    return 0

@@ -1,0 +1,58 @@
+"""``vslim-package --target onnx``: the inference model as ONNX (paddle2onnx, opset 13), checked.
+
+ONNX Runtime is the peer vslim's benchmarks compare against; the converted model
+is run once next to Paddle Inference so a wrong conversion is caught here, not
+in a benchmark table. QDQ-format INT8 models convert too (as QuantizeLinear /
+DequantizeLinear); fake-quant ones do not (design.md §2).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+
+from .config import PredictorConfig
+from .errors import ModelError
+from .fsio import atomic_output_dir, check_output_free, write_json
+from .inference import Predictor, inspect_model
+from .metrics import cosine_similarity
+
+OPSET = 13
+
+
+def export_onnx(model_dir: Path | str, out: Path | str, overwrite: bool = False) -> dict:
+    """Convert, check against Paddle on a random batch, write ``model.onnx`` + ``vslim.json`` + a report."""
+    try:
+        import onnxruntime as ort
+        import paddle2onnx
+    except ImportError as exc:
+        raise ModelError(f"ONNX export needs paddle2onnx==1.3.1 and onnxruntime ({exc}); "
+                         "pip install -c constraints.txt paddle2onnx==1.3.1 onnxruntime") from None
+    check_output_free(out, overwrite)
+    info = inspect_model(model_dir)
+    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+        target = tmp / "model.onnx"
+        with contextlib.redirect_stdout(io.StringIO()):  # paddle2onnx prints progress to stdout
+            try:
+                paddle2onnx.export(str(info.model_file), str(info.params_file), str(target), opset_version=OPSET,
+                                   verbose=False, enable_onnx_checker=True)
+            except Exception as exc:
+                raise ModelError(f"paddle2onnx could not convert {info.model_file}: {exc}") from exc
+        if not target.is_file():
+            raise ModelError(f"paddle2onnx wrote nothing for {info.model_file} (an unsupported op or a fake-quant "
+                             "INT8 model; QDQ-format INT8 models convert)")
+        shape = [2] + [d if d > 0 else 1 for d in info.inputs[0].shape[1:]]
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+        got = session.run(None, {session.get_inputs()[0].name: x})[0]
+        expected = Predictor(info.model_dir, PredictorConfig(), info).run(x)
+        check = {"max_abs_diff": float(np.abs(got - expected).max()),
+                 "output_scale": float(np.abs(expected).max()),
+                 "cosine_min": float(cosine_similarity(got, expected).min())}
+        info.meta.derive(model_file="model.onnx", params_file=None, source=str(info.model_dir)).save(tmp)
+        report = {"source": str(Path(model_dir).resolve()), "precision": info.precision, "opset": OPSET,
+                  "onnx_bytes": target.stat().st_size, "check_vs_paddle": check}
+        write_json(tmp / "onnx_report.json", report)
+    return report
