@@ -46,13 +46,14 @@ class Candidate:
     seconds: float
     size: dict
     onednn_int8_ops: list[str] = field(default_factory=list)
+    op_set_choice: dict = field(default_factory=dict)
     calib: Optional[EvalSummary] = None
     val: Optional[EvalSummary] = None
     within_tolerance: Optional[bool] = None
 
     def to_dict(self) -> dict:
         return {"algo": self.algo, "seconds": round(self.seconds, 3), **self.size,
-                "onednn_int8_ops": self.onednn_int8_ops,
+                "onednn_int8_ops": self.onednn_int8_ops, "op_set_choice": self.op_set_choice,
                 "calib": self.calib.to_dict() if self.calib else None,
                 "val": self.val.to_dict() if self.val else None,
                 "within_tolerance": self.within_tolerance}
@@ -169,7 +170,8 @@ def quantize(cfg: PTQConfig) -> PTQResult:
         cands, preds = [], {}
         for algo in algos:
             cand = calibrate(info, clips, algo, cfg, Path(work) / algo)
-            cand.onednn_int8_ops = choose_onednn_int8_ops(cand.model_dir, clips[:2], fp32_calib[:2], cfg.threads)
+            cand.onednn_int8_ops, cand.op_set_choice = choose_onednn_int8_ops(cand.model_dir, clips[:4],
+                                                                             fp32_calib[:4], cfg.threads)
             pred = Predictor(cand.model_dir, PredictorConfig(threads=cfg.threads,
                                                              onednn_int8_ops=cand.onednn_int8_ops))
             cand.calib = summarize(pred.run_batched(clips, cfg.batch_size), None, fp32_calib)

@@ -17,10 +17,10 @@ from vslim.errors import LiteError
 from vslim.fsio import atomic_output_dir, check_output_free, write_json, write_text_atomic
 from vslim.inference import inspect_model
 from vslim.inference.program import op_types, parse_program
+from vslim.inference.temporal_shift import LITE_SHIFT_RATIO, find_temporal_shifts, rewrite_temporal_shift
 
 from .optimizer import check_ops, kernel_summary, nb_header, optimize, parse_targets, view_nb
 from .report import lite_markdown
-from .rewrite import LITE_SHIFT_RATIO, find_temporal_shifts, rewrite_temporal_shift
 from .toolchain import find_toolchain
 from .verify import structural, verification_clips, verify_x86
 

@@ -40,7 +40,7 @@ def test_doctor_finds_the_toolchain(toolchain):
 
 
 def test_rewrite_is_exact_in_paddle(fp32_small, tmp_path):
-    from vslim.lite.rewrite import find_temporal_shifts, rewrite_temporal_shift
+    from vslim.inference.temporal_shift import find_temporal_shifts, rewrite_temporal_shift
 
     shifts = find_temporal_shifts(fp32_small / "model.pdmodel")
     assert [s.shift_ratio for s in shifts] == [0.125] * 4 and all(s.seg_num == 8 for s in shifts)

@@ -193,6 +193,8 @@ class PredictorConfig:
     ``precision`` ``auto`` takes the model's own (from ``vslim.json``): INT8 models
     run INT8 kernels, since a quantize/dequantize model run in FP32 is ~5x slower.
     ``onednn_int8_ops`` overrides the op set recorded at quantization time.
+    ``rewrite_temporal_shift`` (CPU) replaces TSM's shift op by ops oneDNN runs
+    natively, in memory, with identical outputs (see inference.temporal_shift).
     """
 
     device: str = "cpu"
@@ -212,6 +214,7 @@ class PredictorConfig:
     trt_cache_dir: Optional[str] = None
     onednn_int8_ops: Optional[list[str]] = None
     onednn_cache_capacity: int = 10
+    rewrite_temporal_shift: bool = True
     ir_optim: bool = True
     quiet: bool = True
 

@@ -97,6 +97,7 @@ class Predictor:
         self.info = info or inspect_model(model_dir)
         self.precision = self._resolve_precision()
         self.onednn_int8_ops: Optional[tuple[str, ...]] = None
+        self.rewritten_shifts = 0
         self._native = self._create()
         self._lock = threading.Lock()
         self.input_names = list(self._native.get_input_names())
@@ -114,9 +115,27 @@ class Predictor:
             )
         return p
 
+    def _program_config(self, pi):
+        """A Config holding the model: from its files, or from memory when the program was rewritten."""
+        if self.config.device == "cpu" and self.config.rewrite_temporal_shift:
+            from .temporal_shift import rewrite_program
+
+            data = self.info.model_file.read_bytes()
+            try:
+                data, result = rewrite_program(data, all_ratios=True)
+            except ModelError:  # e.g. a dynamic spatial size: run the op as it is
+                result = None
+            if result is not None and result.rewritten:
+                self.rewritten_shifts = result.rewritten
+                params = self.info.params_file.read_bytes()
+                cfg = pi.Config()
+                cfg.set_model_buffer(data, len(data), params, len(params))
+                return cfg
+        return pi.Config(str(self.info.model_file), str(self.info.params_file))
+
     def _create(self):
         pi = _paddle_inference()
-        cfg = pi.Config(str(self.info.model_file), str(self.info.params_file))
+        cfg = self._program_config(pi)
         if self.config.quiet:
             cfg.disable_glog_info()
         cfg.switch_ir_optim(self.config.ir_optim)
@@ -251,6 +270,7 @@ class Predictor:
         clone = object.__new__(Predictor)
         clone.config, clone.info, clone.precision = self.config, self.info, self.precision
         clone.onednn_int8_ops = self.onednn_int8_ops
+        clone.rewritten_shifts = self.rewritten_shifts
         clone._native = self._native.clone()
         clone._lock = threading.Lock()
         clone.input_names, clone.output_names = list(self.input_names), list(self.output_names)
@@ -261,7 +281,8 @@ class Predictor:
         c = self.config
         d = {"model": str(self.info.model_dir), "precision": self.precision, "device": c.device}
         if c.device == "cpu":
-            d.update(threads=c.threads, onednn=c.use_onednn, onednn_int8_ops=list(self.onednn_int8_ops or []))
+            d.update(threads=c.threads, onednn=c.use_onednn, onednn_int8_ops=list(self.onednn_int8_ops or []),
+                     temporal_shift_rewritten=self.rewritten_shifts)
         else:
             d.update(tensorrt=c.use_tensorrt, gpu_id=c.gpu_id)
         return d
