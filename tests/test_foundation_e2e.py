@@ -144,13 +144,22 @@ def test_paddlevideo_yaml_and_frames_list_drive_ptq_unchanged(fp32_small, synth_
     assert report["calibration_clips"] == 8 and report["int8"]["calib"]["agreement"] >= 0.75
 
 
-def test_pptsm_r50_exports_quantizes_and_keeps_its_outputs(r50_fp32, r50_int8):
+def test_pptsm_r50_exports_quantizes_and_keeps_its_outputs(r50_fp32, r50_int8, synth_data):
     info = inspect_model(r50_fp32)
     assert list(info.inputs[0].shape) == [-1, 8, 3, 224, 224] and info.meta.arch == "pptsm_r50"
-    clips = np.random.default_rng(0).standard_normal((16, 8, 3, 224, 224)).astype(np.float32)
+    # 16 clips drawn at random from the synthetic videos, preprocessed for 224x224
+    entries = read_list(ListConfig(str(synth_data / "val.list")))
+    picked = [entries[i] for i in np.random.default_rng(0).choice(len(entries), 16, replace=False)]
+    clips = np.concatenate([c for c, _ in iter_batches(picked, ClipPipeline(info.meta.preprocess), 8)])
     fp32 = Predictor(r50_fp32).run_batched(clips, 4)
-    int8 = Predictor(r50_int8.output_dir).run_batched(clips, 4)
+    int8_predictor = Predictor(r50_int8.output_dir)
+    assert int8_predictor.precision == "int8"
+    int8 = int8_predictor.run_batched(clips, 4)
     assert int8.shape == fp32.shape == (16, 400)
     cos = cosine_similarity(int8, fp32)
     assert cos.min() >= 0.98, cos
+    # Gaussian-noise inputs, far outside the calibration data, with the always-safe op set (convolutions only)
+    noise = np.random.default_rng(0).standard_normal((16, 8, 3, 224, 224)).astype(np.float32)
+    safe = Predictor(r50_int8.output_dir, PredictorConfig(onednn_int8_ops=["fused_conv2d"]))
+    assert cosine_similarity(safe.run_batched(noise, 4), Predictor(r50_fp32).run_batched(noise, 4)).min() >= 0.98
     assert r50_int8.fp32_size["total_bytes"] / r50_int8.chosen.size["total_bytes"] >= 3.0
