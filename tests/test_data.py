@@ -157,7 +157,7 @@ def test_scale_follows_paddlevideo_sizes():
     assert T.scaled_size(240, 400, 256, fixed_ratio=False) == (256, 426)
 
 
-def test_stacked_resize_equals_per_frame_resize():
+def test_clip_resize_equals_per_frame_opencv_resize():
     frames = np.random.default_rng(0).integers(0, 255, (8, 50, 70, 3), dtype=np.uint8)
     got = T.scale_short_side(frames, 64)
     ref = np.stack([cv2.resize(f, (85, 64), interpolation=cv2.INTER_LINEAR) for f in frames])

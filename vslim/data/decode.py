@@ -4,6 +4,12 @@ A 10 s clip has ~300 frames but PP-TSM looks at 8. Decoding all of them (as
 PaddleVideo's ``VideoDecoder`` does) dominates preprocessing time, so the video
 reader seeks to far-away frames and merely ``grab``s (decodes without colour
 conversion or copy) the few frames between close ones.
+
+Measured floor (320x240 mp4, 10 s): an OpenCV seek costs ~1.7 ms, because OpenCV
+seeks 16 frames before the target and decodes forward from the key frame before
+that; 8 sampled frames take ~14 ms against ~21 ms to decode all 300. Reading the
+frames with several captures in parallel threads gained nothing (FFmpeg already
+decodes on several threads).
 """
 from __future__ import annotations
 
