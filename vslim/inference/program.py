@@ -35,7 +35,7 @@ class TensorSpec:
         return f"{self.name} {list(self.shape)} {np.dtype(self.dtype).name}"
 
 
-def _framework_pb2():
+def framework_pb2():
     from paddle.base.proto import framework_pb2  # heavy import, deferred
 
     return framework_pb2
@@ -43,7 +43,7 @@ def _framework_pb2():
 
 def parse_program_bytes(data: bytes, label: str = "program"):
     """A serialized ``ProgramDesc``; a clear error naming ``label`` when it is not one."""
-    prog = _framework_pb2().ProgramDesc()
+    prog = framework_pb2().ProgramDesc()
     try:
         prog.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError) as exc:

@@ -12,6 +12,10 @@ Two measured reasons to do it:
   R50 batch 1, 2 threads: FP32 735 -> 477 ms, INT8 462 -> 249 ms. The predictor
   rewrites in memory for CPU runs.
 
+The rewrite works on the ``ProgramDesc`` protobuf directly, not through Paddle's
+``Program`` API, whose static-graph mode is process-global and breaks in worker
+threads (where servers build their predictors).
+
 Each replaced op becomes what it means:
 
     x5  = reshape(x, [-1, T, C, H, W])
@@ -27,9 +31,7 @@ Inference gives the same output before and after (tests check it bit for bit).
 """
 from __future__ import annotations
 
-import contextlib
 import shutil
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,93 +64,113 @@ class RewriteResult:
                 "seg_nums": sorted({op.seg_num for op in self.ops})}
 
 
-_STATIC_LOCK = threading.Lock()
+# framework.proto enums
+_ATTR_INT, _ATTR_FLOAT, _ATTR_STRING, _ATTR_INTS, _ATTR_BOOLEAN = 0, 1, 2, 3, 6
 
 
-@contextlib.contextmanager
-def _static_mode():
-    """Paddle's static mode is process-global: enter it under a lock and restore what was there."""
-    import paddle
-
-    with _STATIC_LOCK:
-        was_dynamic = paddle.in_dynamic_mode()
-        if was_dynamic:
-            paddle.enable_static()
-        try:
-            yield
-        finally:
-            if was_dynamic:
-                paddle.disable_static()
+def _attr(op, name: str):
+    for a in op.attrs:
+        if a.name == name:
+            return {_ATTR_INT: a.i, _ATTR_FLOAT: a.f, _ATTR_STRING: a.s, _ATTR_BOOLEAN: a.b}.get(a.type)
+    return None
 
 
-def _program(data: bytes):
-    import paddle
-
-    return paddle.static.Program.parse_from_string(data)
+def _io(slots, name: str) -> list[str]:
+    return next((list(v.arguments) for v in slots if v.parameter == name), [])
 
 
 def _shift_ops(block) -> list[tuple[int, object, ShiftOp]]:
+    dims = {v.name: list(v.type.lod_tensor.tensor.dims) for v in block.vars}
     found = []
     for index, op in enumerate(block.ops):
         if op.type == "temporal_shift":
-            name = op.input("X")[0]
-            shape = list(block.var(name).shape)
-            found.append((index, op, ShiftOp(name, int(op.attr("seg_num")), float(op.attr("shift_ratio")),
+            name = _io(op.inputs, "X")[0]
+            shape = dims.get(name, [])
+            found.append((index, op, ShiftOp(name, int(_attr(op, "seg_num")), float(_attr(op, "shift_ratio")),
                                              int(shape[1]) if len(shape) == 4 else -1,
-                                             op.attr("data_format") if op.has_attr("data_format") else "NCHW")))
+                                             _attr(op, "data_format") or "NCHW")))
     return found
+
+
+def _parse(data: bytes):
+    from .program import parse_program_bytes
+
+    return parse_program_bytes(data)
 
 
 def find_temporal_shifts(model_file: Path | str) -> list[ShiftOp]:
     data = Path(model_file).read_bytes()
     if b"temporal_shift" not in data:
         return []
-    with _static_mode():
-        return [s for _, _, s in _shift_ops(_program(data).global_block())]
+    return [s for _, _, s in _shift_ops(_parse(data).blocks[0])]
 
 
 class _OpBuilder:
-    """Queues ops (and creates their output variables) for one replaced ``temporal_shift``."""
+    """Builds the ``OpDesc``/``VarDesc`` messages replacing one ``temporal_shift``."""
 
-    def __init__(self, block, prefix: str, dtype):
-        self.block, self.prefix, self.dtype = block, prefix, dtype
-        self.ops: list[tuple[str, dict, dict, dict]] = []
+    def __init__(self, block, prefix: str, template_var):
+        self.block, self.prefix, self.template = block, prefix, template_var
+        self.ops: list = []
 
     def var(self, name: str, shape: list[int]) -> str:
         full = f"{self.prefix}.{name}"
-        self.block.create_var(name=full, shape=shape, dtype=self.dtype)
+        var = self.block.vars.add()
+        var.CopyFrom(self.template)
+        var.name = full
+        var.persistable = False
+        del var.type.lod_tensor.tensor.dims[:]
+        var.type.lod_tensor.tensor.dims.extend(shape)
         return full
+
+    def op(self, type_: str, inputs: dict, outputs: dict, attrs: dict) -> None:
+        from .program import framework_pb2
+
+        op = framework_pb2().OpDesc(type=type_)
+        for slot, names in inputs.items():
+            op.inputs.add(parameter=slot, arguments=names)
+        for slot, names in outputs.items():
+            op.outputs.add(parameter=slot, arguments=names)
+        for name, value in attrs.items():
+            a = op.attrs.add(name=name)
+            if isinstance(value, bool):
+                a.type, a.b = _ATTR_BOOLEAN, value
+            elif isinstance(value, int):
+                a.type, a.i = _ATTR_INT, value
+            elif isinstance(value, float):
+                a.type, a.f = _ATTR_FLOAT, value
+            else:
+                a.type = _ATTR_INTS
+                a.ints.extend(int(v) for v in value)
+        self.ops.append(op)
 
     def reshape(self, src: str, shape: list[int], out: str, xshape_shape: list[int]) -> str:
         xshape = self.var(f"{out.rsplit('.', 1)[-1]}_xshape", xshape_shape)
-        self.ops.append(("reshape2", {"X": [src]}, {"Out": [out], "XShape": [xshape]}, {"shape": shape}))
+        self.op("reshape2", {"X": [src]}, {"Out": [out], "XShape": [xshape]}, {"shape": shape})
         return out
 
     def slice(self, src: str, name: str, axes, starts, ends, shape) -> str:
         out = self.var(name, shape)
-        self.ops.append(("slice", {"Input": [src]}, {"Out": [out]},
-                         {"axes": axes, "starts": starts, "ends": ends, "infer_flags": [1] * len(axes),
-                          "decrease_axis": []}))
+        self.op("slice", {"Input": [src]}, {"Out": [out]},
+                {"axes": axes, "starts": starts, "ends": ends, "infer_flags": [1] * len(axes), "decrease_axis": []})
         return out
 
     def zeros_like(self, src: str, name: str, shape) -> str:
         out = self.var(name, shape)
-        self.ops.append(("scale", {"X": [src]}, {"Out": [out]}, {"scale": 0.0, "bias": 0.0, "bias_after_scale": True}))
+        self.op("scale", {"X": [src]}, {"Out": [out]}, {"scale": 0.0, "bias": 0.0, "bias_after_scale": True})
         return out
 
     def concat(self, srcs: list[str], name: str, axis: int, shape) -> str:
         out = self.var(name, shape)
-        self.ops.append(("concat", {"X": srcs}, {"Out": [out]}, {"axis": axis}))
+        self.op("concat", {"X": srcs}, {"Out": [out]}, {"axis": axis})
         return out
 
 
-def _replacement(block, op, shift: ShiftOp, prefix: str) -> list[tuple[str, dict, dict, dict]]:
-    x, out = op.input("X")[0], op.output("Out")[0]
-    var = block.var(x)
-    _, C, H, W = [int(d) for d in var.shape]
+def _replacement(block, op, shift: ShiftOp, prefix: str, dims: dict, templates: dict) -> list:
+    x, out = _io(op.inputs, "X")[0], _io(op.outputs, "Out")[0]
+    _, C, H, W = [int(d) for d in dims[x]]
     T, r = shift.seg_num, shift.shift_ratio
     c1, c2 = int(C * r), int(C * 2 * r)
-    b = _OpBuilder(block, prefix, var.dtype)
+    b = _OpBuilder(block, prefix, templates[x])
     x5 = b.reshape(x, [-1, T, C, H, W], b.var("x5", [-1, T, C, H, W]), [0, -1, C, H, W])
     parts = []
     if c1 > 0:  # channels [0, c1) come from the previous frame
@@ -174,7 +196,7 @@ def _check_rewritable(shift: ShiftOp, shape) -> None:
                          "handles NCHW (PaddleVideo's export) only")
     if len(shape) != 4 or any(int(d) <= 0 for d in shape[1:]):
         raise ModelError(f"temporal_shift on {shift.input} has shape {list(shape)}: the rewrite needs fixed "
-                        "channels, height and width; export with a fixed input size")
+                         "channels, height and width; export with a fixed input size")
     if shift.seg_num < 2:
         raise ModelError(f"temporal_shift on {shift.input} has seg_num {shift.seg_num}; nothing to shift")
 
@@ -184,21 +206,28 @@ def rewrite_program(data: bytes, all_ratios: bool = False) -> tuple[bytes, Rewri
     result = RewriteResult()
     if b"temporal_shift" not in data:
         return data, result
-    with _static_mode():
-        program = _program(data)
-        block = program.global_block()
-        # Walk backwards so indices of earlier ops stay valid while inserting.
-        for index, op, shift in reversed(_shift_ops(block)):
-            result.ops.insert(0, shift)
-            if not (all_ratios or shift.needs_rewrite):
-                continue
-            _check_rewritable(shift, block.var(shift.input).shape)
-            ops = _replacement(block, op, shift, f"vslim_tshift_{index}")
-            block._remove_op(index)
-            for k, (type_, inputs, outputs, attrs) in enumerate(ops):
-                block._insert_op(index + k, type=type_, inputs=inputs, outputs=outputs, attrs=attrs)
-            result.rewritten += 1
-        return (program.desc.serialize_to_string() if result.rewritten else data), result
+    prog = _parse(data)
+    block = prog.blocks[0]
+    dims = {v.name: list(v.type.lod_tensor.tensor.dims) for v in block.vars}
+    templates = {}
+    for v in block.vars:  # standalone copies: the block's var list grows while we build
+        templates[v.name] = type(v)()
+        templates[v.name].CopyFrom(v)
+    replacements = {}
+    for index, op, shift in _shift_ops(block):
+        result.ops.append(shift)
+        if all_ratios or shift.needs_rewrite:
+            _check_rewritable(shift, dims.get(shift.input, []))
+            replacements[index] = _replacement(block, op, shift, f"vslim_tshift_{index}", dims, templates)
+    if not replacements:
+        return data, result
+    ops = list(block.ops)
+    del block.ops[:]
+    for index, op in enumerate(ops):
+        for new in replacements.get(index, [op]):
+            block.ops.add().CopyFrom(new)
+    result.rewritten = len(replacements)
+    return prog.SerializeToString(), result
 
 
 def rewrite_temporal_shift(model_file: Path | str, params_file: Path | str, out_dir: Path | str,
