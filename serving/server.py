@@ -111,8 +111,13 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
         _log(f"listening on {cfg.host}:{port} (gRPC + HTTP); loading {bundle.server_dir.name}")
         t0 = time.perf_counter()
         predictor = await asyncio.to_thread(Predictor, bundle.server_dir, cfg.predictor_config(), bundle.info)
-        service.engine = await asyncio.to_thread(InferenceEngine, predictor, cfg.workers, cfg.max_batch_size,
-                                                 cfg.batch_timeout_ms, metrics.observe_batch)
+        warmup = list(range(1, cfg.max_batch_size + 1)) if cfg.warmup else []
+        if warmup:
+            _log(f"warming up batch sizes 1-{cfg.max_batch_size} on {cfg.workers} worker(s)")
+        engine = await asyncio.to_thread(InferenceEngine, predictor, cfg.workers, cfg.max_batch_size,
+                                         cfg.batch_timeout_ms, metrics.observe_batch, warmup)
+        await asyncio.to_thread(engine.wait_warm)
+        service.engine = engine
         await set_health(health, True)
         metrics.ready.set(1)
         batching = f"batching up to {cfg.max_batch_size} within {cfg.batch_timeout_ms} ms" \

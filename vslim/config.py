@@ -243,7 +243,8 @@ class ServerConfig:
 
     ``max_batch_size`` 1 turns dynamic batching off; above 1, requests of the same
     shape wait up to ``batch_timeout_ms`` to be merged. ``workers`` predictor clones
-    run concurrently, each with ``threads`` CPU threads.
+    run concurrently, each with ``threads`` CPU threads. ``warmup`` runs every
+    batch size up to ``max_batch_size`` on each worker before reporting ready.
     """
 
     bundle: str
@@ -260,6 +261,7 @@ class ServerConfig:
     max_request_batch: int = 64
     grace_seconds: float = 30.0
     verify_manifest: bool = True
+    warmup: bool = True
 
     def validate(self) -> "ServerConfig":
         if not 0 <= self.port <= 65535:

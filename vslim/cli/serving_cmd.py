@@ -48,6 +48,8 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--max-body-mb", type=int, default=64, help="largest request body (default 64 MiB)")
         p.add_argument("--max-request-batch", type=int, default=64, help="largest batch one request may send")
         p.add_argument("--grace-seconds", type=float, default=30.0, help="how long SIGTERM waits for requests")
+        p.add_argument("--no-warmup", action="store_true",
+                       help="report ready without first running every batch size (faster start, slow first batches)")
         p.set_defaults(handler=serve)
     elif command == "client":
         p.add_argument("--bundle", required=True, help="the NAME_serving_client folder")
@@ -111,7 +113,7 @@ def serve(args) -> int:
                        max_batch_size=args.max_batch_size, batch_timeout_ms=args.batch_timeout_ms,
                        device=args.device, use_tensorrt=args.use_tensorrt, precision=args.precision,
                        max_body_mb=args.max_body_mb, max_request_batch=args.max_request_batch,
-                       grace_seconds=args.grace_seconds)
+                       grace_seconds=args.grace_seconds, warmup=not args.no_warmup)
     return run(cfg)
 
 
