@@ -6,6 +6,9 @@ the oldest request, then, for up to ``batch_timeout_ms`` after that request
 arrived, adds queued requests with the same input shapes and outputs until the
 batch holds ``max_batch_size`` items; it runs the concatenated batch once and
 answers each request with its own slice. ``max_batch_size=1`` turns batching off.
+The wait applies only under load (the previous batch merged requests, or more are
+queued): a lone request is never held back for company that is not coming
+(measured: +2 ms on a 6 ms request at concurrency 1 otherwise).
 
 oneDNN builds (and, for INT8, reorders weights for) its kernels on the first run
 of every input shape, per thread: a PP-TSM R50 INT8 batch of 4 took 1.1 s instead
@@ -62,6 +65,7 @@ class InferenceEngine:
         self._queue: deque[_Job] = deque()
         self._cond = threading.Condition()
         self._closing = False
+        self._under_load = False
         self._threads = []
         self._warm = threading.Barrier(workers + 1)
         self._warmup_batches = list(warmup_batches)
@@ -115,6 +119,7 @@ class InferenceEngine:
             return batch
         deadline = first.enqueued + self.batch_timeout
         with self._cond:
+            wait = self._under_load or bool(self._queue)
             while size < self.max_batch_size:
                 match = next((j for j in self._queue if j.key == first.key and size + j.size <= self.max_batch_size),
                              None)
@@ -124,9 +129,10 @@ class InferenceEngine:
                     size += match.size
                     continue
                 remaining = deadline - time.perf_counter()
-                if remaining <= 0 or self._closing:
+                if not wait or remaining <= 0 or self._closing:
                     break
                 self._cond.wait(remaining)
+            self._under_load = len(batch) > 1
         return batch
 
     def _warm_up(self, predictor: Predictor) -> None:
