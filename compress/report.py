@@ -44,3 +44,44 @@ def ptq_markdown(r: dict) -> str:
         lines.append(markdown_table(["algo", "top-1", "agreement", "calib cosine", "time s", "within tolerance",
                                      "chosen"], crows))
     return "\n".join(lines) + "\n"
+
+
+def qat_markdown(r: dict) -> str:
+    res = r["results"]
+    rows = [["FP32", pct(res["fp32"]["top1"]), pct(res["fp32"]["top5"]), "-"]]
+    if "ptq" in res:
+        rows.append(["INT8 (PTQ)", pct(res["ptq"]["top1"]), pct(res["ptq"]["top5"]), pct(res["ptq"]["agreement"])])
+    rows.append(["INT8 (QAT)", pct(res["qat"]["top1"]), pct(res["qat"]["top5"]), pct(res["qat"]["agreement"])])
+    lines = ["# Quantization-aware training report\n",
+             f"- Weights: `{r['weights']}` ({r['arch']}); {r['epochs']} epochs at lr {r['lr']:g}",
+             f"- Validation clips: {r['validation_clips']}; oneDNN INT8 ops: {', '.join(r['onednn_int8_ops'])}",
+             "- INT8 figures come from Paddle Inference running the saved models (oneDNN INT8 kernels).", "",
+             markdown_table(["model", "top-1", "top-5", "top-1 agreement with FP32"], rows), "\n## Epochs\n",
+             markdown_table(["epoch", "loss", "train top-1 (fake-quant)", "val top-1 (fake-quant)"],
+                            [[h["epoch"], f"{h['loss']:.3f}", pct(h["train_top1"]), pct(h.get("val_top1"))]
+                             for h in r["history"]])]
+    return "\n".join(lines) + "\n"
+
+
+def prune_markdown(r: dict) -> str:
+    f, p, t, lat, size = r["flops"], r["params"], r["top1"], r["latency_ms"], r["inference_model"]
+    lines = [
+        "# Pruning report\n",
+        f"- Weights: `{r['weights']}` ({r['arch']}); criterion {r['criterion']}; mode {r['mode']}",
+        "",
+        markdown_table(["", "before", "after", "change"], [
+            ["FLOPs (clip)", f"{f['before'] / 1e6:.1f} M", f"{f['after'] / 1e6:.1f} M", f"-{100 * f['reduction']:.1f}%"],
+            ["parameters", f"{p['before'] / 1e3:.1f} k", f"{p['after'] / 1e3:.1f} k", f"-{100 * p['reduction']:.1f}%"],
+            ["inference model size", mib(size["before_bytes"]), mib(size["after_bytes"]),
+             f"{size['after_bytes'] / size['before_bytes']:.2f}x"],
+            *[[f"latency ms (batch {b}, {lat['threads']} threads)", fmt(lat[f"before_batch{b}"]),
+               fmt(lat[f"after_batch{b}"]), f"{lat[f'after_batch{b}'] / lat[f'before_batch{b}']:.2f}x"] for b in (1, 8)],
+            ["top-1", pct(t["before"]), pct(t["after_finetune"]),
+             f"{100 * (t['after_finetune'] - t['before']):+.1f} points (right after pruning: {pct(t['after_pruning'])})"],
+        ]),
+        "\n## Ratios per layer\n",
+        markdown_table(["conv weight", "filters pruned"], [[k, f"{100 * v:.0f}%"] for k, v in r["ratios"].items()]),
+        "\n## Excluded layers\n",
+        markdown_table(["conv weight", "why"], [[k, v] for k, v in r["excluded"].items()]),
+    ]
+    return "\n".join(lines) + "\n"

@@ -114,6 +114,7 @@ class TrainConfig:
     seed: int = 0
     preprocess: Optional[PreprocessConfig] = None
     workers: int = 2
+    resume: bool = False
     overwrite: bool = False
 
     def validate(self) -> "TrainConfig":
@@ -183,6 +184,96 @@ class PTQConfig:
             self.val.validate("val")
         if self.preprocess is not None:
             self.preprocess.validate()
+        return self
+
+
+@dataclass
+class QATConfig:
+    """``vslim compress qat``: quantization-aware training from trained FP32 weights.
+
+    Defaults follow PaddleVideo's deploy/slim advice: start from trained weights,
+    a learning rate 1/20-1/10 of normal training (``lr`` None: 1/10 of the
+    default 0.003) with warm-up, 1/5-1/2 of the epochs (``epochs`` None: 1/3 of
+    the weights' own training, at least 2).
+    """
+
+    weights: str
+    train: ListConfig
+    val: ListConfig
+    output_dir: str
+    arch: Optional[str] = None
+    epochs: Optional[int] = None
+    lr: Optional[float] = None
+    warmup_epochs: float = 0.5
+    batch_size: int = 16
+    quantizable_layers: list[str] = field(default_factory=lambda: ["Conv2D", "Linear"])
+    weight_quantize_type: str = "channel_wise_abs_max"
+    activation_quantize_type: str = "moving_average_abs_max"
+    ptq_model: Optional[str] = None
+    seed: int = 0
+    threads: int = 2
+    workers: int = 2
+    resume: bool = False
+    overwrite: bool = False
+
+    def validate(self) -> "QATConfig":
+        if self.epochs is not None and self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if self.lr is not None and self.lr <= 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.weight_quantize_type not in ("channel_wise_abs_max", "abs_max"):
+            raise ConfigError("weight_quantize_type must be channel_wise_abs_max or abs_max")
+        if self.activation_quantize_type not in ("moving_average_abs_max", "abs_max"):
+            raise ConfigError("activation_quantize_type must be moving_average_abs_max or abs_max")
+        self.train.validate("train")
+        self.val.validate("val")
+        return self
+
+
+@dataclass
+class PruneConfig:
+    """``vslim compress prune``: structured filter pruning with fine-tuning.
+
+    Exactly one of ``ratio`` (the same fraction of filters off every prunable conv)
+    and ``flops_target`` (the fraction of FLOPs to remove) is given. With
+    ``sensitivity`` the per-layer ratios come from measured accuracy drops.
+    """
+
+    weights: str
+    train: ListConfig
+    val: ListConfig
+    output_dir: str
+    arch: Optional[str] = None
+    ratio: Optional[float] = None
+    flops_target: Optional[float] = None
+    criterion: str = "l1"
+    sensitivity: bool = False
+    sensitivity_ratios: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5])
+    sensitivity_clips: int = 50
+    finetune_epochs: int = 5
+    lr: float = 0.002
+    batch_size: int = 16
+    seed: int = 0
+    workers: int = 2
+    resume: bool = False
+    overwrite: bool = False
+
+    def validate(self) -> "PruneConfig":
+        if (self.ratio is None) == (self.flops_target is None):
+            raise ConfigError("give exactly one of --ratio (filters to prune per layer) and --flops-target "
+                              "(fraction of FLOPs to remove)")
+        for name in ("ratio", "flops_target"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be between 0 and 1 (exclusive), got {value}")
+        if self.criterion not in ("l1", "l2", "fpgm"):
+            raise ConfigError(f"criterion must be l1, l2 or fpgm, got {self.criterion!r}")
+        if self.finetune_epochs < 0:
+            raise ConfigError("finetune_epochs must be >= 0")
+        if any(not 0 < r < 1 for r in self.sensitivity_ratios):
+            raise ConfigError("sensitivity ratios must lie in (0, 1)")
+        self.train.validate("train")
+        self.val.validate("val")
         return self
 
 

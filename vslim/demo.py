@@ -27,6 +27,7 @@ class DemoResult:
     predictions: dict = field(default_factory=dict)
     served: dict = field(default_factory=dict)
     lite_reports: dict = field(default_factory=dict)
+    chain: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
 
 
@@ -41,7 +42,7 @@ def _step(name: str, path: Path, fresh: bool, say: Callable[[str], None]) -> boo
 
 
 def run_demo(workdir: Path | str = "vslim-demo", epochs: int = 12, seed: int = 0, fresh: bool = False,
-             say: Callable[[str], None] = print) -> DemoResult:
+             say: Callable[[str], None] = print, full: bool = False) -> DemoResult:
     from .compress.ptq import quantize
     from .data.synth import SynthConfig, generate
     from .export import export_model
@@ -104,7 +105,41 @@ def run_demo(workdir: Path | str = "vslim-demo", epochs: int = 12, seed: int = 0
     import json
 
     report = json.loads((int8 / "ptq_report.json").read_text())
-    return DemoResult(work, fp32, int8, report, preds, served, lite_reports, timings)
+    result = DemoResult(work, fp32, int8, report, preds, served, lite_reports, timings=timings)
+    if full:
+        t = time.perf_counter()
+        result.chain = run_chain(work, data, run, int8, fresh, say)
+        timings["chain_s"] = time.perf_counter() - t
+    return result
+
+
+def run_chain(work: Path, data: Path, trained: Path, ptq: Path, fresh: bool, say: Callable[[str], None]) -> dict:
+    """prune (30% fewer FLOPs) -> fine-tune -> QAT -> serving bundle -> serve and classify."""
+    import json
+
+    from .compress.prune import prune_model
+    from .compress.qat import qat
+    from .config import PruneConfig, QATConfig
+    from .serving.bundle import package_serving
+
+    chain = work / "chain"
+    pruned, qat_dir, bundle = chain / "pruned", chain / "qat", chain / "serving"
+    lists = dict(train=ListConfig(str(data / "train.list")), val=ListConfig(str(data / "val.list")))
+    say(f"[chain 1/3] prune the small PP-TSM to 30% fewer FLOPs, fine-tune -> {pruned}")
+    if _step("prune", pruned, fresh, say):
+        prune_model(PruneConfig(weights=str(trained / "model.pdparams"), output_dir=str(pruned), flops_target=0.3,
+                                **lists), say=lambda m: say(f"  {m}"))
+    say(f"[chain 2/3] quantization-aware training of the pruned model -> {qat_dir}")
+    if _step("qat", qat_dir, fresh, say):
+        qat(QATConfig(weights=str(pruned / "weights" / "model.pdparams"), output_dir=str(qat_dir), ptq_model=str(ptq),
+                      **lists), say=lambda m: say(f"  {m}"))
+    say(f"[chain 3/3] package the pruned INT8 model for serving -> {bundle}, serve it, classify")
+    if _step("package", bundle, fresh, say):
+        package_serving(qat_dir, bundle, name="pptsm_small_pruned_int8")
+    served = serve_and_classify(bundle / "pptsm_small_pruned_int8_serving_server",
+                                bundle / "pptsm_small_pruned_int8_serving_client", data / "demo.mp4", say)
+    return {"prune": json.loads((pruned / "prune_report.json").read_text()),
+            "qat": json.loads((qat_dir / "qat_report.json").read_text()), "served": served}
 
 
 def build_lite(fp32: Path, int8: Path, out: Path, fresh: bool, say: Callable[[str], None]) -> dict:

@@ -61,6 +61,10 @@ def export_model(
     paddle.disable_static()
     paddle.seed(seed)
     model = build_model(arch, num_classes, pre.num_seg)
+    if trained and trained.pruning:
+        from .models.pruning import apply_plan
+
+        apply_plan(model, trained.pruning)
     if weights:
         load_weights(model, state, str(weights))
     model.eval()
@@ -86,6 +90,7 @@ def export_model(
             input_name=predictor.input_names[0], output_name=predictor.output_names[0],
             model_file=f"{MODEL_PREFIX}.pdmodel", params_file=f"{MODEL_PREFIX}.pdiparams",
             source=str(weights) if weights else "random init", training=trained.training if trained else None,
+            pruning=trained.pruning if trained else None,
         )
         meta.save(tmp)
     return Path(out)

@@ -1,33 +1,27 @@
 """A small supervised fine-tune loop: enough to train the demo model and recover after pruning.
 
-Not a training framework: one optimiser (AdamW, warm-up then cosine), cross
-entropy, evaluation each epoch, the best weights kept. Weights are saved as
-``model.pdparams`` with a ``vslim.json`` beside them, so ``vslim export`` needs no
-further flags.
+Not a training framework: the loop in :mod:`vslim.fit` (AdamW, warm-up then
+cosine, the best epoch kept, resumable). Weights are saved as ``model.pdparams``
+with a ``vslim.json`` beside them, so ``vslim export`` needs no further flags.
 """
 from __future__ import annotations
 
-import math
-import time
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
 import paddle
-import paddle.nn.functional as F
 
 from .config import PreprocessConfig, TrainConfig
 from .data.lists import read_labels, read_list
-from .data.loader import iter_batches
 from .data.pipeline import ClipPipeline
 from .errors import DataError
+from .fit import Checkpoints, Schedule, fit
 from .fsio import atomic_output_dir, check_output_free, write_json
-from .metrics import topk_accuracy
 from .model_meta import ModelMeta, default_labels
 from .models import build_model, get_arch
 from .models.weights import load_weights, num_classes_of, read_state_dict
-from .progress import progress_bar
 
 WEIGHTS_FILE = "model.pdparams"
 
@@ -39,23 +33,10 @@ class TrainResult:
     history: list[dict]
 
 
-def evaluate_layer(model: paddle.nn.Layer, entries, pipeline: ClipPipeline, batch_size: int = 16,
-                   workers: int = 2, desc: Optional[str] = None) -> np.ndarray:
-    """Logits ``[N, C]`` of a dygraph model over list entries (eval mode, no grad)."""
-    model.eval()
-    outs = []
-    with paddle.no_grad(), progress_bar(total=len(entries), desc=desc, unit="clip") as bar:
-        for clips, _ in iter_batches(entries, pipeline, batch_size, workers=workers):
-            outs.append(model(paddle.to_tensor(clips)).numpy())
-            bar.update(len(clips))
-    return np.concatenate(outs)
-
-
-def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return base * 0.5 * (1 + math.cos(math.pi * progress))
+def checkpoint_dir(output_dir: Path | str) -> Path:
+    """Where an interrupted run's epochs wait for ``--resume`` (removed once the output is written)."""
+    output_dir = Path(output_dir)
+    return output_dir.parent / f"{output_dir.name}.checkpoints"
 
 
 def _resolve_classes(cfg: TrainConfig, train_entries) -> list[str]:
@@ -90,50 +71,19 @@ def train(cfg: TrainConfig, on_epoch: Optional[Callable[[dict], None]] = None) -
         skip_head = num_classes_of(state, cfg.init_weights) != len(labels)
         load_weights(model, state, str(cfg.init_weights), skip_head=skip_head)
 
-    steps_per_epoch = math.ceil(len(train_entries) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    warmup = int(cfg.warmup_epochs * steps_per_epoch)
-    opt = paddle.optimizer.AdamW(learning_rate=cfg.lr, parameters=model.parameters(),
-                                 weight_decay=cfg.weight_decay)
-    history: list[dict] = []
-    best = (-1.0, None)
-    step = 0
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        t0 = time.perf_counter()
-        losses, correct = [], 0
-        batches = iter_batches(train_entries, pipeline, cfg.batch_size, train=True,
-                               seed=cfg.seed * 1000 + epoch, workers=cfg.workers, shuffle=True)
-        with progress_bar(total=len(train_entries), desc=f"epoch {epoch}/{cfg.epochs}", unit="clip") as bar:
-            for clips, labels_np in batches:
-                opt.set_lr(_lr_at(step, total_steps, warmup, cfg.lr))
-                logits = model(paddle.to_tensor(clips))
-                loss = F.cross_entropy(logits, paddle.to_tensor(labels_np[:, None]))
-                loss.backward()
-                opt.step()
-                opt.clear_grad()
-                step += 1
-                losses.append(float(loss))
-                correct += int((logits.numpy().argmax(-1) == labels_np).sum())
-                bar.update(len(clips))
-                bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
-        record = {"epoch": epoch, "loss": float(np.mean(losses)),
-                  "train_top1": correct / len(train_entries), "seconds": time.perf_counter() - t0}
-        if val_entries:
-            logits = evaluate_layer(model, val_entries, pipeline, cfg.batch_size, cfg.workers)
-            record["val_top1"] = topk_accuracy(logits, np.array([e.label for e in val_entries]), 1)
-        history.append(record)
-        if on_epoch:
-            on_epoch(record)
-        score = record.get("val_top1", record["train_top1"])
-        if score >= best[0]:
-            best = (score, {k: v.numpy().copy() for k, v in model.state_dict().items()})
+    ckpt = checkpoint_dir(cfg.output_dir)
+    if ckpt.exists() and not cfg.resume:
+        shutil.rmtree(ckpt)
+    schedule = Schedule(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                        warmup_epochs=cfg.warmup_epochs, seed=cfg.seed, workers=cfg.workers)
+    result = fit(model, train_entries, val_entries, pipeline, schedule, on_epoch, Checkpoints(ckpt))
 
     with atomic_output_dir(cfg.output_dir, overwrite=cfg.overwrite) as tmp:
-        paddle.save(best[1], str(tmp / WEIGHTS_FILE))
+        paddle.save(result.best_state, str(tmp / WEIGHTS_FILE))
         meta = ModelMeta(num_classes=len(labels), labels=labels, preprocess=pre, arch=cfg.arch,
-                         training={"epochs": cfg.epochs, "best_val_top1": best[0] if val_entries else None,
+                         training={"epochs": cfg.epochs, "best_val_top1": result.best_score if val_entries else None,
                                    "train_list": str(cfg.train.file_path), "seed": cfg.seed})
         meta.save(tmp)
-        write_json(tmp / "train_log.json", history)
-    return TrainResult(Path(cfg.output_dir), best[0] if val_entries else None, history)
+        write_json(tmp / "train_log.json", result.history)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return TrainResult(Path(cfg.output_dir), result.best_score if val_entries else None, result.history)

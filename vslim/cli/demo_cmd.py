@@ -11,6 +11,8 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=12, help="training epochs for the small PP-TSM")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true", help="redo every step instead of reusing earlier outputs")
+    p.add_argument("--full", action="store_true",
+                   help="also run the compression chain: prune -> fine-tune -> QAT -> serving bundle -> serve")
     p.set_defaults(handler=demo)
 
 
@@ -24,7 +26,7 @@ def demo(args) -> int:
     from ..demo import run_demo
     from ..predict import format_paddlevideo
 
-    result = run_demo(args.workdir, epochs=args.epochs, seed=args.seed, fresh=args.fresh, say=say)
+    result = run_demo(args.workdir, epochs=args.epochs, seed=args.seed, fresh=args.fresh, say=say, full=args.full)
     for name, pred in result.predictions.items():
         print(f"== {name.upper()} ({result.fp32_dir if name == 'fp32' else result.int8_dir})")
         print(format_paddlevideo(pred))
@@ -41,4 +43,11 @@ def demo(args) -> int:
               f"rewritten ({report['temporal_shift']['shift_ratios']})")
     print()
     print(ptq_markdown(result.ptq_report))
+    if result.chain:
+        from ..compress.report import prune_markdown, qat_markdown
+
+        print(prune_markdown(result.chain["prune"]))
+        print(qat_markdown(result.chain["qat"]))
+        for protocol, (label, score) in result.chain["served"].items():
+            print(f"pruned INT8 served, {protocol:<18} top-1 {label} ({score:.4f})")
     return 0

@@ -32,6 +32,7 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--batch-size", type=int, default=16)
         p.add_argument("--lr", type=float, default=0.003)
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
         p.add_argument("--overwrite", action="store_true")
         p.set_defaults(handler=train)
     elif command == "export":
@@ -85,7 +86,8 @@ def train(args) -> int:
     cfg = TrainConfig(arch=args.arch, train=_list_config(args.train_list, args.train_prefix),
                       val=_list_config(args.val_list, args.val_prefix), output_dir=args.out,
                       labels=args.labels, init_weights=args.init_weights, epochs=args.epochs,
-                      batch_size=args.batch_size, lr=args.lr, seed=args.seed, overwrite=args.overwrite)
+                      batch_size=args.batch_size, lr=args.lr, seed=args.seed, resume=args.resume,
+                      overwrite=args.overwrite)
 
     def report(r):
         val = f", val top-1 {100 * r['val_top1']:.1f}%" if "val_top1" in r else ""

@@ -1,4 +1,4 @@
-"""``vslim compress ptq`` (alias ``vslim-quant``): post-training INT8 quantization.
+"""``vslim compress ptq|qat|prune``; ``vslim-quant`` is ``ptq``: post-training INT8 quantization.
 
 Takes flags, a vslim PTQ YAML, or PaddleVideo's quantization YAML unchanged
 (``vslim-quant -c pptsm_k400_frames_uniform_quantization.yaml``); flags given on
@@ -12,7 +12,46 @@ from pathlib import Path
 from .common import print_json, say
 
 
+def _lists(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--train-list", required=True, help="PaddleVideo list to fine-tune on")
+    p.add_argument("--train-prefix", default="", help="folder the train list's paths are relative to")
+    p.add_argument("--val-list", required=True, help="labelled list for accuracy (and for the best epoch)")
+    p.add_argument("--val-prefix", default="", help="folder the validation list's paths are relative to")
+
+
 def configure(command: str, p: argparse.ArgumentParser) -> None:
+    if command == "qat":
+        p.add_argument("--weights", required=True, help="trained FP32 .pdparams (vslim.json beside it)")
+        p.add_argument("--arch", help="default: from vslim.json")
+        _lists(p)
+        p.add_argument("--out", required=True, help="INT8 inference model folder")
+        p.add_argument("--epochs", type=int, help="default: 1/3 of the weights' training epochs, at least 2")
+        p.add_argument("--lr", type=float, help="default: 1/10 of the training default (0.0003)")
+        p.add_argument("--warmup", type=float, default=0.5, help="warm-up epochs (default 0.5)")
+        p.add_argument("--batch-size", type=int, default=16)
+        p.add_argument("--layers", default="Conv2D,Linear", help="layer types to quantize")
+        p.add_argument("--ptq-model", help="a PTQ INT8 model folder to compare against in the report")
+        p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
+        p.add_argument("--overwrite", action="store_true")
+        p.set_defaults(handler=qat)
+        return
+    if command == "prune":
+        p.add_argument("--weights", required=True, help="trained .pdparams (vslim.json beside it)")
+        p.add_argument("--arch", help="default: from vslim.json")
+        _lists(p)
+        p.add_argument("--out", required=True, help="output folder: weights/, inference/, report")
+        how = p.add_mutually_exclusive_group(required=True)
+        how.add_argument("--ratio", type=float, help="fraction of filters to prune in every prunable conv")
+        how.add_argument("--flops-target", type=float, help="fraction of FLOPs to remove, e.g. 0.3")
+        p.add_argument("--criterion", choices=["l1", "l2", "fpgm"], default="l1")
+        p.add_argument("--sensitivity", action="store_true", help="choose per-layer ratios from measured "
+                       "accuracy drops (saved as sensitivity.json and .png)")
+        p.add_argument("--finetune-epochs", type=int, default=5)
+        p.add_argument("--lr", type=float, default=0.002, help="fine-tune learning rate")
+        p.add_argument("--resume", action="store_true", help="continue an interrupted fine-tune")
+        p.add_argument("--overwrite", action="store_true")
+        p.set_defaults(handler=prune)
+        return
     if command != "ptq":
         raise ValueError(command)
     p.add_argument("-c", "--config", help="vslim PTQ YAML or PaddleVideo quantization YAML")
@@ -42,6 +81,10 @@ def register(sub) -> None:
     csub.required = True
     configure("ptq", csub.add_parser("ptq", help="post-training quantization to INT8",
                                      description=__doc__))
+    configure("qat", csub.add_parser("qat", help="quantization-aware training to INT8",
+                                     description="quantization-aware training from trained weights"))
+    configure("prune", csub.add_parser("prune", help="structured filter pruning with fine-tuning",
+                                       description="structured filter pruning with fine-tuning"))
 
 
 def _overrides(args) -> dict:
@@ -101,3 +144,36 @@ def ptq(args) -> int:
     say(f"INT8 model written to {Path(result.output_dir)}")
     return 0
 
+
+
+def _list(path, prefix):
+    from ..config import ListConfig
+
+    return ListConfig(path, data_prefix=prefix)
+
+
+def qat(args) -> int:
+    from ..compress.qat import qat as run
+    from ..compress.report import qat_markdown
+    from ..config import QATConfig
+
+    cfg = QATConfig(weights=args.weights, arch=args.arch, train=_list(args.train_list, args.train_prefix),
+                    val=_list(args.val_list, args.val_prefix), output_dir=args.out, epochs=args.epochs, lr=args.lr,
+                    warmup_epochs=args.warmup, batch_size=args.batch_size,
+                    quantizable_layers=[l for l in args.layers.split(",") if l], ptq_model=args.ptq_model,
+                    resume=args.resume, overwrite=args.overwrite)
+    print(qat_markdown(run(cfg, say=say)))
+    return 0
+
+
+def prune(args) -> int:
+    from ..compress.prune import prune_model
+    from ..compress.report import prune_markdown
+    from ..config import PruneConfig
+
+    cfg = PruneConfig(weights=args.weights, arch=args.arch, train=_list(args.train_list, args.train_prefix),
+                      val=_list(args.val_list, args.val_prefix), output_dir=args.out, ratio=args.ratio,
+                      flops_target=args.flops_target, criterion=args.criterion, sensitivity=args.sensitivity,
+                      finetune_epochs=args.finetune_epochs, lr=args.lr, resume=args.resume, overwrite=args.overwrite)
+    print(prune_markdown(prune_model(cfg, say=say)))
+    return 0

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Reproduce docs/benchmarks.md: build the models, then run every benchmark into docs/benchmarks/.
+#   scripts/benchmarks.sh [WORKDIR]      (default ./bench-work; the demo's models are reused when present)
+# Takes about 10 minutes on 2 cores. Nothing else should run meanwhile: these are timings.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+W="${1:-bench-work}"
+OUT=docs/benchmarks
+BIN=.venv/bin
+mkdir -p "$W" "$OUT"
+
+$BIN/vslim demo --workdir "$W/demo" >/dev/null
+[ -d "$W/r50_fp32" ] || $BIN/vslim export --arch pptsm_r50 --random-init --num-classes 400 --out "$W/r50_fp32"
+[ -d "$W/r50_int8" ] || $BIN/vslim-quant --model-dir "$W/r50_fp32" --calib-list "$W/demo/data/calib.list" \
+    --out "$W/r50_int8" --algo avg --batch-size 2 --batch-nums 4 >/dev/null
+[ -d "$W/r50_bundle" ] || $BIN/vslim-package --target serving --model-dir "$W/r50_int8" --out "$W/r50_bundle" \
+    --name pptsm_r50_int8
+[ -d "$W/small_bundle" ] || $BIN/vslim-package --target serving --model-dir "$W/demo/int8" --out "$W/small_bundle" \
+    --name pptsm_small_int8
+
+rm -rf "$OUT"/runtime_r50 "$OUT"/runtime_small "$OUT"/e2e_r50 "$OUT"/e2e_small "$OUT"/serving_r50 "$OUT"/serving_small
+$BIN/vslim-bench runtime --model pptsm_r50_fp32="$W/r50_fp32" --model pptsm_r50_int8="$W/r50_int8" \
+    --batch-sizes 1,2 --threads 2 --warmup 2 --iterations 10 --agreement-list "$W/demo/data/val.list" \
+    --out "$OUT/runtime_r50" >/dev/null
+$BIN/vslim-bench runtime --model pptsm_small_fp32="$W/demo/fp32" --model pptsm_small_int8="$W/demo/int8" \
+    --batch-sizes 1,4,8 --threads 1,2 --warmup 5 --iterations 50 --agreement-list "$W/demo/data/val.list" \
+    --out "$OUT/runtime_small" >/dev/null
+$BIN/vslim-bench e2e --model "$W/r50_int8" --iterations 30 --out "$OUT/e2e_r50" >/dev/null
+$BIN/vslim-bench e2e --model "$W/demo/int8" --iterations 30 --out "$OUT/e2e_small" >/dev/null
+$BIN/vslim-bench serving --bundle "$W/r50_bundle/pptsm_r50_int8_serving_server" --concurrency 1,4,8 \
+    --requests 40 --duration 40 --batching 1,8 --batch-timeout-ms 2 --out "$OUT/serving_r50" >/dev/null
+$BIN/vslim-bench serving --bundle "$W/small_bundle/pptsm_small_int8_serving_server" --concurrency 1,4,8,16 \
+    --requests 400 --duration 20 --batching 1,8 --batch-timeout-ms 2 --out "$OUT/serving_small" >/dev/null
+echo "wrote $OUT"
