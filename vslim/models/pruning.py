@@ -115,6 +115,18 @@ def prune(model: paddle.nn.Layer, ratios: dict[str, float], input_shape: list[in
     pruner = _pruner(model, input_shape, criterion)
     with contextlib.redirect_stdout(io.StringIO()):
         pruner.prune_vars(ratios, axis=0)
+    _drop_backups(model)
+
+
+def _drop_backups(model: paddle.nn.Layer) -> None:
+    """PaddleSlim keeps each pruned tensor's original values as a ``*_backup`` buffer (for ``restore``).
+
+    They are not weights: named after global parameter names, they make state dicts
+    differ between processes, and they carry the whole unpruned model along.
+    """
+    for _, layer in model.named_sublayers(include_self=True):
+        for name in [n for n in layer._buffers if n.endswith("_backup")]:
+            del layer._buffers[name]
 
 
 def apply_plan(model: paddle.nn.Layer, plan: dict) -> None:
