@@ -86,7 +86,13 @@ def serving_markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-MARKDOWN = {"runtime": runtime_markdown, "e2e": e2e_markdown, "serving": serving_markdown}
+def _soak_markdown(r: dict) -> str:
+    from .soak import soak_markdown
+
+    return soak_markdown(r)
+
+
+MARKDOWN = {"runtime": runtime_markdown, "e2e": e2e_markdown, "serving": serving_markdown, "soak": _soak_markdown}
 
 
 def plot(report: dict, out: Path) -> list[Path]:

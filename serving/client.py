@@ -100,15 +100,19 @@ def build_json(feed: dict[str, np.ndarray], fetch: Optional[Sequence[str]], conf
 
 
 class _Client:
+    """``token``: the server's bearer token; ``tls_ca``: PEM certificate(s) to trust, which switches to TLS."""
+
     protocol = "?"
 
     def __init__(self, address: str, config: Optional[ClientConfig | str | Path] = None,
-                 timeout: float = DEFAULT_TIMEOUT):
-        self.address = address.removeprefix("http://")
+                 timeout: float = DEFAULT_TIMEOUT, token: Optional[str] = None, tls_ca: Optional[str] = None):
+        self.address = address.removeprefix("http://").removeprefix("https://")
         if isinstance(config, (str, Path)):
             config = ClientConfig.load(config)
         self.config = config
         self.timeout = timeout
+        self.token = token
+        self.tls_ca = tls_ca
 
     def predict(self, feed: dict[str, np.ndarray], fetch: Optional[Sequence[str]] = None,
                 log_id: int = 0) -> dict[str, np.ndarray]:
@@ -134,13 +138,19 @@ class _Client:
 class GrpcClient(_Client):
     protocol = "grpc"
 
-    def __init__(self, address: str, config=None, timeout: float = DEFAULT_TIMEOUT):
-        super().__init__(address, config, timeout)
+    def __init__(self, address: str, config=None, timeout: float = DEFAULT_TIMEOUT, token: Optional[str] = None,
+                 tls_ca: Optional[str] = None):
+        super().__init__(address, config, timeout, token, tls_ca)
         import grpc
 
         self._grpc = grpc
-        self._channel = grpc.insecure_channel(self.address, options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)])
+        options = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
+        if tls_ca:
+            creds = grpc.ssl_channel_credentials(root_certificates=Path(tls_ca).read_bytes())
+            self._channel = grpc.secure_channel(self.address, creds, options=options)
+        else:
+            self._channel = grpc.insecure_channel(self.address, options=options)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         # Requests go out as bytes already serialized (fastwire); responses parse as usual.
         self._inference = self._channel.unary_unary(INFERENCE_METHOD, request_serializer=None,
                                                     response_deserializer=service_pb2.Response.FromString)
@@ -148,7 +158,7 @@ class GrpcClient(_Client):
     def _call(self, feed, fetch, log_id):
         body = encode_request(feed, fetch, self.config, log_id)
         try:
-            return self._inference(body, timeout=self.timeout)
+            return self._inference(body, timeout=self.timeout, metadata=self._metadata)
         except self._grpc.RpcError as exc:
             code = exc.code().name if exc.code() else "UNKNOWN"
             meta = dict(exc.trailing_metadata() or ())
@@ -163,17 +173,17 @@ class HttpClient(_Client):
     """Paddle Serving's HTTP protocol; ``mode`` ``json`` or ``proto`` (binary), optional gzip of the body."""
 
     def __init__(self, address: str, config=None, timeout: float = DEFAULT_TIMEOUT, mode: str = "json",
-                 gzip_body: bool = False):
-        super().__init__(address, config, timeout)
+                 gzip_body: bool = False, token: Optional[str] = None, tls_ca: Optional[str] = None):
+        super().__init__(address, config, timeout, token, tls_ca)
         if mode not in ("json", "proto"):
             raise ServingError(f"HTTP mode must be json or proto, got {mode!r}")
         import requests
 
         self.mode, self.gzip_body = mode, gzip_body
         self.protocol = f"http-{mode}"
-        self._session = requests.Session()
+        self._session = _session(requests, token, tls_ca)
         self._requests = requests
-        self.url = f"http://{self.address}/GeneralModelService/inference"
+        self.url = f"{'https' if tls_ca else 'http'}://{self.address}/GeneralModelService/inference"
 
     def _call(self, feed, fetch, log_id):
         if self.mode == "proto":
@@ -206,13 +216,23 @@ class HttpClient(_Client):
         self._session.close()
 
 
-def make_client(protocol: str, address: str, config=None, timeout: float = DEFAULT_TIMEOUT) -> _Client:
+def _session(requests, token: Optional[str], tls_ca: Optional[str]):
+    session = requests.Session()
+    if token:
+        session.headers["Authorization"] = f"Bearer {token}"
+    if tls_ca:
+        session.verify = tls_ca
+    return session
+
+
+def make_client(protocol: str, address: str, config=None, timeout: float = DEFAULT_TIMEOUT,
+                token: Optional[str] = None, tls_ca: Optional[str] = None) -> _Client:
     if protocol == "grpc":
-        return GrpcClient(address, config, timeout)
+        return GrpcClient(address, config, timeout, token=token, tls_ca=tls_ca)
     if protocol in ("http", "http-json"):
-        return HttpClient(address, config, timeout, mode="json")
+        return HttpClient(address, config, timeout, mode="json", token=token, tls_ca=tls_ca)
     if protocol == "http-proto":
-        return HttpClient(address, config, timeout, mode="proto")
+        return HttpClient(address, config, timeout, mode="proto", token=token, tls_ca=tls_ca)
     raise ServingError(f"unknown protocol {protocol!r}; use grpc, http or http-proto")
 
 
@@ -244,12 +264,13 @@ def classify_video(client: _Client, video: Path | str, top_k: int = 5) -> TopK:
 class VideoEndpointClient:
     """PaddleVideo's pipeline endpoint (``/video/prediction``) and vslim's ``/video/classify``."""
 
-    def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT, token: Optional[str] = None,
+                 tls_ca: Optional[str] = None):
         import requests
 
-        self.base = f"http://{address.removeprefix('http://')}"
+        self.base = f"{'https' if tls_ca else 'http'}://{address.removeprefix('http://').removeprefix('https://')}"
         self.timeout = timeout
-        self._session = requests.Session()
+        self._session = _session(requests, token, tls_ca)
 
     def predict_frames(self, frames: np.ndarray) -> dict:
         """Post ``[T, H, W, 3]`` uint8 RGB frames; returns the pipeline answer (err_no, key, value)."""

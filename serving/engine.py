@@ -53,7 +53,8 @@ class BatchStats:
 class InferenceEngine:
     def __init__(self, predictor: Predictor, workers: int = 1, max_batch_size: int = 1,
                  batch_timeout_ms: float = 0.0, on_batch: Optional[Callable[[BatchStats], None]] = None,
-                 warmup_batches: Sequence[int] = ()):
+                 warmup_batches: Sequence[int] = (), fail_every: int = 0):
+        """``fail_every`` > 0 makes every n-th inference run raise (fault injection for resilience tests)."""
         if workers < 1 or max_batch_size < 1 or batch_timeout_ms < 0:
             raise VslimError("workers and max_batch_size must be >= 1 and batch_timeout_ms >= 0")
         self.predictor = predictor
@@ -66,6 +67,8 @@ class InferenceEngine:
         self._cond = threading.Condition()
         self._closing = False
         self._under_load = False
+        self._fail_every = fail_every
+        self._runs = 0
         self._threads = []
         self._warm = threading.Barrier(workers + 1)
         self._warmup_batches = list(warmup_batches)
@@ -159,6 +162,11 @@ class InferenceEngine:
     def _run(self, predictor: Predictor, batch: list[_Job]) -> None:
         start = time.perf_counter()
         try:
+            with self._cond:
+                self._runs += 1
+                run_number = self._runs
+            if self._fail_every and run_number % self._fail_every == 0:
+                raise RuntimeError(f"injected fault in inference run {run_number} (VSLIM_INJECT_FAULTS)")
             if len(batch) == 1:
                 feeds = batch[0].feeds
             else:

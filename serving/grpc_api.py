@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -9,6 +10,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from vslim.errors import RequestError
 
 from . import codec
+from .auth import GrpcAuth
 from .protos import service_pb2
 from .service import ERR_NO, GRPC_STATUS, ModelService
 
@@ -41,9 +43,11 @@ class GeneralModelServicer:
         return await self._answer(request, context, "debug")
 
 
-def make_grpc_server(service: ModelService, max_message_bytes: int):
+def make_grpc_server(service: ModelService, max_message_bytes: int, token: Optional[str] = None):
     """A ``grpc.aio`` server with the model service and health checking (NOT_SERVING until loaded)."""
-    server = grpc.aio.server(options=[
+    interceptors = [GrpcAuth(token, lambda: service.metrics.errors.labels("grpc", "unauthenticated").inc())] \
+        if token else []
+    server = grpc.aio.server(interceptors=interceptors, options=[
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 0),

@@ -18,6 +18,7 @@ import math
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
@@ -27,6 +28,7 @@ from vslim.data.decode import VideoReader
 from vslim.errors import DataError, RequestError
 
 from . import codec
+from .auth import OPEN_HTTP_PATHS, authorized
 from .service import ERR_NO, HTTP_STATUS, ModelService
 
 PROTO_TYPES = ("application/proto", "application/x-protobuf", "application/octet-stream")
@@ -123,10 +125,19 @@ def pipeline_answer(err_no: int, err_msg: str, key=(), value=(), status: int = 2
                          "tensors": []}, status_code=status)
 
 
-def make_http_app(service: ModelService) -> FastAPI:
+def make_http_app(service: ModelService, token: Optional[str] = None) -> FastAPI:
     name = service.bundle.server_dir.name.removesuffix("_serving_server")
     app = FastAPI(title="vslim serving", version="1",
                   description=f"Paddle Serving-compatible HTTP API for model `{name}` (gRPC on the same port).")
+
+    if token:
+        @app.middleware("http")
+        async def require_token(request: Request, call_next):
+            if request.url.path in OPEN_HTTP_PATHS or authorized(request.headers.get("authorization"), token):
+                return await call_next(request)
+            service.metrics.errors.labels("http", "unauthenticated").inc()
+            return JSONResponse({"error": "missing or wrong bearer token: send 'Authorization: Bearer <token>'"},
+                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
     async def general(request: Request, endpoint: str) -> Response:
         start = time.perf_counter()

@@ -6,12 +6,17 @@ port reads the first bytes of every connection: the HTTP/2 connection preface
 else (``GET``, ``POST``, ...) to HTTP, and the connection is then relayed both ways
 untouched. The decision is made once per connection, so keep-alive HTTP and
 multiplexed gRPC streams pay it once; each message pays one local relay hop.
+
+With TLS the public port terminates it (ALPN offers ``h2`` and ``http/1.1``): a
+connection that negotiated ``h2`` goes to gRPC, ``http/1.1`` to HTTP, and one
+without ALPN is sniffed as above. The backends stay on private Unix sockets.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import socket
+import ssl
 from typing import Optional
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -41,16 +46,19 @@ async def _relay(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
 class PortSharer:
     """Accepts on ``host:port`` and hands each connection to the gRPC or the HTTP backend."""
 
-    def __init__(self, host: str, port: int, grpc_socket: str, http_socket: str):
+    def __init__(self, host: str, port: int, grpc_socket: str, http_socket: str,
+                 ssl_context: Optional[ssl.SSLContext] = None):
         self.host, self.port = host, port
         self.grpc_socket, self.http_socket = grpc_socket, http_socket
+        self.ssl_context = ssl_context
         self._server: Optional[asyncio.base_events.Server] = None
         self._connections: set[asyncio.Task] = set()
 
     async def start(self) -> int:
         """Start listening; returns the bound port (useful with port 0)."""
         self._server = await asyncio.start_server(self._handle, self.host, self.port, backlog=1024,
-                                                  reuse_address=True, limit=RELAY_CHUNK)
+                                                  reuse_address=True, limit=RELAY_CHUNK, ssl=self.ssl_context,
+                                                  ssl_handshake_timeout=SNIFF_TIMEOUT if self.ssl_context else None)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
@@ -74,13 +82,18 @@ class PortSharer:
             sock = writer.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            tls = writer.get_extra_info("ssl_object")
+            alpn = tls.selected_alpn_protocol() if tls is not None else None
             head = b""
             while len(head) < SNIFF_BYTES:
                 chunk = await asyncio.wait_for(reader.read(RELAY_CHUNK), SNIFF_TIMEOUT)
                 if not chunk:
                     return
                 head += chunk
-            path = self.grpc_socket if head.startswith(H2_PREFACE[:SNIFF_BYTES]) else self.http_socket
+            if alpn is not None:
+                path = self.grpc_socket if alpn == "h2" else self.http_socket
+            else:
+                path = self.grpc_socket if head.startswith(H2_PREFACE[:SNIFF_BYTES]) else self.http_socket
             backend_reader, backend_writer = await asyncio.open_unix_connection(path, limit=RELAY_CHUNK)
             backend_writer.write(head)
             await asyncio.gather(_relay(reader, backend_writer), _relay(backend_reader, writer))

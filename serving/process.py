@@ -20,10 +20,10 @@ def serve_command() -> list[str]:
 class ServerProcess:
     """Starts the server, waits until it reports ready, and knows its port and log."""
 
-    def __init__(self, bundle, *extra, ready_timeout: float = 300):
+    def __init__(self, bundle, *extra, ready_timeout: float = 300, env: dict | None = None):
         self.cmd = [*serve_command(), "--bundle", str(bundle), "--port", "0", *map(str, extra)]
         self.proc = subprocess.Popen(self.cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                                     env={**os.environ, "VSLIM_PROGRESS": "0"})
+                                     env={**os.environ, "VSLIM_PROGRESS": "0", **(env or {})})
         self.lines: list[str] = []
         self.port = None
         self._signalled = False

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import shutil
 import signal
+import ssl
 import sys
 import tempfile
 import time
@@ -26,6 +28,7 @@ from vslim.errors import ServingError
 from vslim.inference import Predictor
 
 from . import codec
+from .auth import load_token
 from .bundle import load_bundle
 from .engine import InferenceEngine
 from .grpc_api import make_grpc_server, set_health
@@ -48,6 +51,29 @@ class _QuietUvicorn(uvicorn.Server):
 
 def _log(message: str) -> None:
     print(f"vslim-serve: {message}", file=sys.stderr, flush=True)
+
+
+def _tls_context(cfg: ServerConfig) -> Optional[ssl.SSLContext]:
+    if not cfg.tls_cert:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+    except (ssl.SSLError, OSError) as exc:
+        raise ServingError(f"cannot load the TLS certificate {cfg.tls_cert} / key {cfg.tls_key}: {exc}") from exc
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    return ctx
+
+
+def injected_faults() -> int:
+    """``VSLIM_INJECT_FAULTS=inference_error_every=N``: make every N-th inference run fail (chaos tests)."""
+    spec = os.environ.get("VSLIM_INJECT_FAULTS", "")
+    key, _, value = spec.partition("=")
+    if not spec:
+        return 0
+    if key != "inference_error_every" or not value.isdigit() or int(value) < 1:
+        raise ServingError(f"VSLIM_INJECT_FAULTS={spec!r} is not understood; use inference_error_every=N")
+    return int(value)
 
 
 def is_loopback(host: str) -> bool:
@@ -81,14 +107,17 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
     metrics = ServerMetrics()
     service = ModelService(bundle, metrics, codec.Limits(max_batch=cfg.max_request_batch,
                                                          max_elements=max_body), max_body)
+    token = load_token(cfg.auth_token_file) if cfg.auth_token_file else None
+    tls = _tls_context(cfg)
     sockets = Path(tempfile.mkdtemp(prefix="vslim-serve-"))
+    os.chmod(sockets, 0o700)  # the private backends are reachable through the public port only
     grpc_sock, http_sock = sockets / "grpc.sock", sockets / "http.sock"
-    grpc_server, health = make_grpc_server(service, max_body + (1 << 20))
+    grpc_server, health = make_grpc_server(service, max_body + (1 << 20), token)
     grpc_server.add_insecure_port(f"unix:{grpc_sock}")
-    http_server = _QuietUvicorn(uvicorn.Config(make_http_app(service), uds=str(http_sock), log_level="warning",
+    http_server = _QuietUvicorn(uvicorn.Config(make_http_app(service, token), uds=str(http_sock), log_level="warning",
                                                lifespan="off", access_log=False, timeout_graceful_shutdown=None,
                                                h11_max_incomplete_event_size=max_body))
-    sharer = PortSharer(cfg.host, cfg.port, str(grpc_sock), str(http_sock))
+    sharer = PortSharer(cfg.host, cfg.port, str(grpc_sock), str(http_sock), tls)
     stop_event = asyncio.Event()
     loop = asyncio.get_running_loop()
     if install_signals:
@@ -108,14 +137,18 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
         except OSError as exc:
             raise ServingError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}; "
                                "choose another --port or stop what holds it") from exc
-        _log(f"listening on {cfg.host}:{port} (gRPC + HTTP); loading {bundle.server_dir.name}")
+        security = ", ".join(x for x in ("TLS" if tls else "", "bearer token" if token else "") if x) or "no TLS, no auth"
+        _log(f"listening on {cfg.host}:{port} (gRPC + HTTP; {security}); loading {bundle.server_dir.name}")
         t0 = time.perf_counter()
         predictor = await asyncio.to_thread(Predictor, bundle.server_dir, cfg.predictor_config(), bundle.info)
         warmup = list(range(1, cfg.max_batch_size + 1)) if cfg.warmup else []
         if warmup:
             _log(f"warming up batch sizes 1-{cfg.max_batch_size} on {cfg.workers} worker(s)")
+        fail_every = injected_faults()
+        if fail_every:
+            _log(f"FAULT INJECTION ON: every {fail_every}th inference run fails (VSLIM_INJECT_FAULTS)")
         engine = await asyncio.to_thread(InferenceEngine, predictor, cfg.workers, cfg.max_batch_size,
-                                         cfg.batch_timeout_ms, metrics.observe_batch, warmup)
+                                         cfg.batch_timeout_ms, metrics.observe_batch, warmup, fail_every)
         await asyncio.to_thread(engine.wait_warm)
         service.engine = engine
         await set_health(health, True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -353,6 +354,9 @@ class ServerConfig:
     grace_seconds: float = 30.0
     verify_manifest: bool = True
     warmup: bool = True
+    tls_cert: Optional[str] = None
+    tls_key: Optional[str] = None
+    auth_token_file: Optional[str] = None
 
     def validate(self) -> "ServerConfig":
         if not 0 <= self.port <= 65535:
@@ -361,6 +365,12 @@ class ServerConfig:
             raise ConfigError("workers, max_batch_size and threads must be >= 1")
         if self.batch_timeout_ms < 0 or self.max_body_mb < 1 or self.max_request_batch < 1:
             raise ConfigError("batch_timeout_ms must be >= 0, max_body_mb and max_request_batch >= 1")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("TLS needs both --tls-cert and --tls-key")
+        for name in ("tls_cert", "tls_key", "auth_token_file"):
+            value = getattr(self, name)
+            if value and not Path(value).is_file():
+                raise ConfigError(f"--{name.replace('_', '-')} {value} does not exist")
         self.predictor_config()
         return self
 
@@ -421,10 +431,16 @@ def _strip_optional(tp: Any) -> Any:
     return tp
 
 
+def _is_optional(tp: Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp)
+
+
 def _convert(value: Any, tp: Any, where: str) -> Any:
-    tp = _strip_optional(tp)
     if value is None:
-        return None
+        if _is_optional(tp) or tp is Any:
+            return None
+        raise ConfigError(f"{where}: a value is required here, got null")
+    tp = _strip_optional(tp)
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
@@ -444,8 +460,8 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             return value
         raise ConfigError(f"{where}: expected true or false, got {value!r}")
     if tp in (int, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a (finite) number, got {value!r}")
         if tp is int and float(value) != int(value):
             raise ConfigError(f"{where}: expected a whole number, got {value!r}")
         return tp(value)

@@ -3,7 +3,8 @@
 Every packager, exporter and compressor writes its output folder through
 :func:`atomic_output_dir`: the content is built in a hidden sibling folder and
 renamed into place only when complete. A rename within one file system is atomic,
-so readers see either no folder or a whole one.
+so readers see either no folder or a whole one. A writer killed outright leaves
+its hidden folder behind; the next writer of the same output removes it.
 """
 from __future__ import annotations
 
@@ -21,6 +22,27 @@ from .errors import OutputExistsError
 
 def _tmp_sibling(final: Path, tag: str) -> Path:
     return final.parent / f".{final.name}.{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_siblings(final: Path) -> list[Path]:
+    """Delete temporary siblings of ``final`` left by writers that died (SIGKILL, power loss)."""
+    removed = []
+    for candidate in final.parent.glob(f".{final.name}.*-*-*"):
+        parts = candidate.name.rsplit("-", 2)
+        if len(parts) == 3 and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
 
 
 def check_output_free(path: Path | str, overwrite: bool) -> Path:
@@ -44,6 +66,7 @@ def atomic_output_dir(final: Path | str, overwrite: bool = False) -> Iterator[Pa
     final = Path(final).absolute()
     check_output_free(final, overwrite)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_siblings(final)
     tmp = _tmp_sibling(final, "tmp")
     tmp.mkdir()
     try:

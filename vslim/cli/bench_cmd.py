@@ -63,6 +63,14 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--workers", type=int, default=1)
         p.add_argument("--threads", type=int, default=2)
         p.set_defaults(handler=serving)
+    elif command == "soak":
+        p.add_argument("--bundle", required=True, help="NAME_serving_server: a server is started for the run")
+        p.add_argument("--requests", type=int, default=10_000, help="requests per protocol (bound)")
+        p.add_argument("--concurrency", type=int, default=32)
+        p.add_argument("--protocols", default="grpc,http-proto")
+        p.add_argument("--max-batch-size", type=int, default=8)
+        p.add_argument("--duration-limit", type=float, default=1800.0, help="seconds before the soak stops anyway")
+        p.set_defaults(handler=soak)
     elif command == "compare":
         p.add_argument("a", help="baseline report JSON")
         p.add_argument("b", help="report JSON to compare with it")
@@ -76,6 +84,7 @@ def register(sub) -> None:
     for name, help in (("runtime", "models x backends x batch sizes x threads"),
                        ("e2e", "video file to classes, preprocessing timed apart from inference"),
                        ("serving", "load sweep against a server over gRPC and HTTP"),
+                       ("soak", "bounded soak: many requests, every answer checked, server memory watched"),
                        ("compare", "ratios between two benchmark reports")):
         configure(name, bsub.add_parser(name, help=help, description=help))
 
@@ -119,6 +128,17 @@ def serving(args) -> int:
                        requests=args.requests, duration=args.duration, batch_sizes=_ints(args.batching),
                        batch_timeout_ms=args.batch_timeout_ms, workers=args.workers, threads=args.threads)
     return _finish(run_serving(cfg, say=say), args.out)
+
+
+def soak(args) -> int:
+    from ..benchmarks.soak import SoakBench, run_soak
+
+    report = run_soak(SoakBench(bundle=args.bundle, requests=args.requests, concurrency=args.concurrency,
+                                protocols=[p for p in args.protocols.split(",") if p],
+                                max_batch_size=args.max_batch_size, duration_limit=args.duration_limit), say=say)
+    _finish(report, args.out)
+    ok = all(x["wrong_answers"] == 0 and x["errors"] == 0 for x in report["protocols"].values())
+    return 0 if ok and report["exit_code"] == 0 else 1
 
 
 def compare(args) -> int:

@@ -89,7 +89,7 @@ def bench_main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and library warnings")
     sub = parser.add_subparsers(dest="bench_command", metavar="COMMAND")
     sub.required = True
-    for name in ("runtime", "e2e", "serving", "compare"):
+    for name in ("runtime", "e2e", "serving", "soak", "compare"):
         bench_cmd.configure(name, sub.add_parser(name))
     return run(parser, argv)
 

@@ -50,6 +50,9 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--grace-seconds", type=float, default=30.0, help="how long SIGTERM waits for requests")
         p.add_argument("--no-warmup", action="store_true",
                        help="report ready without first running every batch size (faster start, slow first batches)")
+        p.add_argument("--tls-cert", help="PEM certificate: serve gRPC and HTTP over TLS")
+        p.add_argument("--tls-key", help="PEM private key of --tls-cert")
+        p.add_argument("--auth-token-file", help="file holding a bearer token required on every endpoint but health")
         p.set_defaults(handler=serve)
     elif command == "client":
         p.add_argument("--bundle", required=True, help="the NAME_serving_client folder")
@@ -60,6 +63,8 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
                             "/video/prediction; video-file: post the file to /video/classify")
         p.add_argument("--top-k", type=int, default=5)
         p.add_argument("--timeout", type=float, default=60.0)
+        p.add_argument("--auth-token-file", help="file holding the server's bearer token")
+        p.add_argument("--tls-ca", help="PEM certificate(s) to trust: talk TLS to the server")
         p.add_argument("--json", action="store_true")
         p.set_defaults(handler=client)
 
@@ -113,7 +118,8 @@ def serve(args) -> int:
                        max_batch_size=args.max_batch_size, batch_timeout_ms=args.batch_timeout_ms,
                        device=args.device, use_tensorrt=args.use_tensorrt, precision=args.precision,
                        max_body_mb=args.max_body_mb, max_request_batch=args.max_request_batch,
-                       grace_seconds=args.grace_seconds, warmup=not args.no_warmup)
+                       grace_seconds=args.grace_seconds, warmup=not args.no_warmup, tls_cert=args.tls_cert,
+                       tls_key=args.tls_key, auth_token_file=args.auth_token_file)
     return run(cfg)
 
 
@@ -125,8 +131,11 @@ def client(args) -> int:
 
     if not Path(args.video).is_file():
         raise DataError(f"video {args.video} does not exist")
+    from ..serving.auth import load_token
+
+    security = dict(token=load_token(args.auth_token_file) if args.auth_token_file else None, tls_ca=args.tls_ca)
     if args.protocol in ("video", "video-file"):
-        endpoint = VideoEndpointClient(args.address, args.timeout)
+        endpoint = VideoEndpointClient(args.address, args.timeout, **security)
         if args.protocol == "video-file":
             top = endpoint.classify_file(args.video, args.top_k)
         else:
@@ -138,7 +147,7 @@ def client(args) -> int:
             print_json(answer) if args.json else print(f"{args.video}: {dict(zip(answer['key'], answer['value']))}")
             return 0
     else:
-        with make_client(args.protocol, args.address, ClientConfig.load(args.bundle), args.timeout) as c:
+        with make_client(args.protocol, args.address, ClientConfig.load(args.bundle), args.timeout, **security) as c:
             top = classify_video(c, args.video, args.top_k)
     if args.json:
         print_json({"video": str(args.video), "protocol": args.protocol, "classes": top.classes,

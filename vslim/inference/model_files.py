@@ -24,11 +24,16 @@ def find_model_files(model_dir: Path | str, model_filename: str | None = None,
     if not model_dir.is_dir():
         raise ModelError(f"model folder {model_dir} does not exist")
     if model_filename:
+        _plain_name(model_filename, model_dir)
+        if params_filename:
+            _plain_name(params_filename, model_dir)
         model = model_dir / model_filename
         params = model_dir / (params_filename or Path(model_filename).with_suffix(".pdiparams").name)
         return _check_pair(model_dir, model, params)
     meta = load_meta(model_dir)
     if meta and meta.model_file and meta.params_file:
+        for name in (meta.model_file, meta.params_file):
+            _plain_name(name, model_dir)
         pair = (model_dir / meta.model_file, model_dir / meta.params_file)
         return _check_pair(model_dir, *pair)
     models = sorted(model_dir.glob("*.pdmodel"))
@@ -47,6 +52,13 @@ def find_model_files(model_dir: Path | str, model_filename: str | None = None,
         models = preferred
     model = models[0]
     return _check_pair(model_dir, model, model.with_suffix(".pdiparams"))
+
+
+def _plain_name(name: str, model_dir: Path) -> None:
+    """Model file names in configs must name files inside the folder, nothing else."""
+    if not name or "/" in name or "\\" in name or name in (".", "..") or Path(name).is_absolute():
+        raise ModelError(f"model folder {model_dir} names its model file {name!r}: only a plain file name inside "
+                         "the folder is allowed")
 
 
 def _check_pair(model_dir: Path, model: Path, params: Path) -> tuple[Path, Path]:

@@ -1,0 +1,60 @@
+"""Who may talk to the server: an optional bearer token on every endpoint but health.
+
+The token lives in a file (never on the command line, where ``ps`` shows it) and is
+compared in constant time. gRPC clients send ``authorization: Bearer <token>``
+metadata, HTTP clients the same header. Health checks stay open so orchestrators
+can probe readiness without the secret.
+"""
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+from typing import Optional
+
+import grpc
+
+from vslim.errors import ServingError
+
+OPEN_HTTP_PATHS = ("/health", "/health/live")
+OPEN_GRPC_PREFIX = "/grpc.health.v1.Health/"
+
+
+def load_token(path: Path | str) -> str:
+    path = Path(path)
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ServingError(f"auth token file {path} cannot be read: {exc}") from exc
+    if len(token) < 16 or any(c.isspace() for c in token):
+        raise ServingError(f"auth token in {path} must be one line of at least 16 non-space characters")
+    return token
+
+
+def authorized(header: Optional[str], token: str) -> bool:
+    """``Bearer <token>``, compared in constant time."""
+    if not header:
+        return False
+    scheme, _, value = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+class GrpcAuth(grpc.aio.ServerInterceptor):
+    def __init__(self, token: str, on_denied=None):
+        self.token = token
+        self.on_denied = on_denied
+
+        async def deny(request, context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                "missing or wrong bearer token: send metadata 'authorization: Bearer <token>'")
+
+        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+
+    async def intercept_service(self, continuation, handler_call_details):
+        if handler_call_details.method.startswith(OPEN_GRPC_PREFIX):
+            return await continuation(handler_call_details)
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        if authorized(metadata.get("authorization"), self.token):
+            return await continuation(handler_call_details)
+        if self.on_denied:
+            self.on_denied()
+        return self._deny

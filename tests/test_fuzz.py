@@ -1,0 +1,172 @@
+"""Property-based fuzzing of every decoder and config loader: a well-formed error or a right answer.
+
+Bounded for CI (``VSLIM_FUZZ_EXAMPLES``, default 200 per property); run longer with
+e.g. ``VSLIM_FUZZ_EXAMPLES=20000 pytest tests/test_fuzz.py``.
+"""
+import base64
+import gzip
+import json
+import os
+import zlib
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vslim.config import ListConfig, PreprocessConfig, PTQConfig, from_mapping, load_yaml
+from vslim.data.lists import read_list
+from vslim.errors import ConfigError, DataError, RequestError
+from vslim.serving import codec
+from vslim.serving.http_api import parse_frames
+from vslim.serving.protos import config_pb2, service_pb2
+
+EXAMPLES = int(os.environ.get("VSLIM_FUZZ_EXAMPLES", "200"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+LIMITS = codec.Limits(max_batch=4, max_elements=1 << 16)
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    max_leaves=20)
+field_names = st.sampled_from(["tensor", "fetch_var_names", "log_id", "profile_server", "float_data", "int64_data",
+                               "elem_type", "shape", "name", "alias_name", "tensor_content", "floatData", "x"])
+
+
+@pytest.fixture(scope="module")
+def signature():
+    conf = config_pb2.GeneralModelConfig()
+    conf.feed_var.add(name="x", alias_name="x", feed_type=1, shape=[2, 3])
+    conf.fetch_var.add(name="y", alias_name="outputs", fetch_type=1, shape=[4])
+    return codec.Signature.from_config(conf)
+
+
+def _check_feeds(feeds, fetch, sig):
+    (name, array), = feeds.items()
+    assert name == "x" and array.dtype == np.float32 and array.shape[1:] == (2, 3)
+    assert 1 <= array.shape[0] <= LIMITS.max_batch and fetch == ["y"]
+
+
+@FUZZ
+@given(body=st.binary(max_size=512))
+def test_any_bytes_as_protobuf_or_json(body, signature):
+    for parse in (codec.parse_proto, codec.parse_json):
+        try:
+            feeds, fetch = codec.validate(parse(body), signature, LIMITS)
+        except RequestError as exc:
+            assert str(exc) and exc.kind in ("invalid", "too_large")
+        else:
+            _check_feeds(feeds, fetch, signature)
+
+
+@FUZZ
+@given(obj=st.dictionaries(field_names, json_values, max_size=4)
+       | st.fixed_dictionaries({"tensor": st.lists(st.dictionaries(field_names, json_values, max_size=6), max_size=3)}))
+def test_structured_json_requests(obj, signature):
+    try:
+        feeds, fetch = codec.validate(codec.parse_json(json.dumps(obj).encode()), signature, LIMITS)
+    except RequestError as exc:
+        assert str(exc)
+    else:
+        _check_feeds(feeds, fetch, signature)
+
+
+@FUZZ
+@given(shape=st.lists(st.integers(-3, 5), max_size=5), elem_type=st.integers(-2, 25), n=st.integers(0, 70),
+       name=st.sampled_from(["x", "y", "", "zz"]), fetch=st.lists(st.sampled_from(["outputs", "y", "q"]), max_size=2),
+       packed=st.booleans())
+def test_generated_protobuf_requests(shape, elem_type, n, name, fetch, packed, signature):
+    req = service_pb2.Request(fetch_var_names=fetch)
+    t = req.tensor.add(name=name, alias_name=name, elem_type=elem_type, shape=shape)
+    values = np.arange(n, dtype=np.float32)
+    if packed:
+        t.float_data.extend(values.tolist())
+    else:
+        t.tensor_content = values.tobytes()
+    try:
+        feeds, got_fetch = codec.validate(codec.parse_proto(req.SerializeToString()), signature, LIMITS)
+    except RequestError as exc:
+        assert str(exc)
+    else:
+        _check_feeds(feeds, got_fetch, signature)
+        np.testing.assert_array_equal(feeds["x"].reshape(-1), values)
+
+
+@FUZZ
+@given(data=st.binary(max_size=256), how=st.sampled_from(["raw", "gzip", "gzip-cut", "deflate"]),
+       encoding=st.sampled_from(["gzip", "deflate", "identity", None, "br", "GZIP"]))
+def test_content_encodings(data, how, encoding):
+    body = {"raw": data, "gzip": gzip.compress(data), "gzip-cut": gzip.compress(data)[:-5],
+            "deflate": zlib.compress(data)}[how]
+    try:
+        out = codec.decode_body(body, encoding, 1 << 10)
+    except RequestError as exc:
+        assert exc.kind in ("invalid", "too_large", "unsupported")
+    else:
+        assert len(out) <= 1 << 10
+
+
+@FUZZ
+@given(frames=st.binary(max_size=200), shape=st.text(max_size=30) | st.tuples(*[st.integers(-2, 6)] * 4).map(str),
+       extra=st.dictionaries(st.sampled_from(["logid", "name", "bogus"]), st.text(max_size=5), max_size=2),
+       b64=st.booleans())
+def test_video_endpoint_bodies(frames, shape, extra, b64):
+    value = base64.b64encode(frames).decode() if b64 else frames.decode("latin-1")
+    body = json.dumps({"key": ["frames", "frames_shape"], "value": [value, shape], **extra}).encode()
+    try:
+        array, _ = parse_frames(body, 1 << 20)
+    except RequestError as exc:
+        assert str(exc)
+    else:
+        assert array.dtype == np.uint8 and array.ndim == 4 and array.shape[3] == 3
+
+
+@FUZZ
+@given(data=st.dictionaries(st.sampled_from(["num_seg", "seg_len", "short_size", "target_size", "fixed_ratio",
+                                             "mean", "std", "shortsize"]), json_values, max_size=4))
+def test_config_loader(data):
+    try:
+        cfg = from_mapping(PreprocessConfig, data)
+        cfg.validate()
+    except ConfigError as exc:
+        assert str(exc)
+
+
+@FUZZ
+@given(text=st.text(max_size=200))
+def test_yaml_and_list_files(text, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fz")
+    path = folder / "f.yaml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        data = load_yaml(path)
+        from_mapping(PTQConfig, data, "f.yaml").validate()
+    except ConfigError as exc:
+        assert str(exc)
+    (folder / "f.list").write_text(text, encoding="utf-8")
+    try:
+        entries = read_list(ListConfig(str(folder / "f.list")))
+    except (DataError, ConfigError) as exc:
+        assert str(exc)
+    else:
+        assert entries and all(e.label >= 0 for e in entries)
+
+
+@FUZZ
+@given(mutation=st.dictionaries(st.sampled_from(["DATASET", "PIPELINE", "model_name", "batch_nums", "extra"]),
+                                json_values, max_size=2))
+def test_paddlevideo_yaml_mutations(mutation, tmp_path_factory):
+    from test_paddlevideo_config import UPSTREAM
+
+    from vslim.paddlevideo_config import ptq_config_from_paddlevideo
+
+    data = yaml.safe_load(UPSTREAM)
+    data.update(mutation)
+    path = tmp_path_factory.mktemp("pv") / "q.yaml"
+    path.write_text(yaml.safe_dump(data))
+    try:
+        ptq_config_from_paddlevideo(path)
+    except (ConfigError, TypeError, ValueError) as exc:
+        # TypeError/ValueError would be a bug: every malformed value must be a ConfigError
+        assert isinstance(exc, ConfigError), repr(exc)
