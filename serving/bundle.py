@@ -166,6 +166,10 @@ def verify_bundle(server_dir: Path | str) -> Optional[dict]:
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise BundleError(f"manifest {path} is unreadable ({exc}); repackage the model") from exc
     root = path.parent
+    if not isinstance(files, dict):
+        raise BundleError(f"manifest {path} has no file table; repackage the model")
+    for rel in files:  # one escaping entry means the manifest was tampered with, even if it is not ours
+        _safe_member(root, rel)
     prefix = "" if root == server_dir else server_dir.name + "/"
     listed = {rel: entry for rel, entry in files.items() if rel.startswith(prefix)}
     if not listed:
@@ -174,7 +178,7 @@ def verify_bundle(server_dir: Path | str) -> Optional[dict]:
         file = _safe_member(root, rel)
         if not file.is_file():
             raise BundleError(f"bundle is incomplete: {rel} is listed in {path.name} but missing; repackage it")
-        if sha256_of(file) != entry.get("sha256"):
+        if not isinstance(entry, dict) or sha256_of(file) != entry.get("sha256"):
             raise BundleError(f"bundle file {rel} changed since packaging (sha256 mismatch with {path.name}); "
                               "refusing to serve it — repackage the model")
     return manifest

@@ -9,6 +9,7 @@ preprocesses a video on the client (with the preprocessing the bundle records);
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,11 +218,17 @@ class HttpClient(_Client):
 
 
 def _session(requests, token: Optional[str], tls_ca: Optional[str]):
+    """A session whose trust is the ``tls_ca`` asked for.
+
+    ``Session.verify`` alone loses to ``REQUESTS_CA_BUNDLE`` (requests merges the environment into every
+    request), so a self-signed server certificate would be checked against the system store instead.
+    """
     session = requests.Session()
     if token:
         session.headers["Authorization"] = f"Bearer {token}"
     if tls_ca:
         session.verify = tls_ca
+        session.request = functools.partial(session.request, verify=tls_ca)
     return session
 
 

@@ -32,7 +32,10 @@ def test_runtime_matrix(cli, fp32_small, int8_small_avg, synth_data, tmp_path):
             assert x["reason"], x
             continue
         _consistent(x, x["batch"])
-        assert x["max_rel_diff_vs_paddle_onednn"] < 0.2 and x["top1_agreement_vs_paddle_onednn"] >= 0.5
+        # FP32 backends agree to float rounding; INT8 kernels differ in rounding between runtimes (measured
+        # 0.05-0.2 of the logit scale on small models), so there the check is that they pick the same classes
+        limit = 1e-3 if key[0] == "fp32" else 0.5
+        assert x["max_rel_diff_vs_paddle_onednn"] < limit and x["top1_agreement_vs_paddle_onednn"] >= 0.5, x
     assert rows[("fp32", "paddle-onednn", "", 1)]["status"] == "ok"
     assert rows[("int8", "paddle-cpu", "", 1)]["status"] == "skipped"
     assert rows[("int8", "paddle-onednn", "", 2)]["int8_vs_fp32_latency"] > 0
