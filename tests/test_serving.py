@@ -414,3 +414,5 @@ def test_sigterm_during_a_burst_finishes_or_fails_every_request(bundle_fp32, val
     assert any(o[0] == "ok" for o in outcomes)
     assert server.stop() == 0, server.log()
     assert "draining" in server.log() and "stopped" in server.log()
+    print(f"figure: SIGTERM mid-burst: {sum(o[0] == 'ok' for o in outcomes)} answered, "
+          f"{sum(o[0] == 'error' for o in outcomes)} refused, slowest {max(o[1] for o in outcomes):.2f} s, exit 0")
