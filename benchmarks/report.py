@@ -95,6 +95,17 @@ def _soak_markdown(r: dict) -> str:
 MARKDOWN = {"runtime": runtime_markdown, "e2e": e2e_markdown, "serving": serving_markdown, "soak": _soak_markdown}
 
 
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def plot(report: dict, out: Path) -> list[Path]:
     """PNG plots: latency vs batch per backend and precision (runtime); throughput vs latency (serving)."""
     import matplotlib
@@ -113,16 +124,9 @@ def plot(report: dict, out: Path) -> list[Path]:
         for key, pts in sorted(series.items()):
             pts.sort()
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key)
-        ax.set_xlabel("batch size")
-        ax.set_ylabel("p50 latency (ms)")
         ax.set_yscale("log")
-        ax.set_title("Latency vs batch, FP32 and INT8 per backend")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-        path = out / "latency_vs_batch.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        written.append(path)
+        written.append(_finish(fig, ax, "batch size", "p50 latency (ms)",
+                               "Latency vs batch, FP32 and INT8 per backend", out / "latency_vs_batch.png"))
     elif report["kind"] == "serving":
         fig, ax = plt.subplots(figsize=(7, 4.5))
         series = {}
@@ -135,15 +139,9 @@ def plot(report: dict, out: Path) -> list[Path]:
             ax.plot([p[2] for p in pts], [p[1] for p in pts], marker="o", label=key)
             for c, thr, lat in pts:
                 ax.annotate(str(c), (lat, thr), fontsize=6, xytext=(2, 2), textcoords="offset points")
-        ax.set_xlabel("p50 latency (ms)")
-        ax.set_ylabel("throughput (infer/s)")
-        ax.set_title("Throughput vs latency under load (labels: concurrency)")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-        path = out / "throughput_vs_latency.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        written.append(path)
+        written.append(_finish(fig, ax, "p50 latency (ms)", "throughput (infer/s)",
+                               "Throughput vs latency under load (labels: concurrency)",
+                               out / "throughput_vs_latency.png"))
     plt.close("all")
     return written
 

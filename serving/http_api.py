@@ -49,6 +49,26 @@ FILE_BODY = {"requestBody": {"required": True, "content": {
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
     "video/mp4": {"schema": {"type": "string", "format": "binary"}}}}}
 
+# What each endpoint answers besides 200, so clients (and schema-driven testers) know every
+# status the server can return: 401 only applies when the server runs with --auth-token-file.
+_WHY = {400: "malformed request: the message names the field", 401: "missing or wrong bearer token",
+        413: "body, decompressed body or batch over the server's limits",
+        415: "Content-Type the endpoint does not take", 500: "inference failed (err_no -5100)",
+        503: "model not loaded yet, or the server is draining"}
+_JSON_ANY = {"application/json": {"schema": {"type": "object"}}}
+GENERAL_CONTENT = {**_JSON_ANY, "application/proto": {"schema": {"type": "string", "format": "binary"}}}
+
+
+def _responses(codes, content=None) -> dict:
+    return {code: {"description": _WHY[code], "content": content or _JSON_ANY} for code in codes}
+
+
+GENERAL_RESPONSES = {200: {"description": "Response, in the request's encoding", "content": GENERAL_CONTENT},
+                     **_responses((400, 401, 413, 415, 500, 503), GENERAL_CONTENT)}
+VIDEO_RESPONSES = _responses((400, 401, 413, 500, 503))
+CLASSIFY_RESPONSES = _responses((400, 401, 413, 500, 503))
+TEXT = {"text/plain": {"schema": {"type": "string"}}}
+
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refused with 413 once it passes ``limit`` bytes.
@@ -163,16 +183,17 @@ def make_http_app(service: ModelService, token: Optional[str] = None) -> FastAPI
             return Response(resp.SerializeToString(), status_code=status, media_type="application/proto")
         return Response(codec.response_json(resp), status_code=status, media_type="application/json")
 
-    @app.post("/GeneralModelService/inference", openapi_extra=GENERAL_BODY,
-              summary="Paddle Serving general-model inference (JSON or binary proto)")
+    @app.post("/GeneralModelService/inference", openapi_extra=GENERAL_BODY, responses=GENERAL_RESPONSES,
+              response_class=Response, summary="Paddle Serving general-model inference (JSON or binary proto)")
     async def inference(request: Request) -> Response:
         return await general(request, "inference")
 
-    @app.post("/GeneralModelService/debug", openapi_extra=GENERAL_BODY, summary="Same as inference")
+    @app.post("/GeneralModelService/debug", openapi_extra=GENERAL_BODY, responses=GENERAL_RESPONSES,
+              response_class=Response, summary="Same as inference")
     async def debug(request: Request) -> Response:
         return await general(request, "debug")
 
-    @app.post("/video/prediction", openapi_extra=VIDEO_BODY,
+    @app.post("/video/prediction", openapi_extra=VIDEO_BODY, responses=VIDEO_RESPONSES,
               summary="PaddleVideo pipeline endpoint: base64 uint8 frames -> label and probability")
     async def video_prediction(request: Request) -> JSONResponse:
         start = time.perf_counter()
@@ -188,7 +209,7 @@ def make_http_app(service: ModelService, token: Optional[str] = None) -> FastAPI
         service.record("http", "video", start)
         return pipeline_answer(0, "", ["label", "prob"], [str(top.labels), str(top.scores)])
 
-    @app.post("/video/classify", openapi_extra=FILE_BODY,
+    @app.post("/video/classify", openapi_extra=FILE_BODY, responses=CLASSIFY_RESPONSES,
               summary="Classify a posted video file (mp4, avi, ...): top-k classes")
     async def classify(request: Request, top_k: int = Query(5, ge=1, le=1000)) -> JSONResponse:
         start = time.perf_counter()
@@ -205,7 +226,8 @@ def make_http_app(service: ModelService, token: Optional[str] = None) -> FastAPI
         return JSONResponse({"model": name, "precision": service.bundle.info.precision, "top_k": [
             {"class_id": i, "label": l, "score": s} for i, l, s in zip(top.ids, top.labels, top.scores)]})
 
-    @app.get("/health", summary="200 once the model is loaded and taking requests, else 503")
+    @app.get("/health", summary="200 once the model is loaded and taking requests, else 503",
+             responses=_responses((503,)))
     async def health() -> JSONResponse:
         status = "ready" if service.ready else ("draining" if service.draining else "loading")
         return JSONResponse({"status": status, "model": name}, status_code=200 if service.ready else 503)
@@ -214,13 +236,16 @@ def make_http_app(service: ModelService, token: Optional[str] = None) -> FastAPI
     async def live() -> JSONResponse:
         return JSONResponse({"status": "alive"})
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
+             responses={200: {"description": "Prometheus text exposition format", "content": TEXT},
+                        401: _responses((401,))[401]})
     async def metrics() -> Response:
         if service.engine is not None:
             service.metrics.queue_depth.set(service.engine.queue_depth)
         return Response(service.metrics.render(), media_type=service.metrics.content_type)
 
-    @app.get("/model", summary="What is served: inputs, outputs, precision, preprocessing, labels")
+    @app.get("/model", summary="What is served: inputs, outputs, precision, preprocessing, labels",
+             responses=_responses((401,)))
     async def model() -> JSONResponse:
         sig, meta = service.signature, service.bundle.meta
         return JSONResponse({

@@ -23,6 +23,18 @@ def test_missing_and_mistyped_values():
         from_mapping(PreprocessConfig, {"fixed_ratio": "yes"})
 
 
+@pytest.mark.parametrize("data, message", [
+    ({"num_seg": None}, "num_seg: a value is required here, got null"),
+    ({"short_size": float("inf")}, "short_size: expected a .finite. number, got inf"),
+    ({"mean": [0.5, None, 1]}, r"mean\[1\]: a value is required here"),
+    ({"std": "abc"}, "std: expected a list"),
+])
+def test_null_infinite_and_mistyped_values_found_by_fuzzing(data, message):
+    """Each once escaped as TypeError/OverflowError from deep in the pipeline (tests/test_fuzz.py found them)."""
+    with pytest.raises(ConfigError, match=message):
+        from_mapping(PreprocessConfig, data).validate()
+
+
 def test_values_are_converted():
     pre = from_mapping(PreprocessConfig, {"num_seg": 4, "mean": [0.5, 0.5, 0.5]})
     assert pre.num_seg == 4 and pre.mean == (0.5, 0.5, 0.5)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import say
+from .common import add_command_group, say
 
 
 def _ints(text: str) -> list[int]:
@@ -78,15 +78,12 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
 
 
 def register(sub) -> None:
-    bench = sub.add_parser("bench", help="benchmarks: runtime, end to end, serving load")
-    bsub = bench.add_subparsers(dest="bench_command", metavar="COMMAND")
-    bsub.required = True
-    for name, help in (("runtime", "models x backends x batch sizes x threads"),
-                       ("e2e", "video file to classes, preprocessing timed apart from inference"),
-                       ("serving", "load sweep against a server over gRPC and HTTP"),
-                       ("soak", "bounded soak: many requests, every answer checked, server memory watched"),
-                       ("compare", "ratios between two benchmark reports")):
-        configure(name, bsub.add_parser(name, help=help, description=help))
+    add_command_group(sub, "bench", "benchmarks: runtime, end to end, serving load", {
+        "runtime": "models x backends x batch sizes x threads",
+        "e2e": "video file to classes, preprocessing timed apart from inference",
+        "serving": "load sweep against a server over gRPC and HTTP",
+        "soak": "bounded soak: many requests, every answer checked, server memory watched",
+        "compare": "ratios between two benchmark reports"}, configure)
 
 
 def _finish(report: dict, out: str) -> int:

@@ -30,6 +30,16 @@ def predictor_config(args: argparse.Namespace) -> PredictorConfig:
     ).validate()
 
 
+def add_command_group(sub, name: str, help: str, commands: dict, configure, descriptions=None) -> None:
+    """``vslim NAME COMMAND``: a group of subcommands, each configured by the module's ``configure``."""
+    group = sub.add_parser(name, help=help)
+    gsub = group.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
+    gsub.required = True
+    for command, command_help in commands.items():
+        description = (descriptions or {}).get(command, command_help)
+        configure(command, gsub.add_parser(command, help=command_help, description=description))
+
+
 def print_json(data) -> None:
     json.dump(data, sys.stdout, indent=2)
     sys.stdout.write("\n")

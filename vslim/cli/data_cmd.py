@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..progress import progress_bar
-from .common import say
+from .common import add_command_group, say
 
 
 def configure(command: str, p: argparse.ArgumentParser) -> None:
@@ -23,10 +23,8 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
 
 
 def register(sub) -> None:
-    data = sub.add_parser("data", help="video data sets")
-    dsub = data.add_subparsers(dest="data_command", metavar="COMMAND")
-    dsub.required = True
-    configure("synth", dsub.add_parser("synth", help="write the deterministic synthetic data set"))
+    add_command_group(sub, "data", "video data sets", {"synth": "write the deterministic synthetic data set"},
+                      configure)
 
 
 def synth(args) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import print_json, say
+from .common import add_command_group, print_json, say
 
 
 def configure(command: str, p: argparse.ArgumentParser) -> None:
@@ -27,13 +27,10 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
 
 
 def register(sub) -> None:
-    lite = sub.add_parser("lite", help="Paddle Lite toolchain and .nb checks")
-    lsub = lite.add_subparsers(dest="lite_command", metavar="COMMAND")
-    lsub.required = True
-    for name, help in (("setup", "build the isolated Python 3.9 + paddlelite 2.13rc0 toolchain"),
-                       ("doctor", "show which Lite optimizer is found and its versions"),
-                       ("verify", "run an x86 .nb against Paddle Inference, or check an ARM .nb's structure")):
-        configure(name, lsub.add_parser(name, help=help, description=help))
+    add_command_group(sub, "lite", "Paddle Lite toolchain and .nb checks", {
+        "setup": "build the isolated Python 3.9 + paddlelite 2.13rc0 toolchain",
+        "doctor": "show which Lite optimizer is found and its versions",
+        "verify": "run an x86 .nb against Paddle Inference, or check an ARM .nb's structure"}, configure)
 
 
 def setup(args) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import print_json, say
+from .common import add_command_group, print_json, say
 
 
 def _lists(p: argparse.ArgumentParser) -> None:
@@ -76,15 +76,11 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
 
 
 def register(sub) -> None:
-    compress = sub.add_parser("compress", help="INT8 quantization and pruning")
-    csub = compress.add_subparsers(dest="compress_command", metavar="COMMAND")
-    csub.required = True
-    configure("ptq", csub.add_parser("ptq", help="post-training quantization to INT8",
-                                     description=__doc__))
-    configure("qat", csub.add_parser("qat", help="quantization-aware training to INT8",
-                                     description="quantization-aware training from trained weights"))
-    configure("prune", csub.add_parser("prune", help="structured filter pruning with fine-tuning",
-                                       description="structured filter pruning with fine-tuning"))
+    add_command_group(sub, "compress", "INT8 quantization and pruning", {
+        "ptq": "post-training quantization to INT8",
+        "qat": "quantization-aware training to INT8",
+        "prune": "structured filter pruning with fine-tuning"}, configure,
+        descriptions={"ptq": __doc__, "qat": "quantization-aware training from trained weights"})
 
 
 def _overrides(args) -> dict:
