@@ -6,6 +6,7 @@ ones, so the suite trains exactly once.
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -146,3 +147,39 @@ def toolchain():
         return find_toolchain()
     except LiteError:
         return setup_toolchain(say=lambda _: None)
+
+
+# --------------------------------------------------------------------------- security material
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory):
+    """A throwaway self-signed certificate for 127.0.0.1."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                        x509.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    folder = tmp_path_factory.mktemp("tls")
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                       serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    return folder / "cert.pem", folder / "key.pem"
+
+
+@pytest.fixture(scope="session")
+def token_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("auth") / "token"
+    path.write_text("s3cret-token-0123456789\n")
+    return path

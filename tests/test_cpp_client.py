@@ -134,3 +134,29 @@ def test_cpp_bad_input(cpp_client, servers, clip_file, bundle_fp32, tmp_path):
         assert "vslim_cpp_client: error: " in r.stderr and "terminate called" not in r.stderr
     # and the server still answers
     assert run(cpp_client, "--port", port, "--client-conf", conf, "--input", clip_file).returncode == 0
+
+
+def test_cpp_client_over_tls_with_a_bearer_token(cpp_client, bundle_int8, clip_file, tls_files, token_file,
+                                                 tmp_path):
+    """The C++ client reaches a locked-down server, and is refused without the token or the CA."""
+    cert, key = tls_files
+    with ServerProcess(bundle_int8.server, "--tls-cert", cert, "--tls-key", key,
+                       "--auth-token-file", token_file) as server:
+        base = ["--port", server.port, "--client-conf", bundle_int8.client, "--input", clip_file, "--json",
+                "--timeout-ms", 10000]
+        r = run(cpp_client, *base, "--tls-ca", cert, "--auth-token-file", token_file)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["shape"] == [2, 10]
+        wrong = tmp_path / "wrong"
+        wrong.write_text("wrong-token-wrong-token")
+        r = run(cpp_client, *base, "--tls-ca", cert, "--auth-token-file", wrong)
+        assert r.returncode == 3 and "gRPC UNAUTHENTICATED" in r.stderr, r.stderr
+        r = run(cpp_client, *base, "--tls-ca", cert)
+        assert r.returncode == 3 and "gRPC UNAUTHENTICATED" in r.stderr, r.stderr
+        r = run(cpp_client, *base, "--auth-token-file", token_file)  # plaintext against the TLS port
+        assert r.returncode == 3 and "gRPC UNAVAILABLE" in r.stderr, r.stderr
+        r = run(cpp_client, *base, "--tls-ca", tmp_path / "missing.pem", "--auth-token-file", token_file)
+        assert r.returncode == 2 and "TLS CA certificate" in r.stderr and "cannot be read" in r.stderr
+        (tmp_path / "empty").write_text("\n")
+        r = run(cpp_client, *base, "--tls-ca", cert, "--auth-token-file", tmp_path / "empty")
+        assert r.returncode == 2 and "is empty" in r.stderr

@@ -2,7 +2,6 @@
 
 Counts are CI-sized; ``VSLIM_SOAK_REQUESTS`` and ``VSLIM_SCHEMATHESIS_EXAMPLES`` run them longer.
 """
-import datetime as dt
 import json
 import os
 import shutil
@@ -46,7 +45,7 @@ def test_schemathesis_finds_no_server_error(bundle_fp32, tmp_path):
             [str(BIN / "schemathesis"), "run", f"{server.url}/openapi.json", "--checks", CONFORMANCE_CHECKS,
              "--max-examples", str(SCHEMATHESIS_EXAMPLES), "--seed", "1", "--workers", "1",
              "--report", "junit", "--report-dir", str(tmp_path)],
-            capture_output=True, text=True, timeout=900, env={**os.environ, "NO_COLOR": "1"})
+            capture_output=True, text=True, timeout=900, cwd=tmp_path, env={**os.environ, "NO_COLOR": "1"})
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
         assert "/GeneralModelService/inference" in proc.stdout
         print("figure: schemathesis:", " | ".join(line.strip() for line in proc.stdout.splitlines()
@@ -196,40 +195,6 @@ def test_truncated_model_is_refused_at_load(bundle_fp32, tmp_path):
 
 
 # --------------------------------------------------------------------------- security
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory):
-    """A throwaway self-signed certificate for 127.0.0.1."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                        x509.DNSName("localhost")]), critical=False)
-            .sign(key, hashes.SHA256()))
-    folder = tmp_path_factory.mktemp("tls")
-    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                       serialization.PrivateFormat.PKCS8,
-                                                       serialization.NoEncryption()))
-    return folder / "cert.pem", folder / "key.pem"
-
-
-@pytest.fixture(scope="module")
-def token_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("auth") / "token"
-    path.write_text("s3cret-token-0123456789\n")
-    return path
-
 
 def test_tls_and_bearer_token_on_every_protocol(bundle_fp32, clip, tls_files, token_file):
     import grpc

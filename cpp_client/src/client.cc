@@ -201,23 +201,48 @@ const VarInfo* ClientConfig::FindFetch(const std::string& key) const {
   return nullptr;
 }
 
+std::string ReadTextFile(const std::string& path, const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in || IsDirectory(path)) throw Error(Error::Kind::kConfig, what + " " + path + " cannot be read");
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::string ReadTokenFile(const std::string& path) {
+  const std::string text = ReadTextFile(path, "token file");
+  const auto first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) throw Error(Error::Kind::kConfig, "token file " + path + " is empty");
+  const auto last = text.find_last_not_of(" \t\r\n");
+  return text.substr(first, last - first + 1);
+}
+
 struct Client::Impl {
   std::string address;
   ClientConfig config;
   std::chrono::milliseconds deadline;
+  std::string token;
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<service_pb::GeneralModelService::Stub> stub;
 };
 
-Client::Client(const std::string& host, int port, ClientConfig config, std::chrono::milliseconds deadline)
+Client::Client(const std::string& host, int port, ClientConfig config, std::chrono::milliseconds deadline,
+               Security security)
     : impl_(new Impl) {
   impl_->address = host + ":" + std::to_string(port);
   impl_->config = std::move(config);
   impl_->deadline = deadline;
+  impl_->token = std::move(security.token);
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
-  impl_->channel = grpc::CreateCustomChannel(impl_->address, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!security.tls_ca_pem.empty()) {
+    grpc::SslCredentialsOptions tls;
+    tls.pem_root_certs = security.tls_ca_pem;
+    credentials = grpc::SslCredentials(tls);
+  }
+  impl_->channel = grpc::CreateCustomChannel(impl_->address, credentials, args);
   impl_->stub = service_pb::GeneralModelService::NewStub(impl_->channel);
 }
 
@@ -260,6 +285,7 @@ std::map<std::string, Tensor> Client::Predict(const std::map<std::string, Tensor
 
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + impl_->deadline);
+  if (!impl_->token.empty()) context.AddMetadata("authorization", "Bearer " + impl_->token);
   service_pb::Response response;
   grpc::Status status = impl_->stub->inference(&context, request, &response);
   if (!status.ok()) {

@@ -19,7 +19,7 @@ constexpr int kServerError = 3;
 const char kUsage[] =
     "usage: vslim_cpp_client --client-conf PATH --input FILE.npy [--host 127.0.0.1] [--port 9393]\n"
     "                        [--fetch NAME] [--topk 5] [--repeat N] [--warmup 3] [--timeout-ms 30000]\n"
-    "                        [--no-softmax] [--json]\n"
+    "                        [--no-softmax] [--json] [--tls-ca CA.pem] [--auth-token-file FILE]\n"
     "\n"
     "  --client-conf  the bundle's *_serving_client folder or its serving_client_conf.prototxt\n"
     "  --input        a .npy clip: [batch, ...feed shape] or [...feed shape], float32/int64/int32\n"
@@ -27,7 +27,9 @@ const char kUsage[] =
     "  --topk         classes to print per sample; scores are softmax probabilities of the logits\n"
     "                 unless --no-softmax\n"
     "  --repeat       send the request N times and print latency p50/p90/p99\n"
-    "  --warmup       untimed requests before the timed ones when --repeat > 1 (default 3)\n";
+    "  --warmup       untimed requests before the timed ones when --repeat > 1 (default 3)\n"
+    "  --tls-ca       PEM certificate(s) to trust: talk TLS to a server started with --tls-cert\n"
+    "  --auth-token-file  file holding the server's bearer token (--auth-token-file of vslim-serve)\n";
 
 struct Options {
   std::string host = "127.0.0.1";
@@ -41,6 +43,8 @@ struct Options {
   long timeout_ms = 30000;
   bool softmax = true;
   bool json = false;
+  std::string tls_ca;
+  std::string token_file;
 };
 
 [[noreturn]] void UsageError(const std::string& message) {
@@ -84,6 +88,8 @@ Options Parse(int argc, char** argv) {
     else if (flag == "--repeat") o.repeat = static_cast<int>(ParseNumber(flag, value, 1));
     else if (flag == "--warmup") o.warmup = static_cast<int>(ParseNumber(flag, value, 0));
     else if (flag == "--timeout-ms") o.timeout_ms = ParseNumber(flag, value, 1);
+    else if (flag == "--tls-ca") o.tls_ca = value;
+    else if (flag == "--auth-token-file") o.token_file = value;
     else UsageError("unknown flag " + flag);
   }
   if (o.conf.empty()) UsageError("--client-conf is required");
@@ -107,7 +113,10 @@ int Run(const Options& o) {
   const vslim::VarInfo& feed = config.feeds().front();
   if (input.shape.size() == feed.shape.size()) input.shape.insert(input.shape.begin(), 1);  // one sample
   const std::string fetch = o.fetch.empty() ? config.fetches().front().alias : o.fetch;
-  vslim::Client client(o.host, o.port, config, std::chrono::milliseconds(o.timeout_ms));
+  vslim::Security security;
+  if (!o.tls_ca.empty()) security.tls_ca_pem = vslim::ReadTextFile(o.tls_ca, "TLS CA certificate");
+  if (!o.token_file.empty()) security.token = vslim::ReadTokenFile(o.token_file);
+  vslim::Client client(o.host, o.port, config, std::chrono::milliseconds(o.timeout_ms), security);
 
   std::map<std::string, vslim::Tensor> outputs;
   for (int i = 0; o.repeat > 1 && i < o.warmup; ++i) client.Predict({{feed.alias, input}}, {fetch});

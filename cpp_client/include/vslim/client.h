@@ -3,6 +3,10 @@
 //   vslim::ClientConfig config = vslim::ClientConfig::Load("model_serving_client");
 //   vslim::Client client("127.0.0.1", 9393, config, std::chrono::seconds(30));
 //   auto outputs = client.Predict({{"data_batch_0", clip}}, {"outputs"});
+//
+// Against a server started with --tls-cert/--tls-key and --auth-token-file:
+//   vslim::Security security{vslim::ReadTextFile("ca.pem"), "the-token"};
+//   vslim::Client client("127.0.0.1", 9393, config, std::chrono::seconds(30), security);
 #pragma once
 
 #include <chrono>
@@ -70,9 +74,22 @@ class ClientConfig {
   std::vector<VarInfo> fetches_;
 };
 
+// How to reach a server that uses TLS and/or a bearer token; empty fields mean off.
+struct Security {
+  std::string tls_ca_pem;  // PEM certificate(s) to trust; non-empty switches the channel to TLS
+  std::string token;       // sent as "authorization: Bearer <token>" metadata on every call
+};
+
+// A whole small text file (a certificate, a token); Error(kConfig) naming the file when unreadable.
+std::string ReadTextFile(const std::string& path, const std::string& what);
+
+// A token file's content without surrounding whitespace; Error(kConfig) when empty.
+std::string ReadTokenFile(const std::string& path);
+
 class Client {
  public:
-  Client(const std::string& host, int port, ClientConfig config, std::chrono::milliseconds deadline);
+  Client(const std::string& host, int port, ClientConfig config, std::chrono::milliseconds deadline,
+         Security security = {});
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
