@@ -159,3 +159,23 @@ def test_unknown_architecture_and_bad_flags(cli, tmp_path):
     assert r.code == 2 and "unknown architecture 'pptsm_r18'" in r.err
     r = cli("compress", "ptq", "--model-dir", tmp_path)
     assert r.code == 2 and "--calib-list" in r.err
+
+
+def test_an_unexpected_failure_is_reported_as_a_bug_not_a_traceback(capsys):
+    """A library exception no vslim check anticipated: one clear line, exit 1; --debug re-raises it."""
+    import argparse
+
+    from vslim.cli.main import run
+
+    def broken(args):
+        raise ValueError("The size of input is too big")
+
+    parser = argparse.ArgumentParser(prog="vslim")
+    parser.add_argument("--debug", action="store_true")
+    parser.set_defaults(handler=broken)
+    assert run(parser, []) == 1
+    err = capsys.readouterr().err
+    assert "vslim: internal error: ValueError: The size of input is too big" in err and "--debug" in err
+    assert "Traceback" not in err
+    with pytest.raises(ValueError):
+        run(parser, ["--debug"])

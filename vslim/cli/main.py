@@ -58,6 +58,13 @@ def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> int:
     except BrokenPipeError:  # e.g. `vslim lite doctor | head`: the reader left, nothing to report
         sys.stderr.close()
         return 0
+    except Exception as exc:  # a bug, not bad input: say so briefly, the traceback is one flag away
+        if debug:
+            raise
+        print(f"{parser.prog}: internal error: {type(exc).__name__}: {exc}\n"
+              f"This is a bug in vslim or a library it drives, not in your input; rerun with --debug for the "
+              "traceback and report it. No partial output was kept.", file=sys.stderr)
+        return 1
     return int(result or 0)
 
 

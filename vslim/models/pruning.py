@@ -31,6 +31,10 @@ REASONS = {"temporal_shift": "feeds temporal_shift, which the pruner cannot foll
            "reshape2": "feeds the reshape before the head", "flatten_contiguous_range": "feeds a flatten",
            "matmul_v2": "feeds the classifier", "reduce_mean": "feeds the head's pooling"}
 PRUNERS = {"l1": "L1NormFilterPruner", "l2": "L2NormFilterPruner", "fpgm": "FPGMFilterPruner"}
+# PaddleSlim traces the model with a constant input, which static Paddle refuses above about
+# a million elements (an R50 clip at 224 has 1.2M); channel groups do not depend on the
+# spatial size, so the trace runs on a smaller image (64 still leaves 2x2 after the /32 stem).
+GRAPH_SIDE = 64
 
 
 @dataclass
@@ -99,8 +103,10 @@ def _pruner(model: paddle.nn.Layer, input_shape: list[int], criterion: str):
     quiet_paddleslim()
     if criterion not in PRUNERS:
         raise ModelError(f"unknown pruning criterion {criterion!r}; use {', '.join(PRUNERS)}")
+    *lead, height, width = input_shape
+    graph_shape = [*lead, min(height, GRAPH_SIDE), min(width, GRAPH_SIDE)]
     with contextlib.redirect_stdout(io.StringIO()):
-        return getattr(dygraph, PRUNERS[criterion])(model, input_shape)
+        return getattr(dygraph, PRUNERS[criterion])(model, graph_shape)
 
 
 def prune(model: paddle.nn.Layer, ratios: dict[str, float], input_shape: list[int], criterion: str = "l1") -> None:
