@@ -50,15 +50,20 @@ def e2e_markdown(r: dict) -> str:
     s, v = r["stages"], r["video"]
     lines = ["# End-to-end benchmark (one clip from a video file)\n", *_env_lines(r["environment"]),
              f"- Video: {v['path']} ({v['frames']} frames, {v['width']}x{v['height']}); model {r['model']['path']} "
-             f"({r['model']['precision']})", ""]
-    names = {"decode_sample_ms": "decode + sample (vslim: sampled frames only)", "transform_ms": "transform",
-             "preprocess_ms": "preprocessing total", "inference_ms": "inference", "total_ms": "end to end",
-             "baseline_decode_all_ms": "baseline: decode every frame, then sample (PaddleVideo)"}
+             f"({r['model']['precision']}); decoder {r.get('decoder', 'opencv')}", ""]
+    names = {"decode_sample_ms": f"decode + sample ({r.get('decoder', 'opencv')}: sampled frames only)",
+             "transform_ms": "transform", "preprocess_ms": "preprocessing total", "inference_ms": "inference",
+             "total_ms": "end to end", "baseline_decode_all_ms": "baseline: decode every frame, then sample (PaddleVideo)",
+             "baseline_opencv_sampled_ms": "baseline: OpenCV, sampled frames only (seek)"}
+    names = {k: v for k, v in names.items() if k in s}
     lines.append(markdown_table(["stage", "p50 ms", "p90 ms", "p99 ms", "mean ms"],
                                 [[names[k], s[k]["p50_ms"], s[k]["p90_ms"], s[k]["p99_ms"], s[k]["mean_ms"]]
                                  for k in names]))
     lines.append(f"\nPreprocessing is {100 * r['preprocess_share_of_total']:.0f}% of the end-to-end p50; "
-                 f"sampled decoding is {r['decode_speedup_vs_decode_all']:.1f}x faster than decoding every frame.")
+                 f"sampled decoding is {r['decode_speedup_vs_decode_all']:.1f}x faster than decoding every frame"
+                 + (f" and {r['decode_speedup_vs_opencv_sampled']:.1f}x faster than OpenCV's sampled seek"
+                    if "decode_speedup_vs_opencv_sampled" in r else "")
+                 + f"; largest pixel difference between the ways: {r.get('max_frame_diff_vs_decode_all', 0)}.")
     return "\n".join(lines) + "\n"
 
 

@@ -24,7 +24,6 @@ import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from vslim.data.decode import VideoReader
 from vslim.errors import DataError, RequestError
 
 from . import codec
@@ -272,8 +271,6 @@ def _clip_from_video_bytes(service: ModelService, body: bytes) -> np.ndarray:
     with tempfile.NamedTemporaryFile(suffix=".video") as tmp:
         Path(tmp.name).write_bytes(body)
         try:
-            with VideoReader(tmp.name) as reader:
-                frames = reader.read(service.pipeline.indices(reader.num_frames))
-            return service.pipeline.transform(frames)
+            return service.pipeline.from_video(tmp.name)
         except DataError as exc:
             raise RequestError(f"the posted video cannot be decoded: {exc}".replace(tmp.name, "body")) from exc

@@ -60,6 +60,10 @@ def test_e2e(cli, fp32_small, tmp_path):
     assert s["total_ms"]["mean_ms"] == pytest.approx(
         s["decode_sample_ms"]["mean_ms"] + s["transform_ms"]["mean_ms"] + s["inference_ms"]["mean_ms"], rel=1e-6)
     assert 0 < report["preprocess_share_of_total"] < 1
+    # PyAV by default, timed against OpenCV's seek and a full decode, all three seeing the same frames
+    assert report["decoder"] == "pyav" and report["max_frame_diff_vs_decode_all"] == 0
+    assert {"baseline_decode_all_ms", "baseline_opencv_sampled_ms"} <= set(s)
+    assert "OpenCV, sampled frames only" in (out / "e2e.md").read_text()
 
 
 def test_serving_sweep_and_compare(cli, bundle_int8, tmp_path):

@@ -6,10 +6,10 @@ import pytest
 from vslim.config import ListConfig, PreprocessConfig
 from vslim.data import ClipPipeline, read_list
 from vslim.data import transforms as T
-from vslim.data.decode import VideoReader, read_frame_files
+from vslim.data.decode import PyAVReader, VideoReader, open_video, read_frame_files
 from vslim.data.sampling import segment_indices
 from vslim.data.synth import CLASSES, SynthConfig, generate, render_clip
-from vslim.errors import DataError
+from vslim.errors import ConfigError, DataError
 
 
 def write_video(path, frames, fps=10):
@@ -18,6 +18,7 @@ def write_video(path, frames, fps=10):
     for f in frames:
         wr.write(np.ascontiguousarray(f[:, :, ::-1]))
     wr.release()
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -102,19 +103,45 @@ def test_seeking_reader_returns_the_same_frames_as_full_decoding(tmp_path):
             break
         decoded.append(f[:, :, ::-1])
     wanted = [0, 3, 17, 18, 40, 59, 5]
-    with VideoReader(path) as reader:
-        assert reader.num_frames == 60
-        got = reader.read(wanted)
-    np.testing.assert_array_equal(got, np.stack([decoded[i] for i in wanted]))
+    for reader_class in (VideoReader, PyAVReader):
+        with reader_class(path) as reader:
+            assert reader.num_frames == 60
+            got = reader.read(wanted)
+        np.testing.assert_array_equal(got, np.stack([decoded[i] for i in wanted]), err_msg=reader_class.__name__)
 
 
-def test_undecodable_and_missing_videos(tmp_path):
+def test_both_decoders_give_the_same_frames_for_any_indices(tmp_path):
+    """PyAV's exact key-frame seeks against OpenCV: any order, repeats, across GOP boundaries, out of range."""
+    path = write_video(tmp_path / "long.mp4", render_clip(3, np.random.default_rng(1), 150, 48, 64))
+    rng = np.random.default_rng(0)
+    with VideoReader(path) as cv_reader, PyAVReader(path) as av_reader:
+        assert cv_reader.num_frames == av_reader.num_frames == 150
+        for _ in range(25):
+            wanted = rng.integers(0, 150, size=int(rng.integers(1, 12))).tolist()
+            np.testing.assert_array_equal(av_reader.read(wanted), cv_reader.read(wanted), err_msg=str(wanted))
+        np.testing.assert_array_equal(av_reader.read([149, 200]), av_reader.read([149, 149]))
+
+
+def test_decoder_choice():
+    assert open_video.__defaults__ == ("auto",)
+    with pytest.raises(ConfigError, match="unknown video decoder 'ffmpeg'"):
+        open_video("x.mp4", "ffmpeg")
+
+
+@pytest.mark.parametrize("reader_class", [VideoReader, PyAVReader])
+def test_undecodable_and_missing_videos(tmp_path, reader_class):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video at all" * 100)
     with pytest.raises(DataError, match="cannot be opened|no decodable frames"):
-        VideoReader(bad)
+        reader_class(bad)
     with pytest.raises(DataError, match="does not exist"):
-        VideoReader(tmp_path / "missing.mp4")
+        reader_class(tmp_path / "missing.mp4")
+    truncated = tmp_path / "cut.mp4"
+    write_video(tmp_path / "whole.mp4", render_clip(0, np.random.default_rng(0), 60, 48, 64))
+    truncated.write_bytes((tmp_path / "whole.mp4").read_bytes()[:3000])
+    with pytest.raises(DataError, match="cut.mp4"):  # OpenCV's mp4 writer puts the index at the end
+        with reader_class(truncated) as reader:
+            reader.read(range(reader.num_frames))
 
 
 def test_frame_folder_with_too_few_frames(tmp_path, tiny_set):

@@ -172,7 +172,7 @@ def serve_and_classify(server_dir: Path, client_dir: Path, video: Path, say: Cal
     import threading
 
     from .config import ServerConfig
-    from .data.decode import VideoReader
+    from .data.decode import open_video
     from .serving.client import ClientConfig, VideoEndpointClient, classify_video, make_client
     from .serving.server import run_server
 
@@ -205,7 +205,7 @@ def serve_and_classify(server_dir: Path, client_dir: Path, video: Path, say: Cal
                 top = classify_video(client, video, top_k=1)
             results[protocol] = (top.labels[0], top.scores[0])
         endpoint = VideoEndpointClient(address)
-        with VideoReader(video) as reader:
+        with open_video(video) as reader:
             answer = endpoint.predict_frames(reader.read(range(reader.num_frames)))
         results["video endpoint"] = (eval_list(answer["value"][0])[0], float(eval_list(answer["value"][1])[0]))
         top = endpoint.classify_file(video, top_k=1)

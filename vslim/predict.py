@@ -63,10 +63,10 @@ def load_clip(source: Path, pipeline: ClipPipeline, frame_template: str = FRAME_
 
 
 def classify(predictor: Predictor, sources: Iterable[Path], top_k: int = 1,
-             frame_template: str = FRAME_TEMPLATE) -> list[Prediction]:
+             frame_template: str = FRAME_TEMPLATE, decoder: str = "auto") -> list[Prediction]:
     """Top-k classes (softmax scores) of each source, one clip per source."""
     meta = predictor.meta
-    pipeline = ClipPipeline(meta.preprocess)
+    pipeline = ClipPipeline(meta.preprocess, decoder)
     results = []
     for source in sources:
         clip = load_clip(Path(source), pipeline, frame_template)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_command_group, say
+from .common import add_command_group, add_decoder_arg, say
 
 
 def _ints(text: str) -> list[int]:
@@ -49,6 +49,7 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--video", help="video file (default: a synthetic 10 s 320x240 video)")
         p.add_argument("--iterations", type=int, default=20)
         p.add_argument("--threads", type=int, default=2)
+        add_decoder_arg(p)
         p.set_defaults(handler=e2e)
     elif command == "serving":
         p.add_argument("--bundle", help="NAME_serving_server: servers are started for the run")
@@ -114,7 +115,7 @@ def e2e(args) -> int:
     from ..benchmarks.e2e import E2EBench, run_e2e
 
     return _finish(run_e2e(E2EBench(model=args.model, video=args.video, iterations=args.iterations,
-                                    threads=args.threads), say=say), args.out)
+                                    threads=args.threads, decoder=args.decoder), say=say), args.out)
 
 
 def serving(args) -> int:

@@ -21,6 +21,12 @@ def add_predictor_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--trt-max-batch", type=int, default=8, help="largest batch of the TensorRT shape profile")
 
 
+def add_decoder_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--decoder", choices=["auto", "pyav", "opencv"], default="auto",
+                        help="video decoder: auto = PyAV (exact key-frame seeks) when installed, else OpenCV; "
+                             "both give the same frames")
+
+
 def predictor_config(args: argparse.Namespace) -> PredictorConfig:
     gpu = args.use_gpu or args.use_tensorrt
     return PredictorConfig(

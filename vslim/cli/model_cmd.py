@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_predictor_args, predictor_config, print_json, say
+from .common import add_decoder_arg, add_predictor_args, predictor_config, print_json, say
 
 
 def _list_args(p: argparse.ArgumentParser, name: str, required: bool, help: str) -> None:
@@ -54,6 +54,7 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
                        help="a video, a frame folder, or a folder of videos")
         p.add_argument("--top-k", type=int, default=1)
         p.add_argument("--json", action="store_true", help="print JSON instead of PaddleVideo's lines")
+        add_decoder_arg(p)
         add_predictor_args(p)
         p.set_defaults(handler=predict)
     elif command == "info":
@@ -121,7 +122,7 @@ def predict(args) -> int:
 
         raise ConfigError("--top-k must be >= 1")
     predictor = Predictor(args.model_dir, predictor_config(args))
-    results = classify(predictor, expand_inputs(args.input_file), args.top_k)
+    results = classify(predictor, expand_inputs(args.input_file), args.top_k, decoder=args.decoder)
     if args.json:
         print_json({"model": str(args.model_dir), "precision": predictor.precision,
                     "predictions": [r.to_dict() for r in results]})

@@ -8,7 +8,7 @@ import numpy as np
 from ..config import PreprocessConfig
 from ..errors import DataError
 from . import transforms as T
-from .decode import VideoReader, read_frame_files
+from .decode import open_video, read_frame_files
 from .lists import VideoEntry
 from .sampling import segment_indices
 
@@ -21,8 +21,9 @@ class ClipPipeline:
     mirrored clip is a different class.
     """
 
-    def __init__(self, cfg: PreprocessConfig):
+    def __init__(self, cfg: PreprocessConfig, decoder: str = "auto"):
         self.cfg = cfg.validate()
+        self.decoder = decoder  # "auto" (PyAV when installed), "pyav" or "opencv": same frames, PyAV faster
 
     def clip_shape(self) -> tuple[int, int, int, int]:
         s = self.cfg.target_size
@@ -44,7 +45,7 @@ class ClipPipeline:
         return self.transform(frames, train, rng)
 
     def sample_video(self, path: Path | str, train: bool = False, rng=None) -> np.ndarray:
-        with VideoReader(path) as reader:
+        with open_video(path, self.decoder) as reader:
             return reader.read(self.indices(reader.num_frames, train, rng))
 
     def from_video(self, path: Path | str) -> np.ndarray:
