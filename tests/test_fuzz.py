@@ -170,3 +170,38 @@ def test_paddlevideo_yaml_mutations(mutation, tmp_path_factory):
     except (ConfigError, TypeError, ValueError) as exc:
         # TypeError/ValueError would be a bug: every malformed value must be a ConfigError
         assert isinstance(exc, ConfigError), repr(exc)
+
+
+@pytest.fixture(scope="module")
+def small_mp4(tmp_path_factory):
+    import cv2
+
+    from vslim.data.synth import render_clip
+
+    path = tmp_path_factory.mktemp("mp4") / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    for frame in render_clip(2, np.random.default_rng(0), 40, 48, 64):
+        writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
+    writer.release()
+    return path.read_bytes()
+
+
+@FUZZ
+@given(edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=8),
+       cut=st.just(1.0) | st.floats(0.05, 1.0), decoder=st.sampled_from(["pyav", "opencv"]))
+def test_corrupted_video_files(edits, cut, decoder, small_mp4, tmp_path_factory):
+    """What /video/classify and `vslim predict` decode: damaged bytes give frames or a DataError, never a crash."""
+    from vslim.data.decode import open_video
+
+    body = bytearray(small_mp4[: max(1, int(len(small_mp4) * cut))])
+    for where, value in edits:
+        body[int(where * len(body))] = value
+    path = tmp_path_factory.mktemp("bad") / "clip.mp4"
+    path.write_bytes(bytes(body))
+    try:
+        with open_video(path, decoder) as reader:
+            frames = reader.read([0, reader.num_frames // 2, reader.num_frames - 1])
+    except DataError as exc:
+        assert str(path) in str(exc)
+    else:
+        assert frames.dtype == np.uint8 and frames.shape[0] == 3 and frames.shape[3] == 3
