@@ -46,7 +46,20 @@ def open_video(path: Path | str, decoder: str = "auto"):
     return VideoReader(path)
 
 
-class VideoReader:
+class _Reader:
+    """Both readers are context managers that release their decoder on exit."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class VideoReader(_Reader):
     """Random access to the frames of one video file, RGB ``uint8``."""
 
     decoder = "opencv"
@@ -121,14 +134,8 @@ class VideoReader:
     def close(self) -> None:
         self._cap.release()
 
-    def __enter__(self) -> "VideoReader":
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class PyAVReader:
+class PyAVReader(_Reader):
     """Random access to the frames of one video file, RGB ``uint8``, by exact key-frame seeks."""
 
     decoder = "pyav"
@@ -212,12 +219,6 @@ class PyAVReader:
 
     def close(self) -> None:
         self._container.close()
-
-    def __enter__(self) -> "PyAVReader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def read_frame_files(frame_dir: Path, indices, suffix: str, num_frames: int) -> np.ndarray:
