@@ -77,15 +77,17 @@ def atomic_output_dir(final: Path | str, overwrite: bool = False) -> Iterator[Pa
     _commit(tmp, final, overwrite)
 
 
+def _appeared(final: Path) -> OutputExistsError:
+    return OutputExistsError(f"output {final} appeared while it was being written (another vslim process?); "
+                             "nothing was replaced, rerun with another path or --overwrite")
+
+
 def _commit(tmp: Path, final: Path, overwrite: bool) -> None:
     old = None
     if final.exists():
         if not overwrite:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise OutputExistsError(
-                f"output {final} appeared while it was being written (another vslim process?); "
-                "nothing was replaced, rerun with another path or --overwrite"
-            )
+            raise _appeared(final)
         old = _tmp_sibling(final, "old")
         os.rename(final, old)
     try:
@@ -94,6 +96,8 @@ def _commit(tmp: Path, final: Path, overwrite: bool) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and not final.exists():
             os.rename(old, final)
+        if old is None and final.exists():  # the other writer renamed in between our check and ours
+            raise _appeared(final) from exc
         raise OutputExistsError(
             f"could not move the finished output into {final}: {exc}; another process may have "
             "written it at the same time, rerun to try again"
