@@ -25,8 +25,10 @@ def load_token(path: Path | str) -> str:
         token = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise ServingError(f"auth token file {path} cannot be read: {exc}") from exc
-    if len(token) < 16 or any(c.isspace() for c in token):
-        raise ServingError(f"auth token in {path} must be one line of at least 16 non-space characters")
+    if len(token) < 16 or not all("!" <= c <= "~" for c in token):
+        # printable ASCII only: gRPC metadata cannot carry anything else
+        raise ServingError(f"auth token in {path} must be one line of at least 16 printable ASCII characters "
+                           "without spaces")
     return token
 
 

@@ -160,3 +160,6 @@ def test_cpp_client_over_tls_with_a_bearer_token(cpp_client, bundle_int8, clip_f
         (tmp_path / "empty").write_text("\n")
         r = run(cpp_client, *base, "--tls-ca", cert, "--auth-token-file", tmp_path / "empty")
         assert r.returncode == 2 and "is empty" in r.stderr
+        (tmp_path / "two-lines").write_text("s3cret-token-0123456789\nsecond-line\n")
+        r = run(cpp_client, *base, "--tls-ca", cert, "--auth-token-file", tmp_path / "two-lines")
+        assert r.returncode == 2 and "printable ASCII without spaces" in r.stderr, r.stderr

@@ -122,10 +122,13 @@ def test_both_decoders_give_the_same_frames_for_any_indices(tmp_path):
         np.testing.assert_array_equal(av_reader.read([149, 200]), av_reader.read([149, 149]))
 
 
-def test_decoder_choice():
-    assert open_video.__defaults__ == ("auto",)
+def test_decoder_choice(tmp_path):
+    path = write_video(tmp_path / "c.mp4", render_clip(0, np.random.default_rng(0), 12, 48, 64))
+    for decoder, expected in (("auto", PyAVReader), ("pyav", PyAVReader), ("opencv", VideoReader)):
+        with open_video(path, decoder) as reader:
+            assert type(reader) is expected and reader.decoder == ("opencv" if expected is VideoReader else "pyav")
     with pytest.raises(ConfigError, match="unknown video decoder 'ffmpeg'"):
-        open_video("x.mp4", "ffmpeg")
+        open_video(path, "ffmpeg")
 
 
 @pytest.mark.parametrize("reader_class", [VideoReader, PyAVReader])
@@ -250,3 +253,45 @@ def test_grow_and_shrink_change_the_area():
     for name, sign in (("grow", 1), ("shrink", -1)):
         masks = _mover_masks(render_clip(CLASSES.index(name), np.random.default_rng(0), 16, 64, 80))
         assert sign * (int(masks[-1].sum()) - int(masks[0].sum())) > 100
+
+
+def _encode_with_pyav(path, frames, codec, fmt=None, options=None, bframes=None):
+    import av
+
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = options or {}
+        if bframes is not None:
+            stream.codec_context.gop_size, stream.codec_context.max_b_frames = 12, bframes
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("name, codec, fmt, options, bframes", [
+    ("h264_bframes.mp4", "libx264", None, {"bf": "3", "x264-params": "keyint=12:scenecut=0"}, None),
+    ("h264_bframes.mkv", "libx264", None, {"bf": "3", "x264-params": "keyint=12:scenecut=0"}, None),
+    ("h264_bframes.avi", "libx264", None, {"bf": "3", "x264-params": "keyint=12:scenecut=0"}, None),
+    ("h264_bframes.ts", "libx264", "mpegts", {"bf": "3", "x264-params": "keyint=12:scenecut=0"}, None),
+    ("mpeg2.mpg", "mpeg2video", "mpeg", None, 2),
+])
+def test_both_decoders_land_on_the_right_frame_in_every_container(tmp_path, name, codec, fmt, options, bframes):
+    """B-frames, open GOPs and index-less containers (MPEG-TS/PS) are where seeking readers go wrong."""
+    import av
+
+    path = _encode_with_pyav(tmp_path / name, render_clip(3, np.random.default_rng(1), 60, 48, 64),
+                             codec, fmt, options, bframes)
+    with av.open(str(path)) as container:
+        truth = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    rng = np.random.default_rng(0)
+    for reader_class in (PyAVReader, VideoReader):
+        with reader_class(path) as reader:
+            assert reader.num_frames == len(truth) == 60, reader_class.__name__
+            for _ in range(6):
+                wanted = rng.integers(0, 60, size=8).tolist()
+                np.testing.assert_array_equal(reader.read(wanted), np.stack([truth[i] for i in wanted]),
+                                              err_msg=f"{reader_class.__name__} {wanted}")

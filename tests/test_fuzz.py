@@ -174,16 +174,25 @@ def test_paddlevideo_yaml_mutations(mutation, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def small_mp4(tmp_path_factory):
-    import cv2
+    """H.264 with B-frames and the index at the front ("faststart"), so a cut file still opens
+    and the damage reaches the decoders instead of failing at the missing index."""
+    import av
 
     from vslim.data.synth import render_clip
 
     path = tmp_path_factory.mktemp("mp4") / "clip.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
-    for frame in render_clip(2, np.random.default_rng(0), 40, 48, 64):
-        writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
-    writer.release()
-    return path.read_bytes()
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"bf": "2", "x264-params": "keyint=10:scenecut=0"}
+        for frame in render_clip(2, np.random.default_rng(0), 40, 48, 64):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    data = path.read_bytes()
+    assert data[4:8] == b"ftyp" and data.find(b"moov") < data.find(b"mdat")
+    return data
 
 
 @FUZZ

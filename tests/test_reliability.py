@@ -255,7 +255,10 @@ def test_bad_security_settings_refuse_to_start(bundle_fp32, tmp_path, tls_files)
     weak = tmp_path / "weak"
     weak.write_text("short\n")
     r = start_failure(bundle_fp32.server, "--auth-token-file", weak)
-    assert r.returncode == 2 and "at least 16 non-space characters" in r.stderr
+    assert r.returncode == 2 and "at least 16 printable ASCII characters" in r.stderr
+    weak.write_text("s3cret-tøken-0123456789\n")  # gRPC metadata could never carry it
+    r = start_failure(bundle_fp32.server, "--auth-token-file", weak)
+    assert r.returncode == 2 and "printable ASCII" in r.stderr
     r = start_failure(bundle_fp32.server, "--tls-cert", tls_files[0])
     assert r.returncode == 2 and "needs both --tls-cert and --tls-key" in r.stderr
     r = start_failure(bundle_fp32.server, "--tls-cert", tls_files[0], "--tls-key", tls_files[0])

@@ -79,7 +79,8 @@ def atomic_output_dir(final: Path | str, overwrite: bool = False) -> Iterator[Pa
 
 def _appeared(final: Path) -> OutputExistsError:
     return OutputExistsError(f"output {final} appeared while it was being written (another vslim process?); "
-                             "nothing was replaced, rerun with another path or --overwrite")
+                             "nothing was replaced; rerun with another path, or with --overwrite once the other "
+                             "writer has finished")
 
 
 def _commit(tmp: Path, final: Path, overwrite: bool) -> None:
@@ -89,13 +90,19 @@ def _commit(tmp: Path, final: Path, overwrite: bool) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
             raise _appeared(final)
         old = _tmp_sibling(final, "old")
-        os.rename(final, old)
+        try:
+            os.rename(final, old)
+        except FileNotFoundError:  # another writer moved it away first
+            old = None
     try:
         os.rename(tmp, final)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not final.exists():
-            os.rename(old, final)
+        if old is not None:  # put the previous output back unless another writer's output took its place
+            if final.exists():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(old, final)
         if old is None and final.exists():  # the other writer renamed in between our check and ours
             raise _appeared(final) from exc
         raise OutputExistsError(

@@ -214,7 +214,16 @@ std::string ReadTokenFile(const std::string& path) {
   const auto first = text.find_first_not_of(" \t\r\n");
   if (first == std::string::npos) throw Error(Error::Kind::kConfig, "token file " + path + " is empty");
   const auto last = text.find_last_not_of(" \t\r\n");
-  return text.substr(first, last - first + 1);
+  std::string token = text.substr(first, last - first + 1);
+  // gRPC metadata values must be printable ASCII; anything else would abort inside gRPC.
+  for (char c : token) {
+    if (c <= ' ' || c > '~') {
+      throw Error(Error::Kind::kConfig, "token file " + path +
+                                            " must hold one line of printable ASCII without spaces, as "
+                                            "vslim-serve --auth-token-file requires");
+    }
+  }
+  return token;
 }
 
 struct Client::Impl {

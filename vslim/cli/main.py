@@ -63,7 +63,8 @@ def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> int:
             raise
         print(f"{parser.prog}: internal error: {type(exc).__name__}: {exc}\n"
               f"This is a bug in vslim or a library it drives, not in your input; rerun with --debug for the "
-              "traceback and report it. No partial output was kept.", file=sys.stderr)
+              "traceback and report it. Outputs are written atomically: nothing half-written was left under "
+              "the output name.", file=sys.stderr)
         return 1
     return int(result or 0)
 

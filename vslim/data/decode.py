@@ -13,6 +13,10 @@ Two readers give identical RGB frames (FFmpeg decodes and converts in both):
   16 frames before the target and decodes forward from the key frame before that,
   ~1.7 ms per seek, ~14-20 ms for the same 8 frames. Reading with several captures in
   parallel gained nothing (FFmpeg already decodes on several threads).
+
+Neither reader trusts seeks in containers without an index (MPEG-TS/PS; PyAV also AVI,
+whose B-frame timestamps come out in decode order): those are read forward, counting
+frames, which is slower but lands on the right frame.
 """
 from __future__ import annotations
 
@@ -26,7 +30,12 @@ from ..errors import ConfigError, DataError
 
 # Below this gap, decoding forward beats an OpenCV seek (which restarts at a key frame).
 SEEK_GAP = 12
+# OpenCV's frame seeks are exact only in indexed containers; in MPEG-TS/PS they land on
+# the wrong frame (measured), so other files are read forward and reopened to go back.
+OPENCV_SEEKABLE_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
 DECODERS = ("auto", "pyav", "opencv")
+# Containers whose index gives exact key-frame seeks and presentation-order timestamps.
+SEEKABLE_FORMATS = {"mov", "mp4", "matroska", "webm"}
 
 
 def pyav_available() -> bool:
@@ -72,7 +81,9 @@ class VideoReader(_Reader):
         if not self._cap.isOpened():
             raise DataError(f"video {self.path} cannot be opened by OpenCV (not a video, or an unsupported codec)")
         self._pos = 0
-        count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        self._can_seek = self.path.suffix.lower() in OPENCV_SEEKABLE_SUFFIXES
+        count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self._can_seek else 0
+        # Without an index the count is estimated from the duration (104 for 120 frames, measured)
         self.num_frames = count if count > 0 else self._count_by_decoding()
         if self.num_frames < 1:
             raise DataError(f"video {self.path} has no decodable frames")
@@ -85,7 +96,8 @@ class VideoReader(_Reader):
         return n
 
     def _rewind(self) -> None:
-        self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        self._cap.release()
+        self._cap = cv2.VideoCapture(str(self.path))
         self._pos = 0
 
     def read(self, indices) -> np.ndarray:
@@ -103,10 +115,13 @@ class VideoReader(_Reader):
         out: dict[int, np.ndarray] = {}
         for target in wanted:
             gap = target - self._pos
-            if gap < 0 or gap > SEEK_GAP:
+            if self._can_seek and (gap < 0 or gap > SEEK_GAP):
                 self._cap.set(cv2.CAP_PROP_POS_FRAMES, target)
                 self._pos = target
             else:
+                if gap < 0:
+                    self._rewind()
+                    gap = target
                 for _ in range(gap):
                     if not self._cap.grab():
                         return None
@@ -136,7 +151,15 @@ class VideoReader(_Reader):
 
 
 class PyAVReader(_Reader):
-    """Random access to the frames of one video file, RGB ``uint8``, by exact key-frame seeks."""
+    """Random access to the frames of one video file, RGB ``uint8``, by exact key-frame seeks.
+
+    Seeking is trusted only where the container has an index and presentation-order
+    timestamps (MP4/MOV, Matroska/WebM), and every seek is checked: it must land between
+    the key frame asked for and its target, timestamps must rise, and the target's own
+    timestamp must come out. Anything else (AVI with B-frames, MPEG-TS/PS, a damaged
+    index) is read from the start in the decoder's output order, counting frames:
+    slower, never wrong.
+    """
 
     decoder = "pyav"
 
@@ -148,25 +171,34 @@ class PyAVReader(_Reader):
         self.path = Path(path)
         if not self.path.is_file():
             raise DataError(f"video {self.path} does not exist")
+        self._container = None
         try:
-            self._container = av.open(str(self.path))
-        except (av.FFmpegError, ValueError) as exc:
+            self._open()
+            self.seekable = bool(set(self._container.format.name.split(",")) & SEEKABLE_FORMATS)
+            self._index_packets()
+            self._restart()
+        except av.FFmpegError as exc:
+            self.close()
             raise DataError(f"video {self.path} cannot be opened (not a video, or an unsupported codec): "
                             f"{exc}") from None
-        try:
-            if not self._container.streams.video:
-                raise DataError(f"{self.path} holds no video stream")
-            self._stream = self._container.streams.video[0]
-            # Slice threads only: frame threading delays every frame after a seek by one
-            # frame per thread, which costs more than it saves at 8 frames a clip.
-            self._stream.thread_type = "SLICE"
-            self._index_packets()
         except BaseException:
-            self._container.close()
+            self.close()
             raise
-        self._frames = None  # the decode iterator since the last seek
-        self._last_pts = None
         self.num_frames = len(self._pts)
+
+    def _open(self) -> None:
+        import av
+
+        try:
+            self._container = av.open(str(self.path))
+        except ValueError as exc:
+            raise DataError(f"video {self.path} cannot be opened: {exc}") from None
+        if not self._container.streams.video:
+            raise DataError(f"{self.path} holds no video stream")
+        self._stream = self._container.streams.video[0]
+        # Slice threads only: frame threading delays every frame after a seek by one
+        # frame per thread, which costs more than it saves at 8 frames a clip.
+        self._stream.thread_type = "SLICE"
 
     def _index_packets(self) -> None:
         """Presentation timestamps of every frame and of the key frames, from the packets alone."""
@@ -180,12 +212,20 @@ class PyAVReader(_Reader):
                 pts.append(packet.pts)
                 if packet.is_keyframe:
                     keys.append(packet.pts)
-        except av.FFmpegError as exc:
-            raise DataError(f"video {self.path} is corrupt: {exc}") from None
+        except av.FFmpegError:
+            if not keys:
+                raise
+            self.seekable = False  # damaged past this point: what was indexed is read in order
         if not pts or not keys:
             raise DataError(f"video {self.path} has no decodable frames")
         self._pts, self._keys = sorted(pts), sorted(keys)
-        self._seek(self._keys[0])
+
+    def _restart(self) -> None:
+        """Back to the first frame, in decode order (reopening: some formats cannot seek to 0)."""
+        self._container.close()
+        self._open()
+        self._frames = self._container.decode(self._stream)
+        self._last_pts = None
 
     def _seek(self, pts: int) -> None:
         self._container.seek(pts, stream=self._stream, backward=True)
@@ -196,29 +236,75 @@ class PyAVReader(_Reader):
         """Frames at ``indices`` (any order, repeats allowed) as ``[T, H, W, 3]`` RGB."""
         import av
 
-        got: dict[int, np.ndarray] = {}
+        wanted = sorted(set(min(max(int(i), 0), self.num_frames - 1) for i in indices))
         try:
-            for index in sorted(set(int(i) for i in indices)):
-                got[index] = self._frame_at(min(max(index, 0), self.num_frames - 1))
-        except av.FFmpegError as exc:
-            raise DataError(f"video {self.path} cannot be decoded: {exc}") from None
-        return np.stack([got[int(i)] for i in indices])
+            got = self._read_seeking(wanted) if self.seekable else None
+        except av.FFmpegError:
+            got = None  # damaged data: the in-order read below keeps the frames before it
+        if got is None:
+            self.seekable = False  # this file's seeks cannot be trusted; stay in order from now on
+            got = self._read_in_order(wanted)
+        return np.stack([got[min(max(int(i), 0), self.num_frames - 1)] for i in indices])
 
-    def _frame_at(self, index: int) -> np.ndarray:
+    def _read_seeking(self, wanted: list[int]) -> dict[int, np.ndarray] | None:
+        out = {}
+        for index in wanted:
+            frame = self._frame_at(index)
+            if frame is None:
+                return None
+            out[index] = frame
+        return out
+
+    def _frame_at(self, index: int) -> np.ndarray | None:
+        """The frame whose timestamp is the index-th; None when the decoder does not deliver it exactly."""
         target = self._pts[index]
         key = self._keys[max(bisect.bisect_right(self._keys, target) - 1, 0)]
         if self._last_pts is None or not key <= self._last_pts < target:
             self._seek(key)  # behind us, or a key frame lies between: restart there
         for frame in self._frames:
-            if frame.pts is None:
-                continue
+            if frame.pts is None or (self._last_pts is not None and frame.pts <= self._last_pts):
+                return None  # timestamps missing or not rising: cannot place frames by them
+            first = self._last_pts is None
             self._last_pts = frame.pts
-            if frame.pts >= target:
+            if frame.pts == target:
                 return frame.to_ndarray(format="rgb24")
-        raise DataError(f"video {self.path} ends before frame {index} of {self.num_frames}")
+            if frame.pts > target:
+                return None  # the seek overshot (first) or the target never came out
+            if first and frame.pts < key:
+                return None  # landed before the key frame asked for: the index is not what it says
+        return None
+
+    def _read_in_order(self, wanted: list[int]) -> dict[int, np.ndarray]:
+        """Decode from the start, counting frames in presentation order (the decoder's output order).
+
+        Damaged data ends the video where it starts, as a cut file would: the frames
+        before it are used and later indices clamp to the last good frame, like OpenCV.
+        """
+        import av
+
+        out, last, want = {}, None, set(wanted)
+        try:
+            self._restart()
+            for count, frame in enumerate(self._frames):
+                if count in want:
+                    out[count] = frame.to_ndarray(format="rgb24")
+                last = frame
+                if count >= wanted[-1]:
+                    break
+        except av.FFmpegError as exc:
+            if last is None:
+                raise DataError(f"video {self.path} cannot be decoded: {exc}") from None
+        if last is None:
+            raise DataError(f"video {self.path} has no decodable frames")
+        tail = last.to_ndarray(format="rgb24")  # fewer frames than the packets said: clamp
+        self._last_pts = None
+        self._frames = None
+        self.seekable = False
+        return {i: out.get(i, tail) for i in wanted}
 
     def close(self) -> None:
-        self._container.close()
+        if self._container is not None:
+            self._container.close()
 
 
 def read_frame_files(frame_dir: Path, indices, suffix: str, num_frames: int) -> np.ndarray:
