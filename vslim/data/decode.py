@@ -176,7 +176,6 @@ class PyAVReader(_Reader):
             self._open()
             self.seekable = bool(set(self._container.format.name.split(",")) & SEEKABLE_FORMATS)
             self._index_packets()
-            self._restart()
         except av.FFmpegError as exc:
             self.close()
             raise DataError(f"video {self.path} cannot be opened (not a video, or an unsupported codec): "
@@ -185,6 +184,10 @@ class PyAVReader(_Reader):
             self.close()
             raise
         self.num_frames = len(self._pts)
+        # No decoder position yet: the first read seeks (or restarts, in order) by itself,
+        # so the container is not reopened here on every clip.
+        self._frames = None
+        self._last_pts = None
 
     def _open(self) -> None:
         import av
@@ -236,7 +239,8 @@ class PyAVReader(_Reader):
         """Frames at ``indices`` (any order, repeats allowed) as ``[T, H, W, 3]`` RGB."""
         import av
 
-        wanted = sorted(set(min(max(int(i), 0), self.num_frames - 1) for i in indices))
+        clamped = [min(max(int(i), 0), self.num_frames - 1) for i in indices]
+        wanted = sorted(set(clamped))
         try:
             got = self._read_seeking(wanted) if self.seekable else None
         except av.FFmpegError:
@@ -244,7 +248,7 @@ class PyAVReader(_Reader):
         if got is None:
             self.seekable = False  # this file's seeks cannot be trusted; stay in order from now on
             got = self._read_in_order(wanted)
-        return np.stack([got[min(max(int(i), 0), self.num_frames - 1)] for i in indices])
+        return np.stack([got[i] for i in clamped])
 
     def _read_seeking(self, wanted: list[int]) -> dict[int, np.ndarray] | None:
         out = {}
@@ -299,7 +303,6 @@ class PyAVReader(_Reader):
         tail = last.to_ndarray(format="rgb24")  # fewer frames than the packets said: clamp
         self._last_pts = None
         self._frames = None
-        self.seekable = False
         return {i: out.get(i, tail) for i in wanted}
 
     def close(self) -> None:
