@@ -3,7 +3,9 @@
 The token lives in a file (never on the command line, where ``ps`` shows it) and is
 compared in constant time. gRPC clients send ``authorization: Bearer <token>``
 metadata, HTTP clients the same header. Health checks stay open so orchestrators
-can probe readiness without the secret.
+can probe readiness without the secret: ``/health``, gRPC health, and what each
+protocol front end declares open (v2: live, ready and model ready). Metadata and
+inference always need the token.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from vslim.errors import ServingError
 
 OPEN_HTTP_PATHS = ("/health", "/health/live")
 OPEN_GRPC_PREFIX = "/grpc.health.v1.Health/"
+DENIED = "missing or wrong bearer token"
 
 
 def load_token(path: Path | str) -> str:
@@ -41,22 +44,26 @@ def authorized(header: Optional[str], token: str) -> bool:
 
 
 class GrpcAuth(grpc.aio.ServerInterceptor):
-    def __init__(self, token: str, on_denied=None):
+    """Refuses every call without the token but gRPC health and the ``open_methods`` (full method names)."""
+
+    def __init__(self, token: str, open_methods: tuple[str, ...] = (), on_denied=None):
         self.token = token
+        self.open_methods = frozenset(open_methods)
         self.on_denied = on_denied
 
         async def deny(request, context):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                "missing or wrong bearer token: send metadata 'authorization: Bearer <token>'")
+                                f"{DENIED}: send metadata 'authorization: Bearer <token>'")
 
         self._deny = grpc.unary_unary_rpc_method_handler(deny)
 
     async def intercept_service(self, continuation, handler_call_details):
-        if handler_call_details.method.startswith(OPEN_GRPC_PREFIX):
+        method = handler_call_details.method
+        if method.startswith(OPEN_GRPC_PREFIX) or method in self.open_methods:
             return await continuation(handler_call_details)
         metadata = dict(handler_call_details.invocation_metadata or ())
         if authorized(metadata.get("authorization"), self.token):
             return await continuation(handler_call_details)
         if self.on_denied:
-            self.on_denied()
+            self.on_denied(method)
         return self._deny

@@ -27,7 +27,8 @@ from vslim.inference import inspect_model
 from vslim.inference.predictor import ModelInfo
 from vslim.model_meta import META_FILE, ModelMeta
 
-from .protos import code_of, config_pb2
+from .protocols.paddle_serving.types import code_of, config_pb2, signature_of
+from .signature import Signature
 
 SERVER_SUFFIX = "_serving_server"
 CLIENT_SUFFIX = "_serving_client"
@@ -196,6 +197,15 @@ class ServingBundle:
     @property
     def meta(self) -> ModelMeta:
         return self.info.meta
+
+    @property
+    def name(self) -> str:
+        """The model's name on every protocol: the folder name without ``_serving_server``."""
+        return self.server_dir.name.removesuffix(SERVER_SUFFIX)
+
+    @property
+    def signature(self) -> Signature:
+        return signature_of(self.config)
 
 
 def load_bundle(server_dir: Path | str, verify: bool = True) -> ServingBundle:

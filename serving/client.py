@@ -23,9 +23,10 @@ from vslim.errors import ServingError
 from vslim.metrics import softmax, topk
 from vslim.model_meta import ModelMeta, load_meta
 
-from . import codec, fastwire
-from .bundle import CLIENT_CONF, read_config
-from .protos import code_of, fill_tensor, service_pb2
+from .bundle import CLIENT_CONF, CLIENT_SUFFIX, read_config
+from .protocols.paddle_serving import codec, fastwire
+from .protocols.paddle_serving.types import CODES, code_of, fill_tensor, service_pb2, signature_of
+from .signature import Signature
 
 DEFAULT_TIMEOUT = 60.0
 MAX_MESSAGE = 512 << 20
@@ -36,8 +37,9 @@ INFERENCE_METHOD = "/baidu.paddle_serving.predictor.general_model.GeneralModelSe
 class ClientConfig:
     """What a client needs to know of a model: feed/fetch names, types, shapes; labels and preprocessing."""
 
-    signature: codec.Signature
+    signature: Signature
     meta: Optional[ModelMeta] = None
+    name: str = ""  # the model's name on the server (the bundle's name)
 
     @classmethod
     def load(cls, path: Path | str) -> "ClientConfig":
@@ -47,7 +49,7 @@ class ClientConfig:
         if not folder.is_dir():
             raise ServingError(f"client config {path} does not exist; point at the bundle's *_serving_client folder")
         conf = read_config(folder, name)
-        return cls(codec.Signature.from_config(conf), load_meta(folder))
+        return cls(signature_of(conf), load_meta(folder), folder.name.removesuffix(CLIENT_SUFFIX))
 
 
 def _named_arrays(feed: dict[str, np.ndarray], config: Optional[ClientConfig]) -> list[tuple[str, str, np.ndarray]]:
@@ -91,7 +93,7 @@ def build_json(feed: dict[str, np.ndarray], fetch: Optional[Sequence[str]], conf
     tensors = []
     for name, alias, array in _named_arrays(feed, config):
         code = code_of(array.dtype)
-        field = codec.CODES[code][1]
+        field = CODES[code][1]
         flat = np.ascontiguousarray(array).reshape(-1)
         data = base64.b64encode(flat.tobytes()).decode() if field == "tensor_content" else flat
         tensors.append({field: data, "elem_type": code, "name": name, "alias_name": alias,
@@ -100,8 +102,11 @@ def build_json(feed: dict[str, np.ndarray], fetch: Optional[Sequence[str]], conf
                         option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-class _Client:
-    """``token``: the server's bearer token; ``tls_ca``: PEM certificate(s) to trust, which switches to TLS."""
+class Client:
+    """What every protocol's client offers: ``predict(feed, fetch) -> {name: ndarray}``, ``close()``, ``with``.
+
+    ``token``: the server's bearer token; ``tls_ca``: PEM certificate(s) to trust, which switches to TLS.
+    """
 
     protocol = "?"
 
@@ -118,12 +123,6 @@ class _Client:
     def predict(self, feed: dict[str, np.ndarray], fetch: Optional[Sequence[str]] = None,
                 log_id: int = 0) -> dict[str, np.ndarray]:
         """Run one request; returns ``{fetch alias: array}``; raises ServingError on any failure."""
-        resp = self._call(feed, fetch, log_id)
-        if resp.err_no != 0:
-            raise ServingError(f"server error {resp.err_no}: {resp.err_msg}")
-        return codec.outputs_of(resp)
-
-    def _call(self, feed, fetch, log_id):
         raise NotImplementedError
 
     def close(self) -> None:
@@ -136,7 +135,21 @@ class _Client:
         self.close()
 
 
-class GrpcClient(_Client):
+class _PaddleClient(Client):
+    """Paddle Serving's ``Request``/``Response`` messages over some transport."""
+
+    def predict(self, feed: dict[str, np.ndarray], fetch: Optional[Sequence[str]] = None,
+                log_id: int = 0) -> dict[str, np.ndarray]:
+        resp = self._call(feed, fetch, log_id)
+        if resp.err_no != 0:
+            raise ServingError(f"server error {resp.err_no}: {resp.err_msg}")
+        return codec.outputs_of(resp)
+
+    def _call(self, feed, fetch, log_id):
+        raise NotImplementedError
+
+
+class GrpcClient(_PaddleClient):
     protocol = "grpc"
 
     def __init__(self, address: str, config=None, timeout: float = DEFAULT_TIMEOUT, token: Optional[str] = None,
@@ -170,7 +183,7 @@ class GrpcClient(_Client):
         self._channel.close()
 
 
-class HttpClient(_Client):
+class HttpClient(_PaddleClient):
     """Paddle Serving's HTTP protocol; ``mode`` ``json`` or ``proto`` (binary), optional gzip of the body."""
 
     def __init__(self, address: str, config=None, timeout: float = DEFAULT_TIMEOUT, mode: str = "json",
@@ -232,15 +245,26 @@ def _session(requests, token: Optional[str], tls_ca: Optional[str]):
     return session
 
 
+PROTOCOLS = ("grpc", "http", "http-proto", "v2-http", "v2-grpc")
+
+
 def make_client(protocol: str, address: str, config=None, timeout: float = DEFAULT_TIMEOUT,
-                token: Optional[str] = None, tls_ca: Optional[str] = None) -> _Client:
+                token: Optional[str] = None, tls_ca: Optional[str] = None) -> Client:
+    """A client for ``protocol``: ``grpc``, ``http`` (JSON), ``http-proto`` (Paddle Serving), ``v2-http``,
+    ``v2-grpc`` (Open Inference Protocol, binary tensors)."""
+    if protocol.startswith("v2-"):
+        from .protocols.v2.client import V2GrpcClient, V2HttpClient
+
+        if protocol in ("v2-http", "v2-grpc"):
+            cls = V2HttpClient if protocol == "v2-http" else V2GrpcClient
+            return cls(address, config, timeout, token=token, tls_ca=tls_ca)
     if protocol == "grpc":
         return GrpcClient(address, config, timeout, token=token, tls_ca=tls_ca)
     if protocol in ("http", "http-json"):
         return HttpClient(address, config, timeout, mode="json", token=token, tls_ca=tls_ca)
     if protocol == "http-proto":
         return HttpClient(address, config, timeout, mode="proto", token=token, tls_ca=tls_ca)
-    raise ServingError(f"unknown protocol {protocol!r}; use grpc, http or http-proto")
+    raise ServingError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
 
 
 @dataclass
@@ -257,7 +281,7 @@ def _top(logits: np.ndarray, meta: Optional[ModelMeta], k: int) -> TopK:
     return TopK([int(i) for i in ids], [float(s) for s in scores], [name(int(i)) for i in ids])
 
 
-def classify_video(client: _Client, video: Path | str, top_k: int = 5) -> TopK:
+def classify_video(client: Client, video: Path | str, top_k: int = 5) -> TopK:
     """Sample and preprocess ``video`` here, send the clip, return the top-k classes."""
     if client.config is None or client.config.meta is None:
         raise ServingError("client-side preprocessing needs the bundle's client folder (it holds vslim.json)")

@@ -6,6 +6,9 @@ the oldest request, then, for up to ``batch_timeout_ms`` after that request
 arrived, adds queued requests with the same input shapes and outputs until the
 batch holds ``max_batch_size`` items; it runs the concatenated batch once and
 answers each request with its own slice. ``max_batch_size=1`` turns batching off.
+Requests of every protocol share the queue: a Paddle Serving request and a v2
+request for the same shapes may run in one batch (each job carries its
+protocol's tag, reported per batch for metrics).
 The wait applies only under load (the previous batch merged requests, or more are
 queued): a lone request is never held back for company that is not coming
 (measured: +2 ms on a 6 ms request at concurrency 1 otherwise).
@@ -26,8 +29,10 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from vslim.errors import RequestError, VslimError
+from vslim.errors import VslimError
 from vslim.inference import Predictor
+
+from .errors import UNAVAILABLE, RequestError
 
 
 @dataclass
@@ -36,6 +41,7 @@ class _Job:
     fetch: tuple[str, ...]
     size: int
     key: tuple
+    tag: str = ""
     future: Future = field(default_factory=Future)
     enqueued: float = field(default_factory=time.perf_counter)
 
@@ -46,8 +52,10 @@ class BatchStats:
 
     size: int
     requests: int
-    queue_seconds: float
+    queue_seconds: float  # the longest wait of its requests
     run_seconds: float
+    tags: tuple[str, ...] = ()  # the protocol of each request
+    waits: tuple[float, ...] = ()  # each request's wait for a worker
 
 
 class InferenceEngine:
@@ -87,14 +95,14 @@ class InferenceEngine:
     def queue_depth(self) -> int:
         return len(self._queue)
 
-    def submit(self, feeds: dict[str, np.ndarray], fetch: list[str]) -> Future:
-        """Queue one request; the future resolves to ``{fetch name: array}``."""
+    def submit(self, feeds: dict[str, np.ndarray], fetch: list[str], tag: str = "") -> Future:
+        """Queue one request; the future resolves to ``{fetch name: array}``. ``tag``: who sent it."""
         size = int(next(iter(feeds.values())).shape[0])
         key = (tuple((n, a.shape[1:], a.dtype.str) for n, a in sorted(feeds.items())), tuple(fetch))
-        job = _Job(feeds, tuple(fetch), size, key)
+        job = _Job(feeds, tuple(fetch), size, key, tag)
         with self._cond:
             if self._closing:
-                raise RequestError("the server is shutting down; retry on another replica", "unavailable")
+                raise RequestError("the server is shutting down; retry on another replica", UNAVAILABLE)
             self._queue.append(job)
             self._cond.notify()
         return job.future
@@ -182,4 +190,5 @@ class InferenceEngine:
             job.future.set_result({n: a[offset : offset + job.size] for n, a in outputs.items()})
             offset += job.size
         if self.on_batch:
-            self.on_batch(BatchStats(offset, len(batch), start - min(j.enqueued for j in batch), end - start))
+            waits = tuple(start - j.enqueued for j in batch)
+            self.on_batch(BatchStats(offset, len(batch), max(waits), end - start, tuple(j.tag for j in batch), waits))

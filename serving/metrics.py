@@ -1,4 +1,11 @@
-"""Prometheus metrics of one server (its own registry, so several servers can live in one process)."""
+"""Prometheus metrics of one server (its own registry, so several servers can live in one process).
+
+Request series carry a ``protocol`` label: ``grpc``, ``http`` (Paddle Serving),
+``v2-grpc``, ``v2-http`` (Open Inference Protocol). ``vslim_batches_total``
+counts inference runs by the protocols whose requests they merged
+(``grpc+v2-http``: one run answered both), which shows that the protocols share
+one engine and one batcher.
+"""
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
@@ -30,6 +37,8 @@ class ServerMetrics:
                                        buckets=LATENCY_BUCKETS, registry=r)
         self.inference_seconds = Histogram("vslim_inference_seconds", "Time of one inference run",
                                            buckets=LATENCY_BUCKETS, registry=r)
+        self.batches = Counter("vslim_batches", "Inference runs, by the protocols of the requests they merged",
+                               ["protocols"], registry=r)
         self.queue_depth = Gauge("vslim_queue_depth", "Requests waiting for a worker", registry=r)
         self.ready = Gauge("vslim_ready", "1 once the model is loaded and the server takes requests", registry=r)
 
@@ -38,6 +47,7 @@ class ServerMetrics:
         self.batch_requests.observe(stats.requests)
         self.queue_seconds.observe(stats.queue_seconds)
         self.inference_seconds.observe(stats.run_seconds)
+        self.batches.labels("+".join(sorted(set(stats.tags))) or "unknown").inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

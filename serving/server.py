@@ -27,15 +27,16 @@ from vslim.config import ServerConfig
 from vslim.errors import ServingError
 from vslim.inference import Predictor
 
-from . import codec
 from .auth import load_token
 from .bundle import load_bundle
 from .engine import InferenceEngine
-from .grpc_api import make_grpc_server, set_health
-from .http_api import make_http_app
+from .grpc_server import make_grpc_server
+from .http_app import make_http_app
 from .metrics import ServerMetrics
 from .portshare import PortSharer
-from .service import ModelService
+from .protocols import frontends
+from .service import Batching, ModelService
+from .signature import Limits
 
 
 class _QuietUvicorn(uvicorn.Server):
@@ -105,16 +106,17 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
              "keep it on 127.0.0.1 unless a firewall or TLS proxy is in front")
     max_body = cfg.max_body_mb << 20
     metrics = ServerMetrics()
-    service = ModelService(bundle, metrics, codec.Limits(max_batch=cfg.max_request_batch,
-                                                         max_elements=max_body), max_body)
+    service = ModelService(bundle, metrics, Limits(max_batch=cfg.max_request_batch, max_elements=max_body), max_body,
+                           Batching(cfg.max_batch_size, cfg.batch_timeout_ms, cfg.workers, cfg.device))
     token = load_token(cfg.auth_token_file) if cfg.auth_token_file else None
+    protocols = frontends()
     tls = _tls_context(cfg)
     sockets = Path(tempfile.mkdtemp(prefix="vslim-serve-"))
     os.chmod(sockets, 0o700)  # the private backends are reachable through the public port only
     grpc_sock, http_sock = sockets / "grpc.sock", sockets / "http.sock"
-    grpc_server, health = make_grpc_server(service, max_body + (1 << 20), token)
+    grpc_server, health = make_grpc_server(service, protocols, max_body + (1 << 20), token)
     grpc_server.add_insecure_port(f"unix:{grpc_sock}")
-    http_server = _QuietUvicorn(uvicorn.Config(make_http_app(service, token), uds=str(http_sock), log_level="warning",
+    http_server = _QuietUvicorn(uvicorn.Config(make_http_app(service, protocols, token), uds=str(http_sock), log_level="warning",
                                                lifespan="off", access_log=False, timeout_graceful_shutdown=None,
                                                h11_max_incomplete_event_size=max_body))
     sharer = PortSharer(cfg.host, cfg.port, str(grpc_sock), str(http_sock), tls)
@@ -126,7 +128,7 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
     http_task = None
     try:
         await grpc_server.start()
-        await set_health(health, False)
+        await health.set(False)
         http_task = asyncio.create_task(http_server.serve())
         while not http_sock.exists():
             if http_task.done():
@@ -138,7 +140,7 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
             raise ServingError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}; "
                                "choose another --port or stop what holds it") from exc
         security = ", ".join(x for x in ("TLS" if tls else "", "bearer token" if token else "") if x) or "no TLS, no auth"
-        _log(f"listening on {cfg.host}:{port} (gRPC + HTTP; {security}); loading {bundle.server_dir.name}")
+        _log(f"listening on {cfg.host}:{port} (gRPC + HTTP: Paddle Serving and KServe v2; {security}); loading {bundle.server_dir.name}")
         t0 = time.perf_counter()
         predictor = await asyncio.to_thread(Predictor, bundle.server_dir, cfg.predictor_config(), bundle.info)
         warmup = list(range(1, cfg.max_batch_size + 1)) if cfg.warmup else []
@@ -148,10 +150,10 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
         if fail_every:
             _log(f"FAULT INJECTION ON: every {fail_every}th inference run fails (VSLIM_INJECT_FAULTS)")
         engine = await asyncio.to_thread(InferenceEngine, predictor, cfg.workers, cfg.max_batch_size,
-                                         cfg.batch_timeout_ms, metrics.observe_batch, warmup, fail_every)
+                                         cfg.batch_timeout_ms, service.observe_batch, warmup, fail_every)
         await asyncio.to_thread(engine.wait_warm)
         service.engine = engine
-        await set_health(health, True)
+        await health.set(True)
         metrics.ready.set(1)
         batching = f"batching up to {cfg.max_batch_size} within {cfg.batch_timeout_ms} ms" \
             if cfg.max_batch_size > 1 else "no batching"
@@ -182,7 +184,7 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
 
 async def _drain(cfg, service, health, sharer, grpc_server, http_server, http_task) -> None:
     service.draining = True
-    await set_health(health, False)
+    await health.set(False)
     await sharer.stop_accepting()
     http_server.should_exit = True
     await asyncio.gather(grpc_server.stop(cfg.grace_seconds),

@@ -1,9 +1,11 @@
-"""The protocol-independent core of the server: validate, queue, infer, answer.
+"""The protocol-independent core of the server: one model, its engine, limits, statistics.
 
-gRPC and HTTP handlers decode their bodies into a :class:`~.codec.WireRequest`
-and call :meth:`ModelService.infer`; errors come back as
-:class:`~vslim.errors.RequestError` whose ``kind`` each protocol maps to its own
-status code, with ``err_no``/``err_msg`` set as Paddle Serving sets them.
+Protocol front ends (``protocols/paddle_serving``, ``protocols/v2``) decode
+their requests, check them against :attr:`ModelService.signature` and call
+:meth:`ModelService.run` or :meth:`ModelService.classify`; every refusal is a
+:class:`~.errors.RequestError` whose ``kind`` each front end maps to its own
+status. Requests of every protocol meet in the same engine queue, so they are
+batched together.
 """
 from __future__ import annotations
 
@@ -15,19 +17,27 @@ from typing import Optional
 import numpy as np
 
 from vslim.data.pipeline import ClipPipeline
-from vslim.errors import InferenceError, RequestError, VslimError
+from vslim.errors import InferenceError, VslimError
 from vslim.metrics import softmax, topk
 
-from . import codec
 from .bundle import ServingBundle
-from .engine import InferenceEngine
+from .engine import BatchStats, InferenceEngine
+from .errors import INTERNAL, UNAVAILABLE, RequestError
 from .metrics import ServerMetrics
+from .signature import Limits
+from .stats import ModelStats
 
-GRPC_STATUS = {"invalid": "INVALID_ARGUMENT", "unsupported": "INVALID_ARGUMENT", "too_large": "RESOURCE_EXHAUSTED",
-               "unavailable": "UNAVAILABLE", "internal": "INTERNAL"}
-HTTP_STATUS = {"invalid": 400, "unsupported": 415, "too_large": 413, "unavailable": 503, "internal": 500}
-ERR_NO = {"invalid": codec.ERR_INPUT_PARAMS, "unsupported": codec.ERR_INPUT_PARAMS,
-          "too_large": codec.ERR_INPUT_PARAMS, "unavailable": codec.ERR_INTERNAL, "internal": codec.ERR_INFERENCE}
+TENSOR_MODEL, VIDEO_MODEL = "tensor", "video"
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How the engine batches and how many workers run (model configuration reports it)."""
+
+    max_batch_size: int = 1
+    timeout_ms: float = 0.0
+    workers: int = 1
+    device: str = "cpu"
 
 
 @dataclass
@@ -38,63 +48,83 @@ class Classification:
 
 
 class ModelService:
-    """One served model: its signature, limits, engine (once loaded) and metrics."""
+    """One served model: its signature, limits, engine (once loaded), metrics and statistics."""
 
-    def __init__(self, bundle: ServingBundle, metrics: ServerMetrics, limits: codec.Limits, max_body: int):
+    def __init__(self, bundle: ServingBundle, metrics: ServerMetrics, limits: Limits, max_body: int,
+                 batching: Batching = Batching()):
         self.bundle = bundle
+        self.name = bundle.name
         self.metrics = metrics
         self.limits = limits
         self.max_body = max_body
-        self.signature = codec.Signature.from_config(bundle.config)
+        self.batching = batching
+        self.signature = bundle.signature
         self.pipeline = ClipPipeline(bundle.meta.preprocess)
         self.engine: Optional[InferenceEngine] = None
         self.draining = False
+        # the tensor model counts every engine run; the video model its own requests and decoding
+        self.stats = {TENSOR_MODEL: ModelStats(), VIDEO_MODEL: ModelStats()}
 
     @property
     def ready(self) -> bool:
         return self.engine is not None and not self.draining
 
+    @property
+    def num_classes(self) -> int:
+        shape = self.signature.fetches[0].shape
+        return int(shape[-1]) if shape and shape[-1] > 0 else len(self.bundle.meta.labels)
+
     def _check_ready(self) -> InferenceEngine:
         if self.draining:
-            raise RequestError("the server is shutting down", "unavailable")
+            raise RequestError("the server is shutting down; retry on another replica", UNAVAILABLE)
         if self.engine is None:
-            raise RequestError("the model is still loading; retry when /health says ready", "unavailable")
+            raise RequestError("the model is still loading; retry when /health says ready", UNAVAILABLE)
         return self.engine
 
-    async def infer(self, wire: codec.WireRequest):
-        """Answer a general-model request with a ``Response`` message."""
-        feeds, fetch = codec.validate(wire, self.signature, self.limits)
-        outputs = await self._run(feeds, fetch)
-        return codec.response(outputs, self.signature, wire.log_id)
-
-    async def _run(self, feeds: dict[str, np.ndarray], fetch: list[str]) -> dict[str, np.ndarray]:
+    async def run(self, feeds: dict[str, np.ndarray], fetch: list[str], tag: str) -> dict[str, np.ndarray]:
+        """Queue checked feeds for the engine; ``{fetch var name: batch-first array}``."""
         engine = self._check_ready()
         self.metrics.queue_depth.set(engine.queue_depth)
-        future = engine.submit(feeds, fetch)
+        future = engine.submit(feeds, fetch, tag)
         try:
             return await asyncio.wrap_future(future)
         except InferenceError as exc:
-            raise RequestError(f"inference failed: {exc}", "internal") from exc
+            raise RequestError(f"inference failed: {exc}", INTERNAL) from exc
         except VslimError:
             raise
         except Exception as exc:  # never let a worker's failure become a hang or a 500 without a message
-            raise RequestError(f"inference failed: {type(exc).__name__}: {exc}", "internal") from exc
+            raise RequestError(f"inference failed: {type(exc).__name__}: {exc}", INTERNAL) from exc
         finally:
             self.metrics.queue_depth.set(engine.queue_depth)
 
-    async def classify_clip(self, clip: np.ndarray, top_k: int = 1) -> Classification:
-        """Top-k classes of one preprocessed clip ``[T, 3, S, S]``."""
-        spec = self.signature.feeds[0]
-        outputs = await self._run({spec.name: clip[None].astype(spec.dtype)}, [self.signature.fetches[0].name])
-        logits = next(iter(outputs.values()))[0]
-        probs = softmax(logits) if self.bundle.meta.output_kind == "logits" else logits
-        ids, scores = topk(probs, top_k)
+    async def classify(self, clips: list[np.ndarray], top_k: int, tag: str) -> list[Classification]:
+        """Top-k classes of preprocessed clips ``[T, 3, S, S]``, one engine request each (so they batch)."""
+        spec, fetch = self.signature.feeds[0], self.signature.fetches[0]
+        outputs = await asyncio.gather(*(self.run({spec.name: clip[None].astype(spec.dtype, copy=False)},
+                                                  [fetch.name], tag) for clip in clips))
         meta = self.bundle.meta
-        return Classification([int(i) for i in ids], [float(s) for s in scores], [meta.label_name(int(i)) for i in ids])
+        answers = []
+        for out in outputs:
+            scores = out[fetch.name][0]
+            probs = softmax(scores) if meta.output_kind == "logits" else scores
+            ids, values = topk(probs, top_k)
+            answers.append(Classification([int(i) for i in ids], [float(v) for v in values],
+                                          [meta.label_name(int(i)) for i in ids]))
+        return answers
 
-    def record(self, protocol: str, endpoint: str, start: float, error: Optional[RequestError] = None) -> None:
+    def observe_batch(self, stats: BatchStats) -> None:
+        """The engine's report of one run (called from a worker thread)."""
+        self.metrics.observe_batch(stats)
+        self.stats[TENSOR_MODEL].execution(stats.size, stats.run_seconds, stats.waits)
+
+    def record(self, protocol: str, endpoint: str, start: float, error: Optional[RequestError] = None,
+               model: Optional[str] = TENSOR_MODEL) -> None:
+        """One request answered: Prometheus series, and the statistics of ``model`` (None: no model was found)."""
+        seconds = time.perf_counter() - start
         outcome = "ok" if error is None else error.kind
         self.metrics.requests.labels(protocol, endpoint, outcome).inc()
         if error is not None:
             self.metrics.errors.labels(protocol, error.kind).inc()
-        self.metrics.latency.labels(protocol).observe(time.perf_counter() - start)
+        self.metrics.latency.labels(protocol).observe(seconds)
+        if model is not None:
+            self.stats[model].request(seconds, error is None)

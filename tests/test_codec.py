@@ -5,9 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from vslim.errors import RequestError
-from vslim.serving import codec
-from vslim.serving.protos import config_pb2, service_pb2
+from vslim.serving.errors import RequestError
+from vslim.serving import httpbody
+from vslim.serving.protocols.paddle_serving import codec
+from vslim.serving.protocols.paddle_serving.types import signature_of
+from vslim.serving.signature import Limits
+from vslim.serving.protocols.paddle_serving.types import config_pb2, service_pb2
 
 
 @pytest.fixture
@@ -16,7 +19,7 @@ def sig():
     conf.feed_var.add(name="x", alias_name="x", feed_type=1, shape=[2, 3])
     conf.feed_var.add(name="ids", alias_name="ids", feed_type=0, shape=[4])
     conf.fetch_var.add(name="save_infer_model/scale_0.tmp_0", alias_name="outputs", fetch_type=1, shape=[5])
-    return codec.Signature.from_config(conf)
+    return signature_of(conf)
 
 
 def _proto_request():
@@ -28,12 +31,12 @@ def _proto_request():
 
 def test_proto_and_json_decode_to_the_same_feeds(sig):
     req = _proto_request()
-    from_proto = codec.validate(codec.parse_proto(req.SerializeToString()), sig, codec.Limits())
+    from_proto = codec.validate(codec.parse_proto(req.SerializeToString()), sig, Limits())
     body = json.dumps({"tensor": [
         {"float_data": list(range(6)), "elem_type": 1, "name": "x", "alias_name": "x", "shape": [1, 2, 3]},
         {"int64Data": ["1", "2", "3", "4"], "elemType": 0, "aliasName": "ids", "shape": [1, 4]}],
         "fetchVarNames": ["outputs"], "log_id": "3"}).encode()
-    from_json = codec.validate(codec.parse_json(body), sig, codec.Limits())
+    from_json = codec.validate(codec.parse_json(body), sig, Limits())
     for (feeds_a, fetch_a), (feeds_b, fetch_b) in [(from_proto, from_json)]:
         assert fetch_a == fetch_b == ["save_infer_model/scale_0.tmp_0"]
         for name in ("x", "ids"):
@@ -45,9 +48,9 @@ def test_proto_and_json_decode_to_the_same_feeds(sig):
 def test_fetch_defaults_to_every_output_and_accepts_names(sig):
     req = _proto_request()
     del req.fetch_var_names[:]
-    assert codec.validate(codec.from_proto(req), sig, codec.Limits())[1] == ["save_infer_model/scale_0.tmp_0"]
+    assert codec.validate(codec.from_proto(req), sig, Limits())[1] == ["save_infer_model/scale_0.tmp_0"]
     req.fetch_var_names.append("save_infer_model/scale_0.tmp_0")
-    assert codec.validate(codec.from_proto(req), sig, codec.Limits())[1] == ["save_infer_model/scale_0.tmp_0"]
+    assert codec.validate(codec.from_proto(req), sig, Limits())[1] == ["save_infer_model/scale_0.tmp_0"]
 
 
 @pytest.mark.parametrize("mutate, message, kind", [
@@ -66,7 +69,7 @@ def test_validation_names_the_problem(sig, mutate, message, kind):
     if message == "feeds disagree on the batch size":
         req.tensor[1].int64_data.extend([5, 6, 7, 8])
     with pytest.raises(RequestError) as info:
-        codec.validate(codec.from_proto(req), sig, codec.Limits(max_batch=64))
+        codec.validate(codec.from_proto(req), sig, Limits(max_batch=64))
     assert message in str(info.value) and info.value.kind == kind
 
 
@@ -88,14 +91,14 @@ def test_json_decoding_errors(body, message):
 
 def test_gzip_is_bounded():
     data = b"x" * 1000
-    assert codec.decode_body(gzip.compress(data), "gzip", 2000) == data
+    assert httpbody.decode_body(gzip.compress(data), "gzip", 2000) == data
     with pytest.raises(RequestError) as info:
-        codec.decode_body(gzip.compress(b"\0" * (10 << 20)), "gzip", 1 << 20)
+        httpbody.decode_body(gzip.compress(b"\0" * (10 << 20)), "gzip", 1 << 20)
     assert info.value.kind == "too_large"
     with pytest.raises(RequestError, match="truncated"):
-        codec.decode_body(gzip.compress(data)[:-12], "gzip", 2000)
+        httpbody.decode_body(gzip.compress(data)[:-12], "gzip", 2000)
     with pytest.raises(RequestError) as info:
-        codec.decode_body(data, "br", 2000)
+        httpbody.decode_body(data, "br", 2000)
     assert info.value.kind == "unsupported"
 
 
@@ -110,7 +113,7 @@ def test_response_json_keeps_proto_field_names_and_numbers(sig):
 
 
 def test_fastwire_encoding_parses_to_the_protobuf_message():
-    from vslim.serving import fastwire
+    from vslim.serving.protocols.paddle_serving import fastwire
 
     rng = np.random.default_rng(0)
     feeds = [("x", "x", rng.standard_normal((2, 3)).astype(np.float32)),
@@ -122,7 +125,7 @@ def test_fastwire_encoding_parses_to_the_protobuf_message():
     assert list(req.fetch_var_names) == ["outputs"] and req.log_id == 11
     for (name, alias, array), t in zip(feeds, req.tensor):
         assert (t.name, t.alias_name, list(t.shape)) == (name, alias, list(array.shape))
-        from vslim.serving.protos import tensor_values
+        from vslim.serving.protocols.paddle_serving.types import tensor_values
 
         np.testing.assert_array_equal(tensor_values(t), array.reshape(-1))
     payloads = fastwire.packed_payloads(body)

@@ -17,14 +17,18 @@ from hypothesis import strategies as st
 
 from vslim.config import ListConfig, PreprocessConfig, PTQConfig, from_mapping, load_yaml
 from vslim.data.lists import read_list
-from vslim.errors import ConfigError, DataError, RequestError
-from vslim.serving import codec
-from vslim.serving.http_api import parse_frames
-from vslim.serving.protos import config_pb2, service_pb2
+from vslim.errors import ConfigError, DataError
+from vslim.serving.errors import RequestError
+from vslim.serving import httpbody
+from vslim.serving.protocols.paddle_serving import codec
+from vslim.serving.protocols.paddle_serving.types import signature_of
+from vslim.serving.signature import Limits
+
+from vslim.serving.protocols.paddle_serving.types import config_pb2, service_pb2
 
 EXAMPLES = int(os.environ.get("VSLIM_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-LIMITS = codec.Limits(max_batch=4, max_elements=1 << 16)
+LIMITS = Limits(max_batch=4, max_elements=1 << 16)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=12),
@@ -39,7 +43,7 @@ def signature():
     conf = config_pb2.GeneralModelConfig()
     conf.feed_var.add(name="x", alias_name="x", feed_type=1, shape=[2, 3])
     conf.fetch_var.add(name="y", alias_name="outputs", fetch_type=1, shape=[4])
-    return codec.Signature.from_config(conf)
+    return signature_of(conf)
 
 
 def _check_feeds(feeds, fetch, sig):
@@ -100,7 +104,7 @@ def test_content_encodings(data, how, encoding):
     body = {"raw": data, "gzip": gzip.compress(data), "gzip-cut": gzip.compress(data)[:-5],
             "deflate": zlib.compress(data)}[how]
     try:
-        out = codec.decode_body(body, encoding, 1 << 10)
+        out = httpbody.decode_body(body, encoding, 1 << 10)
     except RequestError as exc:
         assert exc.kind in ("invalid", "too_large", "unsupported")
     else:
@@ -115,7 +119,7 @@ def test_video_endpoint_bodies(frames, shape, extra, b64):
     value = base64.b64encode(frames).decode() if b64 else frames.decode("latin-1")
     body = json.dumps({"key": ["frames", "frames_shape"], "value": [value, shape], **extra}).encode()
     try:
-        array, _ = parse_frames(body, 1 << 20)
+        array, _ = codec.parse_frames(body, 1 << 20)
     except RequestError as exc:
         assert str(exc)
     else:

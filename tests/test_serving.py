@@ -25,7 +25,7 @@ from vslim.inference import Predictor
 from vslim.metrics import softmax
 from vslim.serving.bundle import sha256_of
 from vslim.serving.client import ClientConfig, GrpcClient, HttpClient, VideoEndpointClient, classify_video
-from vslim.serving.protos import config_pb2
+from vslim.serving.protocols.paddle_serving.types import config_pb2
 
 pytestmark = pytest.mark.slow
 
@@ -285,7 +285,7 @@ def test_bad_requests_get_the_protocol_error_and_the_server_keeps_serving(server
         got, hdrs, answer = http_post(url, body, ctype, headers)
         assert got == status, (name, got, answer[:300])
         if ctype == "application/proto":
-            from vslim.serving.protos import service_pb2
+            from vslim.serving.protocols.paddle_serving.types import service_pb2
 
             resp = service_pb2.Response.FromString(answer)
             err_no, err_msg = resp.err_no, resp.err_msg
@@ -300,7 +300,7 @@ def test_bad_requests_get_the_protocol_error_and_the_server_keeps_serving(server
 def test_bad_requests_over_grpc(server_fp32, val_clips, bundle_fp32):
     import grpc
 
-    from vslim.serving.protos import service_grpc, service_pb2
+    from vslim.serving.protocols.paddle_serving.types import service_grpc, service_pb2
 
     clip = val_clips[0][:1]
     with grpc.insecure_channel(server_fp32.address) as channel:

@@ -44,18 +44,5 @@ class BundleError(ServingError):
     """A serving bundle is incomplete, changed or malformed."""
 
 
-class RequestError(ServingError):
-    """A request a server must refuse; ``kind`` picks the protocol's error code.
-
-    ``invalid`` (gRPC INVALID_ARGUMENT, HTTP 400), ``too_large`` (RESOURCE_EXHAUSTED,
-    413), ``unsupported`` (INVALID_ARGUMENT, 415), ``unavailable`` (UNAVAILABLE, 503),
-    ``internal`` (INTERNAL, 500).
-    """
-
-    def __init__(self, message: str, kind: str = "invalid"):
-        super().__init__(message)
-        self.kind = kind
-
-
 class LiteError(VslimError):
     """The Paddle Lite toolchain or optimizer cannot do what was asked."""

@@ -19,7 +19,7 @@ from typing import Optional
 
 import numpy as np
 
-from .protos import FP32, FP64, fill_tensor, service_pb2
+from .types import FP32, FP64, fill_tensor, service_pb2
 
 # Tensor field numbers of the packed fixed-width payloads, and their dtypes.
 _PACKED = {2: np.dtype("<f4"), 4: np.dtype("<f8")}

@@ -1,4 +1,4 @@
-"""The generated protocol modules, and the mapping between Paddle Serving type codes and numpy.
+"""Paddle Serving's generated messages, and its type codes as numpy dtypes.
 
 Type codes are Paddle Serving's (``feed_type``/``fetch_type`` in bundle configs,
 ``elem_type`` in requests). float32/int64/int32/float64/bool/string travel in
@@ -11,16 +11,13 @@ import numpy as np
 
 from vslim.errors import VslimError
 
-try:
-    from ._generated import general_model_config_pb2 as config_pb2
-    from ._generated import general_model_service_pb2 as service_pb2
-    from ._generated import general_model_service_pb2_grpc as service_grpc
-    from ._generated import pipeline_service_pb2 as pipeline_pb2
-except ImportError as exc:  # a source checkout that was never built
-    raise VslimError(
-        "the serving protocol modules were not generated: install vslim with "
-        "`pip install -e .` (it compiles serving/proto/*.proto)"
-    ) from exc
+from ...generated import load
+from ...signature import Signature, VarSpec, Wording
+
+config_pb2 = load("general_model_config_pb2")
+service_pb2 = load("general_model_service_pb2")
+service_grpc = load("general_model_service_pb2_grpc")
+pipeline_pb2 = load("pipeline_service_pb2")
 
 INT64, FP32, INT32, FP64, INT16, FP16, BF16, UINT8, INT8, BOOL, COMPLEX64, COMPLEX128 = range(12)
 STRING = 20
@@ -49,6 +46,27 @@ def code_of(dtype) -> int:
         if dt == dtype:
             return code
     raise VslimError(f"dtype {dtype} has no Paddle Serving type code")
+
+
+def describe(code: int) -> str:
+    """How error messages name a type: ``float32 (elem_type 1)``."""
+    return f"{NAMES.get(code, 'unknown')} (elem_type {code})"
+
+
+WORDING = Wording("feed", "fetch", lambda dtype: describe(code_of(dtype)))
+
+
+def signature_of(conf) -> Signature:
+    """The model signature a ``GeneralModelConfig`` (a bundle's prototxt) declares."""
+    from ...errors import INTERNAL, RequestError
+
+    def spec(v, code):
+        if code not in CODES:
+            raise RequestError(f"variable {v.name} has unsupported type code {code}", INTERNAL)
+        return VarSpec(v.name, v.alias_name or v.name, CODES[code][0], tuple(v.shape))
+
+    return Signature(tuple(spec(v, v.feed_type) for v in conf.feed_var),
+                     tuple(spec(v, v.fetch_type) for v in conf.fetch_var))
 
 
 def tensor_values(t) -> np.ndarray:

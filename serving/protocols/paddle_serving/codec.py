@@ -9,10 +9,10 @@ payloads in place (:mod:`.fastwire`).
 """
 from __future__ import annotations
 
+import ast
 import base64
 import binascii
 import math
-import zlib
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -20,55 +20,14 @@ import numpy as np
 import orjson
 from google.protobuf.message import DecodeError
 
-from vslim.errors import RequestError
-
+from ...errors import TOO_LARGE, RequestError
+from ...httpbody import load_json
+from ...signature import Limits, Signature, TensorIn, check_inputs, check_outputs
+from .errors import ERR_OK
 from .fastwire import packed_payloads
-from .protos import CODES, FP32, FP64, NAMES, code_of, fill_tensor, service_pb2, tensor_values
+from .types import CODES, FP32, FP64, NAMES, WORDING, describe, fill_tensor, service_pb2, tensor_values
 
-# err_no values. Paddle Serving's C++ server reports failures as transport errors
-# (ERR_INTERNAL_FAILURE -5000, ERR_OP_INFER_FAILURE -5100); its pipeline uses
-# INPUT_PARAMS_ERROR 5000 for bad input. vslim sets them in the Response too.
-ERR_OK = 0
-ERR_INPUT_PARAMS = 5000
-ERR_INTERNAL = -5000
-ERR_INFERENCE = -5100
 ENGINE_NAME = "general_infer_0"
-
-
-@dataclass(frozen=True)
-class VarSpec:
-    name: str
-    alias: str
-    dtype: np.dtype
-    shape: tuple[int, ...]  # without the batch dimension
-
-
-@dataclass(frozen=True)
-class Signature:
-    """Feed and fetch variables of a served model, as its bundle config declares them."""
-
-    feeds: tuple[VarSpec, ...]
-    fetches: tuple[VarSpec, ...]
-
-    @classmethod
-    def from_config(cls, conf) -> "Signature":
-        def spec(v, code):
-            if code not in CODES:
-                raise RequestError(f"variable {v.name} has unsupported type code {code}", "internal")
-            return VarSpec(v.name, v.alias_name or v.name, CODES[code][0], tuple(v.shape))
-
-        return cls(tuple(spec(v, v.feed_type) for v in conf.feed_var),
-                   tuple(spec(v, v.fetch_type) for v in conf.fetch_var))
-
-    @staticmethod
-    def _find(specs, key: str) -> Optional[VarSpec]:
-        return next((s for s in specs if key in (s.alias, s.name)), None)
-
-    def feed(self, key: str) -> Optional[VarSpec]:
-        return self._find(self.feeds, key)
-
-    def fetch(self, key: str) -> Optional[VarSpec]:
-        return self._find(self.fetches, key)
 
 
 @dataclass
@@ -85,12 +44,6 @@ class WireRequest:
     tensors: list[WireTensor] = field(default_factory=list)
     fetch: list[str] = field(default_factory=list)
     log_id: int = 0
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_batch: int = 64
-    max_elements: int = 64 * 2**20
 
 
 # --------------------------------------------------------------------------- decoding
@@ -189,14 +142,6 @@ def _json_values(t: dict, elem_type: int, label: str) -> np.ndarray:
         raise RequestError(f"{label}: {field_name} must be a flat list of {NAMES[elem_type]} values ({exc})") from exc
 
 
-def load_json(body: bytes):
-    """Parse a JSON body; a syntax error is the client's (HTTP 400), named as such."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise RequestError(f"malformed JSON body: {exc}") from exc
-
-
 def parse_json(body: bytes) -> WireRequest:
     obj = load_json(body)
     if not isinstance(obj, dict):
@@ -226,24 +171,39 @@ def parse_json(body: bytes) -> WireRequest:
     return WireRequest(tensors, fetch, _int(obj.get("log_id", 0), "log_id"))
 
 
-def decode_body(body: bytes, encoding: Optional[str], limit: int) -> bytes:
-    """Undo ``Content-Encoding`` (gzip, deflate) without ever holding more than ``limit`` bytes."""
-    encoding = (encoding or "identity").strip().lower()
-    if encoding == "identity":
-        return body
-    if encoding not in ("gzip", "x-gzip", "deflate"):
-        raise RequestError(f"Content-Encoding {encoding!r} is not supported; use gzip or none", "unsupported")
-    wbits = 16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS
-    inflater = zlib.decompressobj(wbits)
+def parse_frames(body: bytes, limit: int) -> tuple[np.ndarray, int]:
+    """PaddleVideo's pipeline request -> ``[T, H, W, 3]`` uint8 frames and its log id."""
+    obj = load_json(body)
+    if not isinstance(obj, dict):
+        raise RequestError('the body must be {"key": [...], "value": [...]}')
+    unknown = set(obj) - {"key", "value", "tensors", "name", "method", "logid", "clientip"}
+    if unknown:
+        raise RequestError(f"unknown field(s) {sorted(unknown)}")
+    keys, values = obj.get("key"), obj.get("value")
+    if not isinstance(keys, list) or not isinstance(values, list) or len(keys) != len(values) \
+            or not all(isinstance(v, str) for v in [*keys, *values]):
+        raise RequestError("'key' and 'value' must be lists of strings of the same length")
+    pairs = dict(zip(keys, values))
+    missing = [k for k in ("frames", "frames_shape") if k not in pairs]
+    if missing:
+        raise RequestError(f"missing key(s) {missing}; send frames (base64 uint8) and frames_shape")
     try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise RequestError(f"body is not valid {encoding} data ({exc})") from exc
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise RequestError(f"decompressed body exceeds the {limit >> 20} MiB limit", "too_large")
-    if not inflater.eof:
-        raise RequestError(f"{encoding} body is truncated")
-    return out
+        shape = ast.literal_eval(pairs["frames_shape"])  # literal only: never eval() client text
+    except (ValueError, SyntaxError) as exc:
+        raise RequestError(f"frames_shape {pairs['frames_shape'][:80]!r} is not a shape like '(T, H, W, 3)'") from exc
+    if not isinstance(shape, (tuple, list)) or len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape) \
+            or shape[3] != 3:
+        raise RequestError(f"frames_shape must be (T, H, W, 3) with positive sizes, got {shape!r}")
+    if math.prod(shape) > limit:
+        raise RequestError(f"frames_shape {tuple(shape)} exceeds the body limit", TOO_LARGE)
+    try:
+        raw = base64.b64decode(pairs["frames"], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise RequestError(f"frames is not valid base64: {exc}") from exc
+    if len(raw) != math.prod(shape):
+        raise RequestError(f"frames holds {len(raw)} bytes but frames_shape {tuple(shape)} needs {math.prod(shape)}")
+    logid = obj.get("logid", 0)
+    return np.frombuffer(raw, np.uint8).reshape(shape), int(logid) if str(logid).isdigit() else 0
 
 
 # --------------------------------------------------------------------------- validation
@@ -251,59 +211,9 @@ def decode_body(body: bytes, encoding: Optional[str], limit: int) -> bytes:
 
 def validate(req: WireRequest, sig: Signature, limits: Limits) -> tuple[dict[str, np.ndarray], list[str]]:
     """Feeds ``{var name: batch-first array}`` and fetch var names, or a RequestError naming the problem."""
-    if not req.tensors:
-        names = ", ".join(s.alias for s in sig.feeds)
-        raise RequestError(f"empty request: it holds no tensors; send one per model input ({names})")
-    feeds: dict[str, np.ndarray] = {}
-    for t in req.tensors:
-        key = t.alias or t.name
-        spec = sig.feed(t.alias) or sig.feed(t.name)
-        if spec is None:
-            known = ", ".join(s.alias for s in sig.feeds)
-            raise RequestError(f"unknown feed {key!r}; the model takes {known}")
-        if spec.name in feeds:
-            raise RequestError(f"feed {spec.alias!r} is given twice")
-        feeds[spec.name] = _check_tensor(t, spec, limits)
-    missing = [s.alias for s in sig.feeds if s.name not in feeds]
-    if missing:
-        raise RequestError(f"missing feed(s) {missing}; the model takes {[s.alias for s in sig.feeds]}")
-    batches = {a.shape[0] for a in feeds.values()}
-    if len(batches) > 1:
-        raise RequestError(f"feeds disagree on the batch size: {sorted(batches)}")
-    fetch = []
-    for key in req.fetch or [s.alias for s in sig.fetches]:
-        spec = sig.fetch(key)
-        if spec is None:
-            raise RequestError(f"unknown fetch {key!r}; the model gives {[s.alias for s in sig.fetches]}")
-        if spec.name not in fetch:
-            fetch.append(spec.name)
-    return feeds, fetch
-
-
-def _check_tensor(t: WireTensor, spec: VarSpec, limits: Limits) -> np.ndarray:
-    label = f"feed {spec.alias!r}"
-    if t.elem_type != code_of(spec.dtype):
-        raise RequestError(f"{label} must be {spec.dtype.name} (elem_type {code_of(spec.dtype)}), "
-                           f"got {NAMES.get(t.elem_type, t.elem_type)} (elem_type {t.elem_type})")
-    shape = t.shape
-    want = [-1, *spec.shape]
-    if not shape:
-        raise RequestError(f"{label} has no shape; send its shape with the batch dimension first, e.g. "
-                           f"{[1, *spec.shape]}")
-    if any(d <= 0 for d in shape):
-        raise RequestError(f"{label} has a non-positive dimension in shape {shape}")
-    if shape[0] > limits.max_batch:
-        raise RequestError(f"{label} has batch {shape[0]}, over this server's limit of {limits.max_batch}",
-                           "too_large")
-    count = math.prod(shape)
-    if count > limits.max_elements:
-        raise RequestError(f"{label} has {count} elements, over this server's limit of {limits.max_elements}",
-                           "too_large")
-    if len(shape) != len(want) or any(w >= 0 and w != d for w, d in zip(want, shape)):
-        raise RequestError(f"{label} has shape {shape} but the model expects {want} (-1: any batch size)")
-    if t.values.size != count:
-        raise RequestError(f"{label} has {t.values.size} values but shape {shape} needs {count}")
-    return t.values.reshape(shape)
+    tensors = [TensorIn(t.alias or t.name, CODES[t.elem_type][0], describe(t.elem_type), t.shape, t.values,
+                        alt_key=t.name) for t in req.tensors]
+    return check_inputs(tensors, sig, limits, WORDING), check_outputs(req.fetch, sig, WORDING)
 
 
 # --------------------------------------------------------------------------- responses

@@ -1,0 +1,28 @@
+"""Why a server refuses a request, said once for every protocol.
+
+The engine, the validators and the models raise :class:`RequestError` with a
+``kind``; each protocol turns the kind into its own status (see
+``protocols/*/errors.py``), so a new protocol never changes the core.
+"""
+from __future__ import annotations
+
+from vslim.errors import ServingError
+
+INVALID = "invalid"              # the request is malformed or does not fit the model
+NOT_FOUND = "not_found"          # unknown model or version
+TOO_LARGE = "too_large"          # over a body, element or batch limit
+UNSUPPORTED = "unsupported"      # a media type or encoding the endpoint does not take
+UNAUTHENTICATED = "unauthenticated"
+UNAVAILABLE = "unavailable"      # still loading, or draining
+INTERNAL = "internal"            # inference failed
+KINDS = (INVALID, NOT_FOUND, TOO_LARGE, UNSUPPORTED, UNAUTHENTICATED, UNAVAILABLE, INTERNAL)
+
+
+class RequestError(ServingError):
+    """A request the server must refuse; the message names the problem and the fix."""
+
+    def __init__(self, message: str, kind: str = INVALID):
+        if kind not in KINDS:
+            raise ValueError(f"unknown request error kind {kind!r}")
+        super().__init__(message)
+        self.kind = kind

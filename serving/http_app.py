@@ -1,0 +1,80 @@
+"""The HTTP side of the server: every protocol's routes on one FastAPI app, with the shared parts.
+
+Shared here: bearer-token auth (one middleware for every route), ``/health``,
+``/health/live``, ``/metrics`` (Prometheus), ``/model`` (what is served) and the
+OpenAPI document at ``/docs``, whose Swagger UI covers every protocol's routes.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from .auth import DENIED, OPEN_HTTP_PATHS, authorized
+from .openapi import TEXT, responses
+from .protocols import Frontend
+from .service import ModelService
+
+
+def _label(frontends: list[Frontend], path: str) -> str:
+    return next((f.http_label for f in frontends if f.owns_path(path)), "http")
+
+
+def make_http_app(service: ModelService, frontends: list[Frontend], token: Optional[str] = None) -> FastAPI:
+    name = service.name
+    app = FastAPI(title="vslim serving", version="1",
+                  description=f"Model `{name}` over Paddle Serving's protocol and the Open Inference Protocol "
+                              "(KServe v2); gRPC on the same port.")
+
+    if token:
+        def is_open(path: str) -> bool:
+            return path in OPEN_HTTP_PATHS or any(f.open_http(path) for f in frontends)
+
+        @app.middleware("http")
+        async def require_token(request: Request, call_next):
+            path = request.url.path
+            if is_open(path) or authorized(request.headers.get("authorization"), token):
+                return await call_next(request)
+            service.metrics.errors.labels(_label(frontends, path), "unauthenticated").inc()
+            # {"error": ...} is both the v2 error body and what Paddle Serving clients print
+            return JSONResponse({"error": f"{DENIED}: send 'Authorization: Bearer <token>'"},
+                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    for frontend in frontends:
+        app.include_router(frontend.http_router(service))
+
+    @app.get("/health", summary="200 once the model is loaded and taking requests, else 503",
+             responses=responses((503,)), tags=["health"])
+    async def health() -> JSONResponse:
+        status = "ready" if service.ready else ("draining" if service.draining else "loading")
+        return JSONResponse({"status": status, "model": name}, status_code=200 if service.ready else 503)
+
+    @app.get("/health/live", summary="200 while the process runs", tags=["health"])
+    async def live() -> JSONResponse:
+        return JSONResponse({"status": "alive"})
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response, tags=["server"],
+             responses={200: {"description": "Prometheus text exposition format", "content": TEXT},
+                        **responses((401,))})
+    async def metrics() -> Response:
+        if service.engine is not None:
+            service.metrics.queue_depth.set(service.engine.queue_depth)
+        return Response(service.metrics.render(), media_type=service.metrics.content_type)
+
+    @app.get("/model", summary="What is served: inputs, outputs, precision, preprocessing, labels",
+             responses=responses((401,)), tags=["server"])
+    async def model() -> JSONResponse:
+        sig, meta = service.signature, service.bundle.meta
+        return JSONResponse({
+            "name": name, "precision": service.bundle.info.precision,
+            "inputs": [{"name": s.name, "alias": s.alias, "dtype": s.dtype.name, "shape": [-1, *s.shape]}
+                       for s in sig.feeds],
+            "outputs": [{"name": s.name, "alias": s.alias, "dtype": s.dtype.name, "shape": [-1, *s.shape]}
+                        for s in sig.fetches],
+            "preprocess": {k: getattr(meta.preprocess, k) for k in ("num_seg", "seg_len", "short_size",
+                                                                    "target_size", "fixed_ratio", "mean", "std")},
+            "labels": meta.labels, "verified_manifest": service.bundle.manifest is not None,
+            "protocols": [f.name for f in frontends]})
+
+    return app

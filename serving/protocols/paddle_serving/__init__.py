@@ -1,0 +1,1 @@
+"""Paddle Serving's protocol: ``GeneralModelService`` over gRPC and HTTP, and PaddleVideo's video endpoints."""

@@ -1,0 +1,136 @@
+"""HTTP: Paddle Serving's general-model endpoint and PaddleVideo's video endpoints.
+
+* ``POST /GeneralModelService/inference`` (and ``/debug``): the ``Request``
+  message as proto3 JSON (``application/json``) or binary (``application/proto``),
+  answered in kind; ``Content-Encoding: gzip`` accepted.
+* ``POST /video/prediction``: PaddleVideo's pipeline client body
+  ``{"key": ["frames", "frames_shape"], "value": [base64 uint8 THWC, "(T, H, W, 3)"]}``.
+* ``POST /video/classify?top_k=5``: a video file as the body; top-k classes back.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from ...errors import UNSUPPORTED, RequestError
+from ...httpbody import read_body, read_decoded
+from ...openapi import BINARY, JSON_ANY, responses
+from ...service import VIDEO_MODEL, ModelService
+from ...video import clip_from_frames, clip_from_video_bytes
+from . import codec
+from .errors import ERR_NO, HTTP_STATUS
+
+PROTOCOL = "http"  # the metrics label
+PROTO_TYPES = ("application/proto", "application/x-protobuf", "application/octet-stream")
+OFFLOAD_BYTES = 256 << 10  # decode bigger bodies off the event loop
+GENERAL_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"type": "object", "description": "Request as proto3 JSON, e.g. "
+                                    '{"tensor":[{"float_data":[...],"elem_type":1,"name":"data_batch_0",'
+                                    '"alias_name":"data_batch_0","shape":[1,8,3,64,64]}],'
+                                    '"fetch_var_names":["outputs"],"log_id":0}'}},
+    "application/proto": {"schema": {"type": "string", "format": "binary",
+                                     "description": "serialized baidu.paddle_serving...general_model.Request"}}}}}
+VIDEO_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"type": "object", "required": ["key", "value"], "properties": {
+        "key": {"type": "array", "items": {"type": "string"}, "example": ["frames", "frames_shape"]},
+        "value": {"type": "array", "items": {"type": "string"}}}}}}}}
+FILE_BODY = {"requestBody": {"required": True, "content": {"application/octet-stream": BINARY,
+                                                           "video/mp4": BINARY}}}
+GENERAL_CONTENT = {**JSON_ANY, "application/proto": BINARY}
+GENERAL_RESPONSES = {200: {"description": "Response, in the request's encoding", "content": GENERAL_CONTENT},
+                     **responses((400, 401, 413, 415, 500, 503), GENERAL_CONTENT)}
+VIDEO_RESPONSES = responses((400, 401, 413, 500, 503))
+
+
+async def _maybe_offload(fn, body: bytes, *args):
+    if len(body) > OFFLOAD_BYTES:
+        return await asyncio.to_thread(fn, body, *args)
+    return fn(body, *args)
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def pipeline_answer(err_no: int, err_msg: str, key=(), value=(), status: int = 200) -> JSONResponse:
+    return JSONResponse({"err_no": err_no, "err_msg": err_msg, "key": list(key), "value": list(value),
+                         "tensors": []}, status_code=status)
+
+
+def router(service: ModelService) -> APIRouter:
+    api = APIRouter(tags=["Paddle Serving"])
+
+    async def general(request: Request, endpoint: str) -> Response:
+        start = time.perf_counter()
+        media = _media_type(request)
+        as_proto = media in PROTO_TYPES
+        try:
+            if media and not as_proto and media != "application/json":
+                raise RequestError(f"Content-Type {media!r} is not supported; use application/json or "
+                                   "application/proto", UNSUPPORTED)
+            body = await read_decoded(request, service.max_body)
+            if not media:
+                as_proto = not body.lstrip()[:1] == b"{"
+            wire = await _maybe_offload(codec.parse_proto if as_proto else codec.parse_json, body)
+            feeds, fetch = codec.validate(wire, service.signature, service.limits)
+            resp = codec.response(await service.run(feeds, fetch, PROTOCOL), service.signature, wire.log_id)
+            status = 200
+        except RequestError as exc:
+            service.record(PROTOCOL, endpoint, start, exc)
+            resp, status = codec.error_response(ERR_NO[exc.kind], str(exc)), HTTP_STATUS[exc.kind]
+        else:
+            service.record(PROTOCOL, endpoint, start)
+        if as_proto:
+            return Response(resp.SerializeToString(), status_code=status, media_type="application/proto")
+        return Response(codec.response_json(resp), status_code=status, media_type="application/json")
+
+    @api.post("/GeneralModelService/inference", openapi_extra=GENERAL_BODY, responses=GENERAL_RESPONSES,
+              response_class=Response, summary="Paddle Serving general-model inference (JSON or binary proto)")
+    async def inference(request: Request) -> Response:
+        return await general(request, "inference")
+
+    @api.post("/GeneralModelService/debug", openapi_extra=GENERAL_BODY, responses=GENERAL_RESPONSES,
+              response_class=Response, summary="Same as inference")
+    async def debug(request: Request) -> Response:
+        return await general(request, "debug")
+
+    @api.post("/video/prediction", openapi_extra=VIDEO_BODY, responses=VIDEO_RESPONSES,
+              summary="PaddleVideo pipeline endpoint: base64 uint8 frames -> label and probability")
+    async def video_prediction(request: Request) -> JSONResponse:
+        start = time.perf_counter()
+        try:
+            body = await read_decoded(request, service.max_body)
+            frames, _ = await asyncio.to_thread(codec.parse_frames, body, service.max_body)
+            clip = await asyncio.to_thread(clip_from_frames, service.pipeline, frames)
+            service.stats[VIDEO_MODEL].phase("compute_input", time.perf_counter() - start)
+            (top,) = await service.classify([clip], 1, PROTOCOL)
+        except RequestError as exc:
+            service.record(PROTOCOL, "video", start, exc, VIDEO_MODEL)
+            return pipeline_answer(ERR_NO[exc.kind], str(exc), status=HTTP_STATUS[exc.kind])
+        service.record(PROTOCOL, "video", start, model=VIDEO_MODEL)
+        service.stats[VIDEO_MODEL].items(1)
+        return pipeline_answer(0, "", ["label", "prob"], [str(top.labels), str(top.scores)])
+
+    @api.post("/video/classify", openapi_extra=FILE_BODY, responses=VIDEO_RESPONSES,
+              summary="Classify a posted video file (mp4, avi, ...): top-k classes")
+    async def classify(request: Request, top_k: int = Query(5, ge=1, le=1000)) -> JSONResponse:
+        start = time.perf_counter()
+        try:
+            body = await read_body(request, service.max_body)
+            if not body:
+                raise RequestError("empty body: post the video file's bytes")
+            clip = await asyncio.to_thread(clip_from_video_bytes, service.pipeline, body)
+            service.stats[VIDEO_MODEL].phase("compute_input", time.perf_counter() - start)
+            (top,) = await service.classify([clip], top_k, PROTOCOL)
+        except RequestError as exc:
+            service.record(PROTOCOL, "classify", start, exc, VIDEO_MODEL)
+            return JSONResponse({"error": str(exc)}, status_code=HTTP_STATUS[exc.kind])
+        service.record(PROTOCOL, "classify", start, model=VIDEO_MODEL)
+        service.stats[VIDEO_MODEL].items(1)
+        return JSONResponse({"model": service.name, "precision": service.bundle.info.precision, "top_k": [
+            {"class_id": i, "label": l, "score": s} for i, l, s in zip(top.ids, top.labels, top.scores)]})
+
+    return api

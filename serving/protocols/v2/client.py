@@ -1,0 +1,252 @@
+"""Python clients of the Open Inference Protocol: ``V2HttpClient`` and ``V2GrpcClient``.
+
+Both offer the call shape of every vslim client (``predict(feed, fetch)``) for
+the bundle's tensor model, the general ``infer(model, inputs, outputs,
+parameters)``, ``classify_files`` for the ``{name}_video`` model, and the
+metadata calls. Tensors travel as raw bytes by default (HTTP binary tensor
+extension, gRPC raw contents); ``binary=False`` sends and asks for JSON (HTTP).
+They speak the protocol only: any v2 server (Triton, KServe, vslim) answers them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import orjson
+
+from vslim.errors import ServingError
+
+from ...client import DEFAULT_TIMEOUT, MAX_MESSAGE, Client, TopK, _named_arrays, _session
+from .datatypes import BYTES, CONTENTS, DTYPES, datatype_of, from_json, from_raw, to_raw
+from .proto import set_parameter
+
+Inputs = dict[str, np.ndarray]
+
+
+def _bytes_tensor(elements: Sequence[bytes]) -> np.ndarray:
+    array = np.empty(len(elements), dtype=object)
+    array[:] = list(elements)
+    return array
+
+
+def _tops(result: dict[str, np.ndarray]) -> list[TopK]:
+    labels, ids, probs = result["label"], result["class_id"], result["prob"]
+    return [TopK([int(i) for i in ids[r]], [float(p) for p in probs[r]], [bytes(x).decode() for x in labels[r]])
+            for r in range(len(ids))]
+
+
+class _V2Client(Client):
+    transport = "?"
+
+    def __init__(self, address: str, config=None, timeout: float = DEFAULT_TIMEOUT, token: Optional[str] = None,
+                 tls_ca: Optional[str] = None, model: Optional[str] = None):
+        super().__init__(address, config, timeout, token, tls_ca)
+        self.model = model or (self.config.name if self.config else "")
+
+    def predict(self, feed: dict[str, np.ndarray], fetch: Optional[Sequence[str]] = None,
+                log_id: int = 0) -> dict[str, np.ndarray]:
+        if not self.model:
+            raise ServingError("which model? give model= or the bundle's *_serving_client folder")
+        inputs = {alias: array for _, alias, array in _named_arrays(feed, self.config)}
+        return self.infer(self.model, inputs, list(fetch) if fetch else None, request_id=str(log_id) if log_id else "")
+
+    def classify_files(self, videos: Sequence[Path | str], top_k: int = 5, model: Optional[str] = None) -> list[TopK]:
+        """Send whole video files to the ``{name}_video`` model; the server decodes them. One TopK per file."""
+        model = model or f"{self.model}_video"
+        data = _bytes_tensor([Path(v).read_bytes() for v in videos])
+        return _tops(self.infer(model, {"video": data}, parameters={"top_k": top_k}))
+
+    def infer(self, model: str, inputs: Inputs, outputs: Optional[list[str]] = None,
+              parameters: Optional[dict[str, Any]] = None, request_id: str = "") -> dict[str, np.ndarray]:
+        """``{output name: array}``; raises ServingError with the server's message on refusal."""
+        raise NotImplementedError
+
+    def _fail(self, what: str, detail: str) -> ServingError:
+        return ServingError(f"{self.protocol} {what} from {self.address}: {detail}")
+
+
+class V2HttpClient(_V2Client):
+    protocol = "v2-http"
+
+    def __init__(self, address: str, config=None, timeout: float = DEFAULT_TIMEOUT, token: Optional[str] = None,
+                 tls_ca: Optional[str] = None, model: Optional[str] = None, binary: bool = True):
+        super().__init__(address, config, timeout, token, tls_ca, model)
+        import requests
+
+        self.binary = binary
+        self._requests = requests
+        self._session = _session(requests, token, tls_ca)
+        self.base = f"{'https' if tls_ca else 'http'}://{self.address}/v2"
+
+    def _request(self, method: str, path: str, **kw):
+        try:
+            return self._session.request(method, f"{self.base}{path}", timeout=self.timeout, **kw)
+        except self._requests.RequestException as exc:
+            raise self._fail("request", f"{exc}") from None
+
+    def _json(self, path: str) -> dict:
+        r = self._request("GET", path)
+        if r.status_code != 200:
+            raise self._fail(f"HTTP {r.status_code}", _error_text(r))
+        return r.json()
+
+    def server_metadata(self) -> dict:
+        return self._json("")
+
+    def model_metadata(self, model: Optional[str] = None) -> dict:
+        return self._json(f"/models/{model or self.model}")
+
+    def model_config(self, model: Optional[str] = None) -> dict:
+        return self._json(f"/models/{model or self.model}/config")
+
+    def model_ready(self, model: Optional[str] = None) -> bool:
+        return self._request("GET", f"/models/{model or self.model}/ready").status_code == 200
+
+    def server_ready(self) -> bool:
+        return self._request("GET", "/health/ready").status_code == 200
+
+    def infer(self, model: str, inputs: Inputs, outputs: Optional[list[str]] = None,
+              parameters: Optional[dict[str, Any]] = None, request_id: str = "") -> dict[str, np.ndarray]:
+        header: dict[str, Any] = {"inputs": []}
+        chunks = []
+        for name, array in inputs.items():
+            array = np.asarray(array)
+            entry: dict[str, Any] = {"name": name, "shape": list(array.shape), "datatype": datatype_of(array.dtype)}
+            if self.binary or entry["datatype"] == "FP16":
+                raw = to_raw(array)
+                entry["parameters"] = {"binary_data_size": len(raw)}
+                chunks.append(raw)
+            elif array.dtype == object:
+                entry["data"] = [bytes(x).decode() for x in array.reshape(-1)]
+            else:
+                entry["data"] = array.reshape(-1).tolist()
+            header["inputs"].append(entry)
+        if outputs:
+            header["outputs"] = [{"name": n, "parameters": {"binary_data": self.binary}} for n in outputs]
+        params = dict(parameters or {})
+        if self.binary and not outputs:
+            params["binary_data_output"] = True
+        if params:
+            header["parameters"] = params
+        if request_id:
+            header["id"] = request_id
+        head = orjson.dumps(header)
+        headers = {"Content-Type": "application/octet-stream" if chunks else "application/json"}
+        if chunks:
+            headers["Inference-Header-Content-Length"] = str(len(head))
+        r = self._request("POST", f"/models/{model}/infer", data=b"".join([head, *chunks]), headers=headers)
+        if r.status_code != 200:
+            raise self._fail(f"HTTP {r.status_code}", _error_text(r))
+        return parse_http_answer(r.content, r.headers.get("Inference-Header-Content-Length"))
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def _error_text(r) -> str:
+    try:
+        return str(r.json().get("error", r.text[:300]))
+    except ValueError:
+        return r.text[:300]
+
+
+def parse_http_answer(body: bytes, header_length: Optional[str]) -> dict[str, np.ndarray]:
+    """``{name: array}`` of a v2 HTTP answer, JSON or JSON header + binary outputs."""
+    n = int(header_length) if header_length else len(body)
+    doc = orjson.loads(body[:n])
+    binary, offset, result = memoryview(body)[n:], 0, {}
+    for out in doc.get("outputs", []):
+        name, datatype, shape = out["name"], out["datatype"], list(out["shape"])
+        size = (out.get("parameters") or {}).get("binary_data_size")
+        if size is not None:
+            flat = from_raw(binary[offset : offset + size], datatype, shape, f"output {name!r}")
+            offset += size
+        else:
+            flat = from_json(out["data"], datatype, f"output {name!r}")
+        result[name] = flat.reshape(shape)
+    return result
+
+
+class V2GrpcClient(_V2Client):
+    protocol = "v2-grpc"
+
+    def __init__(self, address: str, config=None, timeout: float = DEFAULT_TIMEOUT, token: Optional[str] = None,
+                 tls_ca: Optional[str] = None, model: Optional[str] = None):
+        super().__init__(address, config, timeout, token, tls_ca, model)
+        import grpc
+
+        from .proto import SERVICE_NAME, pb
+
+        self._grpc, self._pb = grpc, pb
+        options = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
+        if tls_ca:
+            creds = grpc.ssl_channel_credentials(root_certificates=Path(tls_ca).read_bytes())
+            self._channel = grpc.secure_channel(self.address, creds, options=options)
+        else:
+            self._channel = grpc.insecure_channel(self.address, options=options)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
+        self._calls = {}
+        for method, (req, resp) in {"ModelInfer": ("ModelInferRequest", "ModelInferResponse"),
+                                    "ModelMetadata": ("ModelMetadataRequest", "ModelMetadataResponse"),
+                                    "ModelConfig": ("ModelConfigRequest", "ModelConfigResponse"),
+                                    "ModelReady": ("ModelReadyRequest", "ModelReadyResponse"),
+                                    "ServerReady": ("ServerReadyRequest", "ServerReadyResponse"),
+                                    "ServerMetadata": ("ServerMetadataRequest", "ServerMetadataResponse")}.items():
+            self._calls[method] = self._channel.unary_unary(
+                f"/{SERVICE_NAME}/{method}", request_serializer=getattr(pb, req).SerializeToString,
+                response_deserializer=getattr(pb, resp).FromString)
+
+    def _call(self, method: str, request):
+        try:
+            return self._calls[method](request, timeout=self.timeout, metadata=self._metadata)
+        except self._grpc.RpcError as exc:
+            code = exc.code().name if exc.code() else "UNKNOWN"
+            raise self._fail(code, exc.details() or "") from None
+
+    def _dict(self, message) -> dict:
+        from google.protobuf import json_format
+
+        return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+    def server_metadata(self) -> dict:
+        return self._dict(self._call("ServerMetadata", self._pb.ServerMetadataRequest()))
+
+    def model_metadata(self, model: Optional[str] = None) -> dict:
+        return self._dict(self._call("ModelMetadata", self._pb.ModelMetadataRequest(name=model or self.model)))
+
+    def model_config(self, model: Optional[str] = None) -> dict:
+        return self._dict(self._call("ModelConfig", self._pb.ModelConfigRequest(name=model or self.model)).config)
+
+    def model_ready(self, model: Optional[str] = None) -> bool:
+        return self._call("ModelReady", self._pb.ModelReadyRequest(name=model or self.model)).ready
+
+    def server_ready(self) -> bool:
+        return self._call("ServerReady", self._pb.ServerReadyRequest()).ready
+
+    def infer(self, model: str, inputs: Inputs, outputs: Optional[list[str]] = None,
+              parameters: Optional[dict[str, Any]] = None, request_id: str = "") -> dict[str, np.ndarray]:
+        request = self._pb.ModelInferRequest(model_name=model, id=request_id)
+        for name, array in inputs.items():
+            array = np.asarray(array)
+            request.inputs.add(name=name, datatype=datatype_of(array.dtype), shape=list(array.shape))
+            request.raw_input_contents.append(to_raw(array))
+        for name in outputs or ():
+            request.outputs.add(name=name)
+        for key, value in (parameters or {}).items():
+            set_parameter(request.parameters[key], value)
+        resp = self._call("ModelInfer", request)
+        result = {}
+        for i, out in enumerate(resp.outputs):
+            shape = list(out.shape)
+            if i < len(resp.raw_output_contents):
+                flat = from_raw(resp.raw_output_contents[i], out.datatype, shape, f"output {out.name!r}")
+            elif out.datatype == BYTES:
+                flat = _bytes_tensor(list(out.contents.bytes_contents))
+            else:
+                flat = np.asarray(getattr(out.contents, CONTENTS[out.datatype]), dtype=DTYPES[out.datatype])
+            result[out.name] = flat.reshape(shape)
+        return result
+
+    def close(self) -> None:
+        self._channel.close()

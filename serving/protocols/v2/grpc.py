@@ -1,0 +1,157 @@
+"""v2 over gRPC: ``inference.GRPCInferenceService`` on the same server as Paddle Serving's service.
+
+Every handler receives the raw request bytes and parses them itself, so a
+malformed message is INVALID_ARGUMENT with a message (gRPC's own deserializer
+would answer INTERNAL). Inputs come as ``raw_input_contents`` or typed
+``contents``; outputs always go back as ``raw_output_contents``, as Triton
+answers.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+
+from ...errors import UNAVAILABLE, RequestError
+from ...service import ModelService
+from .datatypes import BYTES, CONTENTS, DTYPES, check_datatype, from_raw, to_raw
+from .errors import GRPC_STATUS
+from .messages import InferInput, InferRequest, InferResponse, RequestedOutput
+from .models import Repository, server_metadata
+from .proto import SERVICE_NAME, parameter_value, pb
+
+PROTOCOL = "v2-grpc"  # the metrics label
+HEALTH_METHODS = tuple(f"/{SERVICE_NAME}/{m}" for m in ("ServerLive", "ServerReady", "ModelReady"))
+
+
+# --------------------------------------------------------------------------- messages <-> requests
+
+
+def _typed_values(t, datatype: str, what: str) -> np.ndarray:
+    if datatype == "FP16":
+        raise RequestError(f"{what}: FP16 has no typed contents field; send it in raw_input_contents")
+    values = getattr(t.contents, CONTENTS[datatype])
+    if datatype == BYTES:
+        array = np.empty(len(values), dtype=object)
+        array[:] = list(values)
+        return array
+    dtype = DTYPES[datatype]
+    wide = np.asarray(values)
+    out = wide.astype(dtype)
+    if dtype.kind in "iu" and not np.array_equal(out, wide):
+        raise RequestError(f"{what}: contents hold values that do not fit {datatype}")
+    return out
+
+
+def request_from_proto(msg) -> InferRequest:
+    raw = msg.raw_input_contents
+    if raw and len(raw) != len(msg.inputs):
+        raise RequestError(f"raw_input_contents holds {len(raw)} entries for {len(msg.inputs)} inputs; "
+                           "send one per input, in input order")
+    inputs = []
+    for i, t in enumerate(msg.inputs):
+        what = f"input {t.name!r}"
+        datatype = check_datatype(t.datatype, what)
+        shape = list(t.shape)
+        if any(d < 0 for d in shape):
+            raise RequestError(f"{what}: shape {shape} has a negative dimension")
+        if raw:
+            if t.HasField("contents") and t.contents.ByteSize():
+                raise RequestError(f"{what}: both typed contents and raw_input_contents; send one of them")
+            data = from_raw(raw[i], datatype, shape, what)
+        else:
+            data = _typed_values(t, datatype, what)
+        inputs.append(InferInput(t.name, datatype, shape, data))
+    outputs = [RequestedOutput(o.name, None, {k: parameter_value(v) for k, v in o.parameters.items()})
+               for o in msg.outputs]
+    params = {k: parameter_value(v) for k, v in msg.parameters.items()}
+    return InferRequest(msg.model_name, msg.model_version, msg.id, inputs, outputs, params)
+
+
+def response_to_proto(resp: InferResponse):
+    msg = pb.ModelInferResponse(model_name=resp.model, model_version=resp.version, id=resp.id)
+    for out in resp.outputs:
+        msg.outputs.add(name=out.name, datatype=out.datatype, shape=out.shape)
+        msg.raw_output_contents.append(to_raw(out.data))
+    return msg
+
+
+# --------------------------------------------------------------------------- the service
+
+
+class InferenceServicer:
+    def __init__(self, service: ModelService):
+        self.service = service
+        self.repo = Repository(service)
+
+    async def ServerLive(self, request, context):
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request, context):
+        return pb.ServerReadyResponse(ready=self.service.ready)
+
+    async def ModelReady(self, request, context):
+        # an unknown model is an error (NOT_FOUND), not ready=false: Triton answers so
+        return pb.ModelReadyResponse(ready=self.repo.get(request.name, request.version).ready)
+
+    async def ServerMetadata(self, request, context):
+        return json_format.ParseDict(server_metadata(), pb.ServerMetadataResponse())
+
+    async def ModelMetadata(self, request, context):
+        return json_format.ParseDict(self.repo.get(request.name, request.version).metadata(),
+                                     pb.ModelMetadataResponse())
+
+    async def ModelConfig(self, request, context):
+        config = json_format.ParseDict(self.repo.get(request.name, request.version).config(), pb.ModelConfig())
+        return pb.ModelConfigResponse(config=config)
+
+    async def ModelStatistics(self, request, context):
+        return json_format.ParseDict({"model_stats": self.repo.stats(request.name, request.version)},
+                                     pb.ModelStatisticsResponse())
+
+    async def ModelInfer(self, request, context):
+        start = time.perf_counter()
+        model = self.repo.get(request.model_name, request.model_version)
+        try:
+            if not self.service.ready:
+                raise RequestError("the server is still loading the model or draining; retry later", UNAVAILABLE)
+            resp = response_to_proto(await model.infer(request_from_proto(request), PROTOCOL))
+        except RequestError as exc:
+            self.service.record(PROTOCOL, "infer", start, exc, model.kind)
+            raise
+        self.service.record(PROTOCOL, "infer", start, model=model.kind)
+        return resp
+
+
+_REQUESTS = {"ServerLive": "ServerLiveRequest", "ServerReady": "ServerReadyRequest",
+             "ModelReady": "ModelReadyRequest", "ServerMetadata": "ServerMetadataRequest",
+             "ModelMetadata": "ModelMetadataRequest", "ModelInfer": "ModelInferRequest",
+             "ModelConfig": "ModelConfigRequest", "ModelStatistics": "ModelStatisticsRequest"}
+
+
+def _handler(method, request_type):
+    """Parse the raw request, run the method, and turn refusals into the v2 status codes."""
+    async def handle(raw: bytes, context):
+        try:
+            try:
+                request = request_type.FromString(raw)
+            except (DecodeError, RuntimeError, ValueError) as exc:
+                raise RequestError(f"malformed {request_type.DESCRIPTOR.name}: {exc}") from exc
+            return await method(request, context)
+        except RequestError as exc:
+            await context.abort(GRPC_STATUS[exc.kind], str(exc))
+
+    return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=None,
+                                               response_serializer=lambda m: m.SerializeToString())
+
+
+def add_to_server(server: grpc.aio.Server, service: ModelService) -> list[str]:
+    servicer = InferenceServicer(service)
+    handlers = {name: _handler(getattr(servicer, name), getattr(pb, request))
+                for name, request in _REQUESTS.items()}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    return [SERVICE_NAME]

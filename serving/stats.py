@@ -1,0 +1,76 @@
+"""Cumulative per-model statistics in the shape of Triton's statistics extension.
+
+Prometheus (``metrics.py``) answers "how is the server doing"; these answer
+Triton's ``/v2/models/{name}/stats`` and ``ModelStatistics`` so that Triton's
+tools (perf_analyzer, model analyzer, tritonclient) read a vslim server as they
+read Triton. Both are fed by the same events: a request answered, a batch run.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class Duration:
+    count: int = 0
+    ns: int = 0
+
+    def add(self, seconds: float, count: int = 1) -> None:
+        self.count += count
+        self.ns += int(seconds * 1e9)
+
+    def as_dict(self) -> dict:
+        return {"count": self.count, "ns": self.ns}
+
+
+_PHASES = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
+
+
+class ModelStats:
+    """What one model has done since the server started (thread-safe: workers and the event loop both write)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.phases = {name: Duration() for name in _PHASES}
+        self.inference_count = 0   # items inferred: a request of batch 8 counts 8
+        self.execution_count = 0   # model runs: a merged batch counts 1
+        self.last_inference_ms = 0
+        self.batches: dict[int, Duration] = {}
+
+    def request(self, seconds: float, ok: bool) -> None:
+        """One request answered (``ok``) or refused, after ``seconds``."""
+        with self._lock:
+            self.phases["success" if ok else "fail"].add(seconds)
+            self.last_inference_ms = int(time.time() * 1000)
+
+    def phase(self, name: str, seconds: float, count: int = 1) -> None:
+        with self._lock:
+            self.phases[name].add(seconds, count)
+
+    def items(self, count: int) -> None:
+        with self._lock:
+            self.inference_count += count
+
+    def execution(self, size: int, run_seconds: float, waits) -> None:
+        """One model run of ``size`` items; ``waits``: each merged request's time in the queue."""
+        with self._lock:
+            self.execution_count += 1
+            self.inference_count += size
+            self.phases["compute_infer"].add(run_seconds)
+            for wait in waits:
+                self.phases["queue"].add(wait)
+            self.batches.setdefault(size, Duration()).add(run_seconds)
+
+    def snapshot(self, name: str, version: str) -> dict:
+        """Triton's ``ModelStatistics`` as JSON (counts and nanoseconds as numbers, version as a string)."""
+        with self._lock:
+            zero = Duration().as_dict()
+            return {
+                "name": name, "version": version, "last_inference": self.last_inference_ms,
+                "inference_count": self.inference_count, "execution_count": self.execution_count,
+                "inference_stats": {k: d.as_dict() for k, d in self.phases.items()},
+                "batch_stats": [{"batch_size": size, "compute_input": zero, "compute_infer": d.as_dict(),
+                                 "compute_output": zero} for size, d in sorted(self.batches.items())],
+            }
