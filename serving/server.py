@@ -159,6 +159,8 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
             if cfg.max_batch_size > 1 else "no batching"
         _log(f"ready in {time.perf_counter() - t0:.1f}s: {predictor.precision} on {cfg.device}, "
              f"{cfg.workers} worker(s), {batching}")
+        _log(f"models: {service.name} (tensors: Paddle Serving GeneralModelService, v2 /v2/models/{service.name}), "
+             f"{service.name}_video (v2: video files or frames)")
         if on_ready:
             on_ready(RunningServer(port, service, lambda: loop.call_soon_threadsafe(stop_event.set)))
         await stop_event.wait()

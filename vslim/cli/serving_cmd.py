@@ -58,9 +58,16 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--bundle", required=True, help="the NAME_serving_client folder")
         p.add_argument("--video", required=True, help="video file to classify")
         p.add_argument("--address", default="127.0.0.1:9393", help="server host:port")
-        p.add_argument("--protocol", default="grpc", choices=["grpc", "http", "http-proto", "video", "video-file"],
-                       help="grpc / http (JSON) / http-proto: preprocess here, send the clip; video: post frames to "
-                            "/video/prediction; video-file: post the file to /video/classify")
+        p.add_argument("--protocol", default="grpc",
+                       choices=["grpc", "http", "http-proto", "v2-http", "v2-grpc", "video", "video-file"],
+                       help="Paddle Serving: grpc / http (JSON) / http-proto, and the Open Inference Protocol "
+                            "(KServe v2): v2-http / v2-grpc, all preprocessing here and sending the clip; "
+                            "video: post frames to /video/prediction; video-file: post the file to /video/classify "
+                            "(default grpc)")
+        p.add_argument("--server-decode", action="store_true",
+                       help="v2 protocols: send the whole video file to the NAME_video model, which decodes it")
+        p.add_argument("--json-tensors", action="store_true",
+                       help="v2-http: tensors as JSON instead of binary (the binary tensor data extension)")
         p.add_argument("--top-k", type=int, default=5)
         p.add_argument("--timeout", type=float, default=60.0)
         p.add_argument("--auth-token-file", help="file holding the server's bearer token")
@@ -134,7 +141,25 @@ def client(args) -> int:
     from ..serving.auth import load_token
 
     security = dict(token=load_token(args.auth_token_file) if args.auth_token_file else None, tls_ca=args.tls_ca)
-    if args.protocol in ("video", "video-file"):
+    v2 = args.protocol.startswith("v2-")
+    if (args.server_decode and not v2) or (args.json_tensors and args.protocol != "v2-http"):
+        from ..errors import ConfigError
+
+        flag = "--server-decode" if args.server_decode and not v2 else "--json-tensors"
+        raise ConfigError(f"{flag} applies to {'v2-http' if flag == '--json-tensors' else 'v2-http and v2-grpc'} "
+                          f"only; with Paddle Serving use --protocol video-file to let the server decode")
+    if v2:
+        from ..serving.protocols.v2.client import V2GrpcClient, V2HttpClient
+
+        conf = ClientConfig.load(args.bundle)
+        if args.protocol == "v2-http":
+            client = V2HttpClient(args.address, conf, args.timeout, binary=not args.json_tensors, **security)
+        else:
+            client = V2GrpcClient(args.address, conf, args.timeout, **security)
+        with client:
+            top = client.classify_files([args.video], args.top_k)[0] if args.server_decode else \
+                classify_video(client, args.video, args.top_k)
+    elif args.protocol in ("video", "video-file"):
         endpoint = VideoEndpointClient(args.address, args.timeout, **security)
         if args.protocol == "video-file":
             top = endpoint.classify_file(args.video, args.top_k)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 
 from ...errors import UNAVAILABLE, RequestError
@@ -34,7 +34,7 @@ INFER_RESPONSES = {200: {"description": "outputs, as JSON or JSON header + raw b
                          "content": {**JSON_ANY, "application/octet-stream": BINARY}},
                    **responses((400, 401, 404, 413, 415, 500, 503))}
 MODEL_RESPONSES = responses((401, 404))
-HEALTH_RESPONSES = {200: {"description": "yes (empty body)"}, **responses((503,))}
+HEALTH_RESPONSES = {200: {"description": "yes (empty body)", "content": {}}, **responses((503,))}
 
 
 def error(exc: RequestError) -> JSONResponse:
@@ -57,11 +57,13 @@ def router(service: ModelService) -> APIRouter:
     async def metadata() -> JSONResponse:
         return JSONResponse(server_metadata())
 
-    @api.get("/health/live", summary="200 while the server runs", responses=HEALTH_RESPONSES)
+    @api.get("/health/live", summary="200 while the server runs", responses=HEALTH_RESPONSES,
+             response_class=Response)
     async def live() -> Response:
         return _empty()
 
-    @api.get("/health/ready", summary="200 once the model is loaded and taking requests", responses=HEALTH_RESPONSES)
+    @api.get("/health/ready", summary="200 once the model is loaded and taking requests", responses=HEALTH_RESPONSES,
+             response_class=Response)
     async def ready() -> Response:
         return _empty() if service.ready else error(not_ready())
 
@@ -70,13 +72,16 @@ def router(service: ModelService) -> APIRouter:
     async def all_stats() -> JSONResponse:
         return JSONResponse({"model_stats": repo.stats()})
 
+    name_param = Path(description="model name", examples=list(repo.models))
+    version_param = Path(description="model version (this server has 1)", examples=["1"])
+
     def per_model(method: str, path: str, **route):
         """Register ``handler(name, version, request)`` at ``/models/{name}PATH`` and its versioned twin."""
         def register(handler):
-            async def latest(name: str, request: Request) -> Response:
+            async def latest(request: Request, name: str = name_param) -> Response:
                 return await handler(name, "", request)
 
-            async def versioned(name: str, version: str, request: Request) -> Response:
+            async def versioned(request: Request, name: str = name_param, version: str = version_param) -> Response:
                 return await handler(name, version, request)
 
             add = getattr(api, method)
@@ -92,7 +97,7 @@ def router(service: ModelService) -> APIRouter:
         except RequestError as exc:
             return error(exc)
 
-    @per_model("get", "/ready", summary="200 when the model takes requests",
+    @per_model("get", "/ready", summary="200 when the model takes requests", response_class=Response,
                responses={**HEALTH_RESPONSES, **responses((404,))})
     async def model_ready(name: str, version: str, request: Request) -> Response:
         try:
