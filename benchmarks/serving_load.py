@@ -1,9 +1,11 @@
-"""``vslim-bench serving``: a bounded load sweep against a server, over gRPC and HTTP, on loopback.
+"""``vslim-bench serving``: a bounded load sweep against a server, every protocol, on loopback.
 
 For each server configuration (started here from a bundle, with and without
 dynamic batching, or one given by address) and each protocol, ``concurrency``
 client threads send the same clip until ``requests`` are answered or
-``duration`` passes. Reported per level: infer/s, latency percentiles, errors,
+``duration`` passes. Protocols: Paddle Serving's gRPC, HTTP-proto and HTTP-JSON, and
+the Open Inference Protocol over gRPC and HTTP (binary tensors), all against the
+same server in the same run. Reported per level: infer/s, latency percentiles, errors,
 and the time split read from the server's own metrics (time in the server,
 waiting for a worker, in inference) against what the client saw. The in-process
 predictor's latency is measured in the same run, as the baseline.
@@ -32,6 +34,8 @@ from .environment import environment
 from .stats import latency_stats
 
 LOOPBACK = ("127.", "localhost", "[::1]")
+# the server's metrics label of each client protocol (Paddle Serving's HTTP JSON and proto share "http")
+METRICS_LABEL = {"grpc": "grpc", "http": "http", "http-proto": "http", "v2-grpc": "v2-grpc", "v2-http": "v2-http"}
 
 
 @dataclass
@@ -39,7 +43,7 @@ class ServingBench:
     bundle: Optional[str] = None  # NAME_serving_server: start servers from it
     address: Optional[str] = None  # or load an already running server (loopback only)
     client_conf: Optional[str] = None  # NAME_serving_client (default: beside the bundle)
-    protocols: list[str] = field(default_factory=lambda: ["grpc", "http-proto", "http"])
+    protocols: list[str] = field(default_factory=lambda: ["grpc", "http-proto", "http", "v2-grpc", "v2-http"])
     concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
     requests: int = 200
     duration: float = 20.0
@@ -112,7 +116,7 @@ def _sweep(address: str, url: str, cfg: ServingBench, conf: ClientConfig, clip: 
             before = _metrics(url)
             result = _load(address, protocol, conf, clip, level, cfg.requests, cfg.duration)
             after = _metrics(url)
-            proto_label = '{protocol="grpc"}' if protocol == "grpc" else '{protocol="http"}'
+            proto_label = f'{{protocol="{METRICS_LABEL[protocol]}"}}'
             split = {"server_ms": _mean_delta(before, after, "vslim_request_latency_seconds", proto_label),
                      "queue_ms": _mean_delta(before, after, "vslim_queue_seconds"),
                      "inference_ms": _mean_delta(before, after, "vslim_inference_seconds")}

@@ -158,13 +158,7 @@ class GrpcClient(_PaddleClient):
         import grpc
 
         self._grpc = grpc
-        options = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
-        if tls_ca:
-            creds = grpc.ssl_channel_credentials(root_certificates=Path(tls_ca).read_bytes())
-            self._channel = grpc.secure_channel(self.address, creds, options=options)
-        else:
-            self._channel = grpc.insecure_channel(self.address, options=options)
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
+        self._channel, self._metadata = grpc_channel(self.address, token, tls_ca)
         # Requests go out as bytes already serialized (fastwire); responses parse as usual.
         self._inference = self._channel.unary_unary(INFERENCE_METHOD, request_serializer=None,
                                                     response_deserializer=service_pb2.Response.FromString)
@@ -228,6 +222,19 @@ class HttpClient(_PaddleClient):
 
     def close(self) -> None:
         self._session.close()
+
+
+def grpc_channel(address: str, token: Optional[str], tls_ca: Optional[str]):
+    """A channel (TLS when ``tls_ca`` is given) and the call metadata that carries the token."""
+    import grpc
+
+    options = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
+    if tls_ca:
+        creds = grpc.ssl_channel_credentials(root_certificates=Path(tls_ca).read_bytes())
+        channel = grpc.secure_channel(address, creds, options=options)
+    else:
+        channel = grpc.insecure_channel(address, options=options)
+    return channel, ((("authorization", f"Bearer {token}"),) if token else None)
 
 
 def _session(requests, token: Optional[str], tls_ca: Optional[str]):

@@ -10,6 +10,7 @@ from typing import Optional
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from .auth import DENIED, OPEN_HTTP_PATHS, authorized
 from .openapi import TEXT, responses
@@ -40,6 +41,12 @@ def make_http_app(service: ModelService, frontends: list[Frontend], token: Optio
             # {"error": ...} is both the v2 error body and what Paddle Serving clients print
             return JSONResponse({"error": f"{DENIED}: send 'Authorization: Bearer <token>'"},
                                 status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(HTTPException)
+    async def routing_error(request: Request, exc: HTTPException) -> JSONResponse:
+        """Unknown path, wrong method: v2's ``{"error": ...}`` (as Triton says it), FastAPI's ``detail`` kept."""
+        return JSONResponse({"error": str(exc.detail), "detail": exc.detail}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
 
     for frontend in frontends:
         app.include_router(frontend.http_router(service))

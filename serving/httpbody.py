@@ -24,7 +24,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     sees a connection reset instead of the 413 that explains it.
     """
     length = request.headers.get("content-length")
-    if length is not None and not length.isdigit():
+    if length is not None and not length.isdecimal():
         raise RequestError(f"Content-Length {length!r} is not a number")
     chunks, size = [], 0
     async for chunk in request.stream():

@@ -72,7 +72,7 @@ def injected_faults() -> int:
     key, _, value = spec.partition("=")
     if not spec:
         return 0
-    if key != "inference_error_every" or not value.isdigit() or int(value) < 1:
+    if key != "inference_error_every" or not value.isdecimal() or int(value) < 1:
         raise ServingError(f"VSLIM_INJECT_FAULTS={spec!r} is not understood; use inference_error_every=N")
     return int(value)
 

@@ -74,7 +74,8 @@ class ModelService:
         shape = self.signature.fetches[0].shape
         return int(shape[-1]) if shape and shape[-1] > 0 else len(self.bundle.meta.labels)
 
-    def _check_ready(self) -> InferenceEngine:
+    def check_ready(self) -> InferenceEngine:
+        """The engine, or UNAVAILABLE while loading or draining (call before costly decoding)."""
         if self.draining:
             raise RequestError("the server is shutting down; retry on another replica", UNAVAILABLE)
         if self.engine is None:
@@ -83,7 +84,7 @@ class ModelService:
 
     async def run(self, feeds: dict[str, np.ndarray], fetch: list[str], tag: str) -> dict[str, np.ndarray]:
         """Queue checked feeds for the engine; ``{fetch var name: batch-first array}``."""
-        engine = self._check_ready()
+        engine = self.check_ready()
         self.metrics.queue_depth.set(engine.queue_depth)
         future = engine.submit(feeds, fetch, tag)
         try:

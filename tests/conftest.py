@@ -183,3 +183,38 @@ def token_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("auth") / "token"
     path.write_text("s3cret-token-0123456789\n")
     return path
+
+
+# --------------------------------------------------------------------------- servers shared by the serving tests
+
+@pytest.fixture(scope="session")
+def server_fp32(bundle_fp32):
+    """A real vslim-serve of the FP32 bundle (16 MiB body limit, for the size-limit cases)."""
+    from servers import ServerProcess
+
+    server = ServerProcess(bundle_fp32.server, "--max-body-mb", 16)
+    yield server
+    assert server.stop() == 0, server.log()
+
+
+@pytest.fixture(scope="session")
+def server_int8(bundle_int8):
+    from servers import ServerProcess
+
+    server = ServerProcess(bundle_int8.server)
+    yield server
+    assert server.stop() == 0, server.log()
+
+
+@pytest.fixture(scope="session")
+def val_clips(synth_data, bundle_fp32):
+    """Six validation clips, preprocessed as the bundle says: (clips, labels, video paths)."""
+    from vslim.config import ListConfig
+    from vslim.data import ClipPipeline, read_list
+    from vslim.data.loader import iter_batches
+    from vslim.serving.client import ClientConfig
+
+    meta = ClientConfig.load(bundle_fp32.client).meta
+    entries = read_list(ListConfig(str(synth_data / "val.list")))[:6]
+    clips, labels = next(iter_batches(entries, ClipPipeline(meta.preprocess), 6))
+    return clips, labels, [e.path for e in entries]

@@ -68,18 +68,19 @@ def test_e2e(cli, fp32_small, tmp_path):
 
 def test_serving_sweep_and_compare(cli, bundle_int8, tmp_path):
     out = tmp_path / "srv"
-    r = cli("bench", "serving", "--bundle", bundle_int8.server, "--protocols", "grpc,http", "--concurrency", "1,4",
-            "--requests", "12", "--duration", "20", "--batching", "1,4", "--out", out)
+    r = cli("bench", "serving", "--bundle", bundle_int8.server, "--protocols", "grpc,http,v2-grpc,v2-http",
+            "--concurrency", "1,4", "--requests", "12", "--duration", "20", "--batching", "1,4", "--out", out)
     assert r.code == 0, r.err
     report = json.loads((out / "serving.json").read_text())
-    assert len(report["rows"]) == 2 * 2 * 2
+    assert len(report["rows"]) == 4 * 2 * 2
     for x in report["rows"]:
         assert x["errors"] == 0 and x["completed"] == 12
         _consistent(x)
         assert x["infer_per_s"] > 0 and x["server_ms"] > 0 and x["inference_ms"] > 0
         assert x["server_ms"] <= x["mean_ms"] * 1.05
     assert any(x["mean_batch"] > 1 for x in report["rows"] if x["server"] == "batching 4" and x["concurrency"] == 4)
-    assert "grpc_p50_vs_in_process" in report["summary"] and report["in_process"]["p50_ms"] > 0
+    assert {"grpc_p50_vs_in_process", "v2-http_p50_vs_in_process"} <= set(report["summary"])
+    assert report["in_process"]["p50_ms"] > 0
     assert (out / "throughput_vs_latency.png").stat().st_size > 1000
     r = cli("bench", "compare", out / "serving.json", out / "serving.json")
     assert r.code == 0 and "1.00x" in r.out
@@ -92,5 +93,7 @@ def test_bench_bad_input(cli, fp32_small, tmp_path):
     assert r.code == 2 and "LABEL=MODEL_DIR" in r.err
     r = cli("bench", "serving", "--address", "10.0.0.1:9393", "--client-conf", tmp_path, "--out", tmp_path)
     assert r.code == 2 and "only target this machine" in r.err
+    r = cli("bench", "serving", "--address", "127.0.0.1:9393", "--protocols", "grpc,triton", "--out", tmp_path)
+    assert r.code == 2 and "unknown triton" in r.err and "v2-http" in r.err
     r = cli("bench", "runtime", "--model", f"x={fp32_small}", "--batch-sizes", "0", "--out", tmp_path)
     assert r.code == 2 and "whole numbers >= 1" in r.err

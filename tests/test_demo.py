@@ -20,7 +20,8 @@ def test_demo_reuses_finished_steps_then_serves_the_int8_model(tmp_path, synth_d
     assert out.count(f"Current video file: {work / 'data' / 'demo.mp4'}") == 2
     assert "\ttop-1 label: move_right" in out
     served = [line for line in out.splitlines() if "top-1 move_right" in line]
-    assert [line.split()[0] for line in served] == ["grpc", "http", "http-proto", "video", "video"]
+    assert [line.split()[0] for line in served] == ["grpc", "http", "http-proto", "v2-grpc", "v2-http", "v2",
+                                                    "video", "video"]
     assert "| INT8 (" in out and "Weights" in out
     for name in ("fp32", "int8"):
         assert (work / "lite" / name / f"pptsm_small_{name}_arm.nb").is_file()

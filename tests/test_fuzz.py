@@ -22,7 +22,11 @@ from vslim.serving.errors import RequestError
 from vslim.serving import httpbody
 from vslim.serving.protocols.paddle_serving import codec
 from vslim.serving.protocols.paddle_serving.types import signature_of
-from vslim.serving.signature import Limits
+from vslim.serving.protocols.v2 import datatypes as v2types
+from vslim.serving.protocols.v2 import rest
+from vslim.serving.protocols.v2.grpc import request_from_proto
+from vslim.serving.protocols.v2.proto import pb as v2pb
+from vslim.serving.signature import Limits, TensorIn, check_inputs
 
 from vslim.serving.protocols.paddle_serving.types import config_pb2, service_pb2
 
@@ -95,6 +99,84 @@ def test_generated_protobuf_requests(shape, elem_type, n, name, fetch, packed, s
     else:
         _check_feeds(feeds, got_fetch, signature)
         np.testing.assert_array_equal(feeds["x"].reshape(-1), values)
+
+
+# --------------------------------------------------------------------------- v2 (Open Inference Protocol)
+
+V2_DATATYPES = st.sampled_from([*v2types.DATATYPES, "BF16", "FLOAT", ""])
+v2_shapes = st.lists(st.integers(-2, 4), max_size=4)
+
+
+def _check_v2(req, signature):
+    """A decoded v2 request either fits the model exactly or is refused with a message, as the server does."""
+    tensors = [TensorIn(i.name, v2types.DTYPES.get(i.datatype), i.datatype, i.shape, i.data) for i in req.inputs]
+    try:
+        feeds = check_inputs(tensors, signature, LIMITS, v2types.WORDING)
+    except RequestError as exc:
+        assert str(exc) and exc.kind in ("invalid", "too_large")
+    else:
+        (name, array), = feeds.items()
+        assert name == "x" and array.dtype == np.float32 and array.shape[1:] == (2, 3)
+
+
+@FUZZ
+@given(body=st.binary(max_size=512), header=st.none() | st.integers(-5, 600).map(str) | st.text(max_size=6))
+def test_any_bytes_as_a_v2_http_body(body, header, signature):
+    try:
+        req = rest.parse_request(body, header, "m", "")
+    except RequestError as exc:
+        assert str(exc) and exc.kind == "invalid"
+    else:
+        _check_v2(req, signature)
+
+
+@FUZZ
+@given(inputs=st.lists(st.fixed_dictionaries(
+           {"name": st.sampled_from(["x", "y", ""]), "datatype": V2_DATATYPES, "shape": v2_shapes},
+           optional={"data": json_values, "parameters": st.fixed_dictionaries(
+               {}, optional={"binary_data_size": st.integers(-4, 40) | json_values})}), max_size=3),
+       tail=st.binary(max_size=64), extra=st.dictionaries(st.sampled_from(["id", "parameters", "outputs"]),
+                                                          json_values, max_size=2))
+def test_structured_v2_http_requests(inputs, tail, extra, signature):
+    head = json.dumps({"inputs": inputs, **extra}).encode()
+    try:
+        req = rest.parse_request(head + tail, str(len(head)), "m", "1")
+    except RequestError as exc:
+        assert str(exc) and exc.kind == "invalid"
+    else:
+        _check_v2(req, signature)
+
+
+@FUZZ
+@given(shape=v2_shapes, datatype=V2_DATATYPES, raw=st.none() | st.binary(max_size=64),
+       typed=st.lists(st.floats(allow_nan=False, width=32), max_size=12), name=st.sampled_from(["x", "y"]),
+       extra_raw=st.booleans())
+def test_generated_v2_grpc_requests(shape, datatype, raw, typed, name, extra_raw, signature):
+    msg = v2pb.ModelInferRequest(model_name="m")
+    t = msg.inputs.add(name=name, datatype=datatype, shape=shape)
+    if raw is not None:
+        msg.raw_input_contents.append(raw)
+        if extra_raw:
+            msg.raw_input_contents.append(raw)
+    else:
+        t.contents.fp32_contents.extend(typed)
+    try:
+        req = request_from_proto(v2pb.ModelInferRequest.FromString(msg.SerializeToString()))
+    except RequestError as exc:
+        assert str(exc) and exc.kind == "invalid"
+    else:
+        _check_v2(req, signature)
+
+
+@FUZZ
+@given(raw=st.binary(max_size=300))
+def test_v2_bytes_tensors(raw):
+    try:
+        elements = v2types.deserialize_bytes(raw, "x")
+    except RequestError as exc:
+        assert "x:" in str(exc)
+    else:
+        assert v2types.serialize_bytes(elements) == raw
 
 
 @FUZZ

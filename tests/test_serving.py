@@ -16,40 +16,17 @@ import pytest
 from google.protobuf import text_format
 
 from servers import ServerProcess, start_failure
-from vslim.config import ListConfig
-from vslim.data import ClipPipeline, read_list
+from vslim.data import ClipPipeline
 from vslim.data.decode import VideoReader
-from vslim.data.loader import iter_batches
 from vslim.errors import ServingError
 from vslim.inference import Predictor
 from vslim.metrics import softmax
 from vslim.serving.bundle import sha256_of
 from vslim.serving.client import ClientConfig, GrpcClient, HttpClient, VideoEndpointClient, classify_video
 from vslim.serving.protocols.paddle_serving.types import config_pb2
+from vslim.serving.protocols.v2.client import V2GrpcClient, V2HttpClient
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def server_fp32(bundle_fp32):
-    server = ServerProcess(bundle_fp32.server, "--max-body-mb", 16)
-    yield server
-    assert server.stop() == 0, server.log()
-
-
-@pytest.fixture(scope="module")
-def server_int8(bundle_int8):
-    server = ServerProcess(bundle_int8.server)
-    yield server
-    assert server.stop() == 0, server.log()
-
-
-@pytest.fixture(scope="module")
-def val_clips(synth_data, bundle_fp32):
-    meta = ClientConfig.load(bundle_fp32.client).meta
-    entries = read_list(ListConfig(str(synth_data / "val.list")))[:6]
-    clips, labels = next(iter_batches(entries, ClipPipeline(meta.preprocess), 6))
-    return clips, labels, [e.path for e in entries]
 
 
 def http_post(url, body: bytes, content_type="application/json", headers=None):
@@ -191,7 +168,8 @@ def test_health_metrics_model_info_and_openapi(server_int8):
         assert r.status == 200 and json.load(r)["status"] == "ready"
     with grpc.insecure_channel(server_int8.address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        for service in ("", "baidu.paddle_serving.predictor.general_model.GeneralModelService"):
+        for service in ("", "baidu.paddle_serving.predictor.general_model.GeneralModelService",
+                        "inference.GRPCInferenceService"):
             assert stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status == \
                 health_pb2.HealthCheckResponse.SERVING
     with urllib.request.urlopen(f"{server_int8.url}/model") as r:
@@ -200,7 +178,10 @@ def test_health_metrics_model_info_and_openapi(server_int8):
     assert info["verified_manifest"] is True and len(info["labels"]) == 10
     with urllib.request.urlopen(f"{server_int8.url}/openapi.json") as r:
         paths = json.load(r)["paths"]
-    assert {"/GeneralModelService/inference", "/video/prediction", "/video/classify", "/health"} <= set(paths)
+    assert {"/GeneralModelService/inference", "/video/prediction", "/video/classify", "/health", "/v2",
+            "/v2/health/ready", "/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer",
+            "/v2/models/{name}/config", "/v2/models/{name}/stats"} <= set(paths)
+    assert info["protocols"] == ["paddle_serving", "v2"]
     with urllib.request.urlopen(f"{server_int8.url}/metrics") as r:
         text = r.read().decode()
     for metric in ("vslim_requests_total", "vslim_request_latency_seconds_bucket", "vslim_batch_size_bucket",
@@ -388,9 +369,13 @@ def test_sigterm_during_a_burst_finishes_or_fails_every_request(bundle_fp32, val
     conf = ClientConfig.load(bundle_fp32.client)
     outcomes, answered = [], threading.Event()
 
+    kinds = (lambda: GrpcClient(server.address, conf, timeout=30),
+             lambda: HttpClient(server.address, conf, timeout=30, mode="proto"),
+             lambda: V2GrpcClient(server.address, conf, timeout=30),
+             lambda: V2HttpClient(server.address, conf, timeout=30))
+
     def one(i):
-        client = GrpcClient(server.address, conf, timeout=30) if i % 2 else \
-            HttpClient(server.address, conf, timeout=30, mode="proto")
+        client = kinds[i % 4]()
         start = time.perf_counter()
         try:
             with client:

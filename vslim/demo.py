@@ -200,10 +200,13 @@ def serve_and_classify(server_dir: Path, client_dir: Path, video: Path, say: Cal
     results = {}
     try:
         conf = ClientConfig.load(client_dir)
-        for protocol in ("grpc", "http", "http-proto"):
+        for protocol in ("grpc", "http", "http-proto", "v2-grpc", "v2-http"):
             with make_client(protocol, address, conf) as client:
                 top = classify_video(client, video, top_k=1)
             results[protocol] = (top.labels[0], top.scores[0])
+        with make_client("v2-http", address, conf) as client:  # the server decodes the file ({name}_video)
+            (top,) = client.classify_files([video], top_k=1)
+        results["v2 video model"] = (top.labels[0], top.scores[0])
         endpoint = VideoEndpointClient(address)
         with open_video(video) as reader:
             answer = endpoint.predict_frames(reader.read(range(reader.num_frames)))

@@ -39,7 +39,7 @@ def remove_stale_siblings(final: Path) -> list[Path]:
     removed = []
     for candidate in final.parent.glob(f".{final.name}.*-*-*"):
         parts = candidate.name.rsplit("-", 2)
-        if len(parts) == 3 and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+        if len(parts) == 3 and parts[1].isdecimal() and not _pid_alive(int(parts[1])):
             shutil.rmtree(candidate, ignore_errors=True)
             removed.append(candidate)
     return removed

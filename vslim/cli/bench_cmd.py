@@ -55,7 +55,9 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--bundle", help="NAME_serving_server: servers are started for the run")
         p.add_argument("--address", help="host:port of a running server (loopback only) instead of --bundle")
         p.add_argument("--client-conf", help="NAME_serving_client (default: beside --bundle)")
-        p.add_argument("--protocols", default="grpc,http-proto,http")
+        p.add_argument("--protocols", default="grpc,http-proto,http,v2-grpc,v2-http",
+                       help="comma-separated, of grpc, http-proto, http (Paddle Serving; http is JSON), "
+                            "v2-grpc, v2-http (KServe v2, binary tensors) (default: all five)")
         p.add_argument("--concurrency", default="1,2,4,8,16")
         p.add_argument("--requests", type=int, default=200, help="requests per level (bound)")
         p.add_argument("--duration", type=float, default=20.0, help="seconds per level (bound)")
@@ -68,7 +70,8 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--bundle", required=True, help="NAME_serving_server: a server is started for the run")
         p.add_argument("--requests", type=int, default=10_000, help="requests per protocol (bound)")
         p.add_argument("--concurrency", type=int, default=32)
-        p.add_argument("--protocols", default="grpc,http-proto")
+        p.add_argument("--protocols", default="grpc,http-proto",
+                       help="comma-separated, of grpc, http-proto, http, v2-grpc, v2-http (default grpc,http-proto)")
         p.add_argument("--max-batch-size", type=int, default=8)
         p.add_argument("--duration-limit", type=float, default=1800.0, help="seconds before the soak stops anyway")
         p.set_defaults(handler=soak)
@@ -118,11 +121,23 @@ def e2e(args) -> int:
                                     threads=args.threads, decoder=args.decoder), say=say), args.out)
 
 
+def _protocols(text: str) -> list[str]:
+    from ..errors import ConfigError
+    from ..serving.client import PROTOCOLS
+
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [p for p in names if p not in PROTOCOLS]
+    if unknown or not names:
+        raise ConfigError(f"--protocols {text!r}: {'unknown ' + ', '.join(unknown) if unknown else 'none given'}; "
+                          f"choose from {', '.join(PROTOCOLS)}")
+    return names
+
+
 def serving(args) -> int:
     from ..benchmarks.serving_load import ServingBench, run_serving
 
     cfg = ServingBench(bundle=args.bundle, address=args.address, client_conf=args.client_conf,
-                       protocols=[p for p in args.protocols.split(",") if p], concurrency=_ints(args.concurrency),
+                       protocols=_protocols(args.protocols), concurrency=_ints(args.concurrency),
                        requests=args.requests, duration=args.duration, batch_sizes=_ints(args.batching),
                        batch_timeout_ms=args.batch_timeout_ms, workers=args.workers, threads=args.threads)
     return _finish(run_serving(cfg, say=say), args.out)
@@ -132,7 +147,7 @@ def soak(args) -> int:
     from ..benchmarks.soak import SoakBench, run_soak
 
     report = run_soak(SoakBench(bundle=args.bundle, requests=args.requests, concurrency=args.concurrency,
-                                protocols=[p for p in args.protocols.split(",") if p],
+                                protocols=_protocols(args.protocols),
                                 max_batch_size=args.max_batch_size, duration_limit=args.duration_limit), say=say)
     _finish(report, args.out)
     ok = all(x["wrong_answers"] == 0 and x["errors"] == 0 for x in report["protocols"].values())

@@ -31,7 +31,7 @@ def demo(args) -> int:
         print(f"== {name.upper()} ({result.fp32_dir if name == 'fp32' else result.int8_dir})")
         print(format_paddlevideo(pred))
     print()
-    print("== the INT8 model served (gRPC and HTTP on one port)")
+    print("== the INT8 model served (Paddle Serving and KServe v2, gRPC and HTTP, on one port)")
     for protocol, (label, score) in result.served.items():
         print(f"{protocol:<18} top-1 {label} ({score:.4f})")
     print()

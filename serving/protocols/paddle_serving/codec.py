@@ -107,7 +107,7 @@ def _int(value, what: str) -> int:
         raise RequestError(f"{what} must be an integer, got {value!r}")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.lstrip("-").isdigit():
+    if isinstance(value, str) and value.lstrip("-").isdecimal():
         return int(value)
     if isinstance(value, float) and value.is_integer():
         return int(value)
@@ -203,7 +203,7 @@ def parse_frames(body: bytes, limit: int) -> tuple[np.ndarray, int]:
     if len(raw) != math.prod(shape):
         raise RequestError(f"frames holds {len(raw)} bytes but frames_shape {tuple(shape)} needs {math.prod(shape)}")
     logid = obj.get("logid", 0)
-    return np.frombuffer(raw, np.uint8).reshape(shape), int(logid) if str(logid).isdigit() else 0
+    return np.frombuffer(raw, np.uint8).reshape(shape), int(logid) if str(logid).isdecimal() else 0
 
 
 # --------------------------------------------------------------------------- validation

@@ -102,6 +102,7 @@ def router(service: ModelService) -> APIRouter:
     async def video_prediction(request: Request) -> JSONResponse:
         start = time.perf_counter()
         try:
+            service.check_ready()
             body = await read_decoded(request, service.max_body)
             frames, _ = await asyncio.to_thread(codec.parse_frames, body, service.max_body)
             clip = await asyncio.to_thread(clip_from_frames, service.pipeline, frames)
@@ -119,6 +120,7 @@ def router(service: ModelService) -> APIRouter:
     async def classify(request: Request, top_k: int = Query(5, ge=1, le=1000)) -> JSONResponse:
         start = time.perf_counter()
         try:
+            service.check_ready()
             body = await read_body(request, service.max_body)
             if not body:
                 raise RequestError("empty body: post the video file's bytes")

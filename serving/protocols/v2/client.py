@@ -17,7 +17,7 @@ import orjson
 
 from vslim.errors import ServingError
 
-from ...client import DEFAULT_TIMEOUT, MAX_MESSAGE, Client, TopK, _named_arrays, _session
+from ...client import DEFAULT_TIMEOUT, Client, TopK, _named_arrays, _session, grpc_channel
 from .datatypes import BYTES, CONTENTS, DTYPES, datatype_of, from_json, from_raw, to_raw
 from .proto import set_parameter
 
@@ -179,13 +179,7 @@ class V2GrpcClient(_V2Client):
         from .proto import SERVICE_NAME, pb
 
         self._grpc, self._pb = grpc, pb
-        options = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
-        if tls_ca:
-            creds = grpc.ssl_channel_credentials(root_certificates=Path(tls_ca).read_bytes())
-            self._channel = grpc.secure_channel(self.address, creds, options=options)
-        else:
-            self._channel = grpc.insecure_channel(self.address, options=options)
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
+        self._channel, self._metadata = grpc_channel(self.address, token, tls_ca)
         self._calls = {}
         for method, (req, resp) in {"ModelInfer": ("ModelInferRequest", "ModelInferResponse"),
                                     "ModelMetadata": ("ModelMetadataRequest", "ModelMetadataResponse"),

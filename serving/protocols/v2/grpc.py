@@ -9,14 +9,13 @@ answers.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import grpc
 import numpy as np
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
-from ...errors import UNAVAILABLE, RequestError
+from ...errors import RequestError
 from ...service import ModelService
 from .datatypes import BYTES, CONTENTS, DTYPES, check_datatype, from_raw, to_raw
 from .errors import GRPC_STATUS
@@ -117,8 +116,7 @@ class InferenceServicer:
         start = time.perf_counter()
         model = self.repo.get(request.model_name, request.model_version)
         try:
-            if not self.service.ready:
-                raise RequestError("the server is still loading the model or draining; retry later", UNAVAILABLE)
+            self.service.check_ready()
             resp = response_to_proto(await model.infer(request_from_proto(request), PROTOCOL))
         except RequestError as exc:
             self.service.record(PROTOCOL, "infer", start, exc, model.kind)

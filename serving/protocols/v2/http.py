@@ -45,6 +45,14 @@ def _empty(status: int = 200) -> Response:
     return Response(status_code=status)
 
 
+def _json(build) -> JSONResponse:
+    """``build()`` as JSON, or the refusal it raised."""
+    try:
+        return JSONResponse(build())
+    except RequestError as exc:
+        return error(exc)
+
+
 def router(service: ModelService) -> APIRouter:
     repo = Repository(service)
     api = APIRouter(prefix="/v2", tags=["Open Inference Protocol (v2)"])
@@ -92,10 +100,7 @@ def router(service: ModelService) -> APIRouter:
 
     @per_model("get", "", summary="Model metadata: versions, platform, inputs, outputs", responses=MODEL_RESPONSES)
     async def model_metadata(name: str, version: str, request: Request) -> Response:
-        try:
-            return JSONResponse(repo.get(name, version).metadata())
-        except RequestError as exc:
-            return error(exc)
+        return _json(lambda: repo.get(name, version).metadata())
 
     @per_model("get", "/ready", summary="200 when the model takes requests", response_class=Response,
                responses={**HEALTH_RESPONSES, **responses((404,))})
@@ -108,17 +113,11 @@ def router(service: ModelService) -> APIRouter:
 
     @per_model("get", "/config", summary="Model configuration (Triton's extension)", responses=MODEL_RESPONSES)
     async def model_config(name: str, version: str, request: Request) -> Response:
-        try:
-            return JSONResponse(repo.get(name, version).config())
-        except RequestError as exc:
-            return error(exc)
+        return _json(lambda: repo.get(name, version).config())
 
     @per_model("get", "/stats", summary="Model statistics (Triton's extension)", responses=MODEL_RESPONSES)
     async def model_stats(name: str, version: str, request: Request) -> Response:
-        try:
-            return JSONResponse({"model_stats": repo.stats(name, version)})
-        except RequestError as exc:
-            return error(exc)
+        return _json(lambda: {"model_stats": repo.stats(name, version)})
 
     @per_model("post", "/infer", summary="Inference: JSON or binary tensors", openapi_extra=INFER_BODY,
                responses=INFER_RESPONSES, response_class=Response)
@@ -127,6 +126,7 @@ def router(service: ModelService) -> APIRouter:
         model = None
         try:
             model = repo.get(name, version)
+            service.check_ready()
             body = await read_decoded(request, service.max_body)
             header = request.headers.get(rest.HEADER_LENGTH)
             if len(body) > OFFLOAD_BYTES:

@@ -159,7 +159,7 @@ class VideoModel(V2Model):
 
     def _top_k(self, parameters: dict[str, Any]) -> int:
         value = parameters.get("top_k", DEFAULT_TOP_K)
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and value.strip().isdecimal():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise RequestError(f"parameter top_k must be a whole number >= 1, got {value!r}")

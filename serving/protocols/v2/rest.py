@@ -30,7 +30,7 @@ def split_body(body: bytes, header_length: Optional[str]) -> tuple[bytes, memory
     if header_length is None:
         return body, memoryview(b"")
     text = header_length.strip()
-    if not text.isdigit() or not 0 < int(text) <= len(body):
+    if not text.isdecimal() or not 0 < int(text) <= len(body):
         raise RequestError(f"{HEADER_LENGTH} {header_length!r} must be a whole number in (0, {len(body)}], "
                            f"the body's length: it is the length of the JSON header at the start of the body")
     n = int(text)
