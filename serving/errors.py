@@ -6,6 +6,8 @@ The engine, the validators and the models raise :class:`RequestError` with a
 """
 from __future__ import annotations
 
+import logging
+
 from vslim.errors import ServingError
 
 INVALID = "invalid"              # the request is malformed or does not fit the model
@@ -26,3 +28,9 @@ class RequestError(ServingError):
             raise ValueError(f"unknown request error kind {kind!r}")
         super().__init__(message)
         self.kind = kind
+
+
+def unexpected(exc: BaseException, where: str) -> RequestError:
+    """A bug met while answering: logged with its traceback, answered as INTERNAL (never a bare 500)."""
+    logging.getLogger("vslim.serving").error("unexpected error in %s", where, exc_info=exc)
+    return RequestError(f"internal error in {where}: {type(exc).__name__}: {exc}", INTERNAL)

@@ -26,6 +26,7 @@ import uvicorn
 from vslim.config import ServerConfig
 from vslim.errors import ServingError
 from vslim.inference import Predictor
+from vslim.textnum import whole_number
 
 from .auth import load_token
 from .bundle import load_bundle
@@ -72,9 +73,9 @@ def injected_faults() -> int:
     key, _, value = spec.partition("=")
     if not spec:
         return 0
-    if key != "inference_error_every" or not value.isdecimal() or int(value) < 1:
+    if key != "inference_error_every" or not whole_number(value) or whole_number(value) < 1:
         raise ServingError(f"VSLIM_INJECT_FAULTS={spec!r} is not understood; use inference_error_every=N")
-    return int(value)
+    return whole_number(value)
 
 
 def is_loopback(host: str) -> bool:

@@ -43,7 +43,8 @@ class ModelStats:
         """One request answered (``ok``) or refused, after ``seconds``."""
         with self._lock:
             self.phases["success" if ok else "fail"].add(seconds)
-            self.last_inference_ms = int(time.time() * 1000)
+            if ok:
+                self.last_inference_ms = int(time.time() * 1000)
 
     def phase(self, name: str, seconds: float, count: int = 1) -> None:
         with self._lock:
@@ -54,11 +55,15 @@ class ModelStats:
             self.inference_count += count
 
     def execution(self, size: int, run_seconds: float, waits) -> None:
-        """One model run of ``size`` items; ``waits``: each merged request's time in the queue."""
+        """One model run of ``size`` items; ``waits``: each merged request's time in the queue.
+
+        As Triton counts them: ``compute_infer`` per request (each request of a merged batch
+        spent the whole run), ``batch_stats`` per run.
+        """
         with self._lock:
             self.execution_count += 1
             self.inference_count += size
-            self.phases["compute_infer"].add(run_seconds)
+            self.phases["compute_infer"].add(run_seconds * len(waits), len(waits))
             for wait in waits:
                 self.phases["queue"].add(wait)
             self.batches.setdefault(size, Duration()).add(run_seconds)

@@ -148,3 +148,12 @@ def test_unpacked_or_split_floats_fall_back_to_protobuf():
     split = t.SerializeToString() + half + half + half
     wire = codec.parse_proto(bytes([1 << 3 | 2, len(split)]) + split)
     np.testing.assert_array_equal(wire.tensors[0].values, [1.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("log_id, message", [("--5", "must be an integer"), (-1, "\\[0, 2\\^64\\)"),
+                                             (2**64, "\\[0, 2\\^64\\)"), ("9" * 5000, "must be an integer")])
+def test_log_ids_that_int_or_the_message_cannot_hold_are_refused(log_id, message):
+    """Found in review: '--5' passed a check-then-int() and a negative log_id broke the Response."""
+    body = json.dumps({"tensor": [], "log_id": log_id}).encode()
+    with pytest.raises(RequestError, match=message):
+        codec.parse_json(body)

@@ -295,3 +295,11 @@ def test_both_decoders_land_on_the_right_frame_in_every_container(tmp_path, name
                 wanted = rng.integers(0, 60, size=8).tolist()
                 np.testing.assert_array_equal(reader.read(wanted), np.stack([truth[i] for i in wanted]),
                                               err_msg=f"{reader_class.__name__} {wanted}")
+
+
+def test_elongated_frames_are_refused_before_scaling():
+    """Found in review: a 2x4000 frame scaled to a 256 short side would allocate 256x512,000 pixels per frame."""
+    pipe = ClipPipeline(PreprocessConfig(short_size=256, target_size=224, fixed_ratio=False))
+    with pytest.raises(DataError, match="too elongated"):
+        pipe.from_frames(np.zeros((2, 2, 4000, 3), np.uint8))
+    assert pipe.from_frames(np.zeros((2, 90, 1440, 3), np.uint8)).shape == (8, 3, 224, 224)  # 16:1 still passes

@@ -167,3 +167,40 @@ def test_tritonclient_and_vslim_messages_live_in_one_process():
     ours.inputs.add(name="x", datatype="FP32", shape=[1])
     theirs = tritongrpc.ModelInferRequest.FromString(ours.SerializeToString())
     assert theirs.model_name == "m" and theirs.inputs[0].datatype == "FP32"
+
+
+def test_numbers_int_cannot_read_and_exact_uint64_values():
+    """Found in review: 5,000 digits pass str.isdecimal() but not int(); numpy rounds [2**64-1, 0] to floats."""
+    body, _ = binary_body({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]})
+    for header in ("9" * 5000, "\u00b2", "-3", " "):
+        with pytest.raises(RequestError, match="Inference-Header-Content-Length"):
+            rest.parse_request(body, header, "m", "")
+    big = [2**64 - 1, 0]
+    assert datatypes.from_json(big, "UINT64", "x").tolist() == big
+    msg = pb.ModelInferRequest(model_name="m")
+    msg.inputs.add(name="x", datatype="UINT64", shape=[2]).contents.uint64_contents.extend(big)
+    assert request_from_proto(msg).inputs[0].data.tolist() == big
+    with pytest.raises(RequestError, match="do not fit INT64"):
+        datatypes.from_json([2**63, -1], "INT64", "x")
+    with pytest.raises(RequestError, match="do not fit FP32"):
+        datatypes.from_json([1e300], "FP32", "x")
+
+
+def test_declared_sizes_are_limited_before_any_data_is_decoded():
+    from vslim.serving.signature import Limits
+
+    limits = Limits(max_batch=4, max_elements=1000)
+    body, length = binary_body({"inputs": [{"name": "v", "shape": [10**12], "datatype": "BYTES",
+                                            "parameters": {"binary_data_size": 8}}]}, b"\0" * 8)
+    with pytest.raises(RequestError, match="over this server's limit of 1000") as info:
+        rest.parse_request(body, length, "m", "", limits)
+    assert info.value.kind == "too_large"
+    many = datatypes.serialize_bytes([b"x"] * 3)
+    with pytest.raises(RequestError, match="more than the 2 element"):
+        datatypes.from_raw(many, "BYTES", [2], "v")
+    msg = pb.ModelInferRequest(model_name="m")
+    msg.inputs.add(name="x", datatype="FP32", shape=[10**9])
+    msg.raw_input_contents.append(b"")
+    with pytest.raises(RequestError, match="over this server's limit") as info:
+        request_from_proto(msg, limits)
+    assert info.value.kind == "too_large"

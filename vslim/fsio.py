@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import OutputExistsError
+from .textnum import whole_number
 
 
 def _tmp_sibling(final: Path, tag: str) -> Path:
@@ -39,7 +40,7 @@ def remove_stale_siblings(final: Path) -> list[Path]:
     removed = []
     for candidate in final.parent.glob(f".{final.name}.*-*-*"):
         parts = candidate.name.rsplit("-", 2)
-        if len(parts) == 3 and parts[1].isdecimal() and not _pid_alive(int(parts[1])):
+        if len(parts) == 3 and whole_number(parts[1]) is not None and not _pid_alive(whole_number(parts[1])):
             shutil.rmtree(candidate, ignore_errors=True)
             removed.append(candidate)
     return removed

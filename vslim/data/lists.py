@@ -18,6 +18,7 @@ from typing import Optional
 
 from ..config import ListConfig
 from ..errors import DataError
+from ..textnum import whole_number
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,6 @@ def read_labels(path: Path | str) -> list[str]:
         raise DataError(f"labels file {path} is empty")
     # Accept "<id> <name>" lines as well as bare names.
     split = [l.split(maxsplit=1) for l in labels]
-    if all(len(p) == 2 and p[0].isdecimal() for p in split):
-        return [p[1] for p in sorted(split, key=lambda p: int(p[0]))]
+    if all(len(p) == 2 and whole_number(p[0]) is not None for p in split):
+        return [p[1] for p in sorted(split, key=lambda p: whole_number(p[0]))]
     return labels

@@ -13,6 +13,9 @@ from .lists import VideoEntry
 from .sampling import segment_indices
 
 
+MAX_ASPECT = 16  # widest frame shape accepted (panoramic video is about 4:1)
+
+
 class ClipPipeline:
     """Turns a video, a frame folder or an in-memory frame array into one model input clip.
 
@@ -65,6 +68,10 @@ class ClipPipeline:
         h, w = frames.shape[1:3]
         if min(h, w) < 2:
             raise DataError(f"frames of {h}x{w} pixels are too small to scale")
+        if max(h, w) > MAX_ASPECT * min(h, w):
+            # scaling the short side up would make the long side (and memory) grow without bound
+            raise DataError(f"frames of {h}x{w} pixels are too elongated to be video frames "
+                            f"(aspect ratio over {MAX_ASPECT}:1)")
         frames = T.scale_short_side(frames, cfg.short_size, cfg.fixed_ratio)
         if train:
             frames = T.random_crop(frames, cfg.target_size, rng or np.random.default_rng())

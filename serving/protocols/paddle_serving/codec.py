@@ -20,6 +20,8 @@ import numpy as np
 import orjson
 from google.protobuf.message import DecodeError
 
+from vslim.textnum import whole_number
+
 from ...errors import TOO_LARGE, RequestError
 from ...httpbody import load_json
 from ...signature import Limits, Signature, TensorIn, check_inputs, check_outputs
@@ -107,8 +109,8 @@ def _int(value, what: str) -> int:
         raise RequestError(f"{what} must be an integer, got {value!r}")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.lstrip("-").isdecimal():
-        return int(value)
+    if isinstance(value, str) and whole_number(value, signed=True) is not None:
+        return whole_number(value, signed=True)
     if isinstance(value, float) and value.is_integer():
         return int(value)
     raise RequestError(f"{what} must be an integer, got {value!r}")
@@ -168,7 +170,10 @@ def parse_json(body: bytes) -> WireRequest:
     fetch = obj.get("fetch_var_names", [])
     if not isinstance(fetch, list) or not all(isinstance(f, str) for f in fetch):
         raise RequestError("'fetch_var_names' must be a list of strings")
-    return WireRequest(tensors, fetch, _int(obj.get("log_id", 0), "log_id"))
+    log_id = _int(obj.get("log_id", 0), "log_id")
+    if not 0 <= log_id < 2**64:  # Request.log_id is a uint64
+        raise RequestError(f"log_id must be a whole number in [0, 2^64), got {log_id}")
+    return WireRequest(tensors, fetch, log_id)
 
 
 def parse_frames(body: bytes, limit: int) -> tuple[np.ndarray, int]:
@@ -203,7 +208,7 @@ def parse_frames(body: bytes, limit: int) -> tuple[np.ndarray, int]:
     if len(raw) != math.prod(shape):
         raise RequestError(f"frames holds {len(raw)} bytes but frames_shape {tuple(shape)} needs {math.prod(shape)}")
     logid = obj.get("logid", 0)
-    return np.frombuffer(raw, np.uint8).reshape(shape), int(logid) if str(logid).isdecimal() else 0
+    return np.frombuffer(raw, np.uint8).reshape(shape), whole_number(str(logid)) or 0
 
 
 # --------------------------------------------------------------------------- validation

@@ -5,7 +5,7 @@ import time
 
 import grpc
 
-from ...errors import RequestError
+from ...errors import RequestError, unexpected
 from ...service import ModelService
 from . import codec
 from .errors import ERR_NO, GRPC_STATUS
@@ -28,7 +28,8 @@ class GeneralModelServicer:
             wire = codec.parse_proto(request)
             feeds, fetch = codec.validate(wire, service.signature, service.limits)
             resp = codec.response(await service.run(feeds, fetch, PROTOCOL), service.signature, wire.log_id)
-        except RequestError as exc:
+        except Exception as exc:
+            exc = exc if isinstance(exc, RequestError) else unexpected(exc, f"GeneralModelService/{endpoint}")
             service.record(PROTOCOL, endpoint, start, exc)
             err_no = ERR_NO[exc.kind]
             # Status code and details for gRPC clients; err_no/err_msg as trailing metadata.

@@ -15,8 +15,8 @@ import time
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from ...errors import UNSUPPORTED, RequestError
-from ...httpbody import read_body, read_decoded
+from ...errors import UNSUPPORTED, RequestError, unexpected
+from ...httpbody import parse_off_loop, read_body, read_decoded
 from ...openapi import BINARY, JSON_ANY, responses
 from ...service import VIDEO_MODEL, ModelService
 from ...video import clip_from_frames, clip_from_video_bytes
@@ -25,7 +25,6 @@ from .errors import ERR_NO, HTTP_STATUS
 
 PROTOCOL = "http"  # the metrics label
 PROTO_TYPES = ("application/proto", "application/x-protobuf", "application/octet-stream")
-OFFLOAD_BYTES = 256 << 10  # decode bigger bodies off the event loop
 GENERAL_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"type": "object", "description": "Request as proto3 JSON, e.g. "
                                     '{"tensor":[{"float_data":[...],"elem_type":1,"name":"data_batch_0",'
@@ -43,12 +42,6 @@ GENERAL_CONTENT = {**JSON_ANY, "application/proto": BINARY}
 GENERAL_RESPONSES = {200: {"description": "Response, in the request's encoding", "content": GENERAL_CONTENT},
                      **responses((400, 401, 413, 415, 500, 503), GENERAL_CONTENT)}
 VIDEO_RESPONSES = responses((400, 401, 413, 500, 503))
-
-
-async def _maybe_offload(fn, body: bytes, *args):
-    if len(body) > OFFLOAD_BYTES:
-        return await asyncio.to_thread(fn, body, *args)
-    return fn(body, *args)
 
 
 def _media_type(request: Request) -> str:
@@ -74,11 +67,12 @@ def router(service: ModelService) -> APIRouter:
             body = await read_decoded(request, service.max_body)
             if not media:
                 as_proto = not body.lstrip()[:1] == b"{"
-            wire = await _maybe_offload(codec.parse_proto if as_proto else codec.parse_json, body)
+            wire = await parse_off_loop(codec.parse_proto if as_proto else codec.parse_json, body)
             feeds, fetch = codec.validate(wire, service.signature, service.limits)
             resp = codec.response(await service.run(feeds, fetch, PROTOCOL), service.signature, wire.log_id)
             status = 200
-        except RequestError as exc:
+        except Exception as exc:
+            exc = exc if isinstance(exc, RequestError) else unexpected(exc, f"/GeneralModelService/{endpoint}")
             service.record(PROTOCOL, endpoint, start, exc)
             resp, status = codec.error_response(ERR_NO[exc.kind], str(exc)), HTTP_STATUS[exc.kind]
         else:
@@ -108,7 +102,8 @@ def router(service: ModelService) -> APIRouter:
             clip = await asyncio.to_thread(clip_from_frames, service.pipeline, frames)
             service.stats[VIDEO_MODEL].phase("compute_input", time.perf_counter() - start)
             (top,) = await service.classify([clip], 1, PROTOCOL)
-        except RequestError as exc:
+        except Exception as exc:
+            exc = exc if isinstance(exc, RequestError) else unexpected(exc, "/video/prediction")
             service.record(PROTOCOL, "video", start, exc, VIDEO_MODEL)
             return pipeline_answer(ERR_NO[exc.kind], str(exc), status=HTTP_STATUS[exc.kind])
         service.record(PROTOCOL, "video", start, model=VIDEO_MODEL)
@@ -127,7 +122,8 @@ def router(service: ModelService) -> APIRouter:
             clip = await asyncio.to_thread(clip_from_video_bytes, service.pipeline, body)
             service.stats[VIDEO_MODEL].phase("compute_input", time.perf_counter() - start)
             (top,) = await service.classify([clip], top_k, PROTOCOL)
-        except RequestError as exc:
+        except Exception as exc:
+            exc = exc if isinstance(exc, RequestError) else unexpected(exc, "/video/classify")
             service.record(PROTOCOL, "classify", start, exc, VIDEO_MODEL)
             return JSONResponse({"error": str(exc)}, status_code=HTTP_STATUS[exc.kind])
         service.record(PROTOCOL, "classify", start, model=VIDEO_MODEL)

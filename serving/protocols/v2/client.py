@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Optional, Sequence
+from urllib.parse import quote
 
 import numpy as np
 import orjson
@@ -37,8 +38,6 @@ def _tops(result: dict[str, np.ndarray]) -> list[TopK]:
 
 
 class _V2Client(Client):
-    transport = "?"
-
     def __init__(self, address: str, config=None, timeout: float = DEFAULT_TIMEOUT, token: Optional[str] = None,
                  tls_ca: Optional[str] = None, model: Optional[str] = None):
         super().__init__(address, config, timeout, token, tls_ca)
@@ -94,14 +93,18 @@ class V2HttpClient(_V2Client):
     def server_metadata(self) -> dict:
         return self._json("")
 
+    def _model(self, model: Optional[str]) -> str:
+        return f"/models/{quote(model or self.model, safe='')}"
+
     def model_metadata(self, model: Optional[str] = None) -> dict:
-        return self._json(f"/models/{model or self.model}")
+        return self._json(self._model(model))
 
     def model_config(self, model: Optional[str] = None) -> dict:
-        return self._json(f"/models/{model or self.model}/config")
+        return self._json(f"{self._model(model)}/config")
 
     def model_ready(self, model: Optional[str] = None) -> bool:
-        return self._request("GET", f"/models/{model or self.model}/ready").status_code == 200
+        """As Triton's HTTP client: an unknown model is simply not ready (gRPC raises NOT_FOUND)."""
+        return self._request("GET", f"{self._model(model)}/ready").status_code == 200
 
     def server_ready(self) -> bool:
         return self._request("GET", "/health/ready").status_code == 200
@@ -118,7 +121,11 @@ class V2HttpClient(_V2Client):
                 entry["parameters"] = {"binary_data_size": len(raw)}
                 chunks.append(raw)
             elif array.dtype == object:
-                entry["data"] = [bytes(x).decode() for x in array.reshape(-1)]
+                try:
+                    entry["data"] = [bytes(x).decode() for x in array.reshape(-1)]
+                except UnicodeDecodeError:
+                    raise ServingError(f"input {name!r} holds bytes that are not UTF-8 text; JSON cannot carry "
+                                       "them: send binary tensors") from None
             else:
                 entry["data"] = array.reshape(-1).tolist()
             header["inputs"].append(entry)
@@ -135,7 +142,7 @@ class V2HttpClient(_V2Client):
         headers = {"Content-Type": "application/octet-stream" if chunks else "application/json"}
         if chunks:
             headers["Inference-Header-Content-Length"] = str(len(head))
-        r = self._request("POST", f"/models/{model}/infer", data=b"".join([head, *chunks]), headers=headers)
+        r = self._request("POST", f"{self._model(model)}/infer", data=b"".join([head, *chunks]), headers=headers)
         if r.status_code != 200:
             raise self._fail(f"HTTP {r.status_code}", _error_text(r))
         return parse_http_answer(r.content, r.headers.get("Inference-Header-Content-Length"))

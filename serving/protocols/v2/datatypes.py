@@ -10,8 +10,8 @@ import struct
 
 import numpy as np
 
-from ...errors import RequestError
-from ...signature import Wording
+from ...errors import INTERNAL, TOO_LARGE, RequestError
+from ...signature import Limits, Wording
 
 BYTES = "BYTES"
 DTYPES: dict[str, np.dtype] = {
@@ -38,7 +38,7 @@ def datatype_of(dtype) -> str:
     for name, dt in DTYPES.items():
         if dt == dtype.newbyteorder("<") or dt == dtype:
             return name
-    raise RequestError(f"dtype {dtype} has no v2 datatype")
+    raise RequestError(f"dtype {dtype} has no v2 datatype", INTERNAL)
 
 
 WORDING = Wording("input", "output", datatype_of)
@@ -57,15 +57,39 @@ def element_count(shape: list[int]) -> int:
     return count
 
 
+def check_size(shape: list[int], limits: Limits, what: str) -> int:
+    """The element count a shape declares, refused before any data is decoded when over the limit."""
+    if any(d < 0 for d in shape):
+        raise RequestError(f"{what}: shape {shape} has a negative dimension")
+    count = element_count(shape)
+    if count > limits.max_elements:
+        raise RequestError(f"{what}: shape {shape} declares {count} elements, over this server's limit of "
+                           f"{limits.max_elements}", TOO_LARGE)
+    return count
+
+
 def from_raw(raw, datatype: str, shape: list[int], what: str) -> np.ndarray:
     """Flat elements of one tensor's raw bytes, refused when their size does not fit the shape."""
     if datatype == BYTES:
-        return deserialize_bytes(raw, what)
+        return deserialize_bytes(raw, what, element_count(shape))
     dtype = DTYPES[datatype]
     need = element_count(shape) * dtype.itemsize
     if len(raw) != need:
         raise RequestError(f"{what}: {len(raw)} bytes of {datatype} data, but shape {shape} needs {need}")
     return np.frombuffer(raw, dtype=dtype)
+
+
+def integers(values, datatype: str, what: str) -> np.ndarray:
+    """Exact integers as ``datatype``, refused when one does not fit (never wrapped, never rounded)."""
+    dtype = DTYPES[datatype]
+    if not values:
+        return np.empty(0, dtype=dtype)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise RequestError(f"{what}: 'data' must hold {datatype} values (whole numbers), got {_sample(values)!r}")
+    info = np.iinfo(dtype)
+    if min(values) < info.min or max(values) > info.max:
+        raise RequestError(f"{what}: values do not fit {datatype} ({info.min}..{info.max})")
+    return np.array(values, dtype=dtype)
 
 
 def to_raw(array: np.ndarray) -> bytes:
@@ -82,11 +106,14 @@ def serialize_bytes(elements) -> bytes:
     return b"".join(parts)
 
 
-def deserialize_bytes(raw, what: str) -> np.ndarray:
-    """BYTES elements from length-prefixed raw bytes; a prefix running past the end is refused."""
+def deserialize_bytes(raw, what: str, limit: int | None = None) -> np.ndarray:
+    """BYTES elements from length-prefixed raw bytes; a prefix running past the end is refused, and so
+    is an element beyond ``limit`` (the declared count) before it is copied."""
     view = memoryview(raw)
     out, pos = [], 0
     while pos < len(view):
+        if limit is not None and len(out) >= limit:
+            raise RequestError(f"{what}: BYTES data holds more than the {limit} element(s) its shape declares")
         if pos + 4 > len(view):
             raise RequestError(f"{what}: BYTES data ends inside a 4-byte length prefix at byte {pos}")
         (length,) = _LENGTH.unpack_from(view, pos)
@@ -117,14 +144,21 @@ def from_json(data, datatype: str, what: str) -> np.ndarray:
         raise RequestError(f"{what}: FP16 data cannot travel as JSON; send it as binary data")
     dtype = DTYPES[datatype]
     try:
-        array = np.asarray(data)
+        array = np.asarray(data)  # numpy's C loop: fast for the common, regular case
     except ValueError as exc:  # ragged nesting
         raise RequestError(f"{what}: 'data' is not a regular (rectangular) nesting of values") from exc
+    if dtype.kind in "iu" and array.dtype.kind not in "iu":
+        # numpy turns a mix of very large and negative (or small) integers into floats: check them exactly
+        return integers(_flatten(data, what), datatype, what)
     if array.dtype == object or (array.size and array.dtype.kind not in _JSON_KINDS[dtype.kind]):
         raise RequestError(f"{what}: 'data' must hold {datatype} values, got {_sample(data)!r}")
+    if dtype.kind in "iu" and array.size:
+        info = np.iinfo(dtype)
+        if array.min() < info.min or array.max() > info.max:
+            raise RequestError(f"{what}: values do not fit {datatype} ({info.min}..{info.max})")
     with np.errstate(all="ignore"):
         out = array.astype(dtype).reshape(-1)
-    if dtype.kind in "iu" and array.size and not np.array_equal(out, array.reshape(-1)):
+    if dtype.kind == "f" and array.size and np.isinf(out).any():  # JSON has no infinity: an overflow
         raise RequestError(f"{what}: values do not fit {datatype}")
     return out
 

@@ -1,8 +1,9 @@
 """The v2 answers to a refused request: HTTP status with ``{"error": "..."}``, and gRPC status codes.
 
-Where Triton and the specification differ, vslim follows the specification:
-Triton answers malformed JSON with 500 and a server that is not ready with 400;
-vslim says 400 and 503 (Kubernetes probes treat both as "not ready").
+Two deliberate choices: malformed JSON is the client's error, 400 (Triton answers
+500); a server or model that is not ready answers 503 (the specification asks for
+a 4xx, Triton answers 400): 503 is what load balancers read as "try another
+replica", and Kubernetes and KServe probes fail on any status >= 400 alike.
 """
 from __future__ import annotations
 

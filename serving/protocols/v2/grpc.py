@@ -15,9 +15,10 @@ import numpy as np
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
-from ...errors import RequestError
+from ...errors import RequestError, unexpected
 from ...service import ModelService
-from .datatypes import BYTES, CONTENTS, DTYPES, check_datatype, from_raw, to_raw
+from ...signature import Limits
+from .datatypes import BYTES, CONTENTS, DTYPES, check_datatype, check_size, from_raw, integers, to_raw
 from .errors import GRPC_STATUS
 from .messages import InferInput, InferRequest, InferResponse, RequestedOutput
 from .models import Repository, server_metadata
@@ -39,14 +40,12 @@ def _typed_values(t, datatype: str, what: str) -> np.ndarray:
         array[:] = list(values)
         return array
     dtype = DTYPES[datatype]
-    wide = np.asarray(values)
-    out = wide.astype(dtype)
-    if dtype.kind in "iu" and not np.array_equal(out, wide):
-        raise RequestError(f"{what}: contents hold values that do not fit {datatype}")
-    return out
+    if dtype.kind in "iu":
+        return integers(list(values), datatype, what)
+    return np.array(values, dtype=dtype)
 
 
-def request_from_proto(msg) -> InferRequest:
+def request_from_proto(msg, limits: Limits = Limits()) -> InferRequest:
     raw = msg.raw_input_contents
     if raw and len(raw) != len(msg.inputs):
         raise RequestError(f"raw_input_contents holds {len(raw)} entries for {len(msg.inputs)} inputs; "
@@ -56,8 +55,7 @@ def request_from_proto(msg) -> InferRequest:
         what = f"input {t.name!r}"
         datatype = check_datatype(t.datatype, what)
         shape = list(t.shape)
-        if any(d < 0 for d in shape):
-            raise RequestError(f"{what}: shape {shape} has a negative dimension")
+        check_size(shape, limits, what)
         if raw:
             if t.HasField("contents") and t.contents.ByteSize():
                 raise RequestError(f"{what}: both typed contents and raw_input_contents; send one of them")
@@ -112,15 +110,18 @@ class InferenceServicer:
         return json_format.ParseDict({"model_stats": self.repo.stats(request.name, request.version)},
                                      pb.ModelStatisticsResponse())
 
-    async def ModelInfer(self, request, context):
+    async def ModelInfer(self, raw: bytes, context):
         start = time.perf_counter()
-        model = self.repo.get(request.model_name, request.model_version)
+        model = None
         try:
+            request = _parse(pb.ModelInferRequest, raw)
+            model = self.repo.get(request.model_name, request.model_version)
             self.service.check_ready()
-            resp = response_to_proto(await model.infer(request_from_proto(request), PROTOCOL))
-        except RequestError as exc:
-            self.service.record(PROTOCOL, "infer", start, exc, model.kind)
-            raise
+            resp = response_to_proto(await model.infer(request_from_proto(request, self.service.limits), PROTOCOL))
+        except Exception as exc:
+            refusal = exc if isinstance(exc, RequestError) else unexpected(exc, "v2 gRPC ModelInfer")
+            self.service.record(PROTOCOL, "infer", start, refusal, model.kind if model else None)
+            raise refusal from None
         self.service.record(PROTOCOL, "infer", start, model=model.kind)
         return resp
 
@@ -131,17 +132,24 @@ _REQUESTS = {"ServerLive": "ServerLiveRequest", "ServerReady": "ServerReadyReque
              "ModelConfig": "ModelConfigRequest", "ModelStatistics": "ModelStatisticsRequest"}
 
 
+def _parse(request_type, raw: bytes):
+    try:
+        return request_type.FromString(raw)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise RequestError(f"malformed {request_type.DESCRIPTOR.name}: {exc}") from exc
+
+
 def _handler(method, request_type):
-    """Parse the raw request, run the method, and turn refusals into the v2 status codes."""
+    """Parse the raw request (ModelInfer parses its own, to count refusals), run the method, and turn
+    refusals into the v2 status codes."""
     async def handle(raw: bytes, context):
         try:
-            try:
-                request = request_type.FromString(raw)
-            except (DecodeError, RuntimeError, ValueError) as exc:
-                raise RequestError(f"malformed {request_type.DESCRIPTOR.name}: {exc}") from exc
-            return await method(request, context)
+            return await method(raw if request_type is None else _parse(request_type, raw), context)
         except RequestError as exc:
             await context.abort(GRPC_STATUS[exc.kind], str(exc))
+        except Exception as exc:
+            refusal = unexpected(exc, f"v2 gRPC {method.__name__}")
+            await context.abort(GRPC_STATUS[refusal.kind], str(refusal))
 
     return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=None,
                                                response_serializer=lambda m: m.SerializeToString())
@@ -149,7 +157,7 @@ def _handler(method, request_type):
 
 def add_to_server(server: grpc.aio.Server, service: ModelService) -> list[str]:
     servicer = InferenceServicer(service)
-    handlers = {name: _handler(getattr(servicer, name), getattr(pb, request))
+    handlers = {name: _handler(getattr(servicer, name), None if name == "ModelInfer" else getattr(pb, request))
                 for name, request in _REQUESTS.items()}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     return [SERVICE_NAME]

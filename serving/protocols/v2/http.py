@@ -7,14 +7,13 @@ Routes (``[/versions/{v}]`` optional; vslim serves version ``1``):
 """
 from __future__ import annotations
 
-import asyncio
 import time
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 
-from ...errors import UNAVAILABLE, RequestError
-from ...httpbody import read_decoded
+from ...errors import RequestError, unexpected
+from ...httpbody import parse_off_loop, read_decoded
 from ...openapi import BINARY, JSON_ANY, responses
 from ...service import ModelService
 from . import rest
@@ -22,7 +21,6 @@ from .errors import HTTP_STATUS
 from .models import Repository, server_metadata
 
 PROTOCOL = "v2-http"  # the metrics label
-OFFLOAD_BYTES = 256 << 10  # parse bigger bodies off the event loop
 INFER_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"type": "object", "required": ["inputs"], "description":
                                     'e.g. {"inputs":[{"name":"data_batch_0","shape":[1,8,3,64,64],'
@@ -57,9 +55,13 @@ def router(service: ModelService) -> APIRouter:
     repo = Repository(service)
     api = APIRouter(prefix="/v2", tags=["Open Inference Protocol (v2)"])
 
-    def not_ready() -> RequestError:
-        why = "draining" if service.draining else "still loading the model"
-        return RequestError(f"the server is {why}", UNAVAILABLE)
+    def readiness() -> Response:
+        """200 with an empty body, or 503 saying why not (loading, draining)."""
+        try:
+            service.check_ready()
+        except RequestError as exc:
+            return error(exc)
+        return _empty()
 
     @api.get("", summary="Server metadata: name, version, extensions")
     async def metadata() -> JSONResponse:
@@ -73,7 +75,7 @@ def router(service: ModelService) -> APIRouter:
     @api.get("/health/ready", summary="200 once the model is loaded and taking requests", responses=HEALTH_RESPONSES,
              response_class=Response)
     async def ready() -> Response:
-        return _empty() if service.ready else error(not_ready())
+        return readiness()
 
     @api.get("/models/stats", summary="Statistics of every model (Triton's statistics extension)",
              responses=responses((401,)))
@@ -106,10 +108,10 @@ def router(service: ModelService) -> APIRouter:
                responses={**HEALTH_RESPONSES, **responses((404,))})
     async def model_ready(name: str, version: str, request: Request) -> Response:
         try:
-            model = repo.get(name, version)
+            repo.get(name, version)
         except RequestError as exc:
             return error(exc)
-        return _empty() if model.ready else error(not_ready())
+        return readiness()
 
     @per_model("get", "/config", summary="Model configuration (Triton's extension)", responses=MODEL_RESPONSES)
     async def model_config(name: str, version: str, request: Request) -> Response:
@@ -129,15 +131,13 @@ def router(service: ModelService) -> APIRouter:
             service.check_ready()
             body = await read_decoded(request, service.max_body)
             header = request.headers.get(rest.HEADER_LENGTH)
-            if len(body) > OFFLOAD_BYTES:
-                req = await asyncio.to_thread(rest.parse_request, body, header, name, version)
-            else:
-                req = rest.parse_request(body, header, name, version)
+            req = await parse_off_loop(rest.parse_request, body, header, name, version, service.limits)
             resp = await model.infer(req, PROTOCOL)
             content, headers = rest.encode_response(resp, req)
-        except RequestError as exc:
-            service.record(PROTOCOL, "infer", start, exc, model.kind if model else None)
-            return error(exc)
+        except Exception as exc:
+            refusal = exc if isinstance(exc, RequestError) else unexpected(exc, "v2 HTTP infer")
+            service.record(PROTOCOL, "infer", start, refusal, model.kind if model else None)
+            return error(refusal)
         service.record(PROTOCOL, "infer", start, model=model.kind)
         return Response(content, headers=headers)
 

@@ -19,6 +19,7 @@ from typing import Any, Optional
 import numpy as np
 
 from vslim import __version__
+from vslim.textnum import whole_number
 
 from ...errors import NOT_FOUND, TOO_LARGE, RequestError
 from ...service import TENSOR_MODEL, VIDEO_MODEL, ModelService
@@ -31,8 +32,6 @@ VERSION = "1"
 SERVER_NAME = "vslim"
 EXTENSIONS = ("binary_tensor_data", "model_configuration", "statistics", "parameters")
 DEFAULT_TOP_K = 5
-# request parameters the protocol itself uses; the rest reach the model
-RESERVED_PARAMETERS = ("binary_data_output",)
 
 
 def server_metadata() -> dict:
@@ -159,8 +158,8 @@ class VideoModel(V2Model):
 
     def _top_k(self, parameters: dict[str, Any]) -> int:
         value = parameters.get("top_k", DEFAULT_TOP_K)
-        if isinstance(value, str) and value.strip().isdecimal():
-            value = int(value)
+        if isinstance(value, str) and whole_number(value) is not None:
+            value = whole_number(value)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise RequestError(f"parameter top_k must be a whole number >= 1, got {value!r}")
         return min(value, self.service.num_classes)
@@ -231,9 +230,9 @@ class Repository:
 
     def get(self, name: str, version: Optional[str] = "") -> V2Model:
         model = self.models.get(name)
-        if model is None:  # Triton's wording
-            raise RequestError(f"Request for unknown model: '{name}' is not found; this server has "
-                               f"{', '.join(self.models)}", NOT_FOUND)
+        if model is None:  # Triton's wording (without the served names: model ready is open without a token)
+            raise RequestError(f"Request for unknown model: '{name}' is not found; a bundle NAME is served as "
+                               "models NAME and NAME_video", NOT_FOUND)
         if version not in ("", None, VERSION):
             raise RequestError(f"Request for unknown model: '{name}' version {version} is not found; "
                                f"it has version {VERSION}", NOT_FOUND)

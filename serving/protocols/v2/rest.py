@@ -17,9 +17,12 @@ from typing import Any, Optional
 
 import orjson
 
+from vslim.textnum import whole_number
+
 from ...errors import RequestError
 from ...httpbody import load_json
-from .datatypes import check_datatype, from_json, from_raw, to_json, to_raw
+from ...signature import Limits
+from .datatypes import check_datatype, check_size, from_json, from_raw, to_json, to_raw
 from .messages import InferInput, InferRequest, InferResponse, RequestedOutput
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -29,11 +32,10 @@ def split_body(body: bytes, header_length: Optional[str]) -> tuple[bytes, memory
     """The JSON header and the binary part after it."""
     if header_length is None:
         return body, memoryview(b"")
-    text = header_length.strip()
-    if not text.isdecimal() or not 0 < int(text) <= len(body):
-        raise RequestError(f"{HEADER_LENGTH} {header_length!r} must be a whole number in (0, {len(body)}], "
+    n = whole_number(header_length)
+    if n is None or not 0 < n <= len(body):
+        raise RequestError(f"{HEADER_LENGTH} {header_length[:40]!r} must be a whole number in (0, {len(body)}], "
                            f"the body's length: it is the length of the JSON header at the start of the body")
-    n = int(text)
     return body[:n], memoryview(body)[n:]
 
 
@@ -51,16 +53,17 @@ def _parameters(obj: dict, what: str) -> dict[str, Any]:
     return params
 
 
-def _shape(value, what: str) -> list[int]:
+def _shape(value, what: str, limits: Limits) -> list[int]:
     if not isinstance(value, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in value):
         raise RequestError(f"{what}: 'shape' must be a list of whole numbers")
-    if any(d < 0 for d in value):
-        raise RequestError(f"{what}: shape {value} has a negative dimension")
+    check_size(value, limits, what)
     return value
 
 
-def parse_request(body: bytes, header_length: Optional[str], model: str, version: str) -> InferRequest:
-    """An inference request from its HTTP body (JSON, or JSON + binary tensors)."""
+def parse_request(body: bytes, header_length: Optional[str], model: str, version: str,
+                  limits: Limits = Limits()) -> InferRequest:
+    """An inference request from its HTTP body (JSON, or JSON + binary tensors); a shape over ``limits``
+    is refused before its data is decoded."""
     header, binary = split_body(body, header_length)
     obj = _object(load_json(header), "the request body")
     req_id = obj.get("id", "")
@@ -77,7 +80,7 @@ def parse_request(body: bytes, header_length: Optional[str], model: str, version
         if not isinstance(name, str) or not name:
             raise RequestError(f"{what}: 'name' must be a non-empty string")
         datatype = check_datatype(raw.get("datatype"), what)
-        shape = _shape(raw.get("shape"), what)
+        shape = _shape(raw.get("shape"), what, limits)
         params = _parameters(raw, what)
         size = params.get("binary_data_size")
         if size is not None:
