@@ -1,6 +1,6 @@
 """Choosing which ops run INT8 kernels on oneDNN, per model.
 
-Measured (design.md §2 and here): enabling INT8 for every op type crashed on
+Measured (docs/architecture.md, Python stack, and here): enabling INT8 for every op type crashed on
 small TSM models and gave wrong ``fc`` results on a random model, while
 convolutions only (``fused_conv2d``: oneDNN's fusion renames ``conv2d`` before
 quantizing) always worked. On PP-TSM R50 (temporal shifts rewritten), all op

@@ -6,7 +6,7 @@ bullseye packages. ``setup_toolchain`` downloads those packages with a private a
 configuration (the system's apt sources stay untouched), unpacks them into a
 prefix under the vslim home, makes a virtual environment there, bootstraps pip
 from a wheel the host's pip downloads, and installs ``paddlelite==2.13rc0`` with
-``numpy<2`` (design.md §3). Each step is skipped when already done; the
+``numpy<2`` (docs/architecture.md, Paddle Lite). Each step is skipped when already done; the
 toolchain counts as installed only once ``toolchain.json`` is written, last.
 
 Discovery order: ``paddlelite`` importable here, then an explicit optimizer

@@ -91,7 +91,7 @@ def test_every_arch_classifies_a_clip_batch(arch):
 
 
 def test_head_reshapes_instead_of_flattening():
-    """Lite's x86 optimizer crashes on flatten_contiguous_range (design.md §3)."""
+    """Lite's x86 optimizer crashes on flatten_contiguous_range (docs/architecture.md, Paddle Lite)."""
     model = build_model("pptsm_small", 3)
     model.eval()
     static = paddle.jit.to_static(model, input_spec=[paddle.static.InputSpec([None, 8, 3, 64, 64], "float32")],

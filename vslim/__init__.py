@@ -3,7 +3,7 @@
 ``libpaddle.so`` exports its own zlib symbols; if it is loaded before Python's
 shared ``zlib`` module, later zlib users (paddleslim, gzip, scipy) crash with
 ``inflateReset2`` errors. Importing zlib here, before anything in vslim can
-import paddle, pins the right library (design.md §2).
+import paddle, pins the right library (docs/architecture.md, Python stack).
 """
 import os
 import zlib  # noqa: F401  (import order matters, see module docstring)

@@ -3,7 +3,7 @@
 ONNX Runtime is the peer vslim's benchmarks compare against; the converted model
 is run once next to Paddle Inference so a wrong conversion is caught here, not
 in a benchmark table. QDQ-format INT8 models convert too (as QuantizeLinear /
-DequantizeLinear); fake-quant ones do not (design.md §2).
+DequantizeLinear); fake-quant ones do not (docs/architecture.md, Python stack).
 """
 from __future__ import annotations
 

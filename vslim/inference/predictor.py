@@ -1,7 +1,7 @@
 """One wrapper over Paddle Inference for FP32 and INT8 models on CPU, GPU and TensorRT.
 
 It finds the model files, reads the declared input shape and precision, and
-chooses the backend settings that are known to work (design.md §2):
+chooses the backend settings that are known to work (docs/architecture.md, Python stack):
 
 * CPU runs oneDNN unless told not to; INT8 (quantize/dequantize) models run INT8
   kernels with the op set recorded at quantization time, or convolutions only

@@ -1,7 +1,7 @@
 """Structured filter pruning of zoo models: which convs can be pruned, and applying a plan.
 
 PaddleSlim's dygraph pruners follow channel dependencies through the ops they
-know. Two things in TSM models break them (design.md §2): ``temporal_shift`` is
+know. Two things in TSM models break them (docs/architecture.md, Python stack): ``temporal_shift`` is
 unknown to them, and pruning a conv whose channels reach the ``reshape`` before
 the head breaks the classifier. So each conv's output is traced through the
 channel-preserving ops after it (batch norm, activations, pooling, dropout): it is
