@@ -47,7 +47,8 @@ def test_constraints_pin_numpy_below_2():
 
 
 def test_importing_vslim_then_paddle_keeps_zlib_working():
-    """The zlib trap (docs/architecture.md, Python stack): paddle first breaks later gzip users; vslim first must not."""
+    """The zlib trap (docs/architecture.md, Python stack): paddle first breaks later gzip users; vslim first
+    must not."""
     import subprocess
     import sys
 
