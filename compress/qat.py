@@ -20,6 +20,7 @@ from vslim.config import PredictorConfig, QATConfig, TrainConfig, to_dict
 from vslim.data.lists import read_list
 from vslim.data.loader import iter_batches
 from vslim.data.pipeline import ClipPipeline
+from vslim.dy2static import forget_failed_traces
 from vslim.errors import QuantizationError
 from vslim.evaluate import collect_outputs, summarize
 from vslim.export import INPUT_NAME
@@ -84,6 +85,7 @@ def qat(cfg: QATConfig, say: Callable[[str], None] = print) -> dict:
     shape = [None, pre.frames_per_clip, 3, pre.target_size, pre.target_size]
     with atomic_output_dir(cfg.output_dir, overwrite=cfg.overwrite) as tmp:
         try:
+            forget_failed_traces()
             quanter.save_quantized_model(model, str(tmp / MODEL_PREFIX),
                                          input_spec=[paddle.static.InputSpec(shape, "float32", INPUT_NAME)])
         except Exception as exc:

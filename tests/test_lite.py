@@ -7,6 +7,7 @@ import paddle
 import pytest
 
 from vslim.config import ListConfig, LiteConfig, PredictorConfig
+from vslim.dy2static import forget_failed_traces
 from vslim.errors import LiteError
 from vslim.inference import Predictor, inspect_model
 
@@ -126,7 +127,9 @@ class _Flatten(paddle.nn.Layer):
 def _save(layer, folder):
     layer.eval()
     spec = [paddle.static.InputSpec([None, 3, 16, 16], "float32", "x")]
-    paddle.jit.save(paddle.jit.to_static(layer, input_spec=spec, full_graph=True), str(folder / "model"))
+    static = paddle.jit.to_static(layer, input_spec=spec, full_graph=True)
+    forget_failed_traces()  # earlier tests in this process may have left failed conversions behind
+    paddle.jit.save(static, str(folder / "model"))
     return folder
 
 

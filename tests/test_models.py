@@ -98,3 +98,33 @@ def test_head_reshapes_instead_of_flattening():
                                   full_graph=True)
     ops = {op.type for op in static.forward.concrete_program.main_program.global_block().ops}
     assert "flatten_contiguous_range" not in ops and "reshape2" in ops
+
+
+class _FailsWhenTraced(paddle.nn.Layer):
+    def __init__(self):
+        super().__init__()
+        self.bn = paddle.nn.BatchNorm2D(3)
+
+    def forward(self, x):
+        self.bn(x)
+        raise ValueError("refused while tracing")
+
+
+def test_a_failed_conversion_leaves_no_parameters_for_the_next_one():
+    """Paddle keeps the parameters of a conversion that raised, keyed by id(program); a later program with the
+    same id inherited them (CI: KeyError 'batch_norm2d_35.b_0_deepcopy_82' in jit.save). vslim clears them
+    right before it converts."""
+    from paddle.jit.dy2static.program_translator import ProgramTranslator
+
+    from vslim.dy2static import forget_failed_traces
+
+    model = _FailsWhenTraced()
+    model.eval()
+    static = paddle.jit.to_static(model, input_spec=[paddle.static.InputSpec([None, 3, 4, 4], "float32")],
+                                  full_graph=True)
+    with pytest.raises(Exception, match="refused while tracing"):
+        static.forward.concrete_program
+    records = ProgramTranslator.get_instance()._params_recorder.params_dict
+    assert any(p.name.startswith("batch_norm") for params in records.values() for p in params)
+    forget_failed_traces()
+    assert not records

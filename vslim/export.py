@@ -16,6 +16,7 @@ import paddle
 
 from .config import PreprocessConfig
 from .data.lists import read_labels
+from .dy2static import forget_failed_traces
 from .errors import ModelError
 from .fsio import atomic_output_dir, check_output_free
 from .model_meta import ModelMeta, default_labels, load_meta
@@ -76,6 +77,7 @@ def export_model(
         expected = model(paddle.to_tensor(probe)).numpy()
 
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
+        forget_failed_traces()
         paddle.jit.save(static, str(tmp / MODEL_PREFIX))
         from .inference import Predictor  # after saving: reads the files just written
         from .config import PredictorConfig

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import paddle
 
+from ..dy2static import forget_failed_traces
 from ..errors import ModelError
 
 PASS_THROUGH = {"batch_norm", "leaky_relu", "relu", "relu6", "swish", "hard_swish", "pool2d", "dropout", "scale",
@@ -46,6 +47,7 @@ class PrunableLayers:
 def _static_ops(model: paddle.nn.Layer, input_shape: list[int]):
     spec = [paddle.static.InputSpec([None, *input_shape[1:]], "float32", "x")]
     static = paddle.jit.to_static(model, input_spec=spec, full_graph=True)
+    forget_failed_traces()
     program = static.forward.concrete_program.main_program
     return program.global_block().ops
 
