@@ -77,6 +77,9 @@ class InferenceEngine:
         self._under_load = False
         self._fail_every = fail_every
         self._runs = 0
+        self.failed_in_a_row = 0  # inference runs that raised since the last one that answered
+        self.last_success = time.monotonic()
+        self.last_error: Optional[BaseException] = None
         self._threads = []
         self._warm = threading.Barrier(workers + 1)
         self._warmup_batches = list(warmup_batches)
@@ -114,6 +117,17 @@ class InferenceEngine:
             self._cond.notify_all()
         for t in self._threads:
             t.join(timeout)
+
+    def problem(self) -> Optional[str]:
+        """Why this engine cannot answer (a worker died, recent runs all failed), or None.
+
+        Read by health checks, which must not load or run anything new.
+        """
+        if not self._closing and not all(t.is_alive() for t in self._threads):
+            return "an inference worker thread has died"
+        if self.failed_in_a_row >= 3:
+            return f"the last {self.failed_in_a_row} inference runs failed: {self.last_error}"
+        return None
 
     # ------------------------------------------------------------------ worker side
     def _take_first(self) -> Optional[_Job]:
@@ -181,10 +195,16 @@ class InferenceEngine:
                 feeds = {n: np.concatenate([j.feeds[n] for j in batch]) for n in batch[0].feeds}
             outputs = predictor.run_feeds(feeds, list(batch[0].fetch))
         except Exception as exc:  # answer every request of the batch, keep the worker alive
+            with self._cond:
+                self.failed_in_a_row += 1
+                self.last_error = exc
             for job in batch:
                 job.future.set_exception(exc)
             return
         end = time.perf_counter()
+        with self._cond:
+            self.failed_in_a_row = 0
+            self.last_success = time.monotonic()
         offset = 0
         for job in batch:
             job.future.set_result({n: a[offset : offset + job.size] for n, a in outputs.items()})

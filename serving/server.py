@@ -29,7 +29,7 @@ from vslim.inference import Predictor
 from vslim.textnum import whole_number
 
 from .auth import load_token
-from .bundle import load_bundle
+from .bundle import ServingBundle, load_bundle
 from .engine import InferenceEngine
 from .grpc_server import make_grpc_server
 from .http_app import make_http_app
@@ -87,6 +87,35 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def make_service(cfg: ServerConfig, bundle: ServingBundle) -> ModelService:
+    """The served model as ``cfg`` limits and batches it, not yet loaded (health says "loading")."""
+    max_body = cfg.max_body_mb << 20
+    return ModelService(bundle, ServerMetrics(), Limits(max_batch=cfg.max_request_batch, max_elements=max_body),
+                        max_body, Batching(cfg.max_batch_size, cfg.batch_timeout_ms, cfg.workers, cfg.device))
+
+
+def start_engine(cfg: ServerConfig, service: ModelService, log: Callable[[str], None] = _log) -> InferenceEngine:
+    """Load the predictor, start and warm the engine, and mark ``service`` ready (blocking).
+
+    vslim-serve and every Ray replica start their model here, so both serve with the
+    same engine, batching and fault injection.
+    """
+    bundle = service.bundle
+    predictor = Predictor(bundle.server_dir, cfg.predictor_config(), bundle.info)
+    warmup = list(range(1, cfg.max_batch_size + 1)) if cfg.warmup else []
+    if warmup:
+        log(f"warming up batch sizes 1-{cfg.max_batch_size} on {cfg.workers} worker(s)")
+    fail_every = injected_faults()
+    if fail_every:
+        log(f"FAULT INJECTION ON: every {fail_every}th inference run fails (VSLIM_INJECT_FAULTS)")
+    engine = InferenceEngine(predictor, cfg.workers, cfg.max_batch_size, cfg.batch_timeout_ms,
+                             service.observe_batch, warmup, fail_every)
+    engine.wait_warm()
+    service.engine = engine
+    service.metrics.ready.set(1)
+    return engine
+
+
 @dataclass
 class RunningServer:
     """Handles of a started server (for embedding it, e.g. in the demo or tests)."""
@@ -106,9 +135,8 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
         _log(f"warning: listening on {cfg.host}, reachable from other machines; "
              "keep it on 127.0.0.1 unless a firewall or TLS proxy is in front")
     max_body = cfg.max_body_mb << 20
-    metrics = ServerMetrics()
-    service = ModelService(bundle, metrics, Limits(max_batch=cfg.max_request_batch, max_elements=max_body), max_body,
-                           Batching(cfg.max_batch_size, cfg.batch_timeout_ms, cfg.workers, cfg.device))
+    service = make_service(cfg, bundle)
+    metrics = service.metrics
     token = load_token(cfg.auth_token_file) if cfg.auth_token_file else None
     protocols = frontends()
     tls = _tls_context(cfg)
@@ -143,22 +171,11 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
         security = ", ".join(x for x in ("TLS" if tls else "", "bearer token" if token else "") if x) or "no TLS, no auth"
         _log(f"listening on {cfg.host}:{port} (gRPC + HTTP: Paddle Serving and KServe v2; {security}); loading {bundle.server_dir.name}")
         t0 = time.perf_counter()
-        predictor = await asyncio.to_thread(Predictor, bundle.server_dir, cfg.predictor_config(), bundle.info)
-        warmup = list(range(1, cfg.max_batch_size + 1)) if cfg.warmup else []
-        if warmup:
-            _log(f"warming up batch sizes 1-{cfg.max_batch_size} on {cfg.workers} worker(s)")
-        fail_every = injected_faults()
-        if fail_every:
-            _log(f"FAULT INJECTION ON: every {fail_every}th inference run fails (VSLIM_INJECT_FAULTS)")
-        engine = await asyncio.to_thread(InferenceEngine, predictor, cfg.workers, cfg.max_batch_size,
-                                         cfg.batch_timeout_ms, service.observe_batch, warmup, fail_every)
-        await asyncio.to_thread(engine.wait_warm)
-        service.engine = engine
+        await asyncio.to_thread(start_engine, cfg, service)
         await health.set(True)
-        metrics.ready.set(1)
         batching = f"batching up to {cfg.max_batch_size} within {cfg.batch_timeout_ms} ms" \
             if cfg.max_batch_size > 1 else "no batching"
-        _log(f"ready in {time.perf_counter() - t0:.1f}s: {predictor.precision} on {cfg.device}, "
+        _log(f"ready in {time.perf_counter() - t0:.1f}s: {service.engine.predictor.precision} on {cfg.device}, "
              f"{cfg.workers} worker(s), {batching}")
         _log(f"models: {service.name} (tensors: Paddle Serving GeneralModelService, v2 /v2/models/{service.name}), "
              f"{service.name}_video (v2: video files or frames)")

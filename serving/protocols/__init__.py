@@ -35,6 +35,7 @@ class Frontend:
     grpc_label: str
     owns_path: Callable[[str], bool]  # is this HTTP path one of its routes
     grpc_prefix: str  # its gRPC method names start with this
+    grpc_methods: tuple[str, ...]  # full names of its unary RPCs (``/package.Service/Method``)
     open_http: Callable[[str], bool] = lambda path: False  # paths served without a token
     open_grpc: tuple[str, ...] = ()  # full gRPC method names served without a token
 

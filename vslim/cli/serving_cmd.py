@@ -33,9 +33,10 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         lite.add_argument("--opt-bin", help="a paddle_lite_opt to use instead of the vslim toolchain")
         p.set_defaults(handler=package)
     elif command == "serve":
-        p.add_argument("--bundle", required=True, help="the NAME_serving_server folder")
+        p.add_argument("--bundle", help="the NAME_serving_server folder (required unless --status)")
         p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-        p.add_argument("--port", type=int, default=9393, help="one port for gRPC and HTTP (default 9393)")
+        p.add_argument("--port", type=int, default=None,
+                       help="one port for gRPC and HTTP (default 9393); with --ray: Ray's HTTP proxy (default 8000)")
         p.add_argument("--workers", type=int, default=1, help="inference workers (predictor clones)")
         p.add_argument("--threads", type=int, default=2, help="CPU threads per worker")
         p.add_argument("--max-batch-size", type=int, default=1, help="dynamic batching: largest merged batch "
@@ -53,6 +54,35 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--tls-cert", help="PEM certificate: serve gRPC and HTTP over TLS")
         p.add_argument("--tls-key", help="PEM private key of --tls-cert")
         p.add_argument("--auth-token-file", help="file holding a bearer token required on every endpoint but health")
+        ray = p.add_argument_group("scale-out on a Ray cluster (needs: pip install 'vslim[ray]')")
+        ray.add_argument("--ray", metavar="ADDRESS",
+                         help="deploy onto a Ray cluster instead of serving here: 'local' (start a one-machine "
+                              "cluster), 'auto' (the cluster 'ray start' joined here) or HEAD_IP:6379")
+        ray.add_argument("--replicas", type=int, default=1, help="fixed number of replicas (default 1)")
+        ray.add_argument("--autoscale", metavar="MIN:MAX",
+                         help="scale between MIN and MAX replicas on load instead of --replicas")
+        ray.add_argument("--target-ongoing-requests", type=float, default=2.0,
+                         help="--autoscale adds replicas above this many requests in flight per replica (default 2)")
+        ray.add_argument("--cpus-per-replica", type=float, default=1.0,
+                         help="CPUs Ray reserves per replica; Paddle runs that many threads (default 1)")
+        ray.add_argument("--memory-per-replica-mb", type=int,
+                         help="memory Ray reserves per replica (default: 768 MiB + 3x the model files)")
+        ray.add_argument("--max-replicas-per-node", type=int,
+                         help="spread replicas: at most this many on one node (default: no limit)")
+        ray.add_argument("--name", default="vslim",
+                         help="Serve application name; deploying again under the same name is a rolling update "
+                              "(default vslim)")
+        ray.add_argument("--grpc-port", type=int, default=9000,
+                         help="Ray's gRPC proxy port; it cannot share --port (default 9000)")
+        ray.add_argument("--route-prefix", default="/", help="HTTP path prefix of the application (default /)")
+        ray.add_argument("--proxy-location", default="EveryNode", choices=["EveryNode", "HeadOnly", "Disabled"],
+                         help="where Ray runs its proxies (default EveryNode: every machine answers)")
+        ray.add_argument("--status", action="store_true",
+                         help="with --ray: list applications, replicas and their nodes, then exit")
+        ray.add_argument("--ray-config", nargs="?", const="serve", choices=["serve", "rayservice"],
+                         help="print what deploys --bundle with these options, then exit: 'serve' (default) the "
+                              "Serve config for 'serve deploy', 'rayservice' a KubeRay RayService manifest "
+                              "(--bundle is the path inside the image)")
         p.set_defaults(handler=serve)
     elif command == "client":
         p.add_argument("--bundle", required=True, help="the NAME_serving_client folder")
@@ -118,15 +148,84 @@ def package_lite(args) -> int:
 
 
 def serve(args) -> int:
-    from ..config import ServerConfig
-    from ..serving.server import serve as run
+    from ..errors import ConfigError
 
-    cfg = ServerConfig(bundle=args.bundle, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
+    if args.status:
+        if not args.ray:
+            raise ConfigError("--status reports a Ray deployment: give --ray ADDRESS (e.g. --ray auto)")
+        from ..serving.rayserve import require_ray
+
+        require_ray()
+        from ..serving.rayserve.launcher import status
+
+        print_json(status(args.ray))
+        return 0
+    if not args.bundle:
+        raise ConfigError("give --bundle NAME_serving_server (made by: vslim-package --target serving)")
+    if args.ray or args.ray_config:
+        return serve_on_ray(args)
+    return _serve_here(args)
+
+
+def _server_config(args, port: int):
+    from ..config import ServerConfig
+
+    return ServerConfig(bundle=args.bundle, host=args.host, port=port, workers=args.workers, threads=args.threads,
                        max_batch_size=args.max_batch_size, batch_timeout_ms=args.batch_timeout_ms,
                        device=args.device, use_tensorrt=args.use_tensorrt, precision=args.precision,
                        max_body_mb=args.max_body_mb, max_request_batch=args.max_request_batch,
                        grace_seconds=args.grace_seconds, warmup=not args.no_warmup, tls_cert=args.tls_cert,
                        tls_key=args.tls_key, auth_token_file=args.auth_token_file)
+
+
+def _serve_here(args) -> int:
+    from ..serving.server import serve as run
+
+    return run(_server_config(args, 9393 if args.port is None else args.port))
+
+
+def _print_ray_config(kind: str, cfg, local: bool) -> int:
+    from ..serving.bundle import load_bundle
+    from ..serving.rayserve.manifest import rayservice_yaml, serve_config_yaml
+
+    size = 0
+    if local:
+        server_dir = load_bundle(cfg.server.bundle, verify=cfg.server.verify_manifest).server_dir
+        size = sum(p.stat().st_size for p in server_dir.iterdir() if p.is_file())
+    else:
+        say(f"{cfg.server.bundle} is not on this machine: written as given, for the cluster's file system")
+    print((rayservice_yaml if kind == "rayservice" else serve_config_yaml)(cfg, size), end="")
+    return 0
+
+
+def serve_on_ray(args) -> int:
+    """``--ray`` (deploy and wait) or ``--ray-config`` (print the Serve config)."""
+    from ..errors import ServingError
+    from ..serving.rayserve.config import RayServeConfig, parse_autoscale
+
+    server = _server_config(args, 9393)
+    local = Path(args.bundle).is_dir()
+    if not local and not args.ray_config:
+        raise ServingError(f"bundle {args.bundle} does not exist here; deploying needs it on this machine and at "
+                           "the same path on every node")
+    for name in ("bundle", "tls_cert", "tls_key", "auth_token_file"):
+        value = getattr(server, name)
+        if value and Path(value).exists():  # replicas on other nodes resolve paths from /, not our cwd
+            setattr(server, name, str(Path(value).resolve()))
+    cfg = RayServeConfig(server=server, address=args.ray or "local", name=args.name, replicas=args.replicas,
+                         autoscale=parse_autoscale(args.autoscale) if args.autoscale else None,
+                         target_ongoing_requests=args.target_ongoing_requests, cpus_per_replica=args.cpus_per_replica,
+                         memory_per_replica_mb=args.memory_per_replica_mb,
+                         max_replicas_per_node=args.max_replicas_per_node, http_host=args.host,
+                         http_port=8000 if args.port is None else args.port, grpc_port=args.grpc_port,
+                         route_prefix=args.route_prefix, proxy_location=args.proxy_location).validate()
+    if args.ray_config:
+        return _print_ray_config(args.ray_config, cfg, local)
+    from ..serving.rayserve import require_ray
+
+    require_ray()
+    from ..serving.rayserve.launcher import run
+
     return run(cfg)
 
 

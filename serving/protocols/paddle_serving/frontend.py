@@ -8,4 +8,5 @@ from . import http as http_api
 FRONTEND = Frontend("paddle_serving", http_router=http_api.router, add_grpc=grpc_api.add_to_server,
                     http_label=http_api.PROTOCOL, grpc_label=grpc_api.PROTOCOL,
                     owns_path=lambda path: path.startswith(("/GeneralModelService/", "/video/")),
-                    grpc_prefix=f"/{grpc_api.SERVICE_NAME}/")
+                    grpc_prefix=f"/{grpc_api.SERVICE_NAME}/",
+                    grpc_methods=tuple(f"/{grpc_api.SERVICE_NAME}/{m}" for m in grpc_api.METHODS))

@@ -13,6 +13,7 @@ from .types import service_pb2
 
 SERVICE_NAME = "baidu.paddle_serving.predictor.general_model.GeneralModelService"
 PROTOCOL = "grpc"  # the metrics label
+METHODS = ("inference", "debug")
 
 
 class GeneralModelServicer:
@@ -50,6 +51,6 @@ def add_to_server(server: grpc.aio.Server, service: ModelService) -> list[str]:
     servicer = GeneralModelServicer(service)
     handlers = {name: grpc.unary_unary_rpc_method_handler(getattr(servicer, name), request_deserializer=None,
                                                           response_serializer=service_pb2.Response.SerializeToString)
-                for name in ("inference", "debug")}
+                for name in METHODS}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     return [SERVICE_NAME]

@@ -14,5 +14,6 @@ FRONTEND = Frontend("v2", http_router=http_api.router, add_grpc=grpc_api.add_to_
                     http_label=http_api.PROTOCOL, grpc_label=grpc_api.PROTOCOL,
                     owns_path=lambda path: path == "/v2" or path.startswith("/v2/"),
                     grpc_prefix=f"/{grpc_api.SERVICE_NAME}/",
+                    grpc_methods=tuple(f"/{grpc_api.SERVICE_NAME}/{m}" for m in grpc_api.METHODS),
                     open_http=lambda path: _OPEN.fullmatch(path) is not None,
                     open_grpc=grpc_api.HEALTH_METHODS)

@@ -130,6 +130,7 @@ _REQUESTS = {"ServerLive": "ServerLiveRequest", "ServerReady": "ServerReadyReque
              "ModelReady": "ModelReadyRequest", "ServerMetadata": "ServerMetadataRequest",
              "ModelMetadata": "ModelMetadataRequest", "ModelInfer": "ModelInferRequest",
              "ModelConfig": "ModelConfigRequest", "ModelStatistics": "ModelStatisticsRequest"}
+METHODS = tuple(_REQUESTS)
 
 
 def _parse(request_type, raw: bytes):

@@ -1,0 +1,240 @@
+"""``vslim-serve --ray``: deploy a bundle onto a Ray cluster, report it, remove it on SIGTERM.
+
+The command is a Ray *driver*: it connects (or starts a one-machine cluster for
+``--ray local``), starts Serve's proxies if they are not running, deploys the
+application and waits. Serve applications outlive their driver, so stopping is
+explicit: SIGTERM/Ctrl-C deletes the application (and, for ``local``, the
+cluster). Deploying again under the same ``--name`` from another shell is a
+rolling update; the first driver sees its application replaced and exits
+without deleting it.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from vslim.errors import ServingError
+
+from ..bundle import load_bundle
+from .config import DEPLOYMENT, RayServeConfig
+
+# passed on to the replicas' processes when set in the driver's environment
+FORWARDED_ENV = ("VSLIM_INJECT_FAULTS", "GLOG_minloglevel", "FLAGS_use_mkldnn")
+
+
+def _log(message: str) -> None:
+    print(f"vslim-serve: {message}", file=sys.stderr, flush=True)
+
+
+def connect(address: str, log: Callable[[str], None] = _log) -> None:
+    """Join the cluster at ``address`` (``auto``: the one ``ray start`` made here), or start one for ``local``."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR", "configure_logging": True}
+    try:
+        if address == "local":
+            log("starting a one-machine Ray cluster (--ray local)")
+            ray.init(**quiet)
+        else:
+            ray.init(address=address, **quiet)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ServingError(f"cannot join the Ray cluster at {address!r}: {exc}. Start one with "
+                           "'ray start --head' (then --ray auto or --ray HEAD_IP:6379), or use --ray local") from exc
+
+
+def _bundle_bytes(server_dir: Path) -> int:
+    return sum(p.stat().st_size for p in server_dir.iterdir() if p.is_file())
+
+
+def application(cfg: RayServeConfig, stamp: Optional[dict[str, str]] = None):
+    """The bound Serve application of ``cfg``; ``stamp`` marks who deployed it (its ``user_config``)."""
+    from .replica import Deployment
+
+    bundle = load_bundle(cfg.server.bundle, verify=cfg.server.verify_manifest)
+    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    if env:
+        runtime_env = dict(cfg.runtime_env)
+        runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **env}
+        cfg.runtime_env = runtime_env
+    options = cfg.deployment_options(_bundle_bytes(bundle.server_dir))
+    if stamp:
+        options["user_config"] = stamp
+    return Deployment.options(**options).bind(cfg.replica_args())
+
+
+def start_serve(cfg: RayServeConfig, log: Callable[[str], None] = _log) -> None:
+    """Start Serve's HTTP and gRPC proxies with ``cfg``'s ports, unless Serve already runs on the cluster."""
+    from ray import serve
+    from ray.serve.config import HTTPOptions, gRPCOptions
+
+    from .ingress import SERVICER_FUNCTIONS
+
+    if _serve_running():
+        log("Serve already runs on this cluster: its proxies keep the ports they were started with")
+        return
+    tls = cfg.server
+    http = HTTPOptions(host=cfg.http_host, port=cfg.http_port, ssl_certfile=tls.tls_cert, ssl_keyfile=tls.tls_key)
+    grpc_options = gRPCOptions(port=cfg.grpc_port, grpc_servicer_functions=list(SERVICER_FUNCTIONS))
+    serve.start(proxy_location=cfg.proxy_location, http_options=http, grpc_options=grpc_options)
+
+
+def _serve_running() -> bool:
+    import ray
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    try:
+        ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+        return True
+    except ValueError:
+        return False
+
+
+def deploy(cfg: RayServeConfig, log: Callable[[str], None] = _log) -> str:
+    """Deploy (or roll ``cfg.name`` over to) the bundle; returns when every replica is up. Its deploy id."""
+    from ray import serve
+
+    stamp = {"deploy_id": uuid.uuid4().hex, "deployed_by": f"vslim-serve pid {os.getpid()} on {socket.gethostname()}"}
+    app = application(cfg, stamp)
+    updating = deployment_id(cfg.name) is not None
+    log(f"{'rolling update of' if updating else 'deploying'} application {cfg.name!r}: "
+        f"{Path(cfg.server.bundle).name}, {_replicas_text(cfg)}")
+    try:
+        serve.run(app, name=cfg.name, route_prefix=cfg.route_prefix, blocking=False)
+    except RuntimeError as exc:
+        raise ServingError(f"Ray could not start the replicas of {cfg.name!r}: {exc}. The bundle path must exist "
+                           "on every node (shared storage or the image); see 'ray logs' for the replica's error")
+    return stamp["deploy_id"]
+
+
+def _replicas_text(cfg: RayServeConfig) -> str:
+    size = f"{cfg.cpus_per_replica:g} CPU(s) and {cfg.threads} thread(s) each"
+    if cfg.autoscale:
+        return f"{cfg.autoscale[0]}-{cfg.autoscale[1]} replicas (autoscaling at {cfg.target_ongoing_requests:g} " \
+               f"ongoing requests per replica), {size}"
+    return f"{cfg.replicas} replica(s), {size}"
+
+
+def endpoints(cfg: RayServeConfig) -> dict[str, str]:
+    scheme = "https" if cfg.server.tls_cert else "http"
+    host = "127.0.0.1" if cfg.http_host in ("0.0.0.0", "::") else cfg.http_host
+    prefix = cfg.route_prefix.rstrip("/")
+    return {"http": f"{scheme}://{host}:{cfg.http_port}{prefix}", "grpc": f"{host}:{cfg.grpc_port}"}
+
+
+def run(cfg: RayServeConfig, log: Callable[[str], None] = _log) -> int:
+    """Deploy, print the endpoints, block until SIGTERM/SIGINT (or a takeover), remove the application."""
+    from ray import serve
+
+    cfg.validate()
+    load_bundle(cfg.server.bundle, verify=cfg.server.verify_manifest)  # fail before touching the cluster
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    connect(cfg.address, log)
+    for sig in (signal.SIGTERM, signal.SIGINT):  # ray.init may install its own
+        signal.signal(sig, lambda *_: stop.set())
+    owned = False
+    try:
+        start_serve(cfg, log)
+        if cfg.server.tls_cert:
+            log(f"warning: Ray's gRPC proxy has no TLS option: gRPC on port {cfg.grpc_port} is plaintext "
+                "(HTTP uses the certificate); keep it on a private network or put a TLS proxy in front")
+        deployed = deploy(cfg, log)
+        owned = True
+        ep = endpoints(cfg)
+        log(f"ready: application {cfg.name!r} on {status_line(cfg.name)}")
+        log(f"HTTP (Paddle Serving JSON/proto, video, v2): {ep['http']}   gRPC (GeneralModelService, "
+            f"GRPCInferenceService): {ep['grpc']}")
+        print(f"http={ep['http']} grpc={ep['grpc']}", flush=True)
+        while not stop.wait(2.0):
+            now = deployment_id(cfg.name)
+            if now == deployed:
+                continue
+            change = "removed" if now is None else "redeployed (rolling update)"
+            owned, deployed = False, now
+            if cfg.address != "local":
+                log(f"application {cfg.name!r} was {change} by another command; leaving it to that one")
+                return 0
+            log(f"application {cfg.name!r} was {change} by another command; this process keeps the local "
+                "cluster up until SIGTERM/Ctrl-C")
+        if owned or cfg.address == "local":
+            log(f"removing application {cfg.name!r} (replicas finish their requests first)")
+            owned = not _delete(cfg.name, cfg.server.grace_seconds + 30, log)
+        log("stopped")
+        return 0
+    finally:
+        if owned:
+            _delete(cfg.name, cfg.server.grace_seconds + 30, log)
+        if cfg.address == "local":
+            serve.shutdown()
+            import ray
+
+            ray.shutdown()
+
+
+def _delete(name: str, timeout: float, log: Callable[[str], None]) -> bool:
+    """Delete the application, giving up after ``timeout`` (a cluster that lost its head never answers)."""
+    from ray import serve
+
+    worker = threading.Thread(target=serve.delete, args=(name,), daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        log(f"the cluster did not confirm removing {name!r} within {timeout:.0f}s; check with --status")
+        return False
+    return True
+
+
+def _details() -> dict[str, Any]:
+    """What Serve's controller knows of every application (what ``serve status`` and Ray's dashboard show)."""
+    from ray.serve.context import _get_global_client
+
+    return _get_global_client().get_serve_details()
+
+
+def replica_nodes(name: str) -> list[dict[str, Any]]:
+    """Each replica of application ``name``: id, state, process and the node it runs on."""
+    app = _details().get("applications", {}).get(name)
+    if not app:
+        return []
+    return [{k: r.get(k) for k in ("replica_id", "state", "node_id", "node_ip", "pid")}
+            for d in app["deployments"].values() for r in d["replicas"]]
+
+
+def deployment_id(name: str) -> Optional[str]:
+    """The id the last ``vslim-serve --ray`` stamped on ``name`` (its user_config); None once it is gone."""
+    app = _details().get("applications", {}).get(name)
+    if not app or DEPLOYMENT not in app["deployments"]:
+        return None
+    config = app["deployments"][DEPLOYMENT]["deployment_config"].get("user_config") or {}
+    return config.get("deploy_id", "")
+
+
+def status(address: str) -> dict[str, Any]:
+    """Applications, deployments, replica states and the nodes replicas run on."""
+    connect(address)
+    if not _serve_running():
+        return {"serve": "not running", "applications": {}}
+    out: dict[str, Any] = {"applications": {}}
+    for name, app in _details().get("applications", {}).items():
+        out["applications"][name] = {
+            "status": app["status"], "message": app["message"], "route_prefix": app["route_prefix"],
+            "deployments": {d: {"status": dep["status"], "target_replicas": dep["target_num_replicas"],
+                                "deployed_by": (dep["deployment_config"].get("user_config") or {}).get("deployed_by"),
+                                "replicas": [{k: r.get(k) for k in ("replica_id", "state", "node_ip", "node_id", "pid")}
+                                             for r in dep["replicas"]]}
+                            for d, dep in app["deployments"].items()}}
+    return out
+
+
+def status_line(name: str) -> str:
+    replicas = [r for r in replica_nodes(name) if r["state"] == "RUNNING"]
+    return f"{len(replicas)} replica(s) on {len({r['node_id'] for r in replicas})} node(s)"

@@ -1,0 +1,106 @@
+"""One Ray Serve replica: the same model service, engine and protocol handlers as one vslim-serve.
+
+Batching: each replica runs vslim's own engine (dynamic batching across all
+protocols, shape-keyed, with the server's limits and metrics), not Ray's
+``@serve.batch``. ``@serve.batch`` batches the calls of one method only, so a
+replica would batch v2 and Paddle Serving requests apart and need a second
+copy of the checks the engine already makes; Ray's part is to route requests
+to replicas (``max_ongoing_requests`` per replica is set high enough for the
+engine to fill its batches) and to scale them.
+
+HTTP: the replica's ASGI app is the one vslim-serve runs (``make_http_app``),
+built at replica start (``__serve_build_asgi_app__``), so every route, error and
+OpenAPI document is the same behind Ray's HTTP proxy. gRPC: see ``ingress``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from vslim.config import ServerConfig
+
+from ..auth import load_token
+from ..bundle import load_bundle
+from ..http_app import make_http_app
+from ..protocols import frontends
+from ..server import make_service, start_engine
+from .config import DEPLOYMENT, HEALTH_CHECK_PERIOD_S
+from .ingress import GrpcMethods, grpc_method_names
+
+
+def _log(message: str) -> None:
+    print(f"vslim replica {os.getpid()}: {message}", file=sys.stderr, flush=True)
+
+
+class VslimReplica:
+    """Loads the bundle on its node (the path must be there: shared storage or the image) and serves it."""
+
+    def __init__(self, settings: dict[str, Any]):
+        cfg = ServerConfig(**settings["server"]).validate()
+        self.cfg = cfg
+        bundle = load_bundle(cfg.bundle, verify=cfg.verify_manifest)
+        self.service = make_service(cfg, bundle)
+        self.token = load_token(cfg.auth_token_file) if cfg.auth_token_file else None
+        self.protocols = frontends()
+        t0 = time.perf_counter()
+        start_engine(cfg, self.service, _log)
+        self.grpc = GrpcMethods(self.service, self.protocols, self.token)
+        _log(f"ready in {time.perf_counter() - t0:.1f}s: {self.service.name} "
+             f"({self.service.engine.predictor.precision}, {cfg.threads} thread(s), {cfg.workers} worker(s))")
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """``user_config`` only stamps who deployed (``vslim-serve --ray`` watches it to see a takeover)."""
+        self.deployed_by = user_config.get("deployed_by")
+
+    def __serve_build_asgi_app__(self):
+        return make_http_app(self.service, self.protocols, self.token)
+
+    async def check_health(self) -> None:
+        """Raise (Ray then replaces this replica) when the engine cannot answer.
+
+        Loads nothing: reads the engine's state, and when no request has succeeded
+        lately, runs one zero clip through the engine like any request.
+        """
+        engine = self.service.engine
+        problem = engine.problem()
+        if problem:
+            raise RuntimeError(f"unhealthy: {problem}")
+        idle = time.monotonic() - engine.last_success > 2 * HEALTH_CHECK_PERIOD_S
+        if idle and engine.queue_depth == 0:
+            spec, fetch = self.service.signature.feeds[0], self.service.signature.fetches[0]
+            shape = [d if d > 0 else 1 for d in spec.shape]
+            try:
+                await self.service.run({spec.name: np.zeros([1, *shape], dtype=spec.dtype)}, [fetch.name], "health")
+            except Exception as exc:
+                raise RuntimeError(f"unhealthy: a probe inference failed: {exc}") from exc
+
+    def __del__(self):
+        engine = getattr(getattr(self, "service", None), "engine", None)
+        if engine is not None:
+            self.service.draining = True
+            engine.close(self.cfg.grace_seconds)
+
+
+def _grpc_method(name: str):
+    async def method(self, request: bytes, grpc_context):
+        return await self.grpc.call(name, request, grpc_context)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"The {name} RPC, as Ray's gRPC proxy calls it (the method is named after the RPC)."
+    return method
+
+
+for _name in grpc_method_names():
+    setattr(VslimReplica, _name, _grpc_method(_name))
+
+Deployment = serve.deployment(name=DEPLOYMENT)(serve.ingress()(VslimReplica))
+
+
+def build_app(args: dict[str, Any]):
+    """Serve config builder (``import_path: vslim.serving.rayserve.replica:build_app``, ``args``: the replica's)."""
+    return Deployment.bind(args)
