@@ -339,7 +339,7 @@ def test_bad_video_requests(server_fp32, val_clips, tmp_path):
     assert status == 400 and "cannot be decoded" in json.loads(answer)["error"]
     status, _, answer = http_post(f"{url}/video/classify", b"", "application/octet-stream")
     assert status == 400 and "empty body" in json.loads(answer)["error"]
-    ok = VideoEndpointClient(server_fp32.address).predict_frames(frames)
+    ok = VideoEndpointClient(server_fp32.url).predict_frames(frames)
     assert ok["err_no"] == 0
 
 

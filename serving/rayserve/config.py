@@ -50,6 +50,8 @@ class RayServeConfig:
     replicas: int = 1
     autoscale: Optional[tuple[int, int]] = None
     target_ongoing_requests: float = 2.0
+    upscale_delay_s: float = 3.0
+    downscale_delay_s: float = 30.0
     cpus_per_replica: float = 1.0
     memory_per_replica_mb: Optional[int] = None
     max_replicas_per_node: Optional[int] = None
@@ -119,7 +121,7 @@ class RayServeConfig:
             options["autoscaling_config"] = {
                 "min_replicas": low, "max_replicas": high, "initial_replicas": max(low, 1),
                 "target_ongoing_requests": self.target_ongoing_requests,
-                "upscale_delay_s": 3.0, "downscale_delay_s": 30.0,
+                "upscale_delay_s": self.upscale_delay_s, "downscale_delay_s": self.downscale_delay_s,
             }
         else:
             options["num_replicas"] = self.replicas

@@ -58,7 +58,10 @@ class Aborted(Exception):
 class _Context:
     """The part of ``grpc.aio.ServicerContext`` vslim's handlers use, over Ray's serializable context.
 
-    Ray's proxy answers with the code and details set here when the replica raises.
+    ``abort`` records code, details and trailing metadata on Ray's context and the
+    replica then *returns*: Ray's proxy copies a returned context onto the call
+    (trailing metadata included, which it drops for a raised error, and Paddle
+    Serving clients read ``err_no`` from it) and keeps a code already set.
     """
 
     def __init__(self, ray_context):
@@ -115,10 +118,13 @@ class GrpcMethods:
     async def call(self, method: str, request: bytes, ray_context) -> _Serialized:
         full, handler = self._handlers[method]
         context = _Context(ray_context)
-        if self._token and full not in self._open:
-            if not authorized(dict(context.invocation_metadata()).get("authorization"), self._token):
+        try:
+            if self._token and full not in self._open and \
+                    not authorized(dict(context.invocation_metadata()).get("authorization"), self._token):
                 self._service.metrics.errors.labels(self._label(full), "unauthenticated").inc()
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                     f"{DENIED}: send metadata 'authorization: Bearer <token>'")
-        reply = await handler.unary_unary(request, context)
+            reply = await handler.unary_unary(request, context)
+        except Aborted:
+            return _Serialized(b"")  # the status is on the context; gRPC sends no message with it
         return _Serialized(handler.response_serializer(reply))
