@@ -85,6 +85,8 @@ def serving_markdown(r: dict) -> str:
                 lines.append(f"- {key}: served p50 {value['served_p50_ms']:.2f} ms vs in-process "
                              f"{value['in_process_p50_ms']:.2f} ms (target <= {value['target_ms']:.2f} ms: "
                              f"{'met' if value['met'] else 'not met'})")
+            elif not isinstance(value, dict):
+                lines.append(f"- {key}: {value:.2f}")
             else:
                 gains = ", ".join(f"c={k}: {v:.2f}x" for k, v in sorted(value.items(), key=lambda kv: int(kv[0])))
                 lines.append(f"- {key}: {gains}")

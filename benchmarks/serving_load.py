@@ -52,6 +52,9 @@ class ServingBench:
     workers: int = 1
     threads: int = 2
     baseline_iterations: int = 50
+    ray: Optional[str] = None  # also deploy the bundle on this Ray cluster ("local": one started here)
+    ray_replicas: list[int] = field(default_factory=lambda: [1, 2])
+    cpus_per_replica: float = 1.0
 
 
 def _metrics(url: str) -> dict[str, float]:
@@ -105,14 +108,22 @@ def _load(address: str, protocol: str, conf: ClientConfig, clip: np.ndarray, con
             "wall_s": wall, "infer_per_s": len(latencies) / wall, **latency_stats(latencies)}
 
 
-def _sweep(address: str, url: str, cfg: ServingBench, conf: ClientConfig, clip: np.ndarray, server_label: str,
-           bar) -> list[dict]:
+def _sweep(address: str, url: Optional[str], cfg: ServingBench, conf: ClientConfig, clip: np.ndarray,
+           server_label: str, bar, grpc_address: Optional[str] = None) -> list[dict]:
+    """Every protocol at every concurrency. ``url``: the server's own metrics, None behind a load balancer
+    (one replica's metrics would not describe the load); ``grpc_address``: gRPC on its own port (Ray)."""
     rows = []
     for protocol in cfg.protocols:
+        target = grpc_address if grpc_address and protocol.endswith("grpc") else address
         # one untimed request per protocol: connection set-up is not load
-        with make_client(protocol, address, conf) as c:
+        with make_client(protocol, target, conf) as c:
             c.predict({conf.signature.feeds[0].alias: clip[None]})
         for level in cfg.concurrency:
+            if url is None:
+                rows.append({"server": server_label, "protocol": protocol, "concurrency": level,
+                             **_load(target, protocol, conf, clip, level, cfg.requests, cfg.duration)})
+                bar.update(1)
+                continue
             before = _metrics(url)
             result = _load(address, protocol, conf, clip, level, cfg.requests, cfg.duration)
             after = _metrics(url)
@@ -149,7 +160,10 @@ def run_serving(cfg: ServingBench, say: Callable[[str], None] = print) -> dict:
         del predictor
         say(f"in-process p50 {report['in_process']['p50_ms']:.2f} ms")
     configs = cfg.batch_sizes if cfg.bundle else [None]
-    total = len(configs) * len(cfg.protocols) * len(cfg.concurrency)
+    if cfg.ray and not cfg.bundle:
+        raise VslimError("--ray deploys the bundle on the cluster: give --bundle too")
+    ray_runs = cfg.ray_replicas if cfg.ray else []
+    total = (len(configs) + len(ray_runs)) * len(cfg.protocols) * len(cfg.concurrency)
     with progress_bar(total=total, desc="serving load", unit="level") as bar:
         for max_batch in configs:
             if max_batch is None:
@@ -161,8 +175,48 @@ def run_serving(cfg: ServingBench, say: Callable[[str], None] = print) -> dict:
             with ServerProcess(cfg.bundle, "--workers", cfg.workers, "--threads", cfg.threads, "--max-batch-size",
                                max_batch, "--batch-timeout-ms", cfg.batch_timeout_ms) as server:
                 report["rows"] += _sweep(server.address, server.url, cfg, conf, clip, label, bar)
+        if ray_runs:
+            report["rows"] += _ray_sweeps(cfg, conf, clip, bar, say)
     _summarize(report)
     return report
+
+
+def _ray_sweeps(cfg: ServingBench, conf: ClientConfig, clip: np.ndarray, bar, say: Callable[[str], None]) -> list[dict]:
+    """The same sweep through Ray Serve's proxies, with each replica count: Ray's hop cost and its scaling."""
+    import socket
+
+    from ray import serve
+
+    from vslim.config import ServerConfig
+    from vslim.serving.rayserve.config import RayServeConfig
+    from vslim.serving.rayserve.launcher import connect, deploy, start_serve
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    connect(cfg.ray, say)
+    rows = []
+    try:
+        for replicas in cfg.ray_replicas:
+            server = ServerConfig(bundle=str(cfg.bundle), max_batch_size=1, workers=cfg.workers, warmup=True)
+            ray_cfg = RayServeConfig(server=server, address=cfg.ray, name="vslim-bench", replicas=replicas,
+                                     cpus_per_replica=cfg.cpus_per_replica, http_port=free_port(),
+                                     grpc_port=free_port()).validate()
+            start_serve(ray_cfg, say)
+            deploy(ray_cfg, say)
+            label = f"ray {replicas} replica{'s' if replicas > 1 else ''}"
+            rows += _sweep(f"127.0.0.1:{ray_cfg.http_port}", None, cfg, conf, clip, label, bar,
+                           grpc_address=f"127.0.0.1:{ray_cfg.grpc_port}")
+            serve.delete("vslim-bench")
+    finally:
+        if cfg.ray == "local":
+            import ray
+
+            serve.shutdown()
+            ray.shutdown()
+    return rows
 
 
 def _summarize(report: dict) -> None:
@@ -183,4 +237,16 @@ def _summarize(report: dict) -> None:
             if off and on and off[0]["infer_per_s"]:
                 summary.setdefault(f"{protocol}_batching_throughput_gain", {})[str(level)] = \
                     on[0]["infer_per_s"] / off[0]["infer_per_s"]
+    for protocol in {r["protocol"] for r in rows}:
+        ray1 = [r for r in rows if r["protocol"] == protocol and r["server"] == "ray 1 replica"]
+        ray2 = [r for r in rows if r["protocol"] == protocol and r["server"] == "ray 2 replicas"]
+        direct = [r for r in rows if r["protocol"] == protocol and r["server"] == "no batching"]
+        one = {r["concurrency"]: r for r in ray1}
+        if 1 in one and direct and one[1].get("p50_ms"):
+            summary[f"{protocol}_ray_hop_p50_ms"] = one[1]["p50_ms"] - next(
+                r for r in direct if r["concurrency"] == 1)["p50_ms"]
+        for r in ray2:
+            if r["concurrency"] in one and one[r["concurrency"]]["infer_per_s"]:
+                summary.setdefault(f"{protocol}_ray_2_vs_1_replicas_throughput", {})[str(r["concurrency"])] = \
+                    r["infer_per_s"] / one[r["concurrency"]]["infer_per_s"]
     report["summary"] = summary

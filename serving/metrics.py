@@ -8,6 +8,9 @@ one engine and one batcher.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -17,30 +20,81 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
+@dataclass(frozen=True)
+class MetricSpec:
+    """One series family: both the server's own registry and a mirror (Ray's metrics) are built from it."""
+
+    attr: str
+    kind: str  # counter, histogram or gauge
+    name: str
+    doc: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()
+
+
+SPECS = (
+    MetricSpec("requests", "counter", "vslim_requests", "Requests answered, by protocol, endpoint and outcome",
+               ("protocol", "endpoint", "outcome")),
+    MetricSpec("errors", "counter", "vslim_request_errors", "Requests answered with an error, by kind",
+               ("protocol", "kind")),
+    MetricSpec("latency", "histogram", "vslim_request_latency_seconds", "Time from request received to answer",
+               ("protocol",), LATENCY_BUCKETS),
+    MetricSpec("batch_size", "histogram", "vslim_batch_size",
+               "Items per inference run (dynamic batching merges requests)", (), BATCH_BUCKETS),
+    MetricSpec("batch_requests", "histogram", "vslim_batch_requests", "Requests merged into one inference run",
+               (), BATCH_BUCKETS),
+    MetricSpec("queue_seconds", "histogram", "vslim_queue_seconds", "Time requests waited for a worker",
+               (), LATENCY_BUCKETS),
+    MetricSpec("inference_seconds", "histogram", "vslim_inference_seconds", "Time of one inference run",
+               (), LATENCY_BUCKETS),
+    MetricSpec("batches", "counter", "vslim_batches", "Inference runs, by the protocols of the requests they merged",
+               ("protocols",)),
+    MetricSpec("queue_depth", "gauge", "vslim_queue_depth", "Requests waiting for a worker"),
+    MetricSpec("ready", "gauge", "vslim_ready", "1 once the model is loaded and the server takes requests"),
+)
+_KINDS = {"counter": Counter, "histogram": Histogram, "gauge": Gauge}
+
+
+def _own(spec: MetricSpec, registry: CollectorRegistry):
+    extra = {"buckets": spec.buckets} if spec.kind == "histogram" else {}
+    return _KINDS[spec.kind](spec.name, spec.doc, list(spec.labels), registry=registry, **extra)
+
+
+class _Mirrored:
+    """A series that also reports every update to a mirror taking ``tags`` (Ray's metrics API)."""
+
+    def __init__(self, own, mirror, labels: tuple[str, ...], values: tuple[str, ...] = ()):
+        self._own, self._mirror, self._labels, self._values = own, mirror, labels, values
+
+    def labels(self, *values) -> "_Mirrored":
+        return _Mirrored(self._own.labels(*values), self._mirror, self._labels, tuple(map(str, values)))
+
+    def _tags(self) -> dict[str, str]:
+        return dict(zip(self._labels, self._values))
+
+    def inc(self, amount: float = 1) -> None:
+        self._own.inc(amount)
+        self._mirror.inc(amount, tags=self._tags())
+
+    def observe(self, value: float) -> None:
+        self._own.observe(value)
+        self._mirror.observe(value, tags=self._tags())
+
+    def set(self, value: float) -> None:
+        self._own.set(value)
+        self._mirror.set(value, tags=self._tags())
+
+
 class ServerMetrics:
+    """The server's series in its own registry (``/metrics``); ``mirror(spec)`` also reports them elsewhere."""
+
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self):
+    def __init__(self, mirror: Optional[Callable[[MetricSpec], Any]] = None):
         self.registry = CollectorRegistry()
-        r = self.registry
-        self.requests = Counter("vslim_requests", "Requests answered, by protocol, endpoint and outcome",
-                                ["protocol", "endpoint", "outcome"], registry=r)
-        self.errors = Counter("vslim_request_errors", "Requests answered with an error, by kind",
-                              ["protocol", "kind"], registry=r)
-        self.latency = Histogram("vslim_request_latency_seconds", "Time from request received to answer",
-                                 ["protocol"], buckets=LATENCY_BUCKETS, registry=r)
-        self.batch_size = Histogram("vslim_batch_size", "Items per inference run (dynamic batching merges requests)",
-                                    buckets=BATCH_BUCKETS, registry=r)
-        self.batch_requests = Histogram("vslim_batch_requests", "Requests merged into one inference run",
-                                        buckets=BATCH_BUCKETS, registry=r)
-        self.queue_seconds = Histogram("vslim_queue_seconds", "Time requests waited for a worker",
-                                       buckets=LATENCY_BUCKETS, registry=r)
-        self.inference_seconds = Histogram("vslim_inference_seconds", "Time of one inference run",
-                                           buckets=LATENCY_BUCKETS, registry=r)
-        self.batches = Counter("vslim_batches", "Inference runs, by the protocols of the requests they merged",
-                               ["protocols"], registry=r)
-        self.queue_depth = Gauge("vslim_queue_depth", "Requests waiting for a worker", registry=r)
-        self.ready = Gauge("vslim_ready", "1 once the model is loaded and the server takes requests", registry=r)
+        for spec in SPECS:
+            own = _own(spec, self.registry)
+            setattr(self, spec.attr, _Mirrored(own, mirror(spec), spec.labels) if mirror else own)
 
     def observe_batch(self, stats) -> None:
         self.batch_size.observe(stats.size)

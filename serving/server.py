@@ -87,10 +87,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def make_service(cfg: ServerConfig, bundle: ServingBundle) -> ModelService:
+def make_service(cfg: ServerConfig, bundle: ServingBundle, metrics: Optional[ServerMetrics] = None) -> ModelService:
     """The served model as ``cfg`` limits and batches it, not yet loaded (health says "loading")."""
     max_body = cfg.max_body_mb << 20
-    return ModelService(bundle, ServerMetrics(), Limits(max_batch=cfg.max_request_batch, max_elements=max_body),
+    return ModelService(bundle, metrics or ServerMetrics(), Limits(max_batch=cfg.max_request_batch, max_elements=max_body),
                         max_body, Batching(cfg.max_batch_size, cfg.batch_timeout_ms, cfg.workers, cfg.device))
 
 

@@ -54,7 +54,12 @@ def cluster():
     from ray import serve
     from ray.cluster_utils import Cluster
 
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    # One proxy (on the head) for both nodes: spread its requests evenly instead of to its own node first
+    # (docs/scale-out.md). The cluster's processes inherit this environment.
+    os.environ["RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING"] = "0"
+    c = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "include_dashboard": False,
+        "_system_config": {"metrics_report_interval_ms": 1000}})  # Ray's 10 s default only slows the test
     worker = c.add_node(num_cpus=1)
     c.wait_for_nodes()
     ray.init(address=c.address, logging_level="ERROR", log_to_driver=False)
@@ -143,7 +148,7 @@ def assert_answers_like_in_process(bundle, val_clips):
                V2GrpcClient(TARGET.address, conf)]
     for client in clients:
         with client:
-            for i in range(4):  # several requests: both replicas answer some
+            for i in range(4):
                 out = client.predict({"data_batch_0": clips[i : i + 1]})["outputs"]
                 np.testing.assert_allclose(out, expected[i : i + 1], atol=atol, err_msg=client.protocol)
             np.testing.assert_allclose(client.predict({"data_batch_0": clips[:4]})["outputs"], expected, atol=atol)
@@ -220,6 +225,37 @@ def on_two_nodes() -> list[dict]:
 def test_two_replicas_on_two_nodes_answer_like_vslim_serve(fp32_app, bundle_fp32, val_clips):
     assert on_two_nodes(), running()
     assert_answers_like_in_process(bundle_fp32, val_clips)
+
+
+def rays_request_counts(application=APP, protocol="http") -> dict[str, float]:
+    """``vslim_requests`` per replica, as every live node's Ray metrics agent exports it (what Prometheus scrapes)."""
+    import re
+    import urllib.request
+
+    counts: dict[str, float] = {}
+    for node in ray.nodes():
+        if not node["Alive"]:
+            continue
+        url = f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+        for line in urllib.request.urlopen(url, timeout=30).read().decode().splitlines():
+            m = re.match(r"ray_vslim_requests(?:_total)?\{(.*)\} (\S+)$", line)
+            if m and f'application="{application}"' in m[1] and f'protocol="{protocol}"' in m[1]:
+                replica = re.search(r'replica="([^"]+)"', m[1])[1]
+                counts[replica] = counts.get(replica, 0.0) + float(m[2])
+    return counts
+
+
+def test_every_replicas_metrics_reach_rays_metrics_agents(fp32_app, bundle_fp32, val_clips):
+    before = sum(rays_request_counts().values())
+    with HttpClient(TARGET.url, ClientConfig.load(bundle_fp32.client), mode="json") as c:
+        for i in range(12):
+            c.predict({"data_batch_0": val_clips[0][i % 6 : i % 6 + 1]})
+    def exported():
+        counts = rays_request_counts()
+        return counts if sum(counts.values()) >= before + 12 else None
+
+    counts = wait_for("Ray's metrics agents to export the requests", exported, timeout=90)
+    assert len(counts) == 2, counts  # both replicas answered some, and each is its own series
 
 
 def test_bad_input_through_ray_gets_the_same_protocol_errors(fp32_app, bundle_fp32, val_clips, tmp_path):
@@ -339,3 +375,17 @@ def test_ray_config_validates_with_rays_own_schema(cli, bundle_fp32):
     assert config["grpc_options"]["grpc_servicer_functions"] == [
         "vslim.serving.rayserve.ingress.add_paddle_serving_to_server",
         "vslim.serving.rayserve.ingress.add_v2_to_server"]
+
+
+def test_a_broken_predictor_fails_the_health_check_and_ray_replaces_it(cluster, bundle_fp32, val_clips, monkeypatch):
+    from vslim.errors import ServingError
+
+    monkeypatch.setenv("VSLIM_INJECT_FAULTS", "inference_error_every=1")  # forwarded to the replicas: all runs fail
+    deploy(cluster, bundle_fp32.server, replicas=1)
+    first = wait_for("one replica", lambda: len(r := running()) == 1 and r)[0]["replica_id"]
+    with GrpcClient(TARGET.address, ClientConfig.load(bundle_fp32.client)) as c:
+        for _ in range(3):
+            with pytest.raises(ServingError, match="injected fault"):
+                c.predict({"data_batch_0": val_clips[0][:1]})
+    wait_for("Ray to replace the unhealthy replica",
+             lambda: first not in {r["replica_id"] for r in running()}, timeout=120)

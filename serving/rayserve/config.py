@@ -100,9 +100,13 @@ class RayServeConfig:
         return {"server": dataclasses.asdict(self.replica_server())}
 
     def max_ongoing_requests(self) -> int:
-        """Enough requests in a replica for its engine to fill a batch on every worker, and one more round."""
+        """Requests one replica takes at once: a full batch on every worker, and one more round queued.
+
+        No more: Ray's proxy prefers replicas on its own node and only overflows to
+        others once these are full, so a deeper queue would idle the other replicas.
+        """
         s = self.server
-        return max(4, 2 * s.max_batch_size * s.workers)
+        return 2 * s.max_batch_size * s.workers
 
     def deployment_options(self, bundle_bytes: int = 0) -> dict[str, Any]:
         """Options of the Serve deployment (``@serve.deployment`` / Serve config ``deployments[]``)."""

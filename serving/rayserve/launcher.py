@@ -78,12 +78,26 @@ def start_serve(cfg: RayServeConfig, log: Callable[[str], None] = _log) -> None:
     from .ingress import SERVICER_FUNCTIONS
 
     if _serve_running():
-        log("Serve already runs on this cluster: its proxies keep the ports they were started with")
+        http_port, grpc_port = proxy_ports()
+        if (http_port, grpc_port) != (cfg.http_port, cfg.grpc_port):
+            log(f"Serve already runs on this cluster with its proxies on HTTP {http_port} and gRPC {grpc_port}; "
+                "those stay (stop Serve with 'serve shutdown' to change them)")
+            cfg.http_port, cfg.grpc_port = http_port, grpc_port
         return
     tls = cfg.server
     http = HTTPOptions(host=cfg.http_host, port=cfg.http_port, ssl_certfile=tls.tls_cert, ssl_keyfile=tls.tls_key)
     grpc_options = gRPCOptions(port=cfg.grpc_port, grpc_servicer_functions=list(SERVICER_FUNCTIONS))
     serve.start(proxy_location=cfg.proxy_location, http_options=http, grpc_options=grpc_options)
+
+
+def proxy_ports() -> tuple[int, int]:
+    """The ports Serve's running HTTP and gRPC proxies listen on (set when Serve started, whoever started it)."""
+    import ray
+    from ray.serve.context import _get_global_client
+
+    controller = _get_global_client()._controller
+    http, grpc_options = ray.get([controller.get_http_config.remote(), controller.get_grpc_config.remote()])
+    return http.port, grpc_options.port
 
 
 def _serve_running() -> bool:

@@ -31,6 +31,7 @@ from ..protocols import frontends
 from ..server import make_service, start_engine
 from .config import DEPLOYMENT, HEALTH_CHECK_PERIOD_S
 from .ingress import GrpcMethods, grpc_method_names
+from .metrics import replica_metrics
 
 
 def _log(message: str) -> None:
@@ -44,7 +45,7 @@ class VslimReplica:
         cfg = ServerConfig(**settings["server"]).validate()
         self.cfg = cfg
         bundle = load_bundle(cfg.bundle, verify=cfg.verify_manifest)
-        self.service = make_service(cfg, bundle)
+        self.service = make_service(cfg, bundle, replica_metrics())
         self.token = load_token(cfg.auth_token_file) if cfg.auth_token_file else None
         self.protocols = frontends()
         t0 = time.perf_counter()

@@ -65,6 +65,12 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--batch-timeout-ms", type=float, default=5.0)
         p.add_argument("--workers", type=int, default=1)
         p.add_argument("--threads", type=int, default=2)
+        p.add_argument("--ray", metavar="ADDRESS",
+                       help="also deploy --bundle on a Ray cluster ('local' starts one here) and load it through "
+                            "Ray's proxies with each --ray-replicas count (needs the ray extra)")
+        p.add_argument("--ray-replicas", default="1,2", help="replica counts to measure with --ray (default 1,2)")
+        p.add_argument("--cpus-per-replica", type=float, default=1.0,
+                       help="CPUs (and Paddle threads) per Ray replica (default 1)")
         p.set_defaults(handler=serving)
     elif command == "soak":
         p.add_argument("--bundle", required=True, help="NAME_serving_server: a server is started for the run")
@@ -139,7 +145,12 @@ def serving(args) -> int:
     cfg = ServingBench(bundle=args.bundle, address=args.address, client_conf=args.client_conf,
                        protocols=_protocols(args.protocols), concurrency=_ints(args.concurrency),
                        requests=args.requests, duration=args.duration, batch_sizes=_ints(args.batching),
-                       batch_timeout_ms=args.batch_timeout_ms, workers=args.workers, threads=args.threads)
+                       batch_timeout_ms=args.batch_timeout_ms, workers=args.workers, threads=args.threads,
+                       ray=args.ray, ray_replicas=_ints(args.ray_replicas), cpus_per_replica=args.cpus_per_replica)
+    if args.ray:
+        from ..serving.rayserve import require_ray
+
+        require_ray()
     return _finish(run_serving(cfg, say=say), args.out)
 
 
