@@ -15,10 +15,13 @@ $BIN/vslim demo --workdir "$W/demo" >/dev/null
     --out "$W/r50_int8" --algo avg --batch-size 2 --batch-nums 4 >/dev/null
 [ -d "$W/r50_bundle" ] || $BIN/vslim-package --target serving --model-dir "$W/r50_int8" --out "$W/r50_bundle" \
     --name pptsm_r50_int8
+[ -d "$W/small_fp32_bundle" ] || $BIN/vslim-package --target serving --model-dir "$W/demo/fp32" \
+    --out "$W/small_fp32_bundle" --name small
 [ -d "$W/small_bundle" ] || $BIN/vslim-package --target serving --model-dir "$W/demo/int8" --out "$W/small_bundle" \
     --name pptsm_small_int8
 
-rm -rf "$OUT"/runtime_r50 "$OUT"/runtime_small "$OUT"/e2e_r50 "$OUT"/e2e_small "$OUT"/serving_r50 "$OUT"/serving_small
+rm -rf "$OUT"/runtime_r50 "$OUT"/runtime_small "$OUT"/e2e_r50 "$OUT"/e2e_small "$OUT"/serving_r50 "$OUT"/serving_small \
+    "$OUT"/serving_ray
 $BIN/vslim-bench runtime --model pptsm_r50_fp32="$W/r50_fp32" --model pptsm_r50_int8="$W/r50_int8" \
     --batch-sizes 1,2 --threads 2 --warmup 2 --iterations 10 --agreement-list "$W/demo/data/val.list" \
     --out "$OUT/runtime_r50" >/dev/null
@@ -31,4 +34,8 @@ $BIN/vslim-bench serving --bundle "$W/r50_bundle/pptsm_r50_int8_serving_server" 
     --requests 40 --duration 40 --batching 1,8 --batch-timeout-ms 2 --out "$OUT/serving_r50" >/dev/null
 $BIN/vslim-bench serving --bundle "$W/small_bundle/pptsm_small_int8_serving_server" --concurrency 1,4,8,16 \
     --requests 400 --duration 20 --batching 1,8 --batch-timeout-ms 2 --out "$OUT/serving_small" >/dev/null
+# Ray Serve's proxy hop and 1 vs 2 replicas, in one run with vslim-serve (needs the ray extra)
+$BIN/vslim-bench serving --bundle "$W/small_fp32_bundle/small_serving_server" --protocols grpc,http-proto,v2-grpc,v2-http \
+    --concurrency 1,4 --batching 1 --requests 200 --duration 15 --threads 1 --ray local --ray-replicas 1,2 \
+    --out "$OUT/serving_ray" >/dev/null
 echo "wrote $OUT"
