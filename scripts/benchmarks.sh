@@ -21,7 +21,7 @@ $BIN/vslim demo --workdir "$W/demo" >/dev/null
     --name pptsm_small_int8
 
 rm -rf "$OUT"/runtime_r50 "$OUT"/runtime_small "$OUT"/e2e_r50 "$OUT"/e2e_small "$OUT"/serving_r50 "$OUT"/serving_small \
-    "$OUT"/serving_ray
+    "$OUT"/serving_ray "$OUT"/serving_ray_r50
 $BIN/vslim-bench runtime --model pptsm_r50_fp32="$W/r50_fp32" --model pptsm_r50_int8="$W/r50_int8" \
     --batch-sizes 1,2 --threads 2 --warmup 2 --iterations 10 --agreement-list "$W/demo/data/val.list" \
     --out "$OUT/runtime_r50" >/dev/null
@@ -38,4 +38,7 @@ $BIN/vslim-bench serving --bundle "$W/small_bundle/pptsm_small_int8_serving_serv
 $BIN/vslim-bench serving --bundle "$W/small_fp32_bundle/small_serving_server" --protocols grpc,http-proto,v2-grpc,v2-http \
     --concurrency 1,4 --batching 1 --requests 200 --duration 15 --threads 1 --ray local --ray-replicas 1,2 \
     --out "$OUT/serving_ray" >/dev/null
+$BIN/vslim-bench serving --bundle "$W/r50_bundle/pptsm_r50_int8_serving_server" --protocols grpc,v2-grpc,v2-http \
+    --concurrency 1 --batching 1 --requests 40 --duration 40 --threads 2 --ray local --ray-replicas 1 \
+    --cpus-per-replica 2 --out "$OUT/serving_ray_r50" >/dev/null
 echo "wrote $OUT"

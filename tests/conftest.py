@@ -149,6 +149,20 @@ def toolchain():
         return setup_toolchain(say=lambda _: None)
 
 
+@pytest.fixture(scope="session")
+def cpp_client(tmp_path_factory):
+    """Configure and build out of tree, as CI does; our own sources must compile without warnings."""
+    build = tmp_path_factory.mktemp("cpp") / "build"
+    proc = subprocess.run([str(REPO / "cpp_client" / "build.sh"), str(build)], capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "VSLIM_WERROR": "ON"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    log = proc.stdout + proc.stderr
+    assert "warning:" not in log, log
+    binary = build / "vslim_cpp_client"
+    assert binary.is_file()
+    return binary
+
+
 # --------------------------------------------------------------------------- security material
 
 @pytest.fixture(scope="session")

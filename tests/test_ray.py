@@ -227,6 +227,38 @@ def test_two_replicas_on_two_nodes_answer_like_vslim_serve(fp32_app, bundle_fp32
     assert_answers_like_in_process(bundle_fp32, val_clips)
 
 
+def test_existing_clients_work_by_changing_only_the_address(fp32_app, bundle_fp32, val_clips, cpp_client, tmp_path):
+    """vslim-client, the C++ client and Triton's client library, unmodified, against Ray's proxies."""
+    import tritonclient.grpc as tgrpc
+    import tritonclient.http as thttp
+
+    clips, _, paths = val_clips
+    expected = Predictor(bundle_fp32.server).run(clips[:2])
+    for mod, url in ((thttp, TARGET.url.removeprefix("http://")), (tgrpc, TARGET.address)):
+        client = mod.InferenceServerClient(url)
+        assert client.is_server_ready() and client.is_model_ready("small")
+        x = mod.InferInput("data_batch_0", list(clips[:2].shape), "FP32")
+        x.set_data_from_numpy(clips[:2])
+        got = client.infer("small", [x]).as_numpy("outputs")
+        np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max(), err_msg=mod.__name__)
+    for protocol, address in (("grpc", TARGET.address), ("v2-http", TARGET.url), ("video-file", TARGET.url)):
+        r = subprocess.run([sys.executable, "-m", "vslim.cli.main", "client", "--bundle", str(bundle_fp32.client),
+                            "--video", str(paths[0]), "--address", address, "--protocol", protocol, "--json"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, (protocol, r.stderr)
+        classes = json.loads(r.stdout)["classes"]
+        if protocol == "grpc":
+            first = classes
+        assert classes[0] == first[0], protocol
+    clip = tmp_path / "clip.npy"
+    np.save(clip, clips[0])
+    r = subprocess.run([str(cpp_client), "--host", "127.0.0.1", "--port", str(GRPC_PORT), "--client-conf",
+                        str(bundle_fp32.client), "--input", str(clip), "--topk", "3", "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["samples"][0]["classes"][0] == int(expected[0].argmax())
+
+
 def rays_request_counts(application=APP, protocol="http") -> dict[str, float]:
     """``vslim_requests`` per replica, as every live node's Ray metrics agent exports it (what Prometheus scrapes)."""
     import re

@@ -123,8 +123,11 @@ def deploy(cfg: RayServeConfig, log: Callable[[str], None] = _log) -> str:
     try:
         serve.run(app, name=cfg.name, route_prefix=cfg.route_prefix, blocking=False)
     except RuntimeError as exc:
+        if not updating:  # leave nothing half-deployed; a failed update keeps what served before
+            _delete(cfg.name, cfg.server.grace_seconds + 30, log)
         raise ServingError(f"Ray could not start the replicas of {cfg.name!r}: {exc}. The bundle path must exist "
-                           "on every node (shared storage or the image); see 'ray logs' for the replica's error")
+                           "on every node (shared storage or the image); see 'ray logs' for the replica's "
+                           "error") from exc
     return stamp["deploy_id"]
 
 
@@ -181,11 +184,12 @@ def run(cfg: RayServeConfig, log: Callable[[str], None] = _log) -> int:
                 "cluster up until SIGTERM/Ctrl-C")
         if owned or cfg.address == "local":
             log(f"removing application {cfg.name!r} (replicas finish their requests first)")
-            owned = not _delete(cfg.name, cfg.server.grace_seconds + 30, log)
+            owned = False
+            _delete(cfg.name, cfg.server.grace_seconds + 30, log)
         log("stopped")
         return 0
     finally:
-        if owned:
+        if owned:  # an error after deploying: do not leave the application behind
             _delete(cfg.name, cfg.server.grace_seconds + 30, log)
         if cfg.address == "local":
             serve.shutdown()
