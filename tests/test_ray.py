@@ -421,3 +421,11 @@ def test_a_broken_predictor_fails_the_health_check_and_ray_replaces_it(cluster, 
                 c.predict({"data_batch_0": val_clips[0][:1]})
     wait_for("Ray to replace the unhealthy replica",
              lambda: first not in {r["replica_id"] for r in running()}, timeout=120)
+
+
+def test_one_process_serving_the_client_and_the_demo_do_not_import_ray():
+    code = ("import sys, vslim.demo, vslim.cli.main, vslim.cli.serving_cmd, vslim.serving.server, "
+            "vslim.serving.client, vslim.benchmarks.serving_load; print(sorted(m for m in sys.modules "
+            "if m == 'ray' or m.startswith('ray.')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", (r.stdout, r.stderr)

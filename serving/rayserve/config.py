@@ -88,8 +88,8 @@ class RayServeConfig:
 
     @property
     def threads(self) -> int:
-        """Paddle's math threads per replica: the CPUs Ray reserves for it (at least one)."""
-        return max(1, int(self.cpus_per_replica))
+        """Paddle's math threads per worker: the replica's reserved CPUs shared by its workers (at least one)."""
+        return max(1, int(self.cpus_per_replica) // self.server.workers)
 
     def replica_server(self) -> ServerConfig:
         """What one replica serves: the bundle as given, threads matching the reserved CPUs."""
@@ -118,6 +118,8 @@ class RayServeConfig:
             "health_check_timeout_s": HEALTH_CHECK_TIMEOUT_S,
             "graceful_shutdown_timeout_s": self.server.grace_seconds,
         }
+        if self.server.device == "gpu":
+            options["ray_actor_options"]["num_gpus"] = 1
         if self.runtime_env:
             options["ray_actor_options"]["runtime_env"] = self.runtime_env
         if self.autoscale:

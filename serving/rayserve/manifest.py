@@ -25,6 +25,9 @@ DASHBOARD_PORT, GCS_PORT = 8265, 6379
 class _Dumper(yaml.SafeDumper):
     """Multi-line strings as ``|`` blocks: ``serveConfigV2`` stays readable YAML inside the manifest."""
 
+    def ignore_aliases(self, data) -> bool:  # a port list used twice is written twice, not as &id001
+        return True
+
 
 _Dumper.add_representer(str, lambda dumper, text: dumper.represent_scalar(
     "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None))
@@ -67,10 +70,10 @@ def rayservice(cfg: RayServeConfig, bundle_bytes: int = 0) -> dict[str, Any]:
     actor = deployment["ray_actor_options"]
     per_replica_mb = actor["memory"] >> 20
     low, high = cfg.autoscale if cfg.autoscale else (cfg.replicas, cfg.replicas)
-    head_ports = [{"name": "gcs", "containerPort": GCS_PORT}, {"name": "dashboard", "containerPort": DASHBOARD_PORT},
-                  {"name": "serve", "containerPort": cfg.http_port}, {"name": "serve-grpc", "containerPort": cfg.grpc_port}]
     worker_ports = [{"name": "serve", "containerPort": cfg.http_port},
                     {"name": "serve-grpc", "containerPort": cfg.grpc_port}]
+    head_ports = [{"name": "gcs", "containerPort": GCS_PORT},
+                  {"name": "dashboard", "containerPort": DASHBOARD_PORT}, *worker_ports]
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayService",

@@ -64,7 +64,8 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         ray.add_argument("--target-ongoing-requests", type=float, default=2.0,
                          help="--autoscale adds replicas above this many requests in flight per replica (default 2)")
         ray.add_argument("--cpus-per-replica", type=float, default=1.0,
-                         help="CPUs Ray reserves per replica; Paddle runs that many threads (default 1)")
+                         help="CPUs Ray reserves per replica; Paddle runs that many threads, shared by "
+                              "--workers (default 1)")
         ray.add_argument("--memory-per-replica-mb", type=int,
                          help="memory Ray reserves per replica (default: 768 MiB + 3x the model files)")
         ray.add_argument("--max-replicas-per-node", type=int,
