@@ -12,7 +12,7 @@ venv: $(STAMP)
 $(STAMP): setup.cfg setup.py pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade "pip<25" "setuptools>=64,<70" wheel -c constraints.txt
-	$(PIP) install -q -c constraints.txt -e ".[cpu,onnx,test,ray]"
+	$(PIP) install -q -c constraints.txt -e ".[cpu,onnx,test,ray,openvino]"
 	touch $(STAMP)
 
 demo: venv

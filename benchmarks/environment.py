@@ -10,7 +10,7 @@ from pathlib import Path
 
 PACKAGES = ("paddlepaddle", "paddlepaddle-gpu", "paddleslim", "paddle2onnx", "onnxruntime", "numpy", "opencv-python",
             "grpcio", "protobuf", "fastapi", "uvicorn")
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "fma", "f16c")
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "fma", "f16c")
 
 
 def cpu_info() -> dict:

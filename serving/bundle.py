@@ -10,7 +10,6 @@ packaging, and the model's precision, preprocessing and labels for clients.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from google.protobuf import text_format
 from vslim import __version__
 from vslim.config import to_dict
 from vslim.errors import BundleError
-from vslim.fsio import atomic_output_dir, write_json
+from vslim.fsio import atomic_output_dir, write_json, sha256_of
 from vslim.inference import inspect_model
 from vslim.inference.predictor import ModelInfo
 from vslim.model_meta import META_FILE, ModelMeta
@@ -71,12 +70,6 @@ def write_config(folder: Path, filename: str, conf) -> None:
     (folder / stream).write_bytes(conf.SerializeToString())
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def package_serving(model_dir: Path | str, out: Path | str, name: Optional[str] = None,

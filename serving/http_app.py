@@ -74,7 +74,9 @@ def make_http_app(service: ModelService, frontends: list[Frontend], token: Optio
     async def model() -> JSONResponse:
         sig, meta = service.signature, service.bundle.meta
         return JSONResponse({
-            "name": name, "precision": service.bundle.info.precision,
+            "name": name, "precision": service.engine.predictor.precision if service.engine else
+            service.bundle.info.precision,
+            "runtime": service.engine.predictor.runtime if service.engine else None,
             "inputs": [{"name": s.name, "alias": s.alias, "dtype": s.dtype.name, "shape": [-1, *s.shape]}
                        for s in sig.feeds],
             "outputs": [{"name": s.name, "alias": s.alias, "dtype": s.dtype.name, "shape": [-1, *s.shape]}

@@ -25,7 +25,7 @@ import uvicorn
 
 from vslim.config import ServerConfig
 from vslim.errors import ServingError
-from vslim.inference import Predictor
+from vslim.inference.runtimes import open_predictor
 from vslim.textnum import whole_number
 
 from .auth import load_token
@@ -101,7 +101,7 @@ def start_engine(cfg: ServerConfig, service: ModelService, log: Callable[[str], 
     same engine, batching and fault injection.
     """
     bundle = service.bundle
-    predictor = Predictor(bundle.server_dir, cfg.predictor_config(), bundle.info)
+    predictor = open_predictor(bundle.server_dir, cfg.predictor_config(), bundle.info)
     warmup = list(range(1, cfg.max_batch_size + 1)) if cfg.warmup else []
     if warmup:
         log(f"warming up batch sizes 1-{cfg.max_batch_size} on {cfg.workers} worker(s)")
@@ -136,7 +136,6 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
              "keep it on 127.0.0.1 unless a firewall or TLS proxy is in front")
     max_body = cfg.max_body_mb << 20
     service = make_service(cfg, bundle)
-    metrics = service.metrics
     token = load_token(cfg.auth_token_file) if cfg.auth_token_file else None
     protocols = frontends()
     tls = _tls_context(cfg)
@@ -175,7 +174,8 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
         await health.set(True)
         batching = f"batching up to {cfg.max_batch_size} within {cfg.batch_timeout_ms} ms" \
             if cfg.max_batch_size > 1 else "no batching"
-        _log(f"ready in {time.perf_counter() - t0:.1f}s: {service.engine.predictor.precision} on {cfg.device}, "
+        predictor = service.engine.predictor
+        _log(f"ready in {time.perf_counter() - t0:.1f}s: {predictor.runtime} {predictor.precision} on {cfg.device}, "
              f"{cfg.workers} worker(s), {batching}")
         _log(f"models: {service.name} (tensors: Paddle Serving GeneralModelService, v2 /v2/models/{service.name}), "
              f"{service.name}_video (v2: video files or frames)")

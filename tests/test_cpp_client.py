@@ -8,7 +8,6 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import REPO
 from servers import ServerProcess
 from vslim.metrics import softmax, topk
 from vslim.serving.client import ClientConfig, GrpcClient

@@ -362,7 +362,6 @@ def test_rolling_update_from_fp32_to_int8_loses_no_request(cluster, fp32_app, bu
 
 
 def test_autoscaling_follows_load_and_the_token_holds(cluster, bundle_fp32, val_clips, token_file):
-    import grpc
     import urllib.request
 
     deploy(cluster, bundle_fp32.server, autoscale=(1, 2), target_ongoing_requests=1, upscale_delay_s=1,

@@ -293,6 +293,7 @@ class PredictorConfig:
     threads: int = 2
     use_onednn: bool = True
     precision: str = "auto"
+    runtime: str = "paddle"  # paddle, openvino or onnxruntime (vslim.inference.runtimes)
     use_tensorrt: bool = False
     gpu_id: int = 0
     gpu_mem_mb: int = 512
@@ -313,8 +314,12 @@ class PredictorConfig:
     def validate(self) -> "PredictorConfig":
         if self.device not in ("cpu", "gpu"):
             raise ConfigError(f"device must be cpu or gpu, got {self.device!r}")
-        if self.precision not in ("auto", "fp32", "fp16", "int8"):
-            raise ConfigError(f"precision must be auto, fp32, fp16 or int8, got {self.precision!r}")
+        if self.precision not in ("auto", "fp32", "fp16", "bf16", "int8"):
+            raise ConfigError(f"precision must be auto, fp32, fp16, bf16 or int8, got {self.precision!r}")
+        if self.runtime not in ("paddle", "openvino", "onnxruntime"):
+            raise ConfigError(f"runtime must be paddle, openvino or onnxruntime, got {self.runtime!r}")
+        if self.precision == "bf16" and self.device != "cpu":
+            raise ConfigError("bf16 inference is a CPU precision here; on the GPU use fp16")
         if self.use_tensorrt and self.device != "gpu":
             raise ConfigError("TensorRT runs on the GPU: pass --device gpu (or --use-gpu) with --use-tensorrt")
         if self.precision == "fp16" and self.device != "gpu":
@@ -348,6 +353,7 @@ class ServerConfig:
     device: str = "cpu"
     use_tensorrt: bool = False
     precision: str = "auto"
+    runtime: str = "paddle"
     threads: int = 2
     max_body_mb: int = 64
     max_request_batch: int = 64
@@ -376,7 +382,7 @@ class ServerConfig:
 
     def predictor_config(self) -> PredictorConfig:
         return PredictorConfig(device=self.device, use_tensorrt=self.use_tensorrt, precision=self.precision,
-                               threads=self.threads,
+                               runtime=self.runtime, threads=self.threads,
                                trt_max_batch_size=max(self.max_batch_size, 8)).validate()
 
 

@@ -9,6 +9,7 @@ its hidden folder behind; the next writer of the same output removes it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -137,3 +138,12 @@ def write_json(path: Path | str, data: Any) -> Path:
 def dir_size(path: Path | str, pattern: str = "*") -> int:
     """Bytes of the files matching ``pattern`` directly inside ``path``."""
     return sum(p.stat().st_size for p in Path(path).glob(pattern) if p.is_file())
+
+
+def sha256_of(path: Path | str) -> str:
+    """Checksum of a file, read in 1 MiB blocks (model weights can be hundreds of MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

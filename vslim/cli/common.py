@@ -12,8 +12,12 @@ def add_predictor_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("inference backend")
     g.add_argument("--use-gpu", action="store_true", help="run on the GPU (needs paddlepaddle-gpu)")
     g.add_argument("--use-tensorrt", action="store_true", help="run through TensorRT (implies --use-gpu)")
-    g.add_argument("--precision", choices=["auto", "fp32", "fp16", "int8"], default="auto",
-                   help="auto: the model's own (INT8 models run INT8 kernels)")
+    g.add_argument("--runtime", choices=["paddle", "openvino", "onnxruntime"], default="paddle",
+                   help="CPU runtime (default paddle: Paddle Inference with oneDNN); openvino and onnxruntime run "
+                        "the same model converted once (cached, checked against Paddle)")
+    g.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16", "int8"], default="auto",
+                   help="auto: the model's own (INT8 models run INT8 kernels); bf16 needs a CPU with AVX-512 BF16 "
+                        "or AMX")
     g.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     g.add_argument("--no-onednn", action="store_true", help="CPU without oneDNN (plain kernels)")
     g.add_argument("--gpu-id", type=int, default=0)
@@ -31,7 +35,7 @@ def predictor_config(args: argparse.Namespace) -> PredictorConfig:
     gpu = args.use_gpu or args.use_tensorrt
     return PredictorConfig(
         device="gpu" if gpu else "cpu", threads=args.threads, use_onednn=not args.no_onednn,
-        precision=args.precision, use_tensorrt=args.use_tensorrt, gpu_id=args.gpu_id,
+        precision=args.precision, runtime=args.runtime, use_tensorrt=args.use_tensorrt, gpu_id=args.gpu_id,
         trt_workspace_mb=args.trt_workspace_mb, trt_max_batch_size=args.trt_max_batch,
     ).validate()
 

@@ -114,17 +114,17 @@ def export(args) -> int:
 
 
 def predict(args) -> int:
-    from ..inference import Predictor
+    from ..inference.runtimes import open_predictor
     from ..predict import classify, expand_inputs, format_paddlevideo
 
     if args.top_k < 1:
         from ..errors import ConfigError
 
         raise ConfigError("--top-k must be >= 1")
-    predictor = Predictor(args.model_dir, predictor_config(args))
+    predictor = open_predictor(args.model_dir, predictor_config(args))
     results = classify(predictor, expand_inputs(args.input_file), args.top_k, decoder=args.decoder)
     if args.json:
-        print_json({"model": str(args.model_dir), "precision": predictor.precision,
+        print_json({"model": str(args.model_dir), "runtime": predictor.runtime, "precision": predictor.precision,
                     "predictions": [r.to_dict() for r in results]})
     else:
         for r in results:

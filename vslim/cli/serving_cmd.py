@@ -45,7 +45,11 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
                        help="dynamic batching: longest a request waits for others")
         p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
         p.add_argument("--use-tensorrt", action="store_true")
-        p.add_argument("--precision", choices=["auto", "fp32", "fp16", "int8"], default="auto")
+        p.add_argument("--runtime", choices=["paddle", "openvino", "onnxruntime"], default="paddle",
+                       help="CPU runtime (default paddle); openvino and onnxruntime run the bundle's model converted "
+                            "once (cached, checked against Paddle)")
+        p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16", "int8"], default="auto",
+                       help="auto: the model's own; bf16 needs a CPU with AVX-512 BF16 or AMX")
         p.add_argument("--max-body-mb", type=int, default=64, help="largest request body (default 64 MiB)")
         p.add_argument("--max-request-batch", type=int, default=64, help="largest batch one request may send")
         p.add_argument("--grace-seconds", type=float, default=30.0, help="how long SIGTERM waits for requests")
@@ -174,7 +178,7 @@ def _server_config(args, port: int):
     return ServerConfig(bundle=args.bundle, host=args.host, port=port, workers=args.workers, threads=args.threads,
                        max_batch_size=args.max_batch_size, batch_timeout_ms=args.batch_timeout_ms,
                        device=args.device, use_tensorrt=args.use_tensorrt, precision=args.precision,
-                       max_body_mb=args.max_body_mb, max_request_batch=args.max_request_batch,
+                       runtime=args.runtime, max_body_mb=args.max_body_mb, max_request_batch=args.max_request_batch,
                        grace_seconds=args.grace_seconds, warmup=not args.no_warmup, tls_cert=args.tls_cert,
                        tls_key=args.tls_key, auth_token_file=args.auth_token_file)
 

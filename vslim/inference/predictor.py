@@ -91,6 +91,8 @@ class Predictor:
     thread-safe: give each thread its own via :meth:`clone` (weights are shared).
     """
 
+    runtime = "paddle"
+
     def __init__(self, model_dir: Path | str, config: PredictorConfig | None = None,
                  info: Optional[ModelInfo] = None):
         self.config = (config or PredictorConfig()).validate()
@@ -108,12 +110,19 @@ class Predictor:
         p = self.config.precision
         if p == "auto":
             return self.info.precision
+        if p == "bf16":
+            from .runtimes import check_precision
+
+            return check_precision("paddle", p, self.info) if not self.info.quantized else self._bf16_int8()
         if p == "int8" and not self.info.quantized:
             raise InferenceError(
                 f"precision int8 needs a quantized model, but {self.info.model_file} has no quantize ops; "
                 "quantize it first with `vslim-quant`"
             )
         return p
+
+    def _bf16_int8(self) -> str:
+        raise InferenceError(f"{self.info.model_dir} is an INT8 model: run it as int8, or give the FP32 model for bf16")
 
     def _program_config(self, pi):
         """A Config holding the model: from its files, or from memory when the program was rewritten."""
@@ -162,6 +171,8 @@ class Predictor:
             return
         cfg.enable_mkldnn()
         cfg.set_mkldnn_cache_capacity(self.config.onednn_cache_capacity)
+        if self.precision == "bf16":
+            cfg.enable_mkldnn_bfloat16()
         if self.precision == "int8":
             ops = self.config.onednn_int8_ops or self.info.meta.onednn_int8_ops or list(SAFE_ONEDNN_INT8_OPS)
             self.onednn_int8_ops = tuple(ops)
@@ -279,7 +290,7 @@ class Predictor:
     def describe(self) -> dict:
         """Settings for reports: what actually ran."""
         c = self.config
-        d = {"model": str(self.info.model_dir), "precision": self.precision, "device": c.device}
+        d = {"model": str(self.info.model_dir), "runtime": "paddle", "precision": self.precision, "device": c.device}
         if c.device == "cpu":
             d.update(threads=c.threads, onednn=c.use_onednn, onednn_int8_ops=list(self.onednn_int8_ops or []),
                      temporal_shift_rewritten=self.rewritten_shifts)

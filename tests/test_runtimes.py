@@ -1,0 +1,113 @@
+"""CPU runtimes beside Paddle Inference (OpenVINO, ONNX Runtime, BF16): same answers, served, refused clearly."""
+import json
+import urllib.request
+
+import numpy as np
+import pytest
+
+from servers import ServerProcess
+from vslim.config import PredictorConfig
+from vslim.errors import ConfigError, ModelError
+from vslim.inference import Predictor
+from vslim.inference.runtimes import check_precision, has_bf16, open_predictor
+from vslim.metrics import cosine_similarity
+from vslim.serving.client import ClientConfig, make_client
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path_factory, monkeypatch):
+    """Conversions go to this session's cache, not the user's."""
+    monkeypatch.setenv("VSLIM_HOME", str(tmp_path_factory.getbasetemp() / "vslim-home"))
+
+
+COMBOS = [("paddle", "bf16", "fp32"), ("openvino", "fp32", "fp32"), ("openvino", "bf16", "fp32"),
+          ("onnxruntime", "fp32", "fp32"), ("paddle", "int8", "int8"), ("onnxruntime", "int8", "int8")]
+
+
+@pytest.mark.parametrize("runtime, precision, model", COMBOS)
+def test_every_runtime_and_precision_gives_paddle_fp32s_top1(runtime, precision, model, fp32_small,
+                                                             int8_small_avg, val_clips):
+    if precision == "bf16" and not has_bf16():
+        pytest.skip("this CPU has no BF16 instructions (avx512_bf16 / amx_bf16)")
+    clips = val_clips[0]
+    expected = Predictor(fp32_small, PredictorConfig(precision="fp32")).run(clips)
+    folder = fp32_small if model == "fp32" else int8_small_avg.output_dir
+    predictor = open_predictor(folder, PredictorConfig(runtime=runtime, precision=precision))
+    assert (predictor.runtime, predictor.precision) == (runtime, precision)
+    got = predictor.run(clips)
+    agreement = float(np.mean(got.argmax(1) == expected.argmax(1)))
+    assert agreement >= 0.99, (agreement, got.argmax(1), expected.argmax(1))
+    if model == "fp32":
+        assert cosine_similarity(got, expected).min() >= 0.99
+    twin = predictor.clone()  # one per engine worker: same answers
+    np.testing.assert_allclose(twin.run(clips[:2]), got[:2], atol=1e-4 * np.abs(got).max())
+
+
+def test_a_runtime_that_computes_the_model_wrongly_is_refused_with_the_figures(int8_small_avg):
+    """OpenVINO 2026.4 runs the small PP-TSM's QDQ graph wrongly (cosine about -0.5): refused, not served."""
+    with pytest.raises(ModelError, match=r"openvino/int8 computes .* differently from Paddle \(cosine"):
+        open_predictor(int8_small_avg.output_dir, PredictorConfig(runtime="openvino", precision="int8"))
+
+
+def test_r50_on_every_runtime_agrees_with_paddle(r50_fp32, r50_int8):
+    """Each predictor checks itself against Paddle on a seeded batch when made (cosine >= 0.99, INT8 0.95)."""
+    # OpenVINO's INT8 of paddle2onnx's QDQ graph is refused on both test models (see the test above)
+    combos = [("openvino", "fp32", r50_fp32), ("onnxruntime", "fp32", r50_fp32),
+              ("onnxruntime", "int8", r50_int8.output_dir)]
+    if has_bf16():
+        combos += [("openvino", "bf16", r50_fp32), ("paddle", "bf16", r50_fp32)]
+    for runtime, precision, folder in combos:
+        predictor = open_predictor(folder, PredictorConfig(runtime=runtime, precision=precision))
+        if runtime != "paddle":
+            floor = 0.95 if precision == "int8" else 0.99
+            assert predictor.agreement["cosine_min"] >= floor, (runtime, precision, predictor.agreement)
+
+
+@pytest.mark.parametrize("bundle_name, runtime", [("bundle_fp32", "openvino"), ("bundle_int8", "onnxruntime")])
+def test_vslim_serve_on_another_runtime_answers_like_paddle(request, bundle_name, runtime, val_clips):
+    bundle = request.getfixturevalue(bundle_name)
+    clips = val_clips[0][:4]
+    expected = Predictor(bundle.server).run(clips)
+    conf = ClientConfig.load(bundle.client)
+    with ServerProcess(bundle.server, "--runtime", runtime, "--max-batch-size", "4", "--workers", "2") as server:
+        model = json.loads(urllib.request.urlopen(f"{server.url}/model", timeout=30).read())
+        assert model["runtime"] == runtime
+        assert any(f"{runtime} {model['precision']}" in line for line in server.lines)
+        for protocol in ("grpc", "http-proto", "v2-grpc", "v2-http"):
+            with make_client(protocol, server.address, conf) as client:
+                got = client.predict({"data_batch_0": clips})["outputs"]
+            assert (got.argmax(1) == expected.argmax(1)).all(), protocol
+
+
+def test_bad_runtime_choices_name_the_fix(capsys, fp32_small, int8_small_avg, monkeypatch, tmp_path):
+    from vslim.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--model-dir", str(fp32_small), "--input-file", str(tmp_path), "--runtime", "tvm"])
+    assert exit_info.value.code == 2 and "invalid choice: 'tvm'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="needs a quantized model"):
+        open_predictor(fp32_small, PredictorConfig(runtime="openvino", precision="int8"))
+    with pytest.raises(ConfigError, match="onnxruntime has no bf16"):
+        open_predictor(fp32_small, PredictorConfig(runtime="onnxruntime", precision="bf16"))
+    with pytest.raises(ConfigError, match="is an INT8 model"):
+        open_predictor(int8_small_avg.output_dir, PredictorConfig(runtime="onnxruntime", precision="fp32"))
+    # a host without BF16: the decision reads /proc/cpuinfo's flags, here replaced by a set without them
+    monkeypatch.setattr("vslim.inference.runtimes.cpu_flags", lambda: {"avx2", "avx512f"})
+    from vslim.inference.predictor import inspect_model
+
+    with pytest.raises(ConfigError, match="no BF16 instructions"):
+        check_precision("openvino", "bf16", inspect_model(fp32_small))
+
+
+def test_a_damaged_cached_conversion_is_refused(fp32_small, tmp_path):
+    from vslim.inference.runtimes import converted_onnx
+    from vslim.inference.predictor import inspect_model
+
+    onnx = converted_onnx(inspect_model(fp32_small), tmp_path)
+    data = bytearray(onnx.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    onnx.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="does not match its checksum.*delete"):
+        converted_onnx(inspect_model(fp32_small), tmp_path)

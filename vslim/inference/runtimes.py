@@ -1,0 +1,296 @@
+"""CPU runtimes beside Paddle Inference: OpenVINO and ONNX Runtime, behind the Predictor's interface.
+
+Which runtime and precision is fastest depends on the CPU (docs/architecture.md,
+CPU runtimes): on an AVX-512 VNNI host Paddle's oneDNN INT8 led, on an AMX host
+OpenVINO's BF16 did. So each runtime runs the same model vslim made, converted
+once with paddle2onnx (QDQ for PaddleSlim's INT8: the user's calibration is
+kept), cached with its checksum and checked against Paddle FP32 when made.
+
+A runtime predictor offers what the serving engine and the CLI use of
+:class:`~vslim.inference.Predictor`: ``info``, ``precision``, ``input_spec``,
+``run_feeds``, ``run``, ``clone``, ``describe``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..config import PredictorConfig
+from ..errors import ConfigError, InferenceError, ModelError
+from ..fsio import sha256_of
+from .predictor import ModelInfo, inspect_model
+
+RUNTIMES = ("paddle", "openvino", "onnxruntime")
+PRECISIONS = {"paddle": ("fp32", "bf16", "int8"), "openvino": ("fp32", "bf16", "int8"),
+              "onnxruntime": ("fp32", "int8")}
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+VERIFY_BATCH = 4
+# against Paddle in the model's own precision, on noise: catches a runtime computing the model wrongly
+# (cosine -0.49 seen); accuracy on real clips is the evaluation's business
+MIN_RUNTIME_COSINE = {"fp32": 0.99, "bf16": 0.99, "int8": 0.95}
+
+
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def has_bf16() -> bool:
+    """BF16 arithmetic in hardware (AVX-512 BF16 or AMX); emulated BF16 would only be slower."""
+    return bool(cpu_flags() & set(BF16_FLAGS))
+
+
+def check_precision(runtime: str, precision: str, info: ModelInfo) -> str:
+    """The precision to run, or a ConfigError naming what to change."""
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    if precision == "auto":
+        return info.precision
+    if precision not in PRECISIONS[runtime]:
+        raise ConfigError(f"{runtime} has no {precision} on CPU; choose one of {', '.join(PRECISIONS[runtime])}")
+    if precision == "int8" and not info.quantized:
+        raise ConfigError(f"precision int8 needs a quantized model, but {info.model_file} has none; quantize it "
+                          "with vslim-quant (the INT8 model keeps your calibration on every runtime)")
+    if precision == "bf16" and not has_bf16():
+        raise ConfigError(f"this CPU has no BF16 instructions ({' or '.join(BF16_FLAGS)} in /proc/cpuinfo); "
+                          "use precision fp32 or int8")
+    if info.quantized and precision != "int8" and runtime != "paddle":
+        raise ConfigError(f"{info.model_dir} is an INT8 model: run it as int8, or give the FP32 model for {precision}")
+    return precision
+
+
+# --------------------------------------------------------------------------- the converted model
+
+
+def cache_home() -> Path:
+    return Path(os.environ.get("VSLIM_HOME") or Path.home() / ".cache" / "vslim")
+
+
+def _model_key(info: ModelInfo) -> str:
+    h = hashlib.sha256()
+    for path in (info.model_file, info.params_file):
+        h.update(sha256_of(path).encode())
+    return h.hexdigest()[:16]
+
+
+def converted_onnx(info: ModelInfo, cache: Optional[Path] = None) -> Path:
+    """The model as ONNX (paddle2onnx, checked against Paddle when made), cached by content.
+
+    The cache folder holds ``model.onnx`` and ``onnx_report.json`` with its sha256;
+    a file that no longer matches is refused, never run.
+    """
+    from ..onnx_export import MIN_COSINE, export_onnx
+
+    folder = (cache or cache_home() / "converted") / f"{info.model_dir.resolve().name}-{_model_key(info)}"
+    onnx, report = folder / "model.onnx", folder / "onnx_report.json"
+    if not report.is_file():
+        export_onnx(info.model_dir, folder, overwrite=folder.exists())
+    recorded = json.loads(report.read_text())
+    if not onnx.is_file() or sha256_of(onnx) != recorded.get("sha256"):
+        raise ModelError(f"the cached conversion {onnx} does not match its checksum (damaged or edited): delete "
+                         f"{folder} and run again to convert anew")
+    floor = MIN_COSINE[info.precision]
+    if recorded["check_vs_paddle"]["cosine_min"] < floor:
+        raise ModelError(f"the ONNX conversion of {info.model_dir} disagrees with Paddle (cosine "
+                         f"{recorded['check_vs_paddle']['cosine_min']:.4f} < {floor}); use --runtime paddle")
+    return onnx
+
+
+def verified(predictor: "_RuntimePredictor") -> dict:
+    """This runtime and precision against Paddle on a seeded batch, once per converted model (then cached).
+
+    A runtime can run a valid ONNX model wrongly (OpenVINO 2026.4 ran the small
+    PP-TSM's QDQ graph with outputs of cosine -0.49 to Paddle's): such a pair is
+    refused here, with the figures, instead of answering.
+    """
+    from ..fsio import write_json
+    from ..metrics import cosine_similarity
+    from .predictor import Predictor
+
+    record = predictor.onnx.parent / "runtime_checks.json"
+    checks = json.loads(record.read_text()) if record.is_file() else {}
+    key = f"{predictor.runtime}/{predictor.precision}"
+    if key not in checks:
+        info = predictor.info
+        shape = [VERIFY_BATCH] + [d if d > 0 else 1 for d in info.inputs[0].shape[1:]]
+        x = np.random.default_rng(0).standard_normal(shape).astype(info.inputs[0].dtype)
+        expected = Predictor(info.model_dir, PredictorConfig(threads=predictor.config.threads), info).run(x)
+        got = predictor.run(x)
+        checks[key] = {"cosine_min": float(cosine_similarity(got, expected).min()),
+                       "top1_agreement": float(np.mean(got.argmax(-1) == expected.argmax(-1))),
+                       "reference": f"paddle/{info.precision}", "batch": VERIFY_BATCH}
+        write_json(record, checks)
+    check = checks[key]
+    floor = MIN_RUNTIME_COSINE[predictor.precision]
+    if check["cosine_min"] < floor:
+        raise ModelError(f"{key} computes {predictor.info.model_dir} differently from Paddle (cosine "
+                         f"{check['cosine_min']:.3f}, top-1 agreement {check['top1_agreement']:.0%} on a seeded "
+                         f"batch; needs cosine >= {floor}): use another runtime or precision")
+    return check
+
+
+# --------------------------------------------------------------------------- predictors
+
+
+class _RuntimePredictor:
+    """What both ONNX-based runtimes share: the model's declared inputs and outputs, input checks."""
+
+    runtime = "?"
+
+    def __init__(self, model_dir: Path | str, config: Optional[PredictorConfig] = None,
+                 info: Optional[ModelInfo] = None, cache: Optional[Path] = None):
+        self.config = (config or PredictorConfig()).validate()
+        self.info = info or inspect_model(model_dir)
+        self.precision = check_precision(self.runtime, self.config.precision, self.info)
+        self.onnx = converted_onnx(self.info, cache)
+        self.input_names = [s.name for s in self.info.inputs]
+        self.output_names = [s.name for s in self.info.outputs]
+        self._start()
+        self.agreement = verified(self)
+
+    def _start(self) -> None:
+        """Load the converted model into the runtime."""
+
+    @property
+    def input_spec(self):
+        return self.info.inputs[0]
+
+    @property
+    def meta(self):
+        return self.info.meta
+
+    def check_input(self, name: str, array: np.ndarray) -> np.ndarray:
+        from .predictor import Predictor
+
+        return Predictor.check_input(self, name, array)
+
+    def run_feeds(self, feeds: dict[str, np.ndarray], fetch: Optional[list[str]] = None) -> dict[str, np.ndarray]:
+        missing = [n for n in self.input_names if n not in feeds]
+        if missing:
+            raise InferenceError(f"missing input(s) {missing}; the model takes {self.input_names}")
+        fetch = fetch or self.output_names
+        unknown = [n for n in fetch if n not in self.output_names]
+        if unknown:
+            raise InferenceError(f"unknown output(s) {unknown}; the model gives {self.output_names}")
+        arrays = {n: self.check_input(n, feeds[n]) for n in self.input_names}
+        try:
+            outputs = self._infer(arrays)
+        except InferenceError:
+            raise
+        except Exception as exc:
+            raise InferenceError(f"{self.runtime} inference failed: {exc}") from exc
+        return {n: outputs[self.output_names.index(n)] for n in fetch}
+
+    def run(self, clips: np.ndarray) -> np.ndarray:
+        return self.run_feeds({self.input_names[0]: clips})[self.output_names[0]]
+
+    def run_batched(self, clips: np.ndarray, batch_size: int) -> np.ndarray:
+        return np.concatenate([self.run(clips[i : i + batch_size]) for i in range(0, len(clips), batch_size)])
+
+    def describe(self) -> dict:
+        return {"model": str(self.info.model_dir), "runtime": self.runtime, "precision": self.precision,
+                "device": "cpu", "threads": self.config.threads, "converted": str(self.onnx),
+                "check_vs_paddle": self.agreement}
+
+    def _infer(self, arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+
+class OnnxRuntimePredictor(_RuntimePredictor):
+    """ONNX Runtime's CPU provider; INT8 runs the QDQ graph of PaddleSlim's model (its calibration)."""
+
+    runtime = "onnxruntime"
+
+    def _start(self) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.config.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(str(self.onnx), options, providers=["CPUExecutionProvider"])
+        self._names = [i.name for i in self._session.get_inputs()]
+
+    def _infer(self, arrays):
+        return self._session.run(None, {n: arrays[s] for n, s in zip(self._names, self.input_names)})
+
+    def clone(self) -> "OnnxRuntimePredictor":
+        return self  # an InferenceSession runs concurrent calls safely
+
+
+class OpenVinoPredictor(_RuntimePredictor):
+    """OpenVINO on CPU, compiled per batch size (static shapes run faster than a dynamic batch).
+
+    Precision is OpenVINO's inference precision hint: ``f32`` for fp32 and for the
+    layers an INT8 (QDQ) model keeps in float, ``bf16`` for bf16.
+    """
+
+    runtime = "openvino"
+
+    def _start(self) -> None:
+        import openvino as ov
+
+        self._core = ov.Core()
+        self._model = self._core.read_model(str(self.onnx))
+        self._compiled: dict[int, object] = {}
+        self._requests: dict[int, object] = {}
+        self._lock = threading.Lock()
+
+    def _compile(self, batch: int):
+        with self._lock:
+            if batch not in self._compiled:
+                model = self._model.clone()
+                shape = [batch] + [d if d > 0 else 1 for d in self.input_spec.shape[1:]]
+                model.reshape({model.inputs[0].get_any_name(): shape})
+                hint = "bf16" if self.precision == "bf16" else "f32"
+                self._compiled[batch] = self._core.compile_model(model, "CPU", {
+                    "INFERENCE_NUM_THREADS": self.config.threads, "NUM_STREAMS": 1,
+                    "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint})
+            return self._compiled[batch]
+
+    def _infer(self, arrays):
+        batch = int(next(iter(arrays.values())).shape[0])
+        request = self._requests.get(batch)
+        if request is None:
+            request = self._requests[batch] = self._compile(batch).create_infer_request()
+        results = request.infer([arrays[n] for n in self.input_names])
+        return [np.array(results[i]) for i in range(len(self.output_names))]
+
+    def clone(self) -> "OpenVinoPredictor":
+        """Another predictor sharing the compiled models, with its own infer requests (one per thread)."""
+        twin = object.__new__(OpenVinoPredictor)
+        twin.__dict__.update(self.__dict__)
+        twin._requests = {}
+        return twin
+
+
+def open_predictor(model_dir: Path | str, config: Optional[PredictorConfig] = None, info: Optional[ModelInfo] = None):
+    """The predictor of ``config.runtime`` for ``model_dir`` (Paddle Inference by default)."""
+    config = (config or PredictorConfig()).validate()
+    if config.runtime == "paddle":
+        from .predictor import Predictor
+
+        return Predictor(model_dir, config, info)
+    if config.device != "cpu":
+        raise ConfigError(f"runtime {config.runtime} runs on the CPU here; use --runtime paddle for the GPU")
+    cls = OpenVinoPredictor if config.runtime == "openvino" else OnnxRuntimePredictor
+    module = "openvino" if config.runtime == "openvino" else "onnxruntime"
+    try:
+        __import__(module)
+    except ImportError:
+        extra = "openvino" if module == "openvino" else "onnx"
+        raise ConfigError(f"runtime {config.runtime} is not installed: pip install -c constraints.txt "
+                          f"'vslim[{extra}]'") from None
+    return cls(model_dir, config, info)
