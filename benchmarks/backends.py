@@ -7,6 +7,7 @@ lists it as skipped with that reason instead of dropping it.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -18,8 +19,12 @@ from vslim.errors import VslimError
 from vslim.inference import Predictor
 from vslim.inference.predictor import ModelInfo
 
-BACKENDS = ("paddle-cpu", "paddle-onednn", "paddle-gpu", "paddle-trt", "onnxruntime")
+BACKENDS = ("paddle-cpu", "paddle-onednn", "paddle-bf16", "paddle-gpu", "paddle-trt", "onnxruntime", "openvino")
 PEER = "onnxruntime"
+# What a user builds by hand with the peer runtimes from the FP32 model (their own INT8 calibration on the
+# same clips, OpenVINO's default precision): the rows vslim's own configurations are held against.
+PEER_BUILT = {("openvino", "fp32"), ("openvino", "default-hint"), ("openvino", "nncf-int8"),
+              ("onnxruntime", ""), ("onnxruntime", "quantize-static-int8")}
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
@@ -40,6 +45,11 @@ class BackendRun:
 
 
 def variants(backend: str, info: ModelInfo) -> list[BackendRun]:
+    if backend == "openvino":
+        names = ["int8-qdq"] if info.quantized else ["fp32", "bf16", "default-hint", "nncf-int8"]
+        return [BackendRun(backend, n) for n in names]
+    if backend == "onnxruntime" and not info.quantized:
+        return [BackendRun(backend), BackendRun(backend, "quantize-static-int8")]
     if backend == "paddle-trt":
         return [BackendRun(backend, "int8")] if info.quantized else [BackendRun(backend, "fp32"),
                                                                      BackendRun(backend, "fp16")]
@@ -82,9 +92,88 @@ def _onnxruntime(info: ModelInfo, threads: int, cache: Path) -> Runner:
     return lambda x: session.run(None, {name: x})[0]
 
 
+def _vslim_runtime(info: ModelInfo, runtime: str, precision: str, threads: int, cache: Path) -> Runner:
+    """vslim's own runtime predictor (the same one ``--runtime`` serves with)."""
+    from vslim.inference.runtimes import open_predictor
+
+    try:
+        return open_predictor(info.model_dir, PredictorConfig(runtime=runtime, precision=precision, threads=threads),
+                              info, cache=cache).run
+    except VslimError as exc:
+        raise BackendUnavailable(str(exc)) from None
+
+
+def _openvino_peer(info: ModelInfo, variant: str, threads: int, cache: Path, calib: np.ndarray) -> Runner:
+    """OpenVINO as a user would set it up by hand: its default precision, or NNCF's INT8 from the FP32 model."""
+    try:
+        import openvino as ov
+    except ImportError:
+        raise BackendUnavailable("openvino is not installed (pip install 'vslim[openvino]')") from None
+    core = ov.Core()
+    model = core.read_model(str(onnx_file(info, cache)))
+    if variant == "nncf-int8":
+        import nncf
+
+        model = nncf.quantize(model, nncf.Dataset([c[None] for c in calib]), subset_size=len(calib))
+    compiled: dict[int, object] = {}
+
+    def run(x: np.ndarray) -> np.ndarray:
+        if len(x) not in compiled:
+            m = model.clone()
+            m.reshape({m.inputs[0].get_any_name(): list(x.shape)})
+            compiled[len(x)] = core.compile_model(m, "CPU", {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1,
+                                                             "PERFORMANCE_HINT": "LATENCY"}).create_infer_request()
+        return np.array(compiled[len(x)].infer([x])[0])
+
+    return run
+
+
+def _ort_quantized(info: ModelInfo, threads: int, cache: Path, calib: np.ndarray) -> Runner:
+    """ONNX Runtime's own static INT8 (U8S8 QDQ, the fast form) from the FP32 model and the same clips."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
+
+    source = onnx_file(info, cache)
+    target = source.with_name("model.ort-int8.onnx")
+    if not target.is_file():
+        name = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+
+        class Reader(CalibrationDataReader):
+            def __init__(self):
+                self.items = iter([{name: c[None]} for c in calib])
+
+            def get_next(self):
+                return next(self.items, None)
+
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # its advice on pre-processing, once per layer, is not for our users
+        try:
+            quantize_static(str(source), str(target), Reader(), activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+    feed = session.get_inputs()[0].name
+    return lambda x: session.run(None, {feed: x})[0]
+
+
 def make_runner(run: BackendRun, info: ModelInfo, threads: int, max_batch: int, cache: Path,
-                opt_batch: Optional[int] = None) -> Runner:
+                opt_batch: Optional[int] = None, calib: Optional[np.ndarray] = None) -> Runner:
     """A callable running ``info``'s model on ``run``'s backend, or BackendUnavailable."""
+    if run.backend == "paddle-bf16":
+        if info.quantized:
+            raise BackendUnavailable("BF16 runs FP32 models; this one is INT8")
+        return _vslim_runtime(info, "paddle", "bf16", threads, cache)
+    if run.backend == "openvino":
+        if run.variant in ("fp32", "bf16", "int8-qdq"):
+            return _vslim_runtime(info, "openvino", run.variant.removesuffix("-qdq"), threads, cache)
+        return _openvino_peer(info, run.variant, threads, cache, calib)
+    if run.backend == "onnxruntime" and run.variant == "quantize-static-int8":
+        return _ort_quantized(info, threads, cache, calib)
     if run.backend == "paddle-cpu":
         if info.quantized:
             raise BackendUnavailable("INT8 models run INT8 kernels on oneDNN only; plain CPU kernels would "

@@ -21,6 +21,14 @@ def _env_lines(env: dict) -> list[str]:
 
 def runtime_markdown(r: dict) -> str:
     lines = ["# Runtime benchmark (inference only)\n", *_env_lines(r["environment"]), ""]
+    if r.get("vs_best_peer"):
+        lines.append("## vslim vs the best peer (one interleaved run)\n")
+        lines.append(markdown_table(["model", "batch", "threads", "vslim's fastest", "p50 ms", "best peer (built by hand)",
+                                     "p50 ms", "vslim / peer latency"],
+                                    [[v["model"], v["batch"], v["threads"], v["vslim"], v["vslim_p50_ms"],
+                                      v["best_peer"], v["peer_p50_ms"], f"{v['vslim_vs_peer_latency']:.2f}x"]
+                                     for v in r["vs_best_peer"]]))
+        lines.append("\n## Every configuration\n")
     headers = ["model", "prec", "backend", "batch", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms", "std ms",
                "clips/s", "INT8/FP32 latency", "speed vs ORT FP32", "check vs Paddle"]
     rows = []

@@ -10,6 +10,7 @@ quantized from, and each row against ONNX Runtime on the FP32 model.
 from __future__ import annotations
 
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -23,9 +24,8 @@ from vslim.evaluate import collect_outputs, summarize
 from vslim.inference import Predictor, inspect_model
 from vslim.inference.predictor import ModelInfo
 from vslim.progress import progress_bar
-from vslim.timing import timed_loop
 
-from .backends import PEER, BackendUnavailable, make_runner, variants
+from .backends import PEER, PEER_BUILT, BackendUnavailable, make_runner, variants
 from .environment import environment
 from .stats import latency_stats
 
@@ -94,7 +94,22 @@ def _inputs(info: ModelInfo, cfg: RuntimeBench) -> dict[int, np.ndarray]:
     return {b: np.ascontiguousarray(noise[:b]) for b in cfg.batch_sizes}
 
 
+def _calibration(info: ModelInfo, cfg: RuntimeBench, count: int = 8) -> np.ndarray:
+    """Clips for the peers' own INT8 calibration (NNCF, ONNX Runtime): the agreement list's, else seeded noise."""
+    shape = [d if d > 0 else 1 for d in info.inputs[0].shape[1:]]
+    clips = np.random.default_rng(cfg.seed + 1).standard_normal([count, *shape]).astype(np.float32)
+    if cfg.agreement_list:
+        entries = read_list(ListConfig(cfg.agreement_list))[:count]
+        pipeline = ClipPipeline(info.meta.preprocess)
+        real = np.stack([pipeline.load(e) for e in entries]) if entries else clips[:0]
+        if real.shape[1:] == clips.shape[1:]:
+            clips[: len(real)] = real
+    return clips
+
+
 def run_runtime(cfg: RuntimeBench, say: Callable[[str], None] = print) -> dict:
+    """Every backend configuration of a model is loaded first, then timed *interleaved*: one call of
+    each in turn, round after round, so drift of a shared machine hits all of them alike."""
     infos = {label: inspect_model(path) for label, path in cfg.models.items()}
     max_batch = max(cfg.batch_sizes)
     rows = []
@@ -103,47 +118,99 @@ def run_runtime(cfg: RuntimeBench, say: Callable[[str], None] = print) -> dict:
             progress_bar(total=cells * len(cfg.batch_sizes), desc="runtime", unit="cell") as bar:
         for label, info in infos.items():
             inputs = _inputs(info, cfg)
+            calib = _calibration(info, cfg)
             reference = Predictor(info.model_dir, PredictorConfig(threads=max(cfg.threads)), info)
             expected = {b: reference.run(x) for b, x in inputs.items()}
             del reference
-            for backend in cfg.backends:
-                for run in variants(backend, info):
-                    for threads in cfg.threads:
+            for threads in cfg.threads:
+                runners = {}
+                for backend in cfg.backends:
+                    for run in variants(backend, info):
                         base = {"model": label, "precision": info.precision, "backend": run.backend,
                                 "variant": run.variant, "threads": threads}
                         try:
-                            runner = make_runner(run, info, threads, max_batch, Path(onnx_cache))
+                            runners[run] = (base, make_runner(run, info, threads, max_batch, Path(onnx_cache),
+                                                              calib=calib))
                         except BackendUnavailable as exc:
                             rows += [{**base, "batch": b, "status": "skipped", "reason": str(exc)}
                                      for b in cfg.batch_sizes]
                             bar.update(len(cfg.batch_sizes))
                             say(f"  {label} {run.label}: skipped — {exc}")
-                            continue
-                        for batch, x in inputs.items():
-                            rows.append({**base, "batch": batch, **_measure(runner, x, expected[batch], cfg)})
-                            bar.update(1)
-                        del runner
+                for batch, x in inputs.items():
+                    rows += _measure_interleaved(runners, x, expected[batch], batch, cfg)
+                    bar.update(len(runners))
+                del runners
     pairs = _pairs(infos)
     _add_ratios(rows, pairs)
     report = {"kind": "runtime", "environment": environment(), "config": cfg.__dict__,
               "models": {l: {"path": str(i.model_dir), "precision": i.precision, "arch": i.meta.arch,
                              "input_shape": list(i.inputs[0].shape)} for l, i in infos.items()},
-              "pairs": pairs, "rows": rows}
+              "pairs": pairs, "rows": rows, "interleaved": True}
+    report["vs_best_peer"] = _versus_peers(rows, pairs)
     if cfg.agreement_list and pairs:
         report["agreement"] = _agreement(infos, pairs, cfg.agreement_list, max(cfg.threads))
     return report
 
 
-def _measure(runner, x: np.ndarray, expected: np.ndarray, cfg: RuntimeBench) -> dict:
-    try:
-        out = runner(x)
-    except Exception as exc:  # a backend failing at run time is a row, not a crash of the sweep
-        return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"[:300]}
+def _measure_interleaved(runners: dict, x: np.ndarray, expected: np.ndarray, batch: int,
+                         cfg: RuntimeBench) -> list[dict]:
+    """Check each runner's output, warm each up, then time them in turns; one row each."""
     scale = float(np.abs(expected).max()) or 1.0
-    check = {"max_rel_diff_vs_paddle_onednn": float(np.abs(np.asarray(out) - expected).max()) / scale,
-             "top1_agreement_vs_paddle_onednn": float(np.mean(np.argmax(out, -1) == np.argmax(expected, -1)))}
-    times = timed_loop(lambda: runner(x), cfg.warmup, cfg.iterations, cfg.min_seconds, cfg.max_seconds)
-    return {"status": "ok", **latency_stats(times, len(x)), **check}
+    live, rows = {}, {}
+    for run, (base, runner) in runners.items():
+        try:
+            out = np.asarray(runner(x))
+            for _ in range(cfg.warmup):
+                runner(x)
+        except Exception as exc:  # a backend failing at run time is a row, not a crash of the sweep
+            rows[run] = {**base, "batch": batch, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"[:300]}
+            continue
+        rows[run] = {**base, "batch": batch, "max_rel_diff_vs_paddle_onednn": float(np.abs(out - expected).max()) / scale,
+                     "top1_agreement_vs_paddle_onednn": float(np.mean(np.argmax(out, -1) == np.argmax(expected, -1)))}
+        live[run] = runner
+    times: dict = {run: [] for run in live}
+    deadline = time.perf_counter() + cfg.max_seconds
+    done = 0
+    while live and (done < cfg.iterations or min(sum(t) for t in times.values()) < cfg.min_seconds):
+        for run, runner in live.items():
+            t0 = time.perf_counter()
+            runner(x)
+            times[run].append(time.perf_counter() - t0)
+        done += 1
+        if time.perf_counter() > deadline:
+            break
+    for run in live:
+        rows[run].update(status="ok", **latency_stats(times[run], len(x)))
+    return list(rows.values())
+
+
+def _versus_peers(rows: list[dict], pairs: dict[str, str]) -> list[dict]:
+    """Per FP32 model, batch and threads: vslim's fastest configuration against the fastest peer-built one.
+
+    vslim's configurations are what ``--runtime auto`` can pick (Paddle FP32/BF16/INT8 and OpenVINO /
+    ONNX Runtime on vslim's own models, INT8 keeping PaddleSlim's calibration); the peers' are built
+    from the FP32 model by hand (``backends.PEER_BUILT``). Rows whose top-1 disagrees with Paddle on
+    more than 1% of the clips are left out of both.
+    """
+    groups: dict = {}
+    for r in rows:
+        if r["status"] != "ok" or r.get("top1_agreement_vs_paddle_onednn", 0) < 0.99 or r["backend"] in (
+                "paddle-cpu", "paddle-gpu", "paddle-trt"):
+            continue
+        family = pairs.get(r["model"], r["model"])
+        side = "peer" if (r["backend"], r["variant"]) in PEER_BUILT else "vslim"
+        groups.setdefault((family, r["batch"], r["threads"]), {}).setdefault(side, []).append(r)
+    out = []
+    for (family, batch, threads), sides in sorted(groups.items()):
+        if "peer" not in sides or "vslim" not in sides:
+            continue
+        mine = min(sides["vslim"], key=lambda r: r["p50_ms"])
+        peer = min(sides["peer"], key=lambda r: r["p50_ms"])
+        name = lambda r: f"{r['model']} {r['backend']}" + (f" ({r['variant']})" if r["variant"] else "")
+        out.append({"model": family, "batch": batch, "threads": threads, "vslim": name(mine),
+                    "vslim_p50_ms": mine["p50_ms"], "best_peer": name(peer), "peer_p50_ms": peer["p50_ms"],
+                    "vslim_vs_peer_latency": mine["p50_ms"] / peer["p50_ms"]})
+    return out
 
 
 def _add_ratios(rows: list[dict], pairs: dict[str, str]) -> None:

@@ -21,7 +21,8 @@ from google.protobuf import text_format
 from vslim import __version__
 from vslim.config import to_dict
 from vslim.errors import BundleError
-from vslim.fsio import atomic_output_dir, write_json, sha256_of
+from vslim.fsio import atomic_output_dir, sha256_of, write_json
+from vslim.inference.selection import CONVERTED, RECORD, measure
 from vslim.inference import inspect_model
 from vslim.inference.predictor import ModelInfo
 from vslim.model_meta import META_FILE, ModelMeta
@@ -73,8 +74,14 @@ def write_config(folder: Path, filename: str, conf) -> None:
 
 
 def package_serving(model_dir: Path | str, out: Path | str, name: Optional[str] = None,
-                    overwrite: bool = False) -> BundlePaths:
-    """Write a Paddle Serving bundle of the inference model in ``model_dir`` to ``out``."""
+                    overwrite: bool = False, runtime: str = "paddle", precision: str = "auto", threads: int = 2,
+                    say=lambda _: None) -> BundlePaths:
+    """Write a Paddle Serving bundle of the inference model in ``model_dir`` to ``out``.
+
+    ``runtime`` other than ``paddle`` converts the model for it into the bundle and
+    records the choice (``runtime.json``); ``auto`` measures every runtime and
+    precision on this host first and records the fastest that computes the model right.
+    """
     info = inspect_model(model_dir)
     name = name or info.meta.arch or Path(model_dir).resolve().name
     if not name.replace("_", "").replace("-", "").isalnum():
@@ -92,6 +99,8 @@ def package_serving(model_dir: Path | str, out: Path | str, name: Optional[str] 
             meta.save(folder)
         write_config(server, SERVER_CONF, conf)
         write_config(client, CLIENT_CONF, conf)
+        if runtime != "paddle":
+            write_json(server / RECORD, _runtime_record(info, server, runtime, precision, threads, say))
         files = {p.relative_to(tmp).as_posix(): {"sha256": sha256_of(p), "bytes": p.stat().st_size}
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
         write_json(tmp / MANIFEST, {
@@ -105,6 +114,15 @@ def package_serving(model_dir: Path | str, out: Path | str, name: Optional[str] 
         })
     out = Path(out)
     return BundlePaths(out, out / f"{name}{SERVER_SUFFIX}", out / f"{name}{CLIENT_SUFFIX}", out / MANIFEST)
+
+
+def _runtime_record(info, server: Path, runtime: str, precision: str, threads: int, say) -> dict:
+    from vslim.inference.runtimes import check_precision
+
+    only = None
+    if runtime != "auto":
+        only = (runtime, check_precision(runtime, precision, info))
+    return measure(info.model_dir, info, server / CONVERTED, threads=threads, say=say, only=only)
 
 
 # --------------------------------------------------------------------------- reading

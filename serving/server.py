@@ -101,7 +101,7 @@ def start_engine(cfg: ServerConfig, service: ModelService, log: Callable[[str], 
     same engine, batching and fault injection.
     """
     bundle = service.bundle
-    predictor = open_predictor(bundle.server_dir, cfg.predictor_config(), bundle.info)
+    predictor = open_predictor(bundle.server_dir, cfg.predictor_config(), bundle.info, warn=lambda m: log(f"warning: {m}"))
     warmup = list(range(1, cfg.max_batch_size + 1)) if cfg.warmup else []
     if warmup:
         log(f"warming up batch sizes 1-{cfg.max_batch_size} on {cfg.workers} worker(s)")

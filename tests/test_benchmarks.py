@@ -24,18 +24,30 @@ def test_runtime_matrix(cli, fp32_small, int8_small_avg, synth_data, tmp_path):
     assert "avx2" in report["environment"]["cpu"]["flags"]
     assert report["pairs"] == {"int8": "fp32"}
     rows = {(x["model"], x["backend"], x["variant"], x["batch"]): x for x in report["rows"]}
-    # 2 models x (paddle-cpu, paddle-onednn, onnxruntime, paddle-gpu) + trt variants, x 2 batch sizes
-    assert len(rows) == 2 * 2 * (4 + 1) + 2 * 1  # fp32 has two TRT variants, int8 one
+    # FP32: paddle-cpu, -onednn, -bf16, onnxruntime (FP32, its own INT8), openvino (fp32, bf16, default hint,
+    # NNCF INT8), paddle-gpu, two TRT variants = 12; INT8: paddle-cpu, -onednn, -bf16, onnxruntime, openvino
+    # (QDQ), paddle-gpu, one TRT variant = 7; x 2 batch sizes
+    assert len(rows) == 2 * (12 + 7)
+    assert report["interleaved"] is True
     for key, x in rows.items():
         assert x["status"] in ("ok", "skipped"), x
         if x["status"] == "skipped":
             assert x["reason"], x
             continue
         _consistent(x, x["batch"])
-        # FP32 backends agree to float rounding; INT8 kernels differ in rounding between runtimes (measured
-        # 0.05-0.2 of the logit scale on small models), so there the check is that they pick the same classes
-        limit = 1e-3 if key[0] == "fp32" else 0.5
+        # FP32 backends agree to float rounding, BF16 to its 8-bit mantissa; INT8 kernels differ in rounding
+        # between runtimes (0.05-0.2 of the logit scale on small models): there they must pick the same classes
+        variant = key[2]
+        limit = 0.5 if key[0] == "int8" or "int8" in variant else 0.05 if variant in ("bf16", "default-hint") \
+            or key[1] == "paddle-bf16" else 1e-3
         assert x["max_rel_diff_vs_paddle_onednn"] < limit and x["top1_agreement_vs_paddle_onednn"] >= 0.5, x
+    for name in ("openvino (nncf-int8)", "onnxruntime (quantize-static-int8)", "openvino (default-hint)"):
+        backend, variant = name.rstrip(")").split(" (")
+        assert rows[("fp32", backend, variant, 1)]["status"] == "ok", name  # the peers a user would build
+    versus = report["vs_best_peer"]
+    assert [(v["model"], v["batch"]) for v in versus] == [("fp32", 1), ("fp32", 2)]
+    assert all(v["vslim_vs_peer_latency"] > 0 and v["best_peer"].startswith("fp32 ") for v in versus)
+    assert "vslim vs the best peer" in (out / "runtime.md").read_text()
     assert rows[("fp32", "paddle-onednn", "", 1)]["status"] == "ok"
     assert rows[("int8", "paddle-cpu", "", 1)]["status"] == "skipped"
     assert rows[("int8", "paddle-onednn", "", 2)]["int8_vs_fp32_latency"] > 0

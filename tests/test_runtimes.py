@@ -111,3 +111,67 @@ def test_a_damaged_cached_conversion_is_refused(fp32_small, tmp_path):
     onnx.write_bytes(bytes(data))
     with pytest.raises(ModelError, match="does not match its checksum.*delete"):
         converted_onnx(inspect_model(fp32_small), tmp_path)
+
+
+def test_auto_measures_every_runtime_records_the_fastest_and_serves_it(cli, fp32_small, val_clips, tmp_path):
+    r = cli("package", "--target", "serving", "--model-dir", str(fp32_small), "--out", str(tmp_path / "b"),
+            "--name", "small")
+    assert r.code == 0, r.err
+    server, client = tmp_path / "b" / "small_serving_server", tmp_path / "b" / "small_serving_client"
+    record = json.loads((server / "runtime.json").read_text())
+    rows = {(row["runtime"], row["precision"]): row for row in record["table"]}
+    assert set(rows) == {("paddle", "fp32"), ("paddle", "bf16"), ("openvino", "fp32"), ("openvino", "bf16"),
+                         ("onnxruntime", "fp32")}
+    for (runtime, precision), row in rows.items():
+        if precision == "bf16" and not has_bf16():
+            assert row["status"] == "skipped" and "no BF16" in row["reason"]
+        else:
+            assert row["status"] == "ok" and row["cosine_vs_paddle"] >= 0.99, row
+    ok = [row for row in record["table"] if row["status"] == "ok"]
+    best = min(ok, key=lambda row: row["p50_ms"])
+    assert record["chosen"] == {"runtime": best["runtime"], "precision": best["precision"]}
+    assert "avx2" in record["measured_on"]["flags"] and "chosen:" in r.err
+    manifest = json.loads((tmp_path / "b" / "vslim_manifest.json").read_text())["files"]
+    assert "small_serving_server/runtime.json" in manifest
+    assert any(f.startswith("small_serving_server/converted/onnx-") and f.endswith("model.onnx") for f in manifest)
+
+    clips = val_clips[0][:4]
+    expected = Predictor(server).run(clips)
+    chosen = f"{best['runtime']} {best['precision']}"
+    with ServerProcess(server) as process:
+        assert any(f"ready in" in line and chosen in line for line in process.lines), process.log()
+        model = json.loads(urllib.request.urlopen(f"{process.url}/model", timeout=30).read())
+        assert (model["runtime"], model["precision"]) == (best["runtime"], best["precision"])
+        for protocol in ("grpc", "http-proto", "v2-grpc", "v2-http"):
+            with make_client(protocol, process.address, ClientConfig.load(client)) as c:
+                got = c.predict({"data_batch_0": clips})["outputs"]
+            assert (got.argmax(1) == expected.argmax(1)).all(), protocol
+    # serving wrote nothing into the bundle: it still verifies
+    from vslim.serving.bundle import verify_bundle
+
+    verify_bundle(server)
+
+
+def test_a_recorded_runtime_missing_here_falls_back_to_paddle_with_a_warning(fp32_small, tmp_path):
+    from vslim.serving.bundle import package_serving
+
+    paths = package_serving(fp32_small, tmp_path / "b", name="small", runtime="openvino", precision="fp32")
+    assert json.loads((paths.server / "runtime.json").read_text())["chosen"]["runtime"] == "openvino"
+    hidden = tmp_path / "no-openvino" / "openvino"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('openvino is not installed on this host')\n")
+    import os
+
+    env = {"PYTHONPATH": os.pathsep.join([str(hidden.parent), os.environ.get("PYTHONPATH", "")])}
+    with ServerProcess(paths.server, env=env) as process:
+        log = process.log()
+        assert "measured fastest on openvino fp32, which is not installed here; serving with paddle" in log
+        assert any("ready in" in line and "paddle fp32" in line for line in process.lines), log
+
+
+def test_packaging_for_a_runtime_that_cannot_serve_the_model_writes_nothing(cli, int8_small_avg, tmp_path):
+    out = tmp_path / "b"
+    r = cli("package", "--target", "serving", "--model-dir", str(int8_small_avg.output_dir), "--out", str(out),
+            "--runtime", "openvino")
+    assert r.code == 2 and "openvino int8 cannot serve this model here" in r.err and "differently from Paddle" in r.err
+    assert not out.exists() and not list(tmp_path.glob(".*"))

@@ -293,7 +293,7 @@ class PredictorConfig:
     threads: int = 2
     use_onednn: bool = True
     precision: str = "auto"
-    runtime: str = "paddle"  # paddle, openvino or onnxruntime (vslim.inference.runtimes)
+    runtime: str = "paddle"  # paddle, openvino, onnxruntime, or auto: a bundle's recorded choice
     use_tensorrt: bool = False
     gpu_id: int = 0
     gpu_mem_mb: int = 512
@@ -316,8 +316,8 @@ class PredictorConfig:
             raise ConfigError(f"device must be cpu or gpu, got {self.device!r}")
         if self.precision not in ("auto", "fp32", "fp16", "bf16", "int8"):
             raise ConfigError(f"precision must be auto, fp32, fp16, bf16 or int8, got {self.precision!r}")
-        if self.runtime not in ("paddle", "openvino", "onnxruntime"):
-            raise ConfigError(f"runtime must be paddle, openvino or onnxruntime, got {self.runtime!r}")
+        if self.runtime not in ("auto", "paddle", "openvino", "onnxruntime"):
+            raise ConfigError(f"runtime must be auto, paddle, openvino or onnxruntime, got {self.runtime!r}")
         if self.precision == "bf16" and self.device != "cpu":
             raise ConfigError("bf16 inference is a CPU precision here; on the GPU use fp16")
         if self.use_tensorrt and self.device != "gpu":
@@ -353,7 +353,7 @@ class ServerConfig:
     device: str = "cpu"
     use_tensorrt: bool = False
     precision: str = "auto"
-    runtime: str = "paddle"
+    runtime: str = "auto"  # the bundle's measured choice (runtime.json), else paddle
     threads: int = 2
     max_body_mb: int = 64
     max_request_batch: int = 64

@@ -36,7 +36,11 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
     if command == "runtime":
         p.add_argument("--model", action="append", required=True, metavar="LABEL=DIR",
                        help="an inference model (repeat: FP32 and INT8 models; INT8 ones pair with their FP32 source)")
-        p.add_argument("--backends", default="paddle-cpu,paddle-onednn,onnxruntime,paddle-gpu,paddle-trt")
+        p.add_argument("--backends", default="paddle-cpu,paddle-onednn,paddle-bf16,onnxruntime,openvino,paddle-gpu,"
+                                              "paddle-trt",
+                       help="comma-separated, of paddle-cpu, paddle-onednn, paddle-bf16, onnxruntime (FP32, its own "
+                            "static INT8, vslim's QDQ INT8), openvino (fp32, bf16, default hint, NNCF INT8, vslim's "
+                            "QDQ INT8), paddle-gpu, paddle-trt (default: all)")
         p.add_argument("--batch-sizes", default="1")
         p.add_argument("--threads", default="2")
         p.add_argument("--warmup", type=int, default=3)

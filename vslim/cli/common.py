@@ -12,9 +12,10 @@ def add_predictor_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("inference backend")
     g.add_argument("--use-gpu", action="store_true", help="run on the GPU (needs paddlepaddle-gpu)")
     g.add_argument("--use-tensorrt", action="store_true", help="run through TensorRT (implies --use-gpu)")
-    g.add_argument("--runtime", choices=["paddle", "openvino", "onnxruntime"], default="paddle",
-                   help="CPU runtime (default paddle: Paddle Inference with oneDNN); openvino and onnxruntime run "
-                        "the same model converted once (cached, checked against Paddle)")
+    g.add_argument("--runtime", choices=["auto", "paddle", "openvino", "onnxruntime"], default="auto",
+                   help="CPU runtime: auto (default) takes what vslim-package measured fastest for a bundle, else "
+                        "paddle (Paddle Inference with oneDNN); openvino and onnxruntime run the same model "
+                        "converted once (cached, checked against Paddle)")
     g.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16", "int8"], default="auto",
                    help="auto: the model's own (INT8 models run INT8 kernels); bf16 needs a CPU with AVX-512 BF16 "
                         "or AMX")

@@ -18,6 +18,13 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", required=True, help="output folder")
         p.add_argument("--name", help="bundle / .nb name (default: the architecture or the folder name)")
         p.add_argument("--overwrite", action="store_true")
+        serving = p.add_argument_group("--target serving")
+        serving.add_argument("--runtime", choices=["auto", "paddle", "openvino", "onnxruntime"], default="auto",
+                             help="auto (default): measure every CPU runtime and precision here, record the fastest "
+                                  "that computes the model right (vslim-serve uses it); or one runtime")
+        serving.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default="auto",
+                             help="with one --runtime: its precision (default: the model's own)")
+        serving.add_argument("--threads", type=int, default=2, help="CPU threads to measure with (default 2)")
         lite = p.add_argument_group("--target lite")
         lite.add_argument("--valid-targets", nargs="+", default=["arm"], metavar="TARGET",
                           help="one .nb per target spec: arm, x86, arm,opencl ... (default arm)")
@@ -45,9 +52,10 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
                        help="dynamic batching: longest a request waits for others")
         p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
         p.add_argument("--use-tensorrt", action="store_true")
-        p.add_argument("--runtime", choices=["paddle", "openvino", "onnxruntime"], default="paddle",
-                       help="CPU runtime (default paddle); openvino and onnxruntime run the bundle's model converted "
-                            "once (cached, checked against Paddle)")
+        p.add_argument("--runtime", choices=["auto", "paddle", "openvino", "onnxruntime"], default="auto",
+                       help="CPU runtime: auto (default) takes what vslim-package measured fastest on the packaging host "
+                            "(runtime.json; paddle when absent, or when the recorded runtime is not installed), or "
+                            "paddle, openvino, onnxruntime")
         p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16", "int8"], default="auto",
                        help="auto: the model's own; bf16 needs a CPU with AVX-512 BF16 or AMX")
         p.add_argument("--max-body-mb", type=int, default=64, help="largest request body (default 64 MiB)")
@@ -132,8 +140,19 @@ def package(args) -> int:
         return 0
     from ..serving.bundle import package_serving
 
-    paths = package_serving(args.model_dir, args.out, name=args.name, overwrite=args.overwrite)
+    if args.runtime != "paddle":
+        say(f"measuring CPU runtimes for {args.model_dir} ({args.threads} threads, batch 1)"
+            if args.runtime == "auto" else f"converting for {args.runtime}")
+    paths = package_serving(args.model_dir, args.out, name=args.name, overwrite=args.overwrite,
+                            runtime=args.runtime, precision=args.precision, threads=args.threads, say=say)
     say(f"wrote {paths.server.name}/ and {paths.client.name}/ to {paths.root}")
+    record = paths.server / "runtime.json"
+    if record.is_file():
+        import json
+
+        from ..inference.selection import table_markdown
+
+        say(table_markdown(json.loads(record.read_text())).rstrip())
     print(paths.server)
     return 0
 

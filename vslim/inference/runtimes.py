@@ -93,7 +93,7 @@ def converted_onnx(info: ModelInfo, cache: Optional[Path] = None) -> Path:
     """
     from ..onnx_export import MIN_COSINE, export_onnx
 
-    folder = (cache or cache_home() / "converted") / f"{info.model_dir.resolve().name}-{_model_key(info)}"
+    folder = (cache or cache_home() / "converted") / f"onnx-{_model_key(info)}"  # the same files: the same folder
     onnx, report = folder / "model.onnx", folder / "onnx_report.json"
     if not report.is_file():
         export_onnx(info.model_dir, folder, overwrite=folder.exists())
@@ -108,7 +108,7 @@ def converted_onnx(info: ModelInfo, cache: Optional[Path] = None) -> Path:
     return onnx
 
 
-def verified(predictor: "_RuntimePredictor") -> dict:
+def verified(predictor: "_RuntimePredictor", record: bool = True) -> dict:
     """This runtime and precision against Paddle on a seeded batch, once per converted model (then cached).
 
     A runtime can run a valid ONNX model wrongly (OpenVINO 2026.4 ran the small
@@ -119,8 +119,8 @@ def verified(predictor: "_RuntimePredictor") -> dict:
     from ..metrics import cosine_similarity
     from .predictor import Predictor
 
-    record = predictor.onnx.parent / "runtime_checks.json"
-    checks = json.loads(record.read_text()) if record.is_file() else {}
+    path = predictor.onnx.parent / "runtime_checks.json"
+    checks = json.loads(path.read_text()) if path.is_file() else {}
     key = f"{predictor.runtime}/{predictor.precision}"
     if key not in checks:
         info = predictor.info
@@ -131,7 +131,8 @@ def verified(predictor: "_RuntimePredictor") -> dict:
         checks[key] = {"cosine_min": float(cosine_similarity(got, expected).min()),
                        "top1_agreement": float(np.mean(got.argmax(-1) == expected.argmax(-1))),
                        "reference": f"paddle/{info.precision}", "batch": VERIFY_BATCH}
-        write_json(record, checks)
+        if record:  # not into a packaged bundle, whose manifest covers this file
+            write_json(path, checks)
     check = checks[key]
     floor = MIN_RUNTIME_COSINE[predictor.precision]
     if check["cosine_min"] < floor:
@@ -150,7 +151,7 @@ class _RuntimePredictor:
     runtime = "?"
 
     def __init__(self, model_dir: Path | str, config: Optional[PredictorConfig] = None,
-                 info: Optional[ModelInfo] = None, cache: Optional[Path] = None):
+                 info: Optional[ModelInfo] = None, cache: Optional[Path] = None, record_checks: bool = True):
         self.config = (config or PredictorConfig()).validate()
         self.info = info or inspect_model(model_dir)
         self.precision = check_precision(self.runtime, self.config.precision, self.info)
@@ -158,7 +159,7 @@ class _RuntimePredictor:
         self.input_names = [s.name for s in self.info.inputs]
         self.output_names = [s.name for s in self.info.outputs]
         self._start()
-        self.agreement = verified(self)
+        self.agreement = verified(self, record_checks)
 
     def _start(self) -> None:
         """Load the converted model into the runtime."""
@@ -276,9 +277,23 @@ class OpenVinoPredictor(_RuntimePredictor):
         return twin
 
 
-def open_predictor(model_dir: Path | str, config: Optional[PredictorConfig] = None, info: Optional[ModelInfo] = None):
-    """The predictor of ``config.runtime`` for ``model_dir`` (Paddle Inference by default)."""
+def open_predictor(model_dir: Path | str, config: Optional[PredictorConfig] = None, info: Optional[ModelInfo] = None,
+                   cache: Optional[Path] = None, warn=lambda message: None, record_checks: Optional[bool] = None):
+    """The predictor of ``config.runtime`` for ``model_dir`` (Paddle Inference by default).
+
+    ``auto`` takes the choice recorded in a bundle's ``runtime.json`` (Paddle when
+    there is none, or when the recorded runtime is not installed: ``warn`` says so).
+    ``cache``: where conversions are kept (a bundle keeps its own).
+    """
     config = (config or PredictorConfig()).validate()
+    if record_checks is None:
+        record_checks = cache is None  # the user's cache takes new checks; a bundle's stays as packaged
+    if config.runtime == "auto" or cache is None:
+        from .selection import resolve
+
+        config, found = resolve(config, model_dir, warn)
+        record_checks = record_checks and found is None
+        cache = cache or found
     if config.runtime == "paddle":
         from .predictor import Predictor
 
@@ -293,4 +308,4 @@ def open_predictor(model_dir: Path | str, config: Optional[PredictorConfig] = No
         extra = "openvino" if module == "openvino" else "onnx"
         raise ConfigError(f"runtime {config.runtime} is not installed: pip install -c constraints.txt "
                           f"'vslim[{extra}]'") from None
-    return cls(model_dir, config, info)
+    return cls(model_dir, config, info, cache, record_checks)

@@ -1,0 +1,152 @@
+"""``--runtime auto``: measure every runtime and precision this host offers for a model, keep the fastest
+that passes the accuracy check, and record the whole table.
+
+The winner depends on the CPU (AMX, AVX-512 BF16, VNNI), so it is measured where
+the bundle is packaged, not hard-coded; a bundle moved to another host keeps its
+choice, and falls back to Paddle when the chosen runtime is not installed there.
+The record is ``runtime.json`` in the bundle's server folder, beside the
+conversions it needs (``converted/``), all covered by the bundle's manifest.
+"""
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..config import PredictorConfig
+from ..errors import ConfigError, VslimError
+from ..progress import progress_bar
+from ..timing import timed_loop
+from ..metrics import cosine_similarity
+from .predictor import ModelInfo, Predictor
+from .runtimes import BF16_FLAGS, MIN_RUNTIME_COSINE, RUNTIMES, cpu_flags, has_bf16, open_predictor
+
+RECORD = "runtime.json"
+CONVERTED = "converted"
+
+
+@dataclass
+class Measured:
+    runtime: str
+    precision: str
+    status: str  # ok, skipped (cannot run here) or refused (runs, but computes the model wrongly)
+    p50_ms: Optional[float] = None
+    cosine_vs_paddle: Optional[float] = None
+    reason: str = ""
+
+
+def candidates(info: ModelInfo) -> list[tuple[str, str]]:
+    """Every (runtime, precision) that could run this model: its own precision, and BF16 for FP32 models."""
+    if info.quantized:
+        return [(r, "int8") for r in RUNTIMES]
+    return [(r, p) for r in RUNTIMES for p in ("fp32", "bf16") if not (r == "onnxruntime" and p == "bf16")]
+
+
+def _measure_one(model_dir: Path, info: ModelInfo, runtime: str, precision: str, threads: int, cache: Path,
+                 x: np.ndarray, reference: np.ndarray, iterations: int) -> Measured:
+    if precision == "bf16" and not has_bf16():
+        return Measured(runtime, precision, "skipped", reason=f"no BF16 on this CPU ({' or '.join(BF16_FLAGS)})")
+    try:
+        predictor = open_predictor(model_dir, PredictorConfig(runtime=runtime, precision=precision, threads=threads),
+                                   info, cache=cache, record_checks=True)
+    except ConfigError as exc:
+        return Measured(runtime, precision, "skipped", reason=str(exc))
+    except VslimError as exc:
+        return Measured(runtime, precision, "refused", reason=str(exc))
+    cosine = float(cosine_similarity(predictor.run(x), reference).min())
+    if cosine < MIN_RUNTIME_COSINE[precision]:
+        return Measured(runtime, precision, "refused", cosine_vs_paddle=cosine,
+                        reason=f"cosine {cosine:.4f} to Paddle {info.precision} < {MIN_RUNTIME_COSINE[precision]}")
+    times = timed_loop(lambda: predictor.run(x), 2, iterations)
+    return Measured(runtime, precision, "ok", p50_ms=1000 * float(np.median(times)), cosine_vs_paddle=cosine)
+
+
+def measure(model_dir: Path | str, info: ModelInfo, cache: Path, threads: int = 2, iterations: int = 10,
+            say: Callable[[str], None] = lambda _: None, only: Optional[tuple[str, str]] = None) -> dict:
+    """The table and the choice, as written to ``runtime.json``; ``only``: one (runtime, precision) asked for."""
+    shape = [1] + [d if d > 0 else 1 for d in info.inputs[0].shape[1:]]
+    x = np.random.default_rng(0).standard_normal(shape).astype(info.inputs[0].dtype)
+    reference = Predictor(model_dir, PredictorConfig(threads=threads), info).run(x)
+    rows = []
+    options = [only] if only else candidates(info)
+    with progress_bar(total=len(options), desc="measuring runtimes", unit="runtime") as bar:
+        for runtime, precision in options:
+            rows.append(_measure_one(Path(model_dir), info, runtime, precision, threads, cache, x, reference,
+                                     iterations))
+            bar.update(1)
+            row = rows[-1]
+            say(f"  {runtime} {precision}: " + (f"{row.p50_ms:.1f} ms" if row.status == "ok" else
+                                               f"{row.status} — {row.reason}"))
+    ok = [r for r in rows if r.status == "ok"]
+    if not ok:
+        what = f"{only[0]} {only[1]} cannot" if only else "no runtime can"
+        raise VslimError(f"{what} serve this model here: " + "; ".join(f"{r.runtime} {r.precision}: {r.reason}"
+                                                                        for r in rows))
+    best = min(ok, key=lambda r: r.p50_ms)
+    flags = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", *BF16_FLAGS, "amx_int8"})
+    return {"chosen": {"runtime": best.runtime, "precision": best.precision},
+            "measured_on": {"cpu": _cpu_model(), "flags": flags, "threads": threads, "batch": 1,
+                            "machine": platform.machine()},
+            "table": [asdict(r) for r in rows]}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "unknown")
+    except OSError:
+        return platform.processor() or "unknown"
+
+
+def recorded_choice(server_dir: Path | str) -> Optional[dict]:
+    """What ``runtime.json`` in a bundle's server folder chose, or None."""
+    path = Path(server_dir) / RECORD
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())["chosen"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise VslimError(f"{path} is unreadable ({exc}); repackage the bundle") from exc
+
+
+def resolve(config: PredictorConfig, model_dir: Path | str,
+            warn: Callable[[str], None] = lambda _: None) -> tuple[PredictorConfig, Optional[Path]]:
+    """``config`` with ``runtime="auto"`` replaced by the bundle's recorded choice (Paddle when none or missing).
+
+    Returns the config to run and the folder of the bundle's conversions.
+    """
+    import dataclasses
+
+    cache = Path(model_dir) / CONVERTED
+    if config.runtime != "auto":
+        return config, cache if cache.is_dir() else None
+    choice = recorded_choice(model_dir)
+    if choice is None or config.device != "cpu":
+        return dataclasses.replace(config, runtime="paddle"), None
+    module = {"openvino": "openvino", "onnxruntime": "onnxruntime"}.get(choice["runtime"])
+    if module:
+        try:
+            __import__(module)
+        except ImportError:
+            warn(f"this bundle was measured fastest on {choice['runtime']} {choice['precision']}, which is not "
+                 f"installed here; serving with paddle instead (pip install 'vslim[{module}]' to use it)")
+            return dataclasses.replace(config, runtime="paddle", precision="auto"), None
+    return dataclasses.replace(config, runtime=choice["runtime"], precision=choice["precision"]), cache
+
+
+def table_markdown(record: dict) -> str:
+    """The measured table for reports."""
+    m = record["measured_on"]
+    lines = [f"Measured on {m['cpu']} ({', '.join(m['flags'])}), {m['threads']} threads, batch {m['batch']}; "
+             f"chosen: **{record['chosen']['runtime']} {record['chosen']['precision']}**", "",
+             "| runtime | precision | p50 ms | cosine vs Paddle | status |", "|---|---|---|---|---|"]
+    for r in record["table"]:
+        p50 = f"{r['p50_ms']:.2f}" if r["p50_ms"] is not None else "-"
+        cos = f"{r['cosine_vs_paddle']:.5f}" if r["cosine_vs_paddle"] is not None else "-"
+        lines.append(f"| {r['runtime']} | {r['precision']} | {p50} | {cos} | {r['status']}"
+                     + (f": {r['reason'][:120]}" if r["reason"] else "") + " |")
+    return "\n".join(lines) + "\n"
