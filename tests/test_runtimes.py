@@ -139,7 +139,7 @@ def test_auto_measures_every_runtime_records_the_fastest_and_serves_it(cli, fp32
     expected = Predictor(server).run(clips)
     chosen = f"{best['runtime']} {best['precision']}"
     with ServerProcess(server) as process:
-        assert any(f"ready in" in line and chosen in line for line in process.lines), process.log()
+        assert any("ready in" in line and chosen in line for line in process.lines), process.log()
         model = json.loads(urllib.request.urlopen(f"{process.url}/model", timeout=30).read())
         assert (model["runtime"], model["precision"]) == (best["runtime"], best["precision"])
         for protocol in ("grpc", "http-proto", "v2-grpc", "v2-http"):
