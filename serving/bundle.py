@@ -75,7 +75,7 @@ def write_config(folder: Path, filename: str, conf) -> None:
 
 def package_serving(model_dir: Path | str, out: Path | str, name: Optional[str] = None,
                     overwrite: bool = False, runtime: str = "paddle", precision: str = "auto", threads: int = 2,
-                    say=lambda _: None) -> BundlePaths:
+                    say=lambda _: None, val_list: Optional[str] = None) -> BundlePaths:
     """Write a Paddle Serving bundle of the inference model in ``model_dir`` to ``out``.
 
     ``runtime`` other than ``paddle`` converts the model for it into the bundle and
@@ -100,7 +100,7 @@ def package_serving(model_dir: Path | str, out: Path | str, name: Optional[str] 
         write_config(server, SERVER_CONF, conf)
         write_config(client, CLIENT_CONF, conf)
         if runtime != "paddle":
-            write_json(server / RECORD, _runtime_record(info, server, runtime, precision, threads, say))
+            write_json(server / RECORD, _runtime_record(info, server, runtime, precision, threads, say, val_list))
         files = {p.relative_to(tmp).as_posix(): {"sha256": sha256_of(p), "bytes": p.stat().st_size}
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
         write_json(tmp / MANIFEST, {
@@ -116,13 +116,16 @@ def package_serving(model_dir: Path | str, out: Path | str, name: Optional[str] 
     return BundlePaths(out, out / f"{name}{SERVER_SUFFIX}", out / f"{name}{CLIENT_SUFFIX}", out / MANIFEST)
 
 
-def _runtime_record(info, server: Path, runtime: str, precision: str, threads: int, say) -> dict:
+def _runtime_record(info, server: Path, runtime: str, precision: str, threads: int, say,
+                    val_list: Optional[str]) -> dict:
     from vslim.inference.runtimes import check_precision
+    from vslim.inference.selection import guard_from_list
 
     only = None
     if runtime != "auto":
         only = (runtime, check_precision(runtime, precision, info))
-    return measure(info.model_dir, info, server / CONVERTED, threads=threads, say=say, only=only)
+    guard = guard_from_list(info, val_list, threads) if val_list else None
+    return measure(info.model_dir, info, server / CONVERTED, threads=threads, say=say, only=only, guard=guard)
 
 
 # --------------------------------------------------------------------------- reading

@@ -175,3 +175,22 @@ def test_packaging_for_a_runtime_that_cannot_serve_the_model_writes_nothing(cli,
             "--runtime", "openvino")
     assert r.code == 2 and "openvino int8 cannot serve this model here" in r.err and "differently from Paddle" in r.err
     assert not out.exists() and not list(tmp_path.glob(".*"))
+
+
+def test_auto_with_real_clips_requires_fp32s_top1_and_refuses_the_wrong_runtime(cli, int8_small_avg, synth_data,
+                                                                                 tmp_path):
+    r = cli("package", "--target", "serving", "--model-dir", str(int8_small_avg.output_dir), "--out",
+            str(tmp_path / "b"), "--name", "small", "--val-list", str(synth_data / "val.list"))
+    assert r.code == 0, r.err
+    record = json.loads((tmp_path / "b" / "small_serving_server" / "runtime.json").read_text())
+    guard = record["accuracy_guard"]
+    assert guard["clips"] == 32 and guard["min_top1_agreement"] == 0.99
+    assert guard["fp32_model"] == json.loads((int8_small_avg.output_dir / "vslim.json").read_text())["source"]
+    rows = {row["runtime"]: row for row in record["table"]}
+    assert set(rows) == {"paddle", "openvino", "onnxruntime"}
+    assert rows["openvino"]["status"] == "refused" and "differently from Paddle" in rows["openvino"]["reason"]
+    for row in record["table"]:
+        if row["status"] == "ok":
+            assert row["top1_agreement_vs_fp32"] >= 0.99 and row["clips"] == 32, row
+    assert record["chosen"]["runtime"] in {row["runtime"] for row in record["table"] if row["status"] == "ok"}
+    assert "top-1 agreement with FP32" in r.err

@@ -25,6 +25,8 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         serving.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default="auto",
                              help="with one --runtime: its precision (default: the model's own)")
         serving.add_argument("--threads", type=int, default=2, help="CPU threads to measure with (default 2)")
+        serving.add_argument("--val-list", help="PaddleVideo list: each runtime must also give FP32's top-1 on "
+                                                "these clips (>= 99%%, up to 32 clips) to be chosen")
         lite = p.add_argument_group("--target lite")
         lite.add_argument("--valid-targets", nargs="+", default=["arm"], metavar="TARGET",
                           help="one .nb per target spec: arm, x86, arm,opencl ... (default arm)")
@@ -144,7 +146,8 @@ def package(args) -> int:
         say(f"measuring CPU runtimes for {args.model_dir} ({args.threads} threads, batch 1)"
             if args.runtime == "auto" else f"converting for {args.runtime}")
     paths = package_serving(args.model_dir, args.out, name=args.name, overwrite=args.overwrite,
-                            runtime=args.runtime, precision=args.precision, threads=args.threads, say=say)
+                            runtime=args.runtime, precision=args.precision, threads=args.threads, say=say,
+                            val_list=args.val_list)
     say(f"wrote {paths.server.name}/ and {paths.client.name}/ to {paths.root}")
     record = paths.server / "runtime.json"
     if record.is_file():

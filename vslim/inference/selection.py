@@ -37,6 +37,9 @@ class Measured:
     p50_ms: Optional[float] = None
     cosine_vs_paddle: Optional[float] = None
     reason: str = ""
+    top1_agreement_vs_fp32: Optional[float] = None  # on real clips, when a list was given
+    cosine_vs_fp32: Optional[float] = None
+    clips: int = 0
 
 
 def candidates(info: ModelInfo) -> list[tuple[str, str]]:
@@ -46,8 +49,55 @@ def candidates(info: ModelInfo) -> list[tuple[str, str]]:
     return [(r, p) for r in RUNTIMES for p in ("fp32", "bf16") if not (r == "onnxruntime" and p == "bf16")]
 
 
+@dataclass
+class Guard:
+    """Real clips and the FP32 model's outputs on them: each candidate must pick the same classes
+    (top-1 agreement >= 99%) and, in float precisions, point the same way (cosine >= 0.99)."""
+
+    clips: np.ndarray
+    fp32_outputs: np.ndarray
+    fp32_model: str
+
+    def check(self, predictor, precision: str) -> tuple[Optional[str], dict]:
+        out = np.concatenate([predictor.run(self.clips[i : i + 8]) for i in range(0, len(self.clips), 8)])
+        agreement = float(np.mean(out.argmax(1) == self.fp32_outputs.argmax(1)))
+        cosine = float(cosine_similarity(out, self.fp32_outputs).min())
+        figures = {"top1_agreement_vs_fp32": agreement, "cosine_vs_fp32": cosine, "clips": len(self.clips)}
+        if agreement < MIN_AGREEMENT:
+            return f"top-1 agreement with FP32 {agreement:.1%} < {MIN_AGREEMENT:.0%} on {len(self.clips)} clips", figures
+        if precision != "int8" and cosine < 0.99:
+            return f"cosine to FP32 {cosine:.4f} < 0.99 on {len(self.clips)} clips", figures
+        return None, figures
+
+
+MIN_AGREEMENT = 0.99
+
+
+def guard_from_list(info: ModelInfo, list_path: str, threads: int, limit: int = 32) -> Guard:
+    """The guard's clips from a PaddleVideo list; the FP32 reference is the model, or the FP32 model an
+    INT8 one was quantized from (``vslim.json`` ``source``)."""
+    from ..config import ListConfig
+    from ..data import ClipPipeline, read_list
+
+    entries = read_list(ListConfig(list_path))[:limit]
+    if not entries:
+        raise ConfigError(f"--val-list {list_path} has no clips")
+    pipeline = ClipPipeline(info.meta.preprocess)
+    clips = np.stack([pipeline.load(e) for e in entries]).astype(info.inputs[0].dtype)
+    fp32_dir = info.model_dir
+    if info.quantized:
+        if not info.meta.source or not Path(info.meta.source).is_dir():
+            raise ConfigError(f"{info.model_dir} is INT8 and its FP32 source model ({info.meta.source}) is not here: "
+                              "the accuracy guard compares with FP32; package on the machine that quantized it, "
+                              "or leave out --val-list")
+        fp32_dir = Path(info.meta.source)
+    fp32 = Predictor(fp32_dir, PredictorConfig(threads=threads, precision="fp32"))
+    outputs = np.concatenate([fp32.run(clips[i : i + 8]) for i in range(0, len(clips), 8)])
+    return Guard(clips, outputs, str(fp32_dir))
+
+
 def _measure_one(model_dir: Path, info: ModelInfo, runtime: str, precision: str, threads: int, cache: Path,
-                 x: np.ndarray, reference: np.ndarray, iterations: int) -> Measured:
+                 x: np.ndarray, reference: np.ndarray, iterations: int, guard: Optional[Guard] = None) -> Measured:
     if precision == "bf16" and not has_bf16():
         return Measured(runtime, precision, "skipped", reason=f"no BF16 on this CPU ({' or '.join(BF16_FLAGS)})")
     try:
@@ -61,12 +111,19 @@ def _measure_one(model_dir: Path, info: ModelInfo, runtime: str, precision: str,
     if cosine < MIN_RUNTIME_COSINE[precision]:
         return Measured(runtime, precision, "refused", cosine_vs_paddle=cosine,
                         reason=f"cosine {cosine:.4f} to Paddle {info.precision} < {MIN_RUNTIME_COSINE[precision]}")
+    figures = {}
+    if guard is not None:
+        problem, figures = guard.check(predictor, precision)
+        if problem:
+            return Measured(runtime, precision, "refused", cosine_vs_paddle=cosine, reason=problem, **figures)
     times = timed_loop(lambda: predictor.run(x), 2, iterations)
-    return Measured(runtime, precision, "ok", p50_ms=1000 * float(np.median(times)), cosine_vs_paddle=cosine)
+    return Measured(runtime, precision, "ok", p50_ms=1000 * float(np.median(times)), cosine_vs_paddle=cosine,
+                    **figures)
 
 
 def measure(model_dir: Path | str, info: ModelInfo, cache: Path, threads: int = 2, iterations: int = 10,
-            say: Callable[[str], None] = lambda _: None, only: Optional[tuple[str, str]] = None) -> dict:
+            say: Callable[[str], None] = lambda _: None, only: Optional[tuple[str, str]] = None,
+            guard: Optional[Guard] = None) -> dict:
     """The table and the choice, as written to ``runtime.json``; ``only``: one (runtime, precision) asked for."""
     shape = [1] + [d if d > 0 else 1 for d in info.inputs[0].shape[1:]]
     x = np.random.default_rng(0).standard_normal(shape).astype(info.inputs[0].dtype)
@@ -76,7 +133,7 @@ def measure(model_dir: Path | str, info: ModelInfo, cache: Path, threads: int = 
     with progress_bar(total=len(options), desc="measuring runtimes", unit="runtime") as bar:
         for runtime, precision in options:
             rows.append(_measure_one(Path(model_dir), info, runtime, precision, threads, cache, x, reference,
-                                     iterations))
+                                     iterations, guard))
             bar.update(1)
             row = rows[-1]
             say(f"  {runtime} {precision}: " + (f"{row.p50_ms:.1f} ms" if row.status == "ok" else
@@ -91,6 +148,10 @@ def measure(model_dir: Path | str, info: ModelInfo, cache: Path, threads: int = 
     return {"chosen": {"runtime": best.runtime, "precision": best.precision},
             "measured_on": {"cpu": _cpu_model(), "flags": flags, "threads": threads, "batch": 1,
                             "machine": platform.machine()},
+            "accuracy_guard": ({"clips": len(guard.clips), "fp32_model": guard.fp32_model,
+                                "min_top1_agreement": MIN_AGREEMENT, "min_cosine_float": 0.99} if guard else
+                               {"clips": 0, "note": "seeded noise only: cosine to Paddle; give --val-list for "
+                                                    "top-1 agreement with FP32 on real clips"}),
             "table": [asdict(r) for r in rows]}
 
 
@@ -143,10 +204,13 @@ def table_markdown(record: dict) -> str:
     m = record["measured_on"]
     lines = [f"Measured on {m['cpu']} ({', '.join(m['flags'])}), {m['threads']} threads, batch {m['batch']}; "
              f"chosen: **{record['chosen']['runtime']} {record['chosen']['precision']}**", "",
-             "| runtime | precision | p50 ms | cosine vs Paddle | status |", "|---|---|---|---|---|"]
+             "| runtime | precision | p50 ms | cosine vs Paddle | top-1 agreement with FP32 | status |",
+             "|---|---|---|---|---|---|"]
     for r in record["table"]:
         p50 = f"{r['p50_ms']:.2f}" if r["p50_ms"] is not None else "-"
         cos = f"{r['cosine_vs_paddle']:.5f}" if r["cosine_vs_paddle"] is not None else "-"
-        lines.append(f"| {r['runtime']} | {r['precision']} | {p50} | {cos} | {r['status']}"
+        agree = f"{r['top1_agreement_vs_fp32']:.1%} of {r['clips']}" if r.get("top1_agreement_vs_fp32") is not None \
+            else "-"
+        lines.append(f"| {r['runtime']} | {r['precision']} | {p50} | {cos} | {agree} | {r['status']}"
                      + (f": {r['reason'][:120]}" if r["reason"] else "") + " |")
     return "\n".join(lines) + "\n"
