@@ -294,6 +294,7 @@ class PredictorConfig:
     use_onednn: bool = True
     precision: str = "auto"
     runtime: str = "paddle"  # paddle, openvino, onnxruntime, or auto: a bundle's recorded choice
+    streams: int = 1  # OpenVINO: concurrent inference streams (the server's workers), each with `threads`
     use_tensorrt: bool = False
     gpu_id: int = 0
     gpu_mem_mb: int = 512
@@ -316,6 +317,8 @@ class PredictorConfig:
             raise ConfigError(f"device must be cpu or gpu, got {self.device!r}")
         if self.precision not in ("auto", "fp32", "fp16", "bf16", "int8"):
             raise ConfigError(f"precision must be auto, fp32, fp16, bf16 or int8, got {self.precision!r}")
+        if self.streams < 1:
+            raise ConfigError(f"streams must be >= 1, got {self.streams}")
         if self.runtime not in ("auto", "paddle", "openvino", "onnxruntime"):
             raise ConfigError(f"runtime must be auto, paddle, openvino or onnxruntime, got {self.runtime!r}")
         if self.precision == "bf16" and self.device != "cpu":
@@ -382,7 +385,7 @@ class ServerConfig:
 
     def predictor_config(self) -> PredictorConfig:
         return PredictorConfig(device=self.device, use_tensorrt=self.use_tensorrt, precision=self.precision,
-                               runtime=self.runtime, threads=self.threads,
+                               runtime=self.runtime, threads=self.threads, streams=self.workers,
                                trt_max_batch_size=max(self.max_batch_size, 8)).validate()
 
 

@@ -256,9 +256,11 @@ class OpenVinoPredictor(_RuntimePredictor):
                 shape = [batch] + [d if d > 0 else 1 for d in self.input_spec.shape[1:]]
                 model.reshape({model.inputs[0].get_any_name(): shape})
                 hint = "bf16" if self.precision == "bf16" else "f32"
+                streams = self.config.streams  # one per server worker: OpenVINO's throughput mode
                 self._compiled[batch] = self._core.compile_model(model, "CPU", {
-                    "INFERENCE_NUM_THREADS": self.config.threads, "NUM_STREAMS": 1,
-                    "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint})
+                    "INFERENCE_NUM_THREADS": self.config.threads * streams, "NUM_STREAMS": streams,
+                    "PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY",
+                    "INFERENCE_PRECISION_HINT": hint})
             return self._compiled[batch]
 
     def _infer(self, arrays):
