@@ -79,7 +79,8 @@ def serving_markdown(r: dict) -> str:
     lines = ["# Serving benchmark (loopback)\n", *_env_lines(r["environment"]), ""]
     if r.get("in_process"):
         ip = r["in_process"]
-        lines.append(f"In-process predictor, batch 1: p50 {ip['p50_ms']:.2f} ms, p99 {ip['p99_ms']:.2f} ms.\n")
+        lines.append(f"In-process predictor ({ip.get('runtime', 'paddle')}), batch 1: p50 {ip['p50_ms']:.2f} ms, "
+                     f"p99 {ip['p99_ms']:.2f} ms.\n")
     headers = ["server", "protocol", "concurrency", "infer/s", "p50 ms", "p90 ms", "p99 ms", "errors",
                "server ms", "queue ms", "inference ms", "mean batch", "client+transport ms"]
     rows = [[x["server"], x["protocol"], x["concurrency"], x["infer_per_s"], x.get("p50_ms"), x.get("p90_ms"),

@@ -23,7 +23,7 @@ import numpy as np
 
 from vslim.config import PredictorConfig
 from vslim.errors import ServingError, VslimError
-from vslim.inference import Predictor
+from vslim.inference.runtimes import open_predictor
 from vslim.progress import progress_bar
 from vslim.serving.bundle import CLIENT_SUFFIX, SERVER_SUFFIX
 from vslim.serving.client import ClientConfig, make_client
@@ -154,11 +154,13 @@ def run_serving(cfg: ServingBench, say: Callable[[str], None] = print) -> dict:
     clip = np.random.default_rng(0).standard_normal(shape).astype(conf.signature.feeds[0].dtype)
     report = {"kind": "serving", "environment": environment(), "config": cfg.__dict__, "rows": []}
     if cfg.bundle:
-        predictor = Predictor(cfg.bundle, PredictorConfig(threads=cfg.threads))
+        # the baseline runs what the server runs: the bundle's recorded runtime (runtime.json), else Paddle
+        predictor = open_predictor(cfg.bundle, PredictorConfig(threads=cfg.threads, runtime="auto"), warn=say)
         report["in_process"] = latency_stats(timed_loop(lambda: predictor.run(clip[None]), 5,
                                                         cfg.baseline_iterations))
+        report["in_process"]["runtime"] = f"{predictor.runtime} {predictor.precision}"
         del predictor
-        say(f"in-process p50 {report['in_process']['p50_ms']:.2f} ms")
+        say(f"in-process ({report['in_process']['runtime']}) p50 {report['in_process']['p50_ms']:.2f} ms")
     configs = cfg.batch_sizes if cfg.bundle else [None]
     if cfg.ray and not cfg.bundle:
         raise VslimError("--ray deploys the bundle on the cluster: give --bundle too")
