@@ -28,6 +28,10 @@ $BIN/vslim-bench runtime --model pptsm_r50_fp32="$W/r50_fp32" --model pptsm_r50_
 $BIN/vslim-bench runtime --model pptsm_small_fp32="$W/demo/fp32" --model pptsm_small_int8="$W/demo/int8" \
     --batch-sizes 1,4,8 --threads 1,2 --warmup 5 --iterations 50 --agreement-list "$W/demo/data/val.list" \
     --out "$OUT/runtime_small" >/dev/null
+rm -rf "$OUT"/runtime_r50_peers
+$BIN/vslim-bench runtime --model pptsm_r50_fp32="$W/r50_fp32" --model pptsm_r50_int8="$W/r50_int8" \
+    --backends paddle-onednn,paddle-bf16,onnxruntime,openvino --batch-sizes 1 --threads 2 --warmup 2 --iterations 10 \
+    --agreement-list "$W/demo/data/val.list" --out "$OUT/runtime_r50_peers" >/dev/null
 $BIN/vslim-bench e2e --model "$W/r50_int8" --iterations 30 --out "$OUT/e2e_r50" >/dev/null
 $BIN/vslim-bench e2e --model "$W/demo/int8" --iterations 30 --out "$OUT/e2e_small" >/dev/null
 $BIN/vslim-bench serving --bundle "$W/r50_bundle/pptsm_r50_int8_serving_server" --concurrency 1,4,8 \
