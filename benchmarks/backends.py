@@ -25,6 +25,8 @@ PEER = "onnxruntime"
 # same clips, OpenVINO's default precision): the rows vslim's own configurations are held against.
 PEER_BUILT = {("openvino", "fp32"), ("openvino", "default-hint"), ("openvino", "nncf-int8"),
               ("onnxruntime", ""), ("onnxruntime", "quantize-static-int8")}
+# Of those, what vslim also deploys (vslim-package --calib-list makes OpenVINO's NNCF INT8; OpenVINO FP32)
+VSLIM_DEPLOYS = {("openvino", "fp32"), ("openvino", "nncf-int8")}
 Runner = Callable[[np.ndarray], np.ndarray]
 
 

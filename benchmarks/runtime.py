@@ -25,7 +25,7 @@ from vslim.inference import Predictor, inspect_model
 from vslim.inference.predictor import ModelInfo
 from vslim.progress import progress_bar
 
-from .backends import PEER, PEER_BUILT, BackendUnavailable, make_runner, variants
+from .backends import PEER, PEER_BUILT, VSLIM_DEPLOYS, BackendUnavailable, make_runner, variants
 from .environment import environment
 from .stats import latency_stats
 
@@ -187,9 +187,9 @@ def _measure_interleaved(runners: dict, x: np.ndarray, expected: np.ndarray, bat
 def _versus_peers(rows: list[dict], pairs: dict[str, str]) -> list[dict]:
     """Per FP32 model, batch and threads: vslim's fastest configuration against the fastest peer-built one.
 
-    vslim's configurations are what ``--runtime auto`` can pick (Paddle FP32/BF16/INT8 and OpenVINO /
-    ONNX Runtime on vslim's own models, INT8 keeping PaddleSlim's calibration); the peers' are built
-    from the FP32 model by hand (``backends.PEER_BUILT``). Rows whose top-1 disagrees with Paddle on
+    vslim's configurations are what ``--runtime auto`` can pick (Paddle FP32/BF16/INT8, OpenVINO and
+    ONNX Runtime on vslim's own models, and OpenVINO's NNCF INT8 that ``--calib-list`` adds); the
+    peers' are built from the FP32 model by hand (``backends.PEER_BUILT``). Rows whose top-1 disagrees with Paddle on
     more than 1% of the clips are left out of both.
     """
     groups: dict = {}
@@ -198,8 +198,12 @@ def _versus_peers(rows: list[dict], pairs: dict[str, str]) -> list[dict]:
                 "paddle-cpu", "paddle-gpu", "paddle-trt"):
             continue
         family = pairs.get(r["model"], r["model"])
-        side = "peer" if (r["backend"], r["variant"]) in PEER_BUILT else "vslim"
-        groups.setdefault((family, r["batch"], r["threads"]), {}).setdefault(side, []).append(r)
+        key = (r["backend"], r["variant"])
+        sides = ["peer"] if key in PEER_BUILT else []
+        if key not in PEER_BUILT or key in VSLIM_DEPLOYS:
+            sides.append("vslim")
+        for side in sides:
+            groups.setdefault((family, r["batch"], r["threads"]), {}).setdefault(side, []).append(r)
     out = []
     for (family, batch, threads), sides in sorted(groups.items()):
         if "peer" not in sides or "vslim" not in sides:

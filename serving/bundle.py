@@ -75,7 +75,8 @@ def write_config(folder: Path, filename: str, conf) -> None:
 
 def package_serving(model_dir: Path | str, out: Path | str, name: Optional[str] = None,
                     overwrite: bool = False, runtime: str = "paddle", precision: str = "auto", threads: int = 2,
-                    say=lambda _: None, val_list: Optional[str] = None) -> BundlePaths:
+                    say=lambda _: None, val_list: Optional[str] = None,
+                    calib_list: Optional[str] = None) -> BundlePaths:
     """Write a Paddle Serving bundle of the inference model in ``model_dir`` to ``out``.
 
     ``runtime`` other than ``paddle`` converts the model for it into the bundle and
@@ -100,7 +101,8 @@ def package_serving(model_dir: Path | str, out: Path | str, name: Optional[str] 
         write_config(server, SERVER_CONF, conf)
         write_config(client, CLIENT_CONF, conf)
         if runtime != "paddle":
-            write_json(server / RECORD, _runtime_record(info, server, runtime, precision, threads, say, val_list))
+            write_json(server / RECORD, _runtime_record(info, server, runtime, precision, threads, say, val_list,
+                                                        calib_list))
         files = {p.relative_to(tmp).as_posix(): {"sha256": sha256_of(p), "bytes": p.stat().st_size}
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
         write_json(tmp / MANIFEST, {
@@ -117,15 +119,17 @@ def package_serving(model_dir: Path | str, out: Path | str, name: Optional[str] 
 
 
 def _runtime_record(info, server: Path, runtime: str, precision: str, threads: int, say,
-                    val_list: Optional[str]) -> dict:
+                    val_list: Optional[str], calib_list: Optional[str]) -> dict:
     from vslim.inference.runtimes import check_precision
-    from vslim.inference.selection import guard_from_list
+    from vslim.inference.selection import clips_from_list, guard_from_list
 
+    calib = (clips_from_list(info, calib_list, 32, "--calib-list"), calib_list) if calib_list else None
     only = None
     if runtime != "auto":
-        only = (runtime, check_precision(runtime, precision, info))
+        only = (runtime, check_precision(runtime, precision, info, nncf=calib is not None))
     guard = guard_from_list(info, val_list, threads) if val_list else None
-    return measure(info.model_dir, info, server / CONVERTED, threads=threads, say=say, only=only, guard=guard)
+    return measure(info.model_dir, info, server / CONVERTED, threads=threads, say=say, only=only, guard=guard,
+                   calib=calib)
 
 
 # --------------------------------------------------------------------------- reading

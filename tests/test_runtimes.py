@@ -194,3 +194,29 @@ def test_auto_with_real_clips_requires_fp32s_top1_and_refuses_the_wrong_runtime(
             assert row["top1_agreement_vs_fp32"] >= 0.99 and row["clips"] == 32, row
     assert record["chosen"]["runtime"] in {row["runtime"] for row in record["table"] if row["status"] == "ok"}
     assert "top-1 agreement with FP32" in r.err
+
+
+def test_calib_list_adds_openvinos_own_int8_which_serves_like_paddle(cli, fp32_small, synth_data, val_clips, tmp_path):
+    r = cli("package", "--target", "serving", "--model-dir", str(fp32_small), "--out", str(tmp_path / "b"),
+            "--name", "small", "--calib-list", str(synth_data / "calib.list"), "--val-list",
+            str(synth_data / "val.list"))
+    assert r.code == 0, r.err
+    server = tmp_path / "b" / "small_serving_server"
+    record = json.loads((server / "runtime.json").read_text())
+    nncf = next(row for row in record["table"] if (row["runtime"], row["precision"]) == ("openvino", "int8"))
+    assert nncf["status"] == "ok" and nncf["calibration"].startswith("nncf (32 clips")
+    assert nncf["top1_agreement_vs_fp32"] >= 0.99
+    files = json.loads((tmp_path / "b" / "vslim_manifest.json").read_text())["files"]
+    assert any(f.endswith("/nncf-int8.xml") for f in files) and any(f.endswith("/nncf-int8.bin") for f in files)
+    clips = val_clips[0][:4]
+    expected = Predictor(fp32_small).run(clips)
+    with ServerProcess(server, "--runtime", "openvino", "--precision", "int8") as process:
+        assert any("ready in" in line and "openvino int8" in line for line in process.lines), process.log()
+        with make_client("v2-grpc", process.address, ClientConfig.load(tmp_path / "b" / "small_serving_client")) as c:
+            got = c.predict({"data_batch_0": clips})["outputs"]
+    assert (got.argmax(1) == expected.argmax(1)).all()
+    # its weights changed after packaging: refused, never run
+    weights = next(server.rglob("nncf-int8.bin"))
+    weights.write_bytes(weights.read_bytes()[:-16] + b"\0" * 16)
+    with pytest.raises(ModelError, match="does not match its checksums"):
+        open_predictor(server, PredictorConfig(runtime="openvino", precision="int8"), cache=server / "converted")

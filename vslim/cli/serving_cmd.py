@@ -27,6 +27,8 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         serving.add_argument("--threads", type=int, default=2, help="CPU threads to measure with (default 2)")
         serving.add_argument("--val-list", help="PaddleVideo list: each runtime must also give FP32's top-1 on "
                                                 "these clips (>= 99%%, up to 32 clips) to be chosen")
+        serving.add_argument("--calib-list", help="PaddleVideo list (up to 32 clips): also calibrate OpenVINO's own "
+                                                  "INT8 (NNCF) of an FP32 model and measure it with the others")
         lite = p.add_argument_group("--target lite")
         lite.add_argument("--valid-targets", nargs="+", default=["arm"], metavar="TARGET",
                           help="one .nb per target spec: arm, x86, arm,opencl ... (default arm)")
@@ -147,7 +149,7 @@ def package(args) -> int:
             if args.runtime == "auto" else f"converting for {args.runtime}")
     paths = package_serving(args.model_dir, args.out, name=args.name, overwrite=args.overwrite,
                             runtime=args.runtime, precision=args.precision, threads=args.threads, say=say,
-                            val_list=args.val_list)
+                            val_list=args.val_list, calib_list=args.calib_list)
     say(f"wrote {paths.server.name}/ and {paths.client.name}/ to {paths.root}")
     record = paths.server / "runtime.json"
     if record.is_file():

@@ -52,17 +52,22 @@ def has_bf16() -> bool:
     return bool(cpu_flags() & set(BF16_FLAGS))
 
 
-def check_precision(runtime: str, precision: str, info: ModelInfo) -> str:
-    """The precision to run, or a ConfigError naming what to change."""
+def check_precision(runtime: str, precision: str, info: ModelInfo, nncf: bool = False) -> str:
+    """The precision to run, or a ConfigError naming what to change.
+
+    ``nncf``: an OpenVINO INT8 model calibrated by NNCF from this FP32 model exists (made at packaging
+    with ``--calib-list``), so OpenVINO can run this FP32 model as INT8.
+    """
     if runtime not in RUNTIMES:
         raise ConfigError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     if precision == "auto":
         return info.precision
     if precision not in PRECISIONS[runtime]:
         raise ConfigError(f"{runtime} has no {precision} on CPU; choose one of {', '.join(PRECISIONS[runtime])}")
-    if precision == "int8" and not info.quantized:
+    if precision == "int8" and not info.quantized and not (runtime == "openvino" and nncf):
         raise ConfigError(f"precision int8 needs a quantized model, but {info.model_file} has none; quantize it "
-                          "with vslim-quant (the INT8 model keeps your calibration on every runtime)")
+                          "with vslim-quant (the INT8 model keeps your calibration on every runtime), or package "
+                          "it with --calib-list for OpenVINO's own INT8 (NNCF)")
     if precision == "bf16" and not has_bf16():
         raise ConfigError(f"this CPU has no BF16 instructions ({' or '.join(BF16_FLAGS)} in /proc/cpuinfo); "
                           "use precision fp32 or int8")
@@ -142,6 +147,44 @@ def verified(predictor: "_RuntimePredictor", record: bool = True) -> dict:
     return check
 
 
+NNCF_IR, NNCF_RECORD = "nncf-int8.xml", "nncf-int8.json"
+
+
+def make_nncf_int8(onnx: Path, clips: np.ndarray, source: str) -> Path:
+    """OpenVINO's own INT8 of an FP32 model: NNCF post-training quantization on ``clips``, saved as IR beside
+    the ONNX with checksums (what a user of OpenVINO would build by hand, here kept with the bundle)."""
+    import nncf
+    import openvino as ov
+
+    from ..fsio import write_json
+
+    folder = onnx.parent
+    if (folder / NNCF_RECORD).is_file():
+        return folder / NNCF_IR
+    model = ov.Core().read_model(str(onnx))
+    quantized = nncf.quantize(model, nncf.Dataset([c[None] for c in clips]), subset_size=len(clips))
+    staging = folder / f".{NNCF_IR}.partial"
+    ov.save_model(quantized, str(staging.with_suffix(".xml")))
+    xml, weights = staging.with_suffix(".xml"), staging.with_suffix(".bin")
+    xml.rename(folder / NNCF_IR)
+    weights.rename(folder / NNCF_IR.replace(".xml", ".bin"))
+    write_json(folder / NNCF_RECORD, {"xml_sha256": sha256_of(folder / NNCF_IR),
+                                      "bin_sha256": sha256_of(folder / NNCF_IR.replace(".xml", ".bin")),
+                                      "calibration_clips": len(clips), "calibration_list": source})
+    return folder / NNCF_IR
+
+
+def nncf_model(folder: Path) -> Path:
+    """The NNCF INT8 IR in ``folder``, refused when it no longer matches its checksums."""
+    record = json.loads((folder / NNCF_RECORD).read_text()) if (folder / NNCF_RECORD).is_file() else {}
+    xml, weights = folder / NNCF_IR, folder / NNCF_IR.replace(".xml", ".bin")
+    if not (xml.is_file() and weights.is_file() and sha256_of(xml) == record.get("xml_sha256")
+            and sha256_of(weights) == record.get("bin_sha256")):
+        raise ModelError(f"OpenVINO's INT8 model in {folder} is missing or does not match its checksums: repackage "
+                         "with --calib-list to calibrate it anew")
+    return xml
+
+
 # --------------------------------------------------------------------------- predictors
 
 
@@ -154,8 +197,11 @@ class _RuntimePredictor:
                  info: Optional[ModelInfo] = None, cache: Optional[Path] = None, record_checks: bool = True):
         self.config = (config or PredictorConfig()).validate()
         self.info = info or inspect_model(model_dir)
-        self.precision = check_precision(self.runtime, self.config.precision, self.info)
+        if self.runtime != "openvino" or self.config.precision != "int8":
+            check_precision(self.runtime, self.config.precision, self.info)  # before converting anything
         self.onnx = converted_onnx(self.info, cache)
+        self.precision = check_precision(self.runtime, self.config.precision, self.info,
+                                         nncf=(self.onnx.parent / NNCF_IR).is_file())
         self.input_names = [s.name for s in self.info.inputs]
         self.output_names = [s.name for s in self.info.outputs]
         self._start()
@@ -244,7 +290,8 @@ class OpenVinoPredictor(_RuntimePredictor):
         import openvino as ov
 
         self._core = ov.Core()
-        self._model = self._core.read_model(str(self.onnx))
+        self.nncf = self.precision == "int8" and not self.info.quantized
+        self._model = self._core.read_model(str(nncf_model(self.onnx.parent) if self.nncf else self.onnx))
         self._compiled: dict[int, object] = {}
         self._requests: dict[int, object] = {}
         self._lock = threading.Lock()
@@ -255,12 +302,12 @@ class OpenVinoPredictor(_RuntimePredictor):
                 model = self._model.clone()
                 shape = [batch] + [d if d > 0 else 1 for d in self.input_spec.shape[1:]]
                 model.reshape({model.inputs[0].get_any_name(): shape})
-                hint = "bf16" if self.precision == "bf16" else "f32"
                 streams = self.config.streams  # one per server worker: OpenVINO's throughput mode
-                self._compiled[batch] = self._core.compile_model(model, "CPU", {
-                    "INFERENCE_NUM_THREADS": self.config.threads * streams, "NUM_STREAMS": streams,
-                    "PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY",
-                    "INFERENCE_PRECISION_HINT": hint})
+                options = {"INFERENCE_NUM_THREADS": self.config.threads * streams, "NUM_STREAMS": streams,
+                           "PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY"}
+                if not self.nncf:  # NNCF's INT8 keeps OpenVINO's default for the layers it leaves in float
+                    options["INFERENCE_PRECISION_HINT"] = "bf16" if self.precision == "bf16" else "f32"
+                self._compiled[batch] = self._core.compile_model(model, "CPU", options)
             return self._compiled[batch]
 
     def _infer(self, arrays):

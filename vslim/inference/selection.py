@@ -37,16 +37,19 @@ class Measured:
     p50_ms: Optional[float] = None
     cosine_vs_paddle: Optional[float] = None
     reason: str = ""
+    calibration: str = ""  # INT8 only: paddleslim (the quantized model's own) or nncf (OpenVINO's, made here)
     top1_agreement_vs_fp32: Optional[float] = None  # on real clips, when a list was given
     cosine_vs_fp32: Optional[float] = None
     clips: int = 0
 
 
-def candidates(info: ModelInfo) -> list[tuple[str, str]]:
-    """Every (runtime, precision) that could run this model: its own precision, and BF16 for FP32 models."""
+def candidates(info: ModelInfo, nncf: bool = False) -> list[tuple[str, str]]:
+    """Every (runtime, precision) that could run this model: its own precision, BF16 for FP32 models, and
+    OpenVINO's own INT8 (NNCF) of an FP32 model when calibration clips were given."""
     if info.quantized:
         return [(r, "int8") for r in RUNTIMES]
-    return [(r, p) for r in RUNTIMES for p in ("fp32", "bf16") if not (r == "onnxruntime" and p == "bf16")]
+    own = [(r, p) for r in RUNTIMES for p in ("fp32", "bf16") if not (r == "onnxruntime" and p == "bf16")]
+    return own + ([("openvino", "int8")] if nncf else [])
 
 
 @dataclass
@@ -73,17 +76,21 @@ class Guard:
 MIN_AGREEMENT = 0.99
 
 
-def guard_from_list(info: ModelInfo, list_path: str, threads: int, limit: int = 32) -> Guard:
-    """The guard's clips from a PaddleVideo list; the FP32 reference is the model, or the FP32 model an
-    INT8 one was quantized from (``vslim.json`` ``source``)."""
+def clips_from_list(info: ModelInfo, list_path: str, limit: int, flag: str) -> np.ndarray:
     from ..config import ListConfig
     from ..data import ClipPipeline, read_list
 
     entries = read_list(ListConfig(list_path))[:limit]
     if not entries:
-        raise ConfigError(f"--val-list {list_path} has no clips")
+        raise ConfigError(f"{flag} {list_path} has no clips")
     pipeline = ClipPipeline(info.meta.preprocess)
-    clips = np.stack([pipeline.load(e) for e in entries]).astype(info.inputs[0].dtype)
+    return np.stack([pipeline.load(e) for e in entries]).astype(info.inputs[0].dtype)
+
+
+def guard_from_list(info: ModelInfo, list_path: str, threads: int, limit: int = 32) -> Guard:
+    """The guard's clips from a PaddleVideo list; the FP32 reference is the model, or the FP32 model an
+    INT8 one was quantized from (``vslim.json`` ``source``)."""
+    clips = clips_from_list(info, list_path, limit, "--val-list")
     fp32_dir = info.model_dir
     if info.quantized:
         if not info.meta.source or not Path(info.meta.source).is_dir():
@@ -123,13 +130,23 @@ def _measure_one(model_dir: Path, info: ModelInfo, runtime: str, precision: str,
 
 def measure(model_dir: Path | str, info: ModelInfo, cache: Path, threads: int = 2, iterations: int = 10,
             say: Callable[[str], None] = lambda _: None, only: Optional[tuple[str, str]] = None,
-            guard: Optional[Guard] = None) -> dict:
+            guard: Optional[Guard] = None, calib: Optional[tuple[np.ndarray, str]] = None) -> dict:
     """The table and the choice, as written to ``runtime.json``; ``only``: one (runtime, precision) asked for."""
     shape = [1] + [d if d > 0 else 1 for d in info.inputs[0].shape[1:]]
     x = np.random.default_rng(0).standard_normal(shape).astype(info.inputs[0].dtype)
     reference = Predictor(model_dir, PredictorConfig(threads=threads), info).run(x)
+    nncf = False
+    if calib is not None and not info.quantized:
+        try:
+            from .runtimes import converted_onnx, make_nncf_int8
+
+            say(f"  calibrating OpenVINO's INT8 with NNCF on {len(calib[0])} clips of {calib[1]}")
+            make_nncf_int8(converted_onnx(info, cache), *calib)
+            nncf = True
+        except ImportError:
+            say("  OpenVINO's INT8 skipped: openvino and nncf are not installed (pip install 'vslim[openvino]')")
     rows = []
-    options = [only] if only else candidates(info)
+    options = [only] if only else candidates(info, nncf)
     with progress_bar(total=len(options), desc="measuring runtimes", unit="runtime") as bar:
         for runtime, precision in options:
             rows.append(_measure_one(Path(model_dir), info, runtime, precision, threads, cache, x, reference,
@@ -138,6 +155,9 @@ def measure(model_dir: Path | str, info: ModelInfo, cache: Path, threads: int = 
             row = rows[-1]
             say(f"  {runtime} {precision}: " + (f"{row.p50_ms:.1f} ms" if row.status == "ok" else
                                                f"{row.status} — {row.reason}"))
+    for r in rows:
+        if r.precision == "int8":
+            r.calibration = "paddleslim" if info.quantized else f"nncf ({len(calib[0])} clips of {calib[1]})"
     ok = [r for r in rows if r.status == "ok"]
     if not ok:
         what = f"{only[0]} {only[1]} cannot" if only else "no runtime can"
@@ -211,6 +231,7 @@ def table_markdown(record: dict) -> str:
         cos = f"{r['cosine_vs_paddle']:.5f}" if r["cosine_vs_paddle"] is not None else "-"
         agree = f"{r['top1_agreement_vs_fp32']:.1%} of {r['clips']}" if r.get("top1_agreement_vs_fp32") is not None \
             else "-"
-        lines.append(f"| {r['runtime']} | {r['precision']} | {p50} | {cos} | {agree} | {r['status']}"
+        precision = r["precision"] + (f" ({r['calibration'].split(' ')[0]})" if r.get("calibration") else "")
+        lines.append(f"| {r['runtime']} | {precision} | {p50} | {cos} | {agree} | {r['status']}"
                      + (f": {r['reason'][:120]}" if r["reason"] else "") + " |")
     return "\n".join(lines) + "\n"
