@@ -1,4 +1,4 @@
-"""The distribution installs every subpackage where the design card says."""
+"""The distribution installs every subpackage under the import name docs/architecture.md gives it."""
 import configparser
 from pathlib import Path
 

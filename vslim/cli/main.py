@@ -1,4 +1,5 @@
-"""``vslim``: one command, many subcommands; the design card's names are aliases.
+"""``vslim``: one command, many subcommands; ``vslim-quant``, ``vslim-package``, ``vslim-serve``,
+``vslim-client`` and ``vslim-bench`` are aliases of them (docs/architecture.md, Shape of the system).
 
 The CLI only parses flags and prints; the work is in library functions that the
 tests call directly. A :class:`~vslim.errors.VslimError` is printed as one line

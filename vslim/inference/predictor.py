@@ -249,8 +249,9 @@ class Predictor:
                 raise InferenceError(f"input {name!r} has dtype {array.dtype} but the model expects {spec.dtype}")
         return np.ascontiguousarray(array)
 
-    def run_feeds(self, feeds: dict[str, np.ndarray], fetch: Optional[list[str]] = None) -> dict[str, np.ndarray]:
-        """Run one batch; ``feeds`` must name every model input."""
+    def checked_feeds(self, feeds: dict[str, np.ndarray],
+                      fetch: Optional[list[str]]) -> tuple[dict[str, np.ndarray], list[str]]:
+        """Every model input checked and contiguous, and the outputs to return (all by default)."""
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
             raise InferenceError(f"missing input(s) {missing}; the model takes {self.input_names}")
@@ -258,7 +259,11 @@ class Predictor:
         unknown = [n for n in fetch if n not in self.output_names]
         if unknown:
             raise InferenceError(f"unknown output(s) {unknown}; the model gives {self.output_names}")
-        arrays = {n: self.check_input(n, feeds[n]) for n in self.input_names}
+        return {n: self.check_input(n, feeds[n]) for n in self.input_names}, fetch
+
+    def run_feeds(self, feeds: dict[str, np.ndarray], fetch: Optional[list[str]] = None) -> dict[str, np.ndarray]:
+        """Run one batch; ``feeds`` must name every model input."""
+        arrays, fetch = self.checked_feeds(feeds, fetch)
         with self._lock:
             for name, arr in arrays.items():
                 self._native.get_input_handle(name).copy_from_cpu(arr)

@@ -24,7 +24,7 @@ import numpy as np
 from ..config import PredictorConfig
 from ..errors import ConfigError, InferenceError, ModelError
 from ..fsio import sha256_of
-from .predictor import ModelInfo, inspect_model
+from .predictor import ModelInfo, Predictor, inspect_model
 
 RUNTIMES = ("paddle", "openvino", "onnxruntime")
 PRECISIONS = {"paddle": ("fp32", "bf16", "int8"), "openvino": ("fp32", "bf16", "int8"),
@@ -122,7 +122,6 @@ def verified(predictor: "_RuntimePredictor", record: bool = True) -> dict:
     """
     from ..fsio import write_json
     from ..metrics import cosine_similarity
-    from .predictor import Predictor
 
     path = predictor.onnx.parent / "runtime_checks.json"
     checks = json.loads(path.read_text()) if path.is_file() else {}
@@ -218,20 +217,12 @@ class _RuntimePredictor:
     def meta(self):
         return self.info.meta
 
-    def check_input(self, name: str, array: np.ndarray) -> np.ndarray:
-        from .predictor import Predictor
-
-        return Predictor.check_input(self, name, array)
+    # the same input checks as Paddle's predictor, so every runtime refuses bad feeds in the same words
+    check_input = Predictor.check_input
+    checked_feeds = Predictor.checked_feeds
 
     def run_feeds(self, feeds: dict[str, np.ndarray], fetch: Optional[list[str]] = None) -> dict[str, np.ndarray]:
-        missing = [n for n in self.input_names if n not in feeds]
-        if missing:
-            raise InferenceError(f"missing input(s) {missing}; the model takes {self.input_names}")
-        fetch = fetch or self.output_names
-        unknown = [n for n in fetch if n not in self.output_names]
-        if unknown:
-            raise InferenceError(f"unknown output(s) {unknown}; the model gives {self.output_names}")
-        arrays = {n: self.check_input(n, feeds[n]) for n in self.input_names}
+        arrays, fetch = self.checked_feeds(feeds, fetch)
         try:
             outputs = self._infer(arrays)
         except InferenceError:
@@ -344,8 +335,6 @@ def open_predictor(model_dir: Path | str, config: Optional[PredictorConfig] = No
         record_checks = record_checks and found is None
         cache = cache or found
     if config.runtime == "paddle":
-        from .predictor import Predictor
-
         return Predictor(model_dir, config, info)
     if config.device != "cpu":
         raise ConfigError(f"runtime {config.runtime} runs on the CPU here; use --runtime paddle for the GPU")
