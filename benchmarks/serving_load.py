@@ -22,7 +22,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from vslim.config import PredictorConfig
-from vslim.errors import ServingError, VslimError
+from vslim.errors import VslimError
+from serving.errors import ServingError
 from vslim.inference.runtimes import open_predictor
 from vslim.progress import progress_bar
 from vslim.serving.bundle import CLIENT_SUFFIX, SERVER_SUFFIX
@@ -189,7 +190,7 @@ def _ray_sweeps(cfg: ServingBench, conf: ClientConfig, clip: np.ndarray, bar, sa
 
     from ray import serve
 
-    from vslim.config import ServerConfig
+    from serving.config import ServerConfig
     from vslim.serving.rayserve.config import RayServeConfig
     from vslim.serving.rayserve.launcher import connect, deploy, start_serve
 

@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from vslim.config import PredictorConfig
-from vslim.errors import ServingError
+from serving.errors import ServingError
 from vslim.inference import Predictor
 from vslim.progress import progress_bar
 from vslim.serving.bundle import CLIENT_SUFFIX, SERVER_SUFFIX

@@ -18,7 +18,8 @@ from typing import Callable, Optional
 import numpy as np
 import paddle
 
-from vslim.config import PredictorConfig, PruneConfig, to_dict
+from vslim.config import PredictorConfig, to_dict
+from .config import PruneConfig
 from vslim.data.lists import read_list
 from vslim.data.pipeline import ClipPipeline
 from vslim.errors import ConfigError, ModelError

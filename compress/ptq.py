@@ -18,11 +18,12 @@ from typing import Optional
 
 import numpy as np
 
-from vslim.config import PredictorConfig, PTQConfig, to_dict
+from vslim.config import PredictorConfig, to_dict
+from .config import PTQConfig
 from vslim.data.lists import read_list
 from vslim.data.loader import iter_batches
 from vslim.data.pipeline import ClipPipeline
-from vslim.errors import QuantizationError
+from .errors import QuantizationError
 from vslim.evaluate import EvalSummary, collect_outputs, summarize
 from vslim.fsio import atomic_output_dir, check_output_free, write_json, write_text_atomic
 from vslim.inference import Predictor, inspect_model

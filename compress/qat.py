@@ -16,12 +16,13 @@ from typing import Callable
 import numpy as np
 import paddle
 
-from vslim.config import PredictorConfig, QATConfig, TrainConfig, to_dict
+from vslim.config import PredictorConfig, TrainConfig, to_dict
+from .config import QATConfig
 from vslim.data.lists import read_list
 from vslim.data.loader import iter_batches
 from vslim.data.pipeline import ClipPipeline
 from vslim.dy2static import forget_failed_traces
-from vslim.errors import QuantizationError
+from .errors import QuantizationError
 from vslim.evaluate import collect_outputs, summarize
 from vslim.export import INPUT_NAME
 from vslim.fit import Checkpoints, Schedule, evaluate_layer, fit

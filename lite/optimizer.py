@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from vslim.errors import LiteError
+from .errors import LiteError
 from vslim.inference.program import QUANT_OP_TYPES
 
 from .toolchain import Toolchain

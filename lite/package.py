@@ -12,8 +12,9 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from vslim.config import LiteConfig, to_dict
-from vslim.errors import LiteError
+from vslim.config import to_dict
+from .config import LiteConfig
+from .errors import LiteError
 from vslim.fsio import atomic_output_dir, check_output_free, write_json, write_text_atomic
 from vslim.inference import inspect_model
 from vslim.inference.program import op_types, parse_program

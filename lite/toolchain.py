@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from vslim.errors import LiteError
+from .errors import LiteError
 
 LITE_VERSION = "2.13rc0"
 PYTHON = "python3.9"

@@ -17,7 +17,7 @@ from vslim.config import ListConfig, PredictorConfig
 from vslim.data.lists import read_list
 from vslim.data.loader import iter_batches
 from vslim.data.pipeline import ClipPipeline
-from vslim.errors import LiteError
+from .errors import LiteError
 from vslim.inference import Predictor
 from vslim.inference.predictor import ModelInfo
 from vslim.metrics import cosine_similarity, top1_agreement

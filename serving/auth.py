@@ -15,7 +15,7 @@ from typing import Optional
 
 import grpc
 
-from vslim.errors import ServingError
+from .errors import ServingError
 
 OPEN_HTTP_PATHS = ("/health", "/health/live")
 OPEN_GRPC_PREFIX = "/grpc.health.v1.Health/"

@@ -20,7 +20,7 @@ from google.protobuf import text_format
 
 from vslim import __version__
 from vslim.config import to_dict
-from vslim.errors import BundleError
+from .errors import BundleError
 from vslim.fsio import atomic_output_dir, sha256_of, write_json
 from vslim.inference.selection import CONVERTED, RECORD, measure
 from vslim.inference import inspect_model

@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 
 from vslim.data.pipeline import ClipPipeline
-from vslim.errors import ServingError
+from .errors import ServingError
 from vslim.metrics import softmax, topk
 from vslim.model_meta import ModelMeta, load_meta
 

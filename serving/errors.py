@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from vslim.errors import ServingError
+from vslim.errors import VslimError
 
 INVALID = "invalid"              # the request is malformed or does not fit the model
 NOT_FOUND = "not_found"          # unknown model or version
@@ -18,6 +18,14 @@ UNAUTHENTICATED = "unauthenticated"
 UNAVAILABLE = "unavailable"      # still loading, or draining
 INTERNAL = "internal"            # inference failed
 KINDS = (INVALID, NOT_FOUND, TOO_LARGE, UNSUPPORTED, UNAUTHENTICATED, UNAVAILABLE, INTERNAL)
+
+
+class ServingError(VslimError):
+    """A serving bundle, server or client cannot do what was asked."""
+
+
+class BundleError(ServingError):
+    """A serving bundle is incomplete, changed or malformed."""
 
 
 class RequestError(ServingError):

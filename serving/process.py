@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from vslim.errors import ServingError
+from .errors import ServingError
 
 
 def serve_command() -> list[str]:

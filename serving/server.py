@@ -23,8 +23,8 @@ from typing import Callable, Optional
 
 import uvicorn
 
-from vslim.config import ServerConfig
-from vslim.errors import ServingError
+from .config import ServerConfig
+from .errors import ServingError
 from vslim.inference.runtimes import open_predictor
 from vslim.textnum import whole_number
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from servers import ServerProcess
-from vslim.config import ListConfig, PruneConfig, QATConfig
+from vslim.config import ListConfig
+from compress.config import PruneConfig, QATConfig
 from vslim.inference import Predictor, inspect_model
 from vslim.model_meta import load_meta
 

@@ -6,9 +6,10 @@ import numpy as np
 import paddle
 import pytest
 
-from vslim.config import ListConfig, LiteConfig, PredictorConfig
+from vslim.config import ListConfig, PredictorConfig
+from lite.config import LiteConfig
 from vslim.dy2static import forget_failed_traces
-from vslim.errors import LiteError
+from lite.errors import LiteError
 from vslim.inference import Predictor, inspect_model
 
 pytestmark = pytest.mark.slow

@@ -18,7 +18,7 @@ from google.protobuf import text_format
 from servers import ServerProcess, start_failure
 from vslim.data import ClipPipeline
 from vslim.data.decode import VideoReader
-from vslim.errors import ServingError
+from serving.errors import ServingError
 from vslim.inference import Predictor
 from vslim.metrics import softmax
 from vslim.serving.bundle import sha256_of

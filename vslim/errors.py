@@ -2,7 +2,9 @@
 
 Library code raises a subclass of :class:`VslimError` whose message says what is
 wrong and what to do about it; the CLI prints that message without a traceback
-and exits non-zero. Any other exception escaping to the CLI is a bug in vslim.
+and exits non-zero. Any other exception escaping to the CLI is a bug in vslim. The errors every
+feature shares live here; each feature's own live beside it (``compress/errors.py``,
+``serving/errors.py``, ``lite/errors.py``).
 """
 
 
@@ -28,21 +30,5 @@ class InferenceError(VslimError):
     """The predictor cannot be built or run with the requested settings."""
 
 
-class QuantizationError(VslimError):
-    """Post-training or quantization-aware INT8 conversion failed."""
-
-
 class OutputExistsError(VslimError):
     """An output path exists and overwriting was not asked for."""
-
-
-class ServingError(VslimError):
-    """A serving bundle, server or client cannot do what was asked."""
-
-
-class BundleError(ServingError):
-    """A serving bundle is incomplete, changed or malformed."""
-
-
-class LiteError(VslimError):
-    """The Paddle Lite toolchain or optimizer cannot do what was asked."""

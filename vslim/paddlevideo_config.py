@@ -12,7 +12,8 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
-from .config import ConfigError, ListConfig, PreprocessConfig, PTQConfig, suggest_key, load_yaml
+from .config import ConfigError, ListConfig, PreprocessConfig, suggest_key, load_yaml
+from compress.config import PTQConfig
 
 TOP_KEYS = {"DATASET", "PIPELINE", "inference_model_dir", "quant_output_dir", "model_name", "log_level",
             "batch_nums"}

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from vslim.config import ServerConfig
+from serving.config import ServerConfig
 
 from ..auth import load_token
 from ..bundle import load_bundle

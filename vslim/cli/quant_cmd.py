@@ -103,7 +103,8 @@ def _overrides(args) -> dict:
 
 
 def build_config(args):
-    from ..config import PTQConfig, from_mapping, load_yaml
+    from ..config import from_mapping, load_yaml
+    from compress.config import PTQConfig
     from ..errors import ConfigError
     from ..paddlevideo_config import is_paddlevideo_config, ptq_config_from_paddlevideo
 
@@ -151,7 +152,7 @@ def _list(path, prefix):
 def qat(args) -> int:
     from ..compress.qat import qat as run
     from ..compress.report import qat_markdown
-    from ..config import QATConfig
+    from compress.config import QATConfig
 
     cfg = QATConfig(weights=args.weights, arch=args.arch, train=_list(args.train_list, args.train_prefix),
                     val=_list(args.val_list, args.val_prefix), output_dir=args.out, epochs=args.epochs, lr=args.lr,
@@ -165,7 +166,7 @@ def qat(args) -> int:
 def prune(args) -> int:
     from ..compress.prune import prune_model
     from ..compress.report import prune_markdown
-    from ..config import PruneConfig
+    from compress.config import PruneConfig
 
     cfg = PruneConfig(weights=args.weights, arch=args.arch, train=_list(args.train_list, args.train_prefix),
                       val=_list(args.val_list, args.val_prefix), output_dir=args.out, ratio=args.ratio,

@@ -1,0 +1,42 @@
+"""The configuration of Paddle Lite packaging (``vslim-package --target lite``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from vslim.config import ListConfig
+from vslim.errors import ConfigError
+
+
+@dataclass
+class LiteConfig:
+    """``vslim-package --target lite``: Paddle Lite ``.nb`` files, one per target spec.
+
+    ``targets`` holds Lite target specs (``arm``, ``x86``, ``arm,opencl``). x86 files
+    are run and compared with Paddle Inference on ``verify_clips`` clips (from
+    ``val`` when given); ARM files are checked structurally.
+    """
+
+    model_dir: str
+    output_dir: str
+    targets: list[str] = field(default_factory=lambda: ["arm"])
+    name: Optional[str] = None
+    quant_type: Optional[str] = None
+    enable_fp16: bool = False
+    rewrite_temporal_shift: bool = True
+    verify: bool = True
+    verify_clips: int = 16
+    val: Optional[ListConfig] = None
+    opt_bin: Optional[str] = None
+    overwrite: bool = False
+
+    def validate(self) -> "LiteConfig":
+        if not self.targets:
+            raise ConfigError("give at least one Lite target (arm, x86, arm,opencl)")
+        if self.quant_type not in (None, "int8", "int16"):
+            raise ConfigError(f"quant_type must be int8 or int16, got {self.quant_type!r}")
+        if self.verify_clips < 1:
+            raise ConfigError("verify_clips must be >= 1")
+        if self.val is not None:
+            self.val.validate("val")
+        return self

@@ -1,0 +1,61 @@
+"""The server's configuration (``vslim-serve``); Ray Serve's lives in ``rayserve/config.py``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from vslim.config import PredictorConfig
+from vslim.errors import ConfigError
+
+
+@dataclass
+class ServerConfig:
+    """``vslim-serve``: one bundle served over gRPC and HTTP on one port.
+
+    ``max_batch_size`` 1 turns dynamic batching off; above 1, requests of the same
+    shape wait up to ``batch_timeout_ms`` to be merged. ``workers`` predictor clones
+    run concurrently, each with ``threads`` CPU threads. ``warmup`` runs every
+    batch size up to ``max_batch_size`` on each worker before reporting ready.
+    """
+
+    bundle: str
+    host: str = "127.0.0.1"
+    port: int = 9393
+    workers: int = 1
+    max_batch_size: int = 1
+    batch_timeout_ms: float = 2.0
+    device: str = "cpu"
+    use_tensorrt: bool = False
+    precision: str = "auto"
+    runtime: str = "auto"  # the bundle's measured choice (runtime.json), else paddle
+    threads: int = 2
+    max_body_mb: int = 64
+    max_request_batch: int = 64
+    grace_seconds: float = 30.0
+    verify_manifest: bool = True
+    warmup: bool = True
+    tls_cert: Optional[str] = None
+    tls_key: Optional[str] = None
+    auth_token_file: Optional[str] = None
+
+    def validate(self) -> "ServerConfig":
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be 0-65535, got {self.port}")
+        if self.workers < 1 or self.max_batch_size < 1 or self.threads < 1:
+            raise ConfigError("workers, max_batch_size and threads must be >= 1")
+        if self.batch_timeout_ms < 0 or self.max_body_mb < 1 or self.max_request_batch < 1:
+            raise ConfigError("batch_timeout_ms must be >= 0, max_body_mb and max_request_batch >= 1")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("TLS needs both --tls-cert and --tls-key")
+        for name in ("tls_cert", "tls_key", "auth_token_file"):
+            value = getattr(self, name)
+            if value and not Path(value).is_file():
+                raise ConfigError(f"--{name.replace('_', '-')} {value} does not exist")
+        self.predictor_config()
+        return self
+
+    def predictor_config(self) -> PredictorConfig:
+        return PredictorConfig(device=self.device, use_tensorrt=self.use_tensorrt, precision=self.precision,
+                               runtime=self.runtime, threads=self.threads, streams=self.workers,
+                               trt_max_batch_size=max(self.max_batch_size, 8)).validate()
