@@ -23,7 +23,7 @@ import numpy as np
 
 from vslim.config import PredictorConfig
 from vslim.errors import VslimError
-from serving.errors import ServingError
+from vslim.serving.errors import ServingError
 from vslim.inference.runtimes import open_predictor
 from vslim.progress import progress_bar
 from vslim.serving.bundle import CLIENT_SUFFIX, SERVER_SUFFIX
@@ -190,7 +190,7 @@ def _ray_sweeps(cfg: ServingBench, conf: ClientConfig, clip: np.ndarray, bar, sa
 
     from ray import serve
 
-    from serving.config import ServerConfig
+    from vslim.serving.config import ServerConfig
     from vslim.serving.rayserve.config import RayServeConfig
     from vslim.serving.rayserve.launcher import connect, deploy, start_serve
 

@@ -12,12 +12,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 
 from vslim.config import PredictorConfig
-from serving.errors import ServingError
+from vslim.serving.errors import ServingError
 from vslim.inference import Predictor
 from vslim.progress import progress_bar
 from vslim.serving.bundle import CLIENT_SUFFIX, SERVER_SUFFIX
@@ -126,7 +126,7 @@ def run_soak(cfg: SoakBench, say: Callable[[str], None] = print) -> dict:
 
 
 def soak_markdown(r: dict) -> str:
-    from vslim.report import markdown_table
+    from vslim.tables import markdown_table
 
     rows = [[p, x["sent"], x["answered"], x["wrong_answers"], x["errors"], f"{x['infer_per_s']:.1f}",
              f"{x.get('p50_ms', 0):.1f}", f"{x.get('p99_ms', 0):.1f}", f"{r[f'rss_mib_after_{p}']:.1f}",

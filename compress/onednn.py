@@ -19,7 +19,7 @@ from vslim.config import PredictorConfig
 from vslim.errors import VslimError
 from vslim.inference import Predictor
 from vslim.inference.predictor import SAFE_ONEDNN_INT8_OPS
-from vslim.metrics import cosine_similarity, top1_agreement
+from vslim.accuracy import cosine_similarity, top1_agreement
 from vslim.timing import median_ms
 
 ALL_OPS = ("*",)

@@ -33,7 +33,7 @@ from vslim.models.pruning import analyse, apply_plan, flops, param_count, prune
 from vslim.models.weights import load_weights, read_state_dict
 from vslim.timing import median_ms
 
-from .report import prune_markdown
+from .compression_report import prune_markdown
 
 MAX_RATIO = 0.9
 WEIGHTS_DIR, INFERENCE_DIR = "weights", "inference"

@@ -32,7 +32,7 @@ from vslim.progress import progress_bar
 from vslim.timing import median_ms
 
 from .onednn import choose_onednn_int8_ops
-from .report import ptq_markdown
+from .compression_report import ptq_markdown
 
 QUANT_MODEL = "model.pdmodel"
 QUANT_PARAMS = "model.pdiparams"

@@ -31,7 +31,7 @@ from vslim.inference import Predictor, inspect_model
 
 from .onednn import choose_onednn_int8_ops
 from .prune import load_trained
-from .report import qat_markdown
+from .compression_report import qat_markdown
 
 MODEL_PREFIX = "model"
 

@@ -21,7 +21,7 @@ from vslim.inference.program import op_types, parse_program
 from vslim.inference.temporal_shift import LITE_SHIFT_RATIO, find_temporal_shifts, rewrite_temporal_shift
 
 from .optimizer import check_ops, kernel_summary, nb_header, optimize, parse_targets, view_nb
-from .report import lite_markdown
+from .package_report import lite_markdown
 from .toolchain import find_toolchain
 from .verify import structural, verification_clips, verify_x86
 

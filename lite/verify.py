@@ -20,7 +20,7 @@ from vslim.data.pipeline import ClipPipeline
 from .errors import LiteError
 from vslim.inference import Predictor
 from vslim.inference.predictor import ModelInfo
-from vslim.metrics import cosine_similarity, top1_agreement
+from vslim.accuracy import cosine_similarity, top1_agreement
 
 from .toolchain import Toolchain
 

@@ -20,7 +20,7 @@ import orjson
 
 from vslim.data.pipeline import ClipPipeline
 from .errors import ServingError
-from vslim.metrics import softmax, topk
+from vslim.accuracy import softmax, topk
 from vslim.model_meta import ModelMeta, load_meta
 
 from .bundle import CLIENT_CONF, CLIENT_SUFFIX, read_config

@@ -33,7 +33,7 @@ from .bundle import ServingBundle, load_bundle
 from .engine import InferenceEngine
 from .grpc_server import make_grpc_server
 from .http_app import make_http_app
-from .metrics import ServerMetrics
+from .prometheus import ServerMetrics
 from .portshare import PortSharer
 from .protocols import frontends
 from .service import Batching, ModelService

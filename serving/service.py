@@ -18,12 +18,12 @@ import numpy as np
 
 from vslim.data.pipeline import ClipPipeline
 from vslim.errors import InferenceError, VslimError
-from vslim.metrics import softmax, topk
+from vslim.accuracy import softmax, topk
 
 from .bundle import ServingBundle
 from .engine import BatchStats, InferenceEngine
 from .errors import INTERNAL, UNAVAILABLE, RequestError
-from .metrics import ServerMetrics
+from .prometheus import ServerMetrics
 from .signature import Limits
 from .stats import ModelStats
 

@@ -91,7 +91,7 @@ def fp32_small(trained_small, tmp_path_factory) -> Path:
 def _ptq(fp32, data, out, algo):
     from vslim.compress.ptq import quantize
     from vslim.config import ListConfig
-    from compress.config import PTQConfig
+    from vslim.compress.config import PTQConfig
 
     return quantize(PTQConfig(model_dir=str(fp32), output_dir=str(out), calib=ListConfig(str(data / "calib.list")),
                               val=ListConfig(str(data / "val.list")), algo=algo))
@@ -118,7 +118,7 @@ def r50_fp32(tmp_path_factory) -> Path:
 def r50_int8(r50_fp32, synth_data, tmp_path_factory):
     from vslim.compress.ptq import quantize
     from vslim.config import ListConfig
-    from compress.config import PTQConfig
+    from vslim.compress.config import PTQConfig
 
     return quantize(PTQConfig(model_dir=str(r50_fp32), output_dir=str(tmp_path_factory.mktemp("r50") / "int8"),
                               calib=ListConfig(str(synth_data / "calib.list")), algo="avg", batch_size=2,
@@ -142,7 +142,7 @@ def bundle_int8(int8_small_avg, tmp_path_factory):
 @pytest.fixture(scope="session")
 def toolchain():
     """The vslim Lite toolchain; built here if this machine has none yet (CI builds it in .ci/run)."""
-    from lite.errors import LiteError
+    from vslim.lite.errors import LiteError
     from vslim.lite.toolchain import find_toolchain, setup_toolchain
 
     try:

@@ -6,7 +6,7 @@ import pytest
 
 from servers import ServerProcess
 from vslim.config import ListConfig
-from compress.config import PruneConfig, QATConfig
+from vslim.compress.config import PruneConfig, QATConfig
 from vslim.inference import Predictor, inspect_model
 from vslim.model_meta import load_meta
 

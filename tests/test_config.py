@@ -1,7 +1,7 @@
 import pytest
 
 from vslim.config import ListConfig, PreprocessConfig, from_mapping, load_yaml
-from compress.config import PTQConfig
+from vslim.compress.config import PTQConfig
 from vslim.errors import ConfigError
 
 

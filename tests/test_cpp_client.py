@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from servers import ServerProcess
-from vslim.metrics import softmax, topk
+from vslim.accuracy import softmax, topk
 from vslim.serving.client import ClientConfig, GrpcClient
 
 pytestmark = pytest.mark.slow

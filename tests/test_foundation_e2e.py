@@ -14,7 +14,7 @@ from vslim.config import ListConfig, PredictorConfig
 from vslim.data import ClipPipeline, read_list
 from vslim.data.loader import iter_batches
 from vslim.inference import Predictor, inspect_model
-from vslim.metrics import cosine_similarity
+from vslim.accuracy import cosine_similarity
 from vslim.model_meta import load_meta
 
 pytestmark = pytest.mark.slow

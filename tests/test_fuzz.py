@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vslim.config import ListConfig, PreprocessConfig, from_mapping, load_yaml
-from compress.config import PTQConfig
+from vslim.compress.config import PTQConfig
 from vslim.data.lists import read_list
 from vslim.errors import ConfigError, DataError
 from vslim.serving.errors import RequestError

@@ -7,9 +7,8 @@ import paddle
 import pytest
 
 from vslim.config import ListConfig, PredictorConfig
-from lite.config import LiteConfig
+from vslim.lite.config import LiteConfig
 from vslim.dy2static import forget_failed_traces
-from lite.errors import LiteError
 from vslim.inference import Predictor, inspect_model
 
 pytestmark = pytest.mark.slow

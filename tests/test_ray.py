@@ -24,11 +24,11 @@ import pytest
 
 import test_serving
 import test_v2
-from serving.config import ServerConfig
+from vslim.serving.config import ServerConfig
 from vslim.data import ClipPipeline
 from vslim.data.decode import VideoReader
 from vslim.inference import Predictor
-from vslim.metrics import softmax
+from vslim.accuracy import softmax
 from vslim.serving.client import ClientConfig, GrpcClient, HttpClient, VideoEndpointClient
 from vslim.serving.process import serve_command
 from vslim.serving.protocols.v2.client import V2GrpcClient, V2HttpClient
@@ -409,7 +409,7 @@ def test_ray_config_validates_with_rays_own_schema(cli, bundle_fp32):
 
 
 def test_a_broken_predictor_fails_the_health_check_and_ray_replaces_it(cluster, bundle_fp32, val_clips, monkeypatch):
-    from serving.errors import ServingError
+    from vslim.serving.errors import ServingError
 
     monkeypatch.setenv("VSLIM_INJECT_FAULTS", "inference_error_every=1")  # forwarded to the replicas: all runs fail
     deploy(cluster, bundle_fp32.server, replicas=1)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from servers import ServerProcess, start_failure
-from serving.errors import ServingError
+from vslim.serving.errors import ServingError
 from vslim.serving.bundle import verify_bundle
 from vslim.serving.client import ClientConfig, GrpcClient, HttpClient, VideoEndpointClient
 

@@ -11,7 +11,7 @@ from vslim.config import PredictorConfig
 from vslim.errors import ConfigError, ModelError
 from vslim.inference import Predictor
 from vslim.inference.runtimes import check_precision, has_bf16, open_predictor
-from vslim.metrics import cosine_similarity
+from vslim.accuracy import cosine_similarity
 from vslim.serving.client import ClientConfig, make_client
 
 pytestmark = pytest.mark.slow

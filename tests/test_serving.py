@@ -18,9 +18,9 @@ from google.protobuf import text_format
 from servers import ServerProcess, start_failure
 from vslim.data import ClipPipeline
 from vslim.data.decode import VideoReader
-from serving.errors import ServingError
+from vslim.serving.errors import ServingError
 from vslim.inference import Predictor
-from vslim.metrics import softmax
+from vslim.accuracy import softmax
 from vslim.serving.bundle import sha256_of
 from vslim.serving.client import ClientConfig, GrpcClient, HttpClient, VideoEndpointClient, classify_video
 from vslim.serving.protocols.paddle_serving.types import config_pb2

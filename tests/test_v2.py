@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO, run_script
 from servers import ServerProcess
 from vslim.data.decode import VideoReader
-from serving.errors import ServingError
+from vslim.serving.errors import ServingError
 from vslim.serving.client import ClientConfig, GrpcClient, VideoEndpointClient
 from vslim.serving.protocols.v2.client import V2GrpcClient, V2HttpClient
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from .config import ListConfig, PredictorConfig, TrainConfig
-from compress.config import PTQConfig
+from vslim.compress.config import PTQConfig
 
 
 @dataclass
@@ -120,7 +120,7 @@ def run_chain(work: Path, data: Path, trained: Path, ptq: Path, fresh: bool, say
 
     from .compress.prune import prune_model
     from .compress.qat import qat
-    from compress.config import PruneConfig, QATConfig
+    from vslim.compress.config import PruneConfig, QATConfig
     from .serving.bundle import package_serving
 
     chain = work / "chain"
@@ -147,8 +147,8 @@ def build_lite(fp32: Path, int8: Path, out: Path, fresh: bool, say: Callable[[st
     """ARM .nb files of both models (the toolchain is set up first if this machine has none)."""
     import json
 
-    from lite.config import LiteConfig
-    from lite.errors import LiteError
+    from vslim.lite.config import LiteConfig
+    from vslim.lite.errors import LiteError
     from .lite.package import REPORT_JSON, package_lite
     from .lite.toolchain import find_toolchain, setup_toolchain
 
@@ -172,7 +172,7 @@ def serve_and_classify(server_dir: Path, client_dir: Path, video: Path, say: Cal
     import asyncio
     import threading
 
-    from serving.config import ServerConfig
+    from vslim.serving.config import ServerConfig
     from .data.decode import open_video
     from .serving.client import ClientConfig, VideoEndpointClient, classify_video, make_client
     from .serving.server import run_server

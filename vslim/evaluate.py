@@ -14,7 +14,7 @@ import numpy as np
 from .data.lists import VideoEntry
 from .data.loader import iter_batches
 from .data.pipeline import ClipPipeline
-from .metrics import cosine_similarity, softmax, top1_agreement, topk_accuracy
+from .accuracy import cosine_similarity, softmax, top1_agreement, topk_accuracy
 from .progress import progress_bar
 
 RunFn = Callable[[np.ndarray], np.ndarray]

@@ -23,7 +23,7 @@ from .data.lists import VideoEntry
 from .data.loader import iter_batches
 from .data.pipeline import ClipPipeline
 from .fsio import write_json
-from .metrics import topk_accuracy
+from .accuracy import topk_accuracy
 from .progress import progress_bar
 
 STATE_FILE = "state.json"

@@ -17,7 +17,7 @@ from .config import PredictorConfig
 from .errors import ModelError
 from .fsio import atomic_output_dir, check_output_free, sha256_of, write_json
 from .inference import Predictor, inspect_model
-from .metrics import cosine_similarity
+from .accuracy import cosine_similarity
 
 OPSET = 13
 # A conversion whose outputs point elsewhere than Paddle's is wrong, not imprecise. INT8 kernels of two

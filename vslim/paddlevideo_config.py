@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .config import ConfigError, ListConfig, PreprocessConfig, suggest_key, load_yaml
-from compress.config import PTQConfig
+from vslim.compress.config import PTQConfig
 
 TOP_KEYS = {"DATASET", "PIPELINE", "inference_model_dir", "quant_output_dir", "model_name", "log_level",
             "batch_nums"}

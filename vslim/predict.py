@@ -12,7 +12,7 @@ from .data.decode import read_frame_files
 from .data.pipeline import ClipPipeline
 from .errors import DataError
 from .inference import Predictor
-from .metrics import softmax, topk
+from .accuracy import softmax, topk
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".flv", ".mpg", ".mpeg")
 FRAME_TEMPLATE = "img_{:05}.jpg"

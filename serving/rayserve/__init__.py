@@ -11,7 +11,7 @@ package imports Ray, so one-process serving and the demo work without it.
 """
 from __future__ import annotations
 
-from serving.errors import ServingError
+from vslim.serving.errors import ServingError
 
 
 def require_ray() -> None:

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from serving.config import ServerConfig
+from vslim.serving.config import ServerConfig
 from vslim.errors import ConfigError
 from vslim.textnum import whole_number
 

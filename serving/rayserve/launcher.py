@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from serving.errors import ServingError
+from vslim.serving.errors import ServingError
 
 from ..bundle import load_bundle
 from .config import DEPLOYMENT, RayServeConfig

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from serving.config import ServerConfig
+from vslim.serving.config import ServerConfig
 
 from ..auth import load_token
 from ..bundle import load_bundle
@@ -31,7 +31,7 @@ from ..protocols import frontends
 from ..server import make_service, start_engine
 from .config import DEPLOYMENT, HEALTH_CHECK_PERIOD_S
 from .ingress import GrpcMethods, grpc_method_names
-from .metrics import replica_metrics
+from .ray_metrics import replica_metrics
 
 
 def _log(message: str) -> None:

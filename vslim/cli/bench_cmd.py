@@ -101,7 +101,7 @@ def register(sub) -> None:
 
 
 def _finish(report: dict, out: str) -> int:
-    from ..benchmarks.report import MARKDOWN, write_report
+    from ..benchmarks.bench_report import MARKDOWN, write_report
 
     paths = write_report(report, out)
     print(MARKDOWN[report["kind"]](report))
@@ -170,7 +170,7 @@ def soak(args) -> int:
 
 
 def compare(args) -> int:
-    from ..benchmarks.report import compare as run
+    from ..benchmarks.bench_report import compare as run
 
     print(run(args.a, args.b))
     return 0

@@ -22,7 +22,7 @@ def register(sub) -> None:
 
 
 def demo(args) -> int:
-    from ..compress.report import ptq_markdown
+    from ..compress.compression_report import ptq_markdown
     from ..demo import run_demo
     from ..predict import format_paddlevideo
 
@@ -44,7 +44,7 @@ def demo(args) -> int:
     print()
     print(ptq_markdown(result.ptq_report))
     if result.chain:
-        from ..compress.report import prune_markdown, qat_markdown
+        from ..compress.compression_report import prune_markdown, qat_markdown
 
         print(prune_markdown(result.chain["prune"]))
         print(qat_markdown(result.chain["qat"]))

@@ -51,7 +51,7 @@ def doctor(args) -> int:
 
 def verify(args) -> int:
     from ..config import ListConfig
-    from lite.errors import LiteError
+    from vslim.lite.errors import LiteError
     from ..inference import inspect_model
     from ..lite.optimizer import kernel_summary, nb_header, view_nb
     from ..lite.toolchain import find_toolchain

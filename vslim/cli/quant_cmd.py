@@ -104,7 +104,7 @@ def _overrides(args) -> dict:
 
 def build_config(args):
     from ..config import from_mapping, load_yaml
-    from compress.config import PTQConfig
+    from vslim.compress.config import PTQConfig
     from ..errors import ConfigError
     from ..paddlevideo_config import is_paddlevideo_config, ptq_config_from_paddlevideo
 
@@ -127,7 +127,7 @@ def build_config(args):
 
 def ptq(args) -> int:
     from ..compress.ptq import quantize
-    from ..compress.report import ptq_markdown
+    from ..compress.compression_report import ptq_markdown
 
     if args.use_gpu is not None:
         say("note: vslim calibrates on the CPU; --use_gpu is accepted for PaddleVideo compatibility and ignored")
@@ -151,8 +151,8 @@ def _list(path, prefix):
 
 def qat(args) -> int:
     from ..compress.qat import qat as run
-    from ..compress.report import qat_markdown
-    from compress.config import QATConfig
+    from ..compress.compression_report import qat_markdown
+    from vslim.compress.config import QATConfig
 
     cfg = QATConfig(weights=args.weights, arch=args.arch, train=_list(args.train_list, args.train_prefix),
                     val=_list(args.val_list, args.val_prefix), output_dir=args.out, epochs=args.epochs, lr=args.lr,
@@ -165,8 +165,8 @@ def qat(args) -> int:
 
 def prune(args) -> int:
     from ..compress.prune import prune_model
-    from ..compress.report import prune_markdown
-    from compress.config import PruneConfig
+    from ..compress.compression_report import prune_markdown
+    from vslim.compress.config import PruneConfig
 
     cfg = PruneConfig(weights=args.weights, arch=args.arch, train=_list(args.train_list, args.train_prefix),
                       val=_list(args.val_list, args.val_prefix), output_dir=args.out, ratio=args.ratio,

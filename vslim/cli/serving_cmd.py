@@ -164,7 +164,7 @@ def package(args) -> int:
 
 def package_lite(args) -> int:
     from ..config import ListConfig
-    from lite.config import LiteConfig
+    from vslim.lite.config import LiteConfig
     from ..lite.package import REPORT_MD, package_lite as run
 
     cfg = LiteConfig(model_dir=args.model_dir, output_dir=args.out, targets=args.valid_targets, name=args.name,
@@ -198,7 +198,7 @@ def serve(args) -> int:
 
 
 def _server_config(args, port: int):
-    from serving.config import ServerConfig
+    from vslim.serving.config import ServerConfig
 
     return ServerConfig(bundle=args.bundle, host=args.host, port=port, workers=args.workers, threads=args.threads,
                        max_batch_size=args.max_batch_size, batch_timeout_ms=args.batch_timeout_ms,
@@ -230,7 +230,7 @@ def _print_ray_config(kind: str, cfg, local: bool) -> int:
 
 def serve_on_ray(args) -> int:
     """``--ray`` (deploy and wait) or ``--ray-config`` (print the Serve config)."""
-    from serving.errors import ServingError
+    from vslim.serving.errors import ServingError
     from ..serving.rayserve.config import RayServeConfig, parse_autoscale
 
     server = _server_config(args, 9393)

@@ -121,7 +121,7 @@ def verified(predictor: "_RuntimePredictor", record: bool = True) -> dict:
     refused here, with the figures, instead of answering.
     """
     from ..fsio import write_json
-    from ..metrics import cosine_similarity
+    from ..accuracy import cosine_similarity
 
     path = predictor.onnx.parent / "runtime_checks.json"
     checks = json.loads(path.read_text()) if path.is_file() else {}

@@ -21,7 +21,7 @@ from ..config import PredictorConfig
 from ..errors import ConfigError, VslimError
 from ..progress import progress_bar
 from ..timing import timed_loop
-from ..metrics import cosine_similarity
+from ..accuracy import cosine_similarity
 from .predictor import ModelInfo, Predictor
 from .runtimes import BF16_FLAGS, MIN_RUNTIME_COSINE, RUNTIMES, cpu_flags, has_bf16, open_predictor
 

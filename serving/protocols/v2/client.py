@@ -16,7 +16,7 @@ from urllib.parse import quote
 import numpy as np
 import orjson
 
-from serving.errors import ServingError
+from vslim.serving.errors import ServingError
 
 from ...client import DEFAULT_TIMEOUT, Client, TopK, _named_arrays, _session, grpc_channel
 from .datatypes import BYTES, CONTENTS, DTYPES, datatype_of, from_json, from_raw, to_raw

@@ -1,7 +1,7 @@
 """Markdown renderings of compression reports (the JSON twin holds every figure)."""
 from __future__ import annotations
 
-from vslim.report import fmt, markdown_table, mib, pct
+from vslim.tables import fmt, markdown_table, mib, pct
 
 
 def ptq_markdown(r: dict) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ray.serve import metrics as serve_metrics
 
-from ..metrics import MetricSpec, ServerMetrics
+from ..prometheus import MetricSpec, ServerMetrics
 
 
 def _ray_metric(spec: MetricSpec):

@@ -1,7 +1,7 @@
 """Markdown rendering of the Lite packaging report (the JSON twin holds every figure)."""
 from __future__ import annotations
 
-from vslim.report import markdown_table, mib
+from vslim.tables import markdown_table, mib
 
 
 def _verification(v: dict) -> str:

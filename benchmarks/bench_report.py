@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from vslim.fsio import write_json, write_text_atomic
-from vslim.report import fmt, markdown_table
+from vslim.tables import fmt, markdown_table
 
 
 def _env_lines(env: dict) -> list[str]:
