@@ -67,12 +67,12 @@ def _paddle(info: ModelInfo, cfg: PredictorConfig) -> Runner:
 
 def onnx_file(info: ModelInfo, cache: Path) -> Path:
     """The model converted with paddle2onnx (opset 13), cached per model folder."""
-    from vslim.onnx_export import export_onnx
+    from vslim.onnx_export import OnnxConfig, export_onnx
 
     key = hashlib.sha1(str(info.model_dir.resolve()).encode()).hexdigest()[:10]
     target = cache / f"{info.model_dir.resolve().name}-{key}"
     if not (target / "model.onnx").is_file():
-        export_onnx(info.model_dir, target, overwrite=True)
+        export_onnx(OnnxConfig(str(info.model_dir), str(target), overwrite=True))
     return target / "model.onnx"
 
 

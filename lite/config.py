@@ -4,12 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from vslim.config import ListConfig
+from vslim.config import ListConfig, PackageConfig
 from vslim.errors import ConfigError
 
 
 @dataclass
-class LiteConfig:
+class LiteConfig(PackageConfig):
     """``vslim-package --target lite``: Paddle Lite ``.nb`` files, one per target spec.
 
     ``targets`` holds Lite target specs (``arm``, ``x86``, ``arm,opencl``). x86 files
@@ -17,10 +17,7 @@ class LiteConfig:
     ``val`` when given); ARM files are checked structurally.
     """
 
-    model_dir: str
-    output_dir: str
     targets: list[str] = field(default_factory=lambda: ["arm"])
-    name: Optional[str] = None
     quant_type: Optional[str] = None
     enable_fp16: bool = False
     rewrite_temporal_shift: bool = True
@@ -28,7 +25,6 @@ class LiteConfig:
     verify_clips: int = 16
     val: Optional[ListConfig] = None
     opt_bin: Optional[str] = None
-    overwrite: bool = False
 
     def validate(self) -> "LiteConfig":
         if not self.targets:

@@ -20,6 +20,7 @@ from google.protobuf import text_format
 
 from vslim import __version__
 from vslim.config import to_dict
+from .config import ServingPackageConfig
 from .errors import BundleError
 from vslim.fsio import atomic_output_dir, sha256_of, write_json
 from vslim.inference.selection import CONVERTED, RECORD, measure
@@ -73,22 +74,21 @@ def write_config(folder: Path, filename: str, conf) -> None:
 
 
 
-def package_serving(model_dir: Path | str, out: Path | str, name: Optional[str] = None,
-                    overwrite: bool = False, runtime: str = "paddle", precision: str = "auto", threads: int = 2,
-                    say=lambda _: None, val_list: Optional[str] = None,
-                    calib_list: Optional[str] = None) -> BundlePaths:
-    """Write a Paddle Serving bundle of the inference model in ``model_dir`` to ``out``.
+def package_serving(cfg: ServingPackageConfig, say=lambda _: None) -> BundlePaths:
+    """Write a Paddle Serving bundle of the inference model in ``cfg.model_dir`` to ``cfg.output_dir``.
 
-    ``runtime`` other than ``paddle`` converts the model for it into the bundle and
+    A ``runtime`` other than ``paddle`` converts the model for it into the bundle and
     records the choice (``runtime.json``); ``auto`` measures every runtime and
     precision on this host first and records the fastest that computes the model right.
     """
+    cfg.validate()
+    model_dir, out, name = cfg.model_dir, cfg.output_dir, cfg.name
     info = inspect_model(model_dir)
     name = name or info.meta.arch or Path(model_dir).resolve().name
     if not name.replace("_", "").replace("-", "").isalnum():
         raise BundleError(f"bundle name {name!r} may hold only letters, digits, '_' and '-'")
     conf = model_config(info)
-    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+    with atomic_output_dir(out, overwrite=cfg.overwrite) as tmp:
         server, client = tmp / f"{name}{SERVER_SUFFIX}", tmp / f"{name}{CLIENT_SUFFIX}"
         server.mkdir()
         client.mkdir()
@@ -100,9 +100,8 @@ def package_serving(model_dir: Path | str, out: Path | str, name: Optional[str] 
             meta.save(folder)
         write_config(server, SERVER_CONF, conf)
         write_config(client, CLIENT_CONF, conf)
-        if runtime != "paddle":
-            write_json(server / RECORD, _runtime_record(info, server, runtime, precision, threads, say, val_list,
-                                                        calib_list))
+        if cfg.runtime != "paddle":
+            write_json(server / RECORD, _runtime_record(info, server, cfg, say))
         files = {p.relative_to(tmp).as_posix(): {"sha256": sha256_of(p), "bytes": p.stat().st_size}
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
         write_json(tmp / MANIFEST, {
@@ -110,25 +109,24 @@ def package_serving(model_dir: Path | str, out: Path | str, name: Optional[str] 
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "precision": info.precision, "source_model": str(Path(model_dir).resolve()),
             "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype.name} for s in info.inputs],
-            "outputs": [{"name": s.name, "alias": FETCH_ALIAS if i == 0 else s.name, "shape": list(s.shape),
-                         "dtype": s.dtype.name} for i, s in enumerate(info.outputs)],
+            "outputs": [{"name": s.name, "alias": var.alias_name, "shape": list(s.shape), "dtype": s.dtype.name}
+                        for s, var in zip(info.outputs, conf.fetch_var)],
             "preprocess": to_dict(meta.preprocess), "labels": meta.labels, "files": files,
         })
     out = Path(out)
     return BundlePaths(out, out / f"{name}{SERVER_SUFFIX}", out / f"{name}{CLIENT_SUFFIX}", out / MANIFEST)
 
 
-def _runtime_record(info, server: Path, runtime: str, precision: str, threads: int, say,
-                    val_list: Optional[str], calib_list: Optional[str]) -> dict:
+def _runtime_record(info, server: Path, cfg: ServingPackageConfig, say) -> dict:
     from vslim.inference.runtimes import check_precision
     from vslim.inference.selection import clips_from_list, guard_from_list
 
-    calib = (clips_from_list(info, calib_list, 32, "--calib-list"), calib_list) if calib_list else None
+    calib = (clips_from_list(info, cfg.calib_list, 32, "--calib-list"), cfg.calib_list) if cfg.calib_list else None
     only = None
-    if runtime != "auto":
-        only = (runtime, check_precision(runtime, precision, info, nncf=calib is not None))
-    guard = guard_from_list(info, val_list, threads) if val_list else None
-    return measure(info.model_dir, info, server / CONVERTED, threads=threads, say=say, only=only, guard=guard,
+    if cfg.runtime != "auto":
+        only = (cfg.runtime, check_precision(cfg.runtime, cfg.precision, info, nncf=calib is not None))
+    guard = guard_from_list(info, cfg.val_list, cfg.threads) if cfg.val_list else None
+    return measure(info.model_dir, info, server / CONVERTED, threads=cfg.threads, say=say, only=only, guard=guard,
                    calib=calib)
 
 

@@ -1,11 +1,14 @@
-"""The server's configuration (``vslim-serve``); Ray Serve's lives in ``rayserve/config.py``."""
+"""The server's configuration (``vslim-serve``) and the serving bundle's (``vslim-package --target serving``).
+
+Ray Serve's lives in ``rayserve/config.py``.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from vslim.config import PredictorConfig
+from vslim.config import PackageConfig, PredictorConfig
 from vslim.errors import ConfigError
 
 
@@ -59,3 +62,33 @@ class ServerConfig:
         return PredictorConfig(device=self.device, use_tensorrt=self.use_tensorrt, precision=self.precision,
                                runtime=self.runtime, threads=self.threads, streams=self.workers,
                                trt_max_batch_size=max(self.max_batch_size, 8)).validate()
+
+
+RUNTIMES = ("auto", "paddle", "openvino", "onnxruntime")
+
+
+@dataclass
+class ServingPackageConfig(PackageConfig):
+    """``vslim-package --target serving``: a Paddle Serving bundle, optionally with a measured runtime choice.
+
+    ``runtime`` ``paddle`` (the library default: nothing measured, nothing converted)
+    serves with Paddle Inference; ``auto`` measures every CPU runtime and precision on
+    this host and records the fastest that computes the model right (the CLI's
+    default); one other runtime converts for it. ``val_list`` adds an accuracy guard,
+    ``calib_list`` OpenVINO's own INT8 (NNCF) as a candidate.
+    """
+
+    runtime: str = "paddle"
+    precision: str = "auto"
+    threads: int = 2
+    val_list: Optional[str] = None
+    calib_list: Optional[str] = None
+
+    def validate(self) -> "ServingPackageConfig":
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+        if self.precision not in ("auto", "fp32", "bf16", "int8"):
+            raise ConfigError(f"--precision must be auto, fp32, bf16 or int8, got {self.precision!r}")
+        if self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+        return self

@@ -128,15 +128,18 @@ def r50_int8(r50_fp32, synth_data, tmp_path_factory):
 @pytest.fixture(scope="session")
 def bundle_fp32(fp32_small, tmp_path_factory):
     from vslim.serving.bundle import package_serving
+    from vslim.serving.config import ServingPackageConfig
 
-    return package_serving(fp32_small, tmp_path_factory.mktemp("bundles") / "fp32", name="small")
+    return package_serving(ServingPackageConfig(str(fp32_small), str(tmp_path_factory.mktemp("bundles") / "fp32"), name="small"))
 
 
 @pytest.fixture(scope="session")
 def bundle_int8(int8_small_avg, tmp_path_factory):
     from vslim.serving.bundle import package_serving
+    from vslim.serving.config import ServingPackageConfig
 
-    return package_serving(int8_small_avg.output_dir, tmp_path_factory.mktemp("bundles") / "int8", name="small_int8")
+    return package_serving(ServingPackageConfig(str(int8_small_avg.output_dir), str(tmp_path_factory.mktemp("bundles") / "int8"),
+                                           name="small_int8"))
 
 
 @pytest.fixture(scope="session")

@@ -86,6 +86,7 @@ def test_sensitivity_analysis_drives_ratios(trained_small, synth_data, tmp_path)
 def test_chain_prune_qat_serving(pruned_small, synth_data, tmp_path):
     from vslim.compress.qat import qat
     from vslim.serving.bundle import package_serving
+    from vslim.serving.config import ServingPackageConfig
     from vslim.serving.client import ClientConfig, GrpcClient, classify_video
 
     pruned, _ = pruned_small
@@ -93,7 +94,7 @@ def test_chain_prune_qat_serving(pruned_small, synth_data, tmp_path):
     report = qat(QATConfig(weights=str(pruned / "weights" / "model.pdparams"), output_dir=str(qat_out), epochs=2,
                            **_lists(synth_data)), say=lambda _: None)
     assert report["results"]["qat"]["top1"] >= 0.9
-    bundle = package_serving(qat_out, tmp_path / "bundle", name="pruned_int8")
+    bundle = package_serving(ServingPackageConfig(str(qat_out), str(tmp_path / "bundle"), name="pruned_int8"))
     server = ServerProcess(bundle.server)
     try:
         conf = ClientConfig.load(bundle.client)

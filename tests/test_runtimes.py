@@ -155,8 +155,10 @@ def test_auto_measures_every_runtime_records_the_fastest_and_serves_it(cli, fp32
 
 def test_a_recorded_runtime_missing_here_falls_back_to_paddle_with_a_warning(fp32_small, tmp_path):
     from vslim.serving.bundle import package_serving
+    from vslim.serving.config import ServingPackageConfig
 
-    paths = package_serving(fp32_small, tmp_path / "b", name="small", runtime="openvino", precision="fp32")
+    paths = package_serving(ServingPackageConfig(str(fp32_small), str(tmp_path / "b"), name="small", runtime="openvino",
+                                                 precision="fp32"))
     assert json.loads((paths.server / "runtime.json").read_text())["chosen"]["runtime"] == "openvino"
     hidden = tmp_path / "no-openvino" / "openvino"
     hidden.mkdir(parents=True)

@@ -196,6 +196,21 @@ class PredictorConfig:
 
 
 
+@dataclass
+class PackageConfig:
+    """What every packaging target takes (``vslim-package --target T``): a model folder in, one folder out.
+
+    Each target's config extends it (``ServingPackageConfig``, ``LiteConfig``,
+    ``OnnxConfig``), so ``vslim.packaging.package`` has one signature for all of them.
+    The output folder is written under a temporary name and renamed into place.
+    """
+
+    model_dir: str
+    output_dir: str
+    name: Optional[str] = None
+    overwrite: bool = False
+
+
 # --------------------------------------------------------------------------- loading
 
 

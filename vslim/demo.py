@@ -91,8 +91,9 @@ def run_demo(workdir: Path | str = "vslim-demo", epochs: int = 12, seed: int = 0
     say(f"[6/7] package the INT8 model for Paddle Serving -> {bundle}, serve it, classify through each protocol")
     if _step("package", bundle, fresh, say):
         from .serving.bundle import package_serving
+        from .serving.config import ServingPackageConfig
 
-        package_serving(int8, bundle, name="pptsm_small_int8")
+        package_serving(ServingPackageConfig(str(int8), str(bundle), name="pptsm_small_int8"))
     t = time.perf_counter()
     served = serve_and_classify(bundle / "pptsm_small_int8_serving_server", bundle / "pptsm_small_int8_serving_client",
                                 data / "demo.mp4", say)
@@ -122,6 +123,7 @@ def run_chain(work: Path, data: Path, trained: Path, ptq: Path, fresh: bool, say
     from .compress.qat import qat
     from vslim.compress.config import PruneConfig, QATConfig
     from .serving.bundle import package_serving
+    from .serving.config import ServingPackageConfig
 
     chain = work / "chain"
     pruned, qat_dir, bundle = chain / "pruned", chain / "qat", chain / "serving"
@@ -136,7 +138,7 @@ def run_chain(work: Path, data: Path, trained: Path, ptq: Path, fresh: bool, say
                       **lists), say=lambda m: say(f"  {m}"))
     say(f"[chain 3/3] package the pruned INT8 model for serving -> {bundle}, serve it, classify")
     if _step("package", bundle, fresh, say):
-        package_serving(qat_dir, bundle, name="pptsm_small_pruned_int8")
+        package_serving(ServingPackageConfig(str(qat_dir), str(bundle), name="pptsm_small_pruned_int8"))
     served = serve_and_classify(bundle / "pptsm_small_pruned_int8_serving_server",
                                 bundle / "pptsm_small_pruned_int8_serving_client", data / "demo.mp4", say)
     return {"prune": json.loads((pruned / "prune_report.json").read_text()),

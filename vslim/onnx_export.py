@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from .config import PredictorConfig
+from .config import PackageConfig, PredictorConfig
 from .errors import ModelError
 from .fsio import atomic_output_dir, check_output_free, sha256_of, write_json
 from .inference import Predictor, inspect_model
@@ -25,8 +27,17 @@ OPSET = 13
 MIN_COSINE = {"fp32": 0.999, "int8": 0.95}
 
 
-def export_onnx(model_dir: Path | str, out: Path | str, overwrite: bool = False) -> dict:
+@dataclass
+class OnnxConfig(PackageConfig):
+    """``vslim-package --target onnx``: nothing beyond the common options (the file is always ``model.onnx``)."""
+
+    def validate(self) -> "OnnxConfig":
+        return self
+
+
+def export_onnx(cfg: OnnxConfig, say: Callable[[str], None] = lambda _: None) -> dict:
     """Convert, check against Paddle on a random batch, write ``model.onnx`` + ``vslim.json`` + a report."""
+    model_dir, out, overwrite = cfg.model_dir, cfg.output_dir, cfg.overwrite
     try:
         import onnxruntime as ort
         import paddle2onnx

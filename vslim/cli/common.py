@@ -43,7 +43,7 @@ def predictor_config(args: argparse.Namespace) -> PredictorConfig:
 
 def add_command_group(sub, name: str, help: str, commands: dict, configure, descriptions=None) -> None:
     """``vslim NAME COMMAND``: a group of subcommands, each configured by the module's ``configure``."""
-    group = sub.add_parser(name, help=help)
+    group = sub.add_parser(name, help=help, description=help)
     gsub = group.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
     gsub.required = True
     for command, command_help in commands.items():

@@ -15,22 +15,56 @@ from typing import Callable, Optional, Sequence
 
 from .. import __version__
 from ..errors import VslimError
-from . import bench_cmd, data_cmd, demo_cmd, lite_cmd, model_cmd, quant_cmd, serving_cmd
+from . import bench_cmd, data_cmd, demo_cmd, lite_cmd, model_cmd, package_cmd, quant_cmd, serving_cmd
+from .parser import DefaultsHelpFormatter, VslimArgumentParser
 
-COMMAND_MODULES = (data_cmd, model_cmd, quant_cmd, serving_cmd, lite_cmd, bench_cmd, demo_cmd)
+COMMAND_MODULES = (demo_cmd, data_cmd, model_cmd, quant_cmd, package_cmd, serving_cmd, lite_cmd, bench_cmd)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vslim",
-        description="Deploy PaddlePaddle video classifiers: INT8, Paddle Serving, Paddle Lite, benchmarks.",
-    )
+DESCRIPTION = """\
+Deploy a trained PaddlePaddle video classifier (PP-TSM and kin): INT8 by post-training quantization or
+quantization-aware training, filter pruning, a Paddle Serving bundle served over gRPC and HTTP (Paddle Serving's
+protocol and KServe v2) with Python and C++ clients, Ray Serve scale-out, Paddle Lite .nb files for ARM phones,
+ONNX, and FP32-vs-INT8 benchmarks.
+
+Start with `vslim demo`: the whole path on built-in synthetic data."""
+
+EPILOG = """\
+the path, step by step:
+  vslim data synth --out data                          synthetic data set (PaddleVideo list files)
+  vslim train --arch pptsm_small ...                   fine-tune a zoo model
+  vslim export --weights W --out fp32                  Paddle inference model + vslim.json
+  vslim compress ptq --model-dir fp32 --out int8 ...   INT8 (also: compress qat, compress prune)
+  vslim package --target serving|lite|onnx ...         serving bundle, .nb files or ONNX
+  vslim serve --bundle B_serving_server                serve it (vslim client ... to query it)
+  vslim bench runtime|e2e|serving|soak|compare         measure
+
+the same commands under their own names: vslim-quant (compress ptq), vslim-package (package),
+vslim-serve (serve), vslim-client (client), vslim-bench (bench).
+`vslim COMMAND --help` shows each command's flags and defaults."""
+
+
+def build_parser(prog: str = "vslim") -> argparse.ArgumentParser:
+    parser = VslimArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
+                                 formatter_class=_RawDescriptionDefaults)
     parser.add_argument("--version", action="version", version=f"vslim {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and library warnings")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks, library warnings and the libraries' own logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     sub.required = True
     for module in COMMAND_MODULES:
         module.register(sub)
+    return parser
+
+
+class _RawDescriptionDefaults(argparse.RawDescriptionHelpFormatter, DefaultsHelpFormatter):
+    """Keeps the top-level description's paragraphs and the epilog's table as written."""
+
+
+def _subcommand(parser: argparse.ArgumentParser, *path: str) -> argparse.ArgumentParser:
+    for name in path:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = action.choices[name]
     return parser
 
 
@@ -74,32 +108,38 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return run(build_parser(), argv)
 
 
-def _alias(prog: str, module, command: str) -> Callable[[Optional[Sequence[str]]], int]:
-    """A console script that is one subcommand of ``vslim`` under its own name."""
+def _alias(prog: str, module, *path: str) -> Callable[[Optional[Sequence[str]]], int]:
+    """A console script that is one subcommand of ``vslim`` under its own name, with the same description."""
 
     def entry(argv: Optional[Sequence[str]] = None) -> int:
-        parser = argparse.ArgumentParser(prog=prog)
-        parser.add_argument("--debug", action="store_true", help="show tracebacks and library warnings")
-        module.configure(command, parser)
+        description = _subcommand(build_parser(), *path).description
+        parser = VslimArgumentParser(prog=prog, description=description)
+        parser.add_argument("--debug", action="store_true",
+                            help="show tracebacks, library warnings and the libraries' own logs")
+        module.configure(path[-1], parser)
         return run(parser, argv)
 
     return entry
 
 
-quant_main = _alias("vslim-quant", quant_cmd, "ptq")
-package_main = _alias("vslim-package", serving_cmd, "package")
+quant_main = _alias("vslim-quant", quant_cmd, "compress", "ptq")
+package_main = _alias("vslim-package", package_cmd, "package")
 serve_main = _alias("vslim-serve", serving_cmd, "serve")
 client_main = _alias("vslim-client", serving_cmd, "client")
 
 
 def bench_main(argv: Optional[Sequence[str]] = None) -> int:
-    """``vslim-bench SUBCOMMAND``: the ``vslim bench`` group under its own name."""
-    parser = argparse.ArgumentParser(prog="vslim-bench", description="vslim benchmarks")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and library warnings")
-    sub = parser.add_subparsers(dest="bench_command", metavar="COMMAND")
+    """``vslim-bench COMMAND``: the ``vslim bench`` group under its own name, listing the same commands."""
+    group = _subcommand(build_parser(), "bench")
+    parser = VslimArgumentParser(prog="vslim-bench", description=group.description)
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks, library warnings and the libraries' own logs")
+    sub = parser.add_subparsers(dest="bench_command", metavar="COMMAND", title="commands")
     sub.required = True
-    for name in ("runtime", "e2e", "serving", "soak", "compare"):
-        bench_cmd.configure(name, sub.add_parser(name))
+    for action in next(a for a in group._actions if isinstance(a, argparse._SubParsersAction))._choices_actions:
+        name = action.dest
+        help = action.help
+        bench_cmd.configure(name, sub.add_parser(name, help=help, description=_subcommand(group, name).description))
     return run(parser, argv)
 
 

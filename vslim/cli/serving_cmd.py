@@ -1,5 +1,4 @@
-"""Serving commands: ``vslim package`` (``vslim-package``), ``vslim serve`` (``vslim-serve``),
-``vslim client`` (``vslim-client``)."""
+"""Serving commands: ``vslim serve`` (``vslim-serve``) and ``vslim client`` (``vslim-client``)."""
 from __future__ import annotations
 
 import argparse
@@ -8,42 +7,9 @@ from pathlib import Path
 
 from .common import print_json, say
 
-TARGETS = ("serving", "lite", "onnx")
-
 
 def configure(command: str, p: argparse.ArgumentParser) -> None:
-    if command == "package":
-        p.add_argument("--target", required=True, choices=TARGETS, help="what to package for")
-        p.add_argument("--model-dir", required=True, help="inference model folder (FP32 or INT8)")
-        p.add_argument("--out", required=True, help="output folder")
-        p.add_argument("--name", help="bundle / .nb name (default: the architecture or the folder name)")
-        p.add_argument("--overwrite", action="store_true")
-        serving = p.add_argument_group("--target serving")
-        serving.add_argument("--runtime", choices=["auto", "paddle", "openvino", "onnxruntime"], default="auto",
-                             help="auto (default): measure every CPU runtime and precision here, record the fastest "
-                                  "that computes the model right (vslim-serve uses it); or one runtime")
-        serving.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default="auto",
-                             help="with one --runtime: its precision (default: the model's own)")
-        serving.add_argument("--threads", type=int, default=2, help="CPU threads to measure with (default 2)")
-        serving.add_argument("--val-list", help="PaddleVideo list: each runtime must also give FP32's top-1 on "
-                                                "these clips (>= 99%%, up to 32 clips) to be chosen")
-        serving.add_argument("--calib-list", help="PaddleVideo list (up to 32 clips): also calibrate OpenVINO's own "
-                                                  "INT8 (NNCF) of an FP32 model and measure it with the others")
-        lite = p.add_argument_group("--target lite")
-        lite.add_argument("--valid-targets", nargs="+", default=["arm"], metavar="TARGET",
-                          help="one .nb per target spec: arm, x86, arm,opencl ... (default arm)")
-        lite.add_argument("--quant-type", choices=["int8", "int16"],
-                          help="Lite's dynamic weight quantization (not needed for vslim INT8 models)")
-        lite.add_argument("--enable-fp16", action="store_true", help="FP16 kernels (ARMv8.2)")
-        lite.add_argument("--no-rewrite", action="store_true",
-                          help="keep temporal_shift as is (Lite then computes PP-TSM wrongly; for comparison only)")
-        lite.add_argument("--no-verify", action="store_true", help="skip running x86 .nb files against Paddle")
-        lite.add_argument("--verify-list", help="PaddleVideo list whose clips verify x86 .nb files "
-                          "(default: random clips)")
-        lite.add_argument("--verify-clips", type=int, default=16)
-        lite.add_argument("--opt-bin", help="a paddle_lite_opt to use instead of the vslim toolchain")
-        p.set_defaults(handler=package)
-    elif command == "serve":
+    if command == "serve":
         p.add_argument("--bundle", help="the NAME_serving_server folder (required unless --status)")
         p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
         p.add_argument("--port", type=int, default=None,
@@ -124,57 +90,9 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
 
 
 def register(sub) -> None:
-    for name, help in (("package", "package a model for a target (serving)"),
-                       ("serve", "serve a bundle over gRPC and HTTP (Paddle Serving protocol)"),
+    for name, help in (("serve", "serve a bundle over gRPC and HTTP (Paddle Serving protocol)"),
                        ("client", "classify a video through a running server")):
         configure(name, sub.add_parser(name, help=help, description=help))
-
-
-def package(args) -> int:
-    if args.target == "lite":
-        return package_lite(args)
-    if args.target == "onnx":
-        from ..onnx_export import export_onnx
-
-        report = export_onnx(args.model_dir, args.out, overwrite=args.overwrite)
-        check = report["check_vs_paddle"]
-        say(f"wrote {Path(args.out) / 'model.onnx'} (opset {report['opset']}); vs Paddle: max abs diff "
-            f"{check['max_abs_diff']:.2e}, cosine {check['cosine_min']:.6f}")
-        print(Path(args.out) / "model.onnx")
-        return 0
-    from ..serving.bundle import package_serving
-
-    if args.runtime != "paddle":
-        say(f"measuring CPU runtimes for {args.model_dir} ({args.threads} threads, batch 1)"
-            if args.runtime == "auto" else f"converting for {args.runtime}")
-    paths = package_serving(args.model_dir, args.out, name=args.name, overwrite=args.overwrite,
-                            runtime=args.runtime, precision=args.precision, threads=args.threads, say=say,
-                            val_list=args.val_list, calib_list=args.calib_list)
-    say(f"wrote {paths.server.name}/ and {paths.client.name}/ to {paths.root}")
-    record = paths.server / "runtime.json"
-    if record.is_file():
-        import json
-
-        from ..inference.selection import table_markdown
-
-        say(table_markdown(json.loads(record.read_text())).rstrip())
-    print(paths.server)
-    return 0
-
-
-def package_lite(args) -> int:
-    from ..config import ListConfig
-    from vslim.lite.config import LiteConfig
-    from ..lite.package import REPORT_MD, package_lite as run
-
-    cfg = LiteConfig(model_dir=args.model_dir, output_dir=args.out, targets=args.valid_targets, name=args.name,
-                     quant_type=args.quant_type, enable_fp16=args.enable_fp16,
-                     rewrite_temporal_shift=not args.no_rewrite, verify=not args.no_verify,
-                     verify_clips=args.verify_clips, val=ListConfig(args.verify_list) if args.verify_list else None,
-                     opt_bin=args.opt_bin, overwrite=args.overwrite)
-    run(cfg, say=say)
-    print((Path(args.out) / REPORT_MD).read_text())
-    return 0
 
 
 def serve(args) -> int:

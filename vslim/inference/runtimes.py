@@ -96,12 +96,12 @@ def converted_onnx(info: ModelInfo, cache: Optional[Path] = None) -> Path:
     The cache folder holds ``model.onnx`` and ``onnx_report.json`` with its sha256;
     a file that no longer matches is refused, never run.
     """
-    from ..onnx_export import MIN_COSINE, export_onnx
+    from ..onnx_export import MIN_COSINE, OnnxConfig, export_onnx
 
     folder = (cache or cache_home() / "converted") / f"onnx-{_model_key(info)}"  # the same files: the same folder
     onnx, report = folder / "model.onnx", folder / "onnx_report.json"
     if not report.is_file():
-        export_onnx(info.model_dir, folder, overwrite=folder.exists())
+        export_onnx(OnnxConfig(str(info.model_dir), str(folder), overwrite=folder.exists()))
     recorded = json.loads(report.read_text())
     if not onnx.is_file() or sha256_of(onnx) != recorded.get("sha256"):
         raise ModelError(f"the cached conversion {onnx} does not match its checksum (damaged or edited): delete "
