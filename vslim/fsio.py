@@ -135,11 +135,6 @@ def write_json(path: Path | str, data: Any) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def dir_size(path: Path | str, pattern: str = "*") -> int:
-    """Bytes of the files matching ``pattern`` directly inside ``path``."""
-    return sum(p.stat().st_size for p in Path(path).glob(pattern) if p.is_file())
-
-
 def sha256_of(path: Path | str) -> str:
     """Checksum of a file, read in 1 MiB blocks (model weights can be hundreds of MB)."""
     h = hashlib.sha256()

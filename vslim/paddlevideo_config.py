@@ -1,6 +1,6 @@
 """PaddleVideo's quantization YAML, read unchanged and turned into a :class:`PTQConfig`.
 
-Users of ``deploy/slim/quant_post_static.py`` have files like
+Users of PaddleVideo's ``deploy/slim/quant_post_static.py`` have files like
 ``pptsm_k400_frames_uniform_quantization.yaml``; ``vslim-quant -c FILE`` accepts
 them as they are. Keys are checked against what PaddleVideo itself reads, so a
 misspelt key is named instead of ignored. Paths resolve as upstream does

@@ -48,8 +48,7 @@ def build_parser(prog: str = "vslim") -> argparse.ArgumentParser:
     parser = VslimArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
                                  formatter_class=_RawDescriptionDefaults)
     parser.add_argument("--version", action="version", version=f"vslim {__version__}")
-    parser.add_argument("--debug", action="store_true",
-                        help="show tracebacks, library warnings and the libraries' own logs")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     sub.required = True
     for module in COMMAND_MODULES:
@@ -108,39 +107,60 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return run(build_parser(), argv)
 
 
-def _alias(prog: str, module, *path: str) -> Callable[[Optional[Sequence[str]]], int]:
-    """A console script that is one subcommand of ``vslim`` under its own name, with the same description."""
+DEBUG_HELP = "show tracebacks, library warnings and the libraries' own logs"
 
-    def entry(argv: Optional[Sequence[str]] = None) -> int:
-        description = _subcommand(build_parser(), *path).description
-        parser = VslimArgumentParser(prog=prog, description=description)
-        parser.add_argument("--debug", action="store_true",
-                            help="show tracebacks, library warnings and the libraries' own logs")
-        module.configure(path[-1], parser)
-        return run(parser, argv)
-
-    return entry
+# console script -> (module that configures it, path of the same command under `vslim`)
+ALIASES = {
+    "vslim-quant": (quant_cmd, ("compress", "ptq")),
+    "vslim-package": (package_cmd, ("package",)),
+    "vslim-serve": (serving_cmd, ("serve",)),
+    "vslim-client": (serving_cmd, ("client",)),
+}
 
 
-quant_main = _alias("vslim-quant", quant_cmd, "compress", "ptq")
-package_main = _alias("vslim-package", package_cmd, "package")
-serve_main = _alias("vslim-serve", serving_cmd, "serve")
-client_main = _alias("vslim-client", serving_cmd, "client")
+def alias_parser(prog: str) -> argparse.ArgumentParser:
+    """The parser of a console script that is one ``vslim`` subcommand under its own name (same description)."""
+    if prog == "vslim-bench":
+        return _bench_parser()
+    module, path = ALIASES[prog]
+    parser = VslimArgumentParser(prog=prog, description=_subcommand(build_parser(), *path).description)
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    module.configure(path[-1], parser)
+    return parser
 
 
-def bench_main(argv: Optional[Sequence[str]] = None) -> int:
+def _bench_parser() -> argparse.ArgumentParser:
     """``vslim-bench COMMAND``: the ``vslim bench`` group under its own name, listing the same commands."""
     group = _subcommand(build_parser(), "bench")
     parser = VslimArgumentParser(prog="vslim-bench", description=group.description)
-    parser.add_argument("--debug", action="store_true",
-                        help="show tracebacks, library warnings and the libraries' own logs")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="bench_command", metavar="COMMAND", title="commands")
     sub.required = True
     for action in next(a for a in group._actions if isinstance(a, argparse._SubParsersAction))._choices_actions:
-        name = action.dest
-        help = action.help
-        bench_cmd.configure(name, sub.add_parser(name, help=help, description=_subcommand(group, name).description))
-    return run(parser, argv)
+        sub_parser = sub.add_parser(action.dest, help=action.help,
+                                    description=_subcommand(group, action.dest).description)
+        bench_cmd.configure(action.dest, sub_parser)
+    return parser
+
+
+def quant_main(argv: Optional[Sequence[str]] = None) -> int:
+    return run(alias_parser("vslim-quant"), argv)
+
+
+def package_main(argv: Optional[Sequence[str]] = None) -> int:
+    return run(alias_parser("vslim-package"), argv)
+
+
+def serve_main(argv: Optional[Sequence[str]] = None) -> int:
+    return run(alias_parser("vslim-serve"), argv)
+
+
+def client_main(argv: Optional[Sequence[str]] = None) -> int:
+    return run(alias_parser("vslim-client"), argv)
+
+
+def bench_main(argv: Optional[Sequence[str]] = None) -> int:
+    return run(alias_parser("vslim-bench"), argv)
 
 
 if __name__ == "__main__":

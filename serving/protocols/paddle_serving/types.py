@@ -17,7 +17,6 @@ from ...signature import Signature, VarSpec, Wording
 config_pb2 = load("general_model_config_pb2")
 service_pb2 = load("general_model_service_pb2")
 service_grpc = load("general_model_service_pb2_grpc")
-pipeline_pb2 = load("pipeline_service_pb2")
 
 INT64, FP32, INT32, FP64, INT16, FP16, BF16, UINT8, INT8, BOOL, COMPLEX64, COMPLEX128 = range(12)
 STRING = 20
