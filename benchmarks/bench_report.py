@@ -4,8 +4,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from vslim.errors import DataError
 from vslim.fsio import write_json, write_text_atomic
 from vslim.tables import fmt, markdown_table
+
+# What each client protocol of `vslim bench serving` sends: "http" alone is ambiguous next to http-proto and v2-http.
+PROTOCOL_DESCRIPTIONS = {
+    "grpc": "Paddle Serving gRPC (protobuf)",
+    "http-proto": "Paddle Serving HTTP, protobuf body",
+    "http": "Paddle Serving HTTP, JSON body",
+    "v2-grpc": "KServe v2 gRPC (binary tensors)",
+    "v2-http": "KServe v2 HTTP (binary tensors)",
+}
+
+
+def protocol_label(protocol: str) -> str:
+    """``http`` -> ``http (Paddle Serving HTTP, JSON body)``."""
+    what = PROTOCOL_DESCRIPTIONS.get(protocol)
+    return f"{protocol} ({what})" if what else protocol
 
 
 def _env_lines(env: dict) -> list[str]:
@@ -87,6 +103,8 @@ def serving_markdown(r: dict) -> str:
              x.get("p99_ms"), x["errors"], x.get("server_ms"), x.get("queue_ms"), x.get("inference_ms"),
              x.get("mean_batch"), x.get("client_and_transport_ms")] for x in r["rows"]]
     lines.append(markdown_table(headers, rows))
+    protocols = dict.fromkeys(x["protocol"] for x in r["rows"])
+    lines.append("Protocols: " + "; ".join(protocol_label(p) for p in protocols) + ".")
     if r.get("summary"):
         lines.append("\n## Summary\n")
         for key, value in sorted(r["summary"].items()):
@@ -111,25 +129,40 @@ def _soak_markdown(r: dict) -> str:
 MARKDOWN = {"runtime": runtime_markdown, "e2e": e2e_markdown, "serving": serving_markdown, "soak": _soak_markdown}
 
 
-def _finish(fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
+def _style(fig, ax, xlabel: str, ylabel: str, title: str) -> None:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
 
 
-def plot(report: dict, out: Path) -> list[Path]:
-    """PNG plots: latency vs batch per backend and precision (runtime); throughput vs latency (serving)."""
+def _integer_ticks(ax, values) -> None:
+    """Batch sizes and concurrency levels are whole numbers: tick exactly the ones measured on the x axis
+    (a base-2 log axis when they span 8x or more, as 1, 2, 4, 8, 16 do)."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    values = sorted(set(int(v) for v in values))
+    if not values:
+        return
+    if len(values) > 2 and values[-1] / values[0] >= 8:
+        ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(values))
+    ax.set_xticklabels([str(v) for v in values])
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
+def figures(report: dict) -> list[tuple[str, object]]:
+    """The report's plots as (file name, matplotlib figure): latency vs batch per backend and precision
+    (runtime); throughput vs latency and vs concurrency, per protocol and server (serving)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
-    written = []
+    made = []
     if report["kind"] == "runtime":
         rows = [r for r in report["rows"] if r["status"] == "ok"]
         fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -141,24 +174,49 @@ def plot(report: dict, out: Path) -> list[Path]:
             pts.sort()
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key)
         ax.set_yscale("log")
-        written.append(_finish(fig, ax, "batch size", "p50 latency (ms)",
-                               "Latency vs batch, FP32 and INT8 per backend", out / "latency_vs_batch.png"))
+        plain = FuncFormatter(lambda v, _: f"{v:g}")  # 16, not 1.6x10^1
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+        _integer_ticks(ax, [r["batch"] for r in rows])
+        _style(fig, ax, "batch size (clips per call)", "p50 latency (ms)",
+               "Latency vs batch, FP32 and INT8 per backend")
+        made.append(("latency_vs_batch.png", fig))
     elif report["kind"] == "serving":
-        fig, ax = plt.subplots(figsize=(7, 4.5))
         series = {}
         for r in report["rows"]:
             if r.get("p50_ms") is not None:
-                series.setdefault(f"{r['protocol']} · {r['server']}", []).append(
-                    (r["concurrency"], r["infer_per_s"], r["p50_ms"]))
+                series.setdefault(f"{protocol_label(r['protocol'])} · {r['server']}", []).append(
+                    (int(r["concurrency"]), r["infer_per_s"], r["p50_ms"]))
+        fig, ax = plt.subplots(figsize=(8, 5))
         for key, pts in sorted(series.items()):
             pts.sort()
             ax.plot([p[2] for p in pts], [p[1] for p in pts], marker="o", label=key)
             for c, thr, lat in pts:
                 ax.annotate(str(c), (lat, thr), fontsize=6, xytext=(2, 2), textcoords="offset points")
-        written.append(_finish(fig, ax, "p50 latency (ms)", "throughput (infer/s)",
-                               "Throughput vs latency under load (labels: concurrency)",
-                               out / "throughput_vs_latency.png"))
-    plt.close("all")
+        _style(fig, ax, "p50 latency (ms)", "throughput (infer/s)",
+               "Throughput vs latency under load (point labels: concurrent clients)")
+        made.append(("throughput_vs_latency.png", fig))
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for key, pts in sorted(series.items()):
+            pts.sort()
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key)
+        _integer_ticks(ax, [p[0] for pts in series.values() for p in pts])
+        _style(fig, ax, "concurrent clients", "throughput (infer/s)", "Throughput vs concurrency")
+        made.append(("throughput_vs_concurrency.png", fig))
+    return made
+
+
+def plot(report: dict, out: Path) -> list[Path]:
+    """Write :func:`figures` as PNG files into ``out``."""
+    import matplotlib.pyplot as plt
+
+    written = []
+    try:
+        for name, fig in figures(report):
+            fig.savefig(out / name, dpi=110)
+            written.append(out / name)
+    finally:
+        plt.close("all")
     return written
 
 
@@ -180,15 +238,60 @@ def _key(kind: str, row: dict) -> tuple:
     return (row,)
 
 
-def compare(a_path: Path | str, b_path: Path | str) -> str:
-    """Markdown of B relative to A for every row both runs have (latency ratio < 1: B is faster)."""
-    a, b = json.loads(Path(a_path).read_text()), json.loads(Path(b_path).read_text())
-    if a["kind"] != b["kind"]:
-        from vslim.errors import VslimError
+KEY_FIELDS = {"runtime": "model · backend · variant · batch · threads",
+              "serving": "server · protocol · concurrency", "e2e": "stage"}
 
-        raise VslimError(f"cannot compare a {a['kind']} report with a {b['kind']} report")
+
+def _load_report(path: Path | str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"benchmark report {path} does not exist; give the <kind>.json a `vslim bench` run wrote")
+    try:
+        report = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} is not JSON ({exc}); give the <kind>.json a `vslim bench` run wrote") from None
+    if not isinstance(report, dict) or report.get("kind") not in MARKDOWN or "environment" not in report:
+        raise DataError(f"{path} is not a vslim benchmark report (runtime.json, e2e.json or serving.json)")
+    if report["kind"] not in KEY_FIELDS:
+        raise DataError(f"{path} is a {report['kind']} report, which `vslim bench compare` does not compare; "
+                        f"give {', '.join(KEY_FIELDS)} reports")
+    return report
+
+
+def _row_name(kind: str, row: dict) -> str:
+    return " · ".join(fmt(x) for x in _key(kind, row) if x != "")
+
+
+def _keys_of(kind: str, report: dict, limit: int = 4) -> str:
+    names = list(report["stages"]) if kind == "e2e" else [_row_name(kind, r) for r in report["rows"]
+                                                           if r.get("p50_ms")]
+    if not names:
+        return "no measured rows"
+    shown = ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+    return f"{len(names)} measured row(s): {shown}"
+
+
+def _nothing_in_common(kind: str, a_path, a: dict, b_path, b: dict) -> DataError:
+    return DataError(
+        f"no {kind} rows in common between A = {a_path} and B = {b_path} (rows are matched on {KEY_FIELDS[kind]}), "
+        f"so there is nothing to compare. A has {_keys_of(kind, a)}; B has {_keys_of(kind, b)}. "
+        "Compare runs of the same configurations")
+
+
+def compare(a_path: Path | str, b_path: Path | str) -> str:
+    """Markdown of B relative to A for every row both runs have (latency ratio < 1: B is faster).
+
+    Two reports with no row in common are an error naming what each holds, not an empty table.
+    """
+    a, b = _load_report(a_path), _load_report(b_path)
+    if a["kind"] != b["kind"]:
+        raise DataError(f"cannot compare a {a['kind']} report ({a_path}) with a {b['kind']} report ({b_path}); "
+                        "give two reports of the same kind")
     kind = a["kind"]
-    lines = [f"# {kind} benchmark: {Path(b_path).name} relative to {Path(a_path).name}\n",
+    a_name, b_name = Path(a_path).name, Path(b_path).name
+    if a_name == b_name:
+        a_name, b_name = str(a_path), str(b_path)
+    lines = [f"# {kind} benchmark: B = {b_name} relative to A = {a_name}\n",
              f"- A: {a['environment']['cpu']['model']} @ {a['environment']['git_commit']}, {a['environment']['timestamp']}",
              f"- B: {b['environment']['cpu']['model']} @ {b['environment']['git_commit']}, {b['environment']['timestamp']}",
              ""]
@@ -196,6 +299,8 @@ def compare(a_path: Path | str, b_path: Path | str) -> str:
         rows = [[stage, a["stages"][stage]["p50_ms"], b["stages"][stage]["p50_ms"],
                  f"{b['stages'][stage]['p50_ms'] / a['stages'][stage]['p50_ms']:.2f}x"]
                 for stage in a["stages"] if stage in b["stages"]]
+        if not rows:
+            raise _nothing_in_common(kind, a_path, a, b_path, b)
         lines.append(markdown_table(["stage", "A p50 ms", "B p50 ms", "B/A"], rows))
         return "\n".join(lines) + "\n"
     rate = "clips_per_s" if kind == "runtime" else "infer_per_s"
@@ -205,7 +310,9 @@ def compare(a_path: Path | str, b_path: Path | str) -> str:
         k = _key(kind, r)
         if k in a_rows and r.get("p50_ms"):
             base = a_rows[k]
-            rows.append([" · ".join(fmt(x) for x in k if x != ""), base["p50_ms"], r["p50_ms"],
+            rows.append([_row_name(kind, r), base["p50_ms"], r["p50_ms"],
                          f"{r['p50_ms'] / base['p50_ms']:.2f}x", f"{r[rate] / base[rate]:.2f}x"])
+    if not rows:
+        raise _nothing_in_common(kind, a_path, a, b_path, b)
     lines.append(markdown_table(["row", "A p50 ms", "B p50 ms", "B/A latency", "B/A throughput"], rows))
     return "\n".join(lines) + "\n"

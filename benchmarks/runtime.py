@@ -199,8 +199,10 @@ def _versus_peers(rows: list[dict], pairs: dict[str, str]) -> list[dict]:
             continue
         family = pairs.get(r["model"], r["model"])
         key = (r["backend"], r["variant"])
-        sides = ["peer"] if key in PEER_BUILT else []
-        if key not in PEER_BUILT or key in VSLIM_DEPLOYS:
+        # a peer is built from the FP32 model; the same backend running vslim's INT8 model is vslim's
+        peer_built = key in PEER_BUILT and r["model"] not in pairs
+        sides = ["peer"] if peer_built else []
+        if not peer_built or key in VSLIM_DEPLOYS:
             sides.append("vslim")
         for side in sides:
             groups.setdefault((family, r["batch"], r["threads"]), {}).setdefault(side, []).append(r)

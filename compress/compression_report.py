@@ -1,7 +1,44 @@
 """Markdown renderings of compression reports (the JSON twin holds every figure)."""
 from __future__ import annotations
 
+from typing import Optional
+
 from vslim.tables import fmt, markdown_table, mib, pct
+
+from .onednn import describe_op_set
+
+# Below this much FP32 weight a model's convolutions are small: the small zoo PP-TSM carries 0.5 MiB,
+# PP-TSM R50 about 93 MiB (where oneDNN INT8 measured about 3x faster than FP32, docs/architecture.md).
+SMALL_MODEL_BYTES = 20 * 2**20
+
+
+def int8_speed_note(r: dict) -> Optional[str]:
+    """One sentence on INT8 vs FP32 latency; when INT8 is not faster, the measured fact and its likely cause."""
+    lat = r.get("latency_ms") or {}
+    fp32, int8 = lat.get("fp32"), lat.get("int8")
+    if not fp32 or not int8:
+        return None
+    where = f"batch {lat.get('batch', 1)}, {lat.get('threads')} threads"
+    if int8 < fp32:
+        return f"INT8 runs {fp32 / int8:.2f}x faster than FP32 ({where})."
+    fact = (f"INT8 is not faster than FP32 on this model: measured {int8:.2f} ms vs {fp32:.2f} ms ({where}; "
+            f"INT8 takes {int8 / fp32:.2f}x the FP32 time).")
+    weights = (r.get("fp32") or {}).get("params_bytes") or 0
+    qdq = (r.get("int8") or {}).get("quant_dequant_ops")
+    if lat.get("cpu_int8_instructions") == []:
+        cause = ("Likely cause: this CPU has no VNNI or AMX instructions, so oneDNN's INT8 kernels save little "
+                 "and the quantize/dequantize steps INT8 adds cost time; INT8 pays on CPUs with AVX-512 VNNI, "
+                 "AVX-VNNI or AMX.")
+    elif weights and weights < SMALL_MODEL_BYTES:
+        steps = f"the {qdq} quantize/dequantize ops" if qdq else "the quantize/dequantize ops"
+        cause = (f"Likely cause: the model is small ({mib(weights)} of FP32 weights), so its convolutions are too "
+                 f"small for INT8 kernels to win back the cost of {steps} INT8 adds; INT8 pays on ResNet-50-sized "
+                 "models (PP-TSM R50, about 93 MiB: about 3x faster than FP32 at batch 1 on oneDNN, "
+                 "docs/architecture.md).")
+    else:
+        cause = ("The model is not small, so the cause is not the quantize/dequantize overhead alone: measure "
+                 "with `vslim bench runtime` on the deployment CPU before choosing INT8 for speed.")
+    return f"{fact} {cause}"
 
 
 def ptq_markdown(r: dict) -> str:
@@ -11,7 +48,7 @@ def ptq_markdown(r: dict) -> str:
         f"- FP32 model: `{r['fp32_model']}`",
         f"- INT8 model: `{r['int8_model']}` (algorithm **{r['algo']}**, mode {r['mode']})",
         f"- Calibration clips: {r['calibration_clips']}; validation clips: {r['validation_clips']}",
-        f"- oneDNN INT8 ops: {', '.join(r['int8']['onednn_int8_ops']) or '-'}",
+        f"- oneDNN INT8 ops: {describe_op_set(r['int8']['onednn_int8_ops'])}",
         "",
     ]
     int8 = r["int8"]
@@ -34,6 +71,9 @@ def ptq_markdown(r: dict) -> str:
         f"\nWeights {fp32['params_bytes'] / int8['params_bytes']:.2f}x smaller; weights + program "
         f"{fp32['total_bytes'] / int8['total_bytes']:.2f}x smaller (the program grows by its quantize/dequantize ops)."
     )
+    note = int8_speed_note(r)
+    if note:
+        lines.append(f"\n{note}")
     if len(r["candidates"]) > 1:
         lines.append("\n## Candidates\n")
         crows = []
@@ -54,7 +94,7 @@ def qat_markdown(r: dict) -> str:
     rows.append(["INT8 (QAT)", pct(res["qat"]["top1"]), pct(res["qat"]["top5"]), pct(res["qat"]["agreement"])])
     lines = ["# Quantization-aware training report\n",
              f"- Weights: `{r['weights']}` ({r['arch']}); {r['epochs']} epochs at lr {r['lr']:g}",
-             f"- Validation clips: {r['validation_clips']}; oneDNN INT8 ops: {', '.join(r['onednn_int8_ops'])}",
+             f"- Validation clips: {r['validation_clips']}; oneDNN INT8 ops: {describe_op_set(r['onednn_int8_ops'])}",
              "- INT8 figures come from Paddle Inference running the saved models (oneDNN INT8 kernels).", "",
              markdown_table(["model", "top-1", "top-5", "top-1 agreement with FP32"], rows), "\n## Epochs\n",
              markdown_table(["epoch", "loss", "train top-1 (fake-quant)", "val top-1 (fake-quant)"],

@@ -27,6 +27,16 @@ MIN_COSINE = 0.99
 SPEEDUP_NEEDED = 0.95  # all-ops must take at most this fraction of the convs-only time
 
 
+def describe_op_set(ops) -> str:
+    """How a recorded op set reads in a report: ``*`` is oneDNN's "every op type it has an INT8 kernel for"."""
+    ops = list(ops or [])
+    if ops == list(ALL_OPS):
+        return "all ops oneDNN can quantize"
+    if ops == list(SAFE_ONEDNN_INT8_OPS):
+        return "fused_conv2d (convolutions only)"
+    return ", ".join(ops) or "-"
+
+
 def _predictor(model_dir, ops, threads) -> Predictor:
     return Predictor(model_dir, PredictorConfig(precision="int8", threads=threads, onednn_int8_ops=list(ops)))
 

@@ -32,6 +32,7 @@ from vslim.models import build_model
 from vslim.models.pruning import analyse, apply_plan, flops, param_count, prune
 from vslim.models.weights import load_weights, read_state_dict
 from vslim.timing import median_ms
+from vslim.upstream import quiet_upstream
 
 from .compression_report import prune_markdown
 
@@ -134,6 +135,15 @@ def _plot_sensitivity(sens: dict, path: Path) -> None:
 
 
 def prune_model(cfg: PruneConfig, say: Callable[[str], None] = print) -> dict:
+    """Prune, fine-tune and write weights, inference model and ``prune_report.{json,md}``.
+
+    PaddleSlim's own logs stay off unless ``--debug`` (:mod:`vslim.upstream`).
+    """
+    with quiet_upstream("paddleslim.dygraph"):
+        return _prune_model(cfg, say)
+
+
+def _prune_model(cfg: PruneConfig, say: Callable[[str], None]) -> dict:
     cfg.validate()
     check_output_free(cfg.output_dir, cfg.overwrite)
     model, meta, arch = load_trained(cfg.weights, cfg.arch)

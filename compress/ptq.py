@@ -30,9 +30,10 @@ from vslim.inference import Predictor, inspect_model
 from vslim.inference.predictor import ModelInfo
 from vslim.progress import progress_bar
 from vslim.timing import median_ms
+from vslim.upstream import quiet_upstream
 
 from .onednn import choose_onednn_int8_ops
-from .compression_report import ptq_markdown
+from .compression_report import int8_speed_note, ptq_markdown
 
 QUANT_MODEL = "model.pdmodel"
 QUANT_PARAMS = "model.pdiparams"
@@ -128,6 +129,20 @@ def calibrate(info: ModelInfo, clips: np.ndarray, algo: str, cfg: PTQConfig, out
                      {"params_bytes": params, "program_bytes": program, "total_bytes": params + program})
 
 
+def _quant_dequant_ops(model_file: Path) -> int:
+    """How many quantize/dequantize ops INT8 added: the work INT8 kernels must win back."""
+    from vslim.inference.program import QUANT_OP_TYPES, op_types, parse_program
+
+    return sum(t in QUANT_OP_TYPES for t in op_types(parse_program(model_file)))
+
+
+def _cpu_int8_instructions() -> list[str]:
+    """The CPU's INT8 dot-product instructions (VNNI, AMX): without them INT8 rarely beats FP32."""
+    from vslim.benchmarks.environment import cpu_info
+
+    return [f for f, on in cpu_info()["flags"].items() if on and f in ("avx512_vnni", "avx_vnni", "amx_int8")]
+
+
 def _choose(cands: list[Candidate], cfg: PTQConfig, fp32_val: Optional[EvalSummary]) -> Candidate:
     if cfg.algo != "auto":
         return cands[0]
@@ -144,7 +159,15 @@ def _choose(cands: list[Candidate], cfg: PTQConfig, fp32_val: Optional[EvalSumma
 
 
 def quantize(cfg: PTQConfig) -> PTQResult:
-    """Quantize ``cfg.model_dir`` into ``cfg.output_dir`` (written atomically, with reports)."""
+    """Quantize ``cfg.model_dir`` into ``cfg.output_dir`` (written atomically, with reports).
+
+    PaddleSlim's own logs and bars stay off unless ``--debug`` (:mod:`vslim.upstream`).
+    """
+    with quiet_upstream("paddleslim.quant"):
+        return _quantize(cfg)
+
+
+def _quantize(cfg: PTQConfig) -> PTQResult:
     cfg.validate()
     check_output_free(cfg.output_dir, cfg.overwrite)
     info = inspect_model(cfg.model_dir, cfg.model_filename, cfg.params_filename)
@@ -191,15 +214,17 @@ def quantize(cfg: PTQConfig) -> PTQResult:
         if cfg.measure_latency:
             one, chosen_pred = clips[:1], preds[chosen.algo]
             latency = {"fp32": median_ms(lambda: fp32.run(one), 10, 2),
-                       "int8": median_ms(lambda: chosen_pred.run(one), 10, 2), "threads": cfg.threads, "batch": 1}
+                       "int8": median_ms(lambda: chosen_pred.run(one), 10, 2), "threads": cfg.threads, "batch": 1,
+                       "cpu_int8_instructions": _cpu_int8_instructions()}
         report = {
             "fp32_model": str(info.model_dir), "int8_model": str(Path(cfg.output_dir)),
             "algo": chosen.algo, "mode": cfg.algo, "tolerance": cfg.tolerance,
             "calibration_clips": len(clips), "validation_clips": len(val_entries) if val_entries else 0,
             "fp32": {**model_size(info), "val": fp32_val.to_dict() if fp32_val else None},
-            "int8": chosen.to_dict(), "candidates": [c.to_dict() for c in cands],
-            "latency_ms": latency, "config": to_dict(cfg),
+            "int8": {**chosen.to_dict(), "quant_dequant_ops": _quant_dequant_ops(chosen.model_dir / QUANT_MODEL)},
+            "candidates": [c.to_dict() for c in cands], "latency_ms": latency, "config": to_dict(cfg),
         }
+        report["int8_speed_note"] = int8_speed_note(report)
         with atomic_output_dir(cfg.output_dir, overwrite=cfg.overwrite) as tmp:
             shutil.copy2(chosen.model_dir / QUANT_MODEL, tmp / QUANT_MODEL)
             shutil.copy2(chosen.model_dir / QUANT_PARAMS, tmp / QUANT_PARAMS)

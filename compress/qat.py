@@ -28,6 +28,7 @@ from vslim.export import INPUT_NAME
 from vslim.fit import Checkpoints, Schedule, evaluate_layer, fit
 from vslim.fsio import atomic_output_dir, check_output_free, write_json, write_text_atomic
 from vslim.inference import Predictor, inspect_model
+from vslim.upstream import quiet_upstream
 
 from .onednn import choose_onednn_int8_ops
 from .prune import load_trained
@@ -50,7 +51,15 @@ def quant_config(cfg: QATConfig) -> dict:
 
 
 def qat(cfg: QATConfig, say: Callable[[str], None] = print) -> dict:
-    """Run QAT and write the INT8 inference model, ``vslim.json`` and ``qat_report.{json,md}``."""
+    """Run QAT and write the INT8 inference model, ``vslim.json`` and ``qat_report.{json,md}``.
+
+    PaddleSlim's own logs and warnings stay off unless ``--debug`` (:mod:`vslim.upstream`).
+    """
+    with quiet_upstream("paddleslim", "paddle.static.quantization"):
+        return _qat(cfg, say)
+
+
+def _qat(cfg: QATConfig, say: Callable[[str], None]) -> dict:
     from paddleslim import QAT
 
     cfg.validate()

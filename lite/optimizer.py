@@ -127,19 +127,62 @@ def kernel_summary(tc: Toolchain, model_file: Path, params_file: Path, target: s
     with tempfile.TemporaryDirectory(prefix="vslim-lite-kernels-") as tmp:
         folder = optimize(tc, model_file, params_file, Path(tmp) / "pb", target, out_type="protobuf", **kwargs)
         prog = parse_program_bytes((folder / "model").read_bytes(), str(folder / "model"))
-    counts: Counter = Counter()
-    precisions: Counter = Counter()
+    kernels = []
     for op in prog.blocks[0].ops:
         kernel = next((a.s for a in op.attrs if a.name == KERNEL_ATTR), None)
-        if not kernel or op.type in ("feed", "fetch"):
-            continue
+        if kernel and op.type not in ("feed", "fetch"):
+            kernels.append((op.type, kernel))
+    return _summarize(kernels)
+
+
+def _summarize(kernels: list[tuple[str, str]]) -> dict:
+    """Counts per kernel (``conv2d/int8_out (arm, int8)``), per precision, and the targets they run on."""
+    counts: Counter = Counter()
+    precisions: Counter = Counter()
+    targets: set = set()
+    for op_type, kernel in kernels:
         parts = kernel.split("/")
         target_name = TARGET_NAMES.get(int(parts[2]), parts[2]) if len(parts) >= 5 else "?"
         precision = PRECISION_NAMES.get(int(parts[3]), parts[3]) if len(parts) >= 5 else "?"
-        counts[f"{op.type}/{parts[1]} ({target_name}, {precision})"] += 1
+        counts[f"{op_type}/{parts[1]} ({target_name}, {precision})"] += 1
         precisions[precision] += 1
+        targets.add(target_name)
     return {"kernels": dict(sorted(counts.items())), "by_precision": dict(precisions),
-            "int8_kernels": precisions.get("int8", 0), "total_kernels": sum(precisions.values())}
+            "int8_kernels": precisions.get("int8", 0), "total_kernels": sum(precisions.values()),
+            "targets": [t for t in KNOWN_TARGETS if t in targets and t != "host"]}
+
+
+# In a .nb topology every op carries its kernel as a string attribute: "conv2d/int8_out/4/2/1".
+_NB_KERNEL = re.compile(rb"([a-z][a-z0-9_]*)/([A-Za-z0-9_]+)/(\d{1,3})/(\d{1,3})/(\d{1,3})")
+HEADER_BYTES = 26
+VERSION_FIELD = slice(2, 18)
+
+
+def nb_kernels(nb: Path) -> dict:
+    """The kernels a ``.nb`` file holds, read from its topology without running anything.
+
+    Adds ``precision``: int8 when any kernel runs int8, fp16 when any runs fp16, else fp32.
+    """
+    header = nb_header(nb)
+    topology = Path(nb).read_bytes()[HEADER_BYTES: HEADER_BYTES + header["topology_bytes"]]
+    found = [(m.group(1).decode(), m.group(0).decode()) for m in _NB_KERNEL.finditer(topology)]
+    if not found or len(found) != topology.count(KERNEL_ATTR.encode()):
+        raise LiteError(f"cannot read the kernels of {Path(nb).name}: {len(found)} kernel names for "
+                        f"{topology.count(KERNEL_ATTR.encode())} kernel attributes in its topology")
+    summary = _summarize([(op, k) for op, k in found if op not in ("feed", "fetch")])
+    by = summary["by_precision"]
+    summary["precision"] = "int8" if by.get("int8") else "fp16" if by.get("fp16") else "fp32"
+    return summary
+
+
+def nb_digest(nb: Path) -> str:
+    """SHA-256 of a ``.nb`` without its version field: the optimizer leaves stray bytes after the version string,
+    so two runs on the same model differ only there."""
+    import hashlib
+
+    data = bytearray(Path(nb).read_bytes())
+    data[VERSION_FIELD] = bytes(VERSION_FIELD.stop - VERSION_FIELD.start)
+    return hashlib.sha256(bytes(data)).hexdigest()
 
 
 def nb_header(path: Path) -> dict:

@@ -3,6 +3,12 @@
 An ARM ``.nb`` cannot run on this x86 host (no ARM Lite runtime can be had here),
 so it is verified structurally and the report says so: its header parses, the
 optimizer's model viewer loads it, and an INT8 model's graph holds INT8 kernels.
+
+Before either, :func:`check_pair` makes sure the ``.nb`` was made from the model it
+is checked against (an INT8 ``.nb`` checked against the FP32 model would otherwise
+pass the structural check): the precision of its kernels must match the model's,
+and the optimizer run again on the model must give the same graph, byte for byte
+when the optimizer version and options are the same.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from vslim.inference import Predictor
 from vslim.inference.predictor import ModelInfo
 from vslim.accuracy import cosine_similarity, top1_agreement
 
+from .optimizer import nb_digest, nb_header, nb_kernels, optimize
 from .toolchain import Toolchain
 
 RUNNER = Path(__file__).with_name("runner.py")
@@ -68,6 +75,110 @@ def verify_x86(tc: Toolchain, nb: Path, info: ModelInfo, clips: np.ndarray, clip
                   reference="Paddle Inference (CPU, FP32) on the original model",
                   tolerance=f"max abs diff <= {RELATIVE_TOLERANCE} x output scale, top-1 agreement 100%")
     return result
+
+
+def _kernel_diff(ours: dict, fresh: dict, limit: int = 4) -> str:
+    keys = sorted(set(ours) | set(fresh))
+    diffs = [f"{k}: {ours.get(k, 0)} vs {fresh.get(k, 0)}" for k in keys if ours.get(k, 0) != fresh.get(k, 0)]
+    return "; ".join(diffs[:limit]) + (f"; and {len(diffs) - limit} more" if len(diffs) > limit else "")
+
+
+def packaging_options(nb: Path) -> Optional[dict]:
+    """The optimizer options vslim-package used for ``nb``, from the ``lite_report.json`` beside it (if any)."""
+    try:
+        report = json.loads((Path(nb).parent / "lite_report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not any(e.get("file") == Path(nb).name for e in (report.get("targets") or {}).values()):
+        return None
+    cfg = report.get("config") or {}
+    return {"quant_type": cfg.get("quant_type"), "enable_fp16": bool(cfg.get("enable_fp16"))}
+
+
+def _option_candidates(nb: Path, kernels: dict) -> list[dict]:
+    """vslim-package's option sets that could have written ``nb``, most likely first.
+
+    fp16 shows in the kernels; a weight-only quant type (``--quant-type``) leaves
+    ``*_quant_scale`` variables in the topology but not which width, so both are tried.
+    """
+    fp16 = kernels["precision"] == "fp16"
+    if kernels["precision"] != "int8" and b"_quant_scale" in Path(nb).read_bytes():
+        return [{"quant_type": q, "enable_fp16": fp16} for q in ("int8", "int16")]
+    return [{"quant_type": None, "enable_fp16": fp16}]
+
+
+def _options_text(options: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in options.items() if v) or "default options"
+
+
+def check_pair(tc: Toolchain, nb: Path, info: ModelInfo) -> dict:
+    """Whether ``nb`` was made from the model ``info`` describes; a :class:`LiteError` when it was not.
+
+    Compared: the precision of the ``.nb``'s kernels with the model's (quantize ops in
+    its program), then the ``.nb`` with a fresh optimization of the model for the same
+    targets, options (from ``lite_report.json`` beside it, else inferred) and
+    temporal_shift rewrite as vslim-package: kernel counts, then bytes. The optimizer
+    is deterministic (only stray bytes after its version string differ between runs),
+    so with the same optimizer version differing bytes mean another model. The answer
+    lists what was compared and how far a match was shown.
+    """
+    from vslim.inference.temporal_shift import find_temporal_shifts, rewrite_temporal_shift
+
+    ours = nb_kernels(nb)
+    evidence = f"{'quantize' if info.quantized else 'no quantize'} ops in {info.model_file.name}"
+    if info.meta.precision != info.precision:
+        evidence += f"; its vslim.json says {info.meta.precision}"
+    if (ours["precision"] == "int8") != info.quantized:
+        raise LiteError(
+            f"{nb.name} and {info.model_dir} are not a pair: the .nb holds an {ours['precision'].upper()} program "
+            f"({ours['int8_kernels']} of {ours['total_kernels']} kernels int8) but the model is "
+            f"{info.precision.upper()} ({evidence}). Give the model folder {nb.name} was made from")
+    compared = [f"precision: .nb {ours['precision']} ({ours['int8_kernels']} int8 kernels), "
+                f"model {info.precision} — match"]
+    spec = ",".join(ours["targets"]) or "arm"
+    recorded = packaging_options(nb)
+    candidates = [recorded] if recorded is not None else _option_candidates(nb, ours)
+    header = nb_header(nb)["optimizer_version"]
+    digest, matched = nb_digest(nb), None
+    with tempfile.TemporaryDirectory(prefix="vslim-lite-pair-") as tmp:
+        model_file, params_file = info.model_file, info.params_file
+        keeps_shift = any(k.startswith("temporal_shift/") for k in ours["kernels"])
+        if not keeps_shift and any(s.needs_rewrite for s in find_temporal_shifts(model_file)):
+            rewrite_temporal_shift(model_file, params_file, Path(tmp) / "rewritten")
+            model_file = Path(tmp) / "rewritten" / "model.pdmodel"
+            params_file = Path(tmp) / "rewritten" / "model.pdiparams"
+        for i, options in enumerate(candidates):
+            fresh_nb = optimize(tc, model_file, params_file, Path(tmp) / f"fresh{i}", spec, **options)
+            fresh = nb_kernels(fresh_nb)
+            if fresh["kernels"] != ours["kernels"]:
+                raise LiteError(
+                    f"{nb.name} was not made from {info.model_dir}: optimizing that model for {spec} gives a "
+                    f"different graph ({fresh['total_kernels']} kernels vs the .nb's {ours['total_kernels']}; "
+                    f"kernel counts, fresh vs .nb: {_kernel_diff(fresh['kernels'], ours['kernels'])}). "
+                    "Give the model folder the .nb was made from")
+            if nb_digest(fresh_nb) == digest:
+                matched = options
+                break
+    source = "recorded in lite_report.json beside it" if recorded is not None else "inferred from the .nb"
+    tried = "; ".join(_options_text(o) for o in candidates)
+    compared.append(f"program: {ours['total_kernels']} kernels, the same as a fresh optimization for {spec}")
+    if matched is not None:
+        compared.append(f"bytes: identical to the fresh optimization (weights included; options "
+                        f"{_options_text(matched)}, {source})")
+        verdict = "identical"
+    elif header == tc.version:
+        raise LiteError(
+            f"{nb.name} was not made from {info.model_dir}: same graph, but its bytes (weights, quantization "
+            f"scales) differ from a fresh optimization of that model with the same optimizer {header} and options "
+            f"{tried} ({source}) — another export or calibration of the same architecture? "
+            "Give the model folder the .nb was made from")
+    else:
+        compared.append(f"bytes: not compared: the .nb was written by optimizer {header}, this one is "
+                        f"{tc.version}, whose output differs; so the weights could not be confirmed as this model's")
+        verdict = "same graph"
+    return {"match": verdict, "compared": compared, "nb_precision": ours["precision"],
+            "model_precision": info.precision, "targets": ours["targets"],
+            "options": matched, "options_source": source}
 
 
 def structural(header: dict, view: dict, kernels: dict, int8_model: bool) -> dict:

@@ -224,11 +224,89 @@ class ServingBundle:
         return signature_of(self.config)
 
 
+PACKAGE_HINT = "`vslim-package --target serving --model-dir MODEL --out OUT`, then serve OUT/NAME_serving_server"
+
+
+def _has_server_conf(folder: Path) -> bool:
+    return (folder / SERVER_CONF).is_file() or (folder / SERVER_CONF.replace(".prototxt", ".stream.prototxt")).is_file()
+
+
+def _is_model_folder(folder: Path) -> bool:
+    return any(folder.glob("*.pdmodel")) or (folder / META_FILE).is_file()
+
+
+def _model_folder_advice(folder: Path) -> str:
+    """The two commands that turn a model folder into something vslim-serve takes, with real paths."""
+    try:
+        name = json.loads((folder / META_FILE).read_text(encoding="utf-8")).get("arch") or ""
+    except (OSError, ValueError, AttributeError):
+        name = ""
+    name = name or folder.resolve().name
+    out = folder.with_name(folder.name + "-serving") if folder.name not in ("", ".", "..") else \
+        folder.resolve().with_name(folder.resolve().name + "-serving")
+    return (f"package it first: `vslim-package --target serving --model-dir {folder} --out {out}`, then "
+            f"`vslim-serve --bundle {out / (name + SERVER_SUFFIX)}`")
+
+
+def _found_bundles(folder: Path) -> list[Path]:
+    """Server halves one or two levels down (an OUT folder of vslim-package, or a folder of them)."""
+    return [d for pattern in (f"*{SERVER_SUFFIX}", f"*/*{SERVER_SUFFIX}") for d in sorted(folder.glob(pattern))
+            if d.is_dir()]
+
+
+def diagnose_bundle_path(path: Path | str) -> Optional[str]:
+    """Why ``path`` is not a bundle's server folder, said with the command that fixes it; None if it may be one.
+
+    People pass what they have at hand: the exported model folder, the folder
+    vslim-package wrote (which holds the server and the client half), the client
+    half, or a file in one of them. Each gets its own answer instead of "no
+    serving_server_conf.prototxt".
+    """
+    path = Path(path)
+    if not path.exists():
+        twin = path.with_name(path.name + SERVER_SUFFIX) if path.name else None
+        if twin is not None and twin.is_dir():
+            return f"bundle folder {path} does not exist; did you mean --bundle {twin}?"
+        return f"bundle folder {path} does not exist; make one with {PACKAGE_HINT}"
+    if path.is_file():
+        folder = path.parent
+        if _has_server_conf(folder):
+            return f"{path} is a file of a bundle; give its folder: --bundle {folder}"
+        about_folder = diagnose_bundle_path(folder)
+        if about_folder and SERVER_CONF not in about_folder:  # the folder is something we can name
+            return f"{path} is a file, not a bundle folder; and its folder: {about_folder}"
+        return f"{path} is a file; --bundle takes the NAME_serving_server folder made by {PACKAGE_HINT}"
+    if not path.is_dir():
+        return f"{path} is neither a file nor a folder; --bundle takes a NAME_serving_server folder"
+    if _has_server_conf(path) or path.name.endswith(SERVER_SUFFIX):
+        return None  # a server half, maybe damaged: read_config and the manifest say what is wrong with it
+    if (path / CLIENT_CONF).is_file() or path.name.endswith(CLIENT_SUFFIX):
+        server = path.with_name(path.name.removesuffix(CLIENT_SUFFIX) + SERVER_SUFFIX)
+        where = f"--bundle {server}" if server.is_dir() else f"the NAME{SERVER_SUFFIX} folder beside it"
+        return (f"{path} is the client half of a bundle (its configs are for vslim-client); serve the server "
+                f"half: {where}")
+    bundles = _found_bundles(path)
+    if bundles:
+        shown = ", ".join(str(b) for b in bundles[:6]) + (f" and {len(bundles) - 6} more" if len(bundles) > 6 else "")
+        if len(bundles) == 1:
+            return f"{path} holds a serving bundle but is not its server half; serve it with --bundle {bundles[0]}"
+        return f"{path} holds {len(bundles)} serving bundles; give one of them as --bundle: {shown}"
+    if _is_model_folder(path):
+        what = ", ".join(sorted(p.name for p in path.iterdir() if p.suffix in (".pdmodel", ".json")))
+        return f"{path} is a model folder ({what}), not a serving bundle; {_model_folder_advice(path)}"
+    if any(path.glob("*.pdparams")):
+        return (f"{path} holds training weights (.pdparams), not a serving bundle; export an inference model "
+                f"(`vslim export --weights {next(iter(sorted(path.glob('*.pdparams'))))} --out MODEL`), then "
+                f"package it with {PACKAGE_HINT}")
+    return (f"{path} is not a serving bundle: it has no {SERVER_CONF}; give the NAME_serving_server folder "
+            f"made by {PACKAGE_HINT}")
+
+
 def load_bundle(server_dir: Path | str, verify: bool = True) -> ServingBundle:
     server_dir = Path(server_dir)
-    if not server_dir.is_dir():
-        raise BundleError(f"bundle folder {server_dir} does not exist; make one with "
-                          "`vslim-package --target serving --model-dir D --out OUT`")
+    problem = diagnose_bundle_path(server_dir)
+    if problem:
+        raise BundleError(problem)
     manifest = verify_bundle(server_dir) if verify else None
     conf = read_config(server_dir, SERVER_CONF)
     info = inspect_model(server_dir)

@@ -5,9 +5,14 @@ offer ``predict(feed={name: ndarray}, fetch=[...]) -> {name: ndarray}``, reading
 feed/fetch names from a bundle's ``NAME_serving_client`` folder. ``classify_video``
 preprocesses a video on the client (with the preprocessing the bundle records);
 ``VideoEndpointClient`` posts raw frames to the PaddleVideo pipeline endpoint.
+
+Every client takes ``HOST[:PORT]`` and fills in vslim-serve's port 9393 (gRPC on its
+own would take 443), and turns "nothing listens there" into one
+:class:`ServerUnreachableError` whatever the protocol.
 """
 from __future__ import annotations
 
+import ast
 import base64
 import functools
 import gzip
@@ -19,16 +24,18 @@ import numpy as np
 import orjson
 
 from vslim.data.pipeline import ClipPipeline
-from .errors import ServingError
+from vslim.errors import ConfigError
+from .errors import ServerUnreachableError, ServingError
 from vslim.accuracy import softmax, topk
 from vslim.model_meta import ModelMeta, load_meta
 
-from .bundle import CLIENT_CONF, CLIENT_SUFFIX, read_config
+from .bundle import CLIENT_CONF, CLIENT_SUFFIX, SERVER_SUFFIX, read_config
 from .protocols.paddle_serving import codec, fastwire
 from .protocols.paddle_serving.types import CODES, code_of, fill_tensor, service_pb2, signature_of
 from .signature import Signature
 
 DEFAULT_TIMEOUT = 60.0
+DEFAULT_PORT = 9393  # vslim-serve's (and Paddle Serving's examples') port
 MAX_MESSAGE = 512 << 20
 INFERENCE_METHOD = "/baidu.paddle_serving.predictor.general_model.GeneralModelService/inference"
 
@@ -43,13 +50,32 @@ class ClientConfig:
 
     @classmethod
     def load(cls, path: Path | str) -> "ClientConfig":
-        """From a ``NAME_serving_client`` folder or a ``serving_client_conf.prototxt`` file."""
+        """From a bundle folder (``vslim-package --out``), its ``NAME_serving_client`` folder or that folder's
+        ``serving_client_conf.prototxt``; the ``NAME_serving_server`` folder leads to its client twin."""
         path = Path(path)
-        folder, name = (path.parent, path.name) if path.is_file() else (path, CLIENT_CONF)
-        if not folder.is_dir():
-            raise ServingError(f"client config {path} does not exist; point at the bundle's *_serving_client folder")
+        folder, name = (path.parent, path.name) if path.is_file() else (client_folder(path), CLIENT_CONF)
         conf = read_config(folder, name)
         return cls(signature_of(conf), load_meta(folder), folder.name.removesuffix(CLIENT_SUFFIX))
+
+
+def client_folder(path: Path) -> Path:
+    """The ``*_serving_client`` folder that ``path`` (a bundle, client or server folder) stands for."""
+    if not path.is_dir():
+        raise ServingError(f"bundle {path} does not exist; give the bundle folder (vslim-package --target serving "
+                           f"--out), its *{CLIENT_SUFFIX} folder or that folder's {CLIENT_CONF}")
+    if any((path / n).is_file() for n in (CLIENT_CONF, CLIENT_CONF.replace(".prototxt", ".stream.prototxt"))):
+        return path
+    if path.name.endswith(SERVER_SUFFIX):
+        twin = path.with_name(path.name.removesuffix(SERVER_SUFFIX) + CLIENT_SUFFIX)
+        if twin.is_dir():
+            return twin
+        raise ServingError(f"{path} is a bundle's server folder and {twin.name} is not beside it; give the "
+                           f"*{CLIENT_SUFFIX} folder")
+    inside = sorted(p for p in path.glob(f"*{CLIENT_SUFFIX}") if p.is_dir())
+    if len(inside) > 1:
+        raise ServingError(f"bundle folder {path} holds {len(inside)} client folders "
+                           f"({', '.join(p.name for p in inside)}); give one of them")
+    return inside[0] if inside else path  # read_config then names what is missing
 
 
 def _named_arrays(feed: dict[str, np.ndarray], config: Optional[ClientConfig]) -> list[tuple[str, str, np.ndarray]]:
@@ -102,6 +128,94 @@ def build_json(feed: dict[str, np.ndarray], fetch: Optional[Sequence[str]], conf
                         option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+def split_address(address: str) -> tuple[str, int]:
+    """``HOST[:PORT]`` -> ``(host, port)``; no port means vslim-serve's 9393 in every protocol.
+
+    Also taken: ``[v6]``, ``[v6]:PORT``, a bare IPv6 address, an ``http://`` / ``https://`` prefix and a trailing
+    path (a URL copied from a browser); TLS is chosen by ``tls_ca``, not by the prefix.
+    """
+    text = address.strip()
+    for scheme in ("http://", "https://"):
+        text = text.removeprefix(scheme)
+    text = text.split("/", 1)[0]
+    usage = "give HOST[:PORT], e.g. 127.0.0.1:9393, localhost or [::1]:9393 (port 1-65535, default 9393)"
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ConfigError(f"address {address!r} is not valid; {usage}")
+        port_text = rest[1:] if rest else None
+    elif text.count(":") > 1:  # a bare IPv6 address: nothing to tell its last group from a port
+        host, port_text = text, None
+    else:
+        host, colon, port_text = text.partition(":")
+        port_text = port_text if colon else None
+    if not host:
+        raise ConfigError(f"address {address!r} names no host; {usage}")
+    if port_text is None:
+        return host, DEFAULT_PORT
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ConfigError(f"address {address!r} has port {port_text!r}; {usage}")
+    return host, int(port_text)
+
+
+def normalize_address(address: str) -> str:
+    """``host:port`` (``[v6]:port``) with the port filled in; gRPC's ``unix:`` targets pass as they are."""
+    if address.startswith(("unix:", "unix-abstract:")):
+        return address
+    host, port = split_address(address)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def unreachable(address: str, cause: str) -> ServerUnreachableError:
+    return ServerUnreachableError(f"no server at {address} — is vslim-serve running? ({cause})")
+
+
+def _connect_cause(text: str) -> Optional[str]:
+    """A short reason when ``text`` (a gRPC status, a socket error) says the connection itself failed."""
+    low = text.lower()
+    for needle, cause in (("connection refused", "connection refused"),
+                          ("errors resolving", "host name not found"), ("dns resolution failed", "host name not found"),
+                          ("name or service not known", "host name not found"),
+                          ("failed to resolve", "host name not found"),
+                          ("no route to host", "no route to host"), ("network is unreachable", "network unreachable"),
+                          ("connection timed out", "connection timed out")):
+        if needle in low:
+            return cause
+    if "failed to connect to remote host" in low:
+        return text.rsplit(": ", 1)[-1].strip().lower() or "connection failed"
+    return None
+
+
+def grpc_unreachable(exc, address: str) -> Optional[ServerUnreachableError]:
+    """The ServerUnreachableError of a gRPC failure that never reached a server, else None.
+
+    A server's own UNAVAILABLE (loading, draining) or a TLS mismatch is not one: something did listen.
+    """
+    import grpc
+
+    if exc.code() != grpc.StatusCode.UNAVAILABLE:
+        return None
+    cause = _connect_cause(exc.details() or "")
+    return unreachable(address, cause) if cause else None
+
+
+def http_unreachable(exc, address: str, timeout: float) -> Optional[ServerUnreachableError]:
+    """The ServerUnreachableError of a ``requests`` failure to connect at all (not one after connecting)."""
+    import requests
+    import urllib3
+
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return unreachable(address, f"no connection within {timeout:g} s")
+    if isinstance(exc, requests.exceptions.SSLError) or not isinstance(exc, requests.exceptions.ConnectionError):
+        return None
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    if not isinstance(reason, urllib3.exceptions.NewConnectionError):
+        return None
+    if isinstance(reason, getattr(urllib3.exceptions, "NameResolutionError", ())):
+        return unreachable(address, "host name not found")
+    return unreachable(address, _connect_cause(str(reason)) or "connection failed")
+
+
 class Client:
     """What every protocol's client offers: ``predict(feed, fetch) -> {name: ndarray}``, ``close()``, ``with``.
 
@@ -112,7 +226,7 @@ class Client:
 
     def __init__(self, address: str, config: Optional[ClientConfig | str | Path] = None,
                  timeout: float = DEFAULT_TIMEOUT, token: Optional[str] = None, tls_ca: Optional[str] = None):
-        self.address = address.removeprefix("http://").removeprefix("https://")
+        self.address = normalize_address(address)
         if isinstance(config, (str, Path)):
             config = ClientConfig.load(config)
         self.config = config
@@ -168,6 +282,8 @@ class GrpcClient(_PaddleClient):
         try:
             return self._inference(body, timeout=self.timeout, metadata=self._metadata)
         except self._grpc.RpcError as exc:
+            if (gone := grpc_unreachable(exc, self.address)) is not None:
+                raise gone from None
             code = exc.code().name if exc.code() else "UNKNOWN"
             meta = dict(exc.trailing_metadata() or ())
             err_no = f" (err_no {meta['err_no']})" if "err_no" in meta else ""
@@ -205,7 +321,8 @@ class HttpClient(_PaddleClient):
         try:
             r = self._session.post(self.url, data=body, headers=headers, timeout=self.timeout)
         except self._requests.RequestException as exc:
-            raise ServingError(f"HTTP request to {self.url} failed: {exc}") from None
+            raise (http_unreachable(exc, self.address, self.timeout)
+                   or ServingError(f"HTTP request to {self.url} failed: {exc}")) from None
         resp = service_pb2.Response()
         try:
             if r.headers.get("Content-Type") == "application/proto":
@@ -279,6 +396,22 @@ class TopK:
     classes: list[int]
     scores: list[float]
     labels: list[str]
+    sampling: Optional[dict] = None  # a server's record of a clip padded from a too-short video
+
+    def entry(self, source: Path | str) -> dict:
+        """The one JSON entry of a classified input (``vslim predict --json`` prints the same)."""
+        out = {"source": str(source), "classes": self.classes, "scores": self.scores, "labels": self.labels}
+        return {**out, "sampling": self.sampling} if self.sampling else out
+
+
+def sampling_record(value) -> Optional[dict]:
+    """A server's ``sampling`` record as a dict, whether sent as an object or as JSON text (pipeline values)."""
+    if isinstance(value, (bytes, str)) and value:
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None
+    return value if isinstance(value, dict) and value else None
 
 
 def _top(logits: np.ndarray, meta: Optional[ModelMeta], k: int) -> TopK:
@@ -288,15 +421,18 @@ def _top(logits: np.ndarray, meta: Optional[ModelMeta], k: int) -> TopK:
     return TopK([int(i) for i in ids], [float(s) for s in scores], [name(int(i)) for i in ids])
 
 
-def classify_video(client: Client, video: Path | str, top_k: int = 5) -> TopK:
-    """Sample and preprocess ``video`` here, send the clip, return the top-k classes."""
+def classify_video(client: Client, video: Path | str, top_k: int = 1) -> TopK:
+    """Sample and preprocess ``video`` here, send the clip, return the top-k classes (and the sampling record
+    of a video too short for the clip)."""
     if client.config is None or client.config.meta is None:
         raise ServingError("client-side preprocessing needs the bundle's client folder (it holds vslim.json)")
     meta = client.config.meta
-    clip = ClipPipeline(meta.preprocess).from_video(video)
+    clip, sampling = ClipPipeline(meta.preprocess).video_clip(video)
     feed = client.config.signature.feeds[0]
     out = client.predict({feed.alias: clip[None]}, [client.config.signature.fetches[0].alias])
-    return _top(next(iter(out.values()))[0], meta, top_k)
+    top = _top(next(iter(out.values()))[0], meta, top_k)
+    top.sampling = sampling.to_dict() if sampling is not None else None
+    return top
 
 
 class VideoEndpointClient:
@@ -306,33 +442,73 @@ class VideoEndpointClient:
                  tls_ca: Optional[str] = None):
         import requests
 
-        self.base = f"{'https' if tls_ca else 'http'}://{address.removeprefix('http://').removeprefix('https://')}"
+        self.address = normalize_address(address)
+        self.base = f"{'https' if tls_ca else 'http'}://{self.address}"
         self.timeout = timeout
+        self._requests = requests
         self._session = _session(requests, token, tls_ca)
 
-    def predict_frames(self, frames: np.ndarray) -> dict:
-        """Post ``[T, H, W, 3]`` uint8 RGB frames; returns the pipeline answer (err_no, key, value)."""
+    def _post(self, path: str, **kw) -> tuple[int, dict]:
+        try:
+            r = self._session.post(f"{self.base}{path}", timeout=self.timeout, **kw)
+        except self._requests.RequestException as exc:
+            raise (http_unreachable(exc, self.address, self.timeout)
+                   or ServingError(f"HTTP request to {self.base}{path} failed: {exc}")) from None
+        try:
+            answer = r.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise ServingError(f"{path} at {self.address} answered HTTP {r.status_code} without a JSON object: "
+                               f"{r.text[:300]!r}; is this a vslim (or PaddleVideo) server?")
+        return r.status_code, answer
+
+    def predict_frames(self, frames: np.ndarray, top_k: Optional[int] = None) -> dict:
+        """Post ``[T, H, W, 3]`` uint8 RGB frames; returns the pipeline answer (err_no, key, value).
+
+        PaddleVideo's endpoint answers one class; ``top_k`` (a query parameter, which servers that do not know it
+        ignore) asks vslim for more.
+        """
         frames = np.ascontiguousarray(frames, dtype=np.uint8)
         body = {"key": ["frames", "frames_shape"],
                 "value": [base64.b64encode(frames.tobytes()).decode(), str(frames.shape)]}
-        r = self._session.post(f"{self.base}/video/prediction", json=body, timeout=self.timeout)
-        answer = r.json()
-        if r.status_code != 200 or answer.get("err_no", 0) != 0:
-            raise ServingError(f"video endpoint answered {r.status_code}: err_no {answer.get('err_no')}: "
+        status, answer = self._post("/video/prediction", json=body, params={"top_k": top_k} if top_k else None)
+        if status != 200 or answer.get("err_no", 0) != 0:
+            raise ServingError(f"video endpoint answered {status}: err_no {answer.get('err_no')}: "
                                f"{answer.get('err_msg')}")
         return answer
 
-    def classify_file(self, video: Path | str, top_k: int = 5) -> TopK:
+    def classify_frames(self, frames: np.ndarray, top_k: int = 1, meta: Optional[ModelMeta] = None) -> TopK:
+        """``predict_frames`` as a TopK; the answer names classes only, so ids come from ``meta``'s labels."""
+        answer = self.predict_frames(frames, top_k)
+        values = dict(zip(answer.get("key") or [], answer.get("value") or []))
+        try:  # PaddleVideo's stringified lists, e.g. "['archery']" and "[0.93]"
+            labels = [str(x) for x in ast.literal_eval(values["label"])]
+            scores = [float(x) for x in ast.literal_eval(values["prob"])]
+        except (KeyError, ValueError, SyntaxError, TypeError):
+            raise ServingError(f"/video/prediction answered no readable label and prob: keys {answer.get('key')}, "
+                               f"values {str(answer.get('value'))[:200]}") from None
+        sampling = sampling_record(answer.get("sampling") or values.get("sampling"))
+        return TopK([_class_id(label, meta) for label in labels], scores, labels, sampling)
+
+    def classify_file(self, video: Path | str, top_k: int = 1) -> TopK:
         """Post a video file as it is; the server decodes and preprocesses it."""
-        r = self._session.post(f"{self.base}/video/classify", params={"top_k": top_k},
-                               data=Path(video).read_bytes(), timeout=self.timeout,
-                               headers={"Content-Type": "application/octet-stream"})
-        answer = r.json()
-        if r.status_code != 200:
-            raise ServingError(f"/video/classify answered {r.status_code}: {answer.get('error')}")
+        status, answer = self._post("/video/classify", params={"top_k": top_k}, data=Path(video).read_bytes(),
+                                    headers={"Content-Type": "application/octet-stream"})
+        if status != 200:
+            raise ServingError(f"/video/classify answered {status}: {answer.get('error')}")
         top = answer["top_k"]
-        return TopK([t["class_id"] for t in top], [t["score"] for t in top], [t["label"] for t in top])
+        return TopK([t["class_id"] for t in top], [t["score"] for t in top], [t["label"] for t in top],
+                    sampling_record(answer.get("sampling")))
 
     def close(self) -> None:
         self._session.close()
 
+
+def _class_id(label: str, meta: Optional[ModelMeta]) -> int:
+    if meta is not None and label in meta.labels:
+        return meta.labels.index(label)
+    if label.isdigit():  # a class without a name is named by its id (ModelMeta.label_name)
+        return int(label)
+    raise ServingError(f"the server answered label {label!r}, which the bundle's labels do not hold; is --bundle "
+                       "the bundle of the model being served?")

@@ -4,12 +4,20 @@ Ray Serve's lives in ``rayserve/config.py``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from vslim.config import PackageConfig, PredictorConfig
 from vslim.errors import ConfigError
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def flag(field: str) -> str:
+    """The ``vslim-serve`` flag of a :class:`ServerConfig` field, which is what error messages name."""
+    return "--" + field.replace("_", "-")
 
 
 @dataclass
@@ -41,20 +49,33 @@ class ServerConfig:
     tls_cert: Optional[str] = None
     tls_key: Optional[str] = None
     auth_token_file: Optional[str] = None
+    log_level: str = "info"  # of vslim-serve's own log (stderr); the start-up lines are printed at every level
+    access_log: bool = True  # one line per HTTP request and gRPC call, at info
 
     def validate(self) -> "ServerConfig":
+        """Each refusal names the ``vslim-serve`` flag to change, as the user typed it."""
         if not 0 <= self.port <= 65535:
-            raise ConfigError(f"port must be 0-65535, got {self.port}")
-        if self.workers < 1 or self.max_batch_size < 1 or self.threads < 1:
-            raise ConfigError("workers, max_batch_size and threads must be >= 1")
-        if self.batch_timeout_ms < 0 or self.max_body_mb < 1 or self.max_request_batch < 1:
-            raise ConfigError("batch_timeout_ms must be >= 0, max_body_mb and max_request_batch >= 1")
+            raise ConfigError(f"--port must be 0-65535 (0: any free port), got {self.port}")
+        for field, low in (("workers", 1), ("threads", 1), ("max_batch_size", 1), ("max_body_mb", 1),
+                           ("max_request_batch", 1)):
+            if getattr(self, field) < low:
+                raise ConfigError(f"{flag(field)} must be >= {low}, got {getattr(self, field)}")
+        for field in ("batch_timeout_ms", "grace_seconds"):
+            value = getattr(self, field)
+            if not 0 <= value < math.inf:  # also refuses nan, which argparse's float() accepts
+                raise ConfigError(f"{flag(field)} must be a number >= 0, got {value}")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         if bool(self.tls_cert) != bool(self.tls_key):
-            raise ConfigError("TLS needs both --tls-cert and --tls-key")
-        for name in ("tls_cert", "tls_key", "auth_token_file"):
-            value = getattr(self, name)
+            given, missing = ("tls_cert", "tls_key") if self.tls_cert else ("tls_key", "tls_cert")
+            raise ConfigError(f"TLS needs both --tls-cert and --tls-key; {flag(given)} was given without "
+                              f"{flag(missing)}")
+        for field in ("tls_cert", "tls_key", "auth_token_file"):
+            value = getattr(self, field)
+            if value and not Path(value).exists():
+                raise ConfigError(f"{flag(field)} {value} does not exist")
             if value and not Path(value).is_file():
-                raise ConfigError(f"--{name.replace('_', '-')} {value} does not exist")
+                raise ConfigError(f"{flag(field)} {value} is a folder; give the file")
         self.predictor_config()
         return self
 

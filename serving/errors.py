@@ -28,6 +28,15 @@ class BundleError(ServingError):
     """A serving bundle is incomplete, changed or malformed."""
 
 
+class ServerUnreachableError(ServingError):
+    """Nothing answered at the client's address (refused, unknown host, no connection in time).
+
+    Its own exit code (3) lets scripts tell "start the server first" from a request the server refused.
+    """
+
+    exit_code = 3
+
+
 class RequestError(ServingError):
     """A request the server must refuse; the message names the problem and the fix."""
 

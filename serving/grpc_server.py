@@ -30,9 +30,12 @@ class Health:
 
 
 def make_grpc_server(service: ModelService, frontends: list[Frontend], max_message_bytes: int,
-                     token: Optional[str] = None) -> tuple[grpc.aio.Server, Health]:
-    """The server, and its health (NOT_SERVING until :meth:`Health.set` says otherwise)."""
-    interceptors = []
+                     token: Optional[str] = None, outer_interceptors: tuple = ()) -> tuple[grpc.aio.Server, Health]:
+    """The server, and its health (NOT_SERVING until :meth:`Health.set` says otherwise).
+
+    ``outer_interceptors`` run before authentication (the access log sees refused calls too).
+    """
+    interceptors = list(outer_interceptors)
     if token:
         def denied(method: str) -> None:
             label = next((f.grpc_label for f in frontends if method.startswith(f.grpc_prefix)), "grpc")

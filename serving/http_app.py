@@ -2,7 +2,8 @@
 
 Shared here: bearer-token auth (one middleware for every route), ``/health``,
 ``/health/live``, ``/metrics`` (Prometheus), ``/model`` (what is served) and the
-OpenAPI document at ``/docs``, whose Swagger UI covers every protocol's routes.
+OpenAPI document at ``/openapi.json``, shown by ``/docs`` (Swagger UI, its files served from here) with every
+protocol's routes.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from .auth import DENIED, OPEN_HTTP_PATHS, authorized
-from .openapi import TEXT, responses
+from .logs import HttpAccessLog
+from .openapi import TEXT, add_docs, responses
 from .protocols import Frontend
 from .service import ModelService
 
@@ -22,11 +24,14 @@ def _label(frontends: list[Frontend], path: str) -> str:
     return next((f.http_label for f in frontends if f.owns_path(path)), "http")
 
 
-def make_http_app(service: ModelService, frontends: list[Frontend], token: Optional[str] = None) -> FastAPI:
+def make_http_app(service: ModelService, frontends: list[Frontend], token: Optional[str] = None,
+                  access_log: bool = False) -> FastAPI:
+    """``access_log``: one line per request (``logs.py``); vslim-serve asks for it, Ray's replicas leave it to Ray."""
     name = service.name
-    app = FastAPI(title="vslim serving", version="1",
+    app = FastAPI(title="vslim serving", version="1", docs_url=None, redoc_url=None,
                   description=f"Model `{name}` over Paddle Serving's protocol and the Open Inference Protocol "
                               "(KServe v2); gRPC on the same port.")
+    add_docs(app)
 
     if token:
         def is_open(path: str) -> bool:
@@ -86,4 +91,6 @@ def make_http_app(service: ModelService, frontends: list[Frontend], token: Optio
             "labels": meta.labels, "verified_manifest": service.bundle.manifest is not None,
             "protocols": [f.name for f in frontends]})
 
+    if access_log:  # added last, so outermost: it sees what the token check refuses too
+        app.add_middleware(HttpAccessLog)
     return app

@@ -19,10 +19,13 @@ import socket
 import ssl
 from typing import Optional
 
+from .peers import open_backend
+
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SNIFF_BYTES = 3
 SNIFF_TIMEOUT = 30.0
 RELAY_CHUNK = 1 << 18
+CLOSE_FLUSH_TIMEOUT = 1.0
 
 
 async def _relay(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
@@ -63,9 +66,14 @@ class PortSharer:
         return self.port
 
     async def stop_accepting(self) -> None:
+        """Close the listening socket; open connections carry on (the drain ends them).
+
+        Deliberately no ``Server.wait_closed()`` here: since Python 3.12.1 it waits for every
+        accepted connection to drop, and an idle keep-alive one (HTTP/1.1, a gRPC channel) only
+        drops once the backends shut down, which the drain does after this: it would hang.
+        """
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
 
     async def close_connections(self, timeout: float) -> None:
         """Wait for relayed connections to end (backends close them when drained), then cut the rest."""
@@ -73,6 +81,16 @@ class PortSharer:
             _, pending = await asyncio.wait(self._connections, timeout=timeout)
             for task in pending:
                 task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        if self._server is not None:
+            # closed connections get a moment to flush their last bytes (and, with TLS, to trade close_notify;
+            # an idle client never answers it). Python 3.11's wait_closed() returns at once.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), CLOSE_FLUSH_TIMEOUT)
+            abort_clients = getattr(self._server, "abort_clients", None)  # Python 3.13+
+            if abort_clients is not None:
+                abort_clients()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -94,9 +112,19 @@ class PortSharer:
                 path = self.grpc_socket if alpn == "h2" else self.http_socket
             else:
                 path = self.grpc_socket if head.startswith(H2_PREFACE[:SNIFF_BYTES]) else self.http_socket
-            backend_reader, backend_writer = await asyncio.open_unix_connection(path, limit=RELAY_CHUNK)
+            # named after the client, so the backends' access log can say who it is (peers.py)
+            backend_reader, backend_writer = await open_backend(path, writer.get_extra_info("peername"),
+                                                                RELAY_CHUNK)
             backend_writer.write(head)
-            await asyncio.gather(_relay(reader, backend_writer), _relay(backend_reader, writer))
+            upstream = asyncio.ensure_future(_relay(reader, backend_writer))
+            try:
+                # The backend ending its side ends the connection: it has sent all it will (HTTP and gRPC
+                # backends never half-close), e.g. an idle keep-alive connection closed while draining.
+                # Waiting for the client, which may keep it open for minutes, would only delay exit.
+                await _relay(backend_reader, writer)
+            finally:
+                upstream.cancel()
+                await asyncio.wait([upstream])
         except (asyncio.TimeoutError, ConnectionError, OSError, asyncio.CancelledError):
             pass
         finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import os
 import shutil
 import signal
@@ -33,6 +34,7 @@ from .bundle import ServingBundle, load_bundle
 from .engine import InferenceEngine
 from .grpc_server import make_grpc_server
 from .http_app import make_http_app
+from .logs import LOGGER, GrpcAccessLog, relayed_http_protocol
 from .prometheus import ServerMetrics
 from .portshare import PortSharer
 from .protocols import frontends
@@ -52,6 +54,13 @@ class _QuietUvicorn(uvicorn.Server):
 
 
 def _log(message: str) -> None:
+    """A start-up or shutdown line on stderr, at every ``--log-level``: tools wait for "listening on" and "ready in".
+
+    A ``warning: ...`` line is printed only while the ``vslim.serving`` logger lets
+    warnings through (``--log-level error`` hides it).
+    """
+    if message.startswith("warning: ") and not logging.getLogger(LOGGER).isEnabledFor(logging.WARNING):
+        return
     print(f"vslim-serve: {message}", file=sys.stderr, flush=True)
 
 
@@ -128,6 +137,7 @@ class RunningServer:
 async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServer], None]] = None,
                      install_signals: bool = True) -> int:
     cfg.validate()
+    logging.getLogger(LOGGER).debug("configuration: %s", cfg)
     bundle = load_bundle(cfg.bundle, verify=cfg.verify_manifest)
     if bundle.manifest is None and cfg.verify_manifest:
         _log(f"warning: {cfg.bundle} has no vslim_manifest.json; its files cannot be verified")
@@ -142,9 +152,14 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
     sockets = Path(tempfile.mkdtemp(prefix="vslim-serve-"))
     os.chmod(sockets, 0o700)  # the private backends are reachable through the public port only
     grpc_sock, http_sock = sockets / "grpc.sock", sockets / "http.sock"
-    grpc_server, health = make_grpc_server(service, protocols, max_body + (1 << 20), token)
+    grpc_server, health = make_grpc_server(service, protocols, max_body + (1 << 20), token,
+                                           outer_interceptors=(GrpcAccessLog(),) if cfg.access_log else ())
     grpc_server.add_insecure_port(f"unix:{grpc_sock}")
-    http_server = _QuietUvicorn(uvicorn.Config(make_http_app(service, protocols, token), uds=str(http_sock), log_level="warning",
+    # uvicorn's own log (stderr) only says more with --log-level debug; its access log is ours (logs.py)
+    http_server = _QuietUvicorn(uvicorn.Config(make_http_app(service, protocols, token, access_log=cfg.access_log),
+                                               uds=str(http_sock), http=relayed_http_protocol(),
+                                               log_level={"debug": "debug", "error": "error"}.get(cfg.log_level,
+                                                                                                  "warning"),
                                                lifespan="off", access_log=False, timeout_graceful_shutdown=None,
                                                h11_max_incomplete_event_size=max_body))
     sharer = PortSharer(cfg.host, cfg.port, str(grpc_sock), str(http_sock), tls)

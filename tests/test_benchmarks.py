@@ -94,8 +94,49 @@ def test_serving_sweep_and_compare(cli, bundle_int8, tmp_path):
     assert {"grpc_p50_vs_in_process", "v2-http_p50_vs_in_process"} <= set(report["summary"])
     assert report["in_process"]["p50_ms"] > 0
     assert (out / "throughput_vs_latency.png").stat().st_size > 1000
+    assert (out / "throughput_vs_concurrency.png").stat().st_size > 1000
+    md = (out / "serving.md").read_text()
+    assert "http (Paddle Serving HTTP, JSON body)" in md and "v2-grpc (KServe v2 gRPC" in md
+    figures = dict(figures_of(report))
+    legend = [t.get_text() for t in figures["throughput_vs_latency.png"].axes[0].get_legend().get_texts()]
+    assert "http (Paddle Serving HTTP, JSON body) · no batching" in legend, legend
+    by_concurrency = figures["throughput_vs_concurrency.png"].axes[0]
+    assert list(by_concurrency.get_xticks()) == [1, 4]
+    assert [t.get_text() for t in by_concurrency.get_xticklabels()] == ["1", "4"]
     r = cli("bench", "compare", out / "serving.json", out / "serving.json")
     assert r.code == 0 and "1.00x" in r.out
+
+
+def figures_of(report):
+    from vslim.benchmarks.bench_report import figures
+
+    return figures(report)
+
+
+def test_compare_refuses_reports_with_nothing_in_common(cli, fp32_small, tmp_path):
+    """Two runs of different configurations used to give an empty table and exit 0."""
+    common = ["--model", f"fp32={fp32_small}", "--warmup", "1", "--iterations", "2", "--threads", "1"]
+    r = cli("bench", "runtime", *common, "--backends", "paddle-onednn", "--batch-sizes", "1,3", "--out", tmp_path / "a")
+    assert r.code == 0, r.err
+    r = cli("bench", "runtime", *common, "--backends", "paddle-cpu", "--batch-sizes", "2", "--out", tmp_path / "b")
+    assert r.code == 0, r.err
+    a, b = tmp_path / "a" / "runtime.json", tmp_path / "b" / "runtime.json"
+    r = cli("bench", "compare", a, b)
+    assert r.code == 2 and not r.out, r.out
+    assert f"no runtime rows in common between A = {a} and B = {b}" in r.err
+    assert "A has 2 measured row(s): fp32 · paddle-onednn · 1 · 1, fp32 · paddle-onednn · 3 · 1" in r.err
+    assert "B has 1 measured row(s): fp32 · paddle-cpu · 2 · 1" in r.err
+    r = cli("bench", "compare", a, a)
+    assert r.code == 0 and r.out.count("1.00x") == 4
+    r = cli("bench", "compare", a, tmp_path / "missing.json")
+    assert r.code == 2 and "does not exist" in r.err
+    r = cli("bench", "compare", a, tmp_path / "a" / "runtime.md")
+    assert r.code == 2 and "is not JSON" in r.err
+    # batch sizes are ticked as the whole numbers measured
+    import json
+
+    (name, fig), = figures_of(json.loads(a.read_text()))
+    assert name == "latency_vs_batch.png" and list(fig.axes[0].get_xticks()) == [1, 3]
 
 
 def test_bench_bad_input(cli, fp32_small, tmp_path):

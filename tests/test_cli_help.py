@@ -70,7 +70,9 @@ def test_options_with_defaults_show_them():
         for action in parser._actions:
             if not action.option_strings or action.help == argparse.SUPPRESS:
                 continue
-            if action.default in (None, False, argparse.SUPPRESS) or isinstance(action, argparse._HelpAction):
+            if action.default is None or action.default is False or action.default == argparse.SUPPRESS:
+                continue
+            if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
                 continue
             if not _says_default(action, parser):
                 missing.append(f"{parser.prog} {'/'.join(action.option_strings)}")

@@ -6,7 +6,7 @@ import pytest
 from vslim.config import ListConfig, PreprocessConfig
 from vslim.data import ClipPipeline, read_list
 from vslim.data import transforms as T
-from vslim.data.decode import PyAVReader, VideoReader, open_video, read_frame_files
+from vslim.data.decode import PyAVReader, VideoReader, open_video
 from vslim.data.sampling import segment_indices
 from vslim.data.synth import CLASSES, SynthConfig, generate, render_clip
 from vslim.errors import ConfigError, DataError
@@ -135,7 +135,11 @@ def test_decoder_choice(tmp_path):
 def test_undecodable_and_missing_videos(tmp_path, reader_class):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video at all" * 100)
-    with pytest.raises(DataError, match="cannot be opened|no decodable frames"):
+    with pytest.raises(DataError, match=r"bad.mp4 cannot be decoded: it is a text file \(it starts with 'not a"):
+        reader_class(bad)
+    bad.write_bytes(b"\x00\x01" * 500)
+    with pytest.raises(DataError, match=r"bad.mp4 cannot be decoded: the file is not a video container FFmpeg can "
+                                        r"read \(Invalid data found when processing input\)"):
         reader_class(bad)
     with pytest.raises(DataError, match="does not exist"):
         reader_class(tmp_path / "missing.mp4")
@@ -166,7 +170,7 @@ def test_list_entry_with_missing_or_broken_video(tmp_path):
     pipe = ClipPipeline(PreprocessConfig(short_size=72, target_size=64))
     with pytest.raises(DataError, match=r"v.list:1: video .*missing.mp4 does not exist"):
         pipe.load(entries[0])
-    with pytest.raises(DataError, match=r"v.list:2: video .*broken.mp4"):
+    with pytest.raises(DataError, match=r"v.list:2: .*broken.mp4 cannot be decoded: the file is not a video container"):
         pipe.load(entries[1])
 
 

@@ -1,5 +1,6 @@
 """Paddle Lite: the real optimizer (Python 3.9 toolchain), real .nb files, x86 runs against Paddle."""
 import json
+import re
 import shutil
 
 import numpy as np
@@ -124,6 +125,15 @@ class _Flatten(paddle.nn.Layer):
         return paddle.flatten(self.conv(x), 1)
 
 
+class _Tiny(paddle.nn.Layer):
+    def __init__(self):
+        super().__init__()
+        self.conv = paddle.nn.Conv2D(3, 4, 3)
+
+    def forward(self, x):
+        return paddle.nn.functional.relu(self.conv(x)).mean(axis=[2, 3])
+
+
 def _save(layer, folder):
     layer.eval()
     spec = [paddle.static.InputSpec([None, 3, 16, 16], "float32", "x")]
@@ -164,18 +174,86 @@ def test_lite_bad_input(toolchain, fp32_small, int8_small_avg, tmp_path, cli, mo
     r = cli("package", "--target", "lite", "--model-dir", fp32_small, "--out", tmp_path / "o2")
     assert r.code == 2 and "no Paddle Lite optimizer found" in r.err and "vslim lite setup" in r.err
     r = cli("lite", "doctor")
+    assert r.code == 2 and r.out.startswith("Paddle Lite optimizer: NOT FOUND") and "vslim lite setup" in r.out
+    assert "3. vslim toolchain" in r.out and "(not installed)" in r.out
+    r = cli("lite", "doctor", "--json")
     assert r.code == 2 and json.loads(r.out)["found"] is False
     r = cli("package", "--target", "lite", "--model-dir", fp32_small, "--out", tmp_path / "o3", "--opt-bin",
             tmp_path / "nope")
     assert r.code == 2 and "does not exist" in r.err
 
 
+def test_lite_doctor_reads_as_text(toolchain, cli):
+    r = cli("lite", "doctor")
+    assert r.code == 0 and r.out.startswith("Paddle Lite optimizer: found"), r.out
+    assert re.search(r"^  optimizer version +v2\.13", r.out, re.MULTILINE) and "looked in, in this order:" in r.out
+    r = cli("lite", "doctor", "--json")
+    assert r.code == 0 and json.loads(r.out)["optimizer_version"].startswith("v2.13")
+
+
 def test_lite_verify_command(toolchain, fp32_small, synth_data, tmp_path, cli):
     _package(fp32_small, tmp_path / "lite", ["arm", "x86"], synth_data, verify=False)
-    r = cli("lite", "verify", "--nb", tmp_path / "lite" / "pptsm_small_x86.nb", "--model-dir", fp32_small,
-            "--val-list", synth_data / "val.list", "--clips", 4)
+    x86 = tmp_path / "lite" / "pptsm_small_x86.nb"
+    r = cli("lite", "verify", "--nb", x86, "--model-dir", fp32_small, "--val-list", synth_data / "val.list",
+            "--clips", 4, "--json")
     assert r.code == 0, r.err
-    assert json.loads(r.out)["passed"] and json.loads(r.out)["kind"] == "numeric"
-    r = cli("lite", "verify", "--nb", tmp_path / "lite" / "pptsm_small_arm.nb", "--model-dir", fp32_small)
     answer = json.loads(r.out)
-    assert r.code == 0 and answer["kind"] == "structural" and answer["ran"] is False
+    assert answer["passed"] and answer["kind"] == "numeric" and answer["target"] == "x86"
+    assert answer["pair"]["match"] == "identical" and answer["pair"]["nb_precision"] == "fp32"
+    r = cli("lite", "verify", "--nb", x86, "--model-dir", fp32_small, "--clips", 4)
+    assert r.code == 0 and r.out.startswith("pptsm_small_x86.nb: PASSED (x86, ran against Paddle Inference)"), r.out
+    assert re.search(r"^  top-1 agreement +100\.0%$", r.out, re.MULTILINE) and "identical to a fresh" in r.out
+    r = cli("lite", "verify", "--nb", tmp_path / "lite" / "pptsm_small_arm.nb", "--model-dir", fp32_small, "--json")
+    answer = json.loads(r.out)
+    assert r.code == 0 and answer["kind"] == "structural" and answer["ran"] is False and answer["target"] == "arm"
+    r = cli("lite", "verify", "--nb", tmp_path / "lite" / "pptsm_small_arm.nb", "--model-dir", fp32_small)
+    assert r.code == 0 and r.out.startswith("pptsm_small_arm.nb: PASSED (arm, structural check)"), r.out
+    r = cli("lite", "verify", "--nb", x86, "--model-dir", fp32_small, "--target", "arm")
+    assert r.code == 2 and "holds x86 kernels, not arm ones" in r.err
+
+
+def test_lite_verify_refuses_a_mismatched_pair(toolchain, fp32_small, int8_small_avg, int8_small_hist, tmp_path,
+                                               cli):
+    """An INT8 .nb checked against the FP32 model used to pass the structural check: a wrong answer."""
+    _package(fp32_small, tmp_path / "fp32", ["arm"], verify=False)
+    _package(int8_small_avg.output_dir, tmp_path / "int8", ["arm"])
+    nb8, nb32 = tmp_path / "int8" / "pptsm_small_arm.nb", tmp_path / "fp32" / "pptsm_small_arm.nb"
+    r = cli("lite", "verify", "--nb", nb8, "--model-dir", fp32_small)
+    assert r.code == 2 and "are not a pair" in r.err and "holds an INT8 program" in r.err, r.err
+    assert "the model is FP32 (no quantize ops in model.pdmodel)" in r.err and not r.out
+    r = cli("lite", "verify", "--nb", nb32, "--model-dir", int8_small_avg.output_dir)
+    assert r.code == 2 and "holds an FP32 program" in r.err and "the model is INT8" in r.err, r.err
+    # same precision, same architecture, other calibration: the weights give it away
+    r = cli("lite", "verify", "--nb", nb8, "--model-dir", int8_small_hist.output_dir)
+    assert r.code == 2 and "was not made from" in r.err, r.err
+    # another program altogether
+    other = _save(_Tiny(), tmp_path / "tiny")
+    r = cli("lite", "verify", "--nb", nb32, "--model-dir", other)
+    assert r.code == 2 and "gives a different graph" in r.err and "kernel counts" in r.err, r.err
+    # from another optimizer version the bytes cannot be compared: the answer says so instead of a bare pass
+    older = tmp_path / "older_arm.nb"
+    data = nb8.read_bytes()
+    older.write_bytes(data[:2] + b"v2.12".ljust(16, b"\0") + data[18:])
+    r = cli("lite", "verify", "--nb", older, "--model-dir", int8_small_hist.output_dir)
+    assert r.code == 0 and "weights not confirmed" in r.out and "written by optimizer v2.12" in r.out, r.out
+    r = cli("lite", "verify", "--nb", nb8, "--model-dir", int8_small_avg.output_dir, "--json")
+    answer = json.loads(r.out)
+    assert r.code == 0 and answer["passed"] and answer["pair"]["match"] == "identical", r.err
+    assert [c.split(":")[0] for c in answer["pair"]["compared"]] == ["precision", "program", "bytes"]
+
+
+def test_lite_verify_infers_the_optimizer_options(toolchain, fp32_small, tmp_path, cli):
+    """A weight-only quantized .nb is byte-identical to a fresh optimization with the same options: read from
+    lite_report.json beside it, or inferred from the .nb alone."""
+    _package(fp32_small, tmp_path / "wq", ["arm"], quant_type="int16")
+    lone = tmp_path / "lone_arm.nb"
+    data = (tmp_path / "wq" / "pptsm_small_arm.nb").read_bytes()
+    lone.write_bytes(data)
+    r = cli("lite", "verify", "--nb", tmp_path / "wq" / "pptsm_small_arm.nb", "--model-dir", fp32_small, "--json")
+    pair = json.loads(r.out)["pair"]
+    assert r.code == 0 and pair["match"] == "identical" and pair["options"]["quant_type"] == "int16"
+    assert pair["options_source"] == "recorded in lite_report.json beside it"
+    r = cli("lite", "verify", "--nb", lone, "--model-dir", fp32_small, "--json")
+    pair = json.loads(r.out)["pair"]
+    assert r.code == 0 and pair["match"] == "identical" and pair["options"]["quant_type"] == "int16", pair
+    assert pair["options_source"] == "inferred from the .nb"

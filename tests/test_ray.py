@@ -246,7 +246,7 @@ def test_existing_clients_work_by_changing_only_the_address(fp32_app, bundle_fp3
                             "--video", str(paths[0]), "--address", address, "--protocol", protocol, "--json"],
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, (protocol, r.stderr)
-        classes = json.loads(r.stdout)["classes"]
+        classes = json.loads(r.stdout)["predictions"][0]["classes"]
         if protocol == "grpc":
             first = classes
         assert classes[0] == first[0], protocol

@@ -244,6 +244,33 @@ def test_tls_and_bearer_token_on_every_protocol(bundle_fp32, clip, tls_files, to
             assert 'vslim_request_errors_total{kind="unauthenticated",protocol="grpc"}' in r.read().decode()
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_idle_client_connections_do_not_hold_up_the_drain(bundle_fp32, tls_files, tls):
+    """Idle keep-alive HTTP and open gRPC channels are closed by the drain, not waited for
+    (Python 3.12's Server.wait_closed() waits for every connection: the drain once hung on them)."""
+    import grpc
+    import requests
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    cert, key = tls_files
+    server = ServerProcess(bundle_fp32.server, *(["--tls-cert", cert, "--tls-key", key] if tls else []))
+    try:
+        scheme = "https" if tls else "http"
+        session = requests.Session()  # left open: its connection idles in the pool
+        assert session.get(f"{scheme}://{server.address}/health", verify=str(cert), timeout=30).status_code == 200
+        channel = grpc.secure_channel(server.address, grpc.ssl_channel_credentials(cert.read_bytes())) if tls \
+            else grpc.insecure_channel(server.address)
+        assert health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30).status == \
+            health_pb2.HealthCheckResponse.SERVING
+        start = time.perf_counter()
+        assert server.stop(timeout=30) == 0, server.log()
+        assert time.perf_counter() - start < 10, server.log()
+        channel.close()
+        session.close()
+    finally:
+        server.stop()
+
+
 def test_binding_beyond_loopback_warns(bundle_fp32):
     with ServerProcess(bundle_fp32.server, "--host", "0.0.0.0") as server:
         assert "reachable from other machines" in server.log()

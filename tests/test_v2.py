@@ -426,6 +426,6 @@ def test_vslim_client_speaks_v2(server_int8, bundle_int8, val_clips, extra):
     reference = run_script("vslim-client", *args)
     got = run_script("vslim-client", *args, *extra)
     assert reference.code == 0 and got.code == 0, got.err
-    ref, answer = json.loads(reference.out), json.loads(got.out)
+    (ref,), (answer,) = json.loads(reference.out)["predictions"], json.loads(got.out)["predictions"]
     assert answer["classes"] == ref["classes"] and answer["labels"] == ref["labels"]
     np.testing.assert_allclose(answer["scores"], ref["scores"], atol=1e-5)

@@ -58,6 +58,26 @@ def default_labels(num_classes: int) -> list[str]:
     return [str(i) for i in range(num_classes)]
 
 
+MODEL_FOLDER = ("a model folder holding the inference model (*.pdmodel + *.pdiparams, e.g. inference.pdmodel) and "
+                "vslim.json, as `vslim export` writes it")
+_MODEL_FILE_SUFFIXES = {".pdmodel", ".pdiparams", ".json", ".info"}
+
+
+def check_model_folder(model_dir: Path | str) -> Path:
+    """A path given as a model folder must be one; else say what it is and what is expected."""
+    model_dir = Path(model_dir)
+    if model_dir.is_dir():
+        return model_dir
+    if model_dir.exists():
+        hint = ""
+        if model_dir.suffix.lower() in _MODEL_FILE_SUFFIXES:
+            hint = f" (this file's folder, {model_dir.parent}, may be the one)"
+        elif model_dir.suffix.lower() in (".mp4", ".avi", ".mkv", ".mov", ".webm", ".flv", ".mpg", ".mpeg"):
+            hint = " (a video? `vslim predict` takes it with --video)"
+        raise ModelError(f"{model_dir} is a file, not a model folder; give {MODEL_FOLDER}{hint}")
+    raise ModelError(f"model folder {model_dir} does not exist; give {MODEL_FOLDER}")
+
+
 def load_meta(folder: Path | str) -> Optional[ModelMeta]:
     """The folder's ``vslim.json``, or None when it has none (a model vslim did not write)."""
     path = Path(folder) / META_FILE

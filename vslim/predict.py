@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Optional
 
 import numpy as np
 
-from .data.decode import read_frame_files
+from .data.decode import probe_video, read_frame_files
 from .data.pipeline import ClipPipeline
+from .data.sampling import Sampling, sampling_record
 from .errors import DataError
 from .inference import Predictor
 from .accuracy import softmax, topk
@@ -24,9 +25,18 @@ class Prediction:
     classes: list[int]
     scores: list[float]
     labels: list[str]
+    sampling: Optional[Sampling] = None  # set when the video was too short and frames were repeated
+
+    def __post_init__(self):
+        if isinstance(self.sampling, dict):  # an entry read back from JSON (vslim-client's answers)
+            self.sampling = Sampling(**{f.name: self.sampling.get(f.name) for f in fields(Sampling)})
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The shared classification entry: source, classes, scores, labels (+ sampling when present)."""
+        entry = asdict(self)
+        if self.sampling is None:
+            del entry["sampling"]
+        return entry
 
 
 def _frame_count(folder: Path, template: str) -> int:
@@ -54,12 +64,22 @@ def expand_inputs(path: Path | str, frame_template: str = FRAME_TEMPLATE) -> lis
     raise DataError(f"input {path} does not exist; give a video file, a frame folder or a folder of videos")
 
 
-def load_clip(source: Path, pipeline: ClipPipeline, frame_template: str = FRAME_TEMPLATE) -> np.ndarray:
+def check_inputs(sources: Iterable[Path], decoder: str = "auto") -> None:
+    """Open every video once (no decoding) so a bad input fails before the model loads (seconds)."""
+    for source in sources:
+        if not Path(source).is_dir():
+            probe_video(source, decoder)
+
+
+def load_clip(source: Path, pipeline: ClipPipeline,
+              frame_template: str = FRAME_TEMPLATE) -> tuple[np.ndarray, Optional[Sampling]]:
+    """The clip of a video or frame folder, and the sampling record when it had to repeat frames."""
     if source.is_dir():
         n = _frame_count(source, frame_template)
-        frames = read_frame_files(source, pipeline.indices(n), frame_template, n)
-        return pipeline.transform(frames)
-    return pipeline.from_video(source)
+        idx = pipeline.indices(n)
+        frames = read_frame_files(source, idx, frame_template, n)
+        return pipeline.transform(frames), sampling_record(n, idx)
+    return pipeline.video_clip(source)
 
 
 def classify(predictor: Predictor, sources: Iterable[Path], top_k: int = 1,
@@ -69,20 +89,22 @@ def classify(predictor: Predictor, sources: Iterable[Path], top_k: int = 1,
     pipeline = ClipPipeline(meta.preprocess, decoder)
     results = []
     for source in sources:
-        clip = load_clip(Path(source), pipeline, frame_template)
+        clip, sampling = load_clip(Path(source), pipeline, frame_template)
         logits = predictor.run(clip[None])[0]
         probs = softmax(logits) if meta.output_kind == "logits" else logits
         ids, scores = topk(probs, top_k)
         results.append(Prediction(str(source), [int(i) for i in ids], [float(s) for s in scores],
-                                  [meta.label_name(int(i)) for i in ids]))
+                                  [meta.label_name(int(i)) for i in ids], sampling))
     return results
 
 
 def format_paddlevideo(pred: Prediction) -> str:
-    """The lines PaddleVideo's ``tools/predict.py`` prints, plus the class name."""
+    """The lines PaddleVideo's ``tools/predict.py`` prints, plus the class name and a note on repeated frames."""
     lines = [f"Current video file: {pred.source}"]
     for j, (cid, score, label) in enumerate(zip(pred.classes, pred.scores, pred.labels), start=1):
         lines.append(f"\ttop-{j} class: {cid}")
         lines.append(f"\ttop-{j} score: {score}")
         lines.append(f"\ttop-{j} label: {label}")
+    if pred.sampling is not None:
+        lines.append(f"\tnote: {pred.sampling.note}")
     return "\n".join(lines)

@@ -5,6 +5,10 @@
 #include <google/protobuf/text_format.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -18,6 +22,9 @@ namespace config_pb = baidu::paddle_serving::configure;
 namespace service_pb = baidu::paddle_serving::predictor::general_model;
 
 constexpr int kMaxMessageBytes = 512 << 20;
+constexpr char kClientConf[] = "serving_client_conf.prototxt";
+constexpr char kClientSuffix[] = "_serving_client";
+constexpr char kServerSuffix[] = "_serving_server";
 
 std::string ShapeText(const std::vector<int64_t>& shape) {
   std::ostringstream out;
@@ -30,6 +37,65 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
 bool IsDirectory(const std::string& path) {
   struct stat info {};
   return stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
+}
+
+bool EndsWith(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// The *_serving_client folder `path` stands for: itself, the one inside a bundle folder, or the twin of a
+// *_serving_server folder. Unresolvable paths come back as they are; Load then names the missing file.
+std::string ClientFolder(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path dir(path);
+  if (fs::is_regular_file(dir / kClientConf, ec)) return path;
+  fs::path clean = dir.lexically_normal();
+  if (!clean.has_filename()) clean = clean.parent_path();  // "folder/"
+  const std::string name = clean.filename().string();
+  if (EndsWith(name, kServerSuffix)) {
+    const fs::path twin =
+        clean.parent_path() / (name.substr(0, name.size() - std::strlen(kServerSuffix)) + kClientSuffix);
+    if (fs::is_directory(twin, ec)) return twin.string();
+  }
+  std::vector<std::string> inside;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.is_directory(ec) && EndsWith(entry.path().filename().string(), kClientSuffix)) {
+      inside.push_back(entry.path().string());
+    }
+  }
+  if (inside.size() > 1) {
+    std::sort(inside.begin(), inside.end());
+    std::string names;
+    for (const auto& p : inside) names += (names.empty() ? "" : ", ") + fs::path(p).filename().string();
+    throw Error(Error::Kind::kConfig, "bundle folder " + path + " holds " + std::to_string(inside.size()) +
+                                          " client folders (" + names + "); give --bundle one of them");
+  }
+  return inside.empty() ? path : inside.front();
+}
+
+std::string Lower(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
+
+// A short reason when a gRPC UNAVAILABLE message says the connection itself failed (nothing listening,
+// unknown host), empty otherwise (a server's own UNAVAILABLE, a TLS mismatch: something did answer).
+std::string ConnectCause(const std::string& message) {
+  const std::string low = Lower(message);
+  const std::pair<const char*, const char*> causes[] = {
+      {"connection refused", "connection refused"},       {"dns resolution failed", "host name not found"},
+      {"errors resolving", "host name not found"},        {"domain name not found", "host name not found"},
+      {"name or service not known", "host name not found"}, {"no route to host", "no route to host"},
+      {"network is unreachable", "network unreachable"},  {"connection timed out", "connection timed out"}};
+  for (const auto& [needle, cause] : causes) {
+    if (low.find(needle) != std::string::npos) return cause;
+  }
+  if (low.find("failed to connect to remote host") != std::string::npos) {
+    const auto colon = low.rfind(": ");
+    return colon == std::string::npos ? "connection failed" : low.substr(colon + 2);
+  }
+  return "";
 }
 
 // Collects TextFormat parse errors instead of letting protobuf print them to stderr.
@@ -160,13 +226,54 @@ size_t Tensor::NumValues() const {
   return 0;
 }
 
+std::string Address::ToString() const {
+  const std::string shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  return shown + ":" + std::to_string(port);
+}
+
+Address ParseAddress(const std::string& text) {
+  const std::string usage = "address '" + text + "' is not valid; give HOST[:PORT], e.g. 127.0.0.1:9393, "
+                            "localhost or [::1]:9393 (port 1-65535, default 9393)";
+  Address address;
+  std::string port;
+  if (!text.empty() && text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string::npos) throw Error(Error::Kind::kConfig, usage);
+    address.host = text.substr(1, close - 1);
+    const std::string rest = text.substr(close + 1);
+    if (!rest.empty() && rest.front() != ':') throw Error(Error::Kind::kConfig, usage);
+    if (!rest.empty()) {
+      address.port_given = true;
+      port = rest.substr(1);
+    }
+  } else if (std::count(text.begin(), text.end(), ':') > 1) {  // a bare IPv6 address: no port to tell apart
+    address.host = text;
+  } else {
+    const auto colon = text.find(':');
+    address.host = text.substr(0, colon);
+    if (colon != std::string::npos) {
+      address.port_given = true;
+      port = text.substr(colon + 1);
+    }
+  }
+  if (address.host.empty()) throw Error(Error::Kind::kConfig, usage);
+  if (address.port_given) {
+    const bool digits = !port.empty() && port.size() <= 5 &&
+                        std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+    address.port = digits ? std::stoi(port) : 0;
+    if (address.port < 1 || address.port > 65535) throw Error(Error::Kind::kConfig, usage);
+  }
+  return address;
+}
+
 ClientConfig ClientConfig::Load(const std::string& path) {
-  const std::string file = IsDirectory(path) ? path + "/serving_client_conf.prototxt" : path;
+  const std::string folder = IsDirectory(path) ? ClientFolder(path) : "";
+  const std::string file = folder.empty() ? path : folder + "/" + kClientConf;
   std::ifstream in(file);
   if (!in) {
     throw Error(Error::Kind::kConfig, "client config " + file +
-                                          " cannot be read; point --client-conf at the bundle's *_serving_client "
-                                          "folder or its serving_client_conf.prototxt");
+                                          " cannot be read; give --bundle the bundle folder, its *_serving_client "
+                                          "folder or that folder's serving_client_conf.prototxt");
   }
   std::stringstream text;
   text << in.rdbuf();
@@ -238,7 +345,10 @@ struct Client::Impl {
 Client::Client(const std::string& host, int port, ClientConfig config, std::chrono::milliseconds deadline,
                Security security)
     : impl_(new Impl) {
-  impl_->address = host + ":" + std::to_string(port);
+  Address address;
+  address.host = host.size() > 1 && host.front() == '[' && host.back() == ']' ? host.substr(1, host.size() - 2) : host;
+  address.port = port;
+  impl_->address = address.ToString();
   impl_->config = std::move(config);
   impl_->deadline = deadline;
   impl_->token = std::move(security.token);
@@ -302,6 +412,12 @@ std::map<std::string, Tensor> Client::Predict(const std::map<std::string, Tensor
     const auto& trailers = context.GetServerTrailingMetadata();
     auto it = trailers.find("err_no");
     if (it != trailers.end()) err_no = " (err_no " + std::string(it->second.data(), it->second.size()) + ")";
+    const std::string cause = status.error_code() == grpc::StatusCode::UNAVAILABLE
+                                  ? ConnectCause(status.error_message()) : "";
+    if (!cause.empty()) {
+      throw Error(Error::Kind::kUnreachable,
+                  "no server at " + impl_->address + " \u2014 is vslim-serve running? (" + cause + ")");
+    }
     std::string where = status.error_code() == grpc::StatusCode::UNAVAILABLE ? "server " + impl_->address +
                                                                                    " is unreachable or unavailable: "
                                                                              : "server " + impl_->address + ": ";

@@ -13,31 +13,49 @@
 
 namespace {
 
-constexpr int kUsageError = 2;
-constexpr int kServerError = 3;
+// Exit statuses (stable; listed in --help).
+constexpr int kUsageError = 2;   // bad flags, bundle config or input
+constexpr int kServerError = 3;  // no server at the address, or the server refused or failed the request
 
 const char kUsage[] =
-    "usage: vslim_cpp_client --client-conf PATH --input FILE.npy [--host 127.0.0.1] [--port 9393]\n"
-    "                        [--fetch NAME] [--topk 5] [--repeat N] [--warmup 3] [--timeout-ms 30000]\n"
-    "                        [--no-softmax] [--json] [--tls-ca CA.pem] [--auth-token-file FILE]\n"
+    "usage: vslim_cpp_client --bundle PATH --input FILE.npy [--address HOST[:PORT]] [--top-k 1]\n"
+    "                        [--fetch NAME] [--repeat 1] [--warmup 3] [--timeout-ms 30000] [--no-softmax]\n"
+    "                        [--json] [--tls-ca CA.pem] [--auth-token-file FILE]\n";
+
+const char kHelp[] =
     "\n"
-    "  --client-conf  the bundle's *_serving_client folder or its serving_client_conf.prototxt\n"
-    "  --input        a .npy clip: [batch, ...feed shape] or [...feed shape], float32/int64/int32\n"
-    "  --fetch        output to read (default: the first fetch var, 'outputs' in vslim bundles)\n"
-    "  --topk         classes to print per sample; scores are softmax probabilities of the logits\n"
-    "                 unless --no-softmax\n"
-    "  --repeat       send the request N times and print latency p50/p90/p99\n"
-    "  --warmup       untimed requests before the timed ones when --repeat > 1 (default 3)\n"
-    "  --tls-ca       PEM certificate(s) to trust: talk TLS to a server started with --tls-cert\n"
-    "  --auth-token-file  file holding the server's bearer token (--auth-token-file of vslim-serve)\n";
+    "Classify preprocessed clips (.npy) through a vslim-serve (or Paddle Serving) server, over gRPC\n"
+    "(Paddle Serving's GeneralModelService).\n"
+    "\n"
+    "  --bundle PATH       the bundle folder vslim-package --target serving wrote, its *_serving_client\n"
+    "                      folder or that folder's serving_client_conf.prototxt (required; alias --client-conf)\n"
+    "  --input FILE.npy    a .npy clip: [batch, ...feed shape] or [...feed shape], float32/int64/int32 (required)\n"
+    "  --address HOST[:PORT]  the server: HOST, HOST:PORT, [IPv6] or [IPv6]:PORT; without a port, 9393\n"
+    "                      (vslim-serve's default) (default 127.0.0.1:9393; alias --host)\n"
+    "  --port PORT         the server's port, 1-65535, when --address names none (default 9393)\n"
+    "  --fetch NAME        output to read (default: the first fetch var, 'outputs' in vslim bundles)\n"
+    "  --top-k K           classes to print per sample, >= 1 (default 1; alias --topk); scores are softmax\n"
+    "                      probabilities of the logits unless --no-softmax\n"
+    "  --repeat N          send the request N times and print latency p50/p90/p99, >= 1 (default 1)\n"
+    "  --warmup N          untimed requests before the timed ones when --repeat > 1, >= 0 (default 3)\n"
+    "  --timeout-ms MS     deadline of each request in milliseconds, >= 1 (default 30000)\n"
+    "  --no-softmax        print the output values as they are (default: softmax of the logits)\n"
+    "  --json              print one JSON object instead of PaddleVideo-style lines\n"
+    "  --tls-ca CA.pem     PEM certificate(s) to trust: talk TLS to a server started with --tls-cert\n"
+    "                      (default: plaintext)\n"
+    "  --auth-token-file FILE  file holding the server's bearer token (--auth-token-file of vslim-serve;\n"
+    "                      default: none)\n"
+    "  -h, --help          print this help and exit\n"
+    "\n"
+    "exit status: 0 success; 2 bad flags, bundle or input; 3 no server at the address (\"no server at\n"
+    "HOST:PORT \u2014 is vslim-serve running? (cause)\"), or the server refused or failed the request\n";
 
 struct Options {
-  std::string host = "127.0.0.1";
-  int port = 9393;
+  vslim::Address address;
   std::string conf;
   std::string input;
   std::string fetch;
-  size_t topk = 5;
+  size_t topk = 1;
   int repeat = 1;
   int warmup = 3;
   long timeout_ms = 30000;
@@ -48,7 +66,7 @@ struct Options {
 };
 
 [[noreturn]] void UsageError(const std::string& message) {
-  std::cerr << "vslim_cpp_client: error: " << message << "\n" << kUsage;
+  std::cerr << "vslim_cpp_client: error: " << message << "\n" << kUsage << "(--help lists every flag)\n";
   std::exit(kUsageError);
 }
 
@@ -63,10 +81,13 @@ long ParseNumber(const std::string& flag, const std::string& text, long min) {
 
 Options Parse(int argc, char** argv) {
   Options o;
+  std::string address = "127.0.0.1";
+  std::string address_flag = "--address";
+  long port = 0;  // 0: not given
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
-      std::cout << kUsage;
+      std::cout << kUsage << kHelp;
       std::exit(0);
     }
     if (flag == "--no-softmax") {
@@ -79,22 +100,48 @@ Options Parse(int argc, char** argv) {
     }
     if (i + 1 >= argc) UsageError(flag + " needs a value");
     const std::string value = argv[++i];
-    if (flag == "--host") o.host = value;
-    else if (flag == "--port") o.port = static_cast<int>(ParseNumber(flag, value, 1));
-    else if (flag == "--client-conf") o.conf = value;
-    else if (flag == "--input") o.input = value;
-    else if (flag == "--fetch") o.fetch = value;
-    else if (flag == "--topk") o.topk = static_cast<size_t>(ParseNumber(flag, value, 1));
-    else if (flag == "--repeat") o.repeat = static_cast<int>(ParseNumber(flag, value, 1));
-    else if (flag == "--warmup") o.warmup = static_cast<int>(ParseNumber(flag, value, 0));
-    else if (flag == "--timeout-ms") o.timeout_ms = ParseNumber(flag, value, 1);
-    else if (flag == "--tls-ca") o.tls_ca = value;
-    else if (flag == "--auth-token-file") o.token_file = value;
-    else UsageError("unknown flag " + flag);
+    if (flag == "--address" || flag == "--host") {
+      address = value;
+      address_flag = flag;
+    } else if (flag == "--port") {
+      port = ParseNumber(flag, value, 1);
+    } else if (flag == "--bundle" || flag == "--client-conf") {
+      o.conf = value;
+    } else if (flag == "--input") {
+      o.input = value;
+    } else if (flag == "--fetch") {
+      o.fetch = value;
+    } else if (flag == "--top-k" || flag == "--topk") {
+      o.topk = static_cast<size_t>(ParseNumber(flag, value, 1));
+    } else if (flag == "--repeat") {
+      o.repeat = static_cast<int>(ParseNumber(flag, value, 1));
+    } else if (flag == "--warmup") {
+      o.warmup = static_cast<int>(ParseNumber(flag, value, 0));
+    } else if (flag == "--timeout-ms") {
+      o.timeout_ms = ParseNumber(flag, value, 1);
+    } else if (flag == "--tls-ca") {
+      o.tls_ca = value;
+    } else if (flag == "--auth-token-file") {
+      o.token_file = value;
+    } else {
+      UsageError("unknown flag " + flag);
+    }
   }
-  if (o.conf.empty()) UsageError("--client-conf is required");
+  if (o.conf.empty()) UsageError("--bundle is required (the bundle folder or its *_serving_client folder)");
   if (o.input.empty()) UsageError("--input is required");
-  if (o.port > 65535) UsageError("--port must be 1-65535");
+  try {
+    o.address = vslim::ParseAddress(address);
+  } catch (const vslim::Error& e) {
+    UsageError(address_flag + ": " + e.what());
+  }
+  if (port > 65535) UsageError("--port must be 1-65535");
+  if (port != 0) {
+    if (o.address.port_given && o.address.port != port) {
+      UsageError(address_flag + " " + address + " and --port " + std::to_string(port) +
+                 " name different ports; give the port once");
+    }
+    o.address.port = static_cast<int>(port);
+  }
   return o;
 }
 
@@ -116,7 +163,7 @@ int Run(const Options& o) {
   vslim::Security security;
   if (!o.tls_ca.empty()) security.tls_ca_pem = vslim::ReadTextFile(o.tls_ca, "TLS CA certificate");
   if (!o.token_file.empty()) security.token = vslim::ReadTokenFile(o.token_file);
-  vslim::Client client(o.host, o.port, config, std::chrono::milliseconds(o.timeout_ms), security);
+  vslim::Client client(o.address.host, o.address.port, config, std::chrono::milliseconds(o.timeout_ms), security);
 
   std::map<std::string, vslim::Tensor> outputs;
   for (int i = 0; o.repeat > 1 && i < o.warmup; ++i) client.Predict({{feed.alias, input}}, {fetch});
@@ -182,7 +229,8 @@ int main(int argc, char** argv) {
     return Run(options);
   } catch (const vslim::Error& e) {
     std::cerr << "vslim_cpp_client: error: " << e.what() << "\n";
-    const bool remote = e.kind() == vslim::Error::Kind::kRpc || e.kind() == vslim::Error::Kind::kServer;
+    const bool remote = e.kind() == vslim::Error::Kind::kRpc || e.kind() == vslim::Error::Kind::kServer ||
+                        e.kind() == vslim::Error::Kind::kUnreachable;
     return remote ? kServerError : kUsageError;
   } catch (const std::exception& e) {
     std::cerr << "vslim_cpp_client: error: " << e.what() << "\n";

@@ -8,6 +8,7 @@ the Kubernetes manifest cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -63,14 +64,17 @@ class RayServeConfig:
     runtime_env: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> "RayServeConfig":
-        if self.cpus_per_replica <= 0:
+        # `not x > 0` also refuses nan, which argparse's float() accepts
+        if not 0 < self.cpus_per_replica < math.inf:
             raise ConfigError(f"--cpus-per-replica must be > 0, got {self.cpus_per_replica}")
         if self.replicas < 1:
             raise ConfigError(f"--replicas must be >= 1, got {self.replicas}")
-        if self.target_ongoing_requests <= 0:
+        if not 0 < self.target_ongoing_requests < math.inf:
             raise ConfigError(f"--target-ongoing-requests must be > 0, got {self.target_ongoing_requests}")
         if self.max_replicas_per_node is not None and self.max_replicas_per_node < 1:
             raise ConfigError(f"--max-replicas-per-node must be >= 1, got {self.max_replicas_per_node}")
+        if self.memory_per_replica_mb is not None and self.memory_per_replica_mb < 1:
+            raise ConfigError(f"--memory-per-replica-mb must be >= 1, got {self.memory_per_replica_mb}")
         for flag, port in (("--port", self.http_port), ("--grpc-port", self.grpc_port)):
             if not 0 < port <= 65535:
                 raise ConfigError(f"{flag} must be 1-65535 with --ray (Ray's proxies need a fixed port), got {port}")
@@ -78,7 +82,8 @@ class RayServeConfig:
             raise ConfigError(f"--port and --grpc-port are both {self.http_port}: Ray's HTTP and gRPC proxies "
                               "cannot share a port; give them two")
         if self.proxy_location not in PROXY_LOCATIONS:
-            raise ConfigError(f"--proxy-location must be one of {', '.join(PROXY_LOCATIONS)}")
+            raise ConfigError(f"--proxy-location must be one of {', '.join(PROXY_LOCATIONS)}, "
+                              f"got {self.proxy_location!r}")
         if not self.name or "/" in self.name or "#" in self.name:
             raise ConfigError(f"--name {self.name!r}: give a name without '/' or '#'")
         if not self.route_prefix.startswith("/"):

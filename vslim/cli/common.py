@@ -10,19 +10,22 @@ from ..config import PredictorConfig
 
 def add_predictor_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("inference backend")
-    g.add_argument("--use-gpu", action="store_true", help="run on the GPU (needs paddlepaddle-gpu)")
-    g.add_argument("--use-tensorrt", action="store_true", help="run through TensorRT (implies --use-gpu)")
+    g.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                   help="where the model runs; gpu needs paddlepaddle-gpu and a CUDA GPU")
+    g.add_argument("--use-gpu", dest="device", action="store_const", const="gpu",
+                   help="same as --device gpu (the older spelling)")
+    g.add_argument("--use-tensorrt", action="store_true", help="run through TensorRT (implies --device gpu)")
     g.add_argument("--runtime", choices=["auto", "paddle", "openvino", "onnxruntime"], default="auto",
-                   help="CPU runtime: auto (default) takes what vslim-package measured fastest for a bundle, else "
+                   help="CPU runtime: auto takes what vslim-package measured fastest for a bundle, else "
                         "paddle (Paddle Inference with oneDNN); openvino and onnxruntime run the same model "
                         "converted once (cached, checked against Paddle)")
     g.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16", "int8"], default="auto",
-                   help="auto: the model's own (INT8 models run INT8 kernels); bf16 needs a CPU with AVX-512 BF16 "
-                        "or AMX")
-    g.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+                   help="auto: the model's own (INT8 models run INT8 kernels); fp16 needs --device gpu; bf16 needs "
+                        "a CPU with AVX-512 BF16 or AMX")
+    g.add_argument("--threads", type=int, default=2, help="CPU threads")
     g.add_argument("--no-onednn", action="store_true", help="CPU without oneDNN (plain kernels)")
-    g.add_argument("--gpu-id", type=int, default=0)
-    g.add_argument("--trt-workspace-mb", type=int, default=1024)
+    g.add_argument("--gpu-id", type=int, default=0, help="which GPU, with --device gpu (default: %(default)s)")
+    g.add_argument("--trt-workspace-mb", type=int, default=1024, help="TensorRT workspace in MiB")
     g.add_argument("--trt-max-batch", type=int, default=8, help="largest batch of the TensorRT shape profile")
 
 
@@ -33,7 +36,7 @@ def add_decoder_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def predictor_config(args: argparse.Namespace) -> PredictorConfig:
-    gpu = args.use_gpu or args.use_tensorrt
+    gpu = args.device == "gpu" or args.use_tensorrt
     return PredictorConfig(
         device="gpu" if gpu else "cpu", threads=args.threads, use_onednn=not args.no_onednn,
         precision=args.precision, runtime=args.runtime, use_tensorrt=args.use_tensorrt, gpu_id=args.gpu_id,

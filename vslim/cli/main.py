@@ -71,11 +71,14 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's raw lines; the readers' errors say it plainly
 
 
 def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> int:
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)
+    from ..upstream import set_upstream_verbose
+    set_upstream_verbose(debug)  # PaddleSlim's own logs and bars only with --debug
     if not debug:
         _quiet_libraries()
     handler: Callable = args.handler

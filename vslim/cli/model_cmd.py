@@ -28,12 +28,13 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--out", required=True, help="output folder: model.pdparams + vslim.json")
         p.add_argument("--labels", help="class names, one per line (default: labels.txt beside the list)")
         p.add_argument("--init-weights", help=".pdparams to start from (PaddleVideo checkpoints load)")
-        p.add_argument("--epochs", type=int, default=12)
-        p.add_argument("--batch-size", type=int, default=16)
-        p.add_argument("--lr", type=float, default=0.003)
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--epochs", type=int, default=12, help="passes over the training list")
+        p.add_argument("--batch-size", type=int, default=16, help="clips per training step")
+        p.add_argument("--lr", type=float, default=0.003, help="learning rate (cosine schedule)")
+        p.add_argument("--seed", type=int, default=0,
+                       help="fixes the data order and the random sampling (default: %(default)s)")
         p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
-        p.add_argument("--overwrite", action="store_true")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
         p.set_defaults(handler=train)
     elif command == "export":
         p.add_argument("--arch", help="architecture (default: from vslim.json beside the weights)")
@@ -45,21 +46,33 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--labels", help="class names, one per line")
         p.add_argument("--num-seg", type=int, help="segments per clip (default: the architecture's)")
         p.add_argument("--target-size", type=int, help="input height/width (default: the architecture's)")
-        p.add_argument("--short-size", type=int, help="short side before the centre crop")
-        p.add_argument("--overwrite", action="store_true")
+        p.add_argument("--short-size", type=int, help="short side before the centre crop "
+                                                       "(default: the architecture's)")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
         p.set_defaults(handler=export)
     elif command == "predict":
-        p.add_argument("--model-dir", required=True, help="inference model folder (FP32 or INT8)")
-        p.add_argument("--input-file", "-i", required=True,
-                       help="a video, a frame folder, or a folder of videos")
-        p.add_argument("--top-k", type=int, default=1)
+        p.add_argument("--model-dir", required=True, help="inference model folder (FP32 or INT8), as `vslim export` "
+                       "or `vslim compress` writes it")
+        p.add_argument("--video", "--input-file", "-i", dest="video", required=True, metavar="PATH",
+                       help="a video file, a folder of frames (img_00001.jpg, ...), or a folder of videos")
+        p.add_argument("--top-k", type=int, default=1, metavar="K", help="how many classes to print per video")
         p.add_argument("--json", action="store_true", help="print JSON instead of PaddleVideo's lines")
         add_decoder_arg(p)
         add_predictor_args(p)
         p.set_defaults(handler=predict)
     elif command == "info":
-        p.add_argument("--model-dir", required=True)
+        p.add_argument("--model-dir", required=True, help="inference model folder to describe")
+        p.add_argument("--json", action="store_true", help="print everything as JSON (all of vslim.json)")
         p.set_defaults(handler=info)
+
+
+DESCRIPTIONS = {
+    "predict": "Classify videos with an inference model and print PaddleVideo's lines (`Current video file:`, "
+               "`top-1 class:`, ...), or JSON with --json. Inputs are checked before the model loads; a video "
+               "shorter than the model's clip is sampled as PaddleVideo does (frames repeated) and a note says so.",
+    "info": "Show what a model folder declares: files, precision, inputs and outputs, classes, preprocessing, "
+            "architecture. --json prints the full record.",
+}
 
 
 def register(sub) -> None:
@@ -68,7 +81,7 @@ def register(sub) -> None:
                        ("export", "weights -> Paddle inference model + vslim.json"),
                        ("predict", "classify videos with an inference model"),
                        ("info", "show what a model folder declares")):
-        configure(name, sub.add_parser(name, help=help, description=help))
+        configure(name, sub.add_parser(name, help=help, description=DESCRIPTIONS.get(name, help)))
 
 
 def models(args) -> int:
@@ -114,15 +127,24 @@ def export(args) -> int:
 
 
 def predict(args) -> int:
-    from ..inference.runtimes import open_predictor
-    from ..predict import classify, expand_inputs, format_paddlevideo
+    from ..errors import ConfigError
+    from ..model_meta import check_model_folder
+    from ..predict import check_inputs, classify, expand_inputs, format_paddlevideo
 
     if args.top_k < 1:
-        from ..errors import ConfigError
+        raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
+    config = predictor_config(args)
+    check_model_folder(args.model_dir)
+    # Loading the model takes seconds: a missing or unreadable input is reported before it.
+    sources = expand_inputs(args.video)
+    check_inputs(sources, args.decoder)
+    from ..inference.runtimes import open_predictor
 
-        raise ConfigError("--top-k must be >= 1")
-    predictor = open_predictor(args.model_dir, predictor_config(args))
-    results = classify(predictor, expand_inputs(args.input_file), args.top_k, decoder=args.decoder)
+    predictor = open_predictor(args.model_dir, config)
+    results = classify(predictor, sources, args.top_k, decoder=args.decoder)
+    for r in results:
+        if r.sampling is not None:
+            say(f"warning: {r.source}: {r.sampling.note}")
     if args.json:
         print_json({"model": str(args.model_dir), "runtime": predictor.runtime, "precision": predictor.precision,
                     "predictions": [r.to_dict() for r in results]})
@@ -137,7 +159,46 @@ def info(args) -> int:
     from ..inference import inspect_model
 
     m = inspect_model(args.model_dir)
-    print_json({"model_file": str(m.model_file), "params_file": str(m.params_file),
-                "precision": m.precision, "inputs": [s.describe() for s in m.inputs],
-                "outputs": [s.describe() for s in m.outputs], "meta": to_dict(m.meta)})
+    if args.json:
+        print_json({"model_file": str(m.model_file), "params_file": str(m.params_file),
+                    "precision": m.precision, "inputs": [s.describe() for s in m.inputs],
+                    "outputs": [s.describe() for s in m.outputs], "meta": to_dict(m.meta)})
+    else:
+        print(format_info(m))
     return 0
+
+
+MAX_LISTED_CLASSES = 10
+
+
+def format_info(m) -> str:
+    """A few aligned lines a person reads at a glance; ``--json`` has the rest."""
+    from ..model_meta import META_FILE
+
+    meta, pre = m.meta, m.meta.preprocess
+    has_meta = (m.model_dir / META_FILE).is_file()
+    files = [m.model_file.name, m.params_file.name] + ([META_FILE] if has_meta else [])
+    labels = meta.labels[:MAX_LISTED_CLASSES]
+    more = f", ... ({meta.num_classes} in all)" if meta.num_classes > len(labels) else ""
+    rows = [
+        ("model folder", str(m.model_dir)),
+        ("files", ", ".join(files) + ("" if has_meta else f" (no {META_FILE}: defaults read from the program)")),
+        ("precision", m.precision),
+        ("arch", meta.arch or "unknown"),
+        *[("input" if len(m.inputs) == 1 else f"input {i}", s.describe()) for i, s in enumerate(m.inputs)],
+        *[("output" if len(m.outputs) == 1 else f"output {i}", s.describe()) for i, s in enumerate(m.outputs)],
+        ("classes", f"{meta.num_classes}: " + ", ".join(labels) + more),
+        ("clip", f"{pre.num_seg} segments x {pre.seg_len} frame{'s' if pre.seg_len > 1 else ''}, short side "
+                 f"{pre.short_size}, centre crop {pre.target_size}x{pre.target_size}"),
+    ]
+    for key in ("quantization", "pruning"):
+        record = getattr(meta, key)
+        if record:
+            facts = [f"{k}={v}" for k, v in record.items() if isinstance(v, (str, int, float, bool))][:4]
+            rows.append((key, ", ".join(facts) or "yes"))
+    if meta.source:
+        rows.append(("source", meta.source))
+    if has_meta:
+        rows.append(("created", f"{meta.created} by vslim {meta.vslim_version}"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

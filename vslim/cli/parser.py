@@ -20,7 +20,8 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         help = action.help or ""
-        if "default" in help.lower() or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        silent = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if "default" in help.lower() or silent or not action.option_strings:
             return help
         if isinstance(action.default, (list, tuple)):
             return f"{help} (default: {' '.join(map(str, action.default))})".strip()

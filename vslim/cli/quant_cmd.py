@@ -12,44 +12,85 @@ from pathlib import Path
 from .common import add_command_group, print_json, say
 
 
+COMMANDS = {
+    "ptq": "post-training quantization to INT8",
+    "qat": "quantization-aware training to INT8",
+    "prune": "structured filter pruning with fine-tuning",
+}
+DESCRIPTIONS = {
+    "ptq": "Post-training INT8 quantization of an FP32 inference model with PaddleSlim, calibrated on a few "
+           "clips; writes the INT8 model, its vslim.json (with the oneDNN INT8 op set that runs it correctly) and "
+           "ptq_report.json/.md (accuracy, agreement with FP32, size, latency). Takes flags, a vslim PTQ YAML, "
+           "or PaddleVideo's quantization YAML unchanged (vslim-quant -c "
+           "pptsm_k400_frames_uniform_quantization.yaml); flags override the file. --algo auto tries several "
+           "algorithms and keeps the most accurate one within --tolerance of FP32.",
+    "qat": "Quantization-aware training from trained FP32 (possibly pruned) weights: fake-quant layers, a short "
+           "fine-tune at a low learning rate, then a QDQ INT8 inference model that runs on oneDNN INT8 kernels, "
+           "with qat_report.json/.md comparing FP32, PTQ (given --ptq-model) and QAT.",
+    "prune": "Structured filter pruning of trained weights with PaddleSlim: one ratio for every prunable conv, or "
+             "the ratios that remove a FLOPs fraction (optionally from a per-layer sensitivity analysis), then a "
+             "fine-tune. Writes weights/, inference/ and prune_report.json/.md (FLOPs, parameters, size, latency, "
+             "accuracy before and after).",
+}
+
+
 def _lists(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-list", required=True, help="PaddleVideo list to fine-tune on")
-    p.add_argument("--train-prefix", default="", help="folder the train list's paths are relative to")
+    p.add_argument("--train-prefix", default="", help="folder the train list's paths are relative to "
+                                                      "(default: the list's own folder)")
     p.add_argument("--val-list", required=True, help="labelled list for accuracy (and for the best epoch)")
-    p.add_argument("--val-prefix", default="", help="folder the validation list's paths are relative to")
+    p.add_argument("--val-prefix", default="", help="folder the validation list's paths are relative to "
+                                                    "(default: the list's own folder)")
+
+
+def _default(cls, name: str):
+    return cls.__dataclass_fields__[name].default
+
+
+def _default_list(cls, name: str) -> str:
+    return ",".join(cls.__dataclass_fields__[name].default_factory())
 
 
 def configure(command: str, p: argparse.ArgumentParser) -> None:
+    from vslim.compress.config import PTQ_ALGOS, PTQConfig, PruneConfig, QATConfig
+
     if command == "qat":
         p.add_argument("--weights", required=True, help="trained FP32 .pdparams (vslim.json beside it)")
-        p.add_argument("--arch", help="default: from vslim.json")
+        p.add_argument("--arch", help="zoo architecture (default: from vslim.json)")
         _lists(p)
         p.add_argument("--out", required=True, help="INT8 inference model folder")
         p.add_argument("--epochs", type=int, help="default: 1/3 of the weights' training epochs, at least 2")
         p.add_argument("--lr", type=float, help="default: 1/10 of the training default (0.0003)")
-        p.add_argument("--warmup", type=float, default=0.5, help="warm-up epochs (default 0.5)")
-        p.add_argument("--batch-size", type=int, default=16)
-        p.add_argument("--layers", default="Conv2D,Linear", help="layer types to quantize")
+        p.add_argument("--warmup", type=float, default=_default(QATConfig, "warmup_epochs"),
+                       help="warm-up epochs (default: %(default)s)")
+        p.add_argument("--batch-size", type=int, default=_default(QATConfig, "batch_size"),
+                       help="clips per training step (default: %(default)s)")
+        p.add_argument("--layers", default=_default_list(QATConfig, "quantizable_layers"),
+                       help="layer types to quantize, comma-separated (default: %(default)s)")
         p.add_argument("--ptq-model", help="a PTQ INT8 model folder to compare against in the report")
         p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
-        p.add_argument("--overwrite", action="store_true")
+        p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
         p.set_defaults(handler=qat)
         return
     if command == "prune":
         p.add_argument("--weights", required=True, help="trained .pdparams (vslim.json beside it)")
-        p.add_argument("--arch", help="default: from vslim.json")
+        p.add_argument("--arch", help="zoo architecture (default: from vslim.json)")
         _lists(p)
         p.add_argument("--out", required=True, help="output folder: weights/, inference/, report")
         how = p.add_mutually_exclusive_group(required=True)
-        how.add_argument("--ratio", type=float, help="fraction of filters to prune in every prunable conv")
-        how.add_argument("--flops-target", type=float, help="fraction of FLOPs to remove, e.g. 0.3")
-        p.add_argument("--criterion", choices=["l1", "l2", "fpgm"], default="l1")
+        how.add_argument("--ratio", type=float, help="fraction of filters to prune in every prunable conv, in (0, 1)")
+        how.add_argument("--flops-target", type=float, help="fraction of FLOPs to remove, in (0, 1), e.g. 0.3")
+        p.add_argument("--criterion", choices=["l1", "l2", "fpgm"], default=_default(PruneConfig, "criterion"),
+                       help="which filters go: smallest l1 or l2 norm, or fpgm (geometric median) "
+                            "(default: %(default)s)")
         p.add_argument("--sensitivity", action="store_true", help="choose per-layer ratios from measured "
                        "accuracy drops (saved as sensitivity.json and .png)")
-        p.add_argument("--finetune-epochs", type=int, default=5)
-        p.add_argument("--lr", type=float, default=0.002, help="fine-tune learning rate")
+        p.add_argument("--finetune-epochs", type=int, default=_default(PruneConfig, "finetune_epochs"),
+                       help="fine-tune epochs after pruning, 0 = none (default: %(default)s)")
+        p.add_argument("--lr", type=float, default=_default(PruneConfig, "lr"),
+                       help="fine-tune learning rate (default: %(default)s)")
         p.add_argument("--resume", action="store_true", help="continue an interrupted fine-tune")
-        p.add_argument("--overwrite", action="store_true")
+        p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
         p.set_defaults(handler=prune)
         return
     if command != "ptq":
@@ -57,30 +98,35 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", help="vslim PTQ YAML or PaddleVideo quantization YAML")
     p.add_argument("--model-dir", help="FP32 inference model folder")
     p.add_argument("--calib-list", help="PaddleVideo list of calibration clips")
-    p.add_argument("--calib-prefix", help="folder the calibration list's paths are relative to")
+    p.add_argument("--calib-prefix", help="folder the calibration list's paths are relative to "
+                                          "(default: the list's own folder)")
     p.add_argument("--val-list", help="labelled list for accuracy (needed by --algo auto)")
-    p.add_argument("--val-prefix", help="folder the validation list's paths are relative to")
+    p.add_argument("--val-prefix", help="folder the validation list's paths are relative to "
+                                        "(default: the list's own folder)")
     p.add_argument("--out", help="INT8 model folder (PaddleVideo YAML: quant_output_dir)")
-    p.add_argument("--algo", help="KL, hist, mse, avg, abs_max, or auto (default hist; KL for PaddleVideo YAML)")
-    p.add_argument("--candidates", help="algorithms auto tries, comma-separated (default avg,abs_max,hist,mse)")
-    p.add_argument("--tolerance", type=float, help="auto: largest top-1 drop accepted, in points (default 1.0)")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--algo", help=f"calibration algorithm: {', '.join(PTQ_ALGOS)}, or auto (default: "
+                                  f"{_default(PTQConfig, 'algo')}; KL for PaddleVideo YAML)")
+    p.add_argument("--candidates", help="algorithms --algo auto tries, comma-separated (default: "
+                                        f"{_default_list(PTQConfig, 'candidates')})")
+    p.add_argument("--tolerance", type=float, help="--algo auto: largest top-1 drop accepted, in points "
+                                                   f"(default: {100 * _default(PTQConfig, 'tolerance'):g})")
+    p.add_argument("--batch-size", type=int, help=f"calibration batch size (default: "
+                                                  f"{_default(PTQConfig, 'batch_size')})")
     p.add_argument("--batch-nums", type=int, help="calibration batches (default: the whole list)")
-    p.add_argument("--quantize-ops", help="op types to quantize, comma-separated (default conv2d,depthwise_conv2d)")
-    p.add_argument("--threads", type=int, help="CPU threads for evaluation (default 2)")
+    p.add_argument("--quantize-ops", help="op types to quantize, comma-separated (default: "
+                                          f"{_default_list(PTQConfig, 'quantize_ops')})")
+    p.add_argument("--threads", type=int, help=f"CPU threads for evaluation (default: "
+                                               f"{_default(PTQConfig, 'threads')})")
     p.add_argument("--no-latency", action="store_true", help="skip the batch-1 latency figures in the report")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the report as JSON (default: Markdown)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--use_gpu", help=argparse.SUPPRESS)  # PaddleVideo's script flag: calibration runs on CPU
     p.set_defaults(handler=ptq)
 
 
 def register(sub) -> None:
-    add_command_group(sub, "compress", "INT8 quantization and pruning", {
-        "ptq": "post-training quantization to INT8",
-        "qat": "quantization-aware training to INT8",
-        "prune": "structured filter pruning with fine-tuning"}, configure,
-        descriptions={"ptq": __doc__, "qat": "quantization-aware training from trained weights"})
+    add_command_group(sub, "compress", "INT8 quantization and pruning", COMMANDS, configure,
+                      descriptions=DESCRIPTIONS)
 
 
 def _overrides(args) -> dict:

@@ -6,60 +6,91 @@ import argparse
 from pathlib import Path
 
 from .common import print_json, say
+from .parser import DefaultsHelpFormatter
 
 
 def configure(command: str, p: argparse.ArgumentParser) -> None:
     if command == "serve":
-        p.add_argument("--bundle", help="the NAME_serving_server folder (required unless --status)")
-        p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-        p.add_argument("--port", type=int, default=None,
-                       help="one port for gRPC and HTTP (default 9393); with --ray: Ray's HTTP proxy (default 8000)")
-        p.add_argument("--workers", type=int, default=1, help="inference workers (predictor clones)")
-        p.add_argument("--threads", type=int, default=2, help="CPU threads per worker")
-        p.add_argument("--max-batch-size", type=int, default=1, help="dynamic batching: largest merged batch "
-                       "(1 = off)")
-        p.add_argument("--batch-timeout-ms", type=float, default=2.0,
-                       help="dynamic batching: longest a request waits for others")
-        p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
-        p.add_argument("--use-tensorrt", action="store_true")
+        p.description = SERVE_DESCRIPTION
+        p.epilog = SERVE_EPILOG
+        p.formatter_class = _ServeHelp
+        p.add_argument("--bundle", metavar="PATH",
+                       help="the NAME_serving_server folder that vslim-package --target serving wrote (not the model "
+                            "folder, not the NAME_serving_client half); required unless --status")
+        p.add_argument("--host", default="127.0.0.1",
+                       help="address to bind: 127.0.0.1 = this machine only, 0.0.0.0 = every interface "
+                            "(default: %(default)s)")
+        p.add_argument("--port", type=int, default=None, metavar="PORT",
+                       help="one port for gRPC and HTTP, 0-65535, 0 = any free port (default: 9393); with --ray: "
+                            "Ray's HTTP proxy (default: 8000)")
+        p.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="inference workers (predictor clones) running at once, >= 1 (default: %(default)s)")
+        p.add_argument("--threads", type=int, default=2, metavar="N",
+                       help="CPU threads per worker, >= 1 (default: %(default)s)")
+        p.add_argument("--max-batch-size", type=int, default=1, metavar="N",
+                       help="dynamic batching: largest batch merged from concurrent requests, >= 1; 1 = off "
+                            "(default: %(default)s)")
+        p.add_argument("--batch-timeout-ms", type=float, default=2.0, metavar="MS",
+                       help="dynamic batching: longest a request waits for others to merge with, >= 0 "
+                            "(default: %(default)s)")
+        p.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                       help="where inference runs: %(choices)s (default: %(default)s)")
+        p.add_argument("--use-tensorrt", action="store_true", help="run through TensorRT (needs --device gpu)")
         p.add_argument("--runtime", choices=["auto", "paddle", "openvino", "onnxruntime"], default="auto",
-                       help="CPU runtime: auto (default) takes what vslim-package measured fastest on the packaging host "
+                       help="CPU runtime: auto takes what vslim-package measured fastest on the packaging host "
                             "(runtime.json; paddle when absent, or when the recorded runtime is not installed), or "
-                            "paddle, openvino, onnxruntime")
+                            "paddle, openvino, onnxruntime (default: %(default)s)")
         p.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16", "int8"], default="auto",
-                       help="auto: the model's own; bf16 needs a CPU with AVX-512 BF16 or AMX")
-        p.add_argument("--max-body-mb", type=int, default=64, help="largest request body (default 64 MiB)")
-        p.add_argument("--max-request-batch", type=int, default=64, help="largest batch one request may send")
-        p.add_argument("--grace-seconds", type=float, default=30.0, help="how long SIGTERM waits for requests")
+                       help="%(choices)s; auto: the model's own; bf16 needs a CPU with AVX-512 BF16 or AMX; fp16 "
+                            "the GPU (default: %(default)s)")
+        p.add_argument("--max-body-mb", type=int, default=64, metavar="MIB",
+                       help="largest request body in MiB, >= 1 (default: %(default)s)")
+        p.add_argument("--max-request-batch", type=int, default=64, metavar="N",
+                       help="largest batch one request may send, >= 1 (default: %(default)s)")
+        p.add_argument("--grace-seconds", type=float, default=30.0, metavar="S",
+                       help="on SIGTERM/SIGINT, how long in-flight requests may take to finish, >= 0 "
+                            "(default: %(default)s)")
         p.add_argument("--no-warmup", action="store_true",
                        help="report ready without first running every batch size (faster start, slow first batches)")
-        p.add_argument("--tls-cert", help="PEM certificate: serve gRPC and HTTP over TLS")
-        p.add_argument("--tls-key", help="PEM private key of --tls-cert")
-        p.add_argument("--auth-token-file", help="file holding a bearer token required on every endpoint but health")
+        p.add_argument("--tls-cert", metavar="PEM", help="PEM certificate: serve gRPC and HTTP over TLS "
+                                                          "(default: plaintext)")
+        p.add_argument("--tls-key", metavar="PEM", help="PEM private key of --tls-cert")
+        p.add_argument("--auth-token-file", metavar="FILE",
+                       help="file holding a bearer token required on every endpoint but health (default: no token)")
+        p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info",
+                       help="what vslim-serve logs on stderr: debug adds its configuration and uvicorn's log; info "
+                            "one access line per request; warning only problems; error only failures. The "
+                            "'listening on' and 'ready in' lines show at every level (default: %(default)s)")
+        p.add_argument("--no-access-log", action="store_true",
+                       help="no access line per HTTP request and gRPC call (peer, method/RPC, path, status, ms)")
         ray = p.add_argument_group("scale-out on a Ray cluster (needs: pip install 'vslim[ray]')")
         ray.add_argument("--ray", metavar="ADDRESS",
                          help="deploy onto a Ray cluster instead of serving here: 'local' (start a one-machine "
                               "cluster), 'auto' (the cluster 'ray start' joined here) or HEAD_IP:6379")
-        ray.add_argument("--replicas", type=int, default=1, help="fixed number of replicas (default 1)")
+        ray.add_argument("--replicas", type=int, default=1, metavar="N",
+                         help="fixed number of replicas, >= 1 (default: %(default)s)")
         ray.add_argument("--autoscale", metavar="MIN:MAX",
                          help="scale between MIN and MAX replicas on load instead of --replicas")
-        ray.add_argument("--target-ongoing-requests", type=float, default=2.0,
-                         help="--autoscale adds replicas above this many requests in flight per replica (default 2)")
-        ray.add_argument("--cpus-per-replica", type=float, default=1.0,
-                         help="CPUs Ray reserves per replica; Paddle runs that many threads, shared by "
-                              "--workers (default 1)")
-        ray.add_argument("--memory-per-replica-mb", type=int,
+        ray.add_argument("--target-ongoing-requests", type=float, default=2.0, metavar="N",
+                         help="--autoscale adds replicas above this many requests in flight per replica, > 0 "
+                              "(default: %(default)s)")
+        ray.add_argument("--cpus-per-replica", type=float, default=1.0, metavar="CPUS",
+                         help="CPUs Ray reserves per replica, > 0; Paddle runs that many threads, shared by "
+                              "--workers (default: %(default)s)")
+        ray.add_argument("--memory-per-replica-mb", type=int, metavar="MIB",
                          help="memory Ray reserves per replica (default: 768 MiB + 3x the model files)")
-        ray.add_argument("--max-replicas-per-node", type=int,
+        ray.add_argument("--max-replicas-per-node", type=int, metavar="N",
                          help="spread replicas: at most this many on one node (default: no limit)")
         ray.add_argument("--name", default="vslim",
                          help="Serve application name; deploying again under the same name is a rolling update "
-                              "(default vslim)")
-        ray.add_argument("--grpc-port", type=int, default=9000,
-                         help="Ray's gRPC proxy port; it cannot share --port (default 9000)")
-        ray.add_argument("--route-prefix", default="/", help="HTTP path prefix of the application (default /)")
+                              "(default: %(default)s)")
+        ray.add_argument("--grpc-port", type=int, default=9000, metavar="PORT",
+                         help="Ray's gRPC proxy port, 1-65535; it cannot share --port (default: %(default)s)")
+        ray.add_argument("--route-prefix", default="/", metavar="PATH",
+                         help="HTTP path prefix of the application (default: %(default)s)")
         ray.add_argument("--proxy-location", default="EveryNode", choices=["EveryNode", "HeadOnly", "Disabled"],
-                         help="where Ray runs its proxies (default EveryNode: every machine answers)")
+                         help="where Ray runs its proxies: %(choices)s (default: %(default)s, every machine "
+                              "answers)")
         ray.add_argument("--status", action="store_true",
                          help="with --ray: list applications, replicas and their nodes, then exit")
         ray.add_argument("--ray-config", nargs="?", const="serve", choices=["serve", "rayservice"],
@@ -68,24 +99,37 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
                               "(--bundle is the path inside the image)")
         p.set_defaults(handler=serve)
     elif command == "client":
-        p.add_argument("--bundle", required=True, help="the NAME_serving_client folder")
-        p.add_argument("--video", required=True, help="video file to classify")
-        p.add_argument("--address", default="127.0.0.1:9393", help="server host:port")
-        p.add_argument("--protocol", default="grpc",
-                       choices=["grpc", "http", "http-proto", "v2-http", "v2-grpc", "video", "video-file"],
+        p.description = p.description or "Classify a video through a running vslim-serve (or Paddle Serving) server."
+        p.epilog = ("exit status: 0 classified; 2 bad flags or input, or the server refused the request; "
+                    "3 no server at --address")
+        p.add_argument("--bundle", "--client-conf", dest="bundle", required=True, metavar="PATH",
+                       help="the bundle folder vslim-package --target serving wrote, its NAME_serving_client folder "
+                            "or that folder's serving_client_conf.prototxt")
+        p.add_argument("--video", "--input-file", dest="video", required=True, metavar="FILE",
+                       help="video file to classify")
+        p.add_argument("--address", default="127.0.0.1:9393", metavar="HOST[:PORT]",
+                       help="the server: HOST, HOST:PORT, [IPv6] or [IPv6]:PORT; an http(s):// prefix is allowed; "
+                            "without a port, 9393 (vslim-serve's default) in every protocol (default: %(default)s)")
+        p.add_argument("--protocol", default="grpc", choices=PROTOCOL_CHOICES,
                        help="Paddle Serving: grpc / http (JSON) / http-proto, and the Open Inference Protocol "
                             "(KServe v2): v2-http / v2-grpc, all preprocessing here and sending the clip; "
                             "video: post frames to /video/prediction; video-file: post the file to /video/classify "
-                            "(default grpc)")
+                            "(one of: %(choices)s; default: %(default)s)")
         p.add_argument("--server-decode", action="store_true",
                        help="v2 protocols: send the whole video file to the NAME_video model, which decodes it")
         p.add_argument("--json-tensors", action="store_true",
                        help="v2-http: tensors as JSON instead of binary (the binary tensor data extension)")
-        p.add_argument("--top-k", type=int, default=5)
-        p.add_argument("--timeout", type=float, default=60.0)
-        p.add_argument("--auth-token-file", help="file holding the server's bearer token")
-        p.add_argument("--tls-ca", help="PEM certificate(s) to trust: talk TLS to the server")
-        p.add_argument("--json", action="store_true")
+        p.add_argument("--top-k", type=int, default=1, metavar="K",
+                       help="classes to print, best first (>= 1; default: %(default)s)")
+        p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                       help="longest wait for the server's answer, in seconds (> 0; default: %(default)s)")
+        p.add_argument("--auth-token-file", metavar="FILE",
+                       help="file holding the server's bearer token (vslim-serve --auth-token-file; default: none)")
+        p.add_argument("--tls-ca", metavar="PEM",
+                       help="PEM certificate(s) to trust: talk TLS to the server (default: plaintext)")
+        p.add_argument("--json", action="store_true",
+                       help='print {"address", "protocol", "predictions": [{"source", "classes", "scores", '
+                            '"labels"}]} (vslim predict --json\'s entries) instead of PaddleVideo\'s lines')
         p.set_defaults(handler=client)
 
 
@@ -93,6 +137,25 @@ def register(sub) -> None:
     for name, help in (("serve", "serve a bundle over gRPC and HTTP (Paddle Serving protocol)"),
                        ("client", "classify a video through a running server")):
         configure(name, sub.add_parser(name, help=help, description=help))
+
+
+SERVE_DESCRIPTION = """\
+Serve a Paddle Serving bundle (the NAME_serving_server folder vslim-package --target serving writes) on one port:
+Paddle Serving's protocol and KServe v2 (Open Inference Protocol) over gRPC and HTTP, with dynamic batching,
+health, Prometheus /metrics and Swagger UI at /docs. Runs until SIGTERM/SIGINT, then drains. Logs go to stderr;
+stdout stays empty."""
+
+SERVE_EPILOG = """\
+examples:
+  vslim-package --target serving --model-dir int8 --out bundle    make a bundle from a model folder
+  vslim-serve --bundle bundle/NAME_serving_server                 serve it on 127.0.0.1:9393
+  vslim-serve --bundle B --workers 2 --max-batch-size 8           two workers, batches of up to 8
+  vslim-serve --bundle B --log-level warning                      no access lines, only problems
+  vslim-serve --bundle B --ray local --replicas 2                 two replicas on a local Ray cluster"""
+
+
+class _ServeHelp(argparse.RawDescriptionHelpFormatter, DefaultsHelpFormatter):
+    """Keeps the description's and the examples' lines as written; options still show their defaults."""
 
 
 def serve(args) -> int:
@@ -109,7 +172,8 @@ def serve(args) -> int:
         print_json(status(args.ray))
         return 0
     if not args.bundle:
-        raise ConfigError("give --bundle NAME_serving_server (made by: vslim-package --target serving)")
+        raise ConfigError("give --bundle PATH: the NAME_serving_server folder that `vslim-package --target serving "
+                          "--model-dir MODEL --out OUT` writes into OUT")
     if args.ray or args.ray_config:
         return serve_on_ray(args)
     return _serve_here(args)
@@ -123,13 +187,17 @@ def _server_config(args, port: int):
                        device=args.device, use_tensorrt=args.use_tensorrt, precision=args.precision,
                        runtime=args.runtime, max_body_mb=args.max_body_mb, max_request_batch=args.max_request_batch,
                        grace_seconds=args.grace_seconds, warmup=not args.no_warmup, tls_cert=args.tls_cert,
-                       tls_key=args.tls_key, auth_token_file=args.auth_token_file)
+                       tls_key=args.tls_key, auth_token_file=args.auth_token_file, log_level=args.log_level,
+                       access_log=not args.no_access_log)
 
 
 def _serve_here(args) -> int:
+    from ..serving.logs import configure_logging
     from ..serving.server import serve as run
 
-    return run(_server_config(args, 9393 if args.port is None else args.port))
+    cfg = _server_config(args, 9393 if args.port is None else args.port).validate()
+    configure_logging(cfg.log_level)
+    return run(cfg)
 
 
 def _print_ray_config(kind: str, cfg, local: bool) -> int:
@@ -177,55 +245,78 @@ def serve_on_ray(args) -> int:
     return run(cfg)
 
 
-def client(args) -> int:
-    from pathlib import Path
+PROTOCOL_CHOICES = ("grpc", "http", "http-proto", "v2-http", "v2-grpc", "video", "video-file")
 
-    from ..errors import DataError
-    from ..serving.client import ClientConfig, VideoEndpointClient, classify_video, make_client
+
+def client(args) -> int:
+    from ..errors import ConfigError, DataError
+    from ..serving.auth import load_token
+    from ..serving.client import ClientConfig, normalize_address
 
     if not Path(args.video).is_file():
-        raise DataError(f"video {args.video} does not exist")
-    from ..serving.auth import load_token
-
-    security = dict(token=load_token(args.auth_token_file) if args.auth_token_file else None, tls_ca=args.tls_ca)
+        raise DataError(f"video {args.video} does not exist; give a video file with --video")
+    if args.top_k < 1:
+        raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
+    if not args.timeout > 0:
+        raise ConfigError(f"--timeout must be > 0 seconds, got {args.timeout}")
     v2 = args.protocol.startswith("v2-")
     if (args.server_decode and not v2) or (args.json_tensors and args.protocol != "v2-http"):
-        from ..errors import ConfigError
-
         flag = "--server-decode" if args.server_decode and not v2 else "--json-tensors"
         raise ConfigError(f"{flag} applies to {'v2-http' if flag == '--json-tensors' else 'v2-http and v2-grpc'} "
                           f"only; with Paddle Serving use --protocol video-file to let the server decode")
-    if v2:
+    address = normalize_address(args.address)
+    conf = ClientConfig.load(args.bundle)
+    security = dict(token=load_token(args.auth_token_file) if args.auth_token_file else None, tls_ca=args.tls_ca)
+    top = _classify(args, address, conf, security)
+    if args.protocol == "video" and len(top.classes) < min(args.top_k, len(conf.meta.labels) if conf.meta else 1):
+        say(f"note: the server answered {len(top.classes)} class(es) of the {args.top_k} asked for: its "
+            "/video/prediction follows PaddleVideo's pipeline (top-1); --protocol video-file gives top-k")
+    entry = top.entry(args.video)
+    if args.json:
+        print_json({"address": address, "protocol": args.protocol, "predictions": [entry]})
+    else:
+        print(_paddlevideo_text(entry))
+    return 0
+
+
+def _classify(args, address: str, conf, security: dict):
+    """The top-k of ``args.video`` over ``args.protocol``."""
+    from ..serving.client import VideoEndpointClient, classify_video, make_client
+
+    if args.protocol.startswith("v2-"):
         from ..serving.protocols.v2.client import V2GrpcClient, V2HttpClient
 
-        conf = ClientConfig.load(args.bundle)
         if args.protocol == "v2-http":
-            client = V2HttpClient(args.address, conf, args.timeout, binary=not args.json_tensors, **security)
+            client = V2HttpClient(address, conf, args.timeout, binary=not args.json_tensors, **security)
         else:
-            client = V2GrpcClient(args.address, conf, args.timeout, **security)
+            client = V2GrpcClient(address, conf, args.timeout, **security)
         with client:
-            top = client.classify_files([args.video], args.top_k)[0] if args.server_decode else \
-                classify_video(client, args.video, args.top_k)
-    elif args.protocol in ("video", "video-file"):
-        endpoint = VideoEndpointClient(args.address, args.timeout, **security)
-        if args.protocol == "video-file":
-            top = endpoint.classify_file(args.video, args.top_k)
-        else:
+            if args.server_decode:
+                return client.classify_files([args.video], args.top_k)[0]
+            return classify_video(client, args.video, args.top_k)
+    if args.protocol in ("video", "video-file"):
+        endpoint = VideoEndpointClient(address, args.timeout, **security)
+        try:
+            if args.protocol == "video-file":
+                return endpoint.classify_file(args.video, args.top_k)
             from ..data.decode import VideoReader
 
             with VideoReader(args.video) as reader:
                 frames = reader.read(range(reader.num_frames))
-            answer = endpoint.predict_frames(frames)
-            print_json(answer) if args.json else print(f"{args.video}: {dict(zip(answer['key'], answer['value']))}")
-            return 0
-    else:
-        with make_client(args.protocol, args.address, ClientConfig.load(args.bundle), args.timeout, **security) as c:
-            top = classify_video(c, args.video, args.top_k)
-    if args.json:
-        print_json({"video": str(args.video), "protocol": args.protocol, "classes": top.classes,
-                    "scores": top.scores, "labels": top.labels})
-    else:
-        print(f"Current video file: {args.video}")
-        for j, (cid, score, label) in enumerate(zip(top.classes, top.scores, top.labels), start=1):
-            print(f"\ttop-{j} class: {cid}\n\ttop-{j} score: {score}\n\ttop-{j} label: {label}")
-    return 0
+            return endpoint.classify_frames(frames, args.top_k, conf.meta)
+        finally:
+            endpoint.close()
+    with make_client(args.protocol, address, conf, args.timeout, **security) as c:
+        return classify_video(c, args.video, args.top_k)
+
+
+def _paddlevideo_text(entry: dict) -> str:
+    """PaddleVideo's lines, as ``vslim predict`` prints them, and a ``note:`` line for a padded clip."""
+    from dataclasses import fields
+
+    from ..predict import Prediction, format_paddlevideo
+
+    known = {f.name for f in fields(Prediction)}
+    text = format_paddlevideo(Prediction(**{k: v for k, v in entry.items() if k in known}))
+    note = (entry.get("sampling") or {}).get("note")
+    return f"{text}\nnote: {note}" if note and note not in text else text

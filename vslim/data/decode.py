@@ -17,6 +17,10 @@ Two readers give identical RGB frames (FFmpeg decodes and converts in both):
 Neither reader trusts seeks in containers without an index (MPEG-TS/PS; PyAV also AVI,
 whose B-frame timestamps come out in decode order): those are read forward, counting
 frames, which is slower but lands on the right frame.
+
+FFmpeg opens a PNG or JPEG as a one-frame "video", so a still image would be classified
+with full confidence; both readers refuse what is not a video (still images by their
+signature, empty files, text) before decoding, and put FFmpeg's errors in plain words.
 """
 from __future__ import annotations
 
@@ -37,6 +41,111 @@ DECODERS = ("auto", "pyav", "opencv")
 # Containers whose index gives exact key-frame seeks and presentation-order timestamps.
 SEEKABLE_FORMATS = {"mov", "mp4", "matroska", "webm"}
 
+# Signatures of single-picture formats: FFmpeg would read each as a one-frame video.
+STILL_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"II*\x00", "TIFF"),
+                    (b"MM\x00*", "TIFF"))
+# Image formats that may hold an animation: a still image only when they hold one frame.
+ANIMATION_SIGNATURES = ((b"GIF87a", "GIF"), (b"GIF89a", "GIF"))
+MJPEG_SUFFIXES = {".mjpeg", ".mjpg"}  # raw Motion-JPEG streams start like a JPEG picture
+HEAD_BYTES = 4096
+
+
+def image_signature(head: bytes, suffix: str = "") -> tuple[str, bool] | None:
+    """``(format, may_be_animated)`` when ``head`` starts like an image file, else None."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP", b"ANIM" in head
+    if head.startswith(b"\x89PNG") and b"acTL" in head:  # APNG: its animation control chunk precedes the pixels
+        return "PNG", True
+    if head.startswith(b"\xff\xd8\xff") and suffix.lower() in MJPEG_SUFFIXES:
+        return "JPEG", True
+    if head[:2] == b"BM" and head[6:10] == b"\x00\x00\x00\x00":  # "BM", file size, two zero reserved fields
+        return "BMP", False
+    for magic, kind in STILL_SIGNATURES:
+        if head.startswith(magic):
+            return kind, False
+    for magic, kind in ANIMATION_SIGNATURES:
+        if head.startswith(magic):
+            return kind, True
+    return None
+
+
+def text_start(head: bytes) -> str | None:
+    """The first line of ``head`` when the file is plain text (no video container is), else None."""
+    if not head or b"\x00" in head:
+        return None
+    text = head.decode("utf-8", errors="ignore")
+    if len(text.encode()) < 0.95 * len(head):  # mostly not UTF-8 at all
+        return None
+    if not text or sum(c.isprintable() or c in "\r\n\t" for c in text) < 0.95 * len(text):
+        return None
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first[:40] + ("..." if len(first) > 40 else "")
+
+
+def still_image_error(name: str, fmt: str) -> DataError:
+    return DataError(f"{name} is a still image ({fmt}), not a video; give a video file or a folder of frames")
+
+
+def ffmpeg_reason(exc: BaseException) -> str:
+    """FFmpeg's error as the user's situation: what the file is, then FFmpeg's own words in brackets."""
+    import av.error as averr
+
+    words = getattr(exc, "strerror", None) or str(exc)
+    if isinstance(exc, (averr.InvalidDataError, averr.DemuxerNotFoundError)):
+        plain = "the file is not a video container FFmpeg can read"
+    elif isinstance(exc, averr.EOFError):
+        plain = "the file ends before its video data (cut short?)"
+    elif isinstance(exc, averr.DecoderNotFoundError):
+        plain = "its video codec is not one this FFmpeg build can decode"
+    elif isinstance(exc, averr.PermissionError):
+        plain = "the file cannot be read (check its permissions)"
+    elif isinstance(exc, averr.MemoryError):
+        plain = "FFmpeg ran out of memory reading it"
+    else:
+        plain = "FFmpeg could not read it"
+    return f"{plain} ({words})"
+
+
+def _check_video_file(path: Path, name: str) -> bytes:
+    """Refuse what is surely not a video before a decoder sees it; the file's first bytes."""
+    if not path.exists():
+        raise DataError(f"video {name} does not exist")
+    if not path.is_file():
+        raise DataError(f"video {name} is a folder, not a file; give a video file (a folder of frames is "
+                        "read as frames, not through a video decoder)")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(HEAD_BYTES)
+    except OSError as exc:
+        raise DataError(f"video {name} cannot be read ({exc.strerror or exc}); check its permissions") from None
+    if not head:
+        raise DataError(f"{name} is empty (0 bytes), not a video; give a video file")
+    sig = image_signature(head, path.suffix)
+    if sig and not sig[1]:
+        raise still_image_error(name, sig[0])
+    return head
+
+
+def _after_open(name: str, head: bytes, suffix: str, num_frames: int) -> None:
+    """Refuse an animated-image format (GIF, ...) holding one picture, and a video with no frames."""
+    sig = image_signature(head, suffix)
+    if sig and num_frames <= 1:
+        raise still_image_error(name, sig[0])
+    if num_frames < 1:
+        raise DataError(f"{name} holds no video frames (its video stream is empty); give a video with frames")
+
+
+def _unreadable(name: str, head: bytes, reason: str) -> DataError:
+    """``reason`` ends with FFmpeg's own words in brackets, kept when the file turns out to be text."""
+    text = text_start(head)
+    words = reason[reason.rfind(" ("):] if reason.endswith(")") else ""
+    if text is not None:
+        reason = f"it is a text file (it starts with {text!r}), not a video{words}"
+    elif head[4:8] == b"ftyp" and reason.startswith("the file is not a video container"):
+        reason = ("it starts like an MP4/MOV file but its index cannot be read: cut short, or still being "
+                  f"written?{words}")
+    return DataError(f"{name} cannot be decoded: {reason}")
+
 
 def pyav_available() -> bool:
     try:
@@ -46,13 +155,43 @@ def pyav_available() -> bool:
     return True
 
 
-def open_video(path: Path | str, decoder: str = "auto"):
-    """A frame reader for ``path``: ``auto`` is PyAV when installed, else OpenCV."""
+def open_video(path: Path | str, decoder: str = "auto", name: str | None = None):
+    """A frame reader for ``path``: ``auto`` is PyAV when installed, else OpenCV.
+
+    ``name`` is how errors call the file (default: the path), e.g. "the posted video".
+    """
     if decoder not in DECODERS:
         raise ConfigError(f"unknown video decoder {decoder!r}; use one of {', '.join(DECODERS)}")
     if decoder == "pyav" or (decoder == "auto" and pyav_available()):
-        return PyAVReader(path)
-    return VideoReader(path)
+        return PyAVReader(path, name)
+    return VideoReader(path, name)
+
+
+def probe_video(path: Path | str, decoder: str = "auto", name: str | None = None) -> int:
+    """The frame count of a video that opens, or the DataError a clip from it would meet."""
+    with open_video(path, decoder, name) as reader:
+        return reader.num_frames
+
+
+def _opencv_failure(path: Path, name: str, head: bytes) -> DataError:
+    """OpenCV says only "not opened"; PyAV (when installed) can say why."""
+    reason = "OpenCV cannot open it (not a video, an unsupported codec, or a video with no frames)"
+    if pyav_available():
+        import av
+
+        try:
+            with av.open(str(path)) as container:
+                if not container.streams.video:
+                    return _no_video_stream(name, container)
+        except av.FFmpegError as exc:
+            reason = ffmpeg_reason(exc)
+    return _unreadable(name, head, reason)
+
+
+def _no_video_stream(name: str, container) -> DataError:
+    kinds = sorted({s.type for s in container.streams})
+    found = f"no video stream, only {' and '.join(kinds)}" if kinds else "no streams at all"
+    return DataError(f"{name} holds no video frames: it has {found}; give a video file")
 
 
 class _Reader:
@@ -73,20 +212,23 @@ class VideoReader(_Reader):
 
     decoder = "opencv"
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, name: str | None = None):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise DataError(f"video {self.path} does not exist")
+        self.name = name or str(path)
+        head = _check_video_file(self.path, self.name)
         self._cap = cv2.VideoCapture(str(self.path))
         if not self._cap.isOpened():
-            raise DataError(f"video {self.path} cannot be opened by OpenCV (not a video, or an unsupported codec)")
+            raise _opencv_failure(self.path, self.name, head)
         self._pos = 0
         self._can_seek = self.path.suffix.lower() in OPENCV_SEEKABLE_SUFFIXES
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self._can_seek else 0
         # Without an index the count is estimated from the duration (104 for 120 frames, measured)
         self.num_frames = count if count > 0 else self._count_by_decoding()
-        if self.num_frames < 1:
-            raise DataError(f"video {self.path} has no decodable frames")
+        try:
+            _after_open(self.name, head, self.path.suffix, self.num_frames)
+        except DataError:
+            self.close()
+            raise
 
     def _count_by_decoding(self) -> int:
         n = 0
@@ -143,7 +285,8 @@ class VideoReader(_Reader):
             frames.append(frame[:, :, ::-1])
         self._pos = len(frames)
         if not frames:
-            raise DataError(f"video {self.path} has no decodable frames")
+            raise DataError(f"{self.name} cannot be decoded: OpenCV decoded no frame of it (damaged video "
+                            "data, or an unsupported codec)")
         return frames
 
     def close(self) -> None:
@@ -163,23 +306,24 @@ class PyAVReader(_Reader):
 
     decoder = "pyav"
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, name: str | None = None):
         try:
             import av
         except ImportError as exc:
             raise ConfigError("the pyav decoder needs PyAV: pip install av (or use --decoder opencv)") from exc
         self.path = Path(path)
-        if not self.path.is_file():
-            raise DataError(f"video {self.path} does not exist")
+        self.name = name or str(path)
+        head = _check_video_file(self.path, self.name)
         self._container = None
         try:
             self._open()
+            self._refuse_image_format()
             self.seekable = bool(set(self._container.format.name.split(",")) & SEEKABLE_FORMATS)
             self._index_packets()
+            _after_open(self.name, head, self.path.suffix, len(self._pts))
         except av.FFmpegError as exc:
             self.close()
-            raise DataError(f"video {self.path} cannot be opened (not a video, or an unsupported codec): "
-                            f"{exc}") from None
+            raise _unreadable(self.name, head, ffmpeg_reason(exc)) from None
         except BaseException:
             self.close()
             raise
@@ -194,14 +338,23 @@ class PyAVReader(_Reader):
 
         try:
             self._container = av.open(str(self.path))
+        except av.FFmpegError:
+            raise
         except ValueError as exc:
-            raise DataError(f"video {self.path} cannot be opened: {exc}") from None
+            raise DataError(f"{self.name} cannot be opened: {exc}") from None
         if not self._container.streams.video:
-            raise DataError(f"{self.path} holds no video stream")
+            raise _no_video_stream(self.name, self._container)
         self._stream = self._container.streams.video[0]
         # Slice threads only: frame threading delays every frame after a seek by one
         # frame per thread, which costs more than it saves at 8 frames a clip.
         self._stream.thread_type = "SLICE"
+
+    def _refuse_image_format(self) -> None:
+        """An image FFmpeg recognised by its contents (formats the signatures above do not list)."""
+        fmt = self._container.format.name
+        if fmt.endswith("_pipe") or fmt == "image2":
+            codec = self._stream.codec_context.name
+            raise still_image_error(self.name, fmt.removesuffix("_pipe").upper() if fmt != "image2" else codec.upper())
 
     def _index_packets(self) -> None:
         """Presentation timestamps of every frame and of the key frames, from the packets alone."""
@@ -219,8 +372,12 @@ class PyAVReader(_Reader):
             if not keys:
                 raise
             self.seekable = False  # damaged past this point: what was indexed is read in order
-        if not pts or not keys:
-            raise DataError(f"video {self.path} has no decodable frames")
+        if not pts:
+            raise DataError(f"{self.name} holds no video frames (its video stream is empty); give a video with "
+                            "frames")
+        if not keys:
+            raise DataError(f"{self.name} cannot be decoded: its video stream has no key frame to start "
+                            "decoding from (damaged or cut from a longer stream)")
         self._pts, self._keys = sorted(pts), sorted(keys)
 
     def _restart(self) -> None:
@@ -297,9 +454,9 @@ class PyAVReader(_Reader):
                     break
         except av.FFmpegError as exc:
             if last is None:
-                raise DataError(f"video {self.path} cannot be decoded: {exc}") from None
+                raise DataError(f"{self.name} cannot be decoded: {ffmpeg_reason(exc)}") from None
         if last is None:
-            raise DataError(f"video {self.path} has no decodable frames")
+            raise DataError(f"{self.name} cannot be decoded: FFmpeg decoded no frame of it (damaged video data)")
         tail = last.to_ndarray(format="rgb24")  # fewer frames than the packets said: clamp
         self._last_pts = None
         self._frames = None

@@ -10,7 +10,7 @@ from ..errors import DataError
 from . import transforms as T
 from .decode import open_video, read_frame_files
 from .lists import VideoEntry
-from .sampling import segment_indices
+from .sampling import Sampling, sampling_record, segment_indices
 
 
 MAX_ASPECT = 16  # widest frame shape accepted (panoramic video is about 4:1)
@@ -48,20 +48,36 @@ class ClipPipeline:
         return self.transform(frames, train, rng)
 
     def sample_video(self, path: Path | str, train: bool = False, rng=None) -> np.ndarray:
-        with open_video(path, self.decoder) as reader:
-            return reader.read(self.indices(reader.num_frames, train, rng))
+        return self.sample_video_noting(path, train, rng)[0]
+
+    def sample_video_noting(self, path: Path | str, train: bool = False, rng=None,
+                            name: str | None = None) -> tuple[np.ndarray, Sampling | None]:
+        """The sampled frames, and the record saying frames were repeated when the video is too short."""
+        with open_video(path, self.decoder, name) as reader:
+            idx = self.indices(reader.num_frames, train, rng)
+            return reader.read(idx), sampling_record(reader.num_frames, idx)
 
     def from_video(self, path: Path | str) -> np.ndarray:
-        return self.transform(self.sample_video(path))
+        return self.video_clip(path)[0]
+
+    def video_clip(self, path: Path | str, name: str | None = None) -> tuple[np.ndarray, Sampling | None]:
+        """Evaluation clip of a video file, with the sampling record of a too-short video (else None)."""
+        frames, sampling = self.sample_video_noting(path, name=name)
+        return self.transform(frames), sampling
 
     def from_frames(self, frames: np.ndarray, train: bool = False, rng=None) -> np.ndarray:
         """Clip from all decoded frames of a video, ``[N, H, W, 3]`` uint8 RGB."""
+        return self.frames_clip(frames, train, rng)[0]
+
+    def frames_clip(self, frames: np.ndarray, train: bool = False, rng=None) -> tuple[np.ndarray, Sampling | None]:
+        """:meth:`from_frames` with the sampling record of a too-short frame sequence (else None)."""
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
             raise DataError(f"frames must be a [T, H, W, 3] array with T >= 1, got shape {list(frames.shape)}")
         if frames.dtype != np.uint8:
             raise DataError(f"frames must be uint8 RGB, got {frames.dtype}")
-        return self.transform(frames[self.indices(len(frames), train, rng)], train, rng)
+        idx = self.indices(len(frames), train, rng)
+        return self.transform(frames[idx], train, rng), sampling_record(len(frames), idx)
 
     def transform(self, frames: np.ndarray, train: bool = False, rng=None) -> np.ndarray:
         cfg = self.cfg

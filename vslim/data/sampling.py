@@ -6,6 +6,8 @@ Indices are 0-based; frame folders add 1 when naming files.
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import numpy as np
 
 
@@ -34,3 +36,31 @@ def segment_indices(
         start = seg
     idx = start[:, None] + np.arange(seg_len)[None, :]
     return (idx.reshape(-1) % num_frames).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a clip was taken from a video too short for it: said to users, never silent.
+
+    Printed as ``sampling`` beside a prediction (``vslim predict --json``, the servers'
+    video answers) and as a ``note:`` line in text output.
+    """
+
+    video_frames: int
+    clip_frames: int
+    repeated: bool
+    note: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sampling_record(num_frames: int, indices) -> Sampling | None:
+    """The record for a clip whose ``indices`` repeat frames (a video shorter than the clip); None otherwise."""
+    indices = [int(i) for i in indices]
+    if len(set(indices)) == len(indices):
+        return None
+    frames = f"{num_frames} frame" + ("" if num_frames == 1 else "s")
+    note = (f"the video has {frames} but the model's clip takes {len(indices)}, so frames were repeated to fill "
+            "it (as PaddleVideo does)")
+    return Sampling(num_frames, len(indices), True, note)

@@ -8,21 +8,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ModelError
-from ..model_meta import load_meta
+from ..model_meta import ModelMeta, check_model_folder, load_meta
+
+UNREAD = object()  # find_model_files(meta=...): vslim.json not read yet
 
 _PREFERRED = ("model", "inference", "ppTSM")
 
 
 def find_model_files(model_dir: Path | str, model_filename: str | None = None,
-                     params_filename: str | None = None) -> tuple[Path, Path]:
+                     params_filename: str | None = None, meta: ModelMeta | None | object = UNREAD
+                     ) -> tuple[Path, Path]:
     """``(model_file, params_file)`` of the one inference model in ``model_dir``.
 
     Explicit file names win; then the names in ``vslim.json``; then the only
-    ``.pdmodel`` in the folder (or a conventional name among several).
+    ``.pdmodel`` in the folder (or a conventional name among several). ``meta``: the
+    folder's vslim.json when the caller has read it already (None: it has none).
     """
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise ModelError(f"model folder {model_dir} does not exist")
+    model_dir = check_model_folder(model_dir)
     if model_filename:
         _plain_name(model_filename, model_dir)
         if params_filename:
@@ -30,7 +32,7 @@ def find_model_files(model_dir: Path | str, model_filename: str | None = None,
         model = model_dir / model_filename
         params = model_dir / (params_filename or Path(model_filename).with_suffix(".pdiparams").name)
         return _check_pair(model_dir, model, params)
-    meta = load_meta(model_dir)
+    meta = load_meta(model_dir) if meta is UNREAD else meta
     if meta and meta.model_file and meta.params_file:
         for name in (meta.model_file, meta.params_file):
             _plain_name(name, model_dir)

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..config import PredictorConfig
 from ..errors import InferenceError, ModelError
-from ..model_meta import ModelMeta, default_labels, load_meta
+from ..model_meta import ModelMeta, check_model_folder, default_labels, load_meta
 from .model_files import find_model_files
 from .program import TensorSpec, feed_specs, fetch_specs, is_quantized, parse_program
 
@@ -51,13 +51,14 @@ class ModelInfo:
 def inspect_model(model_dir: Path | str, model_filename: str | None = None,
                   params_filename: str | None = None) -> ModelInfo:
     """Read a model folder without running it; errors name the broken file."""
-    model_dir = Path(model_dir)
-    model_file, params_file = find_model_files(model_dir, model_filename, params_filename)
+    model_dir = check_model_folder(model_dir)
+    meta = load_meta(model_dir)  # read once: find_model_files takes the file names from it
+    model_file, params_file = find_model_files(model_dir, model_filename, params_filename, meta=meta)
     prog = parse_program(model_file)
     inputs, outputs = tuple(feed_specs(prog)), tuple(fetch_specs(prog))
     if not inputs or not outputs:
         raise ModelError(f"model {model_file} declares no inputs or no outputs")
-    meta = load_meta(model_dir) or _meta_from_program(inputs, outputs)
+    meta = meta or _meta_from_program(inputs, outputs)
     return ModelInfo(model_dir, model_file, params_file, inputs, outputs, is_quantized(prog), meta)
 
 

@@ -38,10 +38,11 @@ struct Tensor {
   size_t NumValues() const;
 };
 
-// Every failure the client reports; kind() tells which side is at fault.
+// Every failure the client reports; kind() tells which side is at fault. kUnreachable: nothing
+// answered at the address (refused, unknown host), as opposed to a server that answered with an error.
 class Error : public std::runtime_error {
  public:
-  enum class Kind { kConfig, kInput, kRpc, kServer };
+  enum class Kind { kConfig, kInput, kRpc, kServer, kUnreachable };
   Error(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
   Kind kind() const { return kind_; }
 
@@ -57,10 +58,27 @@ struct VarInfo {
   std::vector<int64_t> shape;  // without the batch dimension
 };
 
+// vslim-serve's port: what an address without a port means (gRPC alone would take 443).
+constexpr int kDefaultPort = 9393;
+
+// A server address: "HOST", "HOST:PORT", "[IPv6]", "[IPv6]:PORT" or a bare IPv6 address.
+struct Address {
+  std::string host;        // without brackets
+  int port = kDefaultPort;
+  bool port_given = false;  // the text named a port
+
+  // "host:port", with brackets around an IPv6 host: what gRPC and the messages use.
+  std::string ToString() const;
+};
+
+// Error(kConfig) naming the text and the accepted forms when it is not an address.
+Address ParseAddress(const std::string& text);
+
 // The feed/fetch declaration of a model, read from serving_client_conf.prototxt.
 class ClientConfig {
  public:
-  // `path` is a *_serving_client folder or a serving_client_conf.prototxt file.
+  // `path` is a bundle folder (vslim-package --out), its *_serving_client folder or that folder's
+  // serving_client_conf.prototxt; a *_serving_server folder leads to its *_serving_client twin.
   static ClientConfig Load(const std::string& path);
 
   const std::vector<VarInfo>& feeds() const { return feeds_; }
@@ -88,6 +106,8 @@ std::string ReadTokenFile(const std::string& path);
 
 class Client {
  public:
+  // `host` may be an IPv6 address, bracketed or not. Predict() throws Error(kUnreachable) with
+  // "no server at HOST:PORT — is vslim-serve running? (cause)" when nothing answers there.
   Client(const std::string& host, int port, ClientConfig config, std::chrono::milliseconds deadline,
          Security security = {});
   ~Client();

@@ -4,7 +4,8 @@
   message as proto3 JSON (``application/json``) or binary (``application/proto``),
   answered in kind; ``Content-Encoding: gzip`` accepted.
 * ``POST /video/prediction``: PaddleVideo's pipeline client body
-  ``{"key": ["frames", "frames_shape"], "value": [base64 uint8 THWC, "(T, H, W, 3)"]}``.
+  ``{"key": ["frames", "frames_shape"], "value": [base64 uint8 THWC, "(T, H, W, 3)"]}``;
+  ``?top_k=K`` (vslim's, default 1) lists K labels and probabilities.
 * ``POST /video/classify?top_k=5``: a video file as the body; top-k classes back.
 """
 from __future__ import annotations
@@ -48,9 +49,11 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def pipeline_answer(err_no: int, err_msg: str, key=(), value=(), status: int = 200) -> JSONResponse:
-    return JSONResponse({"err_no": err_no, "err_msg": err_msg, "key": list(key), "value": list(value),
-                         "tensors": []}, status_code=status)
+def pipeline_answer(err_no: int, err_msg: str, key=(), value=(), status: int = 200, sampling=None) -> JSONResponse:
+    doc = {"err_no": err_no, "err_msg": err_msg, "key": list(key), "value": list(value), "tensors": []}
+    if sampling is not None:  # the clip repeated frames of a too-short video: say so (vslim's addition)
+        doc["sampling"] = sampling.to_dict()
+    return JSONResponse(doc, status_code=status)
 
 
 def router(service: ModelService) -> APIRouter:
@@ -93,22 +96,22 @@ def router(service: ModelService) -> APIRouter:
 
     @api.post("/video/prediction", openapi_extra=VIDEO_BODY, responses=VIDEO_RESPONSES,
               summary="PaddleVideo pipeline endpoint: base64 uint8 frames -> label and probability")
-    async def video_prediction(request: Request) -> JSONResponse:
+    async def video_prediction(request: Request, top_k: int = Query(1, ge=1, le=1000)) -> JSONResponse:
         start = time.perf_counter()
         try:
             service.check_ready()
             body = await read_decoded(request, service.max_body)
             frames, _ = await asyncio.to_thread(codec.parse_frames, body, service.max_body)
-            clip = await asyncio.to_thread(clip_from_frames, service.pipeline, frames)
+            clip, sampling = await asyncio.to_thread(clip_from_frames, service.pipeline, frames)
             service.stats[VIDEO_MODEL].phase("compute_input", time.perf_counter() - start)
-            (top,) = await service.classify([clip], 1, PROTOCOL)
+            (top,) = await service.classify([clip], top_k, PROTOCOL)  # 1: PaddleVideo's answer
         except Exception as exc:
             exc = exc if isinstance(exc, RequestError) else unexpected(exc, "/video/prediction")
             service.record(PROTOCOL, "video", start, exc, VIDEO_MODEL)
             return pipeline_answer(ERR_NO[exc.kind], str(exc), status=HTTP_STATUS[exc.kind])
         service.record(PROTOCOL, "video", start, model=VIDEO_MODEL)
         service.stats[VIDEO_MODEL].items(1)
-        return pipeline_answer(0, "", ["label", "prob"], [str(top.labels), str(top.scores)])
+        return pipeline_answer(0, "", ["label", "prob"], [str(top.labels), str(top.scores)], sampling=sampling)
 
     @api.post("/video/classify", openapi_extra=FILE_BODY, responses=VIDEO_RESPONSES,
               summary="Classify a posted video file (mp4, avi, ...): top-k classes")
@@ -119,7 +122,7 @@ def router(service: ModelService) -> APIRouter:
             body = await read_body(request, service.max_body)
             if not body:
                 raise RequestError("empty body: post the video file's bytes")
-            clip = await asyncio.to_thread(clip_from_video_bytes, service.pipeline, body)
+            clip, sampling = await asyncio.to_thread(clip_from_video_bytes, service.pipeline, body)
             service.stats[VIDEO_MODEL].phase("compute_input", time.perf_counter() - start)
             (top,) = await service.classify([clip], top_k, PROTOCOL)
         except Exception as exc:
@@ -128,7 +131,10 @@ def router(service: ModelService) -> APIRouter:
             return JSONResponse({"error": str(exc)}, status_code=HTTP_STATUS[exc.kind])
         service.record(PROTOCOL, "classify", start, model=VIDEO_MODEL)
         service.stats[VIDEO_MODEL].items(1)
-        return JSONResponse({"model": service.name, "precision": service.bundle.info.precision, "top_k": [
-            {"class_id": i, "label": l, "score": s} for i, l, s in zip(top.ids, top.labels, top.scores)]})
+        answer = {"model": service.name, "precision": service.bundle.info.precision, "top_k": [
+            {"class_id": i, "label": l, "score": s} for i, l, s in zip(top.ids, top.labels, top.scores)]}
+        if sampling is not None:  # the video was shorter than the clip: frames were repeated
+            answer["sampling"] = sampling.to_dict()
+        return JSONResponse(answer)
 
     return api

@@ -18,7 +18,8 @@ import orjson
 
 from vslim.serving.errors import ServingError
 
-from ...client import DEFAULT_TIMEOUT, Client, TopK, _named_arrays, _session, grpc_channel
+from ...client import (DEFAULT_TIMEOUT, Client, TopK, _named_arrays, _session, grpc_channel, grpc_unreachable,
+                       http_unreachable, sampling_record)
 from .datatypes import BYTES, CONTENTS, DTYPES, datatype_of, from_json, from_raw, to_raw
 from .proto import set_parameter
 
@@ -33,8 +34,17 @@ def _bytes_tensor(elements: Sequence[bytes]) -> np.ndarray:
 
 def _tops(result: dict[str, np.ndarray]) -> list[TopK]:
     labels, ids, probs = result["label"], result["class_id"], result["prob"]
-    return [TopK([int(i) for i in ids[r]], [float(p) for p in probs[r]], [bytes(x).decode() for x in labels[r]])
-            for r in range(len(ids))]
+    sampling = _sampling_rows(result.get("sampling"), len(ids))
+    return [TopK([int(i) for i in ids[r]], [float(p) for p in probs[r]], [bytes(x).decode() for x in labels[r]],
+                 sampling[r]) for r in range(len(ids))]
+
+
+def _sampling_rows(value: Optional[np.ndarray], rows: int) -> list[Optional[dict]]:
+    """A ``sampling`` output (one JSON text per video, sent when a clip was padded) as one record per row."""
+    flat = [] if value is None else list(np.asarray(value).reshape(-1))
+    if len(flat) != rows:
+        return [None] * rows
+    return [sampling_record(x if isinstance(x, (bytes, str)) else bytes(x)) for x in flat]
 
 
 class _V2Client(Client):
@@ -50,7 +60,7 @@ class _V2Client(Client):
         inputs = {alias: array for _, alias, array in _named_arrays(feed, self.config)}
         return self.infer(self.model, inputs, list(fetch) if fetch else None, request_id=str(log_id) if log_id else "")
 
-    def classify_files(self, videos: Sequence[Path | str], top_k: int = 5, model: Optional[str] = None) -> list[TopK]:
+    def classify_files(self, videos: Sequence[Path | str], top_k: int = 1, model: Optional[str] = None) -> list[TopK]:
         """Send whole video files to the ``{name}_video`` model; the server decodes them. One TopK per file."""
         model = model or f"{self.model}_video"
         data = _bytes_tensor([Path(v).read_bytes() for v in videos])
@@ -82,7 +92,7 @@ class V2HttpClient(_V2Client):
         try:
             return self._session.request(method, f"{self.base}{path}", timeout=self.timeout, **kw)
         except self._requests.RequestException as exc:
-            raise self._fail("request", f"{exc}") from None
+            raise (http_unreachable(exc, self.address, self.timeout) or self._fail("request", f"{exc}")) from None
 
     def _json(self, path: str) -> dict:
         r = self._request("GET", path)
@@ -202,6 +212,8 @@ class V2GrpcClient(_V2Client):
         try:
             return self._calls[method](request, timeout=self.timeout, metadata=self._metadata)
         except self._grpc.RpcError as exc:
+            if (gone := grpc_unreachable(exc, self.address)) is not None:
+                raise gone from None
             code = exc.code().name if exc.code() else "UNKNOWN"
             raise self._fail(code, exc.details() or "") from None
 

@@ -4,7 +4,9 @@
 * ``{name}_video``: a whole video file per clip (``video``, BYTES, ``[N]``) or decoded
   frames (``frames``, UINT8, ``[T, H, W, 3]``) in; ``label`` (BYTES), ``class_id``
   (INT64) and ``prob`` (FP32), each ``[N, k]``, out, for the top-k classes
-  (request parameter ``top_k``, default 5). Its clips go through the same engine
+  (request parameter ``top_k``, default 5), and ``sampling`` (BYTES ``[N, 1]``: the JSON
+  record of a clip that repeated frames of a too-short video, else empty) when asked
+  for or when a clip was padded. Its clips go through the same engine
   queue as tensor requests, so they batch with requests of any protocol.
 
 Names, statuses and messages follow Triton where the specification leaves
@@ -17,6 +19,7 @@ import time
 from typing import Any, Optional
 
 import numpy as np
+import orjson
 
 from vslim import __version__
 from vslim.textnum import whole_number
@@ -141,7 +144,7 @@ class VideoModel(V2Model):
     kind = VIDEO_MODEL
     platform = "vslim_video"
     INPUTS = {"video": (BYTES, [-1]), "frames": ("UINT8", [-1, -1, -1, 3])}
-    OUTPUTS = {"label": BYTES, "class_id": "INT64", "prob": "FP32"}
+    OUTPUTS = {"label": BYTES, "class_id": "INT64", "prob": "FP32", "sampling": BYTES}
 
     def _inputs(self) -> list[dict]:
         return [_tensor(name, dt, shape) for name, (dt, shape) in self.INPUTS.items()]
@@ -176,7 +179,7 @@ class VideoModel(V2Model):
             raise RequestError(f"input {inp.name!r} must be {want}, got {inp.datatype}")
         return inp
 
-    async def _clips(self, inp: InferInput) -> list[np.ndarray]:
+    async def _clips(self, inp: InferInput) -> list[tuple]:
         s, shape = self.service, inp.shape
         if inp.name == "video":
             if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] < 1:
@@ -198,21 +201,25 @@ class VideoModel(V2Model):
 
     async def infer(self, req: InferRequest, tag: str) -> InferResponse:
         _refuse_classification(req, "this model already answers the top-k classes (parameter top_k)")
-        asked = [o.name for o in req.outputs] or list(self.OUTPUTS)
+        asked = [o.name for o in req.outputs]
         unknown = [n for n in asked if n not in self.OUTPUTS]
         if unknown:
             raise RequestError(f"unknown output(s) {unknown}; model {self.name!r} gives {list(self.OUTPUTS)}")
         top_k = self._top_k(req.parameters)
         start = time.perf_counter()
-        clips = await self._clips(self._one_input(req))
+        clips, samplings = zip(*await self._clips(self._one_input(req)))
+        if not asked:  # every output; sampling only when a clip was padded, so plain answers stay as they were
+            asked = [n for n in self.OUTPUTS if n != "sampling" or any(x is not None for x in samplings)]
         stats = self.service.stats[self.kind]
         stats.phase("compute_input", time.perf_counter() - start, len(clips))
-        answers = await self.service.classify(clips, top_k, tag)
+        answers = await self.service.classify(list(clips), top_k, tag)
         stats.items(len(clips))
         labels = np.empty((len(answers), top_k), dtype=object)
         labels[:] = [[label.encode() for label in a.labels] for a in answers]
         arrays = {"label": labels, "class_id": np.array([a.ids for a in answers], dtype=np.int64),
-                  "prob": np.array([a.scores for a in answers], dtype=np.float32)}
+                  "prob": np.array([a.scores for a in answers], dtype=np.float32),
+                  "sampling": np.empty((len(answers), 1), dtype=object)}
+        arrays["sampling"][:, 0] = [orjson.dumps(x.to_dict()) if x is not None else b"" for x in samplings]
         return InferResponse(self.name, VERSION, req.id, [
             InferOutput(n, self.OUTPUTS[n], list(arrays[n].shape), arrays[n]) for n in dict.fromkeys(asked)])
 
