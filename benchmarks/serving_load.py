@@ -176,7 +176,7 @@ def run_serving(cfg: ServingBench, say: Callable[[str], None] = print) -> dict:
             label = f"batching {max_batch}" if max_batch > 1 else "no batching"
             say(f"starting a server ({label})")
             with ServerProcess(cfg.bundle, "--workers", cfg.workers, "--threads", cfg.threads, "--max-batch-size",
-                               max_batch, "--batch-timeout-ms", cfg.batch_timeout_ms) as server:
+                               max_batch, "--batch-timeout-ms", cfg.batch_timeout_ms, "--no-access-log") as server:
                 report["rows"] += _sweep(server.address, server.url, cfg, conf, clip, label, bar)
         if ray_runs:
             report["rows"] += _ray_sweeps(cfg, conf, clip, bar, say)

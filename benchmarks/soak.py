@@ -101,7 +101,7 @@ def run_soak(cfg: SoakBench, say: Callable[[str], None] = print) -> dict:
     expected = Predictor(server_dir, PredictorConfig(threads=cfg.threads)).run(clips)
     report = {"kind": "soak", "environment": environment(), "config": cfg.__dict__, "protocols": {}}
     with ServerProcess(server_dir, "--max-batch-size", cfg.max_batch_size, "--workers", cfg.workers,
-                       "--threads", cfg.threads, *cfg.server_args) as server:
+                       "--threads", cfg.threads, "--no-access-log", *cfg.server_args) as server:
         with make_client(cfg.protocols[0], server.address, conf) as c:  # warm-up before the first RSS reading
             for k in range(len(clips)):
                 c.predict({conf.signature.feeds[0].alias: clips[k : k + 1]})

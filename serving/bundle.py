@@ -72,8 +72,6 @@ def write_config(folder: Path, filename: str, conf) -> None:
     (folder / stream).write_bytes(conf.SerializeToString())
 
 
-
-
 def package_serving(cfg: ServingPackageConfig, say=lambda _: None) -> BundlePaths:
     """Write a Paddle Serving bundle of the inference model in ``cfg.model_dir`` to ``cfg.output_dir``.
 
@@ -315,9 +313,3 @@ def load_bundle(server_dir: Path | str, verify: bool = True) -> ServingBundle:
     if declared != actual:
         raise BundleError(f"{server_dir / SERVER_CONF} feeds {sorted(declared)} but the model takes {sorted(actual)}")
     return ServingBundle(server_dir, conf, info, manifest)
-
-
-def client_meta(client_dir: Path | str) -> Optional[ModelMeta]:
-    from vslim.model_meta import load_meta
-
-    return load_meta(client_dir) if (Path(client_dir) / META_FILE).is_file() else None

@@ -31,7 +31,7 @@ from vslim.model_meta import ModelMeta, load_meta
 
 from .bundle import CLIENT_CONF, CLIENT_SUFFIX, SERVER_SUFFIX, read_config
 from .protocols.paddle_serving import codec, fastwire
-from .protocols.paddle_serving.types import CODES, code_of, fill_tensor, service_pb2, signature_of
+from .protocols.paddle_serving.types import CODES, code_of, service_pb2, signature_of
 from .signature import Signature
 
 DEFAULT_TIMEOUT = 60.0
@@ -96,15 +96,6 @@ def _fetch_names(fetch: Optional[Sequence[str]], config: Optional[ClientConfig])
     if fetch:
         return list(fetch)
     return [s.alias for s in config.signature.fetches] if config else []
-
-
-def build_request(feed: dict[str, np.ndarray], fetch: Optional[Sequence[str]], config: Optional[ClientConfig],
-                  log_id: int = 0):
-    """The binary ``Request`` message."""
-    req = service_pb2.Request(log_id=log_id, fetch_var_names=_fetch_names(fetch, config))
-    for name, alias, array in _named_arrays(feed, config):
-        fill_tensor(req.tensor.add(name=name, alias_name=alias), array)
-    return req
 
 
 def encode_request(feed: dict[str, np.ndarray], fetch: Optional[Sequence[str]], config: Optional[ClientConfig],

@@ -7,9 +7,12 @@ import signal
 import subprocess
 import sys
 import threading
+from collections import deque
 from pathlib import Path
 
 from .errors import ServingError
+
+LOG_LINES = 20_000
 
 
 def serve_command() -> list[str]:
@@ -24,7 +27,7 @@ class ServerProcess:
         self.cmd = [*serve_command(), "--bundle", str(bundle), "--port", "0", *map(str, extra)]
         self.proc = subprocess.Popen(self.cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                      env={**os.environ, "VSLIM_PROGRESS": "0", **(env or {})})
-        self.lines: list[str] = []
+        self.lines: deque[str] = deque(maxlen=LOG_LINES)  # bounded: a long run logs a line per request
         self.port = None
         self._signalled = False
         ready = threading.Event()
@@ -43,7 +46,7 @@ class ServerProcess:
         self._reader.start()
         if not ready.wait(ready_timeout) or self.port is None or self.proc.poll() is not None:
             self.proc.kill()
-            raise ServingError(f"server did not start: {' | '.join(self.lines[-10:])}")
+            raise ServingError(f"server did not start: {' | '.join(list(self.lines)[-10:])}")
 
     @property
     def address(self) -> str:

@@ -1,6 +1,6 @@
 """The repository stands alone: no file points at a document outside it, and every in-repo pointer resolves.
 
-Notes kept outside the repository (a team notebook, a design card) are not shipped
+Notes kept outside the repository (a team notebook, a design note) are not shipped
 with it; a comment citing one leaves the next maintainer without the reason. The
 facts such comments need live in docs/architecture.md.
 """

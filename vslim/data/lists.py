@@ -108,13 +108,6 @@ def _resolve(path: str, base_dir: Path | None) -> Path:
     return p if p.exists() else Path(base_dir) / p
 
 
-def write_list(path: Path, rows: list[tuple]) -> None:
-    """Write a list file: one space-separated row per entry."""
-    from ..fsio import write_text_atomic
-
-    write_text_atomic(path, "".join(" ".join(str(c) for c in row) + "\n" for row in rows))
-
-
 def read_labels(path: Path | str) -> list[str]:
     """Class names, one per line (PaddleVideo's label-map files have this form too)."""
     path = Path(path)
