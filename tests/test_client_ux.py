@@ -14,6 +14,8 @@ from vslim.errors import ConfigError
 from vslim.serving.client import DEFAULT_PORT, normalize_address, split_address
 from vslim.serving.errors import ServerUnreachableError, ServingError
 
+pytestmark = pytest.mark.server
+
 PROTOCOLS = ("grpc", "http", "http-proto", "v2-http", "v2-grpc", "video", "video-file")
 ENTRY_KEYS = {"source", "classes", "scores", "labels"}
 

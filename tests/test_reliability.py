@@ -22,7 +22,7 @@ from vslim.serving.errors import ServingError
 from vslim.serving.bundle import verify_bundle
 from vslim.serving.client import ClientConfig, GrpcClient, HttpClient, VideoEndpointClient
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.server]
 SOAK_REQUESTS = int(os.environ.get("VSLIM_SOAK_REQUESTS", "1000"))
 CONFORMANCE_CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
                       "response_schema_conformance,response_headers_conformance")

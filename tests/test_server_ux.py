@@ -19,6 +19,8 @@ import pytest
 from servers import ServerProcess
 from vslim.cli.main import package_main, serve_main
 
+pytestmark = pytest.mark.server
+
 
 @pytest.fixture
 def serve_cli(capsys):

@@ -26,7 +26,7 @@ from vslim.serving.client import ClientConfig, GrpcClient, HttpClient, VideoEndp
 from vslim.serving.protocols.paddle_serving.types import config_pb2
 from vslim.serving.protocols.v2.client import V2GrpcClient, V2HttpClient
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 
 def http_post(url, body: bytes, content_type="application/json", headers=None):

@@ -19,7 +19,7 @@ from vslim.serving.errors import ServingError
 from vslim.serving.client import ClientConfig, GrpcClient, VideoEndpointClient
 from vslim.serving.protocols.v2.client import V2GrpcClient, V2HttpClient
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.server]
 
 
 def http(method, url, body=None, headers=None):
