@@ -26,6 +26,10 @@ SNIFF_BYTES = 3
 SNIFF_TIMEOUT = 30.0
 RELAY_CHUNK = 1 << 18
 CLOSE_FLUSH_TIMEOUT = 1.0
+# After the backend closed, what the client still sends is read and dropped until it pauses this long (or this
+# much time has passed): closing a socket with unread bytes resets it, and the client would lose the answer.
+LINGER_QUIET = 0.5
+LINGER_MAX = 5.0
 
 
 async def _relay(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
@@ -44,6 +48,23 @@ async def _relay(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
     finally:
         with contextlib.suppress(Exception):
             await dst.drain()
+
+
+async def _linger(reader: asyncio.StreamReader) -> None:
+    """Drop the client's remaining bytes until it pauses or ends, so the backend's last answer reaches it.
+
+    A backend may answer before the request is in, then close: uvicorn answers a malformed
+    request with 400 at once. Closing now, with the rest of the upload unread, makes the
+    kernel reset the connection, and the client sees a broken pipe instead of the answer
+    (HTTP servers' "lingering close"). An idle client costs ``LINGER_QUIET``, not a wait
+    for its own timeout.
+    """
+    loop = asyncio.get_running_loop()
+    end = loop.time() + LINGER_MAX
+    with contextlib.suppress(asyncio.TimeoutError, ConnectionError, OSError):
+        while (left := end - loop.time()) > 0:
+            if not await asyncio.wait_for(reader.read(RELAY_CHUNK), min(LINGER_QUIET, left)):
+                return
 
 
 class PortSharer:
@@ -125,6 +146,7 @@ class PortSharer:
             finally:
                 upstream.cancel()
                 await asyncio.wait([upstream])
+            await _linger(reader)
         except (asyncio.TimeoutError, ConnectionError, OSError, asyncio.CancelledError):
             pass
         finally:

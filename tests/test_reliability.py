@@ -325,3 +325,26 @@ def test_server_code_never_unpickles():
     for path in (REPO / "serving").glob("*.py"):
         text = path.read_text()
         assert "pickle" not in text and "paddle.load" not in text and "read_state_dict" not in text, path
+
+
+def test_an_answer_sent_while_the_client_still_uploads_reaches_it(server_fp32):
+    """A request refused before its body is in must get its answer, not a reset that loses it.
+
+    uvicorn answers a malformed request (here a Content-Length that is not a number)
+    with 400 and closes at once, while the client is still writing. The port sharer
+    must keep reading (and dropping) the rest for a moment, or the kernel resets the
+    connection and a client such as urllib sees "Broken pipe" instead of the answer.
+    """
+    import socket
+
+    chunk = b"x" * (1 << 20)
+    for attempt in range(3):
+        with socket.create_connection(("127.0.0.1", server_fp32.port), timeout=30) as s:
+            s.sendall(b"POST /v2/models/small/infer HTTP/1.1\r\nHost: t\r\nContent-Length: 12abc\r\n\r\n")
+            for _ in range(64):  # 64 MiB, more than the socket buffers hold, written whatever the server does
+                try:
+                    s.sendall(chunk)
+                except (BrokenPipeError, ConnectionResetError) as exc:
+                    pytest.fail(f"attempt {attempt}: the connection was reset while uploading ({exc})")
+            assert s.recv(300).startswith(b"HTTP/1.1 400"), attempt
+    assert server_fp32.proc.poll() is None

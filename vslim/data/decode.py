@@ -185,6 +185,8 @@ def _opencv_failure(path: Path, name: str, head: bytes) -> DataError:
                     return _no_video_stream(name, container)
         except av.FFmpegError as exc:
             reason = ffmpeg_reason(exc)
+        except ValueError as exc:  # e.g. UnicodeDecodeError on damaged metadata, as in the PyAV reader
+            reason = f"its container cannot be read ({type(exc).__name__}: {exc})"
     return _unreadable(name, head, reason)
 
 
