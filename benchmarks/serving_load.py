@@ -186,18 +186,13 @@ def run_serving(cfg: ServingBench, say: Callable[[str], None] = print) -> dict:
 
 def _ray_sweeps(cfg: ServingBench, conf: ClientConfig, clip: np.ndarray, bar, say: Callable[[str], None]) -> list[dict]:
     """The same sweep through Ray Serve's proxies, with each replica count: Ray's hop cost and its scaling."""
-    import socket
 
     from ray import serve
 
     from vslim.serving.config import ServerConfig
     from vslim.serving.rayserve.config import RayServeConfig
+    from vslim.netports import listening_port
     from vslim.serving.rayserve.launcher import connect, deploy, start_serve
-
-    def free_port() -> int:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return sock.getsockname()[1]
 
     connect(cfg.ray, say)
     rows = []
@@ -205,8 +200,8 @@ def _ray_sweeps(cfg: ServingBench, conf: ClientConfig, clip: np.ndarray, bar, sa
         for replicas in cfg.ray_replicas:
             server = ServerConfig(bundle=str(cfg.bundle), max_batch_size=1, workers=cfg.workers, warmup=True)
             ray_cfg = RayServeConfig(server=server, address=cfg.ray, name="vslim-bench", replicas=replicas,
-                                     cpus_per_replica=cfg.cpus_per_replica, http_port=free_port(),
-                                     grpc_port=free_port()).validate()
+                                     cpus_per_replica=cfg.cpus_per_replica, http_port=(http := listening_port()),
+                                     grpc_port=listening_port(taken=(http,))).validate()
             start_serve(ray_cfg, say)
             deploy(ray_cfg, say)
             label = f"ray {replicas} replica{'s' if replicas > 1 else ''}"

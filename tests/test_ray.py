@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ import pytest
 
 import test_serving
 import test_v2
+from vslim.netports import listening_port
 from vslim.serving.config import ServerConfig
 from vslim.data import ClipPipeline
 from vslim.data.decode import VideoReader
@@ -39,13 +39,8 @@ ray = pytest.importorskip("ray", reason="the ray extra (pip install 'vslim[ray]'
 APP = "vslim"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-HTTP_PORT, GRPC_PORT = _free_port(), _free_port()
+HTTP_PORT = listening_port()
+GRPC_PORT = listening_port(taken=(HTTP_PORT,))
 TARGET = types.SimpleNamespace(url=f"http://127.0.0.1:{HTTP_PORT}", address=f"127.0.0.1:{GRPC_PORT}")
 
 
