@@ -70,7 +70,7 @@ def decode_all_then_sample(path: Path, pipeline: ClipPipeline) -> np.ndarray:
 
 def run_e2e(cfg: E2EBench, say: Callable[[str], None] = print) -> dict:
     info = inspect_model(cfg.model)
-    pipeline = ClipPipeline(info.meta.preprocess, cfg.decoder)
+    pipeline = ClipPipeline.for_model(info.meta, cfg.decoder)
     predictor = Predictor(info.model_dir, PredictorConfig(threads=cfg.threads), info)
     with tempfile.TemporaryDirectory(prefix="vslim-e2e-") as tmp:
         video = Path(cfg.video) if cfg.video else make_video(Path(tmp) / "clip.mp4", cfg.video_seconds, cfg.fps,

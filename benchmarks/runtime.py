@@ -67,7 +67,7 @@ def _agreement(infos, pairs, list_path: str, threads: int) -> dict:
         entries = read_list(ListConfig(list_path))
         runners = {"fp32": Predictor(fp32.model_dir, PredictorConfig(threads=threads), fp32).run,
                    "int8": Predictor(int8.model_dir, PredictorConfig(threads=threads), int8).run}
-        outs, labels = collect_outputs(runners, entries, ClipPipeline(fp32.meta.preprocess), 8,
+        outs, labels = collect_outputs(runners, entries, ClipPipeline.for_model(fp32.meta), 8,
                                        f"agreement {int8_label}")
         s_fp32, s_int8 = summarize(outs["fp32"], labels), summarize(outs["int8"], labels, outs["fp32"])
         results[int8_label] = {"fp32": fp32_label, "clips": len(labels), "fp32_top1": s_fp32.top1,
@@ -87,7 +87,7 @@ def _inputs(info: ModelInfo, cfg: RuntimeBench) -> dict[int, np.ndarray]:
     noise = np.random.default_rng(cfg.seed).standard_normal([max(cfg.batch_sizes), *shape]).astype(np.float32)
     if cfg.agreement_list:
         entries = read_list(ListConfig(cfg.agreement_list))[: len(noise)]
-        pipeline = ClipPipeline(info.meta.preprocess)
+        pipeline = ClipPipeline.for_model(info.meta)
         clips = np.stack([pipeline.load(e) for e in entries]) if entries else noise[:0]
         if clips.shape[1:] == noise.shape[1:]:
             noise[: len(clips)] = clips
@@ -100,7 +100,7 @@ def _calibration(info: ModelInfo, cfg: RuntimeBench, count: int = 8) -> np.ndarr
     clips = np.random.default_rng(cfg.seed + 1).standard_normal([count, *shape]).astype(np.float32)
     if cfg.agreement_list:
         entries = read_list(ListConfig(cfg.agreement_list))[:count]
-        pipeline = ClipPipeline(info.meta.preprocess)
+        pipeline = ClipPipeline.for_model(info.meta)
         real = np.stack([pipeline.load(e) for e in entries]) if entries else clips[:0]
         if real.shape[1:] == clips.shape[1:]:
             clips[: len(real)] = real

@@ -174,7 +174,8 @@ def _quantize(cfg: PTQConfig) -> PTQResult:
     if info.quantized:
         raise QuantizationError(f"{info.model_file} is already quantized; give the FP32 model")
     pre = cfg.preprocess or info.meta.preprocess
-    pipeline = ClipPipeline(pre)
+    # a PaddleVideo model calibrates on the clips its own inference helper makes (data/recipes.py)
+    pipeline = ClipPipeline(pre) if cfg.preprocess else ClipPipeline.for_model(info.meta)
     calib_entries = read_list(cfg.calib)
     if cfg.batch_nums is not None:
         calib_entries = calib_entries[: cfg.batch_nums * cfg.batch_size]

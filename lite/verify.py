@@ -39,7 +39,7 @@ def verification_clips(info: ModelInfo, count: int, val: Optional[ListConfig] = 
     """Real clips from a list when given, else seeded random clips of the model's input shape."""
     if val is not None:
         entries = read_list(val)[:count]
-        clips = np.concatenate([c for c, _ in iter_batches(entries, ClipPipeline(info.meta.preprocess), 8)])
+        clips = np.concatenate([c for c, _ in iter_batches(entries, ClipPipeline.for_model(info.meta), 8)])
         return clips, f"{len(clips)} clips from {val.file_path}"
     shape = [d if d > 0 else 1 for d in info.inputs[0].shape[1:]]
     clips = np.random.default_rng(0).standard_normal([count, *shape]).astype(np.float32)

@@ -100,6 +100,9 @@ def package_serving(cfg: ServingPackageConfig, say=lambda _: None) -> BundlePath
         write_config(client, CLIENT_CONF, conf)
         if cfg.runtime != "paddle":
             write_json(server / RECORD, _runtime_record(info, server, cfg, say))
+        elif (settings := _probed_settings(info, cfg, say)) is not None:
+            write_json(server / RECORD, {"chosen": {"runtime": "paddle", "precision": info.precision},
+                                         "paddle_settings": settings})
         files = {p.relative_to(tmp).as_posix(): {"sha256": sha256_of(p), "bytes": p.stat().st_size}
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
         write_json(tmp / MANIFEST, {
@@ -113,6 +116,18 @@ def package_serving(cfg: ServingPackageConfig, say=lambda _: None) -> BundlePath
         })
     out = Path(out)
     return BundlePaths(out, out / f"{name}{SERVER_SUFFIX}", out / f"{name}{CLIENT_SUFFIX}", out / MANIFEST)
+
+
+def _probed_settings(info, cfg: ServingPackageConfig, say) -> dict | None:
+    """For a model vslim has not seen: the Paddle settings that load and run it here, found in a child process."""
+    from vslim.inference.probe import needs_probe, probe, unusable
+
+    if not needs_probe(info.meta):
+        return None
+    result = probe(info.model_dir, info.model_file, info.params_file, threads=cfg.threads, say=say)
+    if result.chosen is None:
+        raise unusable(result, info.model_dir)
+    return result.chosen
 
 
 def _runtime_record(info, server: Path, cfg: ServingPackageConfig, say) -> dict:

@@ -418,7 +418,7 @@ def classify_video(client: Client, video: Path | str, top_k: int = 1) -> TopK:
     if client.config is None or client.config.meta is None:
         raise ServingError("client-side preprocessing needs the bundle's client folder (it holds vslim.json)")
     meta = client.config.meta
-    clip, sampling = ClipPipeline(meta.preprocess).video_clip(video)
+    clip, sampling = ClipPipeline.for_model(meta).video_clip(video)
     feed = client.config.signature.feeds[0]
     out = client.predict({feed.alias: clip[None]}, [client.config.signature.fetches[0].alias])
     top = _top(next(iter(out.values()))[0], meta, top_k)

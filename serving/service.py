@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from vslim.data.pipeline import ClipPipeline
+from vslim.data.pipeline import ClipPipeline, as_inputs
 from vslim.errors import InferenceError, VslimError
 from vslim.accuracy import softmax, topk
 
@@ -59,7 +59,7 @@ class ModelService:
         self.max_body = max_body
         self.batching = batching
         self.signature = bundle.signature
-        self.pipeline = ClipPipeline(bundle.meta.preprocess)
+        self.pipeline = ClipPipeline.for_model(bundle.meta)
         self.engine: Optional[InferenceEngine] = None
         self.draining = False
         # the tensor model counts every engine run; the video model its own requests and decoding
@@ -98,11 +98,15 @@ class ModelService:
         finally:
             self.metrics.queue_depth.set(engine.queue_depth)
 
-    async def classify(self, clips: list[np.ndarray], top_k: int, tag: str) -> list[Classification]:
-        """Top-k classes of preprocessed clips ``[T, 3, S, S]``, one engine request each (so they batch)."""
-        spec, fetch = self.signature.feeds[0], self.signature.fetches[0]
-        outputs = await asyncio.gather(*(self.run({spec.name: clip[None].astype(spec.dtype, copy=False)},
-                                                  [fetch.name], tag) for clip in clips))
+    async def classify(self, clips: list, top_k: int, tag: str) -> list[Classification]:
+        """Top-k classes of preprocessed clips (``[T, 3, S, S]``, or one array per input of a two-input
+        model), one engine request each (so they batch)."""
+        specs, fetch = self.signature.feeds, self.signature.fetches[0]
+
+        def feeds(clip) -> dict[str, np.ndarray]:
+            return {s.name: x[None].astype(s.dtype, copy=False) for s, x in zip(specs, as_inputs(clip))}
+
+        outputs = await asyncio.gather(*(self.run(feeds(clip), [fetch.name], tag) for clip in clips))
         meta = self.bundle.meta
         answers = []
         for out in outputs:

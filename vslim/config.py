@@ -167,6 +167,8 @@ class PredictorConfig:
     onednn_cache_capacity: int = 10
     rewrite_temporal_shift: bool = True
     ir_optim: bool = True
+    deleted_passes: Optional[list[str]] = None  # Paddle IR passes turned off (a probe's fallback)
+    probe: bool = True  # load a model vslim has not seen in a child process first (inference/probe.py)
     quiet: bool = True
 
     def validate(self) -> "PredictorConfig":

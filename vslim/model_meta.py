@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from . import __version__
 from .config import PreprocessConfig, from_mapping, to_dict
+from .data.recipes import Recipe
 from .errors import ConfigError, ModelError
 from .fsio import write_json
 
@@ -33,6 +34,9 @@ class ModelMeta:
     model_file: Optional[str] = None
     params_file: Optional[str] = None
     output_kind: str = "logits"  # clients apply softmax, as PaddleVideo's postprocess does
+    # a PaddleVideo model's inference helper and its parameters (data/recipes.py); None: vslim's own pipeline
+    recipe: Optional[Recipe] = None
+    preprocess_unknown: Optional[str] = None  # why no preprocessing is known (a video cannot be classified)
     onednn_int8_ops: Optional[list[str]] = None
     quantization: Optional[dict] = None
     pruning: Optional[dict] = None
@@ -92,6 +96,8 @@ def load_meta(folder: Path | str) -> Optional[ModelMeta]:
     except ConfigError as exc:
         raise ModelError(str(exc)) from None
     meta.preprocess.validate(str(path))
+    if meta.recipe is not None:
+        meta.recipe.validate(f"{path}: recipe")
     if len(meta.labels) != meta.num_classes:
         raise ModelError(f"{path}: {len(meta.labels)} labels for {meta.num_classes} classes")
     return meta

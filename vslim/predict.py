@@ -9,7 +9,7 @@ from typing import Iterable, Optional
 import numpy as np
 
 from .data.decode import probe_video, read_frame_files
-from .data.pipeline import ClipPipeline
+from .data.pipeline import ClipPipeline, as_inputs
 from .data.sampling import Sampling, sampling_record
 from .errors import DataError
 from .inference import Predictor
@@ -86,11 +86,13 @@ def classify(predictor: Predictor, sources: Iterable[Path], top_k: int = 1,
              frame_template: str = FRAME_TEMPLATE, decoder: str = "auto") -> list[Prediction]:
     """Top-k classes (softmax scores) of each source, one clip per source."""
     meta = predictor.meta
-    pipeline = ClipPipeline(meta.preprocess, decoder)
+    pipeline = ClipPipeline.for_model(meta, decoder)
+    names = [s.name for s in predictor.info.inputs]
     results = []
     for source in sources:
         clip, sampling = load_clip(Path(source), pipeline, frame_template)
-        logits = predictor.run(clip[None])[0]
+        feeds = {n: x[None] for n, x in zip(names, as_inputs(clip))}
+        logits = predictor.run_feeds(feeds)[predictor.info.outputs[0].name][0]
         probs = softmax(logits) if meta.output_kind == "logits" else logits
         ids, scores = topk(probs, top_k)
         results.append(Prediction(str(source), [int(i) for i in ids], [float(s) for s in scores],

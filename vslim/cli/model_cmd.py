@@ -52,7 +52,8 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.set_defaults(handler=export)
     elif command == "predict":
         p.add_argument("--model-dir", required=True, help="inference model folder (FP32 or INT8), as `vslim export` "
-                       "or `vslim compress` writes it")
+                       "or `vslim compress` writes it, or as PaddleVideo's tools/export_model.py does")
+        _config_arg(p)
         p.add_argument("--video", "--input-file", "-i", dest="video", required=True, metavar="PATH",
                        help="a video file, a folder of frames (img_00001.jpg, ...), or a folder of videos")
         p.add_argument("--top-k", type=int, default=1, metavar="K", help="how many classes to print per video")
@@ -62,8 +63,21 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.set_defaults(handler=predict)
     elif command == "info":
         p.add_argument("--model-dir", required=True, help="inference model folder to describe")
+        _config_arg(p)
         p.add_argument("--json", action="store_true", help="print everything as JSON (all of vslim.json)")
         p.set_defaults(handler=info)
+    elif command == "import":
+        p.add_argument("--model-dir", required=True, help="a model folder PaddleVideo's tools/export_model.py wrote")
+        p.add_argument("--config", required=True, metavar="X.yaml",
+                       help="the PaddleVideo config it was exported with (configs/recognition/...)")
+        p.add_argument("--labels", help="class names, one per line (default: the class numbers)")
+        p.add_argument("--overwrite", action="store_true", help="replace a vslim.json already in the folder")
+        p.set_defaults(handler=import_model)
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="X.yaml", help="the PaddleVideo config the model was exported with: its "
+                   "INFERENCE section gives the preprocessing (default: vslim.json, or what the input shapes prove)")
 
 
 DESCRIPTIONS = {
@@ -72,6 +86,10 @@ DESCRIPTIONS = {
                "shorter than the model's clip is sampled as PaddleVideo does (frames repeated) and a note says so.",
     "info": "Show what a model folder declares: files, precision, inputs and outputs, classes, preprocessing, "
             "architecture. --json prints the full record.",
+    "import": "Record a PaddleVideo export's preprocessing in its folder: reads the INFERENCE section of the "
+              "config it was exported with (the inference helper and its parameters), checks it against the "
+              "model's inputs and writes vslim.json, so every later command (predict, compress, package, serve) "
+              "feeds the model exactly what PaddleVideo's inference would.",
 }
 
 
@@ -80,7 +98,8 @@ def register(sub) -> None:
                        ("train", "fine-tune a zoo model on a PaddleVideo list"),
                        ("export", "weights -> Paddle inference model + vslim.json"),
                        ("predict", "classify videos with an inference model"),
-                       ("info", "show what a model folder declares")):
+                       ("info", "show what a model folder declares"),
+                       ("import", "record a PaddleVideo export's preprocessing (from its config) in vslim.json")):
         configure(name, sub.add_parser(name, help=help, description=DESCRIPTIONS.get(name, help)))
 
 
@@ -138,9 +157,13 @@ def predict(args) -> int:
     # Loading the model takes seconds: a missing or unreadable input is reported before it.
     sources = expand_inputs(args.video)
     check_inputs(sources, args.decoder)
+    from ..inference import inspect_model
     from ..inference.runtimes import open_predictor
 
-    predictor = open_predictor(args.model_dir, config)
+    info = inspect_model(args.model_dir, paddlevideo_config=args.config)
+    if info.meta.preprocess_unknown:
+        raise ConfigError(f"cannot classify videos with {args.model_dir}: {info.meta.preprocess_unknown}")
+    predictor = open_predictor(args.model_dir, config, info)
     results = classify(predictor, sources, args.top_k, decoder=args.decoder)
     for r in results:
         if r.sampling is not None:
@@ -158,7 +181,7 @@ def info(args) -> int:
     from ..config import to_dict
     from ..inference import inspect_model
 
-    m = inspect_model(args.model_dir)
+    m = inspect_model(args.model_dir, paddlevideo_config=args.config)
     if args.json:
         print_json({"model_file": str(m.model_file), "params_file": str(m.params_file),
                     "precision": m.precision, "inputs": [s.describe() for s in m.inputs],
@@ -169,6 +192,41 @@ def info(args) -> int:
 
 
 MAX_LISTED_CLASSES = 10
+
+
+def _clip_row(meta, pre) -> tuple[str, str]:
+    if meta.preprocess_unknown:
+        return "clip", f"unknown: {meta.preprocess_unknown}"
+    if meta.recipe is not None:
+        return "clip", f"{meta.recipe.helper}: {meta.recipe.describe()} (from {meta.recipe.source})"
+    return "clip", (f"{pre.num_seg} segments x {pre.seg_len} frame{'s' if pre.seg_len > 1 else ''}, short side "
+                    f"{pre.short_size}, centre crop {pre.target_size}x{pre.target_size}")
+
+
+def import_model(args) -> int:
+    from ..errors import OutputExistsError
+    from ..inference import inspect_model
+    from ..model_meta import META_FILE, check_model_folder
+
+    folder = check_model_folder(args.model_dir)
+    if (folder / META_FILE).is_file() and not args.overwrite:
+        raise OutputExistsError(f"{folder / META_FILE} exists; pass --overwrite to replace it")
+    labels = None
+    if args.labels:
+        from ..data.lists import read_labels
+
+        labels = read_labels(args.labels)
+    info = inspect_model(folder, paddlevideo_config=args.config)
+    meta = info.meta if labels is None else info.meta.derive(labels=labels)
+    if labels is not None and len(labels) != meta.num_classes:
+        from ..errors import ModelError
+
+        raise ModelError(f"{args.labels} has {len(labels)} labels for a model of {meta.num_classes} classes")
+    meta = meta.derive(model_file=info.model_file.name, params_file=info.params_file.name, precision=info.precision)
+    meta.save(folder)
+    say(f"{info.model_dir}: {meta.recipe.helper} — {meta.recipe.describe()}")
+    print(folder / META_FILE)
+    return 0
 
 
 def format_info(m) -> str:
@@ -188,9 +246,10 @@ def format_info(m) -> str:
         *[("input" if len(m.inputs) == 1 else f"input {i}", s.describe()) for i, s in enumerate(m.inputs)],
         *[("output" if len(m.outputs) == 1 else f"output {i}", s.describe()) for i, s in enumerate(m.outputs)],
         ("classes", f"{meta.num_classes}: " + ", ".join(labels) + more),
-        ("clip", f"{pre.num_seg} segments x {pre.seg_len} frame{'s' if pre.seg_len > 1 else ''}, short side "
-                 f"{pre.short_size}, centre crop {pre.target_size}x{pre.target_size}"),
+        _clip_row(meta, pre),
     ]
+    if meta.recipe is not None and meta.recipe.assumed:
+        rows.append(("assumed", "; ".join(meta.recipe.assumed) + " — give --config X.yaml to be sure"))
     for key in ("quantization", "pruning"):
         record = getattr(meta, key)
         if record:

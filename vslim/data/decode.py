@@ -199,6 +199,8 @@ def _no_video_stream(name: str, container) -> DataError:
 class _Reader:
     """Both readers are context managers that release their decoder on exit."""
 
+    fps: float | None = None  # the stream's average frame rate (samplers that span seconds need it)
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -226,6 +228,7 @@ class VideoReader(_Reader):
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self._can_seek else 0
         # Without an index the count is estimated from the duration (104 for 120 frames, measured)
         self.num_frames = count if count > 0 else self._count_by_decoding()
+        self.fps = float(self._cap.get(cv2.CAP_PROP_FPS)) or None
         try:
             _after_open(self.name, head, self.path.suffix, self.num_frames)
         except DataError:
@@ -330,6 +333,8 @@ class PyAVReader(_Reader):
             self.close()
             raise
         self.num_frames = len(self._pts)
+        rate = self._stream.average_rate
+        self.fps = float(rate) if rate else None
         # No decoder position yet: the first read seeks (or restarts, in order) by itself,
         # so the container is not reopened here on every clip.
         self._frames = None

@@ -1,4 +1,11 @@
-"""The PP-TSM clip pipeline: source -> sampled frames -> model input ``[num_seg*seg_len, 3, S, S]``."""
+"""The clip pipeline: source -> sampled frames -> the model's input(s).
+
+vslim's own models (trained by vslim) use the PP-TSM pipeline below, written for speed
+(OpenCV resize, one pass from uint8 to normalised float). A model exported by PaddleVideo
+carries a :class:`~vslim.data.recipes.Recipe` instead: its inference helper's own operations,
+so its inputs are the arrays PaddleVideo would feed. A model whose preprocessing is unknown
+(no config, and shapes that do not prove it) gets a pipeline that refuses with the reason.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +17,7 @@ from ..errors import DataError
 from . import transforms as T
 from .decode import open_video, read_frame_files
 from .lists import VideoEntry
+from .recipes import Recipe
 from .sampling import Sampling, sampling_record, segment_indices
 
 
@@ -24,15 +32,33 @@ class ClipPipeline:
     mirrored clip is a different class.
     """
 
-    def __init__(self, cfg: PreprocessConfig, decoder: str = "auto"):
+    def __init__(self, cfg: PreprocessConfig, decoder: str = "auto", recipe: Recipe | None = None,
+                 unknown: str = ""):
         self.cfg = cfg.validate()
         self.decoder = decoder  # "auto" (PyAV when installed), "pyav" or "opencv": same frames, PyAV faster
+        self.recipe = recipe
+        self.unknown = unknown  # why this model's preprocessing is not known (then every clip is refused)
 
-    def clip_shape(self) -> tuple[int, int, int, int]:
-        s = self.cfg.target_size
-        return (self.cfg.frames_per_clip, 3, s, s)
+    @classmethod
+    def for_model(cls, meta, decoder: str = "auto") -> "ClipPipeline":
+        """The pipeline a model folder's metadata describes (its PaddleVideo recipe when it has one)."""
+        return cls(meta.preprocess, decoder, meta.recipe, meta.preprocess_unknown or "")
 
-    def indices(self, num_frames: int, train: bool = False, rng=None) -> np.ndarray:
+    @property
+    def inputs(self) -> int:
+        return len(self.recipe.input_names) if self.recipe else 1
+
+    def _check_known(self, train: bool = False) -> None:
+        if self.unknown:
+            raise DataError(f"this model's preprocessing is not known: {self.unknown}")
+        if train and self.recipe is not None:
+            raise DataError(f"training and calibration clips of a PaddleVideo {self.recipe.helper} model are made "
+                            "by PaddleVideo's own pipeline; vslim trains only its zoo's models")
+
+    def indices(self, num_frames: int, train: bool = False, rng=None, fps: float | None = None) -> np.ndarray:
+        self._check_known(train)
+        if self.recipe is not None:
+            return self.recipe.indices(num_frames, fps)
         return segment_indices(num_frames, self.cfg.num_seg, self.cfg.seg_len, train, rng)
 
     def load(self, entry: VideoEntry, train: bool = False, rng=None) -> np.ndarray:
@@ -53,8 +79,9 @@ class ClipPipeline:
     def sample_video_noting(self, path: Path | str, train: bool = False, rng=None,
                             name: str | None = None) -> tuple[np.ndarray, Sampling | None]:
         """The sampled frames, and the record saying frames were repeated when the video is too short."""
+        self._check_known(train)
         with open_video(path, self.decoder, name) as reader:
-            idx = self.indices(reader.num_frames, train, rng)
+            idx = self.indices(reader.num_frames, train, rng, fps=reader.fps)
             return reader.read(idx), sampling_record(reader.num_frames, idx)
 
     def from_video(self, path: Path | str) -> np.ndarray:
@@ -79,7 +106,9 @@ class ClipPipeline:
         idx = self.indices(len(frames), train, rng)
         return self.transform(frames[idx], train, rng), sampling_record(len(frames), idx)
 
-    def transform(self, frames: np.ndarray, train: bool = False, rng=None) -> np.ndarray:
+    def transform(self, frames: np.ndarray, train: bool = False, rng=None):
+        """The model input ``[T, 3, S, S]`` (or the recipe's layout); a tuple of arrays for a two-input model."""
+        self._check_known(train)
         cfg = self.cfg
         h, w = frames.shape[1:3]
         if min(h, w) < 2:
@@ -88,9 +117,17 @@ class ClipPipeline:
             # scaling the short side up would make the long side (and memory) grow without bound
             raise DataError(f"frames of {h}x{w} pixels are too elongated to be video frames "
                             f"(aspect ratio over {MAX_ASPECT}:1)")
+        if self.recipe is not None:
+            inputs = self.recipe.transform(frames)
+            return inputs[0] if len(inputs) == 1 else tuple(inputs)
         frames = T.scale_short_side(frames, cfg.short_size, cfg.fixed_ratio)
         if train:
             frames = T.random_crop(frames, cfg.target_size, rng or np.random.default_rng())
         else:
             frames = T.center_crop(frames, cfg.target_size)
         return T.normalize_to_tchw(frames, cfg.mean, cfg.std)
+
+
+def as_inputs(clip) -> tuple[np.ndarray, ...]:
+    """A pipeline's clip as one array per model input."""
+    return clip if isinstance(clip, tuple) else (clip,)

@@ -49,8 +49,12 @@ class ModelInfo:
 
 
 def inspect_model(model_dir: Path | str, model_filename: str | None = None,
-                  params_filename: str | None = None) -> ModelInfo:
-    """Read a model folder without running it; errors name the broken file."""
+                  params_filename: str | None = None, paddlevideo_config: Path | str | None = None) -> ModelInfo:
+    """Read a model folder without running it; errors name the broken file.
+
+    ``paddlevideo_config``: the PaddleVideo config the model was exported with; its preprocessing
+    replaces what ``vslim.json`` (or the input shapes) say.
+    """
     model_dir = check_model_folder(model_dir)
     meta = load_meta(model_dir)  # read once: find_model_files takes the file names from it
     model_file, params_file = find_model_files(model_dir, model_filename, params_filename, meta=meta)
@@ -58,24 +62,65 @@ def inspect_model(model_dir: Path | str, model_filename: str | None = None,
     inputs, outputs = tuple(feed_specs(prog)), tuple(fetch_specs(prog))
     if not inputs or not outputs:
         raise ModelError(f"model {model_file} declares no inputs or no outputs")
+    if paddlevideo_config is not None:
+        meta = meta_from_paddlevideo_config(paddlevideo_config, inputs, outputs, meta.labels if meta else None)
     meta = meta or _meta_from_program(inputs, outputs)
     return ModelInfo(model_dir, model_file, params_file, inputs, outputs, is_quantized(prog), meta)
 
 
-def _meta_from_program(inputs, outputs) -> ModelMeta:
-    """Defaults for a model vslim did not export (e.g. PaddleVideo's own ``ppTSM``)."""
-    from ..config import PreprocessConfig
+def seeded_feeds(inputs, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
+    """A seeded noise batch for every model input (dynamic dims as 1): the runtimes' and probes' check data."""
+    rng = np.random.default_rng(seed)
+    return {s.name: rng.standard_normal([batch] + [d if d > 0 else 1 for d in s.shape[1:]]).astype(s.dtype)
+            for s in inputs}
 
+
+def _meta_from_program(inputs, outputs) -> ModelMeta:
+    """Defaults for a model vslim did not export (e.g. PaddleVideo's own ``ppTSM``): only what the input
+    shapes prove (data/recipes.py ``from_inputs``); an ambiguous layout leaves the preprocessing unknown,
+    with the reason, so a video is refused instead of being read wrongly."""
+    from ..config import PreprocessConfig
+    from ..data.recipes import from_inputs
+
+    recipe, unknown = from_inputs(inputs)
     pre = PreprocessConfig()
-    shape = inputs[0].shape
-    if len(shape) == 5 and shape[1] > 0 and shape[3] > 0:
-        pre.num_seg = shape[1]
-        pre.target_size = shape[3]
-        pre.short_size = max(shape[3], round(shape[3] * 256 / 224))
+    if recipe is not None:
+        pre.num_seg, pre.target_size, pre.short_size = recipe.num_seg, recipe.target_size, recipe.short_size
     out = outputs[0].shape
     n = out[-1] if out and out[-1] > 0 else 1
-    return ModelMeta(num_classes=n, labels=default_labels(n), preprocess=pre,
-                     input_name=inputs[0].name, output_name=outputs[0].name)
+    return ModelMeta(num_classes=n, labels=default_labels(n), preprocess=pre, recipe=recipe,
+                     preprocess_unknown=unknown or None, input_name=inputs[0].name, output_name=outputs[0].name)
+
+
+def meta_from_paddlevideo_config(path: Path | str, inputs, outputs, labels: Optional[list[str]] = None) -> ModelMeta:
+    """The metadata of a PaddleVideo export, from the config it was exported with (``INFERENCE``,
+    ``model_name``, ``MODEL.head.num_classes``), checked against the model's declared inputs."""
+    from ..config import PreprocessConfig, load_yaml
+    from ..data.recipes import from_config
+
+    data = load_yaml(path)
+    if "INFERENCE" not in data:
+        raise ModelError(f"{path} has no INFERENCE section: give the config the model was exported with "
+                         "(PaddleVideo's configs/recognition/...yaml)")
+    recipe = from_config(data["INFERENCE"], [s.name for s in inputs], f"{path}")
+    expected = recipe.input_shapes()
+    declared = [list(s.shape) for s in inputs]
+    if len(expected) != len(declared) or any(len(e) != len(d) or any(a > 0 and b > 0 and a != b for a, b in zip(e, d))
+                                             for e, d in zip(expected, declared)):
+        raise ModelError(f"{path} describes inputs {expected} ({recipe.helper}: {recipe.describe()}), but the model "
+                         f"declares {declared}: it was exported with another config")
+    out = outputs[0].shape
+    n = out[-1] if out and out[-1] > 0 else 1
+    head = (data.get("MODEL") or {}).get("head") or {}
+    if isinstance(head, dict) and isinstance(head.get("num_classes"), int) and head["num_classes"] != n:
+        raise ModelError(f"{path} says MODEL.head.num_classes {head['num_classes']}, the model gives {n} classes")
+    if labels is not None and len(labels) != n:
+        raise ModelError(f"{len(labels)} labels given for a model of {n} classes")
+    pre = PreprocessConfig(num_seg=recipe.num_seg, seg_len=recipe.seg_len,
+                           short_size=max(recipe.short_size, recipe.target_size), target_size=recipe.target_size)
+    return ModelMeta(num_classes=n, labels=labels or default_labels(n), preprocess=pre, recipe=recipe,
+                     arch=str(data.get("model_name") or "") or None, output_kind=recipe.family.output_kind,
+                     input_name=inputs[0].name, output_name=outputs[0].name, source=f"PaddleVideo config {path}")
 
 
 def _paddle_inference():
@@ -99,6 +144,9 @@ class Predictor:
         self.config = (config or PredictorConfig()).validate()
         self.info = info or inspect_model(model_dir)
         self.precision = self._resolve_precision()
+        self.probed: Optional[dict] = None
+        if self.config.device == "cpu" and self.config.probe:
+            self.config = self._safe_settings()
         self.onednn_int8_ops: Optional[tuple[str, ...]] = None
         self.rewritten_shifts = 0
         self._native = self._create()
@@ -121,6 +169,34 @@ class Predictor:
                 "quantize it first with `vslim-quant`"
             )
         return p
+
+    def _safe_settings(self) -> PredictorConfig:
+        """The config with the settings the probe found safe for this model on this host (inference/probe.py).
+
+        A bundle carries its packaging host's outcome in ``runtime.json``; elsewhere the probe's cache
+        answers, and a model never loaded on this host is loaded in a child process first.
+        """
+        import dataclasses
+
+        from .probe import needs_probe, probe, recorded_settings, unusable
+
+        chosen = recorded_settings(self.info.model_dir)
+        if chosen is None:
+            if not needs_probe(self.info.meta):
+                return self.config
+            result = probe(self.info.model_dir, self.info.model_file, self.info.params_file,
+                           self.config.precision, self.config.threads, say=_note)
+            if result.chosen is None:
+                raise unusable(result, self.info.model_dir)
+            if result.fell_back:
+                _note(f"note: {self.info.model_dir} cannot run with Paddle's default settings on this host "
+                      f"({result.summary()}); running it with {result.chosen['name']}")
+            chosen = result.chosen
+        self.probed = chosen
+        c = self.config
+        return dataclasses.replace(c, ir_optim=c.ir_optim and chosen["ir_optim"],
+                                   use_onednn=c.use_onednn and chosen["use_onednn"],
+                                   deleted_passes=sorted(set(c.deleted_passes or []) | set(chosen["deleted_passes"])))
 
     def _bf16_int8(self) -> str:
         raise InferenceError(f"{self.info.model_dir} is an INT8 model: run it as int8, or give the FP32 model for bf16")
@@ -153,6 +229,8 @@ class Predictor:
             self._configure_gpu(cfg, pi)
         else:
             self._configure_cpu(cfg)
+        for name in self.config.deleted_passes or ():
+            cfg.delete_pass(name)
         try:
             with _native_stderr_silenced(self.config.quiet):
                 return pi.create_predictor(cfg)
@@ -287,6 +365,7 @@ class Predictor:
         clone = object.__new__(Predictor)
         clone.config, clone.info, clone.precision = self.config, self.info, self.precision
         clone.onednn_int8_ops = self.onednn_int8_ops
+        clone.probed = self.probed
         clone.rewritten_shifts = self.rewritten_shifts
         clone._native = self._native.clone()
         clone._lock = threading.Lock()
@@ -299,10 +378,17 @@ class Predictor:
         d = {"model": str(self.info.model_dir), "runtime": "paddle", "precision": self.precision, "device": c.device}
         if c.device == "cpu":
             d.update(threads=c.threads, onednn=c.use_onednn, onednn_int8_ops=list(self.onednn_int8_ops or []),
-                     temporal_shift_rewritten=self.rewritten_shifts)
+                     temporal_shift_rewritten=self.rewritten_shifts, ir_optim=c.ir_optim,
+                     deleted_passes=list(c.deleted_passes or []))
+            if self.probed is not None:
+                d["probed_settings"] = self.probed["name"]
         else:
             d.update(tensorrt=c.use_tensorrt, gpu_id=c.gpu_id)
         return d
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -22,8 +22,8 @@ from ..errors import ConfigError, VslimError
 from ..progress import progress_bar
 from ..timing import timed_loop
 from ..accuracy import cosine_similarity
-from .predictor import ModelInfo, Predictor
-from .runtimes import BF16_FLAGS, MIN_RUNTIME_COSINE, RUNTIMES, cpu_flags, has_bf16, open_predictor
+from .predictor import ModelInfo, Predictor, seeded_feeds
+from .runtimes import BF16_FLAGS, MIN_RUNTIME_COSINE, RUNTIMES, cpu_flags, has_bf16, likely_cause, open_predictor
 
 RECORD = "runtime.json"
 CONVERTED = "converted"
@@ -67,7 +67,8 @@ class Guard:
         cosine = float(cosine_similarity(out, self.fp32_outputs).min())
         figures = {"top1_agreement_vs_fp32": agreement, "cosine_vs_fp32": cosine, "clips": len(self.clips)}
         if agreement < MIN_AGREEMENT:
-            return f"top-1 agreement with FP32 {agreement:.1%} < {MIN_AGREEMENT:.0%} on {len(self.clips)} clips", figures
+            return (f"top-1 agreement with FP32 {agreement:.1%} < {MIN_AGREEMENT:.0%} on {len(self.clips)} clips"
+                    + likely_cause(predictor.runtime, precision)), figures
         if precision != "int8" and cosine < 0.99:
             return f"cosine to FP32 {cosine:.4f} < 0.99 on {len(self.clips)} clips", figures
         return None, figures
@@ -83,7 +84,7 @@ def clips_from_list(info: ModelInfo, list_path: str, limit: int, flag: str) -> n
     entries = read_list(ListConfig(list_path))[:limit]
     if not entries:
         raise ConfigError(f"{flag} {list_path} has no clips")
-    pipeline = ClipPipeline(info.meta.preprocess)
+    pipeline = ClipPipeline.for_model(info.meta)
     return np.stack([pipeline.load(e) for e in entries]).astype(info.inputs[0].dtype)
 
 
@@ -114,16 +115,18 @@ def _measure_one(model_dir: Path, info: ModelInfo, runtime: str, precision: str,
         return Measured(runtime, precision, "skipped", reason=str(exc))
     except VslimError as exc:
         return Measured(runtime, precision, "refused", reason=str(exc))
-    cosine = float(cosine_similarity(predictor.run(x), reference).min())
+    first = info.outputs[0].name
+    cosine = float(cosine_similarity(predictor.run_feeds(x)[first], reference).min())
     if cosine < MIN_RUNTIME_COSINE[precision]:
         return Measured(runtime, precision, "refused", cosine_vs_paddle=cosine,
-                        reason=f"cosine {cosine:.4f} to Paddle {info.precision} < {MIN_RUNTIME_COSINE[precision]}")
+                        reason=f"cosine {cosine:.4f} to Paddle {info.precision} < {MIN_RUNTIME_COSINE[precision]}"
+                        + likely_cause(runtime, precision))
     figures = {}
     if guard is not None:
         problem, figures = guard.check(predictor, precision)
         if problem:
             return Measured(runtime, precision, "refused", cosine_vs_paddle=cosine, reason=problem, **figures)
-    times = timed_loop(lambda: predictor.run(x), 2, iterations)
+    times = timed_loop(lambda: predictor.run_feeds(x), 2, iterations)
     return Measured(runtime, precision, "ok", p50_ms=1000 * float(np.median(times)), cosine_vs_paddle=cosine,
                     **figures)
 
@@ -132,9 +135,9 @@ def measure(model_dir: Path | str, info: ModelInfo, cache: Path, threads: int = 
             say: Callable[[str], None] = lambda _: None, only: Optional[tuple[str, str]] = None,
             guard: Optional[Guard] = None, calib: Optional[tuple[np.ndarray, str]] = None) -> dict:
     """The table and the choice, as written to ``runtime.json``; ``only``: one (runtime, precision) asked for."""
-    shape = [1] + [d if d > 0 else 1 for d in info.inputs[0].shape[1:]]
-    x = np.random.default_rng(0).standard_normal(shape).astype(info.inputs[0].dtype)
-    reference = Predictor(model_dir, PredictorConfig(threads=threads), info).run(x)
+    x = seeded_feeds(info.inputs)
+    paddle = Predictor(model_dir, PredictorConfig(threads=threads), info)  # probes a model vslim has not seen
+    reference = paddle.run_feeds(x)[info.outputs[0].name]
     nncf = False
     if calib is not None and not info.quantized:
         try:
@@ -165,7 +168,7 @@ def measure(model_dir: Path | str, info: ModelInfo, cache: Path, threads: int = 
                                                                         for r in rows))
     best = min(ok, key=lambda r: r.p50_ms)
     flags = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", *BF16_FLAGS, "amx_int8"})
-    return {"chosen": {"runtime": best.runtime, "precision": best.precision},
+    record = {"chosen": {"runtime": best.runtime, "precision": best.precision},
             "measured_on": {"cpu": _cpu_model(), "flags": flags, "threads": threads, "batch": 1,
                             "machine": platform.machine()},
             "accuracy_guard": ({"clips": len(guard.clips), "fp32_model": guard.fp32_model,
@@ -173,6 +176,9 @@ def measure(model_dir: Path | str, info: ModelInfo, cache: Path, threads: int = 
                                {"clips": 0, "note": "seeded noise only: cosine to Paddle; give --val-list for "
                                                     "top-1 agreement with FP32 on real clips"}),
             "table": [asdict(r) for r in rows]}
+    if paddle.probed is not None:  # what loads safely here, so a server never tries what crashed
+        record["paddle_settings"] = paddle.probed
+    return record
 
 
 def _cpu_model() -> str:

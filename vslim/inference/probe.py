@@ -1,0 +1,232 @@
+"""The first load and run of a model vslim has not seen, in a child process, with fallbacks.
+
+Paddle's C++ core can take the whole process down on a model it has not been tested on:
+``SelfAttentionFusePass`` raises SIGILL on a CPU without AVX-512 (TimeSformer), oneDNN refuses
+8-D tensors ("could not construct a memory descriptor", VideoSwin's window partition). A
+signal cannot be caught in Python, so the first load and one run of such a model happen in a
+child process; when that child dies or fails, the next configuration is tried — the offending
+fusion passes off, IR optimisation off, oneDNN off — and the first one that loads and runs is
+the one every in-process predictor of this model uses on this host.
+
+The outcome is cached by model content, CPU flags and Paddle version in
+``~/.cache/vslim/probes`` (``VSLIM_HOME`` moves it), and packaging copies it into the bundle's
+``runtime.json`` so a server never loads a configuration that crashed where it was packaged.
+Models vslim exported from its own zoo are not probed: CI runs them on every supported ISA.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..errors import InferenceError
+from ..fsio import sha256_of, write_json
+
+PROBE_TIMEOUT_S = 600.0
+# the fusion passes measured to crash or fail on CPUs they were not built for (SIGILL without AVX-512)
+FRAGILE_PASSES = ("self_attention_fuse_pass", "multihead_matmul_fuse_pass_v2", "multihead_matmul_fuse_pass_v3",
+                  "fused_multi_transformer_encoder_pass", "fc_mkldnn_pass")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The Paddle Inference knobs a fallback turns; the default is what vslim runs normally."""
+
+    name: str
+    ir_optim: bool = True
+    use_onednn: bool = True
+    deleted_passes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "ir_optim": self.ir_optim, "use_onednn": self.use_onednn,
+                "deleted_passes": list(self.deleted_passes)}
+
+
+ATTEMPTS = (
+    Settings("default"),
+    Settings("fragile fusion passes off", deleted_passes=FRAGILE_PASSES),
+    Settings("IR optimisation off", ir_optim=False),
+    Settings("oneDNN off", use_onednn=False),
+    Settings("oneDNN and IR optimisation off", ir_optim=False, use_onednn=False),
+)
+
+
+@dataclass
+class Attempt:
+    settings: dict
+    status: str  # ok, crashed (a signal), failed (an error), skipped (cannot apply to this model)
+    reason: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class ProbeResult:
+    chosen: Optional[dict]
+    attempts: list[Attempt] = field(default_factory=list)
+    host: dict = field(default_factory=dict)
+
+    @property
+    def fell_back(self) -> bool:
+        return bool(self.chosen) and self.chosen["name"] != "default"
+
+    def summary(self) -> str:
+        tried = "; ".join(f"{a.settings['name']}: {a.status}" + (f" ({a.reason})" if a.reason else "")
+                          for a in self.attempts if a.status != "ok")
+        return tried
+
+    def to_dict(self) -> dict:
+        return {"chosen": self.chosen, "attempts": [asdict(a) for a in self.attempts], "host": self.host}
+
+
+def _host() -> dict:
+    import paddle
+
+    from .runtimes import cpu_flags
+
+    flags = sorted(cpu_flags() & {"avx", "avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
+                                  "amx_bf16", "amx_int8", "fma"})
+    return {"flags": flags, "paddle": paddle.__version__}
+
+
+def _cache_file(model_file: Path, params_file: Path, host: dict) -> Path:
+    from .runtimes import cache_home
+
+    h = hashlib.sha256()
+    for path in (model_file, params_file):
+        h.update(sha256_of(path).encode())
+    h.update(json.dumps(host, sort_keys=True).encode())
+    return cache_home() / "probes" / f"{h.hexdigest()[:20]}.json"
+
+
+def describe_signal(returncode: int) -> str:
+    """What a child killed by ``-returncode`` means, in words a user can act on."""
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    meaning = {"SIGILL": "an instruction this CPU lacks (a kernel or pass built for a newer ISA)",
+               "SIGSEGV": "a memory fault inside Paddle's C++ core", "SIGABRT": "Paddle's C++ core aborted",
+               "SIGFPE": "an arithmetic fault inside Paddle's C++ core",
+               "SIGKILL": "killed from outside (out of memory?)", "SIGBUS": "a bus error inside Paddle"}
+    return f"killed by {name}: {meaning.get(name, 'a crash inside Paddle')}"
+
+
+def _child_command(model_dir: Path, settings: Settings, precision: str, threads: int) -> list[str]:
+    spec = json.dumps({"model_dir": str(model_dir), "settings": settings.to_dict(), "precision": precision,
+                       "threads": threads})
+    return [sys.executable, "-m", "vslim.inference.probe", spec]
+
+
+def _try(model_dir: Path, settings: Settings, precision: str, threads: int) -> Attempt:
+    start = time.perf_counter()
+    env = dict(os.environ, VSLIM_PROBE_CHILD="1")
+    try:
+        proc = subprocess.run(_child_command(model_dir, settings, precision, threads), capture_output=True,
+                              text=True, timeout=PROBE_TIMEOUT_S, env=env)
+    except subprocess.TimeoutExpired:
+        return Attempt(settings.to_dict(), "failed", f"no answer in {PROBE_TIMEOUT_S:.0f} s",
+                       time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    if proc.returncode < 0:
+        return Attempt(settings.to_dict(), "crashed", describe_signal(proc.returncode), seconds)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    answer = json.loads(lines[-1]) if lines else {}
+    if proc.returncode == 0 and answer.get("ok"):
+        return Attempt(settings.to_dict(), "ok", "", seconds)
+    reason = answer.get("error") or (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+    return Attempt(settings.to_dict(), "skipped" if answer.get("skipped") else "failed", reason[:400], seconds)
+
+
+def probe(model_dir: Path | str, model_file: Path, params_file: Path, precision: str = "auto", threads: int = 2,
+          say: Callable[[str], None] = lambda _: None, use_cache: bool = True) -> ProbeResult:
+    """The first configuration that loads and runs the model in a child process (cached per host)."""
+    host = _host()
+    cache = _cache_file(model_file, params_file, host)
+    if use_cache and cache.is_file():
+        try:
+            data = json.loads(cache.read_text())
+            return ProbeResult(data["chosen"], [Attempt(**a) for a in data["attempts"]], data["host"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            pass  # a damaged cache entry: probe again
+    say(f"  first run of {model_dir} on this host: loading it in a separate process (a crash there cannot "
+        "take this one down)")
+    result = ProbeResult(None, [], host)
+    for settings in ATTEMPTS:
+        attempt = _try(Path(model_dir), settings, precision, threads)
+        result.attempts.append(attempt)
+        if attempt.status == "ok":
+            result.chosen = settings.to_dict()
+            break
+        say(f"  {settings.name}: {attempt.status} — {attempt.reason}")
+    write_json(cache, result.to_dict())
+    return result
+
+
+def needs_probe(meta) -> bool:
+    """Models of vslim's own zoo (``vslim.json`` naming a zoo architecture) run the configuration CI tests on
+    every supported ISA; anything else — PaddleVideo's exports, other families — is probed first."""
+    from ..models.zoo import ARCHS
+
+    if os.environ.get("VSLIM_PROBE_CHILD"):
+        return False  # inside a probe: this is the isolated load
+    return not (meta is not None and meta.arch in ARCHS)
+
+
+def recorded_settings(model_dir) -> Optional[dict]:
+    """The Paddle settings a bundle's ``runtime.json`` recorded at packaging, or None."""
+    path = Path(model_dir) / "runtime.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text()).get("paddle_settings")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+
+
+def unusable(result: ProbeResult, model_dir) -> InferenceError:
+    return InferenceError(f"Paddle Inference cannot run {model_dir} on this host in any configuration tried: "
+                          f"{result.summary()}. Try another runtime (--runtime onnxruntime or openvino)")
+
+
+# --------------------------------------------------------------------------- the child
+
+
+def _child(spec: dict) -> int:
+    import numpy as np
+
+    from ..config import PredictorConfig
+    from ..errors import VslimError
+    from .predictor import Predictor, seeded_feeds
+
+    s = spec["settings"]
+    config = PredictorConfig(threads=spec["threads"], precision=spec["precision"], ir_optim=s["ir_optim"],
+                             use_onednn=s["use_onednn"], deleted_passes=list(s["deleted_passes"]), probe=False)
+    crash = os.environ.get("VSLIM_PROBE_FAULT")  # tests: a real signal in the child, for the named settings
+    if crash and crash == s["name"]:
+        os.kill(os.getpid(), signal.SIGILL)
+    try:
+        predictor = Predictor(spec["model_dir"], config)
+        outputs = predictor.run_feeds(seeded_feeds(predictor.info.inputs))
+        finite = all(np.isfinite(v).all() for v in outputs.values() if np.issubdtype(v.dtype, np.floating))
+        if not finite:
+            print(json.dumps({"ok": False, "error": "the model's outputs are not finite in this configuration"}))
+            return 1
+    except VslimError as exc:
+        skipped = "INT8 on CPU runs on oneDNN" in str(exc)
+        print(json.dumps({"ok": False, "error": str(exc), "skipped": skipped}))
+        return 1
+    print(json.dumps({"ok": True}))
+    return 0
+
+
+if __name__ == "__main__":
+    import zlib  # noqa: F401  (before paddle: docs/architecture.md, zlib trap)
+
+    sys.exit(_child(json.loads(sys.argv[1])))
