@@ -173,6 +173,12 @@ def _quantize(cfg: PTQConfig) -> PTQResult:
     info = inspect_model(cfg.model_dir, cfg.model_filename, cfg.params_filename)
     if info.quantized:
         raise QuantizationError(f"{info.model_file} is already quantized; give the FP32 model")
+    if len(info.inputs) > 1:
+        names = ", ".join(s.name for s in info.inputs)
+        raise QuantizationError(f"{info.model_dir} takes {len(info.inputs)} inputs ({names}); vslim's PTQ calibrates "
+                                "single-input models only. What works for it: FP32 serving on every runtime "
+                                "(vslim-package --target serving picks the fastest), or OpenVINO BF16 on a CPU "
+                                "with AVX-512 BF16 or AMX")
     pre = cfg.preprocess or info.meta.preprocess
     # a PaddleVideo model calibrates on the clips its own inference helper makes (data/recipes.py)
     pipeline = ClipPipeline(pre) if cfg.preprocess else ClipPipeline.for_model(info.meta)

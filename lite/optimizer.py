@@ -66,7 +66,10 @@ def _fail(what: str, proc, extra: str = "") -> LiteError:
     if code in (134, 139):
         how = f"crashed ({'SIGABRT' if code == 134 else 'SIGSEGV'})"
     tail = " | ".join(lines[-4:])
-    return LiteError(f"Paddle Lite optimizer {how} while {what}{extra}: {tail}")
+    hint = (". The optimizer cannot take this model; what works for it instead: a serving bundle "
+            "(vslim-package --target serving) or ONNX (--target onnx) for the device's own runtime") if code < 0 or \
+        code in (134, 139) else ""
+    return LiteError(f"Paddle Lite optimizer {how} while {what}{extra}: {tail}{hint}")
 
 
 def check_ops(tc: Toolchain, model_file: Path, params_file: Path, target: str) -> OpSupport:
@@ -90,13 +93,15 @@ def check_ops(tc: Toolchain, model_file: Path, params_file: Path, target: str) -
                      if len(line) > pos + len(c) - 1 and "Y" in line[pos : pos + len(c)]]
         ops[name] = supported
     m = re.search(r"These unsupported ops are: (.*?)\.?$", text, re.MULTILINE)
-    unsupported = re.findall(r"'([^']+)'", m.group(1)) if m else []
+    # the optimizer quotes the list, sometimes as one string: 'conv3d, pool3d'
+    unsupported = [op.strip() for quoted in (re.findall(r"'([^']+)'", m.group(1)) if m else [])
+                   for op in quoted.split(",") if op.strip()]
     unsupported += [op for op, cols in ops.items() if not cols and op not in unsupported]
     # quantize/dequantize ops have no kernels: the optimizer folds them into INT8 kernels and calib ops.
     for op in [o for o in unsupported if o in QUANT_OP_TYPES]:
         unsupported.remove(op)
         ops[op] = [QUANT_FOLDED]
-    return OpSupport(target, columns, ops, unsupported)
+    return OpSupport(target, columns, ops, list(dict.fromkeys(unsupported)))  # each op named once
 
 
 def optimize(tc: Toolchain, model_file: Path, params_file: Path, out_prefix: Path, target: str,

@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 import numpy as np
 import orjson
 
-from vslim.data.pipeline import ClipPipeline
+from vslim.data.pipeline import ClipPipeline, as_inputs
 from vslim.errors import ConfigError
 from .errors import ServerUnreachableError, ServingError
 from vslim.accuracy import softmax, topk
@@ -419,8 +419,8 @@ def classify_video(client: Client, video: Path | str, top_k: int = 1) -> TopK:
         raise ServingError("client-side preprocessing needs the bundle's client folder (it holds vslim.json)")
     meta = client.config.meta
     clip, sampling = ClipPipeline.for_model(meta).video_clip(video)
-    feed = client.config.signature.feeds[0]
-    out = client.predict({feed.alias: clip[None]}, [client.config.signature.fetches[0].alias])
+    feeds = {f.alias: x[None] for f, x in zip(client.config.signature.feeds, as_inputs(clip))}
+    out = client.predict(feeds, [client.config.signature.fetches[0].alias])
     top = _top(next(iter(out.values()))[0], meta, top_k)
     top.sampling = sampling.to_dict() if sampling is not None else None
     return top

@@ -59,7 +59,11 @@ def _serving(cfg, say: Say) -> Packaged:
     if record.is_file():
         chosen = json.loads(record.read_text())
         report = {**report, "runtime": chosen}
-        summary.append(table_markdown(chosen).rstrip())
+        if "table" in chosen:
+            summary.append(table_markdown(chosen).rstrip())
+        if chosen.get("paddle_settings"):
+            summary.append(f"Paddle Inference settings for this host (probed in a child process): "
+                           f"{chosen['paddle_settings']['name']}")
     return Packaged("serving", paths.server, report, summary)
 
 

@@ -87,7 +87,7 @@ def likely_cause(runtime: str, precision: str) -> str:
         return (" — likely cause: this CPU has no VNNI (" + ", ".join(VNNI_FLAGS) + "), and ONNX Runtime's INT8 "
                 "kernels without it multiply u8 x s8 with 16-bit saturation (vpmaddubsw), which loses precision; "
                 "the conversion itself was checked with optimisations off and matches Paddle")
-    return " — this CPU has no VNNI (" + ", ".join(VNNI_FLAGS) + "), so INT8 kernels run an emulated path"
+    return ""
 
 
 # --------------------------------------------------------------------------- the converted model
@@ -306,8 +306,8 @@ class OpenVinoPredictor(_RuntimePredictor):
         with self._lock:
             if batch not in self._compiled:
                 model = self._model.clone()
-                shape = [batch] + [d if d > 0 else 1 for d in self.input_spec.shape[1:]]
-                model.reshape({model.inputs[0].get_any_name(): shape})
+                model.reshape({port.get_any_name(): [batch] + [d if d > 0 else 1 for d in spec.shape[1:]]
+                               for port, spec in zip(model.inputs, self.info.inputs)})
                 streams = self.config.streams  # one per server worker: OpenVINO's throughput mode
                 options = {"INFERENCE_NUM_THREADS": self.config.threads * streams, "NUM_STREAMS": streams,
                            "PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY"}
