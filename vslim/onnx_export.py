@@ -19,7 +19,7 @@ from .config import PackageConfig, PredictorConfig
 from .errors import ModelError
 from .fsio import atomic_output_dir, check_output_free, sha256_of, write_json
 from .inference import Predictor, inspect_model
-from .inference.predictor import seeded_feeds
+from .inference.predictor import check_batch, seeded_feeds
 from .accuracy import cosine_similarity
 
 OPSET = 13
@@ -58,7 +58,7 @@ def export_onnx(cfg: OnnxConfig, say: Callable[[str], None] = lambda _: None) ->
         if not target.is_file():
             raise ModelError(f"paddle2onnx wrote nothing for {info.model_file} (an unsupported op or a fake-quant "
                              "INT8 model; QDQ-format INT8 models convert)")
-        feeds = seeded_feeds(info.inputs, batch=2)
+        feeds = seeded_feeds(info.inputs, batch=check_batch(info.inputs, 2))
         # The conversion is checked with ONNX Runtime's graph optimisations off: QDQ then runs as written
         # (dequantize, float op), so this compares the graph with Paddle's, not ORT's INT8 kernels — those
         # are the runtime's own check (inference/runtimes.py), with the CPU's ISA in the reason.

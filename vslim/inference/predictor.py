@@ -68,6 +68,15 @@ def inspect_model(model_dir: Path | str, model_filename: str | None = None,
     return ModelInfo(model_dir, model_file, params_file, inputs, outputs, is_quantized(prog), meta)
 
 
+LARGE_SAMPLE = 32 * 3 * 224 * 224  # values in one sample beyond which checks run one sample (TSN: 250 images)
+
+
+def check_batch(inputs, preferred: int) -> int:
+    """The batch a numeric check uses: ``preferred``, or 1 for a model whose one sample is already large."""
+    values = sum(int(np.prod([d if d > 0 else 1 for d in s.shape[1:]])) for s in inputs)
+    return preferred if values <= LARGE_SAMPLE else 1
+
+
 def seeded_feeds(inputs, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
     """A seeded noise batch for every model input (dynamic dims as 1): the runtimes' and probes' check data."""
     rng = np.random.default_rng(seed)
@@ -225,6 +234,9 @@ class Predictor:
         if self.config.quiet:
             cfg.disable_glog_info()
         cfg.switch_ir_optim(self.config.ir_optim)
+        # reuse intermediate buffers, as PaddleVideo's predict.py does: without it a 250-image PP-TSN clip
+        # keeps every ResNet activation alive at once (measured: docs/models.md, memory)
+        cfg.enable_memory_optim()
         if self.config.device == "gpu":
             self._configure_gpu(cfg, pi)
         else:

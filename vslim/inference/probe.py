@@ -30,6 +30,12 @@ from ..errors import InferenceError
 from ..fsio import sha256_of, write_json
 
 PROBE_TIMEOUT_S = 600.0
+# A oneDNN configuration that needs more memory than this for one clip is stopped and the settings without
+# oneDNN are tried: oneDNN keeps blocked copies of activations (a 250-image PP-TSN R50 clip: 9.3 GB with it,
+# 3.5 GB without, measured; PaddleVideo's predict.py runs without it by default). Without oneDNN no limit
+# applies: it is the leanest Paddle has.
+MEMORY_BUDGET_MB = float(os.environ.get("VSLIM_MEMORY_BUDGET_MB", 6000))
+OVER_BUDGET_EXIT = 3
 # the fusion passes measured to crash or fail on CPUs they were not built for (SIGILL without AVX-512)
 FRAGILE_PASSES = ("self_attention_fuse_pass", "multihead_matmul_fuse_pass_v2", "multihead_matmul_fuse_pass_v3",
                   "fused_multi_transformer_encoder_pass", "fc_mkldnn_pass")
@@ -64,6 +70,8 @@ class Attempt:
     status: str  # ok, crashed (a signal), failed (an error), skipped (cannot apply to this model)
     reason: str = ""
     seconds: float = 0.0
+    peak_rss_mb: Optional[float] = None  # the child's peak memory for one clip (ok attempts)
+    run_s: Optional[float] = None  # its first run of one clip
 
 
 @dataclass
@@ -114,7 +122,8 @@ def describe_signal(returncode: int) -> str:
     meaning = {"SIGILL": "an instruction this CPU lacks (a kernel or pass built for a newer ISA)",
                "SIGSEGV": "a memory fault inside Paddle's C++ core", "SIGABRT": "Paddle's C++ core aborted",
                "SIGFPE": "an arithmetic fault inside Paddle's C++ core",
-               "SIGKILL": "killed from outside (out of memory?)", "SIGBUS": "a bus error inside Paddle"}
+               "SIGKILL": "killed from outside, most likely by the kernel for lack of memory (a batch of 1 of this "
+                          "model did not fit)", "SIGBUS": "a bus error inside Paddle"}
     return f"killed by {name}: {meaning.get(name, 'a crash inside Paddle')}"
 
 
@@ -136,10 +145,13 @@ def _try(model_dir: Path, settings: Settings, precision: str, threads: int) -> A
     seconds = time.perf_counter() - start
     if proc.returncode < 0:
         return Attempt(settings.to_dict(), "crashed", describe_signal(proc.returncode), seconds)
+    if proc.returncode == OVER_BUDGET_EXIT:
+        return Attempt(settings.to_dict(), "over budget", f"needs more than {MEMORY_BUDGET_MB / 1024:.1f} GB for "
+                       "one clip with oneDNN (VSLIM_MEMORY_BUDGET_MB raises the limit)", seconds)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     answer = json.loads(lines[-1]) if lines else {}
     if proc.returncode == 0 and answer.get("ok"):
-        return Attempt(settings.to_dict(), "ok", "", seconds)
+        return Attempt(settings.to_dict(), "ok", "", seconds, answer.get("peak_rss_mb"), answer.get("run_s"))
     reason = answer.get("error") or (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
     return Attempt(settings.to_dict(), "skipped" if answer.get("skipped") else "failed", reason[:400], seconds)
 
@@ -158,13 +170,20 @@ def probe(model_dir: Path | str, model_file: Path, params_file: Path, precision:
     say(f"  first run of {model_dir} on this host: loading it in a separate process (a crash there cannot "
         "take this one down)")
     result = ProbeResult(None, [], host)
+    over_budget = False
     for settings in ATTEMPTS:
+        if over_budget and settings.use_onednn:
+            continue  # oneDNN's copies of the activations did not fit: only settings without it can
         attempt = _try(Path(model_dir), settings, precision, threads)
         result.attempts.append(attempt)
         if attempt.status == "ok":
             result.chosen = settings.to_dict()
             break
         say(f"  {settings.name}: {attempt.status} — {attempt.reason}")
+        if "SIGKILL" in attempt.reason:
+            break  # out of memory: every other configuration needs as much; say so instead of trying them
+        if attempt.status == "over budget":
+            over_budget = True
     write_json(cache, result.to_dict())
     return result
 
@@ -191,11 +210,31 @@ def recorded_settings(model_dir) -> Optional[dict]:
 
 
 def unusable(result: ProbeResult, model_dir) -> InferenceError:
+    if result.attempts and "SIGKILL" in result.attempts[-1].reason:
+        return InferenceError(f"{model_dir} does not fit in this machine's memory for one clip: "
+                              f"{result.attempts[-1].reason}; free memory or use a machine with more")
     return InferenceError(f"Paddle Inference cannot run {model_dir} on this host in any configuration tried: "
                           f"{result.summary()}. Try another runtime (--runtime onnxruntime or openvino)")
 
 
 # --------------------------------------------------------------------------- the child
+
+
+def _watch_memory(budget_mb: float) -> None:
+    """End this child (exit OVER_BUDGET_EXIT) as soon as its resident memory passes ``budget_mb``."""
+    import threading
+
+    page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def watch():
+        while True:
+            with open("/proc/self/statm") as fh:
+                rss_mb = int(fh.read().split()[1]) * page_mb
+            if rss_mb > budget_mb:
+                os._exit(OVER_BUDGET_EXIT)
+            time.sleep(0.02)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _child(spec: dict) -> int:
@@ -208,12 +247,16 @@ def _child(spec: dict) -> int:
     s = spec["settings"]
     config = PredictorConfig(threads=spec["threads"], precision=spec["precision"], ir_optim=s["ir_optim"],
                              use_onednn=s["use_onednn"], deleted_passes=list(s["deleted_passes"]), probe=False)
+    if s["use_onednn"]:
+        _watch_memory(MEMORY_BUDGET_MB)
     crash = os.environ.get("VSLIM_PROBE_FAULT")  # tests: a real signal in the child, for the named settings
     if crash and crash in (s["name"], "*"):
         os.kill(os.getpid(), signal.SIGILL)
     try:
         predictor = Predictor(spec["model_dir"], config)
+        start = time.perf_counter()
         outputs = predictor.run_feeds(seeded_feeds(predictor.info.inputs))
+        run_s = time.perf_counter() - start
         finite = all(np.isfinite(v).all() for v in outputs.values() if np.issubdtype(v.dtype, np.floating))
         if not finite:
             print(json.dumps({"ok": False, "error": "the model's outputs are not finite in this configuration"}))
@@ -222,7 +265,10 @@ def _child(spec: dict) -> int:
         skipped = "INT8 on CPU runs on oneDNN" in str(exc)
         print(json.dumps({"ok": False, "error": str(exc), "skipped": skipped}))
         return 1
-    print(json.dumps({"ok": True}))
+    import resource
+
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    print(json.dumps({"ok": True, "peak_rss_mb": round(peak_mb, 1), "run_s": round(run_s, 3)}))
     return 0
 
 

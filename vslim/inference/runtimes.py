@@ -24,7 +24,7 @@ import numpy as np
 from ..config import PredictorConfig
 from ..errors import ConfigError, InferenceError, ModelError
 from ..fsio import sha256_of
-from .predictor import ModelInfo, Predictor, inspect_model, seeded_feeds
+from .predictor import ModelInfo, Predictor, check_batch, inspect_model, seeded_feeds
 
 RUNTIMES = ("paddle", "openvino", "onnxruntime")
 PRECISIONS = {"paddle": ("fp32", "bf16", "int8"), "openvino": ("fp32", "bf16", "int8"),
@@ -142,13 +142,14 @@ def verified(predictor: "_RuntimePredictor", record: bool = True) -> dict:
     key = f"{predictor.runtime}/{predictor.precision}"
     if key not in checks:
         info = predictor.info
-        feeds, first = seeded_feeds(info.inputs, VERIFY_BATCH), info.outputs[0].name
+        batch = check_batch(info.inputs, VERIFY_BATCH)
+        feeds, first = seeded_feeds(info.inputs, batch), info.outputs[0].name
         expected = Predictor(info.model_dir, PredictorConfig(threads=predictor.config.threads),
                              info).run_feeds(feeds)[first]
         got = predictor.run_feeds(feeds)[first]
         checks[key] = {"cosine_min": float(cosine_similarity(got, expected).min()),
                        "top1_agreement": float(np.mean(got.argmax(-1) == expected.argmax(-1))),
-                       "reference": f"paddle/{info.precision}", "batch": VERIFY_BATCH}
+                       "reference": f"paddle/{info.precision}", "batch": batch}
         if record:  # not into a packaged bundle, whose manifest covers this file
             write_json(path, checks)
     check = checks[key]
