@@ -348,7 +348,9 @@ def test_a_model_oneDNN_refuses_loads_with_a_recorded_fallback(family_models, tm
     probes = list((tmp_path / "home" / "probes").glob("*.json"))
     assert len(probes) == 1
     record = json.loads(probes[0].read_text())
-    assert record["attempts"][0]["status"] == "failed" and record["chosen"] == predictor.probed
+    reference, *tries = record["attempts"]
+    assert reference["settings"]["role"] == "reference" and reference["status"] == "ok"
+    assert tries[0]["status"] == "failed" and record["chosen"] == predictor.probed
     stamp = probes[0].stat().st_mtime_ns
     Predictor(folder)  # the cache answers: no second child, no second note
     assert probes[0].stat().st_mtime_ns == stamp and "first run of" not in capfd.readouterr().err
@@ -365,6 +367,21 @@ def test_a_signal_in_the_child_becomes_a_message_and_a_fallback(family_models, t
     assert "killed by SIGILL: an instruction this CPU lacks" in err
     assert predictor.probed["name"] == "fragile fusion passes off"
     assert "self_attention_fuse_pass" in predictor.config.deleted_passes
+
+
+def test_a_configuration_that_computes_wrongly_is_refused_like_a_crash(family_models, tmp_path, monkeypatch, capfd):
+    """Every configuration is held to the plain kernels' outputs on the seeded sample (oneDNN's fusions computed
+    PaddleVideo's TimeSformer wrongly without an error); here the default one is made to answer 1.5x."""
+    from vslim.inference import Predictor
+
+    monkeypatch.setenv("VSLIM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("VSLIM_PROBE_SKEW", "default")
+    predictor = Predictor(family_models["movinet"][0])
+    err = capfd.readouterr().err
+    assert "computes the model wrongly here" in err
+    assert predictor.probed["name"] == "fragile fusion passes off"
+    record = json.loads(next((tmp_path / "home" / "probes").glob("*.json")).read_text())
+    assert [a["status"] for a in record["attempts"]] == ["ok", "wrong", "ok"]
 
 
 def test_a_model_no_configuration_can_run_is_refused_naming_each_try(family_models, tmp_path, monkeypatch, cli):

@@ -6,7 +6,11 @@ Paddle's C++ core can take the whole process down on a model it has not been tes
 signal cannot be caught in Python, so the first load and one run of such a model happen in a
 child process; when that child dies or fails, the next configuration is tried — the offending
 fusion passes off, IR optimisation off, oneDNN off — and the first one that loads and runs is
-the one every in-process predictor of this model uses on this host.
+the one every in-process predictor of this model uses on this host. "Runs" means "computes what
+the plain kernels compute": a first child runs the seeded sample with oneDNN and IR passes off
+(PaddleVideo's own ``predict.py`` default), and a faster configuration whose outputs differ from it
+by more than 1e-3 of their scale is refused as wrong — oneDNN's fusions computed PaddleVideo's
+TimeSformer with logits off by a fifth of their range, without any error.
 
 The outcome is cached by model content, CPU flags and Paddle version in
 ``~/.cache/vslim/probes`` (``VSLIM_HOME`` moves it), and packaging copies it into the bundle's
@@ -21,6 +25,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,6 +60,8 @@ class Settings:
                 "deleted_passes": list(self.deleted_passes)}
 
 
+REFERENCE = Settings("plain kernels", ir_optim=False, use_onednn=False)
+MAX_RELATIVE_ERROR = 1e-3  # of the output's scale: correct configurations agree to ~1e-6 (PP-TSM R50, measured)
 ATTEMPTS = (
     Settings("default"),
     Settings("fragile fusion passes off", deleted_passes=FRAGILE_PASSES),
@@ -67,7 +74,8 @@ ATTEMPTS = (
 @dataclass
 class Attempt:
     settings: dict
-    status: str  # ok, crashed (a signal), failed (an error), skipped (cannot apply to this model)
+    status: str  # ok, crashed (a signal), failed (an error), wrong (runs, but not as the plain kernels), over
+    # budget (memory), skipped (cannot apply to this model)
     reason: str = ""
     seconds: float = 0.0
     peak_rss_mb: Optional[float] = None  # the child's peak memory for one clip (ok attempts)
@@ -127,18 +135,21 @@ def describe_signal(returncode: int) -> str:
     return f"killed by {name}: {meaning.get(name, 'a crash inside Paddle')}"
 
 
-def _child_command(model_dir: Path, settings: Settings, precision: str, threads: int) -> list[str]:
+def _child_command(model_dir: Path, settings: Settings, precision: str, threads: int,
+                   reference: Optional[Path], save: Optional[Path]) -> list[str]:
     spec = json.dumps({"model_dir": str(model_dir), "settings": settings.to_dict(), "precision": precision,
-                       "threads": threads})
+                       "threads": threads, "reference": str(reference) if reference else None,
+                       "save": str(save) if save else None})
     return [sys.executable, "-m", "vslim.inference.probe", spec]
 
 
-def _try(model_dir: Path, settings: Settings, precision: str, threads: int) -> Attempt:
+def _try(model_dir: Path, settings: Settings, precision: str, threads: int, reference: Optional[Path] = None,
+         save: Optional[Path] = None) -> Attempt:
     start = time.perf_counter()
     env = dict(os.environ, VSLIM_PROBE_CHILD="1")
     try:
-        proc = subprocess.run(_child_command(model_dir, settings, precision, threads), capture_output=True,
-                              text=True, timeout=PROBE_TIMEOUT_S, env=env)
+        proc = subprocess.run(_child_command(model_dir, settings, precision, threads, reference, save),
+                              capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, env=env)
     except subprocess.TimeoutExpired:
         return Attempt(settings.to_dict(), "failed", f"no answer in {PROBE_TIMEOUT_S:.0f} s",
                        time.perf_counter() - start)
@@ -153,7 +164,8 @@ def _try(model_dir: Path, settings: Settings, precision: str, threads: int) -> A
     if proc.returncode == 0 and answer.get("ok"):
         return Attempt(settings.to_dict(), "ok", "", seconds, answer.get("peak_rss_mb"), answer.get("run_s"))
     reason = answer.get("error") or (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-    return Attempt(settings.to_dict(), "skipped" if answer.get("skipped") else "failed", reason[:400], seconds)
+    status = "skipped" if answer.get("skipped") else "wrong" if answer.get("wrong") else "failed"
+    return Attempt(settings.to_dict(), status, reason[:400], seconds)
 
 
 def probe(model_dir: Path | str, model_file: Path, params_file: Path, precision: str = "auto", threads: int = 2,
@@ -170,11 +182,40 @@ def probe(model_dir: Path | str, model_file: Path, params_file: Path, precision:
     say(f"  first run of {model_dir} on this host: loading it in a separate process (a crash there cannot "
         "take this one down)")
     result = ProbeResult(None, [], host)
+    with tempfile.TemporaryDirectory(prefix="vslim-probe-") as work:
+        reference = _reference(Path(model_dir), model_file, precision, threads, Path(work) / "reference.npz",
+                               result, say)
+        _attempts(Path(model_dir), precision, threads, reference, result, say)
+    write_json(cache, result.to_dict())
+    return result
+
+
+def _reference(model_dir: Path, model_file: Path, precision: str, threads: int, path: Path, result: ProbeResult,
+               say) -> Optional[Path]:
+    """The plain kernels' outputs on the seeded sample (no oneDNN, no IR passes): what every faster
+    configuration must reproduce. Fusion passes have computed models wrongly (TimeSformer under oneDNN
+    with IR optimisation: logits off by 0.29 of 1.56, measured), which a crash check alone would miss."""
+    from .program import is_quantized, parse_program
+
+    if precision == "int8" or (precision == "auto" and is_quantized(parse_program(model_file))):
+        return None  # INT8 runs only on oneDNN: nothing plainer to compare with
+    attempt = _try(model_dir, REFERENCE, precision, threads, save=path)
+    attempt.settings["role"] = "reference"
+    result.attempts.append(attempt)
+    if attempt.status != "ok":
+        say(f"  plain kernels (the reference): {attempt.status} — {attempt.reason}; configurations are checked "
+            "for crashes only")
+        return None
+    return path
+
+
+def _attempts(model_dir: Path, precision: str, threads: int, reference: Optional[Path], result: ProbeResult,
+              say) -> None:
     over_budget = False
     for settings in ATTEMPTS:
         if over_budget and settings.use_onednn:
             continue  # oneDNN's copies of the activations did not fit: only settings without it can
-        attempt = _try(Path(model_dir), settings, precision, threads)
+        attempt = _try(model_dir, settings, precision, threads, reference=reference)
         result.attempts.append(attempt)
         if attempt.status == "ok":
             result.chosen = settings.to_dict()
@@ -184,8 +225,6 @@ def probe(model_dir: Path | str, model_file: Path, params_file: Path, precision:
             break  # out of memory: every other configuration needs as much; say so instead of trying them
         if attempt.status == "over budget":
             over_budget = True
-    write_json(cache, result.to_dict())
-    return result
 
 
 def needs_probe(meta) -> bool:
@@ -257,6 +296,22 @@ def _child(spec: dict) -> int:
         start = time.perf_counter()
         outputs = predictor.run_feeds(seeded_feeds(predictor.info.inputs))
         run_s = time.perf_counter() - start
+        if os.environ.get("VSLIM_PROBE_SKEW") in (s["name"], "*") and not spec.get("save"):
+            outputs = {k: v * 1.5 for k, v in outputs.items()}  # tests: a configuration that computes wrongly
+        if spec.get("save"):
+            np.savez(spec["save"], **{f"out{i}": v for i, v in enumerate(outputs.values())})
+        if spec.get("reference"):
+            expected = np.load(spec["reference"])
+            for i, got in enumerate(outputs.values()):
+                ref = expected[f"out{i}"]
+                scale = float(np.abs(ref).max()) or 1.0
+                error = float(np.abs(got.astype(np.float64) - ref).max()) / scale
+                if got.shape != ref.shape or error > MAX_RELATIVE_ERROR:
+                    print(json.dumps({"ok": False, "wrong": True,
+                                      "error": f"computes the model wrongly here: output {i} differs from the plain "
+                                               f"kernels' by {error:.2g} of its scale (allowed "
+                                               f"{MAX_RELATIVE_ERROR:g})"}))
+                    return 1
         finite = all(np.isfinite(v).all() for v in outputs.values() if np.issubdtype(v.dtype, np.floating))
         if not finite:
             print(json.dumps({"ok": False, "error": "the model's outputs are not finite in this configuration"}))
