@@ -71,6 +71,9 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", required=True, metavar="X.yaml",
                        help="the PaddleVideo config it was exported with (configs/recognition/...)")
         p.add_argument("--labels", help="class names, one per line (default: the class numbers)")
+        p.add_argument("--fast-resize", action="store_true",
+                       help="resize with OpenCV where PaddleVideo uses Pillow: faster preprocessing, inputs up to "
+                            "one grey level off PaddleVideo's (default: exactly PaddleVideo's arrays)")
         p.add_argument("--overwrite", action="store_true", help="replace a vslim.json already in the folder")
         p.set_defaults(handler=import_model)
 
@@ -108,7 +111,8 @@ def models(args) -> int:
 
     for spec in ARCHS.values():
         pre = spec.preprocess
-        print(f"{spec.name:<12} {pre.num_seg}x{pre.target_size}x{pre.target_size}  {spec.description}")
+        origin = f" [PaddleVideo model_name {spec.paddlevideo_name}]" if spec.paddlevideo_name else ""
+        print(f"{spec.name:<12} {pre.num_seg}x{pre.target_size}x{pre.target_size}  {spec.description}{origin}")
     return 0
 
 
@@ -223,6 +227,7 @@ def import_model(args) -> int:
 
         raise ModelError(f"{args.labels} has {len(labels)} labels for a model of {meta.num_classes} classes")
     meta = meta.derive(model_file=info.model_file.name, params_file=info.params_file.name, precision=info.precision)
+    meta.recipe.fast_resize = bool(args.fast_resize)
     meta.save(folder)
     say(f"{info.model_dir}: {meta.recipe.helper} — {meta.recipe.describe()}")
     print(folder / META_FILE)

@@ -12,7 +12,7 @@ the same arrays (docs/models.md lists the facts per family):
 * ``ppTSN_Inference_helper`` (TSN, PP-TSN): TSM-style segment centres, OpenCV's bilinear
   ``Scale``, ``TenCrop`` (four corners and the centre, each also mirrored: ``[seg*10, 3, S, S]``).
 * ``TimeSformer_Inference_helper``: frames spread evenly over the first ``256/30 s`` (``linspace``),
-  normalised, short side resized in float (bilinear, half-pixel), ``UniformCrop``'s three crops
+  normalised, short side resized in float (Paddle's bilinear kernel, reproduced to the bit), ``UniformCrop``'s three crops
   stacked along time: ``[3, T*3, S, S]``.
 * ``VideoSwin_Inference_helper``: ``seg_len`` frames ``frame_interval`` apart around the
   middle, OpenCV resize keeping the ratio, centre crop, ``(x - mean)/std`` on 0-255: ``[3, T, S, S]``.
@@ -62,6 +62,9 @@ class Recipe:
     alpha: int = 8  # SlowFast
     source: str = ""
     assumed: list[str] = field(default_factory=list)
+    # OpenCV's bilinear where the helper resizes with Pillow: ~3x faster transforms, inputs up to one grey
+    # level (0.0175 after ImageNet normalisation) from PaddleVideo's (docs/models.md, speed)
+    fast_resize: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -203,15 +206,28 @@ def normalize_tchw(frames: list[np.ndarray], mean, std) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def _taps(n_in: int, n_out: int):
+    """Source rows (or columns) and weights of Paddle's CPU bilinear kernel, in its float32 arithmetic."""
+    f32 = np.float32
+    ratio = f32(n_in) / f32(n_out) if n_out > 1 else f32(0)
+    src = (ratio * (np.arange(n_out).astype(f32) + f32(0.5)) - f32(0.5)).astype(f32)
+    lo = np.maximum(np.trunc(src).astype(np.int64), 0)
+    hi = np.minimum(lo + 1, n_in - 1)
+    d1 = (np.maximum(src, f32(0)) - lo.astype(f32)).astype(f32)
+    return lo, hi, d1, (f32(1) - d1).astype(f32)
+
+
 def resize_float_chw(x: np.ndarray, oh: int, ow: int) -> np.ndarray:
-    """Bilinear resize of ``[C, T, H, W]`` float32 with half-pixel centres (``F.interpolate``,
-    ``align_corners=False``): the same taps and weights, computed by OpenCV per plane."""
-    c, t, h, w = x.shape
-    planes = x.reshape(c * t, h, w)
-    out = np.empty((c * t, oh, ow), np.float32)
-    for i, plane in enumerate(planes):
-        out[i] = cv2.resize(plane, (ow, oh), interpolation=cv2.INTER_LINEAR)
-    return out.reshape(c, t, oh, ow)
+    """Bilinear resize of ``[C, T, H, W]`` float32 exactly as ``paddle.nn.functional.interpolate(mode="bilinear",
+    align_corners=False)`` computes it on the CPU: half-pixel taps in float32 and its order of products and
+    sums (OpenCV's float resize differs by up to 1e-4, which a TimeSformer's output can amplify)."""
+    yn, ys, dn, ds = _taps(x.shape[2], oh)
+    xw, xe, dw, de = _taps(x.shape[3], ow)
+    north, south = x[:, :, yn], x[:, :, ys]
+    a, c = north[..., xw], north[..., xe]
+    b, d = south[..., xw], south[..., xe]
+    DS, DN, DE, DW = ds[:, None], dn[:, None], de[None, :], dw[None, :]
+    return ((((a * DS) * DE + (b * DN) * DE) + (c * DS) * DW) + (d * DN) * DW).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- the helpers
@@ -261,7 +277,8 @@ class PPTSM(Helper):
         return segment_centres(n, r.num_seg, r.seg_len)
 
     def transform(self, r, frames):
-        frames = center_crop(scale(frames, r.short_size), r.target_size)
+        frames = center_crop(scale(frames, r.short_size, backend="cv2" if r.fast_resize else "pillow"),
+                             r.target_size)
         return [normalize_tchw(frames, r.mean, r.std)]
 
     def shapes(self, r):
@@ -385,7 +402,10 @@ class SlowFast(Helper):
                 nh = int(math.floor((float(h) / w) * size))
             else:
                 nw = int(math.floor((float(w) / h) * size))
-            frames = np.stack([np.asarray(Image.fromarray(f).resize((nw, nh), Image.BILINEAR)) for f in frames])
+            if r.fast_resize:
+                frames = np.stack([cv2.resize(f, (nw, nh), interpolation=cv2.INTER_LINEAR) for f in frames])
+            else:
+                frames = np.stack([np.asarray(Image.fromarray(f).resize((nw, nh), Image.BILINEAR)) for f in frames])
         h, w = frames.shape[1:3]
         s = r.target_size
         _check_crop(h, w, s)

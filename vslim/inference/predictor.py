@@ -119,10 +119,14 @@ def meta_from_paddlevideo_config(path: Path | str, inputs, outputs, labels: Opti
         raise ModelError(f"{path} describes inputs {expected} ({recipe.helper}: {recipe.describe()}), but the model "
                          f"declares {declared}: it was exported with another config")
     out = outputs[0].shape
-    n = out[-1] if out and out[-1] > 0 else 1
     head = (data.get("MODEL") or {}).get("head") or {}
-    if isinstance(head, dict) and isinstance(head.get("num_classes"), int) and head["num_classes"] != n:
-        raise ModelError(f"{path} says MODEL.head.num_classes {head['num_classes']}, the model gives {n} classes")
+    declared = head.get("num_classes") if isinstance(head, dict) and isinstance(head.get("num_classes"), int) else None
+    if out and out[-1] > 0:
+        n = out[-1]
+        if declared is not None and declared != n:
+            raise ModelError(f"{path} says MODEL.head.num_classes {declared}, the model gives {n} classes")
+    else:  # SlowFast's exported output has no static class dimension: the config says it
+        n = declared or 1
     if labels is not None and len(labels) != n:
         raise ModelError(f"{len(labels)} labels given for a model of {n} classes")
     pre = PreprocessConfig(num_seg=recipe.num_seg, seg_len=recipe.seg_len,
