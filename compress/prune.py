@@ -28,7 +28,7 @@ from vslim.fit import Checkpoints, Schedule, accuracy, fit
 from vslim.fsio import atomic_output_dir, check_output_free, write_json, write_text_atomic
 from vslim.inference import Predictor
 from vslim.model_meta import load_meta
-from vslim.models import build_model
+from vslim.models import build_model, get_arch
 from vslim.models.pruning import analyse, apply_plan, flops, param_count, prune
 from vslim.models.weights import load_weights, read_state_dict
 from vslim.timing import median_ms
@@ -51,11 +51,23 @@ def load_trained(weights: Path | str, arch: Optional[str]):
         raise ModelError(f"{weights} has no vslim.json beside it (labels, preprocessing): train it with "
                          "`vslim train` or export it first")
     state = read_state_dict(weights)
+    spec = get_arch(arch)
     model = build_model(arch, meta.num_classes, meta.preprocess.num_seg)
     if meta.pruning:
-        apply_plan(model, meta.pruning)
-    load_weights(model, state, str(weights))
+        apply_plan(model, meta.pruning, fold=spec.before_export)
+    load_weights(model, state, str(weights), classifier=spec.classifier)
     return model, meta, arch
+
+
+def fold_for_deployment(model, arch: str, say: Callable[[str], None]) -> bool:
+    """Fold training-only structure (PP-TSMv2's re-parameterised branches) before pruning or QAT, so
+    what is pruned or quantized is the deployed graph. True when the model changed."""
+    fold = get_arch(arch).before_export
+    if fold is None:
+        return False
+    fold(model)
+    say(f"  {arch}: re-parameterised branches folded first (what is deployed is what is compressed)")
+    return True
 
 
 def _uniform(layers: list[str], r: float) -> dict[str, float]:
@@ -147,6 +159,7 @@ def _prune_model(cfg: PruneConfig, say: Callable[[str], None]) -> dict:
     cfg.validate()
     check_output_free(cfg.output_dir, cfg.overwrite)
     model, meta, arch = load_trained(cfg.weights, cfg.arch)
+    folded = fold_for_deployment(model, arch, say)
     pre = meta.preprocess
     shape = [1, pre.frames_per_clip, 3, pre.target_size, pre.target_size]
     pipeline = ClipPipeline(pre)
@@ -155,6 +168,8 @@ def _prune_model(cfg: PruneConfig, say: Callable[[str], None]) -> dict:
     if not layers.prunable:
         raise ModelError(f"no convolution of {arch} can be pruned here; excluded: {layers.excluded}")
     say(f"{len(layers.prunable)} prunable convs; {len(layers.excluded)} excluded")
+    if get_arch(arch).pruning_notes:
+        say(f"  {arch}: {get_arch(arch).pruning_notes}")
     base_flops, base_params = flops(model, shape), param_count(model)
     base_top1 = accuracy(model, val_entries, pipeline)
     reduction = lambda ratios: _reduction(model, ratios, shape, cfg.criterion, base_flops)  # noqa: E731
@@ -203,6 +218,8 @@ def _prune_model(cfg: PruneConfig, say: Callable[[str], None]) -> dict:
         history, best_state, finetuned_top1 = result.history, result.best_state, result.best_score
 
     plan = {"criterion": cfg.criterion, "input_shape": shape, "ratios": ratios}
+    if folded:
+        plan["folded"] = True
     with atomic_output_dir(cfg.output_dir, overwrite=cfg.overwrite) as tmp:
         (tmp / WEIGHTS_DIR).mkdir()
         paddle.save(best_state, str(tmp / WEIGHTS_DIR / "model.pdparams"))
@@ -213,7 +230,9 @@ def _prune_model(cfg: PruneConfig, say: Callable[[str], None]) -> dict:
             unpruned_dir = Path(scratch)
             paddle.save({k: v.numpy() for k, v in unpruned_for_latency.state_dict().items()},
                         str(unpruned_dir / "model.pdparams"))
-            meta.save(unpruned_dir)
+            # the unpruned model was folded too: its weights load only into the folded form
+            (meta.derive(pruning={"folded": True, "ratios": {}, "input_shape": shape}) if folded else meta).save(
+                unpruned_dir)
             export_model(unpruned_dir / "model.pdparams", unpruned_dir / "inference")
             latency = _latency(unpruned_dir / "inference", tmp / INFERENCE_DIR, shape)
             sizes = {"before_bytes": _size(unpruned_dir / "inference"), "after_bytes": _size(tmp / INFERENCE_DIR)}

@@ -31,7 +31,7 @@ from vslim.inference import Predictor, inspect_model
 from vslim.upstream import quiet_upstream
 
 from .onednn import choose_onednn_int8_ops
-from .prune import load_trained
+from .prune import fold_for_deployment, load_trained
 from .compression_report import qat_markdown
 
 MODEL_PREFIX = "model"
@@ -65,6 +65,7 @@ def _qat(cfg: QATConfig, say: Callable[[str], None]) -> dict:
     cfg.validate()
     check_output_free(cfg.output_dir, cfg.overwrite)
     model, meta, arch = load_trained(cfg.weights, cfg.arch)
+    fold_for_deployment(model, arch, say)
     pre = meta.preprocess
     pipeline = ClipPipeline(pre)
     train_entries, val_entries = read_list(cfg.train), read_list(cfg.val)

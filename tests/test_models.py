@@ -128,3 +128,81 @@ def test_a_failed_conversion_leaves_no_parameters_for_the_next_one():
     assert any(p.name.startswith("batch_norm") for params in records.values() for p in params)
     forget_failed_traces()
     assert not records
+
+
+# Keys and shapes of PaddleVideo's PP-TSMv2 (ppTSMv2_k400_16f / pptsm_lcnet configs): 278 tensors, the
+# classifier inside the backbone, 280 with the 16-frame distillation configs' temporal attention.
+PADDLEVIDEO_PPTSMV2_KEYS = {
+    "backbone.stem.0.conv.weight": [32, 3, 3, 3],
+    "backbone.stem.1.dw_conv.conv.weight": [32, 1, 3, 3],
+    "backbone.stages.2.0.dw_conv_list.0.conv.weight": [256, 1, 5, 5],
+    "backbone.stages.2.0.dw_conv.weight": [256, 1, 5, 5],
+    "backbone.stages.2.0.dw_conv.bias": [256],
+    "backbone.stages.2.0.se.conv1.weight": [64, 256, 1, 1],
+    "backbone.stages.2.1.pw_conv_1.conv.weight": [256, 512, 1, 1],
+    "backbone.stages.3.1.dw_conv_list.2.bn._variance": [1024],
+    "backbone.last_conv.weight": [1280, 1024, 1, 1],
+    "backbone.fc.weight": [1280, 400],
+}
+
+
+def _random_bn(model, seed=0):
+    """Trained-looking batch-norm statistics, so folding has something to fold."""
+    rng = np.random.default_rng(seed)
+    for key, value in model.state_dict().items():
+        if key.endswith("_variance"):
+            value.set_value(rng.uniform(0.5, 1.5, value.shape).astype("float32"))
+        elif key.endswith(("_mean", "bn.bias")):
+            value.set_value(rng.uniform(-0.1, 0.1, value.shape).astype("float32"))
+
+
+def test_pptsm_v2_state_dict_matches_paddlevideo():
+    sd = build_model("pptsm_v2", 400).state_dict()
+    assert len(sd) == 278
+    for key, shape in PADDLEVIDEO_PPTSMV2_KEYS.items():
+        assert list(sd[key].shape) == shape, key
+    att = build_model("pptsm_v2_att", 400).state_dict()
+    assert set(att) - set(sd) == {"backbone.global_attention.fc.weight", "backbone.global_attention.fc.bias"}
+    assert list(att["backbone.global_attention.fc.weight"].shape) == [8, 8]
+
+
+@pytest.mark.parametrize("arch", ["pptsm_v2", "pptsm_v2_att"])
+def test_pptsm_v2_folding_keeps_the_outputs_and_drops_the_branches(arch):
+    paddle.seed(0)
+    model = build_model(arch, 7)
+    _random_bn(model)
+    model.eval()
+    x = paddle.to_tensor(np.random.default_rng(1).standard_normal([2, 8, 3, 64, 64]).astype("float32"))
+    before = model(x).numpy()
+    ARCHS[arch].before_export(model)
+    after = model(x).numpy()
+    assert np.abs(before).max() > 0.1  # not a degenerate all-zero model
+    np.testing.assert_allclose(after, before, atol=1e-4 * np.abs(before).max())
+    assert not [k for k in model.state_dict() if "dw_conv_list" in k]
+    ARCHS[arch].before_export(model)  # folding twice is a no-op
+    np.testing.assert_array_equal(model(x).numpy(), after)
+
+
+def test_a_paddlevideo_pptsm_v2_checkpoint_exports_with_the_same_answers(tmp_path):
+    """A checkpoint keyed as PaddleVideo saves it (unfolded) exports folded, computing what it computed."""
+    from vslim.config import PredictorConfig
+    from vslim.export import export_model
+    from vslim.inference import Predictor
+
+    paddle.seed(0)
+    source = build_model("pptsm_v2", 6, 4)
+    _random_bn(source)
+    state = {k: v.numpy() for k, v in source.state_dict().items()}
+    path = tmp_path / "ppTSMv2.pdparams"
+    paddle.save(state, str(path))
+    source.eval()
+    x = np.random.default_rng(2).standard_normal([1, 4, 3, 64, 64]).astype("float32")
+    expected = source(paddle.to_tensor(x)).numpy()
+    out = export_model(path, tmp_path / "inference", arch="pptsm_v2", num_seg=4, target_size=64, short_size=72)
+    got = Predictor(out, PredictorConfig(use_onednn=False, threads=1, probe=False)).run(x)
+    np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
+    from vslim.inference.program import parse_program
+
+    ops = [op.type for op in parse_program(out / "model.pdmodel").blocks[0].ops]
+    assert ops.count("temporal_shift") == 1
+    assert ops.count("depthwise_conv2d") == 13  # one per block: the branches were folded

@@ -53,7 +53,7 @@ def export_model(
     spec = get_arch(arch)
     if weights:
         state = read_state_dict(weights)
-        num_classes = num_classes_of(state, weights)
+        num_classes = num_classes_of(state, weights, spec.classifier)
     elif not num_classes:
         raise ModelError("a random-init export needs --num-classes")
     pre = _preprocess(trained.preprocess if trained else spec.preprocess, num_seg, target_size, short_size)
@@ -65,10 +65,12 @@ def export_model(
     if trained and trained.pruning:
         from .models.pruning import apply_plan
 
-        apply_plan(model, trained.pruning)
+        apply_plan(model, trained.pruning, fold=spec.before_export)
     if weights:
-        load_weights(model, state, str(weights))
+        load_weights(model, state, str(weights), classifier=spec.classifier)
     model.eval()
+    if spec.before_export is not None:
+        spec.before_export(model)  # e.g. PP-TSMv2 folds its re-parameterised branches, as PaddleVideo exports
     shape = [None, pre.frames_per_clip, 3, pre.target_size, pre.target_size]
     static = paddle.jit.to_static(model, input_spec=[paddle.static.InputSpec(shape, "float32", INPUT_NAME)],
                                   full_graph=True)

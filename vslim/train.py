@@ -68,8 +68,8 @@ def train(cfg: TrainConfig, on_epoch: Optional[Callable[[dict], None]] = None) -
     model = build_model(cfg.arch, len(labels), pre.num_seg)
     if cfg.init_weights:
         state = read_state_dict(cfg.init_weights)
-        skip_head = num_classes_of(state, cfg.init_weights) != len(labels)
-        load_weights(model, state, str(cfg.init_weights), skip_head=skip_head)
+        skip_head = num_classes_of(state, cfg.init_weights, spec.classifier) != len(labels)
+        load_weights(model, state, str(cfg.init_weights), skip_head=skip_head, classifier=spec.classifier)
 
     ckpt = checkpoint_dir(cfg.output_dir)
     if ckpt.exists() and not cfg.resume:

@@ -137,8 +137,17 @@ def _drop_backups(model: paddle.nn.Layer) -> None:
             del layer._buffers[name]
 
 
-def apply_plan(model: paddle.nn.Layer, plan: dict) -> None:
-    """Give a fresh model the shapes of a pruned one (then load the pruned weights into it)."""
+def apply_plan(model: paddle.nn.Layer, plan: dict, fold=None) -> None:
+    """Give a fresh model the shapes of a pruned one (then load the pruned weights into it).
+
+    A plan made on a folded model (``"folded": true``, PP-TSMv2) is applied after ``fold``, the
+    architecture's ``before_export``, since the pruned names and shapes are those of the folded form.
+    """
+    if plan.get("folded"):
+        if fold is None:
+            raise ModelError("this pruning plan was made on a folded (re-parameterised) model, and the "
+                             "architecture has no folding step")
+        fold(model)
     prune(model, plan["ratios"], plan["input_shape"], plan.get("criterion", "l1"))
 
 

@@ -31,22 +31,24 @@ def read_state_dict(path: Path | str) -> dict[str, np.ndarray]:
     return state
 
 
-def num_classes_of(state: dict, path: Path | str = "weights") -> int:
-    w = state.get("head.fc.weight")
+def num_classes_of(state: dict, path: Path | str = "weights", classifier: str = HEAD_PREFIX) -> int:
+    """The class count of a checkpoint, read from its classifier's weight (``[in, classes]`` in Paddle)."""
+    key = classifier + "weight"
+    w = state.get(key)
     if w is None:
-        raise ModelError(f"{path} has no 'head.fc.weight'; is it a PaddleVideo recognizer checkpoint?")
+        raise ModelError(f"{path} has no {key!r}; is it a PaddleVideo recognizer checkpoint of this architecture?")
     return int(np.shape(w)[1])
 
 
 def load_weights(model: paddle.nn.Layer, state: dict, source: str = "weights",
-                 skip_head: bool = False) -> None:
+                 skip_head: bool = False, classifier: str = HEAD_PREFIX) -> None:
     """Copy ``state`` into ``model``; every key must exist on both sides with the same shape.
 
-    ``skip_head`` keeps the model's own classifier (fine-tuning to new classes).
+    ``skip_head`` keeps the model's own classifier (the keys under ``classifier``: fine-tuning to new classes).
     """
     own = model.state_dict()
-    wanted = {k: v for k, v in own.items() if not (skip_head and k.startswith(HEAD_PREFIX))}
-    given = {k: v for k, v in state.items() if not (skip_head and k.startswith(HEAD_PREFIX))}
+    wanted = {k: v for k, v in own.items() if not (skip_head and k.startswith(classifier))}
+    given = {k: v for k, v in state.items() if not (skip_head and k.startswith(classifier))}
     missing = [k for k in wanted if k not in given]
     if missing:
         raise ModelError(
