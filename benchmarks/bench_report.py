@@ -32,7 +32,9 @@ def _env_lines(env: dict) -> list[str]:
             f"GPU: {env['gpu'].get('name') or 'none (' + env['gpu'].get('reason', '') + ')'}",
             f"- Software: Python {env['python']}, paddle {pk.get('paddlepaddle') or pk.get('paddlepaddle-gpu')}, "
             f"onnxruntime {pk.get('onnxruntime', '-')}, vslim {env['vslim']} ({env['git_commit']})",
-            f"- When: {env['timestamp']}"]
+            f"- When: {env['timestamp']}"] + (
+        [f"- Peak memory (RSS): this process {env['peak_rss_mib']['self']:.0f} MiB, largest child process "
+         f"{env['peak_rss_mib']['largest_child']:.0f} MiB"] if env.get("peak_rss_mib") else [])
 
 
 def runtime_markdown(r: dict) -> str:

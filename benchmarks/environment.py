@@ -50,6 +50,15 @@ def gpu_info() -> dict:
         return {"available": False, "reason": str(exc)}
 
 
+def peak_rss_mib() -> dict:
+    """Peak resident memory so far: this process, and the largest child it has waited for (servers,
+    probes). Linux reports KiB."""
+    import resource
+
+    return {"self": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "largest_child": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
+
+
 def environment() -> dict:
     versions = {}
     for name in PACKAGES:
@@ -62,5 +71,6 @@ def environment() -> dict:
     return {"timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "vslim": __version__, "git_commit": _git_commit(), "python": platform.python_version(),
             "platform": platform.platform(), "cpu": cpu_info(), "gpu": gpu_info(), "packages": versions,
+            "peak_rss_mib": peak_rss_mib(),
             "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_CORETYPE", "CUDA_VISIBLE_DEVICES")
                     if k in os.environ}}

@@ -31,7 +31,7 @@ from vslim.serving.client import ClientConfig, make_client
 from vslim.serving.process import ServerProcess
 from vslim.timing import timed_loop
 
-from .environment import environment
+from .environment import environment, peak_rss_mib
 from .stats import latency_stats
 
 LOOPBACK = ("127.", "localhost", "[::1]")
@@ -181,6 +181,7 @@ def run_serving(cfg: ServingBench, say: Callable[[str], None] = print) -> dict:
         if ray_runs:
             report["rows"] += _ray_sweeps(cfg, conf, clip, bar, say)
     _summarize(report)
+    report["environment"]["peak_rss_mib"] = peak_rss_mib()  # after the servers have exited
     return report
 
 

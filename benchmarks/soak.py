@@ -24,7 +24,7 @@ from vslim.serving.bundle import CLIENT_SUFFIX, SERVER_SUFFIX
 from vslim.serving.client import ClientConfig, make_client
 from vslim.serving.process import ServerProcess
 
-from .environment import environment
+from .environment import environment, peak_rss_mib
 from .stats import latency_stats
 
 
@@ -122,6 +122,7 @@ def run_soak(cfg: SoakBench, say: Callable[[str], None] = print) -> dict:
         report["rss_mib_end"] = rss_mib(server.proc.pid)
     report["rss_growth_mib"] = report["rss_mib_end"] - report["rss_mib_start"]
     report["exit_code"] = server.proc.returncode
+    report["environment"]["peak_rss_mib"] = peak_rss_mib()  # at the end: the run's peak
     return report
 
 

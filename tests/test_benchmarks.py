@@ -22,6 +22,8 @@ def test_runtime_matrix(cli, fp32_small, int8_small_avg, synth_data, tmp_path):
     report = json.loads((out / "runtime.json").read_text())
     assert {"cpu", "packages", "git_commit", "gpu"} <= set(report["environment"])
     assert "avx2" in report["environment"]["cpu"]["flags"]
+    peak = report["environment"]["peak_rss_mib"]  # the bench loaded two models: well above an idle interpreter
+    assert peak["self"] > 100 and "Peak memory (RSS)" in (out / "runtime.md").read_text()
     assert report["pairs"] == {"int8": "fp32"}
     rows = {(x["model"], x["backend"], x["variant"], x["batch"]): x for x in report["rows"]}
     # FP32: paddle-cpu, -onednn, -bf16, onnxruntime (FP32, its own INT8), openvino (fp32, bf16, default hint,
