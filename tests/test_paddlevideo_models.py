@@ -226,6 +226,38 @@ def test_each_familys_inputs_are_paddlevideos_arrays(family, family_models, fami
         np.testing.assert_allclose(g, w, rtol=0, atol=1e-5)  # float rounding only (the bilinear maths agree)
 
 
+def test_fast_resize_is_an_explicit_choice_one_grey_level_from_paddlevideo(family_models, family_video, tmp_path,
+                                                                          cli):
+    """``vslim import --fast-resize``: OpenCV's bilinear where the helper uses Pillow, recorded in the recipe; the
+    rest of the helper unchanged. Shrinking (this video: 48 -> 36 lines), Pillow widens its filter and OpenCV
+    does not, so the inputs differ from PaddleVideo's by more than a grey level at sharp edges."""
+    import cv2
+    import shutil
+
+    from vslim.data.pipeline import ClipPipeline, as_inputs
+    from vslim.inference import inspect_model
+
+    folder = tmp_path / "movinet"
+    shutil.copytree(family_models["movinet"][0], folder)
+    r = cli("import", "--model-dir", folder, "--config", family_models["movinet"][1], "--fast-resize")
+    assert r.code == 0, r.err
+    meta = inspect_model(folder).meta
+    assert meta.recipe.fast_resize is True
+    got = as_inputs(ClipPipeline.for_model(meta).from_video(family_video))[0]
+    frames, fps = _frames(family_video)
+    exact = expected_inputs("movinet", frames, fps)[0]
+    assert np.abs(got - exact).max() > 1 / 255 / 0.229  # not PaddleVideo's arrays: the option did something
+    average = len(frames) // 8
+    picked = [frames[((average - 1) // 2 + i * average) % len(frames)] for i in range(8)]
+    resized = [cv2.resize(f, pil_scale(Image.fromarray(f), 36), interpolation=cv2.INTER_LINEAR) for f in picked]
+    h, w = resized[0].shape[:2]
+    x1, y1 = int(round((w - 32) / 2.0)), int(round((h - 32) / 2.0))
+    x = np.stack([f[y1:y1 + 32, x1:x1 + 32] for f in resized]).astype("float32").transpose(0, 3, 1, 2) / 255.0
+    x -= np.array([0.485, 0.456, 0.406]).reshape([3, 1, 1]).astype(np.float32)
+    x /= np.array([0.229, 0.224, 0.225]).reshape([3, 1, 1]).astype(np.float32)
+    np.testing.assert_allclose(got, x, rtol=0, atol=1e-5)
+
+
 def test_config_keys_are_checked_as_the_helpers_arguments():
     with pytest.raises(ConfigError, match="INFERENCE.num_segs is not an argument of ppTSM_Inference_helper.*num_seg"):
         from_config({"name": "ppTSM_Inference_helper", "num_segs": 8}, ["x"], "c.yaml")

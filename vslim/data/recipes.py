@@ -62,8 +62,9 @@ class Recipe:
     alpha: int = 8  # SlowFast
     source: str = ""
     assumed: list[str] = field(default_factory=list)
-    # OpenCV's bilinear where the helper resizes with Pillow: ~3x faster transforms, inputs up to one grey
-    # level (0.0175 after ImageNet normalisation) from PaddleVideo's (docs/models.md, speed)
+    # OpenCV's bilinear where the helper resizes with Pillow: faster transforms (9x on 1080p), inputs up to one
+    # grey level from PaddleVideo's when enlarging, more at sharp edges when shrinking, where Pillow widens
+    # its filter (docs/models.md, speed)
     fast_resize: bool = False
 
     def to_dict(self) -> dict:
