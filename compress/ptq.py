@@ -10,6 +10,7 @@ of FP32 vs INT8 accuracy, agreement, size and time.
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -77,17 +78,86 @@ def model_size(info: ModelInfo) -> dict:
     return {"params_bytes": params, "program_bytes": program, "total_bytes": params + program}
 
 
-def load_clips(entries, pipeline: ClipPipeline, batch_size: int, desc: str) -> np.ndarray:
-    """Decode clips once into memory (calibration sets are small: tens of clips)."""
-    out = []
+# A batch holds at most this many images (224 x 224 equivalents): a 250-image TSN clip runs alone, 8-frame
+# clips keep the configured batch. Without the bound PP-TSN's default batch of 4 was a 1000-image forward pass.
+MAX_BATCH_ELEMENTS = 128 * 3 * 224 * 224
+IN_MEMORY_BYTES = 1 << 30  # calibration clips past this are kept on disk, one file each, read when used
+
+
+def bounded_batch(batch_size: int, clip_shape) -> int:
+    """``batch_size``, or fewer clips when each is large (TSN's 25 segments x TenCrop)."""
+    per_clip = int(np.prod(clip_shape))
+    return max(1, min(batch_size, MAX_BATCH_ELEMENTS // max(per_clip, 1)))
+
+
+class ClipStore:
+    """Decoded calibration clips, indexable like the array they replace (``store[i]``, ``store[a:b]``).
+
+    Small sets stay in memory; past :data:`IN_MEMORY_BYTES` every clip goes to its own ``.npy`` in a
+    scratch folder and is read back when used, so PTQ's memory is one batch, not the whole set
+    (32 PP-TSN clips are 4.8 GB).
+    """
+
+    def __init__(self):
+        self._memory: list[np.ndarray] = []
+        self._folder: Optional[Path] = None
+        self._count = 0
+        self._shape: tuple = ()
+        self._bytes = 0
+
+    def append(self, batch: np.ndarray) -> None:
+        for clip in batch:
+            self._shape = clip.shape
+            self._bytes += clip.nbytes
+            if self._folder is None and self._bytes > IN_MEMORY_BYTES:
+                import weakref
+
+                self._folder = Path(tempfile.mkdtemp(prefix="vslim-calib-"))
+                weakref.finalize(self, shutil.rmtree, str(self._folder), True)
+                for i, held in enumerate(self._memory):
+                    np.save(self._folder / f"{i}.npy", held)
+                self._memory = []
+            if self._folder is not None:
+                np.save(self._folder / f"{self._count}.npy", clip)
+            else:
+                self._memory.append(clip)
+            self._count += 1
+
+    @property
+    def on_disk(self) -> bool:
+        return self._folder is not None
+
+    @property
+    def shape(self) -> tuple:
+        return (self._count, *self._shape)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _clip(self, i: int) -> np.ndarray:
+        return np.load(self._folder / f"{i}.npy") if self._folder is not None else self._memory[i]
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            picked = range(*key.indices(self._count))
+            return np.stack([self._clip(i) for i in picked]) if picked else np.empty((0, *self._shape), np.float32)
+        if not -self._count <= key < self._count:
+            raise IndexError(key)
+        return self._clip(key % self._count)
+
+
+def load_clips(entries, pipeline: ClipPipeline, batch_size: int, desc: str) -> ClipStore:
+    """Decode clips once (calibration sets are tens of clips; large ones are kept on disk)."""
+    store = ClipStore()
     with progress_bar(total=len(entries), desc=desc, unit="clip") as bar:
         for clips, _ in iter_batches(entries, pipeline, batch_size):
-            out.append(clips)
+            store.append(clips)
             bar.update(len(clips))
-    return np.concatenate(out)
+    return store
 
 
-def calibrate(info: ModelInfo, clips: np.ndarray, algo: str, cfg: PTQConfig, out_dir: Path) -> Candidate:
+def calibrate(info: ModelInfo, clips: ClipStore, algo: str, cfg: PTQConfig, out_dir: Path,
+              batch_size: Optional[int] = None) -> Candidate:
     """Run PaddleSlim's ``quant_post_static`` with ``algo`` on ``clips``; INT8 model in ``out_dir``."""
     import paddle
     from paddleslim.quant import quant_post_static
@@ -100,6 +170,7 @@ def calibrate(info: ModelInfo, clips: np.ndarray, algo: str, cfg: PTQConfig, out
             return len(clips)
 
     spec = info.inputs[0]
+    batch = batch_size or cfg.batch_size
     t0 = time.perf_counter()
     paddle.enable_static()
     try:
@@ -108,14 +179,14 @@ def calibrate(info: ModelInfo, clips: np.ndarray, algo: str, cfg: PTQConfig, out
                 paddle.static.scope_guard(paddle.static.Scope()):
             # PaddleSlim 2.6 ignores sample/batch generators: only a feed_list DataLoader works.
             feed = paddle.static.data(spec.name, list(spec.shape), "float32")
-            loader = paddle.io.DataLoader(_Clips(), feed_list=[feed], batch_size=cfg.batch_size,
+            loader = paddle.io.DataLoader(_Clips(), feed_list=[feed], batch_size=batch,
                                           return_list=False, drop_last=False, shuffle=False)
             quant_post_static(
                 executor=paddle.static.Executor(paddle.CPUPlace()),
                 model_dir=str(info.model_dir), quantize_model_path=str(out_dir), data_loader=loader,
                 model_filename=info.model_file.name, params_filename=info.params_file.name,
                 save_model_filename=QUANT_MODEL, save_params_filename=QUANT_PARAMS,
-                batch_size=cfg.batch_size, batch_nums=-(-len(clips) // cfg.batch_size), algo=algo,
+                batch_size=batch, batch_nums=-(-len(clips) // batch), algo=algo,
                 hist_percent=cfg.hist_percent, bias_correction=cfg.bias_correction,
                 quantizable_op_type=list(cfg.quantize_ops), onnx_format=cfg.onnx_format, optimize_model=True,
             )
@@ -186,32 +257,38 @@ def _quantize(cfg: PTQConfig) -> PTQResult:
     if cfg.batch_nums is not None:
         calib_entries = calib_entries[: cfg.batch_nums * cfg.batch_size]
     val_entries = read_list(cfg.val) if cfg.val else None
-    clips = load_clips(calib_entries, pipeline, cfg.batch_size, "calibration clips")
+    clips = load_clips(calib_entries, pipeline, bounded_batch(cfg.batch_size, info.inputs[0].shape[1:]),
+                       "calibration clips")
     if clips.shape[1:] != tuple(d for d in info.inputs[0].shape[1:]):
         raise QuantizationError(
             f"calibration clips have shape {list(clips.shape[1:])} but the model takes "
             f"{list(info.inputs[0].shape[1:])}: the preprocessing does not match the model"
         )
 
+    batch = bounded_batch(cfg.batch_size, clips.shape[1:])
+    if batch < cfg.batch_size:
+        print(f"  clips of shape {list(clips.shape[1:])}: batches of {batch} clip(s) instead of {cfg.batch_size}, to bound memory",
+              file=sys.stderr)
     pcfg = PredictorConfig(threads=cfg.threads)
     fp32 = Predictor(info.model_dir, pcfg, info=info)
-    fp32_calib = fp32.run_batched(clips, cfg.batch_size)
+    fp32_calib = fp32.run_batched(clips, batch)
     algos = cfg.candidates if cfg.algo == "auto" else [cfg.algo]
     with tempfile.TemporaryDirectory(prefix="vslim-ptq-") as work:
         cands, preds = [], {}
         for algo in algos:
-            cand = calibrate(info, clips, algo, cfg, Path(work) / algo)
-            cand.onednn_int8_ops, cand.op_set_choice = choose_onednn_int8_ops(cand.model_dir, clips[:4],
-                                                                             fp32_calib[:4], cfg.threads)
+            cand = calibrate(info, clips, algo, cfg, Path(work) / algo, batch)
+            probe = min(4, batch)  # the op-set choice runs its sample as one batch
+            cand.onednn_int8_ops, cand.op_set_choice = choose_onednn_int8_ops(cand.model_dir, clips[:probe],
+                                                                             fp32_calib[:probe], cfg.threads)
             pred = Predictor(cand.model_dir, PredictorConfig(threads=cfg.threads,
                                                              onednn_int8_ops=cand.onednn_int8_ops))
-            cand.calib = summarize(pred.run_batched(clips, cfg.batch_size), None, fp32_calib)
+            cand.calib = summarize(pred.run_batched(clips, batch), None, fp32_calib)
             cands.append(cand)
             preds[algo] = pred
         fp32_val = None
         if val_entries:
             runners = {"fp32": fp32.run, **{a: p.run for a, p in preds.items()}}
-            outs, labels = collect_outputs(runners, val_entries, pipeline, cfg.batch_size, "validation")
+            outs, labels = collect_outputs(runners, val_entries, pipeline, batch, "validation")
             fp32_val = summarize(outs["fp32"], labels)
             for c in cands:
                 c.val = summarize(outs[c.algo], labels, outs["fp32"])
@@ -226,7 +303,7 @@ def _quantize(cfg: PTQConfig) -> PTQResult:
         report = {
             "fp32_model": str(info.model_dir), "int8_model": str(Path(cfg.output_dir)),
             "algo": chosen.algo, "mode": cfg.algo, "tolerance": cfg.tolerance,
-            "calibration_clips": len(clips), "validation_clips": len(val_entries) if val_entries else 0,
+            "calibration_clips": len(clips), "batch_size": batch, "clips_on_disk": clips.on_disk, "validation_clips": len(val_entries) if val_entries else 0,
             "fp32": {**model_size(info), "val": fp32_val.to_dict() if fp32_val else None},
             "int8": {**chosen.to_dict(), "quant_dequant_ops": _quant_dequant_ops(chosen.model_dir / QUANT_MODEL)},
             "candidates": [c.to_dict() for c in cands], "latency_ms": latency, "config": to_dict(cfg),

@@ -1,0 +1,49 @@
+"""PTQ's memory is one batch, not the calibration set: large clips (PP-TSN's 250 images) run one at a time
+and a large set is kept on disk."""
+import numpy as np
+import pytest
+
+from vslim.compress import ptq
+from vslim.compress.ptq import ClipStore, bounded_batch
+
+
+def test_batches_are_bounded_by_images_not_clips():
+    assert bounded_batch(4, (8, 3, 224, 224)) == 4  # PP-TSM: the configured batch
+    assert bounded_batch(4, (250, 3, 224, 224)) == 1  # PP-TSN: 25 segments x TenCrop run alone
+    assert bounded_batch(4, (3, 24, 224, 224)) == 4  # TimeSformer: 24 frames x 3 crops
+    assert bounded_batch(64, (8, 3, 224, 224)) == 16
+    assert bounded_batch(4, (-1, 3, 224, 224)) == 4  # a dynamic dimension: the configured batch
+
+
+def test_a_large_calibration_set_is_kept_on_disk_and_reads_back_the_same(monkeypatch):
+    monkeypatch.setattr(ptq, "IN_MEMORY_BYTES", 3 * 8 * 3 * 4 * 4 * 4)  # three clips' worth
+    rng = np.random.default_rng(0)
+    clips = rng.standard_normal((7, 8, 3, 4, 4)).astype(np.float32)
+    store = ClipStore()
+    store.append(clips[:2])
+    assert not store.on_disk
+    store.append(clips[2:])
+    assert store.on_disk and len(store) == 7 and store.shape == clips.shape
+    np.testing.assert_array_equal(store[:], clips)
+    np.testing.assert_array_equal(store[2:5], clips[2:5])
+    np.testing.assert_array_equal(store[-1], clips[-1])
+    assert store[7:].shape == (0, 8, 3, 4, 4)
+    with pytest.raises(IndexError):
+        store[7]
+
+
+@pytest.mark.slow
+def test_ptq_with_bounded_batches_and_clips_on_disk(fp32_small, synth_data, tmp_path, monkeypatch):
+    """The real calibration, PaddleSlim's data loader included, reading clips back from disk one at a time."""
+    from vslim.compress.config import PTQConfig
+    from vslim.config import ListConfig
+    from vslim.inference import inspect_model
+
+    monkeypatch.setattr(ptq, "MAX_BATCH_ELEMENTS", 8 * 3 * 64 * 64)  # one small clip per batch
+    monkeypatch.setattr(ptq, "IN_MEMORY_BYTES", 4 * 8 * 3 * 64 * 64 * 4)
+    result = ptq.quantize(PTQConfig(model_dir=str(fp32_small), output_dir=str(tmp_path / "int8"),
+                                    calib=ListConfig(str(synth_data / "calib.list")), algo="avg", batch_nums=4))
+    report = result.report
+    assert report["batch_size"] == 1 and report["clips_on_disk"] is True
+    assert report["calibration_clips"] == 16
+    assert inspect_model(tmp_path / "int8").quantized
