@@ -19,7 +19,7 @@ import numpy as np
 
 from vslim.config import PredictorConfig
 from vslim.data.decode import VideoReader, open_video
-from vslim.data.pipeline import ClipPipeline
+from vslim.data.pipeline import ClipPipeline, as_inputs
 from vslim.data.synth import render_clip
 from vslim.errors import DataError
 from vslim.inference import Predictor, inspect_model
@@ -87,7 +87,7 @@ def run_e2e(cfg: E2EBench, say: Callable[[str], None] = print) -> dict:
                 t1 = time.perf_counter()
                 clip = pipeline.transform(frames)
                 t2 = time.perf_counter()
-                predictor.run(clip[None])
+                predictor.run_feeds({spec.name: x[None] for spec, x in zip(info.inputs, as_inputs(clip))})
                 t3 = time.perf_counter()
                 baseline = decode_all_then_sample(video, pipeline)
                 t4 = time.perf_counter()

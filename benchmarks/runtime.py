@@ -21,6 +21,7 @@ from vslim.config import ListConfig, PredictorConfig
 from vslim.data.lists import read_list
 from vslim.data.pipeline import ClipPipeline
 from vslim.evaluate import collect_outputs, summarize
+from vslim.errors import ConfigError
 from vslim.inference import Predictor, inspect_model
 from vslim.inference.predictor import ModelInfo
 from vslim.progress import progress_bar
@@ -111,6 +112,14 @@ def run_runtime(cfg: RuntimeBench, say: Callable[[str], None] = print) -> dict:
     """Every backend configuration of a model is loaded first, then timed *interleaved*: one call of
     each in turn, round after round, so drift of a shared machine hits all of them alike."""
     infos = {label: inspect_model(path) for label, path in cfg.models.items()}
+    for label, info in infos.items():
+        if len(info.inputs) > 1:
+            names = ", ".join(s.name for s in info.inputs)
+            raise ConfigError(
+                f"{label}={info.model_dir} takes {len(info.inputs)} inputs ({names}); the runtime matrix times "
+                "single-input models (its peers' INT8 calibrations feed one tensor). What works for it: "
+                "`vslim-bench e2e --model DIR` (decode, preprocessing and inference), `vslim-package --target "
+                "serving` (measures every runtime on it and records the fastest) and `vslim-bench serving`")
     max_batch = max(cfg.batch_sizes)
     rows = []
     cells = sum(len(variants(b, i)) for b in cfg.backends for i in infos.values()) * len(cfg.threads)

@@ -258,6 +258,22 @@ def test_fast_resize_is_an_explicit_choice_one_grey_level_from_paddlevideo(famil
     np.testing.assert_allclose(got, x, rtol=0, atol=1e-5)
 
 
+def test_bench_on_a_two_input_model(family_models, family_video, tmp_path, cli):
+    """vslim-bench e2e feeds SlowFast both pathways; the runtime matrix refuses it naming what works instead."""
+    import shutil
+
+    folder = tmp_path / "slowfast"
+    shutil.copytree(family_models["slowfast"][0], folder)
+    assert cli("import", "--model-dir", folder, "--config", family_models["slowfast"][1]).code == 0
+    r = cli("bench", "e2e", "--model", folder, "--video", family_video, "--iterations", "2", "--out", tmp_path / "e2e")
+    assert r.code == 0, r.err
+    report = json.loads((tmp_path / "e2e" / "e2e.json").read_text())
+    assert report["stages"]["inference_ms"]["p50_ms"] > 0
+    r = cli("bench", "runtime", "--model", f"fp32={folder}", "--batch-sizes", "1", "--out", tmp_path / "rt")
+    assert r.code == 2 and "takes 2 inputs (slow_input, fast_input)" in r.err and "vslim-bench e2e" in r.err
+    assert not (tmp_path / "rt").exists()
+
+
 def test_config_keys_are_checked_as_the_helpers_arguments():
     with pytest.raises(ConfigError, match="INFERENCE.num_segs is not an argument of ppTSM_Inference_helper.*num_seg"):
         from_config({"name": "ppTSM_Inference_helper", "num_segs": 8}, ["x"], "c.yaml")
