@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from vslim.compress import ptq
-from vslim.compress.ptq import ClipStore, bounded_batch
+from vslim.data import clip_store
+from vslim.data.clip_store import ClipStore, bounded_batch
 
 
 def test_batches_are_bounded_by_images_not_clips():
@@ -16,7 +17,7 @@ def test_batches_are_bounded_by_images_not_clips():
 
 
 def test_a_large_calibration_set_is_kept_on_disk_and_reads_back_the_same(monkeypatch):
-    monkeypatch.setattr(ptq, "IN_MEMORY_BYTES", 3 * 8 * 3 * 4 * 4 * 4)  # three clips' worth
+    monkeypatch.setattr(clip_store, "IN_MEMORY_BYTES", 3 * 8 * 3 * 4 * 4 * 4)  # three clips' worth
     rng = np.random.default_rng(0)
     clips = rng.standard_normal((7, 8, 3, 4, 4)).astype(np.float32)
     store = ClipStore()
@@ -39,8 +40,8 @@ def test_ptq_with_bounded_batches_and_clips_on_disk(fp32_small, synth_data, tmp_
     from vslim.config import ListConfig
     from vslim.inference import inspect_model
 
-    monkeypatch.setattr(ptq, "MAX_BATCH_ELEMENTS", 8 * 3 * 64 * 64)  # one small clip per batch
-    monkeypatch.setattr(ptq, "IN_MEMORY_BYTES", 4 * 8 * 3 * 64 * 64 * 4)
+    monkeypatch.setattr(clip_store, "MAX_BATCH_ELEMENTS", 8 * 3 * 64 * 64)  # one small clip per batch
+    monkeypatch.setattr(clip_store, "IN_MEMORY_BYTES", 4 * 8 * 3 * 64 * 64 * 4)
     result = ptq.quantize(PTQConfig(model_dir=str(fp32_small), output_dir=str(tmp_path / "int8"),
                                     calib=ListConfig(str(synth_data / "calib.list")), algo="avg", batch_nums=4))
     report = result.report

@@ -212,8 +212,10 @@ def test_auto_with_real_clips_requires_fp32s_top1_and_refuses_the_wrong_runtime(
     rows = {row["runtime"]: row for row in record["table"]}
     assert set(rows) == {"paddle", "openvino", "onnxruntime"}
     assert rows["openvino"]["status"] == "refused" and "differently from Paddle" in rows["openvino"]["reason"]
-    if rows["onnxruntime"]["status"] != "ok":  # only for the ISA's reason, and saying so
-        assert not has_vnni() and "no VNNI" in rows["onnxruntime"]["reason"], rows["onnxruntime"]
+    if rows["onnxruntime"]["status"] != "ok":  # refused by the guard against FP32, naming a missing VNNI if so
+        # (ONNX Runtime's INT8 gave 31 of 32 clips on an AMX host and 32 of 40 on an AVX2-only one)
+        reason = rows["onnxruntime"]["reason"]
+        assert "top-1 agreement with FP32" in reason and (has_vnni() or "no VNNI" in reason), rows["onnxruntime"]
     for row in record["table"]:
         if row["status"] == "ok":
             assert row["top1_agreement_vs_fp32"] >= 0.99 and row["clips"] == 32, row

@@ -165,7 +165,7 @@ def verified(predictor: "_RuntimePredictor", record: bool = True) -> dict:
 NNCF_IR, NNCF_RECORD = "nncf-int8.xml", "nncf-int8.json"
 
 
-def make_nncf_int8(onnx: Path, clips: np.ndarray, source: str) -> Path:
+def make_nncf_int8(onnx: Path, clips, source: str) -> Path:
     """OpenVINO's own INT8 of an FP32 model: NNCF post-training quantization on ``clips``, saved as IR beside
     the ONNX with checksums (what a user of OpenVINO would build by hand, here kept with the bundle)."""
     import nncf
@@ -177,7 +177,8 @@ def make_nncf_int8(onnx: Path, clips: np.ndarray, source: str) -> Path:
     if (folder / NNCF_RECORD).is_file():
         return folder / NNCF_IR
     model = ov.Core().read_model(str(onnx))
-    quantized = nncf.quantize(model, nncf.Dataset([c[None] for c in clips]), subset_size=len(clips))
+    # clips: an array or a ClipStore, read one clip at a time
+    quantized = nncf.quantize(model, nncf.Dataset(clips, lambda c: c[None]), subset_size=len(clips))
     staging = folder / f".{NNCF_IR}.partial"
     ov.save_model(quantized, str(staging.with_suffix(".xml")))
     xml, weights = staging.with_suffix(".xml"), staging.with_suffix(".bin")

@@ -18,6 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..config import PredictorConfig
+from ..data.clip_store import ClipStore, run_bounded
 from ..errors import ConfigError, VslimError
 from ..progress import progress_bar
 from ..timing import timed_loop
@@ -57,12 +58,12 @@ class Guard:
     """Real clips and the FP32 model's outputs on them: each candidate must pick the same classes
     (top-1 agreement >= 99%) and, in float precisions, point the same way (cosine >= 0.99)."""
 
-    clips: np.ndarray
+    clips: ClipStore
     fp32_outputs: np.ndarray
     fp32_model: str
 
     def check(self, predictor, precision: str) -> tuple[Optional[str], dict]:
-        out = np.concatenate([predictor.run(self.clips[i : i + 8]) for i in range(0, len(self.clips), 8)])
+        out = run_bounded(predictor.run, self.clips, 8)
         agreement = float(np.mean(out.argmax(1) == self.fp32_outputs.argmax(1)))
         cosine = float(cosine_similarity(out, self.fp32_outputs).min())
         figures = {"top1_agreement_vs_fp32": agreement, "cosine_vs_fp32": cosine, "clips": len(self.clips)}
@@ -77,7 +78,9 @@ class Guard:
 MIN_AGREEMENT = 0.99
 
 
-def clips_from_list(info: ModelInfo, list_path: str, limit: int, flag: str) -> np.ndarray:
+def clips_from_list(info: ModelInfo, list_path: str, limit: int, flag: str) -> ClipStore:
+    """Up to ``limit`` clips of a list, held in a :class:`ClipStore` (on disk when large: 32 PP-TSN clips are
+    4.8 GB)."""
     from ..config import ListConfig
     from ..data import ClipPipeline, read_list
 
@@ -85,7 +88,10 @@ def clips_from_list(info: ModelInfo, list_path: str, limit: int, flag: str) -> n
     if not entries:
         raise ConfigError(f"{flag} {list_path} has no clips")
     pipeline = ClipPipeline.for_model(info.meta)
-    return np.stack([pipeline.load(e) for e in entries]).astype(info.inputs[0].dtype)
+    store = ClipStore()
+    for entry in entries:
+        store.append(pipeline.load(entry)[None].astype(info.inputs[0].dtype))
+    return store
 
 
 def guard_from_list(info: ModelInfo, list_path: str, threads: int, limit: int = 32) -> Guard:
@@ -100,7 +106,7 @@ def guard_from_list(info: ModelInfo, list_path: str, threads: int, limit: int = 
                               "or leave out --val-list")
         fp32_dir = Path(info.meta.source)
     fp32 = Predictor(fp32_dir, PredictorConfig(threads=threads, precision="fp32"))
-    outputs = np.concatenate([fp32.run(clips[i : i + 8]) for i in range(0, len(clips), 8)])
+    outputs = run_bounded(fp32.run, clips, 8)
     return Guard(clips, outputs, str(fp32_dir))
 
 
@@ -138,6 +144,8 @@ def measure(model_dir: Path | str, info: ModelInfo, cache: Path, threads: int = 
     x = seeded_feeds(info.inputs)
     paddle = Predictor(model_dir, PredictorConfig(threads=threads), info)  # probes a model vslim has not seen
     reference = paddle.run_feeds(x)[info.outputs[0].name]
+    probed = paddle.probed
+    del paddle  # one model in memory at a time: each candidate below is loaded, measured and freed in turn
     nncf = False
     if calib is not None and not info.quantized:
         try:
@@ -176,8 +184,8 @@ def measure(model_dir: Path | str, info: ModelInfo, cache: Path, threads: int = 
                                {"clips": 0, "note": "seeded noise only: cosine to Paddle; give --val-list for "
                                                     "top-1 agreement with FP32 on real clips"}),
             "table": [asdict(r) for r in rows]}
-    if paddle.probed is not None:  # what loads safely here, so a server never tries what crashed
-        record["paddle_settings"] = paddle.probed
+    if probed is not None:  # what loads safely here, so a server never tries what crashed
+        record["paddle_settings"] = probed
     return record
 
 
