@@ -22,11 +22,11 @@ import numpy as np
 from vslim.config import PredictorConfig, to_dict
 from .config import PTQConfig
 from vslim.data.lists import read_list
-from vslim.data.clip_store import ClipStore, bounded_batch
+from vslim.data.clip_store import ClipStore, bounded_batch, run_bounded
 from vslim.data.loader import iter_batches
 from vslim.data.pipeline import ClipPipeline
 from .errors import QuantizationError
-from vslim.evaluate import EvalSummary, collect_outputs, summarize
+from vslim.evaluate import EvalSummary, summarize
 from vslim.fsio import atomic_output_dir, check_output_free, write_json, write_text_atomic
 from vslim.inference import Predictor, inspect_model
 from vslim.inference.predictor import ModelInfo
@@ -34,6 +34,7 @@ from vslim.progress import progress_bar
 from vslim.timing import median_ms
 from vslim.upstream import quiet_upstream
 
+from .image_chunks import chunk_size, per_image_program, restore_image_count
 from .onednn import choose_onednn_int8_ops
 from .compression_report import int8_speed_note, ptq_markdown
 
@@ -54,9 +55,11 @@ class Candidate:
     calib: Optional[EvalSummary] = None
     val: Optional[EvalSummary] = None
     within_tolerance: Optional[bool] = None
+    images_per_calibration_batch: Optional[int] = None  # a many-image clip calibrated in chunks (image_chunks.py)
 
     def to_dict(self) -> dict:
         return {"algo": self.algo, "seconds": round(self.seconds, 3), **self.size,
+                "images_per_calibration_batch": self.images_per_calibration_batch,
                 "onednn_int8_ops": self.onednn_int8_ops, "op_set_choice": self.op_set_choice,
                 "calib": self.calib.to_dict() if self.calib else None,
                 "val": self.val.to_dict() if self.val else None,
@@ -79,6 +82,22 @@ def model_size(info: ModelInfo) -> dict:
     return {"params_bytes": params, "program_bytes": program, "total_bytes": params + program}
 
 
+def _latency_ms(predictor: Predictor, one: np.ndarray) -> float:
+    """Median ms of one clip; the predictor is dropped by the caller right after."""
+    return median_ms(lambda: predictor.run(one), 10, 2)
+
+
+def load_labelled(entries, pipeline: ClipPipeline, batch_size: int) -> tuple[ClipStore, np.ndarray]:
+    """Validation clips decoded once (every model then runs over the same arrays) and their labels."""
+    store, labels = ClipStore(), []
+    with progress_bar(total=len(entries), desc="validation clips", unit="clip") as bar:
+        for clips, lab in iter_batches(entries, pipeline, batch_size):
+            store.append(clips)
+            labels.append(lab)
+            bar.update(len(clips))
+    return store, np.concatenate(labels)
+
+
 def load_clips(entries, pipeline: ClipPipeline, batch_size: int, desc: str) -> ClipStore:
     """Decode clips once (calibration sets are tens of clips; large ones are kept on disk)."""
     store = ClipStore()
@@ -95,15 +114,37 @@ def calibrate(info: ModelInfo, clips: ClipStore, algo: str, cfg: PTQConfig, out_
     import paddle
     from paddleslim.quant import quant_post_static
 
-    class _Clips(paddle.io.Dataset):
-        def __getitem__(self, i):
-            return clips[i]
-
-        def __len__(self):
-            return len(clips)
-
     spec = info.inputs[0]
     batch = batch_size or cfg.batch_size
+    model_dir, model_file, shape = info.model_dir, info.model_file.name, list(spec.shape)
+    chunk, chunked = chunk_size(clips.shape[1:]), None
+    if chunk is not None:
+        chunked = per_image_program(info.model_file, spec.name, clips.shape[1], chunk)
+    if chunked is not None:  # a many-image clip of per-image layers: calibrated `chunk` images at a time
+        program, places = chunked
+        model_dir = out_dir.parent / f"{out_dir.name}-per-image"
+        model_dir.mkdir(parents=True, exist_ok=True)
+        (model_dir / model_file).write_bytes(program.SerializeToString())
+        (model_dir / info.params_file.name).symlink_to(info.params_file.resolve())
+        shape = [shape[0], chunk, *shape[2:]]
+        pieces, batch = clips.shape[1] // chunk, 1
+
+        class _Clips(paddle.io.Dataset):
+            def __getitem__(self, i):
+                clip = clips[i // pieces]
+                return clip[(i % pieces) * chunk:(i % pieces + 1) * chunk]
+
+            def __len__(self):
+                return len(clips) * pieces
+    else:
+        class _Clips(paddle.io.Dataset):
+            def __getitem__(self, i):
+                return clips[i]
+
+            def __len__(self):
+                return len(clips)
+
+    dataset = _Clips()
     t0 = time.perf_counter()
     paddle.enable_static()
     try:
@@ -111,15 +152,15 @@ def calibrate(info: ModelInfo, clips: ClipStore, algo: str, cfg: PTQConfig, out_
         with paddle.static.program_guard(paddle.static.Program(), paddle.static.Program()), \
                 paddle.static.scope_guard(paddle.static.Scope()):
             # PaddleSlim 2.6 ignores sample/batch generators: only a feed_list DataLoader works.
-            feed = paddle.static.data(spec.name, list(spec.shape), "float32")
-            loader = paddle.io.DataLoader(_Clips(), feed_list=[feed], batch_size=batch,
+            feed = paddle.static.data(spec.name, shape, "float32")
+            loader = paddle.io.DataLoader(dataset, feed_list=[feed], batch_size=batch,
                                           return_list=False, drop_last=False, shuffle=False)
             quant_post_static(
                 executor=paddle.static.Executor(paddle.CPUPlace()),
-                model_dir=str(info.model_dir), quantize_model_path=str(out_dir), data_loader=loader,
-                model_filename=info.model_file.name, params_filename=info.params_file.name,
+                model_dir=str(model_dir), quantize_model_path=str(out_dir), data_loader=loader,
+                model_filename=model_file, params_filename=info.params_file.name,
                 save_model_filename=QUANT_MODEL, save_params_filename=QUANT_PARAMS,
-                batch_size=batch, batch_nums=-(-len(clips) // batch), algo=algo,
+                batch_size=batch, batch_nums=-(-len(dataset) // batch), algo=algo,
                 hist_percent=cfg.hist_percent, bias_correction=cfg.bias_correction,
                 quantizable_op_type=list(cfg.quantize_ops), onnx_format=cfg.onnx_format, optimize_model=True,
             )
@@ -127,10 +168,14 @@ def calibrate(info: ModelInfo, clips: ClipStore, algo: str, cfg: PTQConfig, out_
         raise QuantizationError(f"PaddleSlim calibration with algo {algo} failed: {exc}") from exc
     finally:
         paddle.disable_static()
+    if chunked is not None:
+        restore_image_count(out_dir / QUANT_MODEL, spec.name, chunk, clips.shape[1], chunked[1])
+        shutil.rmtree(model_dir, ignore_errors=True)
     seconds = time.perf_counter() - t0
     params, program = (out_dir / QUANT_PARAMS).stat().st_size, (out_dir / QUANT_MODEL).stat().st_size
     return Candidate(algo, out_dir, seconds,
-                     {"params_bytes": params, "program_bytes": program, "total_bytes": params + program})
+                     {"params_bytes": params, "program_bytes": program, "total_bytes": params + program},
+                     images_per_calibration_batch=chunk if chunked is not None else None)
 
 
 def _quant_dequant_ops(model_file: Path) -> int:
@@ -202,12 +247,17 @@ def _quantize(cfg: PTQConfig) -> PTQResult:
     if batch < cfg.batch_size:
         print(f"  clips of shape {list(clips.shape[1:])}: batches of {batch} clip(s) instead of {cfg.batch_size}, to bound memory",
               file=sys.stderr)
+    # One model in memory at a time (a 250-image clip's buffers are gigabytes): each is loaded, run over the
+    # decoded clips and freed before the next; only the outputs are kept.
     pcfg = PredictorConfig(threads=cfg.threads)
+    val_clips, val_labels = (load_labelled(val_entries, pipeline, batch) if val_entries else (None, None))
     fp32 = Predictor(info.model_dir, pcfg, info=info)
     fp32_calib = fp32.run_batched(clips, batch)
+    fp32_val_out = run_bounded(fp32.run, val_clips, batch) if val_clips is not None else None
+    del fp32
     algos = cfg.candidates if cfg.algo == "auto" else [cfg.algo]
     with tempfile.TemporaryDirectory(prefix="vslim-ptq-") as work:
-        cands, preds = [], {}
+        cands = []
         for algo in algos:
             cand = calibrate(info, clips, algo, cfg, Path(work) / algo, batch)
             probe = min(4, batch)  # the op-set choice runs its sample as one batch
@@ -216,22 +266,23 @@ def _quantize(cfg: PTQConfig) -> PTQResult:
             pred = Predictor(cand.model_dir, PredictorConfig(threads=cfg.threads,
                                                              onednn_int8_ops=cand.onednn_int8_ops))
             cand.calib = summarize(pred.run_batched(clips, batch), None, fp32_calib)
+            if val_clips is not None:
+                cand.val = summarize(run_bounded(pred.run, val_clips, batch), val_labels, fp32_val_out)
+            del pred
             cands.append(cand)
-            preds[algo] = pred
         fp32_val = None
-        if val_entries:
-            runners = {"fp32": fp32.run, **{a: p.run for a, p in preds.items()}}
-            outs, labels = collect_outputs(runners, val_entries, pipeline, batch, "validation")
-            fp32_val = summarize(outs["fp32"], labels)
+        if val_clips is not None:
+            fp32_val = summarize(fp32_val_out, val_labels)
             for c in cands:
-                c.val = summarize(outs[c.algo], labels, outs["fp32"])
                 c.within_tolerance = (fp32_val.top1 - c.val.top1) <= cfg.tolerance + 1e-9
         chosen = _choose(cands, cfg, fp32_val)
         latency = None
         if cfg.measure_latency:
-            one, chosen_pred = clips[:1], preds[chosen.algo]
-            latency = {"fp32": median_ms(lambda: fp32.run(one), 10, 2),
-                       "int8": median_ms(lambda: chosen_pred.run(one), 10, 2), "threads": cfg.threads, "batch": 1,
+            one = clips[:1]
+            fp32_ms = _latency_ms(Predictor(info.model_dir, pcfg, info=info), one)
+            int8_ms = _latency_ms(Predictor(chosen.model_dir, PredictorConfig(
+                threads=cfg.threads, onednn_int8_ops=chosen.onednn_int8_ops)), one)
+            latency = {"fp32": fp32_ms, "int8": int8_ms, "threads": cfg.threads, "batch": 1,
                        "cpu_int8_instructions": _cpu_int8_instructions()}
         report = {
             "fp32_model": str(info.model_dir), "int8_model": str(Path(cfg.output_dir)),

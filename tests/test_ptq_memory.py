@@ -48,3 +48,41 @@ def test_ptq_with_bounded_batches_and_clips_on_disk(fp32_small, synth_data, tmp_
     assert report["batch_size"] == 1 and report["clips_on_disk"] is True
     assert report["calibration_clips"] == 16
     assert inspect_model(tmp_path / "int8").quantized
+
+
+@pytest.mark.slow
+def test_a_many_image_clip_is_calibrated_in_chunks_with_the_same_result(synth_data, tmp_path, monkeypatch, cli):
+    """A TSN-style clip (8 segments x TenCrop = 80 images) calibrated 16 images at a time: with abs_max (a max
+    over every image, however grouped) the INT8 model equals the one calibrated a whole clip at a time, and
+    its program declares the 80-image input again."""
+    import yaml
+
+    import family_models as fm
+    from vslim.compress import image_chunks
+    from vslim.compress.config import PTQConfig
+    from vslim.config import ListConfig, PredictorConfig
+    from vslim.inference import Predictor, inspect_model
+    from vslim.inference.predictor import seeded_feeds
+
+    folder = fm.build("tsn", tmp_path / "tsn", name="TSN")
+    config = tmp_path / "tsn.yaml"
+    config.write_text(yaml.safe_dump({"model_name": "TSN", "INFERENCE": {
+        "name": "ppTSN_Inference_helper", "num_seg": 8, "short_size": 40, "target_size": 32}}))
+    assert cli("import", "--model-dir", folder, "--config", config).code == 0
+    results = {}
+    for label, elements in (("whole", image_chunks.CALIBRATION_ELEMENTS), ("chunked", 16 * 3 * 32 * 32)):
+        monkeypatch.setattr(image_chunks, "CALIBRATION_ELEMENTS", elements)
+        monkeypatch.setattr(clip_store, "MAX_BATCH_ELEMENTS", 80 * 3 * 32 * 32)  # one clip per batch
+        results[label] = ptq.quantize(PTQConfig(model_dir=str(folder), output_dir=str(tmp_path / label),
+                                                calib=ListConfig(str(synth_data / "calib.list")), algo="abs_max",
+                                                batch_nums=2))
+    assert results["whole"].chosen.images_per_calibration_batch is None
+    assert results["chunked"].chosen.images_per_calibration_batch == 16
+    info = inspect_model(tmp_path / "chunked")
+    assert info.quantized and list(info.inputs[0].shape) == [-1, 80, 3, 32, 32]
+    feeds = seeded_feeds(info.inputs)
+    ops = results["whole"].chosen.onednn_int8_ops  # the op set is chosen by timing: run both with the same
+    outs = {label: Predictor(tmp_path / label, PredictorConfig(threads=1, onednn_int8_ops=ops)).run_feeds(feeds)
+            for label in results}
+    (whole,), (chunked,) = outs["whole"].values(), outs["chunked"].values()
+    np.testing.assert_array_equal(chunked, whole)
