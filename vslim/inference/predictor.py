@@ -201,7 +201,7 @@ class Predictor:
                            self.config.precision, self.config.threads, say=_note)
             if result.chosen is None:
                 raise unusable(result, self.info.model_dir)
-            if result.fell_back:
+            if result.fell_back and not result.cached:  # once, when found (vslim info shows it later)
                 _note(f"note: {self.info.model_dir} cannot run with Paddle's default settings on this host "
                       f"({result.summary()}); running it with {result.chosen['name']}")
             chosen = result.chosen
@@ -251,10 +251,13 @@ class Predictor:
             with _native_stderr_silenced(self.config.quiet):
                 return pi.create_predictor(cfg)
         except Exception as exc:  # C++ errors arrive as assorted Python exceptions
-            raise ModelError(
-                f"Paddle Inference could not load {self.info.model_file} with {self.info.params_file.name}: "
-                f"{_first_line(exc)}; the files may be corrupt or from an incompatible Paddle version"
-            ) from exc
+            first = _first_line(exc)
+            onednn = self.config.use_onednn and any(w in first.lower() for w in ONEDNN_WORDS)
+            cause = ("a oneDNN failure with this model, not damaged files: it may load with oneDNN off "
+                     "(vslim probes a model it has not seen and falls back by itself)" if onednn else
+                     "the files may be corrupt or from an incompatible Paddle version")
+            raise ModelError(f"Paddle Inference could not load {self.info.model_file} with "
+                             f"{self.info.params_file.name}: {first}; {cause}") from exc
 
     def _configure_cpu(self, cfg) -> None:
         cfg.disable_gpu()
@@ -401,6 +404,9 @@ class Predictor:
         else:
             d.update(tensorrt=c.use_tensorrt, gpu_id=c.gpu_id)
         return d
+
+
+ONEDNN_WORDS = ("onednn", "mkldnn", "dnnl", "memory descriptor")
 
 
 def _note(message: str) -> None:

@@ -87,6 +87,7 @@ class ProbeResult:
     chosen: Optional[dict]
     attempts: list[Attempt] = field(default_factory=list)
     host: dict = field(default_factory=dict)
+    cached: bool = False  # answered from the cache: the user was told about the fallback when it was found
 
     @property
     def fell_back(self) -> bool:
@@ -176,7 +177,7 @@ def probe(model_dir: Path | str, model_file: Path, params_file: Path, precision:
     if use_cache and cache.is_file():
         try:
             data = json.loads(cache.read_text())
-            return ProbeResult(data["chosen"], [Attempt(**a) for a in data["attempts"]], data["host"])
+            return ProbeResult(data["chosen"], [Attempt(**a) for a in data["attempts"]], data["host"], cached=True)
         except (json.JSONDecodeError, KeyError, TypeError):
             pass  # a damaged cache entry: probe again
     say(f"  first run of {model_dir} on this host: loading it in a separate process (a crash there cannot "
