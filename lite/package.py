@@ -38,7 +38,7 @@ def package_lite(cfg: LiteConfig, say: Callable[[str], None] = print) -> dict:
     cfg.validate()
     check_output_free(cfg.output_dir, cfg.overwrite)
     targets = [",".join(parse_targets(t)) for t in cfg.targets]
-    info = inspect_model(cfg.model_dir)
+    info = inspect_model(cfg.model_dir, paddlevideo_config=cfg.paddlevideo_config)
     tc = find_toolchain(cfg.opt_bin)
     name = cfg.name or info.meta.arch or Path(cfg.model_dir).resolve().name
     ops = sorted(set(op_types(parse_program(info.model_file))))

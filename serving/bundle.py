@@ -81,7 +81,7 @@ def package_serving(cfg: ServingPackageConfig, say=lambda _: None) -> BundlePath
     """
     cfg.validate()
     model_dir, out, name = cfg.model_dir, cfg.output_dir, cfg.name
-    info = inspect_model(model_dir)
+    info = inspect_model(model_dir, paddlevideo_config=cfg.paddlevideo_config)
     name = name or info.meta.arch or Path(model_dir).resolve().name
     if not name.replace("_", "").replace("-", "").isalnum():
         raise BundleError(f"bundle name {name!r} may hold only letters, digits, '_' and '-'")

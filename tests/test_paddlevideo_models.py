@@ -274,6 +274,20 @@ def test_bench_on_a_two_input_model(family_models, family_video, tmp_path, cli):
     assert not (tmp_path / "rt").exists()
 
 
+def test_packaging_takes_the_paddlevideo_config_too(family_models, tmp_path, cli):
+    """`--config` on `vslim package` records the helper in the package, as `vslim import` does in the folder."""
+    folder, config = family_models["tsn"]
+    r = cli("package", "--target", "serving", "--model-dir", folder, "--config", config, "--runtime", "paddle",
+            "--out", tmp_path / "b", "--name", "tsn")
+    assert r.code == 0, r.err
+    meta = json.loads((tmp_path / "b" / "tsn_serving_server" / "vslim.json").read_text())
+    assert meta["recipe"]["helper"] == "ppTSN_Inference_helper" and meta["recipe"]["num_seg"] == 8
+    assert not (folder / "vslim.json").exists()  # the user's folder is left as it was
+    r = cli("package", "--target", "onnx", "--model-dir", folder, "--config", family_models["movinet"][1],
+            "--out", tmp_path / "o")
+    assert r.code == 2 and "exported with another config" in r.err and not (tmp_path / "o").exists()
+
+
 def test_config_keys_are_checked_as_the_helpers_arguments():
     with pytest.raises(ConfigError, match="INFERENCE.num_segs is not an argument of ppTSM_Inference_helper.*num_seg"):
         from_config({"name": "ppTSM_Inference_helper", "num_segs": 8}, ["x"], "c.yaml")

@@ -211,6 +211,8 @@ class PackageConfig:
     output_dir: str
     name: Optional[str] = None
     overwrite: bool = False
+    # the PaddleVideo config a model without vslim.json was exported with: its preprocessing goes into the package
+    paddlevideo_config: Optional[str] = None
 
 
 # --------------------------------------------------------------------------- loading

@@ -46,7 +46,7 @@ def export_onnx(cfg: OnnxConfig, say: Callable[[str], None] = lambda _: None) ->
         raise ModelError(f"ONNX export needs paddle2onnx==1.3.1 and onnxruntime ({exc}); "
                          "pip install -c constraints.txt paddle2onnx==1.3.1 onnxruntime") from None
     check_output_free(out, overwrite)
-    info = inspect_model(model_dir)
+    info = inspect_model(model_dir, paddlevideo_config=cfg.paddlevideo_config)
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
         target = tmp / "model.onnx"
         with contextlib.redirect_stdout(io.StringIO()):  # paddle2onnx prints progress to stdout

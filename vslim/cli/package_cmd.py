@@ -31,6 +31,9 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-dir", required=True,
                    help="inference model folder (FP32 or INT8: inference.pdmodel/.pdiparams + vslim.json)")
     p.add_argument("--out", required=True, help="output folder (written under a temporary name, then renamed)")
+    p.add_argument("--config", metavar="X.yaml",
+                   help="the PaddleVideo config a PaddleVideo export was made with: its preprocessing is recorded "
+                        "in the package (as `vslim import --config` records it in the model folder)")
     p.add_argument("--name", help="bundle / .nb name (default: the architecture, else the model folder's name)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     serving = p.add_argument_group("--target serving")
@@ -75,7 +78,8 @@ def _option_value(dest: str, value):
 
 def options_for(args: argparse.Namespace, parser_defaults: dict) -> dict:
     """The target's config fields from the flags; another target's flag, when given, is an error."""
-    options = {"model_dir": args.model_dir, "output_dir": args.out, "name": args.name, "overwrite": args.overwrite}
+    options = {"model_dir": args.model_dir, "output_dir": args.out, "name": args.name, "overwrite": args.overwrite,
+               "paddlevideo_config": args.config}
     for dest, (owner, field) in OPTIONS.items():
         value = getattr(args, dest)
         if owner == args.target:
