@@ -83,6 +83,8 @@ def ptq_markdown(r: dict) -> str:
                           f"{c['seconds']:.1f}", c["within_tolerance"], "yes" if c["algo"] == r["algo"] else ""])
         lines.append(markdown_table(["algo", "top-1", "agreement", "calib cosine", "time s", "within tolerance",
                                      "chosen"], crows))
+    for failed in r.get("failed_candidates") or []:
+        lines.append(f"\n- {failed['algo']}: could not be calibrated ({failed['error']})")
     return "\n".join(lines) + "\n"
 
 

@@ -165,7 +165,8 @@ def calibrate(info: ModelInfo, clips: ClipStore, algo: str, cfg: PTQConfig, out_
                 quantizable_op_type=list(cfg.quantize_ops), onnx_format=cfg.onnx_format, optimize_model=True,
             )
     except Exception as exc:
-        raise QuantizationError(f"PaddleSlim calibration with algo {algo} failed: {exc}") from exc
+        raise QuantizationError(f"PaddleSlim calibration with algo {algo} failed: {exc}; another algorithm may "
+                                f"calibrate this model (--algo hist, or --algo auto to try several)") from exc
     finally:
         paddle.disable_static()
     if chunked is not None:
@@ -257,9 +258,17 @@ def _quantize(cfg: PTQConfig) -> PTQResult:
     del fp32
     algos = cfg.candidates if cfg.algo == "auto" else [cfg.algo]
     with tempfile.TemporaryDirectory(prefix="vslim-ptq-") as work:
-        cands = []
+        cands, failed = [], []
         for algo in algos:
-            cand = calibrate(info, clips, algo, cfg, Path(work) / algo, batch)
+            try:
+                cand = calibrate(info, clips, algo, cfg, Path(work) / algo, batch)
+            except QuantizationError as exc:
+                if cfg.algo != "auto":
+                    raise
+                # PaddleSlim's avg fails on some models (TSM: `_sample_avg` on a 0-D tensor); the others may not
+                failed.append({"algo": algo, "error": str(exc)})
+                print(f"  {algo}: failed, trying the next algorithm — {exc}", file=sys.stderr)
+                continue
             probe = min(4, batch)  # the op-set choice runs its sample as one batch
             cand.onednn_int8_ops, cand.op_set_choice = choose_onednn_int8_ops(cand.model_dir, clips[:probe],
                                                                              fp32_calib[:probe], cfg.threads)
@@ -270,6 +279,8 @@ def _quantize(cfg: PTQConfig) -> PTQResult:
                 cand.val = summarize(run_bounded(pred.run, val_clips, batch), val_labels, fp32_val_out)
             del pred
             cands.append(cand)
+        if not cands:
+            raise QuantizationError("every PTQ algorithm failed: " + "; ".join(f["error"] for f in failed))
         fp32_val = None
         if val_clips is not None:
             fp32_val = summarize(fp32_val_out, val_labels)
@@ -290,7 +301,8 @@ def _quantize(cfg: PTQConfig) -> PTQResult:
             "calibration_clips": len(clips), "batch_size": batch, "clips_on_disk": clips.on_disk, "validation_clips": len(val_entries) if val_entries else 0,
             "fp32": {**model_size(info), "val": fp32_val.to_dict() if fp32_val else None},
             "int8": {**chosen.to_dict(), "quant_dequant_ops": _quant_dequant_ops(chosen.model_dir / QUANT_MODEL)},
-            "candidates": [c.to_dict() for c in cands], "latency_ms": latency, "config": to_dict(cfg),
+            "candidates": [c.to_dict() for c in cands], "failed_candidates": failed, "latency_ms": latency,
+            "config": to_dict(cfg),
         }
         report["int8_speed_note"] = int8_speed_note(report)
         with atomic_output_dir(cfg.output_dir, overwrite=cfg.overwrite) as tmp:

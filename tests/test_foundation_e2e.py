@@ -72,14 +72,28 @@ def test_int8_model_runs_int8_kernels_and_agrees_with_fp32(int8_small_avg, fp32_
     assert cosine_similarity(int8.run(clips), fp32.run(clips)).min() > 0.95
 
 
-def test_ptq_auto_picks_a_candidate_within_tolerance(fp32_small, synth_data, tmp_path, cli):
+def test_ptq_auto_picks_a_candidate_within_tolerance(fp32_small, synth_data, tmp_path, cli, monkeypatch):
+    """auto tries each algorithm; one PaddleSlim cannot calibrate (as avg fails on PaddleVideo's TSM: its
+    `_sample_avg` reshapes a 0-D tensor) is recorded and skipped. Here hist is made to fail that way."""
+    from vslim.compress import ptq
+    from vslim.compress.errors import QuantizationError
+
+    real = ptq.calibrate
+
+    def calibrate(info, clips, algo, *args, **kwargs):
+        if algo == "hist":
+            raise QuantizationError("PaddleSlim calibration with algo hist failed: tuple index out of range")
+        return real(info, clips, algo, *args, **kwargs)
+
+    monkeypatch.setattr(ptq, "calibrate", calibrate)
     out = tmp_path / "auto"
     r = cli("compress", "ptq", "--model-dir", fp32_small, "--calib-list", synth_data / "calib.list",
-            "--val-list", synth_data / "val.list", "--out", out, "--algo", "auto", "--candidates", "abs_max,avg",
-            "--no-latency", "--json")
+            "--val-list", synth_data / "val.list", "--out", out, "--algo", "auto", "--candidates",
+            "abs_max,hist,avg", "--no-latency", "--json")
     assert r.code == 0, r.err
     report = json.loads(r.out)
     assert report["mode"] == "auto" and report["algo"] in ("abs_max", "avg")
+    assert [f["algo"] for f in report["failed_candidates"]] == ["hist"] and "hist: failed" in r.err
     assert [c["algo"] for c in report["candidates"]] == ["abs_max", "avg"]
     assert all(c["within_tolerance"] is not None for c in report["candidates"])
     assert load_meta(out).quantization["algo"] == report["algo"]
