@@ -288,6 +288,30 @@ def test_packaging_takes_the_paddlevideo_config_too(family_models, tmp_path, cli
     assert r.code == 2 and "exported with another config" in r.err and not (tmp_path / "o").exists()
 
 
+def test_large_clips_take_paddles_reference_from_a_child(family_models, tmp_path, cli, monkeypatch):
+    """Past LARGE_CLIP_ELEMENTS (a 250-image PP-TSN clip), packaging's and the ONNX check's Paddle reference is
+    computed in a child process (Paddle's allocator would keep a large run's buffers in this one), the Paddle
+    candidates are measured last, and the figures are those of the in-process path."""
+    from vslim import onnx_export
+    from vslim.inference import runtimes, selection
+
+    for module in (runtimes, selection, onnx_export):
+        monkeypatch.setattr(module, "LARGE_CLIP_ELEMENTS", 1)  # the small TSN stand-in counts as large
+    folder, config = family_models["tsn"]
+    r = cli("package", "--target", "serving", "--model-dir", folder, "--config", config, "--out", tmp_path / "b",
+            "--name", "tsn")
+    assert r.code == 0, r.err
+    lines = [l.strip().split(":")[0] for l in r.err.splitlines() if l.strip().startswith(("paddle ", "onnxruntime "))]
+    assert lines and lines[-1].startswith("paddle")  # Paddle measured last
+    server = tmp_path / "b" / "tsn_serving_server"
+    record = json.loads((server / "runtime.json").read_text())
+    assert [(row["runtime"], row["precision"]) for row in record["table"]][0] == ("paddle", "fp32")  # table order
+    for row in record["table"]:
+        assert row["status"] == "ok" and row["cosine_vs_paddle"] > 0.999, row
+    onnx_report = next(server.rglob("onnx_report.json"))
+    assert json.loads(onnx_report.read_text())["check_vs_paddle"]["cosine_min"] >= onnx_export.MIN_COSINE["fp32"]
+
+
 def test_config_keys_are_checked_as_the_helpers_arguments():
     with pytest.raises(ConfigError, match="INFERENCE.num_segs is not an argument of ppTSM_Inference_helper.*num_seg"):
         from_config({"name": "ppTSM_Inference_helper", "num_segs": 8}, ["x"], "c.yaml")
