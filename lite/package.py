@@ -61,13 +61,13 @@ def package_lite(cfg: LiteConfig, say: Callable[[str], None] = print) -> dict:
         missing = {t: s.unsupported for t, s in support.items() if s.unsupported}
         if missing:
             detail = "; ".join(f"{t}: {', '.join(ops_)}" for t, ops_ in missing.items())
+            three_d = any(o.endswith("3d") for ops_ in missing.values() for o in ops_)
+            advice = ("Lite 2.13 has no 3-D convolution or pooling kernels, so 3-D models (MoViNet, VideoSwin, "
+                      "SlowFast) cannot run on it; what works for them: a serving bundle (--target serving) or ONNX "
+                      "(--target onnx). Otherwise replace those ops in the model or choose another target"
+                      if three_d else "Replace those ops in the model or choose another target")
             raise LiteError(f"Paddle Lite does not support these ops of {info.model_file.name} — {detail}. "
-                            "Nothing was written. Lite 2.13 has no 3-D convolution or pooling kernels, so 3-D "
-                            "models (MoViNet, VideoSwin, SlowFast) cannot run on it; what works for them: a serving "
-                            "bundle (--target serving) or ONNX (--target onnx). Otherwise replace those ops in the "
-                            "model or choose another target" if any(o.endswith("3d") for ops_ in missing.values()
-                                                                      for o in ops_) else
-                            "Nothing was written; replace those ops in the model or choose another target")
+                            f"Nothing was written. {advice}")
 
         clips = source = None
         entries = {}
