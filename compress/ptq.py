@@ -269,6 +269,8 @@ def _quantize(cfg: PTQConfig) -> PTQResult:
                 failed.append({"algo": algo, "error": str(exc)})
                 print(f"  {algo}: failed, trying the next algorithm — {exc}", file=sys.stderr)
                 continue
+            # the candidate is the FP32 model's INT8 twin: a zoo model's is not probed either (inference/probe.py)
+            info.meta.derive(precision="int8", model_file=QUANT_MODEL, params_file=QUANT_PARAMS).save(cand.model_dir)
             probe = min(4, batch)  # the op-set choice runs its sample as one batch
             cand.onednn_int8_ops, cand.op_set_choice = choose_onednn_int8_ops(cand.model_dir, clips[:probe],
                                                                              fp32_calib[:probe], cfg.threads)
