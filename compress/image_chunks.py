@@ -7,7 +7,12 @@ such a clip are independent until the head's ``reshape2`` to ``[-1, 250, C]``: t
 2-D network run per image. So the program is calibrated with the clip's image count replaced by
 a small chunk (the feed's shape and the ``reshape2`` shapes that carry it), fed chunks of each
 clip's images, and the quantized program gets the original count back. Activation ranges of
-per-image layers do not depend on how the images are grouped.
+per-image layers do not depend on how the images are grouped; those after the reshape do (the
+consensus averages a chunk instead of the clip, and PaddleSlim also observes the outputs of
+``reduce_mean``, ``matmul_v2`` and ``elementwise_add``), so that head is left unquantized:
+``head_tensors`` names it for PaddleSlim's ``skip_tensor_list``, and the quantize/dequantize pairs
+PaddleSlim still puts on those tensors (its inference pass ignores the skip list) are taken out
+again. The head is one small matrix product per clip; INT8 would win nothing there.
 
 Only programs whose other ops are per-image qualify (no ``temporal_shift``, 3-D convolution or
 attention, which mix the images of a clip): anything else is calibrated whole, as before.
@@ -74,6 +79,19 @@ def _retarget(prog, feed_name: str, old: int, new: int, only: Optional[dict] = N
     return places
 
 
+def head_tensors(prog, places: dict) -> list[str]:
+    """The inputs of every op downstream of the reshapes that carry the clip's image count: the ops whose
+    activation ranges depend on how many images a batch holds."""
+    block = prog.blocks[0]
+    reached, inputs = set(places["ops"]), set()
+    for op in block.ops:
+        ins = {a for slot in op.inputs for a in slot.arguments}
+        if ins & reached:
+            inputs |= ins
+            reached |= {a for slot in op.outputs for a in slot.arguments}
+    return sorted(inputs)
+
+
 def per_image_program(model_file: Path, feed_name: str, images: int, chunk: int):
     """The program with ``images`` per clip changed to ``chunk``, and the places changed; None when the
     program has an op that mixes a clip's images or carries the count elsewhere."""
@@ -93,10 +111,34 @@ def per_image_program(model_file: Path, feed_name: str, images: int, chunk: int)
     return prog, places
 
 
-def restore_image_count(model_file: Path, feed_name: str, chunk: int, images: int, places: dict) -> None:
-    """Give the quantized program its clip's image count back, at exactly the places changed before."""
+def _drop_quant_pairs(prog, tensors: set) -> None:
+    """Remove ``quantize_linear`` -> ``dequantize_linear`` pairs on ``tensors``; their readers read the
+    tensor itself again (the scale variables stay declared: the parameter file holds them)."""
+    block = prog.blocks[0]
+    quantized, restored, drop = {}, {}, []
+    for i, op in enumerate(block.ops):
+        ins = {slot.parameter: list(slot.arguments) for slot in op.inputs}
+        outs = {slot.parameter: list(slot.arguments) for slot in op.outputs}
+        if op.type == "quantize_linear" and ins.get("X", [None])[0] in tensors:
+            quantized[outs["Y"][0]] = ins["X"][0]
+            drop.append(i)
+        elif op.type == "dequantize_linear" and ins.get("X", [None])[0] in quantized:
+            restored[outs["Y"][0]] = quantized[ins["X"][0]]
+            drop.append(i)
+    for i in reversed(drop):
+        del block.ops[i]
+    for op in block.ops:
+        for slot in op.inputs:
+            slot.arguments[:] = [restored.get(a, a) for a in slot.arguments]
+
+
+def restore_image_count(model_file: Path, feed_name: str, chunk: int, images: int, places: dict,
+                        head: Optional[list] = None) -> None:
+    """Give the quantized program its clip's image count back, at exactly the places changed before, and
+    leave the ``head`` tensors unquantized."""
     from vslim.inference.program import parse_program
 
     prog = parse_program(model_file)
     _retarget(prog, feed_name, chunk, images, only=places)
+    _drop_quant_pairs(prog, set(head or ()))
     model_file.write_bytes(prog.SerializeToString())

@@ -34,7 +34,7 @@ from vslim.progress import progress_bar
 from vslim.timing import median_ms
 from vslim.upstream import quiet_upstream
 
-from .image_chunks import chunk_size, per_image_program, restore_image_count
+from .image_chunks import chunk_size, head_tensors, per_image_program, restore_image_count
 from .onednn import choose_onednn_int8_ops
 from .compression_report import int8_speed_note, ptq_markdown
 
@@ -117,11 +117,12 @@ def calibrate(info: ModelInfo, clips: ClipStore, algo: str, cfg: PTQConfig, out_
     spec = info.inputs[0]
     batch = batch_size or cfg.batch_size
     model_dir, model_file, shape = info.model_dir, info.model_file.name, list(spec.shape)
-    chunk, chunked = chunk_size(clips.shape[1:]), None
+    chunk, chunked, skip = chunk_size(clips.shape[1:]), None, None
     if chunk is not None:
         chunked = per_image_program(info.model_file, spec.name, clips.shape[1], chunk)
     if chunked is not None:  # a many-image clip of per-image layers: calibrated `chunk` images at a time
         program, places = chunked
+        skip = head_tensors(program, places)  # ranges there depend on the chunk: the head stays FP32
         model_dir = out_dir.parent / f"{out_dir.name}-per-image"
         model_dir.mkdir(parents=True, exist_ok=True)
         (model_dir / model_file).write_bytes(program.SerializeToString())
@@ -163,6 +164,7 @@ def calibrate(info: ModelInfo, clips: ClipStore, algo: str, cfg: PTQConfig, out_
                 batch_size=batch, batch_nums=-(-len(dataset) // batch), algo=algo,
                 hist_percent=cfg.hist_percent, bias_correction=cfg.bias_correction,
                 quantizable_op_type=list(cfg.quantize_ops), onnx_format=cfg.onnx_format, optimize_model=True,
+                skip_tensor_list=skip,
             )
     except Exception as exc:
         raise QuantizationError(f"PaddleSlim calibration with algo {algo} failed: {exc}; another algorithm may "
@@ -170,7 +172,7 @@ def calibrate(info: ModelInfo, clips: ClipStore, algo: str, cfg: PTQConfig, out_
     finally:
         paddle.disable_static()
     if chunked is not None:
-        restore_image_count(out_dir / QUANT_MODEL, spec.name, chunk, clips.shape[1], chunked[1])
+        restore_image_count(out_dir / QUANT_MODEL, spec.name, chunk, clips.shape[1], chunked[1], head=skip)
         shutil.rmtree(model_dir, ignore_errors=True)
     seconds = time.perf_counter() - t0
     params, program = (out_dir / QUANT_PARAMS).stat().st_size, (out_dir / QUANT_MODEL).stat().st_size
