@@ -5,7 +5,7 @@ VENV   ?= .venv
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-py312 venv cpp-client clean
+.PHONY: demo test test-fast test-py312 venv clients-env cpp-client clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,18 @@ test: venv
 test-fast: venv
 	$(VENV)/bin/python -m pytest -q -m "not slow" tests
 
+# The field's own clients as test oracles, in their own environment (their protobuf pins clash with the stack's):
+# Triton's perf_analyzer (a binary in the tritonclient 2.51 wheel; needs Debian's libb64-0d and the CUDA runtime
+# library of the nvidia-cuda-runtime-cu12 wheel, no GPU) and KServe's Python SDK. Their tests skip without it
+# (and fail in CI, which builds it).
+CLIENTS ?= .venv-clients
+clients-env: $(CLIENTS)/.installed
+
+$(CLIENTS)/.installed: constraints-clients.txt
+	$(PYTHON) -m venv $(CLIENTS)
+	$(CLIENTS)/bin/pip install -q -c constraints-clients.txt "tritonclient[http]" kserve nvidia-cuda-runtime-cu12
+	touch $@
+
 # The second supported Python: the same install in .venv312, then the fast tests and every test that runs a
 # real server (asyncio's shutdown differs between 3.11 and 3.12). CI runs it before `make test`.
 PY312 ?= python3.12
@@ -35,4 +47,4 @@ cpp-client:
 	VSLIM_WERROR=ON cpp_client/build.sh build/cpp_client
 
 clean:
-	rm -rf $(VENV) .venv312 build *.egg-info vslim-demo serving/_generated
+	rm -rf $(VENV) .venv312 $(CLIENTS) build *.egg-info vslim-demo serving/_generated

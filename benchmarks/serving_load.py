@@ -63,8 +63,10 @@ def _metrics(url: str) -> dict[str, float]:
     values = {}
     for line in text.splitlines():
         m = re.match(r"^(vslim_\w+?(?:_sum|_count))(\{[^}]*\})? (\S+)$", line)
-        if m:
-            values[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+        if m:  # summed over models (every series has a model label; this server serves one)
+            labels = re.sub(r'model="[^"]*",?', "", m.group(2) or "").replace(",}", "}").replace("{}", "")
+            key = m.group(1) + labels
+            values[key] = values.get(key, 0.0) + float(m.group(3))
     return values
 
 

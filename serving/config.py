@@ -22,7 +22,7 @@ def flag(field: str) -> str:
 
 @dataclass
 class ServerConfig:
-    """``vslim-serve``: one bundle served over gRPC and HTTP on one port.
+    """``vslim-serve``: one bundle, or a model repository, served over gRPC and HTTP on one port.
 
     ``max_batch_size`` 1 turns dynamic batching off; above 1, requests of the same
     shape wait up to ``batch_timeout_ms`` to be merged. ``workers`` predictor clones
@@ -30,7 +30,7 @@ class ServerConfig:
     batch size up to ``max_batch_size`` on each worker before reporting ready.
     """
 
-    bundle: str
+    bundle: Optional[str] = None
     host: str = "127.0.0.1"
     port: int = 9393
     workers: int = 1
@@ -51,9 +51,36 @@ class ServerConfig:
     auth_token_file: Optional[str] = None
     log_level: str = "info"  # of vslim-serve's own log (stderr); the start-up lines are printed at every level
     access_log: bool = True  # one line per HTTP request and gRPC call, at info
+    # many models: a repository folder (serving/repository.py) instead of --bundle
+    model_repository: Optional[str] = None
+    version_policy: str = "latest:1"
+    default_model: Optional[str] = None  # the model Paddle Serving's protocol reaches
+    model_control_mode: str = "none"
+    load_model: tuple[str, ...] = ()  # explicit mode: loaded at start ("*": all)
+    repository_poll_secs: float = 15.0
 
     def validate(self) -> "ServerConfig":
         """Each refusal names the ``vslim-serve`` flag to change, as the user typed it."""
+        if bool(self.bundle) == bool(self.model_repository):
+            raise ConfigError("give --bundle PATH (one model) or --model-repository DIR (every model in DIR), "
+                              "not both" if self.bundle else
+                              "give --bundle PATH: the NAME_serving_server folder that `vslim-package --target "
+                              "serving --model-dir MODEL --out OUT` writes into OUT, or --model-repository DIR")
+        if self.model_repository and not Path(self.model_repository).is_dir():
+            raise ConfigError(f"--model-repository {self.model_repository} is not a folder; give the folder that "
+                              "holds the models (DIR/NAME/VERSION/ or vslim bundles)")
+        if self.model_control_mode not in ("none", "explicit", "poll"):
+            raise ConfigError(f"--model-control-mode must be none, explicit or poll, got {self.model_control_mode!r}")
+        if self.bundle and self.model_control_mode != "none":
+            raise ConfigError(f"--model-control-mode {self.model_control_mode} needs --model-repository DIR "
+                              "(a lone --bundle has nothing to load or poll)")
+        if self.load_model and self.model_control_mode != "explicit":
+            raise ConfigError("--load-model is for --model-control-mode explicit (the other modes load every model)")
+        if not 0 < self.repository_poll_secs < math.inf:
+            raise ConfigError(f"--repository-poll-secs must be a number > 0, got {self.repository_poll_secs}")
+        from .repository import VersionPolicy
+
+        VersionPolicy.parse(self.version_policy)
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be 0-65535 (0: any free port), got {self.port}")
         for field, low in (("workers", 1), ("threads", 1), ("max_batch_size", 1), ("max_body_mb", 1),

@@ -56,13 +56,16 @@ class BatchStats:
     run_seconds: float
     tags: tuple[str, ...] = ()  # the protocol of each request
     waits: tuple[float, ...] = ()  # each request's wait for a worker
+    input_seconds: float = 0.0  # merging the requests' tensors into the batch
+    output_seconds: float = 0.0  # slicing the batch's outputs back into answers
 
 
 class InferenceEngine:
     def __init__(self, predictor: Predictor, workers: int = 1, max_batch_size: int = 1,
                  batch_timeout_ms: float = 0.0, on_batch: Optional[Callable[[BatchStats], None]] = None,
-                 warmup_batches: Sequence[int] = (), fail_every: int = 0):
-        """``fail_every`` > 0 makes every n-th inference run raise (fault injection for resilience tests)."""
+                 warmup_batches: Sequence[int] = (), fail_every: int = 0, delay: float = 0.0):
+        """``fail_every`` > 0 makes every n-th inference run raise, ``delay`` seconds precede every run (fault
+        injection for resilience and drain tests)."""
         if workers < 1 or max_batch_size < 1 or batch_timeout_ms < 0:
             raise VslimError("workers and max_batch_size must be >= 1 and batch_timeout_ms >= 0")
         self.predictor = predictor
@@ -76,6 +79,7 @@ class InferenceEngine:
         self._closing = False
         self._under_load = False
         self._fail_every = fail_every
+        self._delay = delay
         self._runs = 0
         self.failed_in_a_row = 0  # inference runs that raised since the last one that answered
         self.last_success = time.monotonic()
@@ -187,12 +191,15 @@ class InferenceEngine:
             with self._cond:
                 self._runs += 1
                 run_number = self._runs
+            if self._delay:
+                time.sleep(self._delay)
             if self._fail_every and run_number % self._fail_every == 0:
                 raise RuntimeError(f"injected fault in inference run {run_number} (VSLIM_INJECT_FAULTS)")
             if len(batch) == 1:
                 feeds = batch[0].feeds
             else:
                 feeds = {n: np.concatenate([j.feeds[n] for j in batch]) for n in batch[0].feeds}
+            merged = time.perf_counter()
             outputs = predictor.run_feeds(feeds, list(batch[0].fetch))
         except Exception as exc:  # answer every request of the batch, keep the worker alive
             with self._cond:
@@ -211,4 +218,5 @@ class InferenceEngine:
             offset += job.size
         if self.on_batch:
             waits = tuple(start - j.enqueued for j in batch)
-            self.on_batch(BatchStats(offset, len(batch), max(waits), end - start, tuple(j.tag for j in batch), waits))
+            self.on_batch(BatchStats(offset, len(batch), max(waits), end - merged, tuple(j.tag for j in batch), waits,
+                                     merged - start, time.perf_counter() - end))

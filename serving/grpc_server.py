@@ -1,6 +1,6 @@
 """The gRPC side of the server: every protocol's services on one ``grpc.aio`` server, plus health checking.
 
-Standard gRPC health reports NOT_SERVING until the model is loaded and while
+Standard gRPC health reports NOT_SERVING until the start-up models are loaded and while
 draining, for the whole server ("") and for each protocol's service name.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from .auth import GrpcAuth
 from .protocols import Frontend
-from .service import ModelService
+from .repository import ModelRepository
 
 
 @dataclass
@@ -29,7 +29,7 @@ class Health:
             await self.servicer.set(name, status)
 
 
-def make_grpc_server(service: ModelService, frontends: list[Frontend], max_message_bytes: int,
+def make_grpc_server(repo: ModelRepository, frontends: list[Frontend], max_message_bytes: int,
                      token: Optional[str] = None, outer_interceptors: tuple = ()) -> tuple[grpc.aio.Server, Health]:
     """The server, and its health (NOT_SERVING until :meth:`Health.set` says otherwise).
 
@@ -39,7 +39,7 @@ def make_grpc_server(service: ModelService, frontends: list[Frontend], max_messa
     if token:
         def denied(method: str) -> None:
             label = next((f.grpc_label for f in frontends if method.startswith(f.grpc_prefix)), "grpc")
-            service.metrics.errors.labels(label, "unauthenticated").inc()
+            repo.metrics.for_model("").errors.labels(label, "unauthenticated").inc()
 
         open_methods = tuple(m for f in frontends for m in f.open_grpc)
         interceptors.append(GrpcAuth(token, open_methods, denied))
@@ -50,7 +50,7 @@ def make_grpc_server(service: ModelService, frontends: list[Frontend], max_messa
     ])
     names = [""]
     for frontend in frontends:
-        names += frontend.add_grpc(server, service)
+        names += frontend.add_grpc(server, repo)
     servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     return server, Health(servicer, names)

@@ -24,7 +24,9 @@ class ServerProcess:
     """Starts the server, waits until it reports ready, and knows its port and log."""
 
     def __init__(self, bundle, *extra, ready_timeout: float = 300, env: dict | None = None):
-        self.cmd = [*serve_command(), "--bundle", str(bundle), "--port", "0", *map(str, extra)]
+        """``bundle`` None: ``extra`` names what to serve (``--model-repository DIR``)."""
+        served = ["--bundle", str(bundle)] if bundle is not None else []
+        self.cmd = [*serve_command(), *served, "--port", "0", *map(str, extra)]
         self.proc = subprocess.Popen(self.cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                      env={**os.environ, "VSLIM_PROGRESS": "0", **(env or {})})
         self.lines: deque[str] = deque(maxlen=LOG_LINES)  # bounded: a long run logs a line per request

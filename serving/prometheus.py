@@ -1,6 +1,7 @@
 """Prometheus metrics of one server (its own registry, so several servers can live in one process).
 
-Request series carry a ``protocol`` label: ``grpc``, ``http`` (Paddle Serving),
+Every series carries a ``model`` label (the repository's model name; empty for
+requests refused before a model was known, e.g. without a token). Request series carry a ``protocol`` label: ``grpc``, ``http`` (Paddle Serving),
 ``v2-grpc``, ``v2-http`` (Open Inference Protocol). ``vslim_batches_total``
 counts inference runs by the protocols whose requests they merged
 (``grpc+v2-http``: one run answered both), which shows that the protocols share
@@ -28,7 +29,7 @@ class MetricSpec:
     kind: str  # counter, histogram or gauge
     name: str
     doc: str
-    labels: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()  # after ``model``, which every series has first
     buckets: tuple[float, ...] = ()
 
 
@@ -57,7 +58,7 @@ _KINDS = {"counter": Counter, "histogram": Histogram, "gauge": Gauge}
 
 def _own(spec: MetricSpec, registry: CollectorRegistry):
     extra = {"buckets": spec.buckets} if spec.kind == "histogram" else {}
-    return _KINDS[spec.kind](spec.name, spec.doc, list(spec.labels), registry=registry, **extra)
+    return _KINDS[spec.kind](spec.name, spec.doc, ["model", *spec.labels], registry=registry, **extra)
 
 
 class _Mirrored:
@@ -85,6 +86,41 @@ class _Mirrored:
         self._mirror.set(value, tags=self._tags())
 
 
+class _ForModel:
+    """A series with its ``model`` label bound (every series' first label)."""
+
+    def __init__(self, series, model: str):
+        self._series, self._model = series, model
+
+    def labels(self, *values):
+        return self._series.labels(self._model, *values)
+
+    def inc(self, amount: float = 1) -> None:
+        self._series.labels(self._model).inc(amount)
+
+    def observe(self, value: float) -> None:
+        self._series.labels(self._model).observe(value)
+
+    def set(self, value: float) -> None:
+        self._series.labels(self._model).set(value)
+
+
+class ModelMetrics:
+    """One model's view of the server's series: the same attributes, the ``model`` label filled in."""
+
+    def __init__(self, server: "ServerMetrics", model: str):
+        self.server = server
+        for spec in SPECS:
+            setattr(self, spec.attr, _ForModel(getattr(server, spec.attr), model))
+
+    def observe_batch(self, stats) -> None:
+        self.batch_size.observe(stats.size)
+        self.batch_requests.observe(stats.requests)
+        self.queue_seconds.observe(stats.queue_seconds)
+        self.inference_seconds.observe(stats.run_seconds)
+        self.batches.labels("+".join(sorted(set(stats.tags))) or "unknown").inc()
+
+
 class ServerMetrics:
     """The server's series in its own registry (``/metrics``); ``mirror(spec)`` also reports them elsewhere."""
 
@@ -94,14 +130,10 @@ class ServerMetrics:
         self.registry = CollectorRegistry()
         for spec in SPECS:
             own = _own(spec, self.registry)
-            setattr(self, spec.attr, _Mirrored(own, mirror(spec), spec.labels) if mirror else own)
+            setattr(self, spec.attr, _Mirrored(own, mirror(spec), ("model", *spec.labels)) if mirror else own)
 
-    def observe_batch(self, stats) -> None:
-        self.batch_size.observe(stats.size)
-        self.batch_requests.observe(stats.requests)
-        self.queue_seconds.observe(stats.queue_seconds)
-        self.inference_seconds.observe(stats.run_seconds)
-        self.batches.labels("+".join(sorted(set(stats.tags))) or "unknown").inc()
+    def for_model(self, model: str) -> ModelMetrics:
+        return ModelMetrics(self, model)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

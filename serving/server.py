@@ -1,7 +1,7 @@
-"""``vslim-serve``: a bundle served over gRPC and HTTP on one port, until SIGTERM.
+"""``vslim-serve``: a bundle, or a repository of models, served over gRPC and HTTP on one port, until SIGTERM.
 
-Start-up order: verify the bundle (a changed or missing file refuses to start),
-listen (health says 503 "loading"), build the predictors, then report ready.
+Start-up order: verify the bundle (a changed or missing file refuses to start) or scan
+the repository, listen (health says 503 "loading"), load the models, then report ready.
 SIGTERM/SIGINT drain: health turns NOT_SERVING, the port stops accepting, in-flight
 requests finish (up to ``grace_seconds``), queued inference completes, exit 0.
 """
@@ -26,6 +26,7 @@ import uvicorn
 
 from .config import ServerConfig
 from .errors import ServingError
+from vslim.inference.program import framework_pb2
 from vslim.inference.runtimes import open_predictor
 from vslim.textnum import whole_number
 
@@ -38,6 +39,7 @@ from .logs import LOGGER, GrpcAccessLog, relayed_http_protocol
 from .prometheus import ServerMetrics
 from .portshare import PortSharer
 from .protocols import frontends
+from .repository import ModelRepository, ModelSource, poll_forever
 from .service import Batching, ModelService
 from .signature import Limits
 
@@ -76,15 +78,22 @@ def _tls_context(cfg: ServerConfig) -> Optional[ssl.SSLContext]:
     return ctx
 
 
-def injected_faults() -> int:
-    """``VSLIM_INJECT_FAULTS=inference_error_every=N``: make every N-th inference run fail (chaos tests)."""
+FAULTS = {"inference_error_every": "every N-th inference run fails",
+          "inference_delay_ms": "every inference run first sleeps N ms (in-flight requests for drain tests)"}
+
+
+def injected_faults() -> dict[str, int]:
+    """``VSLIM_INJECT_FAULTS=KEY=N[,KEY=N]`` (chaos and drain tests): ``inference_error_every`` makes every N-th
+    inference run fail, ``inference_delay_ms`` makes every run take N ms longer."""
     spec = os.environ.get("VSLIM_INJECT_FAULTS", "")
-    key, _, value = spec.partition("=")
-    if not spec:
-        return 0
-    if key != "inference_error_every" or not whole_number(value) or whole_number(value) < 1:
-        raise ServingError(f"VSLIM_INJECT_FAULTS={spec!r} is not understood; use inference_error_every=N")
-    return whole_number(value)
+    faults = {}
+    for part in filter(None, spec.split(",")):
+        key, _, value = part.partition("=")
+        if key not in FAULTS or whole_number(value) is None or whole_number(value) < 1:
+            raise ServingError(f"VSLIM_INJECT_FAULTS={spec!r} is not understood; use "
+                               f"{' and/or '.join(k + '=N' for k in FAULTS)}, comma-separated")
+        faults[key] = whole_number(value)
+    return faults
 
 
 def is_loopback(host: str) -> bool:
@@ -96,17 +105,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def make_service(cfg: ServerConfig, bundle: ServingBundle, metrics: Optional[ServerMetrics] = None) -> ModelService:
-    """The served model as ``cfg`` limits and batches it, not yet loaded (health says "loading")."""
+def make_service(cfg: ServerConfig, bundle: ServingBundle, metrics: Optional[ServerMetrics] = None,
+                 name: Optional[str] = None, version: str = "1") -> ModelService:
+    """A model as ``cfg`` limits and batches it, not yet loaded (health says "loading")."""
     max_body = cfg.max_body_mb << 20
     return ModelService(bundle, metrics or ServerMetrics(), Limits(max_batch=cfg.max_request_batch, max_elements=max_body),
-                        max_body, Batching(cfg.max_batch_size, cfg.batch_timeout_ms, cfg.workers, cfg.device))
+                        max_body, Batching(cfg.max_batch_size, cfg.batch_timeout_ms, cfg.workers, cfg.device),
+                        name=name, version=version)
 
 
 def start_engine(cfg: ServerConfig, service: ModelService, log: Callable[[str], None] = _log) -> InferenceEngine:
     """Load the predictor, start and warm the engine, and mark ``service`` ready (blocking).
 
-    vslim-serve and every Ray replica start their model here, so both serve with the
+    vslim-serve and every Ray replica start their models here, so both serve with the
     same engine, batching and fault injection.
     """
     bundle = service.bundle
@@ -114,15 +125,33 @@ def start_engine(cfg: ServerConfig, service: ModelService, log: Callable[[str], 
     warmup = list(range(1, cfg.max_batch_size + 1)) if cfg.warmup else []
     if warmup:
         log(f"warming up batch sizes 1-{cfg.max_batch_size} on {cfg.workers} worker(s)")
-    fail_every = injected_faults()
-    if fail_every:
-        log(f"FAULT INJECTION ON: every {fail_every}th inference run fails (VSLIM_INJECT_FAULTS)")
+    faults = injected_faults()
+    for key, value in faults.items():
+        log(f"FAULT INJECTION ON: {FAULTS[key].replace('N', str(value), 1)} (VSLIM_INJECT_FAULTS)")
     engine = InferenceEngine(predictor, cfg.workers, cfg.max_batch_size, cfg.batch_timeout_ms,
-                             service.observe_batch, warmup, fail_every)
+                             service.observe_batch, warmup, faults.get("inference_error_every", 0),
+                             faults.get("inference_delay_ms", 0) / 1000)
     engine.wait_warm()
     service.engine = engine
     service.metrics.ready.set(1)
     return engine
+
+
+def open_model(cfg: ServerConfig, source: ModelSource, metrics: ServerMetrics,
+               log: Callable[[str], None] = _log) -> ModelService:
+    """Verify a repository model's bundle and start its engine (blocking): the repository's opener."""
+    bundle = load_bundle(source.server_dir, verify=cfg.verify_manifest)
+    if bundle.manifest is None and cfg.verify_manifest:
+        log(f"warning: {source.server_dir} has no vslim_manifest.json; its files cannot be verified")
+    service = make_service(cfg, bundle, metrics, name=source.name, version=str(source.version))
+    start_engine(cfg, service, log)
+    return service
+
+
+def _describe(service: ModelService) -> str:
+    b, predictor = service.batching, service.engine.predictor
+    batching = f"batching up to {b.max_batch_size} within {b.timeout_ms} ms" if b.max_batch_size > 1 else "no batching"
+    return f"{predictor.runtime} {predictor.precision} on {b.device}, {b.workers} worker(s), {batching}"
 
 
 @dataclass
@@ -130,33 +159,38 @@ class RunningServer:
     """Handles of a started server (for embedding it, e.g. in the demo or tests)."""
 
     port: int
-    service: ModelService
+    service: Optional[ModelService]  # the first model served (the only one of a --bundle)
     stop: Callable[[], None]
+    repository: Optional[ModelRepository] = None
 
 
 async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServer], None]] = None,
                      install_signals: bool = True) -> int:
     cfg.validate()
     logging.getLogger(LOGGER).debug("configuration: %s", cfg)
-    bundle = load_bundle(cfg.bundle, verify=cfg.verify_manifest)
-    if bundle.manifest is None and cfg.verify_manifest:
-        _log(f"warning: {cfg.bundle} has no vslim_manifest.json; its files cannot be verified")
+    if cfg.bundle:  # a damaged bundle refuses to start before anything listens
+        load_bundle(cfg.bundle, verify=cfg.verify_manifest)
+    # Paddle's C++ core installs glog's failure signal handlers, SIGTERM's included, when it is first
+    # imported: import it before ours (below), or a model loaded later would make SIGTERM kill, not drain
+    framework_pb2()
+    repo = ModelRepository(cfg, open_model, log=_log)
+    sources = repo.sources()  # a repository's problems (two models of one name, a bad config.pbtxt) too
+    repo.check_default(sources)
     if not is_loopback(cfg.host):
         _log(f"warning: listening on {cfg.host}, reachable from other machines; "
              "keep it on 127.0.0.1 unless a firewall or TLS proxy is in front")
     max_body = cfg.max_body_mb << 20
-    service = make_service(cfg, bundle)
     token = load_token(cfg.auth_token_file) if cfg.auth_token_file else None
     protocols = frontends()
     tls = _tls_context(cfg)
     sockets = Path(tempfile.mkdtemp(prefix="vslim-serve-"))
     os.chmod(sockets, 0o700)  # the private backends are reachable through the public port only
     grpc_sock, http_sock = sockets / "grpc.sock", sockets / "http.sock"
-    grpc_server, health = make_grpc_server(service, protocols, max_body + (1 << 20), token,
+    grpc_server, health = make_grpc_server(repo, protocols, max_body + (1 << 20), token,
                                            outer_interceptors=(GrpcAccessLog(),) if cfg.access_log else ())
     grpc_server.add_insecure_port(f"unix:{grpc_sock}")
     # uvicorn's own log (stderr) only says more with --log-level debug; its access log is ours (logs.py)
-    http_server = _QuietUvicorn(uvicorn.Config(make_http_app(service, protocols, token, access_log=cfg.access_log),
+    http_server = _QuietUvicorn(uvicorn.Config(make_http_app(repo, protocols, token, access_log=cfg.access_log),
                                                uds=str(http_sock), http=relayed_http_protocol(),
                                                log_level={"debug": "debug", "error": "error"}.get(cfg.log_level,
                                                                                                   "warning"),
@@ -168,7 +202,7 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
     if install_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_event.set)
-    http_task = None
+    http_task = poller = None
     try:
         await grpc_server.start()
         await health.set(False)
@@ -183,25 +217,37 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
             raise ServingError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}; "
                                "choose another --port or stop what holds it") from exc
         security = ", ".join(x for x in ("TLS" if tls else "", "bearer token" if token else "") if x) or "no TLS, no auth"
-        _log(f"listening on {cfg.host}:{port} (gRPC + HTTP: Paddle Serving and KServe v2; {security}); loading {bundle.server_dir.name}")
+        what = Path(cfg.bundle).name if cfg.bundle else \
+            f"{len(sources)} model(s) of {cfg.model_repository} ({cfg.model_control_mode} model control)"
+        _log(f"listening on {cfg.host}:{port} (gRPC + HTTP: Paddle Serving and KServe v2; {security}); loading {what}")
         t0 = time.perf_counter()
-        await asyncio.to_thread(start_engine, cfg, service)
+        await _start_models(repo, cfg)
         await health.set(True)
-        batching = f"batching up to {cfg.max_batch_size} within {cfg.batch_timeout_ms} ms" \
-            if cfg.max_batch_size > 1 else "no batching"
-        predictor = service.engine.predictor
-        _log(f"ready in {time.perf_counter() - t0:.1f}s: {predictor.runtime} {predictor.precision} on {cfg.device}, "
-             f"{cfg.workers} worker(s), {batching}")
-        _log(f"models: {service.name} (tensors: Paddle Serving GeneralModelService, v2 /v2/models/{service.name}), "
-             f"{service.name}_video (v2: video files or frames)")
+        services = repo.services()
+        if cfg.bundle:
+            _log(f"ready in {time.perf_counter() - t0:.1f}s: {_describe(services[0])}")
+        else:
+            _log(f"ready in {time.perf_counter() - t0:.1f}s: {len(services)} model version(s), version policy "
+                 f"{repo.policy}" + (f", Paddle Serving's protocol reaches {repo.default}" if repo.default else ""))
+        for service in services:
+            _log(f"models: {service.name} (tensors: Paddle Serving GeneralModelService, v2 /v2/models/{service.name}), "
+                 f"{service.name}_video (v2: video files or frames)" if cfg.bundle else
+                 f"model {service.name} version {service.version}: {_describe(service)}")
+        if cfg.model_control_mode == "poll":
+            poller = asyncio.create_task(poll_forever(repo, cfg.repository_poll_secs))
         if on_ready:
-            on_ready(RunningServer(port, service, lambda: loop.call_soon_threadsafe(stop_event.set)))
+            on_ready(RunningServer(port, services[0] if services else None,
+                                   lambda: loop.call_soon_threadsafe(stop_event.set), repo))
         await stop_event.wait()
         _log("draining: finishing in-flight requests")
-        await _drain(cfg, service, health, sharer, grpc_server, http_server, http_task)
+        if poller:
+            poller.cancel()
+        await _drain(cfg, repo, health, sharer, grpc_server, http_server, http_task)
         _log("stopped")
         return 0
     finally:
+        if poller:
+            poller.cancel()
         if not stop_event.is_set():
             with contextlib.suppress(Exception):
                 await sharer.stop_accepting()
@@ -209,16 +255,23 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
                 http_server.should_exit = True
                 if http_task:
                     await asyncio.wait_for(http_task, 5)
-        if service.engine is not None:
-            await asyncio.to_thread(service.engine.close, cfg.grace_seconds)
+        for service in repo.services():
+            if service.engine is not None:
+                await asyncio.to_thread(service.engine.close, cfg.grace_seconds)
         shutil.rmtree(sockets, ignore_errors=True)
         if install_signals:  # only now: a second SIGTERM during clean-up must not kill us half-way
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
 
 
-async def _drain(cfg, service, health, sharer, grpc_server, http_server, http_task) -> None:
-    service.draining = True
+async def _start_models(repo: ModelRepository, cfg: ServerConfig) -> None:
+    await repo.start(list(cfg.load_model))
+
+
+async def _drain(cfg, repo, health, sharer, grpc_server, http_server, http_task) -> None:
+    repo.draining = True
+    for service in repo.services():
+        service.draining = True
     await health.set(False)
     await sharer.stop_accepting()
     http_server.should_exit = True

@@ -10,6 +10,7 @@ batched together.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -51,23 +52,26 @@ class ModelService:
     """One served model: its signature, limits, engine (once loaded), metrics and statistics."""
 
     def __init__(self, bundle: ServingBundle, metrics: ServerMetrics, limits: Limits, max_body: int,
-                 batching: Batching = Batching()):
+                 batching: Batching = Batching(), name: Optional[str] = None, version: str = "1"):
         self.bundle = bundle
-        self.name = bundle.name
-        self.metrics = metrics
+        self.name = name or bundle.name  # a repository names its models; a lone bundle is its folder's name
+        self.version = version
+        self.metrics = metrics.for_model(self.name)
         self.limits = limits
         self.max_body = max_body
         self.batching = batching
         self.signature = bundle.signature
         self.pipeline = ClipPipeline.for_model(bundle.meta)
         self.engine: Optional[InferenceEngine] = None
-        self.draining = False
+        self.draining = False  # the server is shutting down
+        self.unloading = False  # this model version is being unloaded
+        self.active = 0  # requests admitted and not yet answered (an unload waits for them)
         # the tensor model counts every engine run; the video model its own requests and decoding
         self.stats = {TENSOR_MODEL: ModelStats(), VIDEO_MODEL: ModelStats()}
 
     @property
     def ready(self) -> bool:
-        return self.engine is not None and not self.draining
+        return self.engine is not None and not self.draining and not self.unloading
 
     @property
     def num_classes(self) -> int:
@@ -78,9 +82,22 @@ class ModelService:
         """The engine, or UNAVAILABLE while loading or draining (call before costly decoding)."""
         if self.draining:
             raise RequestError("the server is shutting down; retry on another replica", UNAVAILABLE)
+        if self.unloading:
+            raise RequestError(f"model '{self.name}' version {self.version} is being unloaded", UNAVAILABLE)
         if self.engine is None:
             raise RequestError("the model is still loading; retry when /health says ready", UNAVAILABLE)
         return self.engine
+
+    @contextlib.contextmanager
+    def admitted(self):
+        """A request of this model from admission to answer: refused while loading or unloading, and counted,
+        so that an unload finishes it before closing the engine."""
+        self.check_ready()
+        self.active += 1
+        try:
+            yield self
+        finally:
+            self.active -= 1
 
     async def run(self, feeds: dict[str, np.ndarray], fetch: list[str], tag: str) -> dict[str, np.ndarray]:
         """Queue checked feeds for the engine; ``{fetch var name: batch-first array}``."""
@@ -120,16 +137,27 @@ class ModelService:
     def observe_batch(self, stats: BatchStats) -> None:
         """The engine's report of one run (called from a worker thread)."""
         self.metrics.observe_batch(stats)
-        self.stats[TENSOR_MODEL].execution(stats.size, stats.run_seconds, stats.waits)
+        self.stats[TENSOR_MODEL].execution(stats.size, (stats.input_seconds, stats.run_seconds, stats.output_seconds),
+                                           stats.waits)
+
+    def video_executed(self, clips: int, phases: tuple[float, float, float]) -> None:
+        """One video request answered: decoding (input), classifying (infer), building the answer (output)."""
+        self.stats[VIDEO_MODEL].execution(clips, phases, (0.0,))
 
     def record(self, protocol: str, endpoint: str, start: float, error: Optional[RequestError] = None,
                model: Optional[str] = TENSOR_MODEL) -> None:
         """One request answered: Prometheus series, and the statistics of ``model`` (None: no model was found)."""
-        seconds = time.perf_counter() - start
-        outcome = "ok" if error is None else error.kind
-        self.metrics.requests.labels(protocol, endpoint, outcome).inc()
-        if error is not None:
-            self.metrics.errors.labels(protocol, error.kind).inc()
-        self.metrics.latency.labels(protocol).observe(seconds)
+        seconds = record_request(self.metrics, protocol, endpoint, start, error)
         if model is not None:
             self.stats[model].request(seconds, error is None)
+
+
+def record_request(metrics, protocol: str, endpoint: str, start: float, error: Optional[RequestError] = None) -> float:
+    """A request's Prometheus series (``metrics``: one model's view); returns its seconds."""
+    seconds = time.perf_counter() - start
+    outcome = "ok" if error is None else error.kind
+    metrics.requests.labels(protocol, endpoint, outcome).inc()
+    if error is not None:
+        metrics.errors.labels(protocol, error.kind).inc()
+    metrics.latency.labels(protocol).observe(seconds)
+    return seconds

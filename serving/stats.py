@@ -25,7 +25,8 @@ class Duration:
         return {"count": self.count, "ns": self.ns}
 
 
-_PHASES = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
+_COMPUTE = ("compute_input", "compute_infer", "compute_output")
+_PHASES = ("success", "fail", "queue", *_COMPUTE)
 
 
 class ModelStats:
@@ -37,7 +38,7 @@ class ModelStats:
         self.inference_count = 0   # items inferred: a request of batch 8 counts 8
         self.execution_count = 0   # model runs: a merged batch counts 1
         self.last_inference_ms = 0
-        self.batches: dict[int, Duration] = {}
+        self.batches: dict[int, dict[str, Duration]] = {}  # per batch size: its three compute phases
 
     def request(self, seconds: float, ok: bool) -> None:
         """One request answered (``ok``) or refused, after ``seconds``."""
@@ -46,36 +47,39 @@ class ModelStats:
             if ok:
                 self.last_inference_ms = int(time.time() * 1000)
 
-    def phase(self, name: str, seconds: float, count: int = 1) -> None:
+    def spent(self, name: str, seconds: float) -> None:
+        """Time a front end spent on a request's phase (decoding it, encoding the answer), not counted again:
+        the execution that ran the request counted it once in every phase, and perf_analyzer checks that
+        ``compute_input``, ``compute_infer`` and ``compute_output`` counts agree."""
         with self._lock:
-            self.phases[name].add(seconds, count)
+            self.phases[name].add(seconds, 0)
 
-    def items(self, count: int) -> None:
-        with self._lock:
-            self.inference_count += count
+    def execution(self, size: int, phases: tuple[float, float, float], waits) -> None:
+        """One model run of ``size`` items; ``phases``: seconds of its input, infer and output steps;
+        ``waits``: each merged request's time in the queue.
 
-    def execution(self, size: int, run_seconds: float, waits) -> None:
-        """One model run of ``size`` items; ``waits``: each merged request's time in the queue.
-
-        As Triton counts them: ``compute_infer`` per request (each request of a merged batch
-        spent the whole run), ``batch_stats`` per run.
+        As Triton counts them: every phase once per request (each request of a merged batch
+        spent the whole run), ``batch_stats`` once per run in all three phases.
         """
+        requests = len(waits)
         with self._lock:
             self.execution_count += 1
             self.inference_count += size
-            self.phases["compute_infer"].add(run_seconds * len(waits), len(waits))
+            for name, seconds in zip(_COMPUTE, phases):
+                self.phases[name].add(seconds * requests, requests)
             for wait in waits:
                 self.phases["queue"].add(wait)
-            self.batches.setdefault(size, Duration()).add(run_seconds)
+            batch = self.batches.setdefault(size, {name: Duration() for name in _COMPUTE})
+            for name, seconds in zip(_COMPUTE, phases):
+                batch[name].add(seconds)
 
     def snapshot(self, name: str, version: str) -> dict:
         """Triton's ``ModelStatistics`` as JSON (counts and nanoseconds as numbers, version as a string)."""
         with self._lock:
-            zero = Duration().as_dict()
             return {
                 "name": name, "version": version, "last_inference": self.last_inference_ms,
                 "inference_count": self.inference_count, "execution_count": self.execution_count,
                 "inference_stats": {k: d.as_dict() for k, d in self.phases.items()},
-                "batch_stats": [{"batch_size": size, "compute_input": zero, "compute_infer": d.as_dict(),
-                                 "compute_output": zero} for size, d in sorted(self.batches.items())],
+                "batch_stats": [{"batch_size": size, **{k: d.as_dict() for k, d in phases.items()}}
+                                for size, phases in sorted(self.batches.items())],
             }

@@ -241,7 +241,7 @@ def test_tls_and_bearer_token_on_every_protocol(bundle_fp32, clip, tls_files, to
         with urllib.request.urlopen(urllib.request.Request(
                 f"https://{server.address}/metrics", headers={"Authorization": f"Bearer {token}"}),
                 context=__import__("ssl").create_default_context(cafile=str(cert))) as r:
-            assert 'vslim_request_errors_total{kind="unauthenticated",protocol="grpc"}' in r.read().decode()
+            assert 'vslim_request_errors_total{kind="unauthenticated",model="",protocol="grpc"}' in r.read().decode()
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])

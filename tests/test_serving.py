@@ -185,7 +185,7 @@ def test_health_metrics_model_info_and_openapi(server_int8):
     with urllib.request.urlopen(f"{server_int8.url}/metrics") as r:
         text = r.read().decode()
     for metric in ("vslim_requests_total", "vslim_request_latency_seconds_bucket", "vslim_batch_size_bucket",
-                   "vslim_queue_depth", "vslim_request_errors_total", "vslim_ready 1.0"):
+                   "vslim_queue_depth", "vslim_request_errors_total", 'vslim_ready{model="small_int8"} 1.0'):
         assert metric in text
 
 
@@ -211,9 +211,9 @@ def test_dynamic_batching_answers_each_request_with_its_own_result(bundle_fp32, 
             np.testing.assert_allclose(got, expected[i], atol=1e-4 * np.abs(expected).max(), err_msg=f"request {i}")
         with urllib.request.urlopen(f"{server.url}/metrics") as r:
             text = r.read().decode()
-        singles = float(re.search(r'vslim_batch_size_bucket\{le="1.0"\} (\S+)', text).group(1))
-        runs = float(re.search(r"vslim_batch_size_count (\S+)", text).group(1))
-        items = float(re.search(r"vslim_batch_size_sum (\S+)", text).group(1))
+        singles = float(re.search(r'vslim_batch_size_bucket\{le="1.0",model="small"\} (\S+)', text).group(1))
+        runs = float(re.search(r'vslim_batch_size_count\{model="small"\} (\S+)', text).group(1))
+        items = float(re.search(r'vslim_batch_size_sum\{model="small"\} (\S+)', text).group(1))
         assert items == 32 and runs < 32 and runs > singles, text
     finally:
         assert server.stop() == 0, server.log()

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import grpc
     from fastapi import APIRouter
 
-    from ..service import ModelService
+    from ..repository import ModelRepository
 
 
 @dataclass(frozen=True)
@@ -28,9 +28,9 @@ class Frontend:
     """What one protocol adds to the server."""
 
     name: str
-    http_router: "Callable[[ModelService], APIRouter]"
+    http_router: "Callable[[ModelRepository], APIRouter]"
     # registers its gRPC services; returns the service names health checking reports
-    add_grpc: "Callable[[grpc.aio.Server, ModelService], list[str]]"
+    add_grpc: "Callable[[grpc.aio.Server, ModelRepository], list[str]]"
     http_label: str  # the ``protocol`` label of its HTTP requests in metrics
     grpc_label: str
     owns_path: Callable[[str], bool]  # is this HTTP path one of its routes

@@ -89,6 +89,10 @@ class RayServeConfig:
         if not self.route_prefix.startswith("/"):
             raise ConfigError(f"--route-prefix must start with '/', got {self.route_prefix!r}")
         self.server.validate()
+        if self.server.model_control_mode != "none":
+            raise ConfigError(f"--model-control-mode {self.server.model_control_mode} is not available with --ray: "
+                              "each replica loads the whole repository; to change models, deploy again (Ray rolls "
+                              "the replicas over one by one)")
         return self
 
     @property

@@ -104,16 +104,16 @@ class _Collector:
 class GrpcMethods:
     """A replica's gRPC side: every protocol's handlers, reached by short RPC name, behind the token check."""
 
-    def __init__(self, service, protocols: list[Frontend], token: Optional[str] = None):
+    def __init__(self, repo, protocols: list[Frontend], token: Optional[str] = None):
         collector = _Collector()
         for frontend in protocols:
-            frontend.add_grpc(collector, service)
+            frontend.add_grpc(collector, repo)
         self._handlers = {full.rsplit("/", 1)[1]: (full, handler) for full, handler in collector.handlers.items()}
         self._token = token
         self._open = frozenset(m for f in protocols for m in f.open_grpc)
         self._label: Callable[[str], str] = lambda full: next(
             (f.grpc_label for f in protocols if full.startswith(f.grpc_prefix)), "grpc")
-        self._service = service
+        self._metrics = repo.metrics.for_model("")
 
     async def call(self, method: str, request: bytes, ray_context) -> _Serialized:
         full, handler = self._handlers[method]
@@ -121,7 +121,7 @@ class GrpcMethods:
         try:
             if self._token and full not in self._open and \
                     not authorized(dict(context.invocation_metadata()).get("authorization"), self._token):
-                self._service.metrics.errors.labels(self._label(full), "unauthenticated").inc()
+                self._metrics.errors.labels(self._label(full), "unauthenticated").inc()
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                     f"{DENIED}: send metadata 'authorization: Bearer <token>'")
             reply = await handler.unary_unary(request, context)

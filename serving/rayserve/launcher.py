@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 
 from vslim.serving.errors import ServingError
 
-from ..bundle import load_bundle
+from ..repository import startup_bundles
 from .config import DEPLOYMENT, RayServeConfig
 
 # passed on to the replicas' processes when set in the driver's environment
@@ -58,13 +58,13 @@ def application(cfg: RayServeConfig, stamp: Optional[dict[str, str]] = None):
     """The bound Serve application of ``cfg``; ``stamp`` marks who deployed it (its ``user_config``)."""
     from .replica import Deployment
 
-    bundle = load_bundle(cfg.server.bundle, verify=cfg.server.verify_manifest)
+    bundles = startup_bundles(cfg.server)
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     if env:
         runtime_env = dict(cfg.runtime_env)
         runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **env}
         cfg.runtime_env = runtime_env
-    options = cfg.deployment_options(_bundle_bytes(bundle.server_dir))
+    options = cfg.deployment_options(sum(_bundle_bytes(b.server_dir) for b in bundles))
     if stamp:
         options["user_config"] = stamp
     return Deployment.options(**options).bind(cfg.replica_args())
@@ -119,7 +119,7 @@ def deploy(cfg: RayServeConfig, log: Callable[[str], None] = _log) -> str:
     app = application(cfg, stamp)
     updating = deployment_id(cfg.name) is not None
     log(f"{'rolling update of' if updating else 'deploying'} application {cfg.name!r}: "
-        f"{Path(cfg.server.bundle).name}, {_replicas_text(cfg)}")
+        f"{_what(cfg)}, {_replicas_text(cfg)}")
     try:
         serve.run(app, name=cfg.name, route_prefix=cfg.route_prefix, blocking=False)
     except RuntimeError as exc:
@@ -129,6 +129,10 @@ def deploy(cfg: RayServeConfig, log: Callable[[str], None] = _log) -> str:
                            "on every node (shared storage or the image); see 'ray logs' for the replica's "
                            "error") from exc
     return stamp["deploy_id"]
+
+
+def _what(cfg: RayServeConfig) -> str:
+    return Path(cfg.server.bundle).name if cfg.server.bundle else f"every model of {cfg.server.model_repository}"
 
 
 def _replicas_text(cfg: RayServeConfig) -> str:
@@ -151,7 +155,7 @@ def run(cfg: RayServeConfig, log: Callable[[str], None] = _log) -> int:
     from ray import serve
 
     cfg.validate()
-    load_bundle(cfg.server.bundle, verify=cfg.server.verify_manifest)  # fail before touching the cluster
+    startup_bundles(cfg.server)  # fail before touching the cluster
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -15,7 +15,7 @@ from ..prometheus import MetricSpec, ServerMetrics
 
 
 def _ray_metric(spec: MetricSpec):
-    tags = spec.labels or None
+    tags = ("model", *spec.labels)
     if spec.kind == "counter":
         return serve_metrics.Counter(spec.name, spec.doc, tag_keys=tags)
     if spec.kind == "histogram":

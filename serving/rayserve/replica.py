@@ -1,4 +1,12 @@
-"""One Ray Serve replica: the same model service, engine and protocol handlers as one vslim-serve.
+"""One Ray Serve replica: the same models, engines and protocol handlers as one vslim-serve.
+
+A repository (``--model-repository DIR --ray``) is one application whose replicas each serve every
+model of ``DIR``: v2 puts the model name in the middle of its paths (``/v2/models/NAME/...``) and in
+gRPC messages, and Paddle Serving's protocol names no model, so Ray's proxy, which routes by path
+prefix, cannot pick an application per model; Ray Serve's model multiplexing routes on a header
+(``serve_multiplexed_model_id``) that tritonclient, KServe's SDK and Paddle Serving's clients do not send.
+Load and unload are refused there (``--model-control-mode none``): a change is a redeploy, which
+Ray rolls out replica by replica.
 
 Batching: each replica runs vslim's own engine (dynamic batching across all
 protocols, shape-keyed, with the server's limits and metrics), not Ray's
@@ -25,10 +33,10 @@ from ray import serve
 from vslim.serving.config import ServerConfig
 
 from ..auth import load_token
-from ..bundle import load_bundle
 from ..http_app import make_http_app
 from ..protocols import frontends
-from ..server import make_service, start_engine
+from ..repository import ModelRepository
+from ..server import open_model
 from .config import DEPLOYMENT, HEALTH_CHECK_PERIOD_S
 from .ingress import GrpcMethods, grpc_method_names
 from .ray_metrics import replica_metrics
@@ -39,52 +47,58 @@ def _log(message: str) -> None:
 
 
 class VslimReplica:
-    """Loads the bundle on its node (the path must be there: shared storage or the image) and serves it."""
+    """Loads the bundle (or every model of the repository) on its node (the path must be there: shared storage
+    or the image) and serves it."""
 
     def __init__(self, settings: dict[str, Any]):
-        cfg = ServerConfig(**settings["server"]).validate()
+        server = dict(settings["server"])
+        server["load_model"] = tuple(server.get("load_model", ()))
+        cfg = ServerConfig(**server).validate()
         self.cfg = cfg
-        bundle = load_bundle(cfg.bundle, verify=cfg.verify_manifest)
-        self.service = make_service(cfg, bundle, replica_metrics())
+        self.repo = ModelRepository(cfg, lambda c, source, metrics: open_model(c, source, metrics, _log),
+                                    replica_metrics(), _log)
         self.token = load_token(cfg.auth_token_file) if cfg.auth_token_file else None
         self.protocols = frontends()
         t0 = time.perf_counter()
-        start_engine(cfg, self.service, _log)
-        self.grpc = GrpcMethods(self.service, self.protocols, self.token)
-        _log(f"ready in {time.perf_counter() - t0:.1f}s: {self.service.name} "
-             f"({self.service.engine.predictor.precision}, {cfg.threads} thread(s), {cfg.workers} worker(s))")
+        self.repo.start_blocking()
+        self.grpc = GrpcMethods(self.repo, self.protocols, self.token)
+        for service in self.repo.services():
+            _log(f"ready in {time.perf_counter() - t0:.1f}s: {service.name} version {service.version} "
+                 f"({service.engine.predictor.precision}, {cfg.threads} thread(s), {cfg.workers} worker(s))")
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """``user_config`` only stamps who deployed (``vslim-serve --ray`` watches it to see a takeover)."""
         self.deployed_by = user_config.get("deployed_by")
 
     def __serve_build_asgi_app__(self):
-        return make_http_app(self.service, self.protocols, self.token)
+        return make_http_app(self.repo, self.protocols, self.token)
 
     async def check_health(self) -> None:
-        """Raise (Ray then replaces this replica) when the engine cannot answer.
+        """Raise (Ray then replaces this replica) when an engine cannot answer.
 
-        Loads nothing: reads the engine's state, and when no request has succeeded
-        lately, runs one zero clip through the engine like any request.
+        Loads nothing: reads each engine's state, and when no request has succeeded
+        lately, runs one zero clip through that engine like any request.
         """
-        engine = self.service.engine
-        problem = engine.problem()
-        if problem:
-            raise RuntimeError(f"unhealthy: {problem}")
-        idle = time.monotonic() - engine.last_success > 2 * HEALTH_CHECK_PERIOD_S
-        if idle and engine.queue_depth == 0:
-            spec, fetch = self.service.signature.feeds[0], self.service.signature.fetches[0]
-            shape = [d if d > 0 else 1 for d in spec.shape]
-            try:
-                await self.service.run({spec.name: np.zeros([1, *shape], dtype=spec.dtype)}, [fetch.name], "health")
-            except Exception as exc:
-                raise RuntimeError(f"unhealthy: a probe inference failed: {exc}") from exc
+        for service in self.repo.services():
+            engine = service.engine
+            problem = engine.problem()
+            if problem:
+                raise RuntimeError(f"unhealthy: {service.name} version {service.version}: {problem}")
+            idle = time.monotonic() - engine.last_success > 2 * HEALTH_CHECK_PERIOD_S
+            if idle and engine.queue_depth == 0:
+                spec, fetch = service.signature.feeds[0], service.signature.fetches[0]
+                shape = [d if d > 0 else 1 for d in spec.shape]
+                try:
+                    await service.run({spec.name: np.zeros([1, *shape], dtype=spec.dtype)}, [fetch.name], "health")
+                except Exception as exc:
+                    raise RuntimeError(f"unhealthy: a probe inference of {service.name} failed: {exc}") from exc
 
     def __del__(self):
-        engine = getattr(getattr(self, "service", None), "engine", None)
-        if engine is not None:
-            self.service.draining = True
-            engine.close(self.cfg.grace_seconds)
+        repo = getattr(self, "repo", None)
+        for service in repo.services() if repo is not None else ():
+            service.draining = True
+            if service.engine is not None:
+                service.engine.close(self.cfg.grace_seconds)
 
 
 def _grpc_method(name: str):

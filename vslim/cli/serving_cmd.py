@@ -16,7 +16,7 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.formatter_class = _ServeHelp
         p.add_argument("--bundle", metavar="PATH",
                        help="the NAME_serving_server folder that vslim-package --target serving wrote (not the model "
-                            "folder, not the NAME_serving_client half); required unless --status")
+                            "folder, not the NAME_serving_client half); this or --model-repository, unless --status")
         p.add_argument("--host", default="127.0.0.1",
                        help="address to bind: 127.0.0.1 = this machine only, 0.0.0.0 = every interface "
                             "(default: %(default)s)")
@@ -63,6 +63,25 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
                             "'listening on' and 'ready in' lines show at every level (default: %(default)s)")
         p.add_argument("--no-access-log", action="store_true",
                        help="no access line per HTTP request and gRPC call (peer, method/RPC, path, status, ms)")
+        repo = p.add_argument_group("many models: a model repository (Triton's layout DIR/NAME/VERSION/, or vslim bundles)")
+        repo.add_argument("--model-repository", metavar="DIR",
+                          help="serve every model in DIR instead of one --bundle: DIR/NAME/VERSION/ holding a bundle "
+                               "(Triton's layout; DIR/NAME/config.pbtxt may set that model's batching), or bundle "
+                               "folders as vslim-package wrote them (version 1)")
+        repo.add_argument("--version-policy", default="latest:1", metavar="POLICY",
+                          help="versions served per model: latest:N, all, or specific:V[,V...]; a request without "
+                               "a version reaches the newest ready one (default: %(default)s)")
+        repo.add_argument("--default-model", metavar="NAME",
+                          help="the model Paddle Serving's protocol (which names none) reaches; required when the "
+                               "repository holds more than one model")
+        repo.add_argument("--model-control-mode", choices=["none", "explicit", "poll"], default="none",
+                          help="none: load every model at start, no load/unload; explicit: load --load-model ones, "
+                               "then what clients ask (POST /v2/repository/models/NAME/load, .../unload); poll: "
+                               "load every model and rescan DIR every --repository-poll-secs (default: %(default)s)")
+        repo.add_argument("--load-model", action="append", default=[], metavar="NAME",
+                          help="explicit mode: load NAME at start (repeatable; '*': every model)")
+        repo.add_argument("--repository-poll-secs", type=float, default=15.0, metavar="S",
+                          help="poll mode: seconds between rescans of DIR, > 0 (default: %(default)s)")
         ray = p.add_argument_group("scale-out on a Ray cluster (needs: pip install 'vslim[ray]')")
         ray.add_argument("--ray", metavar="ADDRESS",
                          help="deploy onto a Ray cluster instead of serving here: 'local' (start a one-machine "
@@ -91,8 +110,10 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         ray.add_argument("--proxy-location", default="EveryNode", choices=["EveryNode", "HeadOnly", "Disabled"],
                          help="where Ray runs its proxies: %(choices)s (default: %(default)s, every machine "
                               "answers)")
-        ray.add_argument("--status", action="store_true",
-                         help="with --ray: list applications, replicas and their nodes, then exit")
+        p.add_argument("--status", action="store_true",
+                       help="list the models, versions and their state of the server running at --host/--port "
+                            "(with --auth-token-file if it needs one), then exit; with --ray: the applications, "
+                            "replicas and their nodes")
         ray.add_argument("--ray-config", nargs="?", const="serve", choices=["serve", "rayservice"],
                          help="print what deploys --bundle with these options, then exit: 'serve' (default) the "
                               "Serve config for 'serve deploy', 'rayservice' a KubeRay RayService manifest "
@@ -115,6 +136,11 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
                             "(KServe v2): v2-http / v2-grpc, all preprocessing here and sending the clip; "
                             "video: post frames to /video/prediction; video-file: post the file to /video/classify "
                             "(one of: %(choices)s; default: %(default)s)")
+        p.add_argument("--model", metavar="NAME",
+                       help="v2 protocols: the served model to ask, for a server of many models (default: the "
+                            "bundle's name); Paddle Serving's protocol reaches the server's --default-model")
+        p.add_argument("--model-version", default="", metavar="V",
+                       help="v2 protocols: that version of the model (default: the newest the server has ready)")
         p.add_argument("--server-decode", action="store_true",
                        help="v2 protocols: send the whole video file to the NAME_video model, which decodes it")
         p.add_argument("--json-tensors", action="store_true",
@@ -163,7 +189,7 @@ def serve(args) -> int:
 
     if args.status:
         if not args.ray:
-            raise ConfigError("--status reports a Ray deployment: give --ray ADDRESS (e.g. --ray auto)")
+            return _server_status(args)
         from ..serving.rayserve import require_ray
 
         require_ray()
@@ -171,9 +197,9 @@ def serve(args) -> int:
 
         print_json(status(args.ray))
         return 0
-    if not args.bundle:
+    if not args.bundle and not args.model_repository:
         raise ConfigError("give --bundle PATH: the NAME_serving_server folder that `vslim-package --target serving "
-                          "--model-dir MODEL --out OUT` writes into OUT")
+                          "--model-dir MODEL --out OUT` writes into OUT (or --model-repository DIR for many models)")
     if args.ray or args.ray_config:
         return serve_on_ray(args)
     return _serve_here(args)
@@ -182,13 +208,31 @@ def serve(args) -> int:
 def _server_config(args, port: int):
     from vslim.serving.config import ServerConfig
 
-    return ServerConfig(bundle=args.bundle, host=args.host, port=port, workers=args.workers, threads=args.threads,
+    return ServerConfig(bundle=args.bundle, model_repository=args.model_repository,
+                        version_policy=args.version_policy, default_model=args.default_model,
+                        model_control_mode=args.model_control_mode, load_model=tuple(args.load_model),
+                        repository_poll_secs=args.repository_poll_secs,
+                        host=args.host, port=port, workers=args.workers, threads=args.threads,
                        max_batch_size=args.max_batch_size, batch_timeout_ms=args.batch_timeout_ms,
                        device=args.device, use_tensorrt=args.use_tensorrt, precision=args.precision,
                        runtime=args.runtime, max_body_mb=args.max_body_mb, max_request_batch=args.max_request_batch,
                        grace_seconds=args.grace_seconds, warmup=not args.no_warmup, tls_cert=args.tls_cert,
                        tls_key=args.tls_key, auth_token_file=args.auth_token_file, log_level=args.log_level,
                        access_log=not args.no_access_log)
+
+
+def _server_status(args) -> int:
+    """``vslim-serve --status``: the running server's models (v2's repository index), as JSON on stdout."""
+    from ..serving.auth import load_token
+    from ..serving.protocols.v2.client import V2HttpClient
+
+    address = f"{args.host}:{9393 if args.port is None else args.port}"
+    token = load_token(args.auth_token_file) if args.auth_token_file else None
+    with V2HttpClient(address, token=token) as client:
+        models = client.repository_index()
+        health = client.server_ready()
+    print_json({"address": address, "ready": health, "models": models})
+    return 0
 
 
 def _serve_here(args) -> int:
@@ -220,11 +264,12 @@ def serve_on_ray(args) -> int:
     from ..serving.rayserve.config import RayServeConfig, parse_autoscale
 
     server = _server_config(args, 9393)
-    local = Path(args.bundle).is_dir()
+    where = args.bundle or args.model_repository
+    local = Path(where).is_dir()
     if not local and not args.ray_config:
-        raise ServingError(f"bundle {args.bundle} does not exist here; deploying needs it on this machine and at "
-                           "the same path on every node")
-    for name in ("bundle", "tls_cert", "tls_key", "auth_token_file"):
+        raise ServingError(f"{'bundle' if args.bundle else 'model repository'} {where} does not exist here; deploying "
+                           "needs it on this machine and at the same path on every node")
+    for name in ("bundle", "model_repository", "tls_cert", "tls_key", "auth_token_file"):
         value = getattr(server, name)
         if value and Path(value).exists():  # replicas on other nodes resolve paths from /, not our cwd
             setattr(server, name, str(Path(value).resolve()))
@@ -264,6 +309,9 @@ def client(args) -> int:
         flag = "--server-decode" if args.server_decode and not v2 else "--json-tensors"
         raise ConfigError(f"{flag} applies to {'v2-http' if flag == '--json-tensors' else 'v2-http and v2-grpc'} "
                           f"only; with Paddle Serving use --protocol video-file to let the server decode")
+    if (args.model or args.model_version) and not v2:
+        raise ConfigError(f"{'--model' if args.model else '--model-version'} applies to --protocol v2-http and v2-grpc: "
+                          "Paddle Serving's protocol names no model, the server's --default-model answers it")
     address = normalize_address(args.address)
     conf = ClientConfig.load(args.bundle)
     security = dict(token=load_token(args.auth_token_file) if args.auth_token_file else None, tls_ca=args.tls_ca)
@@ -287,9 +335,10 @@ def _classify(args, address: str, conf, security: dict):
         from ..serving.protocols.v2.client import V2GrpcClient, V2HttpClient
 
         if args.protocol == "v2-http":
-            client = V2HttpClient(address, conf, args.timeout, binary=not args.json_tensors, **security)
+            client = V2HttpClient(address, conf, args.timeout, binary=not args.json_tensors, model=args.model,
+                                  version=args.model_version, **security)
         else:
-            client = V2GrpcClient(address, conf, args.timeout, **security)
+            client = V2GrpcClient(address, conf, args.timeout, model=args.model, version=args.model_version, **security)
         with client:
             if args.server_decode:
                 return client.classify_files([args.video], args.top_k)[0]

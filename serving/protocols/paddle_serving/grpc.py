@@ -1,15 +1,19 @@
-"""gRPC: Paddle Serving's ``GeneralModelService`` (inference, debug)."""
+"""gRPC: Paddle Serving's ``GeneralModelService`` (inference, debug), answered by the default model
+(the protocol names none: ``--default-model``, or the only one served)."""
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import grpc
 
 from ...errors import RequestError, unexpected
-from ...service import ModelService
 from . import codec
 from .errors import ERR_NO, GRPC_STATUS
 from .types import service_pb2
+
+if TYPE_CHECKING:
+    from ...repository import ModelRepository
 
 SERVICE_NAME = "baidu.paddle_serving.predictor.general_model.GeneralModelService"
 PROTOCOL = "grpc"  # the metrics label
@@ -19,19 +23,21 @@ METHODS = ("inference", "debug")
 class GeneralModelServicer:
     """Handlers take the raw request bytes, so float payloads are viewed in place (see fastwire)."""
 
-    def __init__(self, service: ModelService):
-        self.service = service
+    def __init__(self, repo: "ModelRepository"):
+        self.repo = repo
 
     async def _answer(self, request: bytes, context, endpoint: str):
         start = time.perf_counter()
-        service = self.service
+        service = None
         try:
-            wire = codec.parse_proto(request)
-            feeds, fetch = codec.validate(wire, service.signature, service.limits)
-            resp = codec.response(await service.run(feeds, fetch, PROTOCOL), service.signature, wire.log_id)
+            service = self.repo.default_service()
+            with service.admitted():
+                wire = codec.parse_proto(request)
+                feeds, fetch = codec.validate(wire, service.signature, service.limits)
+                resp = codec.response(await service.run(feeds, fetch, PROTOCOL), service.signature, wire.log_id)
         except Exception as exc:
             exc = exc if isinstance(exc, RequestError) else unexpected(exc, f"GeneralModelService/{endpoint}")
-            service.record(PROTOCOL, endpoint, start, exc)
+            (service or self.repo).record(PROTOCOL, endpoint, start, exc)
             err_no = ERR_NO[exc.kind]
             # Status code and details for gRPC clients; err_no/err_msg as trailing metadata.
             await context.abort(getattr(grpc.StatusCode, GRPC_STATUS[exc.kind]), str(exc),
@@ -46,9 +52,9 @@ class GeneralModelServicer:
         return await self._answer(request, context, "debug")
 
 
-def add_to_server(server: grpc.aio.Server, service: ModelService) -> list[str]:
+def add_to_server(server: grpc.aio.Server, repo: "ModelRepository") -> list[str]:
     """Register the service; returns the names health checking reports for it."""
-    servicer = GeneralModelServicer(service)
+    servicer = GeneralModelServicer(repo)
     handlers = {name: grpc.unary_unary_rpc_method_handler(getattr(servicer, name), request_deserializer=None,
                                                           response_serializer=service_pb2.Response.SerializeToString)
                 for name in METHODS}

@@ -7,11 +7,15 @@
   ``{"key": ["frames", "frames_shape"], "value": [base64 uint8 THWC, "(T, H, W, 3)"]}``;
   ``?top_k=K`` (vslim's, default 1) lists K labels and probabilities.
 * ``POST /video/classify?top_k=5``: a video file as the body; top-k classes back.
+
+The protocol names no model: every route reaches the server's default model
+(``--default-model``, or the only one served).
 """
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -19,10 +23,13 @@ from fastapi.responses import JSONResponse, Response
 from ...errors import UNSUPPORTED, RequestError, unexpected
 from ...httpbody import parse_off_loop, read_body, read_decoded
 from ...openapi import BINARY, JSON_ANY, responses
-from ...service import VIDEO_MODEL, ModelService
+from ...service import VIDEO_MODEL
 from ...video import clip_from_frames, clip_from_video_bytes
 from . import codec
 from .errors import ERR_NO, HTTP_STATUS
+
+if TYPE_CHECKING:
+    from ...repository import ModelRepository
 
 PROTOCOL = "http"  # the metrics label
 PROTO_TYPES = ("application/proto", "application/x-protobuf", "application/octet-stream")
@@ -56,27 +63,31 @@ def pipeline_answer(err_no: int, err_msg: str, key=(), value=(), status: int = 2
     return JSONResponse(doc, status_code=status)
 
 
-def router(service: ModelService) -> APIRouter:
+def router(repo: "ModelRepository") -> APIRouter:
+    """Every route answers with the default model (Paddle Serving's requests name none)."""
     api = APIRouter(tags=["Paddle Serving"])
 
     async def general(request: Request, endpoint: str) -> Response:
         start = time.perf_counter()
         media = _media_type(request)
         as_proto = media in PROTO_TYPES
+        service = None
         try:
             if media and not as_proto and media != "application/json":
                 raise RequestError(f"Content-Type {media!r} is not supported; use application/json or "
                                    "application/proto", UNSUPPORTED)
-            body = await read_decoded(request, service.max_body)
-            if not media:
-                as_proto = not body.lstrip()[:1] == b"{"
-            wire = await parse_off_loop(codec.parse_proto if as_proto else codec.parse_json, body)
-            feeds, fetch = codec.validate(wire, service.signature, service.limits)
-            resp = codec.response(await service.run(feeds, fetch, PROTOCOL), service.signature, wire.log_id)
+            service = repo.default_service()
+            with service.admitted():
+                body = await read_decoded(request, service.max_body)
+                if not media:
+                    as_proto = not body.lstrip()[:1] == b"{"
+                wire = await parse_off_loop(codec.parse_proto if as_proto else codec.parse_json, body)
+                feeds, fetch = codec.validate(wire, service.signature, service.limits)
+                resp = codec.response(await service.run(feeds, fetch, PROTOCOL), service.signature, wire.log_id)
             status = 200
         except Exception as exc:
             exc = exc if isinstance(exc, RequestError) else unexpected(exc, f"/GeneralModelService/{endpoint}")
-            service.record(PROTOCOL, endpoint, start, exc)
+            (service or repo).record(PROTOCOL, endpoint, start, exc)
             resp, status = codec.error_response(ERR_NO[exc.kind], str(exc)), HTTP_STATUS[exc.kind]
         else:
             service.record(PROTOCOL, endpoint, start)
@@ -94,43 +105,52 @@ def router(service: ModelService) -> APIRouter:
     async def debug(request: Request) -> Response:
         return await general(request, "debug")
 
+    async def video(request: Request, endpoint: str, top_k: int, decode):
+        """A video request of the default model: ``decode(service)`` -> (clip, sampling); the top classes."""
+        start = time.perf_counter()
+        service = None
+        try:
+            service = repo.default_service()
+            with service.admitted():
+                clip, sampling = await decode(service)
+                decoded = time.perf_counter()
+                (top,) = await service.classify([clip], top_k, PROTOCOL)
+                service.video_executed(1, (decoded - start, time.perf_counter() - decoded, 0.0))
+        except Exception as exc:
+            exc = exc if isinstance(exc, RequestError) else unexpected(exc, f"/video/{endpoint}")
+            if service is None:
+                repo.record(PROTOCOL, endpoint, start, exc)
+            else:
+                service.record(PROTOCOL, endpoint, start, exc, VIDEO_MODEL)
+            return None, None, None, exc
+        service.record(PROTOCOL, endpoint, start, model=VIDEO_MODEL)
+        return service, top, sampling, None
+
     @api.post("/video/prediction", openapi_extra=VIDEO_BODY, responses=VIDEO_RESPONSES,
               summary="PaddleVideo pipeline endpoint: base64 uint8 frames -> label and probability")
     async def video_prediction(request: Request, top_k: int = Query(1, ge=1, le=1000)) -> JSONResponse:
-        start = time.perf_counter()
-        try:
-            service.check_ready()
+        async def decode(service):
             body = await read_decoded(request, service.max_body)
             frames, _ = await asyncio.to_thread(codec.parse_frames, body, service.max_body)
-            clip, sampling = await asyncio.to_thread(clip_from_frames, service.pipeline, frames)
-            service.stats[VIDEO_MODEL].phase("compute_input", time.perf_counter() - start)
-            (top,) = await service.classify([clip], top_k, PROTOCOL)  # 1: PaddleVideo's answer
-        except Exception as exc:
-            exc = exc if isinstance(exc, RequestError) else unexpected(exc, "/video/prediction")
-            service.record(PROTOCOL, "video", start, exc, VIDEO_MODEL)
+            return await asyncio.to_thread(clip_from_frames, service.pipeline, frames)
+
+        _, top, sampling, exc = await video(request, "video", top_k, decode)  # top_k 1: PaddleVideo's answer
+        if exc is not None:
             return pipeline_answer(ERR_NO[exc.kind], str(exc), status=HTTP_STATUS[exc.kind])
-        service.record(PROTOCOL, "video", start, model=VIDEO_MODEL)
-        service.stats[VIDEO_MODEL].items(1)
         return pipeline_answer(0, "", ["label", "prob"], [str(top.labels), str(top.scores)], sampling=sampling)
 
     @api.post("/video/classify", openapi_extra=FILE_BODY, responses=VIDEO_RESPONSES,
               summary="Classify a posted video file (mp4, avi, ...): top-k classes")
     async def classify(request: Request, top_k: int = Query(5, ge=1, le=1000)) -> JSONResponse:
-        start = time.perf_counter()
-        try:
-            service.check_ready()
+        async def decode(service):
             body = await read_body(request, service.max_body)
             if not body:
                 raise RequestError("empty body: post the video file's bytes")
-            clip, sampling = await asyncio.to_thread(clip_from_video_bytes, service.pipeline, body)
-            service.stats[VIDEO_MODEL].phase("compute_input", time.perf_counter() - start)
-            (top,) = await service.classify([clip], top_k, PROTOCOL)
-        except Exception as exc:
-            exc = exc if isinstance(exc, RequestError) else unexpected(exc, "/video/classify")
-            service.record(PROTOCOL, "classify", start, exc, VIDEO_MODEL)
+            return await asyncio.to_thread(clip_from_video_bytes, service.pipeline, body)
+
+        service, top, sampling, exc = await video(request, "classify", top_k, decode)
+        if exc is not None:
             return JSONResponse({"error": str(exc)}, status_code=HTTP_STATUS[exc.kind])
-        service.record(PROTOCOL, "classify", start, model=VIDEO_MODEL)
-        service.stats[VIDEO_MODEL].items(1)
         answer = {"model": service.name, "precision": service.bundle.info.precision, "top_k": [
             {"class_id": i, "label": l, "score": s} for i, l, s in zip(top.ids, top.labels, top.scores)]}
         if sampling is not None:  # the video was shorter than the clip: frames were repeated

@@ -49,9 +49,10 @@ def _sampling_rows(value: Optional[np.ndarray], rows: int) -> list[Optional[dict
 
 class _V2Client(Client):
     def __init__(self, address: str, config=None, timeout: float = DEFAULT_TIMEOUT, token: Optional[str] = None,
-                 tls_ca: Optional[str] = None, model: Optional[str] = None):
+                 tls_ca: Optional[str] = None, model: Optional[str] = None, version: str = ""):
         super().__init__(address, config, timeout, token, tls_ca)
         self.model = model or (self.config.name if self.config else "")
+        self.version = version  # every request names it when set; else the server's newest ready version
 
     def predict(self, feed: dict[str, np.ndarray], fetch: Optional[Sequence[str]] = None,
                 log_id: int = 0) -> dict[str, np.ndarray]:
@@ -79,8 +80,8 @@ class V2HttpClient(_V2Client):
     protocol = "v2-http"
 
     def __init__(self, address: str, config=None, timeout: float = DEFAULT_TIMEOUT, token: Optional[str] = None,
-                 tls_ca: Optional[str] = None, model: Optional[str] = None, binary: bool = True):
-        super().__init__(address, config, timeout, token, tls_ca, model)
+                 tls_ca: Optional[str] = None, model: Optional[str] = None, binary: bool = True, version: str = ""):
+        super().__init__(address, config, timeout, token, tls_ca, model, version)
         import requests
 
         self.binary = binary
@@ -104,7 +105,8 @@ class V2HttpClient(_V2Client):
         return self._json("")
 
     def _model(self, model: Optional[str]) -> str:
-        return f"/models/{quote(model or self.model, safe='')}"
+        path = f"/models/{quote(model or self.model, safe='')}"
+        return f"{path}/versions/{quote(self.version, safe='')}" if self.version else path
 
     def model_metadata(self, model: Optional[str] = None) -> dict:
         return self._json(self._model(model))
@@ -118,6 +120,24 @@ class V2HttpClient(_V2Client):
 
     def server_ready(self) -> bool:
         return self._request("GET", "/health/ready").status_code == 200
+
+    def repository_index(self, ready: bool = False) -> list[dict]:
+        """Every model of the server's repository: name, version, state, reason (Triton's extension)."""
+        r = self._request("POST", "/repository/index", json={"ready": ready})
+        if r.status_code != 200:
+            raise self._fail(f"HTTP {r.status_code}", _error_text(r))
+        return r.json()
+
+    def load_model(self, model: str) -> None:
+        """Load or reload ``model`` (the server must run with --model-control-mode explicit)."""
+        r = self._request("POST", f"/repository/models/{quote(model, safe='')}/load")
+        if r.status_code != 200:
+            raise self._fail(f"HTTP {r.status_code}", _error_text(r))
+
+    def unload_model(self, model: str) -> None:
+        r = self._request("POST", f"/repository/models/{quote(model, safe='')}/unload")
+        if r.status_code != 200:
+            raise self._fail(f"HTTP {r.status_code}", _error_text(r))
 
     def infer(self, model: str, inputs: Inputs, outputs: Optional[list[str]] = None,
               parameters: Optional[dict[str, Any]] = None, request_id: str = "") -> dict[str, np.ndarray]:
@@ -189,8 +209,8 @@ class V2GrpcClient(_V2Client):
     protocol = "v2-grpc"
 
     def __init__(self, address: str, config=None, timeout: float = DEFAULT_TIMEOUT, token: Optional[str] = None,
-                 tls_ca: Optional[str] = None, model: Optional[str] = None):
-        super().__init__(address, config, timeout, token, tls_ca, model)
+                 tls_ca: Optional[str] = None, model: Optional[str] = None, version: str = ""):
+        super().__init__(address, config, timeout, token, tls_ca, model, version)
         import grpc
 
         from .proto import SERVICE_NAME, pb
@@ -226,20 +246,20 @@ class V2GrpcClient(_V2Client):
         return self._dict(self._call("ServerMetadata", self._pb.ServerMetadataRequest()))
 
     def model_metadata(self, model: Optional[str] = None) -> dict:
-        return self._dict(self._call("ModelMetadata", self._pb.ModelMetadataRequest(name=model or self.model)))
+        return self._dict(self._call("ModelMetadata", self._pb.ModelMetadataRequest(name=model or self.model, version=self.version)))
 
     def model_config(self, model: Optional[str] = None) -> dict:
-        return self._dict(self._call("ModelConfig", self._pb.ModelConfigRequest(name=model or self.model)).config)
+        return self._dict(self._call("ModelConfig", self._pb.ModelConfigRequest(name=model or self.model, version=self.version)).config)
 
     def model_ready(self, model: Optional[str] = None) -> bool:
-        return self._call("ModelReady", self._pb.ModelReadyRequest(name=model or self.model)).ready
+        return self._call("ModelReady", self._pb.ModelReadyRequest(name=model or self.model, version=self.version)).ready
 
     def server_ready(self) -> bool:
         return self._call("ServerReady", self._pb.ServerReadyRequest()).ready
 
     def infer(self, model: str, inputs: Inputs, outputs: Optional[list[str]] = None,
               parameters: Optional[dict[str, Any]] = None, request_id: str = "") -> dict[str, np.ndarray]:
-        request = self._pb.ModelInferRequest(model_name=model, id=request_id)
+        request = self._pb.ModelInferRequest(model_name=model, model_version=self.version, id=request_id)
         for name, array in inputs.items():
             array = np.asarray(array)
             request.inputs.add(name=name, datatype=datatype_of(array.dtype), shape=list(array.shape))

@@ -9,20 +9,23 @@ answers.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import grpc
 import numpy as np
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
-from ...errors import RequestError, unexpected
-from ...service import ModelService
+from ...errors import NOT_FOUND, RequestError, unexpected
 from ...signature import Limits
 from .datatypes import BYTES, CONTENTS, DTYPES, check_datatype, check_size, from_raw, integers, to_raw
 from .errors import GRPC_STATUS
 from .messages import InferInput, InferRequest, InferResponse, RequestedOutput
-from .models import Repository, server_metadata
+from .models import V2Models, refuse_parameters, server_metadata
 from .proto import SERVICE_NAME, parameter_value, pb
+
+if TYPE_CHECKING:
+    from ...repository import ModelRepository
 
 PROTOCOL = "v2-grpc"  # the metrics label
 HEALTH_METHODS = tuple(f"/{SERVICE_NAME}/{m}" for m in ("ServerLive", "ServerReady", "ModelReady"))
@@ -81,55 +84,91 @@ def response_to_proto(resp: InferResponse):
 
 
 class InferenceServicer:
-    def __init__(self, service: ModelService):
-        self.service = service
-        self.repo = Repository(service)
+    def __init__(self, repo: "ModelRepository"):
+        self.repo = repo
+        self.models = V2Models(repo)
 
     async def ServerLive(self, request, context):
         return pb.ServerLiveResponse(live=True)
 
     async def ServerReady(self, request, context):
-        return pb.ServerReadyResponse(ready=self.service.ready)
+        return pb.ServerReadyResponse(ready=self.repo.ready)
 
     async def ModelReady(self, request, context):
         # an unknown model is an error (NOT_FOUND), not ready=false: Triton answers so
-        return pb.ModelReadyResponse(ready=self.repo.get(request.name, request.version).ready)
+        try:
+            model = self.models.get(request.name, request.version)
+        except RequestError as exc:
+            if exc.kind == NOT_FOUND:
+                raise
+            return pb.ModelReadyResponse(ready=False)  # loading
+        return pb.ModelReadyResponse(ready=model.ready)
 
     async def ServerMetadata(self, request, context):
         return json_format.ParseDict(server_metadata(), pb.ServerMetadataResponse())
 
     async def ModelMetadata(self, request, context):
-        return json_format.ParseDict(self.repo.get(request.name, request.version).metadata(),
+        return json_format.ParseDict(self.models.get(request.name, request.version).metadata(),
                                      pb.ModelMetadataResponse())
 
     async def ModelConfig(self, request, context):
-        config = json_format.ParseDict(self.repo.get(request.name, request.version).config(), pb.ModelConfig())
+        config = json_format.ParseDict(self.models.get(request.name, request.version).config(), pb.ModelConfig())
         return pb.ModelConfigResponse(config=config)
 
     async def ModelStatistics(self, request, context):
-        return json_format.ParseDict({"model_stats": self.repo.stats(request.name, request.version)},
+        return json_format.ParseDict({"model_stats": self.models.stats(request.name, request.version)},
                                      pb.ModelStatisticsResponse())
+
+    async def RepositoryIndex(self, request, context):
+        return json_format.ParseDict({"models": self.repo.index(request.ready)}, pb.RepositoryIndexResponse())
+
+    async def RepositoryModelLoad(self, request, context):
+        _no_parameters(request, "load")
+        await self.repo.load(request.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(self, request, context):
+        _no_parameters(request, "unload")
+        await self.repo.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
 
     async def ModelInfer(self, raw: bytes, context):
         start = time.perf_counter()
         model = None
         try:
             request = _parse(pb.ModelInferRequest, raw)
-            model = self.repo.get(request.model_name, request.model_version)
-            self.service.check_ready()
-            resp = response_to_proto(await model.infer(request_from_proto(request, self.service.limits), PROTOCOL))
+            model = self.models.get(request.model_name, request.model_version)
+            service = model.service
+            with service.admitted():
+                req = request_from_proto(request, service.limits)
+                decoded = time.perf_counter()
+                answer = await model.infer(req, PROTOCOL)
+                answered = time.perf_counter()
+                resp = response_to_proto(answer)
+                stats = service.stats[model.kind]
+                stats.spent("compute_input", decoded - start)
+                stats.spent("compute_output", time.perf_counter() - answered)
         except Exception as exc:
             refusal = exc if isinstance(exc, RequestError) else unexpected(exc, "v2 gRPC ModelInfer")
-            self.service.record(PROTOCOL, "infer", start, refusal, model.kind if model else None)
+            if model is not None:
+                model.service.record(PROTOCOL, "infer", start, refusal, model.kind)
+            else:
+                self.repo.record(PROTOCOL, "infer", start, refusal)
             raise refusal from None
-        self.service.record(PROTOCOL, "infer", start, model=model.kind)
+        model.service.record(PROTOCOL, "infer", start, model=model.kind)
         return resp
+
+
+def _no_parameters(request, action: str) -> None:
+    refuse_parameters(action, dict(request.parameters))
 
 
 _REQUESTS = {"ServerLive": "ServerLiveRequest", "ServerReady": "ServerReadyRequest",
              "ModelReady": "ModelReadyRequest", "ServerMetadata": "ServerMetadataRequest",
              "ModelMetadata": "ModelMetadataRequest", "ModelInfer": "ModelInferRequest",
-             "ModelConfig": "ModelConfigRequest", "ModelStatistics": "ModelStatisticsRequest"}
+             "ModelConfig": "ModelConfigRequest", "ModelStatistics": "ModelStatisticsRequest",
+             "RepositoryIndex": "RepositoryIndexRequest", "RepositoryModelLoad": "RepositoryModelLoadRequest",
+             "RepositoryModelUnload": "RepositoryModelUnloadRequest"}
 METHODS = tuple(_REQUESTS)
 
 
@@ -156,8 +195,8 @@ def _handler(method, request_type):
                                                response_serializer=lambda m: m.SerializeToString())
 
 
-def add_to_server(server: grpc.aio.Server, service: ModelService) -> list[str]:
-    servicer = InferenceServicer(service)
+def add_to_server(server: grpc.aio.Server, repo: "ModelRepository") -> list[str]:
+    servicer = InferenceServicer(repo)
     handlers = {name: _handler(getattr(servicer, name), None if name == "ModelInfer" else getattr(pb, request))
                 for name, request in _REQUESTS.items()}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

@@ -1,24 +1,32 @@
 """v2 over HTTP/REST: health, server and model metadata, model configuration, statistics, inference.
 
-Routes (``[/versions/{v}]`` optional; vslim serves version ``1``):
+Routes (``[/versions/{v}]`` optional: without it, the newest ready version):
 ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``, ``/v2/models/stats``,
 ``/v2/models/{m}[/versions/{v}]``, ``.../ready``, ``.../config``, ``.../stats``;
-``POST /v2/models/{m}[/versions/{v}]/infer``. Errors are ``{"error": "..."}``.
+``POST /v2/models/{m}[/versions/{v}]/infer``; Triton's model repository extension:
+``POST /v2/repository/index``, ``/v2/repository/models/{m}/load``, ``.../unload``.
+Errors are ``{"error": "..."}``. Health answers carry KServe's bodies (``{"live": true}``,
+``{"ready": ...}``), which KServe's SDK parses; Triton's clients read the status alone.
 """
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 
-from ...errors import RequestError, unexpected
+import orjson
+
+from ...errors import NOT_FOUND, RequestError, unexpected
 from ...httpbody import parse_off_loop, read_decoded
 from ...openapi import BINARY, JSON_ANY, responses
-from ...service import ModelService
 from . import rest
 from .errors import HTTP_STATUS
-from .models import Repository, server_metadata
+from .models import V2Models, refuse_parameters, server_metadata
+
+if TYPE_CHECKING:
+    from ...repository import ModelRepository
 
 PROTOCOL = "v2-http"  # the metrics label
 INFER_BODY = {"requestBody": {"required": True, "content": {
@@ -32,15 +40,12 @@ INFER_RESPONSES = {200: {"description": "outputs, as JSON or JSON header + raw b
                          "content": {**JSON_ANY, "application/octet-stream": BINARY}},
                    **responses((400, 401, 404, 413, 415, 500, 503))}
 MODEL_RESPONSES = responses((401, 404))
-HEALTH_RESPONSES = {200: {"description": "yes (empty body)", "content": {}}, **responses((503,))}
+HEALTH_RESPONSES = {200: {"description": 'yes: {"live": true} or {"ready": true}', "content": JSON_ANY},
+                    **responses((503,))}
 
 
 def error(exc: RequestError) -> JSONResponse:
     return JSONResponse({"error": str(exc)}, status_code=HTTP_STATUS[exc.kind])
-
-
-def _empty(status: int = 200) -> Response:
-    return Response(status_code=status)
 
 
 def _json(build) -> JSONResponse:
@@ -51,39 +56,62 @@ def _json(build) -> JSONResponse:
         return error(exc)
 
 
-def router(service: ModelService) -> APIRouter:
-    repo = Repository(service)
+def router(repo: "ModelRepository") -> APIRouter:
+    models = V2Models(repo)
     api = APIRouter(prefix="/v2", tags=["Open Inference Protocol (v2)"])
-
-    def readiness() -> Response:
-        """200 with an empty body, or 503 saying why not (loading, draining)."""
-        try:
-            service.check_ready()
-        except RequestError as exc:
-            return error(exc)
-        return _empty()
 
     @api.get("", summary="Server metadata: name, version, extensions")
     async def metadata() -> JSONResponse:
         return JSONResponse(server_metadata())
 
-    @api.get("/health/live", summary="200 while the server runs", responses=HEALTH_RESPONSES,
-             response_class=Response)
-    async def live() -> Response:
-        return _empty()
+    @api.get("/health/live", summary="200 while the server runs", responses=HEALTH_RESPONSES)
+    async def live() -> JSONResponse:
+        return JSONResponse({"live": True})
 
-    @api.get("/health/ready", summary="200 once the model is loaded and taking requests", responses=HEALTH_RESPONSES,
-             response_class=Response)
-    async def ready() -> Response:
-        return readiness()
+    @api.get("/health/ready", summary="200 once the start-up models are loaded, until shutdown",
+             responses=HEALTH_RESPONSES)
+    async def ready() -> JSONResponse:
+        return JSONResponse({"ready": repo.ready}, status_code=200 if repo.ready else 503)
 
     @api.get("/models/stats", summary="Statistics of every model (Triton's statistics extension)",
              responses=responses((401,)))
     async def all_stats() -> JSONResponse:
-        return JSONResponse({"model_stats": repo.stats()})
+        return JSONResponse({"model_stats": models.stats()})
 
-    name_param = Path(description="model name", examples=list(repo.models))
-    version_param = Path(description="model version (this server has 1)", examples=["1"])
+    @api.post("/repository/index", summary="Every model of the repository and its state (Triton's extension)",
+              responses=responses((400, 401)))
+    async def index(request: Request) -> JSONResponse:
+        body = await request.body()
+        try:
+            ready_only = bool(orjson.loads(body).get("ready", False)) if body.strip() else False
+        except (orjson.JSONDecodeError, AttributeError):
+            return error(RequestError('the index request body must be JSON like {"ready": true}'))
+        return JSONResponse(repo.index(ready_only))
+
+    async def control(action, name: str, request: Request) -> Response:
+        body = await request.body()
+        try:
+            params = orjson.loads(body).get("parameters") if body.strip() else None
+            refuse_parameters(action.__name__, params or {})
+            await action(name)
+        except (orjson.JSONDecodeError, AttributeError):
+            return error(RequestError('the request body must be empty or JSON like {"parameters": {}}'))
+        except RequestError as exc:
+            return error(exc)
+        return JSONResponse({})
+
+    @api.post("/repository/models/{name}/load", summary="Load or reload a model from the repository",
+              responses=responses((400, 401, 404, 503)))
+    async def load(request: Request, name: str) -> Response:
+        return await control(repo.load, name, request)
+
+    @api.post("/repository/models/{name}/unload", summary="Unload a model: admitted requests finish first",
+              responses=responses((400, 401, 404, 503)))
+    async def unload(request: Request, name: str) -> Response:
+        return await control(repo.unload, name, request)
+
+    name_param = Path(description="model name", examples=models.names()[:2])
+    version_param = Path(description="model version", examples=["1"])
 
     def per_model(method: str, path: str, **route):
         """Register ``handler(name, version, request)`` at ``/models/{name}PATH`` and its versioned twin."""
@@ -102,24 +130,27 @@ def router(service: ModelService) -> APIRouter:
 
     @per_model("get", "", summary="Model metadata: versions, platform, inputs, outputs", responses=MODEL_RESPONSES)
     async def model_metadata(name: str, version: str, request: Request) -> Response:
-        return _json(lambda: repo.get(name, version).metadata())
+        return _json(lambda: models.get(name, version).metadata())
 
     @per_model("get", "/ready", summary="200 when the model takes requests", response_class=Response,
                responses={**HEALTH_RESPONSES, **responses((404,))})
     async def model_ready(name: str, version: str, request: Request) -> Response:
         try:
-            repo.get(name, version)
+            model = models.get(name, version)
+            model.service.check_ready()
         except RequestError as exc:
-            return error(exc)
-        return readiness()
+            if exc.kind == NOT_FOUND:
+                return error(exc)
+            return JSONResponse({"name": name, "ready": False, "error": str(exc)}, status_code=503)
+        return JSONResponse({"name": name, "ready": True})
 
     @per_model("get", "/config", summary="Model configuration (Triton's extension)", responses=MODEL_RESPONSES)
     async def model_config(name: str, version: str, request: Request) -> Response:
-        return _json(lambda: repo.get(name, version).config())
+        return _json(lambda: models.get(name, version).config())
 
     @per_model("get", "/stats", summary="Model statistics (Triton's extension)", responses=MODEL_RESPONSES)
     async def model_stats(name: str, version: str, request: Request) -> Response:
-        return _json(lambda: {"model_stats": repo.stats(name, version)})
+        return _json(lambda: {"model_stats": models.stats(name, version)})
 
     @per_model("post", "/infer", summary="Inference: JSON or binary tensors", openapi_extra=INFER_BODY,
                responses=INFER_RESPONSES, response_class=Response)
@@ -127,18 +158,30 @@ def router(service: ModelService) -> APIRouter:
         start = time.perf_counter()
         model = None
         try:
-            model = repo.get(name, version)
-            service.check_ready()
-            body = await read_decoded(request, service.max_body)
-            header = request.headers.get(rest.HEADER_LENGTH)
-            req = await parse_off_loop(rest.parse_request, body, header, name, version, service.limits)
-            resp = await model.infer(req, PROTOCOL)
-            content, headers = rest.encode_response(resp, req)
+            model = models.get(name, version)
+            service = model.service
+            with service.admitted():
+                body = await read_decoded(request, service.max_body)
+                header = request.headers.get(rest.HEADER_LENGTH)
+                req = await parse_off_loop(rest.parse_request, body, header, name, version, service.limits)
+                decoded = time.perf_counter()
+                resp = await model.infer(req, PROTOCOL)
+                answered = time.perf_counter()
+                content, headers = rest.encode_response(resp, req)
+                stats = service.stats[model.kind]
+                stats.spent("compute_input", decoded - start)
+                stats.spent("compute_output", time.perf_counter() - answered)
         except Exception as exc:
             refusal = exc if isinstance(exc, RequestError) else unexpected(exc, "v2 HTTP infer")
-            service.record(PROTOCOL, "infer", start, refusal, model.kind if model else None)
+            record(model, start, refusal)
             return error(refusal)
-        service.record(PROTOCOL, "infer", start, model=model.kind)
+        record(model, start)
         return Response(content, headers=headers)
+
+    def record(model, start: float, refusal=None) -> None:
+        if model is not None:
+            model.service.record(PROTOCOL, "infer", start, refusal, model.kind)
+        else:  # no model was found: the server's series, no model's statistics
+            repo.record(PROTOCOL, "infer", start, refusal)
 
     return api

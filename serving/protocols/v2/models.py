@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 import orjson
@@ -26,14 +26,16 @@ from vslim.textnum import whole_number
 
 from ...errors import NOT_FOUND, TOO_LARGE, RequestError
 from ...service import TENSOR_MODEL, VIDEO_MODEL, ModelService
+
+if TYPE_CHECKING:
+    from ...repository import ModelRepository
 from ...signature import TensorIn, VarSpec, check_inputs, check_outputs
 from ...video import clip_from_frames, clips_from_videos
 from .datatypes import BYTES, CONFIG_TYPES, DTYPES, WORDING, datatype_of, element_count
 from .messages import InferInput, InferOutput, InferRequest, InferResponse
 
-VERSION = "1"
 SERVER_NAME = "vslim"
-EXTENSIONS = ("binary_tensor_data", "model_configuration", "statistics", "parameters")
+EXTENSIONS = ("binary_tensor_data", "model_configuration", "model_repository", "statistics", "parameters")
 DEFAULT_TOP_K = 5
 
 
@@ -62,20 +64,22 @@ class V2Model:
     kind: str
     platform: str
 
-    def __init__(self, name: str, service: ModelService):
+    def __init__(self, name: str, service: ModelService, versions: list[str]):
         self.name = name
         self.service = service
+        self.version = service.version
+        self.versions = versions
 
     @property
     def ready(self) -> bool:
         return self.service.ready
 
     def metadata(self) -> dict:
-        return {"name": self.name, "versions": [VERSION], "platform": self.platform,
+        return {"name": self.name, "versions": self.versions, "platform": self.platform,
                 "inputs": self._inputs(), "outputs": self._outputs()}
 
     def stats(self) -> dict:
-        return self.service.stats[self.kind].snapshot(self.name, VERSION)
+        return self.service.stats[self.kind].snapshot(self.name, self.version)
 
     def _instance_group(self) -> list[dict]:
         b = self.service.batching
@@ -133,7 +137,7 @@ class TensorModel(V2Model):
         names = {s.signature.fetch(key).name: key for key in reversed(asked)} if asked else \
             {v.name: v.alias for v in s.signature.fetches}
         outputs = await s.run(feeds, fetch, tag)
-        return InferResponse(self.name, VERSION, req.id, [
+        return InferResponse(self.name, self.version, req.id, [
             InferOutput(names[var], datatype_of(outputs[var].dtype), list(outputs[var].shape), outputs[var])
             for var in fetch])
 
@@ -210,40 +214,62 @@ class VideoModel(V2Model):
         clips, samplings = zip(*await self._clips(self._one_input(req)))
         if not asked:  # every output; sampling only when a clip was padded, so plain answers stay as they were
             asked = [n for n in self.OUTPUTS if n != "sampling" or any(x is not None for x in samplings)]
-        stats = self.service.stats[self.kind]
-        stats.phase("compute_input", time.perf_counter() - start, len(clips))
+        decoded = time.perf_counter()
         answers = await self.service.classify(list(clips), top_k, tag)
-        stats.items(len(clips))
+        classified = time.perf_counter()
         labels = np.empty((len(answers), top_k), dtype=object)
         labels[:] = [[label.encode() for label in a.labels] for a in answers]
         arrays = {"label": labels, "class_id": np.array([a.ids for a in answers], dtype=np.int64),
                   "prob": np.array([a.scores for a in answers], dtype=np.float32),
                   "sampling": np.empty((len(answers), 1), dtype=object)}
         arrays["sampling"][:, 0] = [orjson.dumps(x.to_dict()) if x is not None else b"" for x in samplings]
-        return InferResponse(self.name, VERSION, req.id, [
+        self.service.video_executed(len(clips), (decoded - start, classified - decoded, time.perf_counter() - classified))
+        return InferResponse(self.name, self.version, req.id, [
             InferOutput(n, self.OUTPUTS[n], list(arrays[n].shape), arrays[n]) for n in dict.fromkeys(asked)])
 
 
-class Repository:
-    """The models one server exposes over v2, found by name and version."""
+def refuse_parameters(action: str, parameters: dict) -> None:
+    """Load/unload parameters: Triton's clients send ``unload_dependents`` (no ensembles here: nothing depends on a
+    model); a configuration or files sent with a load are refused, the repository folder is the source."""
+    unknown = sorted(set(parameters) - {"unload_dependents"})
+    if unknown:
+        raise RequestError(f"{action} parameters {unknown} are not supported; the model and its configuration come "
+                           "from the repository folder")
 
-    def __init__(self, service: ModelService):
-        self.service = service
-        self.models: dict[str, V2Model] = {m.name: m for m in (TensorModel(service.name, service),
-                                                               VideoModel(f"{service.name}_video", service))}
+
+class V2Models:
+    """The v2 models of a server's repository: ``NAME`` (tensors) and ``NAME_video`` of every served model."""
+
+    def __init__(self, repo: "ModelRepository"):
+        self.repo = repo
+
+    def _split(self, name: str) -> tuple[str, type]:
+        known = self.repo.knows
+        if not known(name) and name.endswith("_video") and known(name.removesuffix("_video")):
+            return name.removesuffix("_video"), VideoModel
+        return name, TensorModel
 
     def get(self, name: str, version: Optional[str] = "") -> V2Model:
-        model = self.models.get(name)
-        if model is None:  # Triton's wording (without the served names: model ready is open without a token)
-            raise RequestError(f"Request for unknown model: '{name}' is not found; a bundle NAME is served as "
-                               "models NAME and NAME_video", NOT_FOUND)
-        if version not in ("", None, VERSION):
-            raise RequestError(f"Request for unknown model: '{name}' version {version} is not found; "
-                               f"it has version {VERSION}", NOT_FOUND)
-        return model
+        base, kind = self._split(name)
+        try:
+            service = self.repo.get(base, version)
+        except RequestError as exc:
+            if exc.kind == NOT_FOUND and base != name:
+                raise RequestError(str(exc).replace(f"'{base}'", f"'{name}'"), NOT_FOUND) from None
+            raise
+        return kind(name, service, self.repo.versions(base))
+
+    def names(self) -> list[str]:
+        return [n for base in self.repo.names() for n in (base, f"{base}_video")]
 
     def stats(self, name: str = "", version: str = "") -> list[dict]:
-        """Statistics of one model, or of every model when ``name`` is empty."""
+        """Statistics of one model (every served version when none is named), or of every model."""
         if not name:
-            return [m.stats() for m in self.models.values()]
-        return [self.get(name, version).stats()]
+            return [kind(f"{base}{suffix}", service, []).stats() for base in self.repo.names()
+                    for service in self.repo.all_versions(base)
+                    for kind, suffix in ((TensorModel, ""), (VideoModel, "_video"))]
+        base, kind = self._split(name)
+        if version:
+            return [self.get(name, version).stats()]
+        self.get(name)  # NOT_FOUND for an unknown model
+        return [kind(name, service, []).stats() for service in self.repo.all_versions(base)]
