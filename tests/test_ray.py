@@ -162,19 +162,34 @@ def assert_answers_like_in_process(bundle, val_clips):
 # --------------------------------------------------------------------------- the command line
 
 
-def test_vslim_serve_ray_deploys_reports_and_removes(cluster, bundle_fp32):
+def test_vslim_serve_ray_deploys_reports_and_removes(cluster, bundle_fp32, bundle_int8, tmp_path):
+    """A model repository (two models in Triton's and vslim's layouts) deployed from the command line: every
+    replica serves both, by name through both of Ray's proxies, and the default one over Paddle Serving's."""
+    import shutil
+
     from ray import serve
 
-    cmd = [*serve_command(), "--bundle", str(bundle_fp32.server), "--ray", cluster.address, "--name", "cli",
-           "--port", str(HTTP_PORT), "--grpc-port", str(GRPC_PORT), "--proxy-location", "HeadOnly",
-           "--cpus-per-replica", "1"]
+    repository = tmp_path / "models"
+    shutil.copytree(bundle_fp32.root, repository / "fp32-out")  # model "small", version 1
+    shutil.copytree(bundle_int8.root, repository / "int8" / "3")  # model "int8", version 3
+    cmd = [*serve_command(), "--model-repository", str(repository), "--default-model", "small", "--ray",
+           cluster.address, "--name", "cli", "--port", str(HTTP_PORT), "--grpc-port", str(GRPC_PORT),
+           "--proxy-location", "HeadOnly", "--cpus-per-replica", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()  # printed once every replica is up
         assert line.startswith("http="), (line, proc.stderr.read() if proc.poll() is not None else "")
         assert line.split() == [f"http=http://127.0.0.1:{HTTP_PORT}", f"grpc=127.0.0.1:{GRPC_PORT}"]
+        clip = np.zeros([1, 8, 3, 64, 64], "float32")
         with GrpcClient(TARGET.address, ClientConfig.load(bundle_fp32.client)) as c:
-            assert c.predict({"data_batch_0": np.zeros([1, 8, 3, 64, 64], "float32")})["outputs"].shape == (1, 10)
+            default = c.predict({"data_batch_0": clip})["outputs"]
+        with V2HttpClient(TARGET.url.removeprefix("http://"), model="small") as c:
+            np.testing.assert_array_equal(c.infer("small", {"data_batch_0": clip})["outputs"], default)
+            assert c.model_metadata("int8")["versions"] == ["3"]
+            assert [m["name"] for m in c.repository_index()] == ["int8", "small"]
+        with V2GrpcClient(TARGET.address, model="int8", version="3") as c:
+            int8 = c.infer("int8", {"data_batch_0": clip})["outputs"]
+        assert int8.shape == (1, 10) and not np.array_equal(int8, default)
         status = subprocess.run([*serve_command(), "--ray", cluster.address, "--status"], capture_output=True,
                                 text=True, timeout=120)
         assert status.returncode == 0, status.stderr
