@@ -18,7 +18,7 @@ import pytest
 from servers import ServerProcess
 from vslim.serving.process import serve_command
 
-pytestmark = pytest.mark.server
+SERVER = pytest.mark.server  # both Pythons: the server's own paths (asyncio's shutdown differs between them)
 
 BATCHING = "max_batch_size: 4\ndynamic_batching { max_queue_delay_microseconds: 3000 }\n" \
            "instance_group [ { count: 1 kind: KIND_CPU } ]\n"
@@ -65,6 +65,7 @@ def repository(bundle_fp32, bundle_int8, tmp_path_factory) -> Path:
     return root
 
 
+@SERVER
 def test_a_repository_serves_every_model_by_name_and_version(repository, clip, cli, bundle_fp32, val_clips):
     import tritonclient.grpc as tgrpc
     import tritonclient.http as thttp
@@ -157,6 +158,7 @@ def _steady_load(address: str, model: str, clip, stop: threading.Event, results:
                 results.append(f"{type(exc).__name__}: {exc}")
 
 
+@SERVER
 def test_load_and_unload_while_serving(repository, bundle_fp32, bundle_int8, clip, tmp_path):
     """Under a steady load on A: load C, unload B (its admitted requests finish), reload A with a new version;
     A never fails; a damaged bundle's load is refused and nothing else changes; SIGTERM drains every model."""
@@ -253,6 +255,7 @@ def test_load_and_unload_while_serving(repository, bundle_fp32, bundle_int8, cli
           f"unloading B with 3 admitted requests took {unload_seconds:.2f}s")
 
 
+@pytest.mark.slow  # Python 3.11's `make test` only: the 3.12 tier runs the two servers above
 def test_poll_mode_follows_the_folder(bundle_fp32, tmp_path, clip):
     root = tmp_path / "repo"
     _copy_bundle(bundle_fp32, root / "first" / "1")
@@ -277,6 +280,7 @@ def _refused(*argv, timeout=120) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
+@pytest.mark.slow
 def test_repository_mistakes_are_refused_at_start(bundle_fp32, bundle_int8, tmp_path):
     root = tmp_path / "two-of-a-name"
     _copy_bundle(bundle_fp32, root / "small" / "1")
@@ -314,3 +318,73 @@ def test_version_policies():
     for bad in ("latest:0", "specific:", "specific:0", "all:2", "newest", "latest:x"):
         with pytest.raises(ConfigError):
             VersionPolicy.parse(bad)
+
+
+class _FakeService:
+    """What the repository reads of a model service (the engine is not what these tests claim)."""
+
+    def __init__(self, name, version):
+        self.name, self.version = name, str(version)
+        self.engine, self.draining, self.unloading, self.active = None, False, False, 0
+        self.metrics = type("M", (), {"ready": type("G", (), {"set": lambda self, v: None})()})()
+
+    @property
+    def ready(self):
+        return not (self.draining or self.unloading)
+
+
+def test_a_loading_model_answers_unavailable_and_a_failed_reload_keeps_the_served_version(bundle_fp32, tmp_path):
+    """The repository's states, with a slow and a failing opener standing in for bundle loading."""
+    import asyncio
+
+    from vslim.serving.config import ServerConfig
+    from vslim.serving.errors import NOT_FOUND, UNAVAILABLE, RequestError
+    from vslim.serving.repository import ModelRepository
+
+    root = tmp_path / "repo"
+    _copy_bundle(bundle_fp32, root / "m" / "1")
+    gate, fail = threading.Event(), {"on": False}
+
+    def opener(cfg, source, metrics):
+        gate.wait(30)
+        if fail["on"]:
+            raise RuntimeError("the bundle is damaged")
+        return _FakeService(source.name, source.version)
+
+    async def scenario():
+        repo = ModelRepository(ServerConfig(model_repository=str(root), model_control_mode="explicit"), opener)
+        await repo.start([])
+        with pytest.raises(RequestError) as info:
+            repo.get("m")
+        assert info.value.kind == NOT_FOUND
+        loading = asyncio.create_task(repo.load("m"))
+        await asyncio.sleep(0.05)
+        with pytest.raises(RequestError) as info:
+            repo.get("m")
+        assert info.value.kind == UNAVAILABLE and "loading" in str(info.value)
+        assert [(r["name"], r["state"]) for r in repo.index()] == [("m", "LOADING")]
+        gate.set()
+        await loading
+        assert repo.get("m").version == "1" and repo.index(ready_only=True)[0]["state"] == "READY"
+        # a new version that fails to load: version 1 keeps serving, the index says why
+        _copy_bundle(bundle_fp32, root / "m" / "2")
+        fail["on"] = True
+        with pytest.raises(RequestError, match="damaged"):
+            await repo.load("m")
+        assert repo.get("m").version == "1" and repo.versions("m") == ["1"]
+        rows = {r["version"]: r for r in repo.index()}
+        assert rows["1"]["state"] == "READY" and rows["2"]["state"] == "UNAVAILABLE" and "damaged" in rows["2"]["reason"]
+        # an admitted request holds the unload until it is answered
+        service = repo.get("m")
+        service.active = 1
+        unloading = asyncio.create_task(repo.unload("m"))
+        await asyncio.sleep(0.1)
+        assert not unloading.done() and service.unloading and not service.ready  # admits nothing new
+        assert [(r["version"], r["state"]) for r in repo.index() if r["version"] == "1"] == [("1", "UNLOADING")]
+        service.active = 0
+        await unloading
+        with pytest.raises(RequestError) as info:
+            repo.get("m")
+        assert info.value.kind == NOT_FOUND
+
+    asyncio.run(scenario())

@@ -210,7 +210,7 @@ def test_ray_options_are_checked_before_touching_a_cluster(cli, bundle_fp32, tmp
              (["--ray", "local", "--port", "9000", "--grpc-port", "9000"], "cannot share a port"),
              (["--ray", "local", "--cpus-per-replica", "0"], "must be > 0"),
              (["--ray", "local", "--name", "a/b"], "without '/'"),
-             (["--status"], "give --ray ADDRESS")]
+             (["--ray", "local", "--model-control-mode", "poll"], "needs --model-repository")]
     for extra, message in cases:
         result = cli("serve", "--bundle", str(bundle_fp32.server), *extra)
         assert result.code == 2 and message in result.err, (extra, result.err)

@@ -397,6 +397,9 @@ def test_v2_health_is_open_metadata_and_inference_need_the_token(bundle_fp32, va
         r = requests.post(f"{base}/models/small/infer", data=_good_v2(clip[0]), verify=str(cert), timeout=30,
                           headers={"Authorization": "Bearer wrong-token-wrong-token"})
         assert r.status_code == 401
+        for path in ("/repository/index", "/repository/models/small/load", "/repository/models/small/unload"):
+            r = requests.post(base + path, verify=str(cert), timeout=30)  # model control needs the token too
+            assert r.status_code == 401, path
         channel = grpc.secure_channel(server.address, grpc.ssl_channel_credentials(cert.read_bytes()))
         live = channel.unary_unary(f"/{SERVICE_NAME}/ServerLive", pb.ServerLiveRequest.SerializeToString,
                                    pb.ServerLiveResponse.FromString)
