@@ -152,8 +152,7 @@ def _steady_load(address: str, model: str, clip, stop: threading.Event, results:
     with V2HttpClient(address, model=model, timeout=120) as c:
         while not stop.is_set():
             try:
-                c.infer(model, {"data_batch_0": clip})
-                results.append("ok")
+                results.append(float(c.infer(model, {"data_batch_0": clip})["outputs"][0, 0]))
             except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
                 results.append(f"{type(exc).__name__}: {exc}")
 
@@ -182,8 +181,10 @@ def test_load_and_unload_while_serving(repository, bundle_fp32, bundle_int8, cli
         assert {m["name"]: m.get("state") for m in http.get_model_repository_index()} == {
             "a": "READY", "b": "READY", "c": "UNAVAILABLE", "damaged": "UNAVAILABLE"}
         stop, results = threading.Event(), []
-        load = threading.Thread(target=_steady_load, args=(server.address, "a", clip, stop, results))
-        load.start()
+        loads = [threading.Thread(target=_steady_load, args=(server.address, "a", clip, stop, results))
+                 for _ in range(2)]
+        for load in loads:
+            load.start()
         try:
             # C: not loaded, then loaded, then answers
             assert _post(f"{server.url}/v2/models/c/infer", b"{}")[0] == 404
@@ -243,10 +244,12 @@ def test_load_and_unload_while_serving(repository, bundle_fp32, bundle_int8, cli
             time.sleep(0.5)
         finally:
             stop.set()
-            load.join(120)
+            for load in loads:
+                load.join(120)
         http.close()
-        failures = [r for r in results if r != "ok"]
-        assert len(results) >= 5 and not failures, failures[:5]
+        failures = [r for r in results if isinstance(r, str)]
+        assert len(results) >= 10 and not failures, failures[:5]
+        assert len(set(results)) == 2, set(results)  # A answered as version 1 (FP32), then as version 2 (INT8)
         server.terminate()
         assert server.stop() == 0, server.log()
     log = server.log()
