@@ -230,9 +230,8 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
             _log(f"ready in {time.perf_counter() - t0:.1f}s: {len(services)} model version(s), version policy "
                  f"{repo.policy}" + (f", Paddle Serving's protocol reaches {repo.default}" if repo.default else ""))
         for service in services:
-            _log(f"models: {service.name} (tensors: Paddle Serving GeneralModelService, v2 /v2/models/{service.name}), "
-                 f"{service.name}_video (v2: video files or frames)" if cfg.bundle else
-                 f"model {service.name} version {service.version}: {_describe(service)}")
+            _log(f"models: {service.name}: " + "; ".join(d for f in protocols if (d := f.describe(service.name)))
+                 if cfg.bundle else f"model {service.name} version {service.version}: {_describe(service)}")
         if cfg.model_control_mode == "poll":
             poller = asyncio.create_task(poll_forever(repo, cfg.repository_poll_secs))
         if on_ready:

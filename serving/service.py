@@ -23,7 +23,7 @@ from vslim.accuracy import softmax, topk
 
 from .bundle import ServingBundle
 from .engine import BatchStats, InferenceEngine
-from .errors import INTERNAL, UNAVAILABLE, RequestError
+from .errors import INTERNAL, UNAVAILABLE, RequestError, unexpected
 from .prometheus import ServerMetrics
 from .signature import Limits
 from .stats import ModelStats
@@ -161,3 +161,41 @@ def record_request(metrics, protocol: str, endpoint: str, start: float, error: O
         metrics.errors.labels(protocol, error.kind).inc()
     metrics.latency.labels(protocol).observe(seconds)
     return seconds
+
+
+class Call:
+    """One request through a protocol handler, from arrival to its recorded outcome: the wrapper every handler
+    uses instead of its own try/except/record.
+
+    ``with Call(repo, protocol, endpoint, where) as call:`` times the request; inside, ``with
+    call.admit(service, kind):`` admits it to a model version (refused while loading or unloading, counted
+    while running). An exception leaving the block is recorded (a :class:`RequestError` as it is, anything
+    else as INTERNAL naming ``where``, logged with its traceback) and kept in ``call.refusal`` for the
+    handler to answer in its protocol's terms; a block that finishes is recorded as a success. Requests
+    refused before any model was found count in the server's series only.
+    """
+
+    def __init__(self, repo, protocol: str, endpoint: str, where: str):
+        self.repo, self.protocol, self.endpoint, self.where = repo, protocol, endpoint, where
+        self.service: Optional[ModelService] = None
+        self.kind: Optional[str] = TENSOR_MODEL
+        self.refusal: Optional[RequestError] = None
+        self.start = time.perf_counter()
+
+    def admit(self, service: "ModelService", kind: Optional[str] = TENSOR_MODEL):
+        self.service, self.kind = service, kind
+        return service.admitted()
+
+    def __enter__(self) -> "Call":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is not None and not isinstance(exc, Exception):
+            return False  # cancellation, KeyboardInterrupt: not a refusal
+        if exc is not None:
+            self.refusal = exc if isinstance(exc, RequestError) else unexpected(exc, self.where)
+        if self.service is None:
+            self.repo.record(self.protocol, self.endpoint, self.start, self.refusal)
+        else:
+            self.service.record(self.protocol, self.endpoint, self.start, self.refusal, self.kind)
+        return True

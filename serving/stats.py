@@ -1,6 +1,6 @@
 """Cumulative per-model statistics in the shape of Triton's statistics extension.
 
-Prometheus (``metrics.py``) answers "how is the server doing"; these answer
+Prometheus (``prometheus.py``) answers "how is the server doing"; these answer
 Triton's ``/v2/models/{name}/stats`` and ``ModelStatistics`` so that Triton's
 tools (perf_analyzer, model analyzer, tritonclient) read a vslim server as they
 read Triton. Both are fed by the same events: a request answered, a batch run.

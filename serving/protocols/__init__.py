@@ -3,7 +3,7 @@
 Each protocol is a package with a ``frontend`` module exposing ``FRONTEND``: the
 HTTP routes and gRPC services it adds to the shared server, and which of them
 stay open without a token (health checks). The core (``service.py``,
-``engine.py``, ``auth.py``, ``metrics.py``) knows no protocol; a protocol's
+``engine.py``, ``auth.py``, ``prometheus.py``, ``repository.py``) knows no protocol; a protocol's
 codec, error mapping and routes live in its own package:
 
 * ``paddle_serving``: Paddle Serving's ``GeneralModelService`` (gRPC and HTTP
@@ -38,6 +38,7 @@ class Frontend:
     grpc_methods: tuple[str, ...]  # full names of its unary RPCs (``/package.Service/Method``)
     open_http: Callable[[str], bool] = lambda path: False  # paths served without a token
     open_grpc: tuple[str, ...] = ()  # full gRPC method names served without a token
+    describe: Callable[[str], str] = lambda model: ""  # how model ``model`` is reached, for the start-up log
 
 
 def frontends() -> list[Frontend]:

@@ -19,31 +19,18 @@ import grpc
 from ..auth import DENIED, authorized
 from ..protocols import Frontend, frontends
 
-SERVICER_FUNCTIONS = (
-    "vslim.serving.rayserve.ingress.add_paddle_serving_to_server",
-    "vslim.serving.rayserve.ingress.add_v2_to_server",
-)
+SERVICER_FUNCTIONS = ("vslim.serving.rayserve.ingress.add_protocols_to_server",)
 
 
-def _register(frontend_name: str, servicer: Any, server: grpc.aio.Server) -> None:
-    """Register one protocol's RPCs on Ray's proxy; the proxy replaces the behaviours, keeps the (absent) parsing."""
-    frontend = next(f for f in frontends() if f.name == frontend_name)
+def add_protocols_to_server(servicer: Any, server: grpc.aio.Server) -> None:
+    """Every protocol's RPCs on Ray's gRPC proxy; the proxy replaces the behaviours, keeps the (absent) parsing."""
     by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
-    for full in frontend.grpc_methods:
-        service, method = full.strip("/").split("/")
-        by_service.setdefault(service, {})[method] = grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, method), request_deserializer=None, response_serializer=None)
+    for frontend in frontends():
+        for full in frontend.grpc_methods:
+            service, method = full.strip("/").split("/")
+            by_service.setdefault(service, {})[method] = grpc.unary_unary_rpc_method_handler(
+                getattr(servicer, method), request_deserializer=None, response_serializer=None)
     server.add_generic_rpc_handlers(tuple(grpc.method_handlers_generic_handler(s, h) for s, h in by_service.items()))
-
-
-def add_paddle_serving_to_server(servicer: Any, server: grpc.aio.Server) -> None:
-    """Paddle Serving's ``GeneralModelService`` on Ray's gRPC proxy."""
-    _register("paddle_serving", servicer, server)
-
-
-def add_v2_to_server(servicer: Any, server: grpc.aio.Server) -> None:
-    """v2's ``inference.GRPCInferenceService`` on Ray's gRPC proxy."""
-    _register("v2", servicer, server)
 
 
 def grpc_method_names() -> list[str]:

@@ -9,4 +9,5 @@ FRONTEND = Frontend("paddle_serving", http_router=http_api.router, add_grpc=grpc
                     http_label=http_api.PROTOCOL, grpc_label=grpc_api.PROTOCOL,
                     owns_path=lambda path: path.startswith(("/GeneralModelService/", "/video/")),
                     grpc_prefix=f"/{grpc_api.SERVICE_NAME}/",
-                    grpc_methods=tuple(f"/{grpc_api.SERVICE_NAME}/{m}" for m in grpc_api.METHODS))
+                    grpc_methods=tuple(f"/{grpc_api.SERVICE_NAME}/{m}" for m in grpc_api.METHODS),
+                    describe=lambda m: "Paddle Serving GeneralModelService and /video/* (the default model)")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from ...errors import RequestError, unexpected
+from ...service import Call
 from . import codec
 from .errors import ERR_NO, GRPC_STATUS
 from .types import service_pb2
@@ -27,22 +27,17 @@ class GeneralModelServicer:
         self.repo = repo
 
     async def _answer(self, request: bytes, context, endpoint: str):
-        start = time.perf_counter()
-        service = None
-        try:
+        with Call(self.repo, PROTOCOL, endpoint, f"GeneralModelService/{endpoint}") as call:
             service = self.repo.default_service()
-            with service.admitted():
+            with call.admit(service):
                 wire = codec.parse_proto(request)
                 feeds, fetch = codec.validate(wire, service.signature, service.limits)
                 resp = codec.response(await service.run(feeds, fetch, PROTOCOL), service.signature, wire.log_id)
-        except Exception as exc:
-            exc = exc if isinstance(exc, RequestError) else unexpected(exc, f"GeneralModelService/{endpoint}")
-            (service or self.repo).record(PROTOCOL, endpoint, start, exc)
-            err_no = ERR_NO[exc.kind]
+        if call.refusal is not None:
+            exc = call.refusal
             # Status code and details for gRPC clients; err_no/err_msg as trailing metadata.
             await context.abort(getattr(grpc.StatusCode, GRPC_STATUS[exc.kind]), str(exc),
-                                trailing_metadata=(("err_no", str(err_no)), ("err_msg", str(exc)[:4000])))
-        service.record(PROTOCOL, endpoint, start)
+                                trailing_metadata=(("err_no", str(ERR_NO[exc.kind])), ("err_msg", str(exc)[:4000])))
         return resp
 
     async def inference(self, request, context):

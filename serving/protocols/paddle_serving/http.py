@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from ...errors import UNSUPPORTED, RequestError, unexpected
+from ...errors import UNSUPPORTED, RequestError
 from ...httpbody import parse_off_loop, read_body, read_decoded
 from ...openapi import BINARY, JSON_ANY, responses
-from ...service import VIDEO_MODEL
+from ...service import VIDEO_MODEL, Call
 from ...video import clip_from_frames, clip_from_video_bytes
 from . import codec
 from .errors import ERR_NO, HTTP_STATUS
@@ -68,29 +68,24 @@ def router(repo: "ModelRepository") -> APIRouter:
     api = APIRouter(tags=["Paddle Serving"])
 
     async def general(request: Request, endpoint: str) -> Response:
-        start = time.perf_counter()
         media = _media_type(request)
         as_proto = media in PROTO_TYPES
-        service = None
-        try:
+        with Call(repo, PROTOCOL, endpoint, f"/GeneralModelService/{endpoint}") as call:
             if media and not as_proto and media != "application/json":
                 raise RequestError(f"Content-Type {media!r} is not supported; use application/json or "
                                    "application/proto", UNSUPPORTED)
             service = repo.default_service()
-            with service.admitted():
+            with call.admit(service):
                 body = await read_decoded(request, service.max_body)
                 if not media:
                     as_proto = not body.lstrip()[:1] == b"{"
                 wire = await parse_off_loop(codec.parse_proto if as_proto else codec.parse_json, body)
                 feeds, fetch = codec.validate(wire, service.signature, service.limits)
                 resp = codec.response(await service.run(feeds, fetch, PROTOCOL), service.signature, wire.log_id)
-            status = 200
-        except Exception as exc:
-            exc = exc if isinstance(exc, RequestError) else unexpected(exc, f"/GeneralModelService/{endpoint}")
-            (service or repo).record(PROTOCOL, endpoint, start, exc)
+        status = 200
+        if call.refusal is not None:
+            exc = call.refusal
             resp, status = codec.error_response(ERR_NO[exc.kind], str(exc)), HTTP_STATUS[exc.kind]
-        else:
-            service.record(PROTOCOL, endpoint, start)
         if as_proto:
             return Response(resp.SerializeToString(), status_code=status, media_type="application/proto")
         return Response(codec.response_json(resp), status_code=status, media_type="application/json")
@@ -107,24 +102,15 @@ def router(repo: "ModelRepository") -> APIRouter:
 
     async def video(request: Request, endpoint: str, top_k: int, decode):
         """A video request of the default model: ``decode(service)`` -> (clip, sampling); the top classes."""
-        start = time.perf_counter()
-        service = None
-        try:
+        top = sampling = None
+        with Call(repo, PROTOCOL, endpoint, f"/video/{endpoint}") as call:
             service = repo.default_service()
-            with service.admitted():
+            with call.admit(service, VIDEO_MODEL):
                 clip, sampling = await decode(service)
                 decoded = time.perf_counter()
                 (top,) = await service.classify([clip], top_k, PROTOCOL)
-                service.video_executed(1, (decoded - start, time.perf_counter() - decoded, 0.0))
-        except Exception as exc:
-            exc = exc if isinstance(exc, RequestError) else unexpected(exc, f"/video/{endpoint}")
-            if service is None:
-                repo.record(PROTOCOL, endpoint, start, exc)
-            else:
-                service.record(PROTOCOL, endpoint, start, exc, VIDEO_MODEL)
-            return None, None, None, exc
-        service.record(PROTOCOL, endpoint, start, model=VIDEO_MODEL)
-        return service, top, sampling, None
+                service.video_executed(1, (decoded - call.start, time.perf_counter() - decoded, 0.0))
+        return call.service, top, sampling, call.refusal
 
     @api.post("/video/prediction", openapi_extra=VIDEO_BODY, responses=VIDEO_RESPONSES,
               summary="PaddleVideo pipeline endpoint: base64 uint8 frames -> label and probability")

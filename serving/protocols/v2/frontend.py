@@ -16,4 +16,5 @@ FRONTEND = Frontend("v2", http_router=http_api.router, add_grpc=grpc_api.add_to_
                     grpc_prefix=f"/{grpc_api.SERVICE_NAME}/",
                     grpc_methods=tuple(f"/{grpc_api.SERVICE_NAME}/{m}" for m in grpc_api.METHODS),
                     open_http=lambda path: _OPEN.fullmatch(path) is not None,
-                    open_grpc=grpc_api.HEALTH_METHODS)
+                    open_grpc=grpc_api.HEALTH_METHODS,
+                    describe=lambda m: f"v2 /v2/models/{m} (tensors) and {m}_video (video files or frames)")

@@ -17,6 +17,7 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 from ...errors import NOT_FOUND, RequestError, unexpected
+from ...service import Call
 from ...signature import Limits
 from .datatypes import BYTES, CONTENTS, DTYPES, check_datatype, check_size, from_raw, integers, to_raw
 from .errors import GRPC_STATUS
@@ -133,29 +134,21 @@ class InferenceServicer:
         return pb.RepositoryModelUnloadResponse()
 
     async def ModelInfer(self, raw: bytes, context):
-        start = time.perf_counter()
-        model = None
-        try:
+        with Call(self.repo, PROTOCOL, "infer", "v2 gRPC ModelInfer") as call:
             request = _parse(pb.ModelInferRequest, raw)
             model = self.models.get(request.model_name, request.model_version)
             service = model.service
-            with service.admitted():
+            with call.admit(service, model.kind):
                 req = request_from_proto(request, service.limits)
                 decoded = time.perf_counter()
                 answer = await model.infer(req, PROTOCOL)
                 answered = time.perf_counter()
                 resp = response_to_proto(answer)
                 stats = service.stats[model.kind]
-                stats.spent("compute_input", decoded - start)
+                stats.spent("compute_input", decoded - call.start)
                 stats.spent("compute_output", time.perf_counter() - answered)
-        except Exception as exc:
-            refusal = exc if isinstance(exc, RequestError) else unexpected(exc, "v2 gRPC ModelInfer")
-            if model is not None:
-                model.service.record(PROTOCOL, "infer", start, refusal, model.kind)
-            else:
-                self.repo.record(PROTOCOL, "infer", start, refusal)
-            raise refusal from None
-        model.service.record(PROTOCOL, "infer", start, model=model.kind)
+        if call.refusal is not None:
+            raise call.refusal
         return resp
 
 

@@ -18,9 +18,10 @@ from fastapi.responses import JSONResponse, Response
 
 import orjson
 
-from ...errors import NOT_FOUND, RequestError, unexpected
+from ...errors import NOT_FOUND, RequestError
 from ...httpbody import parse_off_loop, read_decoded
 from ...openapi import BINARY, JSON_ANY, responses
+from ...service import Call
 from . import rest
 from .errors import HTTP_STATUS
 from .models import V2Models, refuse_parameters, server_metadata
@@ -155,12 +156,10 @@ def router(repo: "ModelRepository") -> APIRouter:
     @per_model("post", "/infer", summary="Inference: JSON or binary tensors", openapi_extra=INFER_BODY,
                responses=INFER_RESPONSES, response_class=Response)
     async def infer(name: str, version: str, request: Request) -> Response:
-        start = time.perf_counter()
-        model = None
-        try:
+        with Call(repo, PROTOCOL, "infer", "v2 HTTP infer") as call:
             model = models.get(name, version)
             service = model.service
-            with service.admitted():
+            with call.admit(service, model.kind):
                 body = await read_decoded(request, service.max_body)
                 header = request.headers.get(rest.HEADER_LENGTH)
                 req = await parse_off_loop(rest.parse_request, body, header, name, version, service.limits)
@@ -169,19 +168,10 @@ def router(repo: "ModelRepository") -> APIRouter:
                 answered = time.perf_counter()
                 content, headers = rest.encode_response(resp, req)
                 stats = service.stats[model.kind]
-                stats.spent("compute_input", decoded - start)
+                stats.spent("compute_input", decoded - call.start)
                 stats.spent("compute_output", time.perf_counter() - answered)
-        except Exception as exc:
-            refusal = exc if isinstance(exc, RequestError) else unexpected(exc, "v2 HTTP infer")
-            record(model, start, refusal)
-            return error(refusal)
-        record(model, start)
+        if call.refusal is not None:
+            return error(call.refusal)
         return Response(content, headers=headers)
-
-    def record(model, start: float, refusal=None) -> None:
-        if model is not None:
-            model.service.record(PROTOCOL, "infer", start, refusal, model.kind)
-        else:  # no model was found: the server's series, no model's statistics
-            repo.record(PROTOCOL, "infer", start, refusal)
 
     return api
