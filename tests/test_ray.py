@@ -414,7 +414,8 @@ def test_ray_config_validates_with_rays_own_schema(cli, bundle_fp32):
     assert deployment["autoscaling_config"]["max_replicas"] == 4
     assert deployment["ray_actor_options"]["num_cpus"] == 2
     assert config["grpc_options"]["grpc_servicer_functions"] == [
-        "vslim.serving.rayserve.ingress.add_protocols_to_server"]
+        "vslim.serving.rayserve.ingress.add_paddle_serving_to_server",
+        "vslim.serving.rayserve.ingress.add_v2_to_server"]
 
 
 def test_a_broken_predictor_fails_the_health_check_and_ray_replaces_it(cluster, bundle_fp32, val_clips, monkeypatch):

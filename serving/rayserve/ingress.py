@@ -19,18 +19,27 @@ import grpc
 from ..auth import DENIED, authorized
 from ..protocols import Frontend, frontends
 
-SERVICER_FUNCTIONS = ("vslim.serving.rayserve.ingress.add_protocols_to_server",)
-
-
-def add_protocols_to_server(servicer: Any, server: grpc.aio.Server) -> None:
-    """Every protocol's RPCs on Ray's gRPC proxy; the proxy replaces the behaviours, keeps the (absent) parsing."""
-    by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
-    for frontend in frontends():
+def _servicer_function(frontend: Frontend):
+    """Ray's servicer function for one protocol: registers its RPCs on Ray's gRPC proxy, which replaces the
+    behaviours and keeps the (absent) parsing. One function per protocol: the proxy takes one per service
+    family (one function registering two protocols' services answered the second with its mock servicer)."""
+    def add_to_server(servicer: Any, server: grpc.aio.Server) -> None:
+        by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
         for full in frontend.grpc_methods:
             service, method = full.strip("/").split("/")
             by_service.setdefault(service, {})[method] = grpc.unary_unary_rpc_method_handler(
                 getattr(servicer, method), request_deserializer=None, response_serializer=None)
-    server.add_generic_rpc_handlers(tuple(grpc.method_handlers_generic_handler(s, h) for s, h in by_service.items()))
+        server.add_generic_rpc_handlers(tuple(grpc.method_handlers_generic_handler(s, h)
+                                              for s, h in by_service.items()))
+
+    add_to_server.__name__ = add_to_server.__qualname__ = f"add_{frontend.name}_to_server"
+    return add_to_server
+
+
+# Module attributes, so that a Serve config can name them by import path (one per protocol plug-in).
+for _frontend in frontends():
+    globals()[f"add_{_frontend.name}_to_server"] = _servicer_function(_frontend)
+SERVICER_FUNCTIONS = tuple(f"{__name__}.add_{f.name}_to_server" for f in frontends())
 
 
 def grpc_method_names() -> list[str]:
