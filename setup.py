@@ -5,6 +5,7 @@ every build (regular and editable installs alike), never committed. Generation
 runs when setup.py loads, because setuptools checks that every listed package
 folder exists (``vslim.serving._generated`` included) before any build command.
 """
+
 import importlib.util
 from pathlib import Path
 

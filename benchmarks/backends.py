@@ -4,13 +4,14 @@ A backend that cannot run here (no GPU, no TensorRT, an INT8 model on plain CPU
 kernels) raises :class:`BackendUnavailable` with the reason, and the benchmark
 lists it as skipped with that reason instead of dropping it.
 """
+
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -23,8 +24,13 @@ BACKENDS = ("paddle-cpu", "paddle-onednn", "paddle-bf16", "paddle-gpu", "paddle-
 PEER = "onnxruntime"
 # What a user builds by hand with the peer runtimes from the FP32 model (their own INT8 calibration on the
 # same clips, OpenVINO's default precision): the rows vslim's own configurations are held against.
-PEER_BUILT = {("openvino", "fp32"), ("openvino", "default-hint"), ("openvino", "nncf-int8"),
-              ("onnxruntime", ""), ("onnxruntime", "quantize-static-int8")}
+PEER_BUILT = {
+    ("openvino", "fp32"),
+    ("openvino", "default-hint"),
+    ("openvino", "nncf-int8"),
+    ("onnxruntime", ""),
+    ("onnxruntime", "quantize-static-int8"),
+}
 # Of those, what vslim also deploys (vslim-package --calib-list makes OpenVINO's NNCF INT8; OpenVINO FP32)
 VSLIM_DEPLOYS = {("openvino", "fp32"), ("openvino", "nncf-int8")}
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -53,8 +59,11 @@ def variants(backend: str, info: ModelInfo) -> list[BackendRun]:
     if backend == "onnxruntime" and not info.quantized:
         return [BackendRun(backend), BackendRun(backend, "quantize-static-int8")]
     if backend == "paddle-trt":
-        return [BackendRun(backend, "int8")] if info.quantized else [BackendRun(backend, "fp32"),
-                                                                     BackendRun(backend, "fp16")]
+        return (
+            [BackendRun(backend, "int8")]
+            if info.quantized
+            else [BackendRun(backend, "fp32"), BackendRun(backend, "fp16")]
+        )
     return [BackendRun(backend)]
 
 
@@ -99,8 +108,9 @@ def _vslim_runtime(info: ModelInfo, runtime: str, precision: str, threads: int, 
     from vslim.inference.runtimes import open_predictor
 
     try:
-        return open_predictor(info.model_dir, PredictorConfig(runtime=runtime, precision=precision, threads=threads),
-                              info, cache=cache).run
+        return open_predictor(
+            info.model_dir, PredictorConfig(runtime=runtime, precision=precision, threads=threads), info, cache=cache
+        ).run
     except VslimError as exc:
         raise BackendUnavailable(str(exc)) from None
 
@@ -123,8 +133,9 @@ def _openvino_peer(info: ModelInfo, variant: str, threads: int, cache: Path, cal
         if len(x) not in compiled:
             m = model.clone()
             m.reshape({m.inputs[0].get_any_name(): list(x.shape)})
-            compiled[len(x)] = core.compile_model(m, "CPU", {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1,
-                                                             "PERFORMANCE_HINT": "LATENCY"}).create_infer_request()
+            compiled[len(x)] = core.compile_model(
+                m, "CPU", {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
+            ).create_infer_request()
         return np.array(compiled[len(x)].infer([x])[0])
 
     return run
@@ -151,8 +162,9 @@ def _ort_quantized(info: ModelInfo, threads: int, cache: Path, calib: np.ndarray
         level = root.level
         root.setLevel(logging.ERROR)  # its advice on pre-processing, once per layer, is not for our users
         try:
-            quantize_static(str(source), str(target), Reader(), activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8)
+            quantize_static(
+                str(source), str(target), Reader(), activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8
+            )
         finally:
             root.setLevel(level)
     options = ort.SessionOptions()
@@ -163,8 +175,15 @@ def _ort_quantized(info: ModelInfo, threads: int, cache: Path, calib: np.ndarray
     return lambda x: session.run(None, {feed: x})[0]
 
 
-def make_runner(run: BackendRun, info: ModelInfo, threads: int, max_batch: int, cache: Path,
-                opt_batch: Optional[int] = None, calib: Optional[np.ndarray] = None) -> Runner:
+def make_runner(
+    run: BackendRun,
+    info: ModelInfo,
+    threads: int,
+    max_batch: int,
+    cache: Path,
+    opt_batch: int | None = None,
+    calib: np.ndarray | None = None,
+) -> Runner:
     """A callable running ``info``'s model on ``run``'s backend, or BackendUnavailable."""
     if run.backend == "paddle-bf16":
         if info.quantized:
@@ -178,8 +197,10 @@ def make_runner(run: BackendRun, info: ModelInfo, threads: int, max_batch: int, 
         return _ort_quantized(info, threads, cache, calib)
     if run.backend == "paddle-cpu":
         if info.quantized:
-            raise BackendUnavailable("INT8 models run INT8 kernels on oneDNN only; plain CPU kernels would "
-                                     "simulate quantization in FP32 (see paddle-onednn)")
+            raise BackendUnavailable(
+                "INT8 models run INT8 kernels on oneDNN only; plain CPU kernels would "
+                "simulate quantization in FP32 (see paddle-onednn)"
+            )
         return _paddle(info, PredictorConfig(threads=threads, use_onednn=False))
     if run.backend == "paddle-onednn":
         return _paddle(info, PredictorConfig(threads=threads))
@@ -188,8 +209,16 @@ def make_runner(run: BackendRun, info: ModelInfo, threads: int, max_batch: int, 
             raise BackendUnavailable("INT8 on the GPU runs through TensorRT (see paddle-trt)")
         return _paddle(info, PredictorConfig(device="gpu"))
     if run.backend == "paddle-trt":
-        return _paddle(info, PredictorConfig(device="gpu", use_tensorrt=True, precision=run.variant,
-                                             trt_max_batch_size=max_batch, trt_opt_batch=opt_batch or 1))
+        return _paddle(
+            info,
+            PredictorConfig(
+                device="gpu",
+                use_tensorrt=True,
+                precision=run.variant,
+                trt_max_batch_size=max_batch,
+                trt_opt_batch=opt_batch or 1,
+            ),
+        )
     if run.backend == "onnxruntime":
         return _onnxruntime(info, threads, cache)
     raise BackendUnavailable(f"unknown backend {run.backend!r}; known: {', '.join(BACKENDS)}")

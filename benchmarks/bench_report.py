@@ -1,4 +1,5 @@
 """Benchmark reports: JSON (every figure), Markdown tables, PNG plots, and run-to-run comparison."""
+
 from __future__ import annotations
 
 import json
@@ -28,68 +29,170 @@ def _env_lines(env: dict) -> list[str]:
     cpu = env["cpu"]
     flags = ", ".join(f for f, on in cpu["flags"].items() if on) or "-"
     pk = env["packages"]
-    return [f"- Machine: {cpu['model']}, {cpu['logical_cores']} logical cores, flags: {flags}; "
-            f"GPU: {env['gpu'].get('name') or 'none (' + env['gpu'].get('reason', '') + ')'}",
-            f"- Software: Python {env['python']}, paddle {pk.get('paddlepaddle') or pk.get('paddlepaddle-gpu')}, "
-            f"onnxruntime {pk.get('onnxruntime', '-')}, vslim {env['vslim']} ({env['git_commit']})",
-            f"- When: {env['timestamp']}"] + (
-        [f"- Peak memory (RSS): this process {env['peak_rss_mib']['self']:.0f} MiB, largest child process "
-         f"{env['peak_rss_mib']['largest_child']:.0f} MiB"] if env.get("peak_rss_mib") else [])
+    return [
+        f"- Machine: {cpu['model']}, {cpu['logical_cores']} logical cores, flags: {flags}; "
+        f"GPU: {env['gpu'].get('name') or 'none (' + env['gpu'].get('reason', '') + ')'}",
+        f"- Software: Python {env['python']}, paddle {pk.get('paddlepaddle') or pk.get('paddlepaddle-gpu')}, "
+        f"onnxruntime {pk.get('onnxruntime', '-')}, vslim {env['vslim']} ({env['git_commit']})",
+        f"- When: {env['timestamp']}",
+    ] + (
+        [
+            f"- Peak memory (RSS): this process {env['peak_rss_mib']['self']:.0f} MiB, largest child process "
+            f"{env['peak_rss_mib']['largest_child']:.0f} MiB"
+        ]
+        if env.get("peak_rss_mib")
+        else []
+    )
 
 
 def runtime_markdown(r: dict) -> str:
     lines = ["# Runtime benchmark (inference only)\n", *_env_lines(r["environment"]), ""]
     if r.get("vs_best_peer"):
         lines.append("## vslim vs the best peer (one interleaved run)\n")
-        lines.append(markdown_table(["model", "batch", "threads", "vslim's fastest", "p50 ms", "best peer (built by hand)",
-                                     "p50 ms", "vslim / peer latency"],
-                                    [[v["model"], v["batch"], v["threads"], v["vslim"], v["vslim_p50_ms"],
-                                      v["best_peer"], v["peer_p50_ms"], f"{v['vslim_vs_peer_latency']:.2f}x"]
-                                     for v in r["vs_best_peer"]]))
+        lines.append(
+            markdown_table(
+                [
+                    "model",
+                    "batch",
+                    "threads",
+                    "vslim's fastest",
+                    "p50 ms",
+                    "best peer (built by hand)",
+                    "p50 ms",
+                    "vslim / peer latency",
+                ],
+                [
+                    [
+                        v["model"],
+                        v["batch"],
+                        v["threads"],
+                        v["vslim"],
+                        v["vslim_p50_ms"],
+                        v["best_peer"],
+                        v["peer_p50_ms"],
+                        f"{v['vslim_vs_peer_latency']:.2f}x",
+                    ]
+                    for v in r["vs_best_peer"]
+                ],
+            )
+        )
         lines.append("\n## Every configuration\n")
-    headers = ["model", "prec", "backend", "batch", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms", "std ms",
-               "clips/s", "INT8/FP32 latency", "speed vs ORT FP32", "check vs Paddle"]
+    headers = [
+        "model",
+        "prec",
+        "backend",
+        "batch",
+        "threads",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "mean ms",
+        "std ms",
+        "clips/s",
+        "INT8/FP32 latency",
+        "speed vs ORT FP32",
+        "check vs Paddle",
+    ]
     rows = []
     for x in r["rows"]:
         backend = f"{x['backend']} ({x['variant']})" if x["variant"] else x["backend"]
         if x["status"] != "ok":
-            rows.append([x["model"], x["precision"], backend, x["batch"], x["threads"], x["status"] + ": " +
-                         x["reason"][:90], "", "", "", "", "", "", "", ""])
+            rows.append(
+                [
+                    x["model"],
+                    x["precision"],
+                    backend,
+                    x["batch"],
+                    x["threads"],
+                    x["status"] + ": " + x["reason"][:90],
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                ]
+            )
             continue
         ratio = x.get("int8_vs_fp32_latency")
         peer = x.get("speedup_vs_onnxruntime_fp32")
-        rows.append([x["model"], x["precision"], backend, x["batch"], x["threads"], x["p50_ms"], x["p90_ms"],
-                     x["p99_ms"], x["mean_ms"], x["std_ms"], x["clips_per_s"],
-                     f"{ratio:.2f}x" if ratio else "-", f"{peer:.2f}x" if peer else "-",
-                     f"{x['max_rel_diff_vs_paddle_onednn']:.1e}, top-1 {100 * x['top1_agreement_vs_paddle_onednn']:.0f}%"])
+        rows.append(
+            [
+                x["model"],
+                x["precision"],
+                backend,
+                x["batch"],
+                x["threads"],
+                x["p50_ms"],
+                x["p90_ms"],
+                x["p99_ms"],
+                x["mean_ms"],
+                x["std_ms"],
+                x["clips_per_s"],
+                f"{ratio:.2f}x" if ratio else "-",
+                f"{peer:.2f}x" if peer else "-",
+                f"{x['max_rel_diff_vs_paddle_onednn']:.1e}, top-1 {100 * x['top1_agreement_vs_paddle_onednn']:.0f}%",
+            ]
+        )
     lines.append(markdown_table(headers, rows))
     if r.get("agreement"):
         lines.append("\n## INT8 vs FP32 predictions\n")
-        lines.append(markdown_table(["INT8 model", "FP32 model", "clips", "FP32 top-1", "INT8 top-1", "top-1 agreement"],
-                                    [[k, v["fp32"], v["clips"], f"{100 * v['fp32_top1']:.1f}%",
-                                      f"{100 * v['int8_top1']:.1f}%", f"{100 * v['top1_agreement']:.1f}%"]
-                                     for k, v in r["agreement"].items()]))
+        lines.append(
+            markdown_table(
+                ["INT8 model", "FP32 model", "clips", "FP32 top-1", "INT8 top-1", "top-1 agreement"],
+                [
+                    [
+                        k,
+                        v["fp32"],
+                        v["clips"],
+                        f"{100 * v['fp32_top1']:.1f}%",
+                        f"{100 * v['int8_top1']:.1f}%",
+                        f"{100 * v['top1_agreement']:.1f}%",
+                    ]
+                    for k, v in r["agreement"].items()
+                ],
+            )
+        )
     return "\n".join(lines) + "\n"
 
 
 def e2e_markdown(r: dict) -> str:
     s, v = r["stages"], r["video"]
-    lines = ["# End-to-end benchmark (one clip from a video file)\n", *_env_lines(r["environment"]),
-             f"- Video: {v['path']} ({v['frames']} frames, {v['width']}x{v['height']}); model {r['model']['path']} "
-             f"({r['model']['precision']}); decoder {r.get('decoder', 'opencv')}", ""]
-    names = {"decode_sample_ms": f"decode + sample ({r.get('decoder', 'opencv')}: sampled frames only)",
-             "transform_ms": "transform", "preprocess_ms": "preprocessing total", "inference_ms": "inference",
-             "total_ms": "end to end", "baseline_decode_all_ms": "baseline: decode every frame, then sample (PaddleVideo)",
-             "baseline_opencv_sampled_ms": "baseline: OpenCV, sampled frames only (seek)"}
+    lines = [
+        "# End-to-end benchmark (one clip from a video file)\n",
+        *_env_lines(r["environment"]),
+        f"- Video: {v['path']} ({v['frames']} frames, {v['width']}x{v['height']}); model {r['model']['path']} "
+        f"({r['model']['precision']}); decoder {r.get('decoder', 'opencv')}",
+        "",
+    ]
+    names = {
+        "decode_sample_ms": f"decode + sample ({r.get('decoder', 'opencv')}: sampled frames only)",
+        "transform_ms": "transform",
+        "preprocess_ms": "preprocessing total",
+        "inference_ms": "inference",
+        "total_ms": "end to end",
+        "baseline_decode_all_ms": "baseline: decode every frame, then sample (PaddleVideo)",
+        "baseline_opencv_sampled_ms": "baseline: OpenCV, sampled frames only (seek)",
+    }
     names = {k: v for k, v in names.items() if k in s}
-    lines.append(markdown_table(["stage", "p50 ms", "p90 ms", "p99 ms", "mean ms"],
-                                [[names[k], s[k]["p50_ms"], s[k]["p90_ms"], s[k]["p99_ms"], s[k]["mean_ms"]]
-                                 for k in names]))
-    lines.append(f"\nPreprocessing is {100 * r['preprocess_share_of_total']:.0f}% of the end-to-end p50; "
-                 f"sampled decoding is {r['decode_speedup_vs_decode_all']:.1f}x faster than decoding every frame"
-                 + (f" and {r['decode_speedup_vs_opencv_sampled']:.1f}x faster than OpenCV's sampled seek"
-                    if "decode_speedup_vs_opencv_sampled" in r else "")
-                 + f"; largest pixel difference between the ways: {r.get('max_frame_diff_vs_decode_all', 0)}.")
+    lines.append(
+        markdown_table(
+            ["stage", "p50 ms", "p90 ms", "p99 ms", "mean ms"],
+            [[names[k], s[k]["p50_ms"], s[k]["p90_ms"], s[k]["p99_ms"], s[k]["mean_ms"]] for k in names],
+        )
+    )
+    lines.append(
+        f"\nPreprocessing is {100 * r['preprocess_share_of_total']:.0f}% of the end-to-end p50; "
+        f"sampled decoding is {r['decode_speedup_vs_decode_all']:.1f}x faster than decoding every frame"
+        + (
+            f" and {r['decode_speedup_vs_opencv_sampled']:.1f}x faster than OpenCV's sampled seek"
+            if "decode_speedup_vs_opencv_sampled" in r
+            else ""
+        )
+        + f"; largest pixel difference between the ways: {r.get('max_frame_diff_vs_decode_all', 0)}."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -97,13 +200,43 @@ def serving_markdown(r: dict) -> str:
     lines = ["# Serving benchmark (loopback)\n", *_env_lines(r["environment"]), ""]
     if r.get("in_process"):
         ip = r["in_process"]
-        lines.append(f"In-process predictor ({ip.get('runtime', 'paddle')}), batch 1: p50 {ip['p50_ms']:.2f} ms, "
-                     f"p99 {ip['p99_ms']:.2f} ms.\n")
-    headers = ["server", "protocol", "concurrency", "infer/s", "p50 ms", "p90 ms", "p99 ms", "errors",
-               "server ms", "queue ms", "inference ms", "mean batch", "client+transport ms"]
-    rows = [[x["server"], x["protocol"], x["concurrency"], x["infer_per_s"], x.get("p50_ms"), x.get("p90_ms"),
-             x.get("p99_ms"), x["errors"], x.get("server_ms"), x.get("queue_ms"), x.get("inference_ms"),
-             x.get("mean_batch"), x.get("client_and_transport_ms")] for x in r["rows"]]
+        lines.append(
+            f"In-process predictor ({ip.get('runtime', 'paddle')}), batch 1: p50 {ip['p50_ms']:.2f} ms, "
+            f"p99 {ip['p99_ms']:.2f} ms.\n"
+        )
+    headers = [
+        "server",
+        "protocol",
+        "concurrency",
+        "infer/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "errors",
+        "server ms",
+        "queue ms",
+        "inference ms",
+        "mean batch",
+        "client+transport ms",
+    ]
+    rows = [
+        [
+            x["server"],
+            x["protocol"],
+            x["concurrency"],
+            x["infer_per_s"],
+            x.get("p50_ms"),
+            x.get("p90_ms"),
+            x.get("p99_ms"),
+            x["errors"],
+            x.get("server_ms"),
+            x.get("queue_ms"),
+            x.get("inference_ms"),
+            x.get("mean_batch"),
+            x.get("client_and_transport_ms"),
+        ]
+        for x in r["rows"]
+    ]
     lines.append(markdown_table(headers, rows))
     protocols = dict.fromkeys(x["protocol"] for x in r["rows"])
     lines.append("Protocols: " + "; ".join(protocol_label(p) for p in protocols) + ".")
@@ -111,9 +244,11 @@ def serving_markdown(r: dict) -> str:
         lines.append("\n## Summary\n")
         for key, value in sorted(r["summary"].items()):
             if isinstance(value, dict) and "served_p50_ms" in value:
-                lines.append(f"- {key}: served p50 {value['served_p50_ms']:.2f} ms vs in-process "
-                             f"{value['in_process_p50_ms']:.2f} ms (target <= {value['target_ms']:.2f} ms: "
-                             f"{'met' if value['met'] else 'not met'})")
+                lines.append(
+                    f"- {key}: served p50 {value['served_p50_ms']:.2f} ms vs in-process "
+                    f"{value['in_process_p50_ms']:.2f} ms (target <= {value['target_ms']:.2f} ms: "
+                    f"{'met' if value['met'] else 'not met'})"
+                )
             elif not isinstance(value, dict):
                 lines.append(f"- {key}: {value:.2f}")
             else:
@@ -180,23 +315,30 @@ def figures(report: dict) -> list[tuple[str, object]]:
         ax.yaxis.set_major_formatter(plain)
         ax.yaxis.set_minor_formatter(plain)
         _integer_ticks(ax, [r["batch"] for r in rows])
-        _style(fig, ax, "batch size (clips per call)", "p50 latency (ms)",
-               "Latency vs batch, FP32 and INT8 per backend")
+        _style(
+            fig, ax, "batch size (clips per call)", "p50 latency (ms)", "Latency vs batch, FP32 and INT8 per backend"
+        )
         made.append(("latency_vs_batch.png", fig))
     elif report["kind"] == "serving":
         series = {}
         for r in report["rows"]:
             if r.get("p50_ms") is not None:
                 series.setdefault(f"{protocol_label(r['protocol'])} · {r['server']}", []).append(
-                    (int(r["concurrency"]), r["infer_per_s"], r["p50_ms"]))
+                    (int(r["concurrency"]), r["infer_per_s"], r["p50_ms"])
+                )
         fig, ax = plt.subplots(figsize=(8, 5))
         for key, pts in sorted(series.items()):
             pts.sort()
             ax.plot([p[2] for p in pts], [p[1] for p in pts], marker="o", label=key)
             for c, thr, lat in pts:
                 ax.annotate(str(c), (lat, thr), fontsize=6, xytext=(2, 2), textcoords="offset points")
-        _style(fig, ax, "p50 latency (ms)", "throughput (infer/s)",
-               "Throughput vs latency under load (point labels: concurrent clients)")
+        _style(
+            fig,
+            ax,
+            "p50 latency (ms)",
+            "throughput (infer/s)",
+            "Throughput vs latency under load (point labels: concurrent clients)",
+        )
         made.append(("throughput_vs_latency.png", fig))
         fig, ax = plt.subplots(figsize=(8, 5))
         for key, pts in sorted(series.items()):
@@ -227,8 +369,7 @@ def write_report(report: dict, out: Path | str) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     kind = report["kind"]
-    paths = [write_json(out / f"{kind}.json", report),
-             write_text_atomic(out / f"{kind}.md", MARKDOWN[kind](report))]
+    paths = [write_json(out / f"{kind}.json", report), write_text_atomic(out / f"{kind}.md", MARKDOWN[kind](report))]
     return paths + plot(report, out)
 
 
@@ -240,8 +381,11 @@ def _key(kind: str, row: dict) -> tuple:
     return (row,)
 
 
-KEY_FIELDS = {"runtime": "model · backend · variant · batch · threads",
-              "serving": "server · protocol · concurrency", "e2e": "stage"}
+KEY_FIELDS = {
+    "runtime": "model · backend · variant · batch · threads",
+    "serving": "server · protocol · concurrency",
+    "e2e": "stage",
+}
 
 
 def _load_report(path: Path | str) -> dict:
@@ -255,8 +399,10 @@ def _load_report(path: Path | str) -> dict:
     if not isinstance(report, dict) or report.get("kind") not in MARKDOWN or "environment" not in report:
         raise DataError(f"{path} is not a vslim benchmark report (runtime.json, e2e.json or serving.json)")
     if report["kind"] not in KEY_FIELDS:
-        raise DataError(f"{path} is a {report['kind']} report, which `vslim bench compare` does not compare; "
-                        f"give {', '.join(KEY_FIELDS)} reports")
+        raise DataError(
+            f"{path} is a {report['kind']} report, which `vslim bench compare` does not compare; "
+            f"give {', '.join(KEY_FIELDS)} reports"
+        )
     return report
 
 
@@ -265,8 +411,7 @@ def _row_name(kind: str, row: dict) -> str:
 
 
 def _keys_of(kind: str, report: dict, limit: int = 4) -> str:
-    names = list(report["stages"]) if kind == "e2e" else [_row_name(kind, r) for r in report["rows"]
-                                                           if r.get("p50_ms")]
+    names = list(report["stages"]) if kind == "e2e" else [_row_name(kind, r) for r in report["rows"] if r.get("p50_ms")]
     if not names:
         return "no measured rows"
     shown = ", ".join(names[:limit]) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
@@ -277,7 +422,8 @@ def _nothing_in_common(kind: str, a_path, a: dict, b_path, b: dict) -> DataError
     return DataError(
         f"no {kind} rows in common between A = {a_path} and B = {b_path} (rows are matched on {KEY_FIELDS[kind]}), "
         f"so there is nothing to compare. A has {_keys_of(kind, a)}; B has {_keys_of(kind, b)}. "
-        "Compare runs of the same configurations")
+        "Compare runs of the same configurations"
+    )
 
 
 def compare(a_path: Path | str, b_path: Path | str) -> str:
@@ -287,20 +433,31 @@ def compare(a_path: Path | str, b_path: Path | str) -> str:
     """
     a, b = _load_report(a_path), _load_report(b_path)
     if a["kind"] != b["kind"]:
-        raise DataError(f"cannot compare a {a['kind']} report ({a_path}) with a {b['kind']} report ({b_path}); "
-                        "give two reports of the same kind")
+        raise DataError(
+            f"cannot compare a {a['kind']} report ({a_path}) with a {b['kind']} report ({b_path}); "
+            "give two reports of the same kind"
+        )
     kind = a["kind"]
     a_name, b_name = Path(a_path).name, Path(b_path).name
     if a_name == b_name:
         a_name, b_name = str(a_path), str(b_path)
-    lines = [f"# {kind} benchmark: B = {b_name} relative to A = {a_name}\n",
-             f"- A: {a['environment']['cpu']['model']} @ {a['environment']['git_commit']}, {a['environment']['timestamp']}",
-             f"- B: {b['environment']['cpu']['model']} @ {b['environment']['git_commit']}, {b['environment']['timestamp']}",
-             ""]
+    lines = [
+        f"# {kind} benchmark: B = {b_name} relative to A = {a_name}\n",
+        f"- A: {a['environment']['cpu']['model']} @ {a['environment']['git_commit']}, {a['environment']['timestamp']}",
+        f"- B: {b['environment']['cpu']['model']} @ {b['environment']['git_commit']}, {b['environment']['timestamp']}",
+        "",
+    ]
     if kind == "e2e":
-        rows = [[stage, a["stages"][stage]["p50_ms"], b["stages"][stage]["p50_ms"],
-                 f"{b['stages'][stage]['p50_ms'] / a['stages'][stage]['p50_ms']:.2f}x"]
-                for stage in a["stages"] if stage in b["stages"]]
+        rows = [
+            [
+                stage,
+                a["stages"][stage]["p50_ms"],
+                b["stages"][stage]["p50_ms"],
+                f"{b['stages'][stage]['p50_ms'] / a['stages'][stage]['p50_ms']:.2f}x",
+            ]
+            for stage in a["stages"]
+            if stage in b["stages"]
+        ]
         if not rows:
             raise _nothing_in_common(kind, a_path, a, b_path, b)
         lines.append(markdown_table(["stage", "A p50 ms", "B p50 ms", "B/A"], rows))
@@ -312,8 +469,15 @@ def compare(a_path: Path | str, b_path: Path | str) -> str:
         k = _key(kind, r)
         if k in a_rows and r.get("p50_ms"):
             base = a_rows[k]
-            rows.append([_row_name(kind, r), base["p50_ms"], r["p50_ms"],
-                         f"{r['p50_ms'] / base['p50_ms']:.2f}x", f"{r[rate] / base[rate]:.2f}x"])
+            rows.append(
+                [
+                    _row_name(kind, r),
+                    base["p50_ms"],
+                    r["p50_ms"],
+                    f"{r['p50_ms'] / base['p50_ms']:.2f}x",
+                    f"{r[rate] / base[rate]:.2f}x",
+                ]
+            )
     if not rows:
         raise _nothing_in_common(kind, a_path, a, b_path, b)
     lines.append(markdown_table(["row", "A p50 ms", "B p50 ms", "B/A latency", "B/A throughput"], rows))

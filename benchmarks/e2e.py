@@ -6,13 +6,14 @@ clip: decode + sample (vslim reads only the frames it samples), transform
 (scale, crop, normalise), inference. The same clip through PaddleVideo's way of
 decoding (every frame, then sample) is timed as the baseline.
 """
+
 from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import cv2
 import numpy as np
@@ -32,7 +33,7 @@ from .stats import latency_stats
 @dataclass
 class E2EBench:
     model: str
-    video: Optional[str] = None  # default: a synthetic video of video_seconds at width x height
+    video: str | None = None  # default: a synthetic video of video_seconds at width x height
     iterations: int = 20
     warmup: int = 2
     threads: int = 2
@@ -73,13 +74,22 @@ def run_e2e(cfg: E2EBench, say: Callable[[str], None] = print) -> dict:
     pipeline = ClipPipeline.for_model(info.meta, cfg.decoder)
     predictor = Predictor(info.model_dir, PredictorConfig(threads=cfg.threads), info)
     with tempfile.TemporaryDirectory(prefix="vslim-e2e-") as tmp:
-        video = Path(cfg.video) if cfg.video else make_video(Path(tmp) / "clip.mp4", cfg.video_seconds, cfg.fps,
-                                                             cfg.width, cfg.height)
+        video = (
+            Path(cfg.video)
+            if cfg.video
+            else make_video(Path(tmp) / "clip.mp4", cfg.video_seconds, cfg.fps, cfg.width, cfg.height)
+        )
         with open_video(video, cfg.decoder) as probe:
             num_frames, decoder = probe.num_frames, probe.decoder
             height, width = probe.read([0]).shape[1:3]
-        stages = {"decode_sample_ms": [], "transform_ms": [], "inference_ms": [], "total_ms": [],
-                  "baseline_decode_all_ms": [], "baseline_opencv_sampled_ms": []}
+        stages = {
+            "decode_sample_ms": [],
+            "transform_ms": [],
+            "inference_ms": [],
+            "total_ms": [],
+            "baseline_decode_all_ms": [],
+            "baseline_opencv_sampled_ms": [],
+        }
         with progress_bar(total=cfg.warmup + cfg.iterations, desc="e2e", unit="clip") as bar:
             for i in range(cfg.warmup + cfg.iterations):
                 t0 = time.perf_counter()
@@ -95,25 +105,42 @@ def run_e2e(cfg: E2EBench, say: Callable[[str], None] = print) -> dict:
                     opencv_frames = reader.read(pipeline.indices(reader.num_frames))
                 t5 = time.perf_counter()
                 if i >= cfg.warmup:
-                    for key, dt in (("decode_sample_ms", t1 - t0), ("transform_ms", t2 - t1),
-                                    ("inference_ms", t3 - t2), ("total_ms", t3 - t0),
-                                    ("baseline_decode_all_ms", t4 - t3), ("baseline_opencv_sampled_ms", t5 - t4)):
+                    for key, dt in (
+                        ("decode_sample_ms", t1 - t0),
+                        ("transform_ms", t2 - t1),
+                        ("inference_ms", t3 - t2),
+                        ("total_ms", t3 - t0),
+                        ("baseline_decode_all_ms", t4 - t3),
+                        ("baseline_opencv_sampled_ms", t5 - t4),
+                    ):
                         stages[key].append(dt)
                 bar.update(1)
         # Every way must see the same frames, or the timings compare different work.
-        frame_diff = max(int(np.abs(baseline.astype(np.int16) - f.astype(np.int16)).max())
-                         for f in (frames, opencv_frames))
+        frame_diff = max(
+            int(np.abs(baseline.astype(np.int16) - f.astype(np.int16)).max()) for f in (frames, opencv_frames)
+        )
     stats = {k: latency_stats(v) for k, v in stages.items()}
     pre = np.array(stages["decode_sample_ms"]) + np.array(stages["transform_ms"])
     stats["preprocess_ms"] = latency_stats(pre)
-    return {"kind": "e2e", "environment": environment(), "config": cfg.__dict__,
-            "model": {"path": str(info.model_dir), "precision": info.precision, "arch": info.meta.arch},
-            "video": {"path": str(cfg.video or f"synthetic {cfg.video_seconds:g} s"), "frames": num_frames,
-                      "width": int(width), "height": int(height)},
-            "decoder": decoder, "max_frame_diff_vs_decode_all": frame_diff,
-            "stages": stats,
-            "preprocess_share_of_total": float(stats["preprocess_ms"]["p50_ms"] / stats["total_ms"]["p50_ms"]),
-            "decode_speedup_vs_decode_all": float(stats["baseline_decode_all_ms"]["p50_ms"]
-                                                  / stats["decode_sample_ms"]["p50_ms"]),
-            "decode_speedup_vs_opencv_sampled": float(stats["baseline_opencv_sampled_ms"]["p50_ms"]
-                                                      / stats["decode_sample_ms"]["p50_ms"])}
+    return {
+        "kind": "e2e",
+        "environment": environment(),
+        "config": cfg.__dict__,
+        "model": {"path": str(info.model_dir), "precision": info.precision, "arch": info.meta.arch},
+        "video": {
+            "path": str(cfg.video or f"synthetic {cfg.video_seconds:g} s"),
+            "frames": num_frames,
+            "width": int(width),
+            "height": int(height),
+        },
+        "decoder": decoder,
+        "max_frame_diff_vs_decode_all": frame_diff,
+        "stages": stats,
+        "preprocess_share_of_total": float(stats["preprocess_ms"]["p50_ms"] / stats["total_ms"]["p50_ms"]),
+        "decode_speedup_vs_decode_all": float(
+            stats["baseline_decode_all_ms"]["p50_ms"] / stats["decode_sample_ms"]["p50_ms"]
+        ),
+        "decode_speedup_vs_opencv_sampled": float(
+            stats["baseline_opencv_sampled_ms"]["p50_ms"] / stats["decode_sample_ms"]["p50_ms"]
+        ),
+    }

@@ -1,4 +1,5 @@
 """What a benchmark ran on: numbers without the machine are not figures."""
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -8,8 +9,19 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("paddlepaddle", "paddlepaddle-gpu", "paddleslim", "paddle2onnx", "onnxruntime", "numpy", "opencv-python",
-            "grpcio", "protobuf", "fastapi", "uvicorn")
+PACKAGES = (
+    "paddlepaddle",
+    "paddlepaddle-gpu",
+    "paddleslim",
+    "paddle2onnx",
+    "onnxruntime",
+    "numpy",
+    "opencv-python",
+    "grpcio",
+    "protobuf",
+    "fastapi",
+    "uvicorn",
+)
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "fma", "f16c")
 
 
@@ -29,10 +41,20 @@ def cpu_info() -> dict:
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=10,
-                               cwd=Path(__file__).resolve().parent).stdout.strip()
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -44,8 +66,12 @@ def gpu_info() -> dict:
 
         if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
             return {"available": True, "name": paddle.device.cuda.get_device_name(0)}
-        return {"available": False, "reason": "this Paddle build has no CUDA" if not paddle.device.is_compiled_with_cuda()
-                else "no GPU visible"}
+        return {
+            "available": False,
+            "reason": "this Paddle build has no CUDA"
+            if not paddle.device.is_compiled_with_cuda()
+            else "no GPU visible",
+        }
     except Exception as exc:  # paddle missing or broken: still report the rest
         return {"available": False, "reason": str(exc)}
 
@@ -55,8 +81,10 @@ def peak_rss_mib() -> dict:
     probes). Linux reports KiB."""
     import resource
 
-    return {"self": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "largest_child": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
+    return {
+        "self": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "largest_child": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+    }
 
 
 def environment() -> dict:
@@ -68,9 +96,19 @@ def environment() -> dict:
             continue
     from vslim import __version__
 
-    return {"timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "vslim": __version__, "git_commit": _git_commit(), "python": platform.python_version(),
-            "platform": platform.platform(), "cpu": cpu_info(), "gpu": gpu_info(), "packages": versions,
-            "peak_rss_mib": peak_rss_mib(),
-            "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_CORETYPE", "CUDA_VISIBLE_DEVICES")
-                    if k in os.environ}}
+    return {
+        "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "vslim": __version__,
+        "git_commit": _git_commit(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_info(),
+        "gpu": gpu_info(),
+        "packages": versions,
+        "peak_rss_mib": peak_rss_mib(),
+        "env": {
+            k: os.environ[k]
+            for k in ("OMP_NUM_THREADS", "OPENBLAS_CORETYPE", "CUDA_VISIBLE_DEVICES")
+            if k in os.environ
+        },
+    }

@@ -7,21 +7,22 @@ times a fixed number of calls (or a minimum time). Rows that cannot run say why.
 Ratios are taken inside one run: each INT8 model against the FP32 model it was
 quantized from, and each row against ONNX Runtime on the FP32 model.
 """
+
 from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 
 from vslim.config import ListConfig, PredictorConfig
 from vslim.data.lists import read_list
 from vslim.data.pipeline import ClipPipeline
-from vslim.evaluate import collect_outputs, summarize
 from vslim.errors import ConfigError
+from vslim.evaluate import collect_outputs, summarize
 from vslim.inference import Predictor, inspect_model
 from vslim.inference.predictor import ModelInfo
 from vslim.progress import progress_bar
@@ -34,15 +35,16 @@ from .stats import latency_stats
 @dataclass
 class RuntimeBench:
     models: dict[str, str]  # label -> inference model folder
-    backends: list[str] = field(default_factory=lambda: ["paddle-cpu", "paddle-onednn", "onnxruntime",
-                                                         "paddle-gpu", "paddle-trt"])
+    backends: list[str] = field(
+        default_factory=lambda: ["paddle-cpu", "paddle-onednn", "onnxruntime", "paddle-gpu", "paddle-trt"]
+    )
     batch_sizes: list[int] = field(default_factory=lambda: [1])
     threads: list[int] = field(default_factory=lambda: [2])
     warmup: int = 3
     iterations: int = 20
     min_seconds: float = 0.0
     max_seconds: float = 120.0
-    agreement_list: Optional[str] = None
+    agreement_list: str | None = None
     seed: int = 0
 
 
@@ -54,7 +56,7 @@ def _pairs(infos: dict[str, ModelInfo]) -> dict[str, str]:
         if not info.quantized or not fp32:
             continue
         source = Path(info.meta.source).resolve() if info.meta.source else None
-        match = next((l for l, f in fp32.items() if source and f.model_dir.resolve() == source), None)
+        match = next((lab for lab, f in fp32.items() if source and f.model_dir.resolve() == source), None)
         pairs[label] = match or next(iter(fp32))
     return pairs
 
@@ -66,13 +68,22 @@ def _agreement(infos, pairs, list_path: str, threads: int) -> dict:
         if int8.inputs[0].shape != fp32.inputs[0].shape:
             continue
         entries = read_list(ListConfig(list_path))
-        runners = {"fp32": Predictor(fp32.model_dir, PredictorConfig(threads=threads), fp32).run,
-                   "int8": Predictor(int8.model_dir, PredictorConfig(threads=threads), int8).run}
-        outs, labels = collect_outputs(runners, entries, ClipPipeline.for_model(fp32.meta), 8,
-                                       f"agreement {int8_label}")
+        runners = {
+            "fp32": Predictor(fp32.model_dir, PredictorConfig(threads=threads), fp32).run,
+            "int8": Predictor(int8.model_dir, PredictorConfig(threads=threads), int8).run,
+        }
+        outs, labels = collect_outputs(
+            runners, entries, ClipPipeline.for_model(fp32.meta), 8, f"agreement {int8_label}"
+        )
         s_fp32, s_int8 = summarize(outs["fp32"], labels), summarize(outs["int8"], labels, outs["fp32"])
-        results[int8_label] = {"fp32": fp32_label, "clips": len(labels), "fp32_top1": s_fp32.top1,
-                               "int8_top1": s_int8.top1, "top1_agreement": s_int8.agreement, "list": list_path}
+        results[int8_label] = {
+            "fp32": fp32_label,
+            "clips": len(labels),
+            "fp32_top1": s_fp32.top1,
+            "int8_top1": s_int8.top1,
+            "top1_agreement": s_int8.agreement,
+            "list": list_path,
+        }
     return results
 
 
@@ -119,12 +130,15 @@ def run_runtime(cfg: RuntimeBench, say: Callable[[str], None] = print) -> dict:
                 f"{label}={info.model_dir} takes {len(info.inputs)} inputs ({names}); the runtime matrix times "
                 "single-input models (its peers' INT8 calibrations feed one tensor). What works for it: "
                 "`vslim-bench e2e --model DIR` (decode, preprocessing and inference), `vslim-package --target "
-                "serving` (measures every runtime on it and records the fastest) and `vslim-bench serving`")
+                "serving` (measures every runtime on it and records the fastest) and `vslim-bench serving`"
+            )
     max_batch = max(cfg.batch_sizes)
     rows = []
     cells = sum(len(variants(b, i)) for b in cfg.backends for i in infos.values()) * len(cfg.threads)
-    with tempfile.TemporaryDirectory(prefix="vslim-bench-onnx-") as onnx_cache, \
-            progress_bar(total=cells * len(cfg.batch_sizes), desc="runtime", unit="cell") as bar:
+    with (
+        tempfile.TemporaryDirectory(prefix="vslim-bench-onnx-") as onnx_cache,
+        progress_bar(total=cells * len(cfg.batch_sizes), desc="runtime", unit="cell") as bar,
+    ):
         for label, info in infos.items():
             inputs = _inputs(info, cfg)
             calib = _calibration(info, cfg)
@@ -135,14 +149,22 @@ def run_runtime(cfg: RuntimeBench, say: Callable[[str], None] = print) -> dict:
                 runners = {}
                 for backend in cfg.backends:
                     for run in variants(backend, info):
-                        base = {"model": label, "precision": info.precision, "backend": run.backend,
-                                "variant": run.variant, "threads": threads}
+                        base = {
+                            "model": label,
+                            "precision": info.precision,
+                            "backend": run.backend,
+                            "variant": run.variant,
+                            "threads": threads,
+                        }
                         try:
-                            runners[run] = (base, make_runner(run, info, threads, max_batch, Path(onnx_cache),
-                                                              calib=calib))
+                            runners[run] = (
+                                base,
+                                make_runner(run, info, threads, max_batch, Path(onnx_cache), calib=calib),
+                            )
                         except BackendUnavailable as exc:
-                            rows += [{**base, "batch": b, "status": "skipped", "reason": str(exc)}
-                                     for b in cfg.batch_sizes]
+                            rows += [
+                                {**base, "batch": b, "status": "skipped", "reason": str(exc)} for b in cfg.batch_sizes
+                            ]
                             bar.update(len(cfg.batch_sizes))
                             say(f"  {label} {run.label}: skipped — {exc}")
                 for batch, x in inputs.items():
@@ -151,18 +173,32 @@ def run_runtime(cfg: RuntimeBench, say: Callable[[str], None] = print) -> dict:
                 del runners
     pairs = _pairs(infos)
     _add_ratios(rows, pairs)
-    report = {"kind": "runtime", "environment": environment(), "config": cfg.__dict__,
-              "models": {l: {"path": str(i.model_dir), "precision": i.precision, "arch": i.meta.arch,
-                             "input_shape": list(i.inputs[0].shape)} for l, i in infos.items()},
-              "pairs": pairs, "rows": rows, "interleaved": True}
+    report = {
+        "kind": "runtime",
+        "environment": environment(),
+        "config": cfg.__dict__,
+        "models": {
+            lab: {
+                "path": str(i.model_dir),
+                "precision": i.precision,
+                "arch": i.meta.arch,
+                "input_shape": list(i.inputs[0].shape),
+            }
+            for lab, i in infos.items()
+        },
+        "pairs": pairs,
+        "rows": rows,
+        "interleaved": True,
+    }
     report["vs_best_peer"] = _versus_peers(rows, pairs)
     if cfg.agreement_list and pairs:
         report["agreement"] = _agreement(infos, pairs, cfg.agreement_list, max(cfg.threads))
     return report
 
 
-def _measure_interleaved(runners: dict, x: np.ndarray, expected: np.ndarray, batch: int,
-                         cfg: RuntimeBench) -> list[dict]:
+def _measure_interleaved(
+    runners: dict, x: np.ndarray, expected: np.ndarray, batch: int, cfg: RuntimeBench
+) -> list[dict]:
     """Check each runner's output, warm each up, then time them in turns; one row each."""
     scale = float(np.abs(expected).max()) or 1.0
     live, rows = {}, {}
@@ -174,8 +210,12 @@ def _measure_interleaved(runners: dict, x: np.ndarray, expected: np.ndarray, bat
         except Exception as exc:  # a backend failing at run time is a row, not a crash of the sweep
             rows[run] = {**base, "batch": batch, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"[:300]}
             continue
-        rows[run] = {**base, "batch": batch, "max_rel_diff_vs_paddle_onednn": float(np.abs(out - expected).max()) / scale,
-                     "top1_agreement_vs_paddle_onednn": float(np.mean(np.argmax(out, -1) == np.argmax(expected, -1)))}
+        rows[run] = {
+            **base,
+            "batch": batch,
+            "max_rel_diff_vs_paddle_onednn": float(np.abs(out - expected).max()) / scale,
+            "top1_agreement_vs_paddle_onednn": float(np.mean(np.argmax(out, -1) == np.argmax(expected, -1))),
+        }
         live[run] = runner
     times: dict = {run: [] for run in live}
     deadline = time.perf_counter() + cfg.max_seconds
@@ -203,8 +243,11 @@ def _versus_peers(rows: list[dict], pairs: dict[str, str]) -> list[dict]:
     """
     groups: dict = {}
     for r in rows:
-        if r["status"] != "ok" or r.get("top1_agreement_vs_paddle_onednn", 0) < 0.99 or r["backend"] in (
-                "paddle-cpu", "paddle-gpu", "paddle-trt"):
+        if (
+            r["status"] != "ok"
+            or r.get("top1_agreement_vs_paddle_onednn", 0) < 0.99
+            or r["backend"] in ("paddle-cpu", "paddle-gpu", "paddle-trt")
+        ):
             continue
         family = pairs.get(r["model"], r["model"])
         key = (r["backend"], r["variant"])
@@ -221,17 +264,32 @@ def _versus_peers(rows: list[dict], pairs: dict[str, str]) -> list[dict]:
             continue
         mine = min(sides["vslim"], key=lambda r: r["p50_ms"])
         peer = min(sides["peer"], key=lambda r: r["p50_ms"])
-        name = lambda r: f"{r['model']} {r['backend']}" + (f" ({r['variant']})" if r["variant"] else "")
-        out.append({"model": family, "batch": batch, "threads": threads, "vslim": name(mine),
-                    "vslim_p50_ms": mine["p50_ms"], "best_peer": name(peer), "peer_p50_ms": peer["p50_ms"],
-                    "vslim_vs_peer_latency": mine["p50_ms"] / peer["p50_ms"]})
+
+        def name(r):
+            return f"{r['model']} {r['backend']}" + (f" ({r['variant']})" if r["variant"] else "")
+
+        out.append(
+            {
+                "model": family,
+                "batch": batch,
+                "threads": threads,
+                "vslim": name(mine),
+                "vslim_p50_ms": mine["p50_ms"],
+                "best_peer": name(peer),
+                "peer_p50_ms": peer["p50_ms"],
+                "vslim_vs_peer_latency": mine["p50_ms"] / peer["p50_ms"],
+            }
+        )
     return out
 
 
 def _add_ratios(rows: list[dict], pairs: dict[str, str]) -> None:
     ok = {(r["model"], r["backend"], r["variant"], r["batch"], r["threads"]): r for r in rows if r["status"] == "ok"}
-    peer = {(r["model"], r["batch"], r["threads"]): r for r in rows
-            if r["status"] == "ok" and r["backend"] == PEER and r["precision"] == "fp32"}
+    peer = {
+        (r["model"], r["batch"], r["threads"]): r
+        for r in rows
+        if r["status"] == "ok" and r["backend"] == PEER and r["precision"] == "fp32"
+    }
     for r in rows:
         if r["status"] != "ok":
             continue

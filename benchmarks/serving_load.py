@@ -10,24 +10,25 @@ and the time split read from the server's own metrics (time in the server,
 waiting for a worker, in inference) against what the client saw. The in-process
 predictor's latency is measured in the same run, as the baseline.
 """
+
 from __future__ import annotations
 
 import re
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import numpy as np
 
 from vslim.config import PredictorConfig
 from vslim.errors import VslimError
-from vslim.serving.errors import ServingError
 from vslim.inference.runtimes import open_predictor
 from vslim.progress import progress_bar
 from vslim.serving.bundle import CLIENT_SUFFIX, SERVER_SUFFIX
 from vslim.serving.client import ClientConfig, make_client
+from vslim.serving.errors import ServingError
 from vslim.serving.process import ServerProcess
 from vslim.timing import timed_loop
 
@@ -41,9 +42,9 @@ METRICS_LABEL = {"grpc": "grpc", "http": "http", "http-proto": "http", "v2-grpc"
 
 @dataclass
 class ServingBench:
-    bundle: Optional[str] = None  # NAME_serving_server: start servers from it
-    address: Optional[str] = None  # or load an already running server (loopback only)
-    client_conf: Optional[str] = None  # NAME_serving_client (default: beside the bundle)
+    bundle: str | None = None  # NAME_serving_server: start servers from it
+    address: str | None = None  # or load an already running server (loopback only)
+    client_conf: str | None = None  # NAME_serving_client (default: beside the bundle)
     protocols: list[str] = field(default_factory=lambda: ["grpc", "http-proto", "http", "v2-grpc", "v2-http"])
     concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
     requests: int = 200
@@ -53,7 +54,7 @@ class ServingBench:
     workers: int = 1
     threads: int = 2
     baseline_iterations: int = 50
-    ray: Optional[str] = None  # also deploy the bundle on this Ray cluster ("local": one started here)
+    ray: str | None = None  # also deploy the bundle on this Ray cluster ("local": one started here)
     ray_replicas: list[int] = field(default_factory=lambda: [1, 2])
     cpus_per_replica: float = 1.0
 
@@ -70,15 +71,16 @@ def _metrics(url: str) -> dict[str, float]:
     return values
 
 
-def _mean_delta(before: dict, after: dict, name: str, labels: str = "") -> Optional[float]:
+def _mean_delta(before: dict, after: dict, name: str, labels: str = "") -> float | None:
     """Mean of a histogram's observations between two scrapes, in ms."""
     count = after.get(f"{name}_count{labels}", 0) - before.get(f"{name}_count{labels}", 0)
     total = after.get(f"{name}_sum{labels}", 0) - before.get(f"{name}_sum{labels}", 0)
     return 1000 * total / count if count else None
 
 
-def _load(address: str, protocol: str, conf: ClientConfig, clip: np.ndarray, concurrency: int,
-          requests: int, duration: float) -> dict:
+def _load(
+    address: str, protocol: str, conf: ClientConfig, clip: np.ndarray, concurrency: int, requests: int, duration: float
+) -> dict:
     feed = {conf.signature.feeds[0].alias: clip[None]}
     latencies, errors, lock = [], [], threading.Lock()
     deadline = time.perf_counter() + duration
@@ -107,12 +109,26 @@ def _load(address: str, protocol: str, conf: ClientConfig, clip: np.ndarray, con
     for t in threads:
         t.join(duration + 120)
     wall = time.perf_counter() - start
-    return {"completed": len(latencies), "errors": len(errors), "error_samples": errors[:3],
-            "wall_s": wall, "infer_per_s": len(latencies) / wall, **latency_stats(latencies)}
+    return {
+        "completed": len(latencies),
+        "errors": len(errors),
+        "error_samples": errors[:3],
+        "wall_s": wall,
+        "infer_per_s": len(latencies) / wall,
+        **latency_stats(latencies),
+    }
 
 
-def _sweep(address: str, url: Optional[str], cfg: ServingBench, conf: ClientConfig, clip: np.ndarray,
-           server_label: str, bar, grpc_address: Optional[str] = None) -> list[dict]:
+def _sweep(
+    address: str,
+    url: str | None,
+    cfg: ServingBench,
+    conf: ClientConfig,
+    clip: np.ndarray,
+    server_label: str,
+    bar,
+    grpc_address: str | None = None,
+) -> list[dict]:
     """Every protocol at every concurrency. ``url``: the server's own metrics, None behind a load balancer
     (one replica's metrics would not describe the load); ``grpc_address``: gRPC on its own port (Ray)."""
     rows = []
@@ -123,17 +139,25 @@ def _sweep(address: str, url: Optional[str], cfg: ServingBench, conf: ClientConf
             c.predict({conf.signature.feeds[0].alias: clip[None]})
         for level in cfg.concurrency:
             if url is None:
-                rows.append({"server": server_label, "protocol": protocol, "concurrency": level,
-                             **_load(target, protocol, conf, clip, level, cfg.requests, cfg.duration)})
+                rows.append(
+                    {
+                        "server": server_label,
+                        "protocol": protocol,
+                        "concurrency": level,
+                        **_load(target, protocol, conf, clip, level, cfg.requests, cfg.duration),
+                    }
+                )
                 bar.update(1)
                 continue
             before = _metrics(url)
             result = _load(address, protocol, conf, clip, level, cfg.requests, cfg.duration)
             after = _metrics(url)
             proto_label = f'{{protocol="{METRICS_LABEL[protocol]}"}}'
-            split = {"server_ms": _mean_delta(before, after, "vslim_request_latency_seconds", proto_label),
-                     "queue_ms": _mean_delta(before, after, "vslim_queue_seconds"),
-                     "inference_ms": _mean_delta(before, after, "vslim_inference_seconds")}
+            split = {
+                "server_ms": _mean_delta(before, after, "vslim_request_latency_seconds", proto_label),
+                "queue_ms": _mean_delta(before, after, "vslim_queue_seconds"),
+                "inference_ms": _mean_delta(before, after, "vslim_inference_seconds"),
+            }
             batch_count = after.get("vslim_batch_size_count", 0) - before.get("vslim_batch_size_count", 0)
             batch_sum = after.get("vslim_batch_size_sum", 0) - before.get("vslim_batch_size_sum", 0)
             split["mean_batch"] = batch_sum / batch_count if batch_count else None
@@ -159,8 +183,7 @@ def run_serving(cfg: ServingBench, say: Callable[[str], None] = print) -> dict:
     if cfg.bundle:
         # the baseline runs what the server runs: the bundle's recorded runtime (runtime.json), else Paddle
         predictor = open_predictor(cfg.bundle, PredictorConfig(threads=cfg.threads, runtime="auto"), warn=say)
-        report["in_process"] = latency_stats(timed_loop(lambda: predictor.run(clip[None]), 5,
-                                                        cfg.baseline_iterations))
+        report["in_process"] = latency_stats(timed_loop(lambda: predictor.run(clip[None]), 5, cfg.baseline_iterations))
         report["in_process"]["runtime"] = f"{predictor.runtime} {predictor.precision}"
         del predictor
         say(f"in-process ({report['in_process']['runtime']}) p50 {report['in_process']['p50_ms']:.2f} ms")
@@ -177,8 +200,18 @@ def run_serving(cfg: ServingBench, say: Callable[[str], None] = print) -> dict:
                 continue
             label = f"batching {max_batch}" if max_batch > 1 else "no batching"
             say(f"starting a server ({label})")
-            with ServerProcess(cfg.bundle, "--workers", cfg.workers, "--threads", cfg.threads, "--max-batch-size",
-                               max_batch, "--batch-timeout-ms", cfg.batch_timeout_ms, "--no-access-log") as server:
+            with ServerProcess(
+                cfg.bundle,
+                "--workers",
+                cfg.workers,
+                "--threads",
+                cfg.threads,
+                "--max-batch-size",
+                max_batch,
+                "--batch-timeout-ms",
+                cfg.batch_timeout_ms,
+                "--no-access-log",
+            ) as server:
                 report["rows"] += _sweep(server.address, server.url, cfg, conf, clip, label, bar)
         if ray_runs:
             report["rows"] += _ray_sweeps(cfg, conf, clip, bar, say)
@@ -192,9 +225,9 @@ def _ray_sweeps(cfg: ServingBench, conf: ClientConfig, clip: np.ndarray, bar, sa
 
     from ray import serve
 
+    from vslim.netports import listening_port
     from vslim.serving.config import ServerConfig
     from vslim.serving.rayserve.config import RayServeConfig
-    from vslim.netports import listening_port
     from vslim.serving.rayserve.launcher import connect, deploy, start_serve
 
     connect(cfg.ray, say)
@@ -202,14 +235,28 @@ def _ray_sweeps(cfg: ServingBench, conf: ClientConfig, clip: np.ndarray, bar, sa
     try:
         for replicas in cfg.ray_replicas:
             server = ServerConfig(bundle=str(cfg.bundle), max_batch_size=1, workers=cfg.workers, warmup=True)
-            ray_cfg = RayServeConfig(server=server, address=cfg.ray, name="vslim-bench", replicas=replicas,
-                                     cpus_per_replica=cfg.cpus_per_replica, http_port=(http := listening_port()),
-                                     grpc_port=listening_port(taken=(http,))).validate()
+            ray_cfg = RayServeConfig(
+                server=server,
+                address=cfg.ray,
+                name="vslim-bench",
+                replicas=replicas,
+                cpus_per_replica=cfg.cpus_per_replica,
+                http_port=(http := listening_port()),
+                grpc_port=listening_port(taken=(http,)),
+            ).validate()
             start_serve(ray_cfg, say)
             deploy(ray_cfg, say)
             label = f"ray {replicas} replica{'s' if replicas > 1 else ''}"
-            rows += _sweep(f"127.0.0.1:{ray_cfg.http_port}", None, cfg, conf, clip, label, bar,
-                           grpc_address=f"127.0.0.1:{ray_cfg.grpc_port}")
+            rows += _sweep(
+                f"127.0.0.1:{ray_cfg.http_port}",
+                None,
+                cfg,
+                conf,
+                clip,
+                label,
+                bar,
+                grpc_address=f"127.0.0.1:{ray_cfg.grpc_port}",
+            )
             serve.delete("vslim-bench")
     finally:
         if cfg.ray == "local":
@@ -224,30 +271,45 @@ def _summarize(report: dict) -> None:
     rows, base = report["rows"], report.get("in_process")
     summary = {}
     for protocol in {r["protocol"] for r in rows}:
-        single = [r for r in rows if r["protocol"] == protocol and r["concurrency"] == 1 and r["server"] in
-                  ("no batching", "given")]
+        single = [
+            r
+            for r in rows
+            if r["protocol"] == protocol and r["concurrency"] == 1 and r["server"] in ("no batching", "given")
+        ]
         if single and base and single[0].get("p50_ms"):
             summary[f"{protocol}_p50_vs_in_process"] = {
-                "served_p50_ms": single[0]["p50_ms"], "in_process_p50_ms": base["p50_ms"],
-                "target_ms": 1.05 * base["p50_ms"] + 1.0, "met": single[0]["p50_ms"] <= 1.05 * base["p50_ms"] + 1.0}
+                "served_p50_ms": single[0]["p50_ms"],
+                "in_process_p50_ms": base["p50_ms"],
+                "target_ms": 1.05 * base["p50_ms"] + 1.0,
+                "met": single[0]["p50_ms"] <= 1.05 * base["p50_ms"] + 1.0,
+            }
         for level in {r["concurrency"] for r in rows}:
-            off = [r for r in rows if r["protocol"] == protocol and r["concurrency"] == level
-                   and r["server"] == "no batching"]
-            on = [r for r in rows if r["protocol"] == protocol and r["concurrency"] == level
-                  and r["server"].startswith("batching")]
+            off = [
+                r
+                for r in rows
+                if r["protocol"] == protocol and r["concurrency"] == level and r["server"] == "no batching"
+            ]
+            on = [
+                r
+                for r in rows
+                if r["protocol"] == protocol and r["concurrency"] == level and r["server"].startswith("batching")
+            ]
             if off and on and off[0]["infer_per_s"]:
-                summary.setdefault(f"{protocol}_batching_throughput_gain", {})[str(level)] = \
+                summary.setdefault(f"{protocol}_batching_throughput_gain", {})[str(level)] = (
                     on[0]["infer_per_s"] / off[0]["infer_per_s"]
+                )
     for protocol in {r["protocol"] for r in rows}:
         ray1 = [r for r in rows if r["protocol"] == protocol and r["server"] == "ray 1 replica"]
         ray2 = [r for r in rows if r["protocol"] == protocol and r["server"] == "ray 2 replicas"]
         direct = [r for r in rows if r["protocol"] == protocol and r["server"] == "no batching"]
         one = {r["concurrency"]: r for r in ray1}
         if 1 in one and direct and one[1].get("p50_ms"):
-            summary[f"{protocol}_ray_hop_p50_ms"] = one[1]["p50_ms"] - next(
-                r for r in direct if r["concurrency"] == 1)["p50_ms"]
+            summary[f"{protocol}_ray_hop_p50_ms"] = (
+                one[1]["p50_ms"] - next(r for r in direct if r["concurrency"] == 1)["p50_ms"]
+            )
         for r in ray2:
             if r["concurrency"] in one and one[r["concurrency"]]["infer_per_s"]:
-                summary.setdefault(f"{protocol}_ray_2_vs_1_replicas_throughput", {})[str(r["concurrency"])] = \
+                summary.setdefault(f"{protocol}_ray_2_vs_1_replicas_throughput", {})[str(r["concurrency"])] = (
                     r["infer_per_s"] / one[r["concurrency"]]["infer_per_s"]
+                )
     report["summary"] = summary

@@ -6,22 +6,23 @@ output was computed in-process first, so a wrong answer (a mixed-up batch slice,
 a stale buffer) is caught, not only an error. The server's RSS is read from
 ``/proc`` after warm-up and at the end.
 """
+
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from vslim.config import PredictorConfig
-from vslim.serving.errors import ServingError
 from vslim.inference import Predictor
 from vslim.progress import progress_bar
 from vslim.serving.bundle import CLIENT_SUFFIX, SERVER_SUFFIX
 from vslim.serving.client import ClientConfig, make_client
+from vslim.serving.errors import ServingError
 from vslim.serving.process import ServerProcess
 
 from .environment import environment, peak_rss_mib
@@ -49,8 +50,18 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def _blast(address: str, protocol: str, conf: ClientConfig, clips: np.ndarray, expected: np.ndarray, requests: int,
-           concurrency: int, deadline: float, bar, on_half: Callable[[], None] = lambda: None) -> dict:
+def _blast(
+    address: str,
+    protocol: str,
+    conf: ClientConfig,
+    clips: np.ndarray,
+    expected: np.ndarray,
+    requests: int,
+    concurrency: int,
+    deadline: float,
+    bar,
+    on_half: Callable[[], None] = lambda: None,
+) -> dict:
     """``on_half`` runs once, when the request half-way through is handed out (the RSS mid-point)."""
     feed_name = conf.signature.feeds[0].alias
     scale = float(np.abs(expected).max())
@@ -88,9 +99,16 @@ def _blast(address: str, protocol: str, conf: ClientConfig, clips: np.ndarray, e
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
-    return {"sent": len(latencies) + len(errors), "answered": len(latencies), "wrong_answers": len(wrong),
-            "errors": len(errors), "error_samples": errors[:3], "wall_s": wall,
-            "infer_per_s": len(latencies) / wall, **latency_stats(latencies)}
+    return {
+        "sent": len(latencies) + len(errors),
+        "answered": len(latencies),
+        "wrong_answers": len(wrong),
+        "errors": len(errors),
+        "error_samples": errors[:3],
+        "wall_s": wall,
+        "infer_per_s": len(latencies) / wall,
+        **latency_stats(latencies),
+    }
 
 
 def run_soak(cfg: SoakBench, say: Callable[[str], None] = print) -> dict:
@@ -100,8 +118,17 @@ def run_soak(cfg: SoakBench, say: Callable[[str], None] = print) -> dict:
     clips = np.random.default_rng(0).standard_normal([cfg.distinct_clips, *shape]).astype(np.float32)
     expected = Predictor(server_dir, PredictorConfig(threads=cfg.threads)).run(clips)
     report = {"kind": "soak", "environment": environment(), "config": cfg.__dict__, "protocols": {}}
-    with ServerProcess(server_dir, "--max-batch-size", cfg.max_batch_size, "--workers", cfg.workers,
-                       "--threads", cfg.threads, "--no-access-log", *cfg.server_args) as server:
+    with ServerProcess(
+        server_dir,
+        "--max-batch-size",
+        cfg.max_batch_size,
+        "--workers",
+        cfg.workers,
+        "--threads",
+        cfg.threads,
+        "--no-access-log",
+        *cfg.server_args,
+    ) as server:
         with make_client(cfg.protocols[0], server.address, conf) as c:  # warm-up before the first RSS reading
             for k in range(len(clips)):
                 c.predict({conf.signature.feeds[0].alias: clips[k : k + 1]})
@@ -110,15 +137,27 @@ def run_soak(cfg: SoakBench, say: Callable[[str], None] = print) -> dict:
         with progress_bar(total=cfg.requests * len(cfg.protocols), desc="soak", unit="req") as bar:
             for protocol in cfg.protocols:
                 half = {}
-                x = _blast(server.address, protocol, conf, clips, expected, cfg.requests, cfg.concurrency, deadline,
-                           bar, on_half=lambda: half.setdefault("rss", rss_mib(server.proc.pid)))
+                x = _blast(
+                    server.address,
+                    protocol,
+                    conf,
+                    clips,
+                    expected,
+                    cfg.requests,
+                    cfg.concurrency,
+                    deadline,
+                    bar,
+                    on_half=lambda half=half: half.setdefault("rss", rss_mib(server.proc.pid)),
+                )
                 report[f"rss_mib_after_{protocol}"] = rss_mib(server.proc.pid)
                 # a per-request leak grows linearly; the allocator's high-water mark for concurrent bodies does not
                 x["rss_mib_second_half_growth"] = report[f"rss_mib_after_{protocol}"] - half.get("rss", float("nan"))
                 report["protocols"][protocol] = x
-                say(f"{protocol}: {report['protocols'][protocol]['answered']} answered, "
+                say(
+                    f"{protocol}: {report['protocols'][protocol]['answered']} answered, "
                     f"{report['protocols'][protocol]['wrong_answers']} wrong, "
-                    f"{report['protocols'][protocol]['errors']} errors")
+                    f"{report['protocols'][protocol]['errors']} errors"
+                )
         report["rss_mib_end"] = rss_mib(server.proc.pid)
     report["rss_growth_mib"] = report["rss_mib_end"] - report["rss_mib_start"]
     report["exit_code"] = server.proc.returncode
@@ -129,19 +168,51 @@ def run_soak(cfg: SoakBench, say: Callable[[str], None] = print) -> dict:
 def soak_markdown(r: dict) -> str:
     from vslim.tables import markdown_table
 
-    rows = [[p, x["sent"], x["answered"], x["wrong_answers"], x["errors"], f"{x['infer_per_s']:.1f}",
-             f"{x.get('p50_ms', 0):.1f}", f"{x.get('p99_ms', 0):.1f}", f"{r[f'rss_mib_after_{p}']:.1f}",
-             f"{x['rss_mib_second_half_growth']:+.1f}"] for p, x in r["protocols"].items()]
+    rows = [
+        [
+            p,
+            x["sent"],
+            x["answered"],
+            x["wrong_answers"],
+            x["errors"],
+            f"{x['infer_per_s']:.1f}",
+            f"{x.get('p50_ms', 0):.1f}",
+            f"{x.get('p99_ms', 0):.1f}",
+            f"{r[f'rss_mib_after_{p}']:.1f}",
+            f"{x['rss_mib_second_half_growth']:+.1f}",
+        ]
+        for p, x in r["protocols"].items()
+    ]
     cfg = r["config"]
-    return "\n".join([
-        "# Soak test\n",
-        f"- Bundle `{cfg['bundle']}`; {cfg['concurrency']} concurrent clients, {cfg['distinct_clips']} distinct "
-        f"clips with answers checked; server batching up to {cfg['max_batch_size']}",
-        f"- Server RSS: {r['rss_mib_start']:.1f} MiB after warm-up, {r['rss_mib_end']:.1f} MiB at the end "
-        f"({r['rss_growth_mib']:+.1f} MiB); exit code after SIGTERM {r['exit_code']}", "",
-        markdown_table(["protocol", "sent", "answered", "wrong", "errors", "infer/s", "p50 ms", "p99 ms",
-                        "RSS after, MiB", "RSS growth over 2nd half, MiB"], rows), "",
-        "A per-request leak grows RSS in proportion to requests, so it shows in the second half of each protocol's "
-        "run; the one-off rise after the first concurrent requests is the allocator keeping memory for the "
-        "largest set of bodies in flight (HTTP-JSON bodies are ~10x the tensor's size while parsed).",
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                "# Soak test\n",
+                f"- Bundle `{cfg['bundle']}`; {cfg['concurrency']} concurrent clients, {cfg['distinct_clips']} distinct "
+                f"clips with answers checked; server batching up to {cfg['max_batch_size']}",
+                f"- Server RSS: {r['rss_mib_start']:.1f} MiB after warm-up, {r['rss_mib_end']:.1f} MiB at the end "
+                f"({r['rss_growth_mib']:+.1f} MiB); exit code after SIGTERM {r['exit_code']}",
+                "",
+                markdown_table(
+                    [
+                        "protocol",
+                        "sent",
+                        "answered",
+                        "wrong",
+                        "errors",
+                        "infer/s",
+                        "p50 ms",
+                        "p99 ms",
+                        "RSS after, MiB",
+                        "RSS growth over 2nd half, MiB",
+                    ],
+                    rows,
+                ),
+                "",
+                "A per-request leak grows RSS in proportion to requests, so it shows in the second half of each protocol's "
+                "run; the one-off rise after the first concurrent requests is the allocator keeping memory for the "
+                "largest set of bodies in flight (HTTP-JSON bodies are ~10x the tensor's size while parsed).",
+            ]
+        )
+        + "\n"
+    )

@@ -1,8 +1,8 @@
 """Configs of the compression passes: post-training quantization, quantization-aware training, pruning."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 from vslim.config import ListConfig, PreprocessConfig
 from vslim.errors import ConfigError
@@ -22,30 +22,28 @@ class PTQConfig:
     model_dir: str
     output_dir: str
     calib: ListConfig
-    val: Optional[ListConfig] = None
+    val: ListConfig | None = None
     algo: str = "hist"
     candidates: list[str] = field(default_factory=lambda: ["avg", "abs_max", "hist", "mse"])
     tolerance: float = 0.01
     batch_size: int = 4
-    batch_nums: Optional[int] = None
+    batch_nums: int | None = None
     quantize_ops: list[str] = field(default_factory=lambda: ["conv2d", "depthwise_conv2d"])
     hist_percent: float = 0.9999
     bias_correction: bool = False
     onnx_format: bool = True
-    preprocess: Optional[PreprocessConfig] = None
-    model_filename: Optional[str] = None
-    params_filename: Optional[str] = None
+    preprocess: PreprocessConfig | None = None
+    model_filename: str | None = None
+    params_filename: str | None = None
     threads: int = 2
     measure_latency: bool = True
     overwrite: bool = False
 
-    def validate(self) -> "PTQConfig":
+    def validate(self) -> PTQConfig:
         algos = {a.lower(): a for a in PTQ_ALGOS}
         if self.algo != "auto":
             if self.algo.lower() not in algos:
-                raise ConfigError(
-                    f"unknown PTQ algorithm {self.algo!r}; choose one of {', '.join(PTQ_ALGOS)} or auto"
-                )
+                raise ConfigError(f"unknown PTQ algorithm {self.algo!r}; choose one of {', '.join(PTQ_ALGOS)} or auto")
             self.algo = algos[self.algo.lower()]
         bad = [c for c in self.candidates if c.lower() not in algos]
         if bad:
@@ -81,22 +79,22 @@ class QATConfig:
     train: ListConfig
     val: ListConfig
     output_dir: str
-    arch: Optional[str] = None
-    epochs: Optional[int] = None
-    lr: Optional[float] = None
+    arch: str | None = None
+    epochs: int | None = None
+    lr: float | None = None
     warmup_epochs: float = 0.5
     batch_size: int = 16
     quantizable_layers: list[str] = field(default_factory=lambda: ["Conv2D", "Linear"])
     weight_quantize_type: str = "channel_wise_abs_max"
     activation_quantize_type: str = "moving_average_abs_max"
-    ptq_model: Optional[str] = None
+    ptq_model: str | None = None
     seed: int = 0
     threads: int = 2
     workers: int = 2
     resume: bool = False
     overwrite: bool = False
 
-    def validate(self) -> "QATConfig":
+    def validate(self) -> QATConfig:
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if self.lr is not None and self.lr <= 0:
@@ -123,9 +121,9 @@ class PruneConfig:
     train: ListConfig
     val: ListConfig
     output_dir: str
-    arch: Optional[str] = None
-    ratio: Optional[float] = None
-    flops_target: Optional[float] = None
+    arch: str | None = None
+    ratio: float | None = None
+    flops_target: float | None = None
     criterion: str = "l1"
     sensitivity: bool = False
     sensitivity_ratios: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5])
@@ -138,10 +136,12 @@ class PruneConfig:
     resume: bool = False
     overwrite: bool = False
 
-    def validate(self) -> "PruneConfig":
+    def validate(self) -> PruneConfig:
         if (self.ratio is None) == (self.flops_target is None):
-            raise ConfigError("give exactly one of --ratio (filters to prune per layer) and --flops-target "
-                              "(fraction of FLOPs to remove)")
+            raise ConfigError(
+                "give exactly one of --ratio (filters to prune per layer) and --flops-target "
+                "(fraction of FLOPs to remove)"
+            )
         for name in ("ratio", "flops_target"):
             value = getattr(self, name)
             if value is not None and not 0 < value < 1:

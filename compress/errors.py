@@ -1,4 +1,5 @@
 """What the compression passes raise when they cannot do what was asked."""
+
 from vslim.errors import VslimError
 
 

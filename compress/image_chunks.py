@@ -17,23 +17,49 @@ again. The head is one small matrix product per clip; INT8 would win nothing the
 Only programs whose other ops are per-image qualify (no ``temporal_shift``, 3-D convolution or
 attention, which mix the images of a clip): anything else is calibrated whole, as before.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from vslim.data.clip_store import MAX_BATCH_ELEMENTS
 
 # ops that treat each image on its own, or only reduce after the head's reshape
-PER_IMAGE_OPS = {"feed", "fetch", "conv2d", "depthwise_conv2d", "batch_norm", "relu", "relu6", "leaky_relu",
-                 "hard_swish", "swish", "sigmoid", "hard_sigmoid", "elementwise_add", "elementwise_mul", "pool2d",
-                 "reshape2", "reduce_mean", "dropout", "matmul_v2", "matmul", "scale", "softmax", "flatten2",
-                 "flatten_contiguous_range", "squeeze2", "unsqueeze2", "mul", "fc"}
+PER_IMAGE_OPS = {
+    "feed",
+    "fetch",
+    "conv2d",
+    "depthwise_conv2d",
+    "batch_norm",
+    "relu",
+    "relu6",
+    "leaky_relu",
+    "hard_swish",
+    "swish",
+    "sigmoid",
+    "hard_sigmoid",
+    "elementwise_add",
+    "elementwise_mul",
+    "pool2d",
+    "reshape2",
+    "reduce_mean",
+    "dropout",
+    "matmul_v2",
+    "matmul",
+    "scale",
+    "softmax",
+    "flatten2",
+    "flatten_contiguous_range",
+    "squeeze2",
+    "unsqueeze2",
+    "mul",
+    "fc",
+}
 # PaddleSlim holds ~70 MB per 224x224 image of a ResNet-50 while calibrating: 25 images stay under 2 GB
 CALIBRATION_ELEMENTS = 25 * 3 * 224 * 224
 
 
-def chunk_size(clip_shape) -> Optional[int]:
+def chunk_size(clip_shape) -> int | None:
     """Images per calibration chunk for a ``[T, 3, H, W]`` clip, or None when the clip is calibrated whole
     (small enough, or not a stack of images). The largest divisor of T within the budget."""
     if len(clip_shape) != 4 or clip_shape[1] != 3 or min(clip_shape) < 1:
@@ -49,7 +75,7 @@ def _dims(var) -> list[int]:
     return list(var.type.lod_tensor.tensor.dims) if var.type.HasField("lod_tensor") else []
 
 
-def _retarget(prog, feed_name: str, old: int, new: int, only: Optional[dict] = None) -> dict:
+def _retarget(prog, feed_name: str, old: int, new: int, only: dict | None = None) -> dict:
     """Replace the clip's image count ``old`` by ``new`` where it is the clip's: the feed and the
     ``reshape2`` ops (their ``shape`` attribute and the variables they write). ``only`` limits the change
     to the places a previous call named. Returns those places."""
@@ -132,8 +158,9 @@ def _drop_quant_pairs(prog, tensors: set) -> None:
             slot.arguments[:] = [restored.get(a, a) for a in slot.arguments]
 
 
-def restore_image_count(model_file: Path, feed_name: str, chunk: int, images: int, places: dict,
-                        head: Optional[list] = None) -> None:
+def restore_image_count(
+    model_file: Path, feed_name: str, chunk: int, images: int, places: dict, head: list | None = None
+) -> None:
     """Give the quantized program its clip's image count back, at exactly the places changed before, and
     leave the ``head`` tensors unquantized."""
     from vslim.inference.program import parse_program

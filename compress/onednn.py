@@ -9,17 +9,18 @@ cosine to FP32 (0.997 vs 0.999 on real clips). So the all-ops set is tried on
 calibration clips and kept when it runs, stays close to the FP32 model (cosine
 >= 0.99 and no more top-1 disagreements than convolutions only), and is faster.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
+from vslim.accuracy import cosine_similarity, top1_agreement
 from vslim.config import PredictorConfig
 from vslim.errors import VslimError
 from vslim.inference import Predictor
 from vslim.inference.predictor import SAFE_ONEDNN_INT8_OPS
-from vslim.accuracy import cosine_similarity, top1_agreement
 from vslim.timing import median_ms
 
 ALL_OPS = ("*",)
@@ -42,12 +43,15 @@ def _predictor(model_dir, ops, threads) -> Predictor:
 
 
 def _fidelity(out: np.ndarray, fp32_out: np.ndarray) -> dict:
-    return {"cosine_min": float(cosine_similarity(out, fp32_out).min()),
-            "top1_agreement": top1_agreement(out, fp32_out)}
+    return {
+        "cosine_min": float(cosine_similarity(out, fp32_out).min()),
+        "top1_agreement": top1_agreement(out, fp32_out),
+    }
 
 
-def choose_onednn_int8_ops(model_dir: Path | str, sample: np.ndarray, fp32_out: np.ndarray,
-                           threads: int = 2) -> tuple[list[str], dict]:
+def choose_onednn_int8_ops(
+    model_dir: Path | str, sample: np.ndarray, fp32_out: np.ndarray, threads: int = 2
+) -> tuple[list[str], dict]:
     """The op set for ``enable_mkldnn_int8`` (``["*"]`` = all) and the figures it was chosen on.
 
     ``fp32_out`` is the FP32 model's output on ``sample``: the target both op sets are held to.
@@ -65,7 +69,9 @@ def choose_onednn_int8_ops(model_dir: Path | str, sample: np.ndarray, fp32_out: 
         details["*"] = {"error": "non-finite outputs"}
         return list(SAFE_ONEDNN_INT8_OPS), details
     details["*"] = {**_fidelity(out, fp32_out), "ms": median_ms(lambda: candidate.run(one), 3)}
-    good = (details["*"]["cosine_min"] >= MIN_COSINE
-            and details["*"]["top1_agreement"] >= details["fused_conv2d"]["top1_agreement"])
+    good = (
+        details["*"]["cosine_min"] >= MIN_COSINE
+        and details["*"]["top1_agreement"] >= details["fused_conv2d"]["top1_agreement"]
+    )
     faster = details["*"]["ms"] < SPEEDUP_NEEDED * details["fused_conv2d"]["ms"]
     return list(ALL_OPS if good and faster else SAFE_ONEDNN_INT8_OPS), details

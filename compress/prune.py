@@ -7,19 +7,19 @@ prune; fine-tune (resumable); write the pruned weights (their ``vslim.json``
 holds the plan, so QAT and export rebuild the shapes), the pruned inference
 model, and a report of params, FLOPs, accuracy and latency before and after.
 """
+
 from __future__ import annotations
 
 import copy
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 import paddle
 
 from vslim.config import PredictorConfig, to_dict
-from .config import PruneConfig
 from vslim.data.lists import read_list
 from vslim.data.pipeline import ClipPipeline
 from vslim.errors import ConfigError, ModelError
@@ -35,12 +35,13 @@ from vslim.timing import median_ms
 from vslim.upstream import quiet_upstream
 
 from .compression_report import prune_markdown
+from .config import PruneConfig
 
 MAX_RATIO = 0.9
 WEIGHTS_DIR, INFERENCE_DIR = "weights", "inference"
 
 
-def load_trained(weights: Path | str, arch: Optional[str]):
+def load_trained(weights: Path | str, arch: str | None):
     """A zoo model with trained (possibly already pruned) weights, and its metadata."""
     weights = Path(weights)
     meta = load_meta(weights.parent) if weights.is_file() else None
@@ -48,8 +49,10 @@ def load_trained(weights: Path | str, arch: Optional[str]):
     if not arch:
         raise ModelError(f"no architecture known for {weights}: pass --arch")
     if meta is None:
-        raise ModelError(f"{weights} has no vslim.json beside it (labels, preprocessing): train it with "
-                         "`vslim train` or export it first")
+        raise ModelError(
+            f"{weights} has no vslim.json beside it (labels, preprocessing): train it with "
+            "`vslim train` or export it first"
+        )
     state = read_state_dict(weights)
     spec = get_arch(arch)
     model = build_model(arch, meta.num_classes, meta.preprocess.num_seg)
@@ -91,8 +94,9 @@ def _search(ratios_for: Callable[[float], dict], lo: float, hi: float, target: f
     return ratios_for(hi)
 
 
-def sensitivity(model, layers: list[str], entries, pipeline, shape, criterion: str, ratios: list[float],
-                say: Callable[[str], None]) -> dict[str, dict[str, float]]:
+def sensitivity(
+    model, layers: list[str], entries, pipeline, shape, criterion: str, ratios: list[float], say: Callable[[str], None]
+) -> dict[str, dict[str, float]]:
     """Top-1 drop on ``entries`` when each layer alone is pruned by each ratio."""
     base = accuracy(model, entries, pipeline)
     result = {}
@@ -102,8 +106,10 @@ def sensitivity(model, layers: list[str], entries, pipeline, shape, criterion: s
             trial = copy.deepcopy(model)
             prune(trial, {name: r}, shape, criterion)
             result[name][str(r)] = base - accuracy(trial, entries, pipeline)
-        say(f"  sensitivity {i}/{len(layers)} {name}: " +
-            ", ".join(f"{r}: {100 * d:+.1f}" for r, d in result[name].items()))
+        say(
+            f"  sensitivity {i}/{len(layers)} {name}: "
+            + ", ".join(f"{r}: {100 * d:+.1f}" for r, d in result[name].items())
+        )
     return result
 
 
@@ -134,8 +140,12 @@ def _plot_sensitivity(sens: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, curve in sens.items():
         rs = [0.0] + [float(r) for r in curve]
-        ax.plot(rs, [0.0] + [100 * d for d in curve.values()], marker="o",
-                label=name.replace("backbone.", "").replace("._conv.weight", ""))
+        ax.plot(
+            rs,
+            [0.0] + [100 * d for d in curve.values()],
+            marker="o",
+            label=name.replace("backbone.", "").replace("._conv.weight", ""),
+        )
     ax.set_xlabel("pruned filter ratio")
     ax.set_ylabel("top-1 drop (points)")
     ax.set_title("Per-layer pruning sensitivity")
@@ -177,18 +187,27 @@ def _prune_model(cfg: PruneConfig, say: Callable[[str], None]) -> dict:
     sens = None
     if cfg.sensitivity:
         say("sensitivity analysis (each prunable conv alone, on the validation list)")
-        sens = sensitivity(model, layers.prunable, val_entries[: cfg.sensitivity_clips], pipeline, shape,
-                           cfg.criterion, cfg.sensitivity_ratios, say)
+        sens = sensitivity(
+            model,
+            layers.prunable,
+            val_entries[: cfg.sensitivity_clips],
+            pipeline,
+            shape,
+            cfg.criterion,
+            cfg.sensitivity_ratios,
+            say,
+        )
     if cfg.ratio is not None:
         ratios = _uniform(layers.prunable, cfg.ratio)
     else:
-        ceiling = (_ratios_at_loss(sens, 1.0) if sens else _uniform(layers.prunable, MAX_RATIO))
+        ceiling = _ratios_at_loss(sens, 1.0) if sens else _uniform(layers.prunable, MAX_RATIO)
         best_possible = reduction(ceiling)
         if best_possible < cfg.flops_target:
             raise ConfigError(
                 f"FLOPs target {100 * cfg.flops_target:.0f}% cannot be reached: pruning every prunable conv "
                 f"{'at its largest measured ratio' if sens else f'by {MAX_RATIO:.0%}'} removes "
-                f"{100 * best_possible:.1f}% (the excluded convs and the head keep the rest)")
+                f"{100 * best_possible:.1f}% (the excluded convs and the head keep the rest)"
+            )
         if sens:
             top = max(d for curve in sens.values() for d in curve.values())
             ratios = _search(lambda t: _ratios_at_loss(sens, t), 0.0, max(top, 1e-6), cfg.flops_target, reduction)
@@ -200,8 +219,10 @@ def _prune_model(cfg: PruneConfig, say: Callable[[str], None]) -> dict:
     prune(model, ratios, shape, cfg.criterion)
     pruned_flops, pruned_params = flops(model, shape), param_count(model)
     pruned_top1 = accuracy(model, val_entries, pipeline)
-    say(f"pruned: FLOPs -{100 * (1 - pruned_flops / base_flops):.1f}%, params "
-        f"-{100 * (1 - pruned_params / base_params):.1f}%, top-1 {100 * base_top1:.1f}% -> {100 * pruned_top1:.1f}%")
+    say(
+        f"pruned: FLOPs -{100 * (1 - pruned_flops / base_flops):.1f}%, params "
+        f"-{100 * (1 - pruned_params / base_params):.1f}%, top-1 {100 * base_top1:.1f}% -> {100 * pruned_top1:.1f}%"
+    )
 
     history = []
     best_state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
@@ -210,11 +231,24 @@ def _prune_model(cfg: PruneConfig, say: Callable[[str], None]) -> dict:
         ckpt = Path(cfg.output_dir).parent / f"{Path(cfg.output_dir).name}.checkpoints"
         if ckpt.exists() and not cfg.resume:
             shutil.rmtree(ckpt)
-        schedule = Schedule(epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.lr, warmup_epochs=0.5,
-                            seed=cfg.seed, workers=cfg.workers)
-        result = fit(model, train_entries, val_entries, pipeline, schedule,
-                     lambda r: say(f"  fine-tune epoch {r['epoch']}: val top-1 {100 * r['val_top1']:.1f}%"),
-                     Checkpoints(ckpt), desc="fine-tune")
+        schedule = Schedule(
+            epochs=cfg.finetune_epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            warmup_epochs=0.5,
+            seed=cfg.seed,
+            workers=cfg.workers,
+        )
+        result = fit(
+            model,
+            train_entries,
+            val_entries,
+            pipeline,
+            schedule,
+            lambda r: say(f"  fine-tune epoch {r['epoch']}: val top-1 {100 * r['val_top1']:.1f}%"),
+            Checkpoints(ckpt),
+            desc="fine-tune",
+        )
         history, best_state, finetuned_top1 = result.history, result.best_state, result.best_score
 
     plan = {"criterion": cfg.criterion, "input_shape": shape, "ratios": ratios}
@@ -223,27 +257,42 @@ def _prune_model(cfg: PruneConfig, say: Callable[[str], None]) -> dict:
     with atomic_output_dir(cfg.output_dir, overwrite=cfg.overwrite) as tmp:
         (tmp / WEIGHTS_DIR).mkdir()
         paddle.save(best_state, str(tmp / WEIGHTS_DIR / "model.pdparams"))
-        meta.derive(pruning=plan, training={"finetune_epochs": cfg.finetune_epochs, "best_val_top1": finetuned_top1,
-                                            "source_weights": str(cfg.weights)}).save(tmp / WEIGHTS_DIR)
+        meta.derive(
+            pruning=plan,
+            training={
+                "finetune_epochs": cfg.finetune_epochs,
+                "best_val_top1": finetuned_top1,
+                "source_weights": str(cfg.weights),
+            },
+        ).save(tmp / WEIGHTS_DIR)
         export_model(tmp / WEIGHTS_DIR / "model.pdparams", tmp / INFERENCE_DIR)
         with tempfile.TemporaryDirectory(prefix="vslim-prune-") as scratch:
             unpruned_dir = Path(scratch)
-            paddle.save({k: v.numpy() for k, v in unpruned_for_latency.state_dict().items()},
-                        str(unpruned_dir / "model.pdparams"))
+            paddle.save(
+                {k: v.numpy() for k, v in unpruned_for_latency.state_dict().items()},
+                str(unpruned_dir / "model.pdparams"),
+            )
             # the unpruned model was folded too: its weights load only into the folded form
             (meta.derive(pruning={"folded": True, "ratios": {}, "input_shape": shape}) if folded else meta).save(
-                unpruned_dir)
+                unpruned_dir
+            )
             export_model(unpruned_dir / "model.pdparams", unpruned_dir / "inference")
             latency = _latency(unpruned_dir / "inference", tmp / INFERENCE_DIR, shape)
             sizes = {"before_bytes": _size(unpruned_dir / "inference"), "after_bytes": _size(tmp / INFERENCE_DIR)}
         report = {
-            "arch": arch, "weights": str(cfg.weights), "criterion": cfg.criterion, "mode":
-            ("ratio" if cfg.ratio is not None else "flops_target") + (" + sensitivity" if sens else ""),
+            "arch": arch,
+            "weights": str(cfg.weights),
+            "criterion": cfg.criterion,
+            "mode": ("ratio" if cfg.ratio is not None else "flops_target") + (" + sensitivity" if sens else ""),
             "flops": {"before": base_flops, "after": pruned_flops, "reduction": 1 - pruned_flops / base_flops},
             "params": {"before": base_params, "after": pruned_params, "reduction": 1 - pruned_params / base_params},
             "top1": {"before": base_top1, "after_pruning": pruned_top1, "after_finetune": finetuned_top1},
-            "latency_ms": latency, "inference_model": sizes, "ratios": ratios,
-            "excluded": layers.excluded, "finetune_history": history, "config": to_dict(cfg),
+            "latency_ms": latency,
+            "inference_model": sizes,
+            "ratios": ratios,
+            "excluded": layers.excluded,
+            "finetune_history": history,
+            "config": to_dict(cfg),
         }
         write_json(tmp / "prune_report.json", report)
         if sens:
@@ -266,6 +315,5 @@ def _latency(before: Path, after: Path, shape: list[int]) -> dict:
         x = np.random.default_rng(0).standard_normal([batch, *shape[1:]]).astype(np.float32)
         for name, folder in (("before", before), ("after", after)):
             pred = Predictor(folder, PredictorConfig(threads=2))
-            out[f"{name}_batch{batch}"] = median_ms(lambda: pred.run(x), 20, 3)
+            out[f"{name}_batch{batch}"] = median_ms(lambda pred=pred, x=x: pred.run(x), 20, 3)
     return out
-

@@ -7,6 +7,7 @@ best that stays within a tolerance, as Intel Neural Compressor users expect),
 the oneDNN INT8 op set that is numerically right for this model, and a report
 of FP32 vs INT8 accuracy, agreement, size and time.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -15,17 +16,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
 from vslim.config import PredictorConfig, to_dict
-from .config import PTQConfig
-from vslim.data.lists import read_list
 from vslim.data.clip_store import ClipStore, bounded_batch, run_bounded
+from vslim.data.lists import read_list
 from vslim.data.loader import iter_batches
 from vslim.data.pipeline import ClipPipeline
-from .errors import QuantizationError
 from vslim.evaluate import EvalSummary, summarize
 from vslim.fsio import atomic_output_dir, check_output_free, write_json, write_text_atomic
 from vslim.inference import Predictor, inspect_model
@@ -34,9 +32,11 @@ from vslim.progress import progress_bar
 from vslim.timing import median_ms
 from vslim.upstream import quiet_upstream
 
+from .compression_report import int8_speed_note, ptq_markdown
+from .config import PTQConfig
+from .errors import QuantizationError
 from .image_chunks import chunk_size, head_tensors, per_image_program, restore_image_count
 from .onednn import choose_onednn_int8_ops
-from .compression_report import int8_speed_note, ptq_markdown
 
 QUANT_MODEL = "model.pdmodel"
 QUANT_PARAMS = "model.pdiparams"
@@ -52,18 +52,23 @@ class Candidate:
     size: dict
     onednn_int8_ops: list[str] = field(default_factory=list)
     op_set_choice: dict = field(default_factory=dict)
-    calib: Optional[EvalSummary] = None
-    val: Optional[EvalSummary] = None
-    within_tolerance: Optional[bool] = None
-    images_per_calibration_batch: Optional[int] = None  # a many-image clip calibrated in chunks (image_chunks.py)
+    calib: EvalSummary | None = None
+    val: EvalSummary | None = None
+    within_tolerance: bool | None = None
+    images_per_calibration_batch: int | None = None  # a many-image clip calibrated in chunks (image_chunks.py)
 
     def to_dict(self) -> dict:
-        return {"algo": self.algo, "seconds": round(self.seconds, 3), **self.size,
-                "images_per_calibration_batch": self.images_per_calibration_batch,
-                "onednn_int8_ops": self.onednn_int8_ops, "op_set_choice": self.op_set_choice,
-                "calib": self.calib.to_dict() if self.calib else None,
-                "val": self.val.to_dict() if self.val else None,
-                "within_tolerance": self.within_tolerance}
+        return {
+            "algo": self.algo,
+            "seconds": round(self.seconds, 3),
+            **self.size,
+            "images_per_calibration_batch": self.images_per_calibration_batch,
+            "onednn_int8_ops": self.onednn_int8_ops,
+            "op_set_choice": self.op_set_choice,
+            "calib": self.calib.to_dict() if self.calib else None,
+            "val": self.val.to_dict() if self.val else None,
+            "within_tolerance": self.within_tolerance,
+        }
 
 
 @dataclass
@@ -71,7 +76,7 @@ class PTQResult:
     output_dir: Path
     chosen: Candidate
     candidates: list[Candidate]
-    fp32_val: Optional[EvalSummary]
+    fp32_val: EvalSummary | None
     fp32_size: dict
     report: dict
 
@@ -108,8 +113,9 @@ def load_clips(entries, pipeline: ClipPipeline, batch_size: int, desc: str) -> C
     return store
 
 
-def calibrate(info: ModelInfo, clips: ClipStore, algo: str, cfg: PTQConfig, out_dir: Path,
-              batch_size: Optional[int] = None) -> Candidate:
+def calibrate(
+    info: ModelInfo, clips: ClipStore, algo: str, cfg: PTQConfig, out_dir: Path, batch_size: int | None = None
+) -> Candidate:
     """Run PaddleSlim's ``quant_post_static`` with ``algo`` on ``clips``; INT8 model in ``out_dir``."""
     import paddle
     from paddleslim.quant import quant_post_static
@@ -133,11 +139,12 @@ def calibrate(info: ModelInfo, clips: ClipStore, algo: str, cfg: PTQConfig, out_
         class _Clips(paddle.io.Dataset):
             def __getitem__(self, i):
                 clip = clips[i // pieces]
-                return clip[(i % pieces) * chunk:(i % pieces + 1) * chunk]
+                return clip[(i % pieces) * chunk : (i % pieces + 1) * chunk]
 
             def __len__(self):
                 return len(clips) * pieces
     else:
+
         class _Clips(paddle.io.Dataset):
             def __getitem__(self, i):
                 return clips[i]
@@ -150,25 +157,39 @@ def calibrate(info: ModelInfo, clips: ClipStore, algo: str, cfg: PTQConfig, out_
     paddle.enable_static()
     try:
         # Fresh programs and scope per run: calibrations must not share variables or tensors.
-        with paddle.static.program_guard(paddle.static.Program(), paddle.static.Program()), \
-                paddle.static.scope_guard(paddle.static.Scope()):
+        with (
+            paddle.static.program_guard(paddle.static.Program(), paddle.static.Program()),
+            paddle.static.scope_guard(paddle.static.Scope()),
+        ):
             # PaddleSlim 2.6 ignores sample/batch generators: only a feed_list DataLoader works.
             feed = paddle.static.data(spec.name, shape, "float32")
-            loader = paddle.io.DataLoader(dataset, feed_list=[feed], batch_size=batch,
-                                          return_list=False, drop_last=False, shuffle=False)
+            loader = paddle.io.DataLoader(
+                dataset, feed_list=[feed], batch_size=batch, return_list=False, drop_last=False, shuffle=False
+            )
             quant_post_static(
                 executor=paddle.static.Executor(paddle.CPUPlace()),
-                model_dir=str(model_dir), quantize_model_path=str(out_dir), data_loader=loader,
-                model_filename=model_file, params_filename=info.params_file.name,
-                save_model_filename=QUANT_MODEL, save_params_filename=QUANT_PARAMS,
-                batch_size=batch, batch_nums=-(-len(dataset) // batch), algo=algo,
-                hist_percent=cfg.hist_percent, bias_correction=cfg.bias_correction,
-                quantizable_op_type=list(cfg.quantize_ops), onnx_format=cfg.onnx_format, optimize_model=True,
+                model_dir=str(model_dir),
+                quantize_model_path=str(out_dir),
+                data_loader=loader,
+                model_filename=model_file,
+                params_filename=info.params_file.name,
+                save_model_filename=QUANT_MODEL,
+                save_params_filename=QUANT_PARAMS,
+                batch_size=batch,
+                batch_nums=-(-len(dataset) // batch),
+                algo=algo,
+                hist_percent=cfg.hist_percent,
+                bias_correction=cfg.bias_correction,
+                quantizable_op_type=list(cfg.quantize_ops),
+                onnx_format=cfg.onnx_format,
+                optimize_model=True,
                 skip_tensor_list=skip,
             )
     except Exception as exc:
-        raise QuantizationError(f"PaddleSlim calibration with algo {algo} failed: {exc}; another algorithm may "
-                                f"calibrate this model (--algo hist, or --algo auto to try several)") from exc
+        raise QuantizationError(
+            f"PaddleSlim calibration with algo {algo} failed: {exc}; another algorithm may "
+            f"calibrate this model (--algo hist, or --algo auto to try several)"
+        ) from exc
     finally:
         paddle.disable_static()
     if chunked is not None:
@@ -176,9 +197,13 @@ def calibrate(info: ModelInfo, clips: ClipStore, algo: str, cfg: PTQConfig, out_
         shutil.rmtree(model_dir, ignore_errors=True)
     seconds = time.perf_counter() - t0
     params, program = (out_dir / QUANT_PARAMS).stat().st_size, (out_dir / QUANT_MODEL).stat().st_size
-    return Candidate(algo, out_dir, seconds,
-                     {"params_bytes": params, "program_bytes": program, "total_bytes": params + program},
-                     images_per_calibration_batch=chunk if chunked is not None else None)
+    return Candidate(
+        algo,
+        out_dir,
+        seconds,
+        {"params_bytes": params, "program_bytes": program, "total_bytes": params + program},
+        images_per_calibration_batch=chunk if chunked is not None else None,
+    )
 
 
 def _quant_dequant_ops(model_file: Path) -> int:
@@ -195,7 +220,7 @@ def _cpu_int8_instructions() -> list[str]:
     return [f for f, on in cpu_info()["flags"].items() if on and f in ("avx512_vnni", "avx_vnni", "amx_int8")]
 
 
-def _choose(cands: list[Candidate], cfg: PTQConfig, fp32_val: Optional[EvalSummary]) -> Candidate:
+def _choose(cands: list[Candidate], cfg: PTQConfig, fp32_val: EvalSummary | None) -> Candidate:
     if cfg.algo != "auto":
         return cands[0]
     ok = [c for c in cands if c.within_tolerance]
@@ -227,10 +252,12 @@ def _quantize(cfg: PTQConfig) -> PTQResult:
         raise QuantizationError(f"{info.model_file} is already quantized; give the FP32 model")
     if len(info.inputs) > 1:
         names = ", ".join(s.name for s in info.inputs)
-        raise QuantizationError(f"{info.model_dir} takes {len(info.inputs)} inputs ({names}); vslim's PTQ calibrates "
-                                "single-input models only. What works for it: FP32 serving on every runtime "
-                                "(vslim-package --target serving picks the fastest), or OpenVINO BF16 on a CPU "
-                                "with AVX-512 BF16 or AMX")
+        raise QuantizationError(
+            f"{info.model_dir} takes {len(info.inputs)} inputs ({names}); vslim's PTQ calibrates "
+            "single-input models only. What works for it: FP32 serving on every runtime "
+            "(vslim-package --target serving picks the fastest), or OpenVINO BF16 on a CPU "
+            "with AVX-512 BF16 or AMX"
+        )
     pre = cfg.preprocess or info.meta.preprocess
     # a PaddleVideo model calibrates on the clips its own inference helper makes (data/recipes.py)
     pipeline = ClipPipeline(pre) if cfg.preprocess else ClipPipeline.for_model(info.meta)
@@ -238,8 +265,9 @@ def _quantize(cfg: PTQConfig) -> PTQResult:
     if cfg.batch_nums is not None:
         calib_entries = calib_entries[: cfg.batch_nums * cfg.batch_size]
     val_entries = read_list(cfg.val) if cfg.val else None
-    clips = load_clips(calib_entries, pipeline, bounded_batch(cfg.batch_size, info.inputs[0].shape[1:]),
-                       "calibration clips")
+    clips = load_clips(
+        calib_entries, pipeline, bounded_batch(cfg.batch_size, info.inputs[0].shape[1:]), "calibration clips"
+    )
     if clips.shape[1:] != tuple(d for d in info.inputs[0].shape[1:]):
         raise QuantizationError(
             f"calibration clips have shape {list(clips.shape[1:])} but the model takes "
@@ -248,12 +276,14 @@ def _quantize(cfg: PTQConfig) -> PTQResult:
 
     batch = bounded_batch(cfg.batch_size, clips.shape[1:])
     if batch < cfg.batch_size:
-        print(f"  clips of shape {list(clips.shape[1:])}: batches of {batch} clip(s) instead of {cfg.batch_size}, to bound memory",
-              file=sys.stderr)
+        print(
+            f"  clips of shape {list(clips.shape[1:])}: batches of {batch} clip(s) instead of {cfg.batch_size}, to bound memory",
+            file=sys.stderr,
+        )
     # One model in memory at a time (a 250-image clip's buffers are gigabytes): each is loaded, run over the
     # decoded clips and freed before the next; only the outputs are kept.
     pcfg = PredictorConfig(threads=cfg.threads)
-    val_clips, val_labels = (load_labelled(val_entries, pipeline, batch) if val_entries else (None, None))
+    val_clips, val_labels = load_labelled(val_entries, pipeline, batch) if val_entries else (None, None)
     fp32 = Predictor(info.model_dir, pcfg, info=info)
     fp32_calib = fp32.run_batched(clips, batch)
     fp32_val_out = run_bounded(fp32.run, val_clips, batch) if val_clips is not None else None
@@ -274,10 +304,10 @@ def _quantize(cfg: PTQConfig) -> PTQResult:
             # the candidate is the FP32 model's INT8 twin: a zoo model's is not probed either (inference/probe.py)
             info.meta.derive(precision="int8", model_file=QUANT_MODEL, params_file=QUANT_PARAMS).save(cand.model_dir)
             probe = min(4, batch)  # the op-set choice runs its sample as one batch
-            cand.onednn_int8_ops, cand.op_set_choice = choose_onednn_int8_ops(cand.model_dir, clips[:probe],
-                                                                             fp32_calib[:probe], cfg.threads)
-            pred = Predictor(cand.model_dir, PredictorConfig(threads=cfg.threads,
-                                                             onednn_int8_ops=cand.onednn_int8_ops))
+            cand.onednn_int8_ops, cand.op_set_choice = choose_onednn_int8_ops(
+                cand.model_dir, clips[:probe], fp32_calib[:probe], cfg.threads
+            )
+            pred = Predictor(cand.model_dir, PredictorConfig(threads=cfg.threads, onednn_int8_ops=cand.onednn_int8_ops))
             cand.calib = summarize(pred.run_batched(clips, batch), None, fp32_calib)
             if val_clips is not None:
                 cand.val = summarize(run_bounded(pred.run, val_clips, batch), val_labels, fp32_val_out)
@@ -295,17 +325,34 @@ def _quantize(cfg: PTQConfig) -> PTQResult:
         if cfg.measure_latency:
             one = clips[:1]
             fp32_ms = _latency_ms(Predictor(info.model_dir, pcfg, info=info), one)
-            int8_ms = _latency_ms(Predictor(chosen.model_dir, PredictorConfig(
-                threads=cfg.threads, onednn_int8_ops=chosen.onednn_int8_ops)), one)
-            latency = {"fp32": fp32_ms, "int8": int8_ms, "threads": cfg.threads, "batch": 1,
-                       "cpu_int8_instructions": _cpu_int8_instructions()}
+            int8_ms = _latency_ms(
+                Predictor(
+                    chosen.model_dir, PredictorConfig(threads=cfg.threads, onednn_int8_ops=chosen.onednn_int8_ops)
+                ),
+                one,
+            )
+            latency = {
+                "fp32": fp32_ms,
+                "int8": int8_ms,
+                "threads": cfg.threads,
+                "batch": 1,
+                "cpu_int8_instructions": _cpu_int8_instructions(),
+            }
         report = {
-            "fp32_model": str(info.model_dir), "int8_model": str(Path(cfg.output_dir)),
-            "algo": chosen.algo, "mode": cfg.algo, "tolerance": cfg.tolerance,
-            "calibration_clips": len(clips), "batch_size": batch, "clips_on_disk": clips.on_disk, "validation_clips": len(val_entries) if val_entries else 0,
+            "fp32_model": str(info.model_dir),
+            "int8_model": str(Path(cfg.output_dir)),
+            "algo": chosen.algo,
+            "mode": cfg.algo,
+            "tolerance": cfg.tolerance,
+            "calibration_clips": len(clips),
+            "batch_size": batch,
+            "clips_on_disk": clips.on_disk,
+            "validation_clips": len(val_entries) if val_entries else 0,
             "fp32": {**model_size(info), "val": fp32_val.to_dict() if fp32_val else None},
             "int8": {**chosen.to_dict(), "quant_dequant_ops": _quant_dequant_ops(chosen.model_dir / QUANT_MODEL)},
-            "candidates": [c.to_dict() for c in cands], "failed_candidates": failed, "latency_ms": latency,
+            "candidates": [c.to_dict() for c in cands],
+            "failed_candidates": failed,
+            "latency_ms": latency,
             "config": to_dict(cfg),
         }
         report["int8_speed_note"] = int8_speed_note(report)
@@ -313,16 +360,23 @@ def _quantize(cfg: PTQConfig) -> PTQResult:
             shutil.copy2(chosen.model_dir / QUANT_MODEL, tmp / QUANT_MODEL)
             shutil.copy2(chosen.model_dir / QUANT_PARAMS, tmp / QUANT_PARAMS)
             meta = info.meta.derive(
-                precision="int8", model_file=QUANT_MODEL, params_file=QUANT_PARAMS,
-                input_name=info.inputs[0].name, output_name=info.outputs[0].name,
-                onednn_int8_ops=chosen.onednn_int8_ops, source=str(info.model_dir),
-                quantization={"method": "ptq", "algo": chosen.algo, "onnx_format": cfg.onnx_format,
-                              "quantize_ops": list(cfg.quantize_ops),
-                              "calibration_clips": len(clips)},
+                precision="int8",
+                model_file=QUANT_MODEL,
+                params_file=QUANT_PARAMS,
+                input_name=info.inputs[0].name,
+                output_name=info.outputs[0].name,
+                onednn_int8_ops=chosen.onednn_int8_ops,
+                source=str(info.model_dir),
+                quantization={
+                    "method": "ptq",
+                    "algo": chosen.algo,
+                    "onnx_format": cfg.onnx_format,
+                    "quantize_ops": list(cfg.quantize_ops),
+                    "calibration_clips": len(clips),
+                },
             )
             meta.save(tmp)
             write_json(tmp / "ptq_report.json", report)
             write_text_atomic(tmp / "ptq_report.md", ptq_markdown(report))
     chosen.model_dir = Path(cfg.output_dir)
     return PTQResult(Path(cfg.output_dir), chosen, cands, fp32_val, model_size(info), report)
-

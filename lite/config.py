@@ -1,8 +1,8 @@
 """The configuration of Paddle Lite packaging (``vslim-package --target lite``)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 from vslim.config import ListConfig, PackageConfig
 from vslim.errors import ConfigError
@@ -18,15 +18,15 @@ class LiteConfig(PackageConfig):
     """
 
     targets: list[str] = field(default_factory=lambda: ["arm"])
-    quant_type: Optional[str] = None
+    quant_type: str | None = None
     enable_fp16: bool = False
     rewrite_temporal_shift: bool = True
     verify: bool = True
     verify_clips: int = 16
-    val: Optional[ListConfig] = None
-    opt_bin: Optional[str] = None
+    val: ListConfig | None = None
+    opt_bin: str | None = None
 
-    def validate(self) -> "LiteConfig":
+    def validate(self) -> LiteConfig:
         if not self.targets:
             raise ConfigError("give at least one Lite target (arm, x86, arm,opencl)")
         if self.quant_type not in (None, "int8", "int16"):

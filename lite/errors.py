@@ -1,4 +1,5 @@
 """What Paddle Lite packaging raises when the toolchain or optimizer cannot do what was asked."""
+
 from vslim.errors import VslimError
 
 

@@ -4,6 +4,7 @@ Executed as a script by the Lite toolchain's Python 3.9 (which has paddlelite an
 numpy, not vslim), so it imports nothing from vslim and keeps to Python 3.9.
 Inputs and outputs travel as ``.npy`` files; a JSON line on stdout says what ran.
 """
+
 import argparse
 import json
 

@@ -12,6 +12,7 @@ toolchain counts as installed only once ``toolchain.json`` is written, last.
 Discovery order: ``paddlelite`` importable here, then an explicit optimizer
 (``--opt-bin`` or ``VSLIM_LITE_OPT``), then the vslim toolchain.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -20,16 +21,26 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 from .errors import LiteError
 
 LITE_VERSION = "2.13rc0"
 PYTHON = "python3.9"
-DEBIAN_PACKAGES = ("python3.9", "python3.9-minimal", "libpython3.9-minimal", "libpython3.9-stdlib", "libpython3.9",
-                   "libffi7", "libmpdec3", "libssl1.1", "python3-distutils", "python3-lib2to3")
+DEBIAN_PACKAGES = (
+    "python3.9",
+    "python3.9-minimal",
+    "libpython3.9-minimal",
+    "libpython3.9-stdlib",
+    "libpython3.9",
+    "libffi7",
+    "libmpdec3",
+    "libssl1.1",
+    "python3-distutils",
+    "python3-lib2to3",
+)
 APT_SOURCES = (
     "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bullseye main\n"
     "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security "
@@ -42,7 +53,7 @@ def vslim_home() -> Path:
     return Path(os.environ.get("VSLIM_HOME") or Path.home() / ".cache" / "vslim")
 
 
-def toolchain_dir(home: Optional[Path] = None) -> Path:
+def toolchain_dir(home: Path | None = None) -> Path:
     return (home or vslim_home()) / "lite-toolchain"
 
 
@@ -52,7 +63,7 @@ class Toolchain:
 
     source: str  # "python" | "opt-bin" | "vslim"
     opt: list[str]  # command prefix running paddle_lite_opt
-    python: Optional[list[str]]  # a Python that imports paddlelite, for running x86 .nb files
+    python: list[str] | None  # a Python that imports paddlelite, for running x86 .nb files
     env: dict[str, str] = field(default_factory=dict)
     location: str = ""
     version: str = "unknown"
@@ -60,14 +71,17 @@ class Toolchain:
     def _env(self) -> dict[str, str]:
         return {**os.environ, **self.env}
 
-    def run_opt(self, args: list[str], timeout: float = 1800, cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
-        return subprocess.run([*self.opt, *args], capture_output=True, text=True, timeout=timeout, env=self._env(),
-                              cwd=cwd)
+    def run_opt(self, args: list[str], timeout: float = 1800, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*self.opt, *args], capture_output=True, text=True, timeout=timeout, env=self._env(), cwd=cwd
+        )
 
     def run_python(self, args: list[str], timeout: float = 1800) -> subprocess.CompletedProcess:
         if not self.python:
-            raise LiteError(f"the optimizer found ({self.location}) comes without a Python that imports paddlelite, "
-                            f"so .nb files cannot be run here; {SETUP_HINT}")
+            raise LiteError(
+                f"the optimizer found ({self.location}) comes without a Python that imports paddlelite, "
+                f"so .nb files cannot be run here; {SETUP_HINT}"
+            )
         return subprocess.run([*self.python, *args], capture_output=True, text=True, timeout=timeout, env=self._env())
 
     def describe(self) -> dict:
@@ -81,12 +95,13 @@ def _opt_version(tc: Toolchain) -> str:
         raise LiteError(f"the optimizer {tc.location} cannot run: {exc}") from exc
     text = (proc.stdout + proc.stderr).strip().splitlines()
     if proc.returncode != 0 or not text:
-        raise LiteError(f"the optimizer {tc.location} failed to report its version (exit {proc.returncode}): "
-                        f"{' '.join(text[-3:])}")
+        raise LiteError(
+            f"the optimizer {tc.location} failed to report its version (exit {proc.returncode}): {' '.join(text[-3:])}"
+        )
     return text[-1].strip()
 
 
-def _vslim_toolchain(home: Optional[Path]) -> Optional[Toolchain]:
+def _vslim_toolchain(home: Path | None) -> Toolchain | None:
     root = toolchain_dir(home)
     manifest = root / "toolchain.json"
     if not manifest.is_file():
@@ -94,11 +109,17 @@ def _vslim_toolchain(home: Optional[Path]) -> Optional[Toolchain]:
     info = json.loads(manifest.read_text())
     python = str(root / "venv" / "bin" / "python")
     env = {"LD_LIBRARY_PATH": str(root / "root" / "usr" / "lib" / "x86_64-linux-gnu")}
-    return Toolchain("vslim", [python, str(root / "venv" / "bin" / "paddle_lite_opt")], [python], env, str(root),
-                     info.get("optimizer_version", "unknown"))
+    return Toolchain(
+        "vslim",
+        [python, str(root / "venv" / "bin" / "paddle_lite_opt")],
+        [python],
+        env,
+        str(root),
+        info.get("optimizer_version", "unknown"),
+    )
 
 
-def find_toolchain(opt_bin: Optional[str] = None, home: Optional[Path] = None) -> Toolchain:
+def find_toolchain(opt_bin: str | None = None, home: Path | None = None) -> Toolchain:
     """The first optimizer found, in the documented order; a clear error naming the fix when none is."""
     if importlib.util.find_spec("paddlelite") is not None:
         script = shutil.which("paddle_lite_opt") or str(Path(sys.executable).parent / "paddle_lite_opt")
@@ -116,18 +137,21 @@ def find_toolchain(opt_bin: Optional[str] = None, home: Optional[Path] = None) -
         return tc
     tc = _vslim_toolchain(home)
     if tc is None:
-        raise LiteError(f"no Paddle Lite optimizer found (paddlelite is not importable here, no --opt-bin, and no "
-                        f"toolchain at {toolchain_dir(home)}): {SETUP_HINT}")
+        raise LiteError(
+            f"no Paddle Lite optimizer found (paddlelite is not importable here, no --opt-bin, and no "
+            f"toolchain at {toolchain_dir(home)}): {SETUP_HINT}"
+        )
     return tc
 
 
 # --------------------------------------------------------------------------- setup
 
 
-def _run(cmd: list[str], what: str, env: Optional[dict] = None, cwd: Optional[Path] = None) -> str:
+def _run(cmd: list[str], what: str, env: dict | None = None, cwd: Path | None = None) -> str:
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd,
-                              timeout=1800)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=1800
+        )
     except FileNotFoundError as exc:
         raise LiteError(f"{what} failed: {cmd[0]} is not installed ({exc})") from exc
     except subprocess.TimeoutExpired as exc:
@@ -138,8 +162,7 @@ def _run(cmd: list[str], what: str, env: Optional[dict] = None, cwd: Optional[Pa
     return proc.stdout
 
 
-def setup_toolchain(home: Optional[Path] = None, force: bool = False,
-                    say: Callable[[str], None] = print) -> Toolchain:
+def setup_toolchain(home: Path | None = None, force: bool = False, say: Callable[[str], None] = print) -> Toolchain:
     """Build the isolated Lite toolchain (idempotent: finished steps are skipped)."""
     root = toolchain_dir(home)
     if force and root.exists():
@@ -150,8 +173,10 @@ def setup_toolchain(home: Optional[Path] = None, force: bool = False,
         return existing
     for tool in ("apt-get", "dpkg"):
         if shutil.which(tool) is None:
-            raise LiteError(f"`vslim lite setup` needs {tool} (a Debian or Ubuntu host) to fetch Python 3.9; "
-                            "elsewhere install paddlelite==2.13rc0 under Python <= 3.10 and pass --opt-bin")
+            raise LiteError(
+                f"`vslim lite setup` needs {tool} (a Debian or Ubuntu host) to fetch Python 3.9; "
+                "elsewhere install paddlelite==2.13rc0 under Python <= 3.10 and pass --opt-bin"
+            )
     apt, debs, prefix, venv = root / "apt", root / "debs", root / "root", root / "venv"
     libs = prefix / "usr" / "lib" / "x86_64-linux-gnu"
     steps = 6
@@ -161,10 +186,24 @@ def setup_toolchain(home: Optional[Path] = None, force: bool = False,
         (apt / sub).mkdir(parents=True, exist_ok=True)
     (apt / "sources.list").write_text(APT_SOURCES)
     (apt / "status").touch()
-    opts = ["-o", f"Dir::Etc::SourceList={apt / 'sources.list'}", "-o", "Dir::Etc::SourceParts=/nonexistent",
-            "-o", f"Dir::State::Lists={apt / 'lists'}", "-o", f"Dir::State::status={apt / 'status'}",
-            "-o", f"Dir::Cache={apt / 'cache'}", "-o", "APT::Architecture=amd64", "-o", "Debug::NoLocking=1",
-            "-o", "APT::Sandbox::User=root"]
+    opts = [
+        "-o",
+        f"Dir::Etc::SourceList={apt / 'sources.list'}",
+        "-o",
+        "Dir::Etc::SourceParts=/nonexistent",
+        "-o",
+        f"Dir::State::Lists={apt / 'lists'}",
+        "-o",
+        f"Dir::State::status={apt / 'status'}",
+        "-o",
+        f"Dir::Cache={apt / 'cache'}",
+        "-o",
+        "APT::Architecture=amd64",
+        "-o",
+        "Debug::NoLocking=1",
+        "-o",
+        "APT::Sandbox::User=root",
+    ]
     _run(["apt-get", *opts, "-q", "update"], "downloading the Debian bullseye package index from deb.debian.org")
 
     say(f"[2/{steps}] download {len(DEBIAN_PACKAGES)} Python 3.9 packages")
@@ -181,45 +220,90 @@ def setup_toolchain(home: Optional[Path] = None, force: bool = False,
 
     say(f"[4/{steps}] virtual environment {venv}")
     if not (venv / "bin" / "python").is_file():
-        _run([str(python), "-m", "venv", "--without-pip", str(venv)], "creating the Python 3.9 virtual environment",
-             env)
+        _run(
+            [str(python), "-m", "venv", "--without-pip", str(venv)], "creating the Python 3.9 virtual environment", env
+        )
 
     say(f"[5/{steps}] bootstrap pip (a wheel for Python 3.9 fetched by this Python's pip)")
     venv_python = str(venv / "bin" / "python")
     wheels = root / "wheels"
     wheels.mkdir(exist_ok=True)
     if not list(wheels.glob("pip-*.whl")):
-        _run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
-              "3.9", "--implementation", "cp", "pip<25", "-d", str(wheels)], "downloading a pip wheel for Python 3.9")
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                "3.9",
+                "--implementation",
+                "cp",
+                "pip<25",
+                "-d",
+                str(wheels),
+            ],
+            "downloading a pip wheel for Python 3.9",
+        )
     pip_wheel = str(sorted(wheels.glob("pip-*.whl"))[-1])
     _run([venv_python, f"{pip_wheel}/pip", "install", "-q", "--no-index", pip_wheel], "installing pip", env)
 
     say(f"[6/{steps}] pip install paddlelite=={LITE_VERSION} 'numpy<2'")
-    _run([venv_python, "-m", "pip", "install", "-q", "--disable-pip-version-check", f"paddlelite=={LITE_VERSION}",
-          "numpy<2"], f"installing paddlelite=={LITE_VERSION}", env)
+    _run(
+        [
+            venv_python,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            f"paddlelite=={LITE_VERSION}",
+            "numpy<2",
+        ],
+        f"installing paddlelite=={LITE_VERSION}",
+        env,
+    )
     _run([venv_python, "-c", "import paddlelite.lite, numpy"], "importing paddlelite", env)
 
     tc = Toolchain("vslim", [venv_python, str(venv / "bin" / "paddle_lite_opt")], [venv_python], env, str(root))
     tc.version = _opt_version(tc)
-    numpy_version = _run([venv_python, "-c", "import numpy; print(numpy.__version__)"], "reading versions",
-                         env).strip()
-    (root / "toolchain.json").write_text(json.dumps({
-        "python": "3.9 (Debian bullseye)", "paddlelite": LITE_VERSION, "optimizer_version": tc.version,
-        "numpy": numpy_version}, indent=2) + "\n")
+    numpy_version = _run([venv_python, "-c", "import numpy; print(numpy.__version__)"], "reading versions", env).strip()
+    (root / "toolchain.json").write_text(
+        json.dumps(
+            {
+                "python": "3.9 (Debian bullseye)",
+                "paddlelite": LITE_VERSION,
+                "optimizer_version": tc.version,
+                "numpy": numpy_version,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     say(f"Lite toolchain ready at {root} (optimizer {tc.version})")
     return tc
 
 
-def doctor(opt_bin: Optional[str] = None, home: Optional[Path] = None) -> dict:
+def doctor(opt_bin: str | None = None, home: Path | None = None) -> dict:
     """What each discovery step finds, for ``vslim lite doctor``."""
-    report = {"paddlelite_in_this_python": importlib.util.find_spec("paddlelite") is not None,
-              "opt_bin": opt_bin or os.environ.get("VSLIM_LITE_OPT"),
-              "vslim_toolchain": str(toolchain_dir(home)),
-              "vslim_toolchain_installed": (toolchain_dir(home) / "toolchain.json").is_file()}
+    report = {
+        "paddlelite_in_this_python": importlib.util.find_spec("paddlelite") is not None,
+        "opt_bin": opt_bin or os.environ.get("VSLIM_LITE_OPT"),
+        "vslim_toolchain": str(toolchain_dir(home)),
+        "vslim_toolchain_installed": (toolchain_dir(home) / "toolchain.json").is_file(),
+    }
     try:
         tc = find_toolchain(opt_bin, home)
-        report.update(found=True, source=tc.source, location=tc.location, optimizer_version=tc.version,
-                      can_run_nb=tc.python is not None)
+        report.update(
+            found=True,
+            source=tc.source,
+            location=tc.location,
+            optimizer_version=tc.version,
+            can_run_nb=tc.python is not None,
+        )
         if tc.source == "vslim":
             report["toolchain"] = json.loads((toolchain_dir(home) / "toolchain.json").read_text())
     except LiteError as exc:

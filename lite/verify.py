@@ -10,24 +10,24 @@ pass the structural check): the precision of its kernels must match the model's,
 and the optimizer run again on the model must give the same graph, byte for byte
 when the optimizer version and options are the same.
 """
+
 from __future__ import annotations
 
 import json
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
+from vslim.accuracy import cosine_similarity, top1_agreement
 from vslim.config import ListConfig, PredictorConfig
 from vslim.data.lists import read_list
 from vslim.data.loader import iter_batches
 from vslim.data.pipeline import ClipPipeline
-from .errors import LiteError
 from vslim.inference import Predictor
 from vslim.inference.predictor import ModelInfo
-from vslim.accuracy import cosine_similarity, top1_agreement
 
+from .errors import LiteError
 from .optimizer import nb_digest, nb_header, nb_kernels, optimize
 from .toolchain import Toolchain
 
@@ -35,7 +35,7 @@ RUNNER = Path(__file__).with_name("runner.py")
 RELATIVE_TOLERANCE = 1e-4
 
 
-def verification_clips(info: ModelInfo, count: int, val: Optional[ListConfig] = None) -> tuple[np.ndarray, str]:
+def verification_clips(info: ModelInfo, count: int, val: ListConfig | None = None) -> tuple[np.ndarray, str]:
     """Real clips from a list when given, else seeded random clips of the model's input shape."""
     if val is not None:
         entries = read_list(val)[:count]
@@ -61,19 +61,28 @@ def run_nb(tc: Toolchain, nb: Path, clips: np.ndarray) -> np.ndarray:
 def compare(lite_out: np.ndarray, reference: np.ndarray) -> dict:
     scale = float(np.abs(reference).max()) or 1.0
     max_abs = float(np.abs(lite_out - reference).max())
-    return {"max_abs_diff": max_abs, "output_scale": scale, "relative_diff": max_abs / scale,
-            "cosine_min": float(cosine_similarity(lite_out, reference).min()),
-            "top1_agreement": top1_agreement(lite_out, reference),
-            "passed": max_abs / scale <= RELATIVE_TOLERANCE and top1_agreement(lite_out, reference) == 1.0}
+    return {
+        "max_abs_diff": max_abs,
+        "output_scale": scale,
+        "relative_diff": max_abs / scale,
+        "cosine_min": float(cosine_similarity(lite_out, reference).min()),
+        "top1_agreement": top1_agreement(lite_out, reference),
+        "passed": max_abs / scale <= RELATIVE_TOLERANCE and top1_agreement(lite_out, reference) == 1.0,
+    }
 
 
 def verify_x86(tc: Toolchain, nb: Path, info: ModelInfo, clips: np.ndarray, clips_source: str) -> dict:
     """Run the x86 ``.nb`` and the original model in Paddle Inference on the same clips; compare."""
     reference = Predictor(info.model_dir, PredictorConfig(precision="fp32"), info).run_batched(clips, 4)
     result = compare(run_nb(tc, nb, clips), reference)
-    result.update(kind="numeric", ran=True, clips=len(clips), clips_source=clips_source,
-                  reference="Paddle Inference (CPU, FP32) on the original model",
-                  tolerance=f"max abs diff <= {RELATIVE_TOLERANCE} x output scale, top-1 agreement 100%")
+    result.update(
+        kind="numeric",
+        ran=True,
+        clips=len(clips),
+        clips_source=clips_source,
+        reference="Paddle Inference (CPU, FP32) on the original model",
+        tolerance=f"max abs diff <= {RELATIVE_TOLERANCE} x output scale, top-1 agreement 100%",
+    )
     return result
 
 
@@ -83,7 +92,7 @@ def _kernel_diff(ours: dict, fresh: dict, limit: int = 4) -> str:
     return "; ".join(diffs[:limit]) + (f"; and {len(diffs) - limit} more" if len(diffs) > limit else "")
 
 
-def packaging_options(nb: Path) -> Optional[dict]:
+def packaging_options(nb: Path) -> dict | None:
     """The optimizer options vslim-package used for ``nb``, from the ``lite_report.json`` beside it (if any)."""
     try:
         report = json.loads((Path(nb).parent / "lite_report.json").read_text())
@@ -132,9 +141,11 @@ def check_pair(tc: Toolchain, nb: Path, info: ModelInfo) -> dict:
         raise LiteError(
             f"{nb.name} and {info.model_dir} are not a pair: the .nb holds an {ours['precision'].upper()} program "
             f"({ours['int8_kernels']} of {ours['total_kernels']} kernels int8) but the model is "
-            f"{info.precision.upper()} ({evidence}). Give the model folder {nb.name} was made from")
-    compared = [f"precision: .nb {ours['precision']} ({ours['int8_kernels']} int8 kernels), "
-                f"model {info.precision} — match"]
+            f"{info.precision.upper()} ({evidence}). Give the model folder {nb.name} was made from"
+        )
+    compared = [
+        f"precision: .nb {ours['precision']} ({ours['int8_kernels']} int8 kernels), model {info.precision} — match"
+    ]
     spec = ",".join(ours["targets"]) or "arm"
     recorded = packaging_options(nb)
     candidates = [recorded] if recorded is not None else _option_candidates(nb, ours)
@@ -155,7 +166,8 @@ def check_pair(tc: Toolchain, nb: Path, info: ModelInfo) -> dict:
                     f"{nb.name} was not made from {info.model_dir}: optimizing that model for {spec} gives a "
                     f"different graph ({fresh['total_kernels']} kernels vs the .nb's {ours['total_kernels']}; "
                     f"kernel counts, fresh vs .nb: {_kernel_diff(fresh['kernels'], ours['kernels'])}). "
-                    "Give the model folder the .nb was made from")
+                    "Give the model folder the .nb was made from"
+                )
             if nb_digest(fresh_nb) == digest:
                 matched = options
                 break
@@ -163,31 +175,44 @@ def check_pair(tc: Toolchain, nb: Path, info: ModelInfo) -> dict:
     tried = "; ".join(_options_text(o) for o in candidates)
     compared.append(f"program: {ours['total_kernels']} kernels, the same as a fresh optimization for {spec}")
     if matched is not None:
-        compared.append(f"bytes: identical to the fresh optimization (weights included; options "
-                        f"{_options_text(matched)}, {source})")
+        compared.append(
+            f"bytes: identical to the fresh optimization (weights included; options {_options_text(matched)}, {source})"
+        )
         verdict = "identical"
     elif header == tc.version:
         raise LiteError(
             f"{nb.name} was not made from {info.model_dir}: same graph, but its bytes (weights, quantization "
             f"scales) differ from a fresh optimization of that model with the same optimizer {header} and options "
             f"{tried} ({source}) — another export or calibration of the same architecture? "
-            "Give the model folder the .nb was made from")
+            "Give the model folder the .nb was made from"
+        )
     else:
-        compared.append(f"bytes: not compared: the .nb was written by optimizer {header}, this one is "
-                        f"{tc.version}, whose output differs; so the weights could not be confirmed as this model's")
+        compared.append(
+            f"bytes: not compared: the .nb was written by optimizer {header}, this one is "
+            f"{tc.version}, whose output differs; so the weights could not be confirmed as this model's"
+        )
         verdict = "same graph"
-    return {"match": verdict, "compared": compared, "nb_precision": ours["precision"],
-            "model_precision": info.precision, "targets": ours["targets"],
-            "options": matched, "options_source": source}
+    return {
+        "match": verdict,
+        "compared": compared,
+        "nb_precision": ours["precision"],
+        "model_precision": info.precision,
+        "targets": ours["targets"],
+        "options": matched,
+        "options_source": source,
+    }
 
 
 def structural(header: dict, view: dict, kernels: dict, int8_model: bool) -> dict:
     ok = view.get("loaded", False) and (not int8_model or kernels.get("int8_kernels", 0) > 0)
-    return {"kind": "structural", "ran": False, "passed": ok,
-            "reason": "ARM .nb files cannot be executed on this x86 host; checked instead: the header "
-                      f"({header['optimizer_version']}), loading in the optimizer's model viewer "
-                      f"({sum(view['ops'].values())} ops)" + (
-                          f", {kernels['int8_kernels']} int8 kernels" if int8_model else "")}
+    return {
+        "kind": "structural",
+        "ran": False,
+        "passed": ok,
+        "reason": "ARM .nb files cannot be executed on this x86 host; checked instead: the header "
+        f"({header['optimizer_version']}), loading in the optimizer's model viewer "
+        f"({sum(view['ops'].values())} ops)" + (f", {kernels['int8_kernels']} int8 kernels" if int8_model else ""),
+    }
 
 
 def describe(result: dict) -> str:

@@ -9,6 +9,7 @@ config. Each cell is what the real command did: ✔, or ✘ with the first words
 
 It rewrites the part of docs/models.md between the two ``support-matrix`` markers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,18 +38,18 @@ def run(*argv: str, env=None) -> tuple[int, str, str]:
 def cell(code: int, err: str, ok: str = "✔") -> str:
     if code == 0:
         return ok
-    line = next((l for l in err.splitlines() if "error:" in l), err.strip().splitlines()[-1] if err.strip() else "")
+    line = next((ln for ln in err.splitlines() if "error:" in ln), err.strip().splitlines()[-1] if err.strip() else "")
     reason = line.split("error:", 1)[-1].strip()
     words = reason.split(". ")[0].split("; ")[0]
     return "✘ " + (words[:110] + "…" if len(words) > 110 else words)
 
 
 def main() -> int:
+    import family_models as fm
     import numpy as np
     import yaml
-
-    import family_models as fm
     from test_paddlevideo_models import BUILD, CONFIGS
+
     from vslim.data.synth import _write_video, generate, render_clip
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -81,37 +82,97 @@ def main() -> int:
         code, out, err = run("predict", "--model-dir", folder, "--video", video, "--json", env=env)
         row["predict"] = cell(code, err)
         q = work / f"{family}-int8"
-        code, _, err = run("compress", "ptq", "--model-dir", folder, "--calib-list", data / "calib.list",
-                           "--val-list", data / "val.list", "--out", q, "--algo", "auto", env=env)
+        code, _, err = run(
+            "compress",
+            "ptq",
+            "--model-dir",
+            folder,
+            "--calib-list",
+            data / "calib.list",
+            "--val-list",
+            data / "val.list",
+            "--out",
+            q,
+            "--algo",
+            "auto",
+            env=env,
+        )
         row["ptq (auto)"] = cell(code, err)
         if code == 0:
-            code, _, err = run("package", "--target", "serving", "--model-dir", q, "--out", work / f"{family}-int8-b",
-                               "--name", f"{family}_int8", env=env)
+            code, _, err = run(
+                "package",
+                "--target",
+                "serving",
+                "--model-dir",
+                q,
+                "--out",
+                work / f"{family}-int8-b",
+                "--name",
+                f"{family}_int8",
+                env=env,
+            )
             row["INT8 serving"] = cell(code, err)
         else:
             row["INT8 serving"] = "–"
         b = work / f"{family}-bundle"
-        code, _, err = run("package", "--target", "serving", "--model-dir", folder, "--out", b, "--name", family,
-                           env=env)
+        code, _, err = run(
+            "package", "--target", "serving", "--model-dir", folder, "--out", b, "--name", family, env=env
+        )
         if code == 0:
             record = json.loads((b / f"{family}_serving_server" / "runtime.json").read_text())
             ok = [f"{r['runtime']} {r['precision']}" for r in record["table"] if r["status"] == "ok"]
             probed = record.get("paddle_settings", {}).get("name", "default")
-            row["serving (runtimes that pass)"] = (", ".join(ok) + f"; Paddle settings: {probed}"
-                                                   + f"; chosen {record['chosen']['runtime']}")
+            row["serving (runtimes that pass)"] = (
+                ", ".join(ok) + f"; Paddle settings: {probed}" + f"; chosen {record['chosen']['runtime']}"
+            )
         else:
             row["serving (runtimes that pass)"] = cell(code, err)
-        code, _, err = run("package", "--target", "onnx", "--model-dir", folder, "--out", work / f"{family}-onnx",
-                           env=env)
+        code, _, err = run(
+            "package", "--target", "onnx", "--model-dir", folder, "--out", work / f"{family}-onnx", env=env
+        )
         row["onnx"] = cell(code, err)
-        code, _, err = run("package", "--target", "lite", "--model-dir", folder, "--out", work / f"{family}-lite",
-                           "--valid-targets", "arm", env=env)
+        code, _, err = run(
+            "package",
+            "--target",
+            "lite",
+            "--model-dir",
+            folder,
+            "--out",
+            work / f"{family}-lite",
+            "--valid-targets",
+            "arm",
+            env=env,
+        )
         row["lite (arm)"] = cell(code, err)
-        code, _, err = run("bench", "e2e", "--model", folder, "--video", video, "--iterations", "3",
-                           "--out", work / f"{family}-e2e", env=env)
+        code, _, err = run(
+            "bench",
+            "e2e",
+            "--model",
+            folder,
+            "--video",
+            video,
+            "--iterations",
+            "3",
+            "--out",
+            work / f"{family}-e2e",
+            env=env,
+        )
         row["bench e2e"] = cell(code, err)
-        code, _, err = run("bench", "runtime", "--model", f"fp32={folder}", "--batch-sizes", "1", "--iterations", "3",
-                           "--warmup", "1", "--out", work / f"{family}-rt", env=env)
+        code, _, err = run(
+            "bench",
+            "runtime",
+            "--model",
+            f"fp32={folder}",
+            "--batch-sizes",
+            "1",
+            "--iterations",
+            "3",
+            "--warmup",
+            "1",
+            "--out",
+            work / f"{family}-rt",
+            env=env,
+        )
         row["bench runtime"] = cell(code, err)
         rows.append(row)
         print(json.dumps(row, ensure_ascii=False), flush=True)
@@ -123,8 +184,15 @@ def main() -> int:
 
     cpu = cpu_info()
     flags = ", ".join(f for f, on in cpu["flags"].items() if on)
-    block = "\n".join([START, f"Generated by `scripts/support_matrix.py` on {cpu.get('model', 'this host')} "
-                       f"({flags}).", "", *table, END])
+    block = "\n".join(
+        [
+            START,
+            f"Generated by `scripts/support_matrix.py` on {cpu.get('model', 'this host')} ({flags}).",
+            "",
+            *table,
+            END,
+        ]
+    )
     doc = Path(args.out)
     text = doc.read_text() if doc.is_file() else f"{START}\n{END}\n"
     head, rest = text.split(START, 1)

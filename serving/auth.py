@@ -7,11 +7,11 @@ can probe readiness without the secret: ``/health``, gRPC health, and what each
 protocol front end declares open (v2: live, ready and model ready). Metadata and
 inference always need the token.
 """
+
 from __future__ import annotations
 
 import hmac
 from pathlib import Path
-from typing import Optional
 
 import grpc
 
@@ -30,12 +30,13 @@ def load_token(path: Path | str) -> str:
         raise ServingError(f"auth token file {path} cannot be read: {exc}") from exc
     if len(token) < 16 or not all("!" <= c <= "~" for c in token):
         # printable ASCII only: gRPC metadata cannot carry anything else
-        raise ServingError(f"auth token in {path} must be one line of at least 16 printable ASCII characters "
-                           "without spaces")
+        raise ServingError(
+            f"auth token in {path} must be one line of at least 16 printable ASCII characters without spaces"
+        )
     return token
 
 
-def authorized(header: Optional[str], token: str) -> bool:
+def authorized(header: str | None, token: str) -> bool:
     """``Bearer <token>``, compared in constant time."""
     if not header:
         return False
@@ -52,8 +53,9 @@ class GrpcAuth(grpc.aio.ServerInterceptor):
         self.on_denied = on_denied
 
         async def deny(request, context):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                f"{DENIED}: send metadata 'authorization: Bearer <token>'")
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, f"{DENIED}: send metadata 'authorization: Bearer <token>'"
+            )
 
         self._deny = grpc.unary_unary_rpc_method_handler(deny)
 

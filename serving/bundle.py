@@ -7,6 +7,7 @@ expects (its docs have users edit it by hand). ``OUT/vslim_manifest.json``
 records the sha256 of every file, so a server refuses a bundle changed after
 packaging, and the model's precision, preprocessing and labels for clients.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -14,20 +15,19 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Optional
 
 from google.protobuf import text_format
 
 from vslim import __version__
 from vslim.config import to_dict
-from .config import ServingPackageConfig
-from .errors import BundleError
 from vslim.fsio import atomic_output_dir, sha256_of, write_json
-from vslim.inference.selection import CONVERTED, RECORD, measure
 from vslim.inference import inspect_model
 from vslim.inference.predictor import ModelInfo
+from vslim.inference.selection import CONVERTED, RECORD, measure
 from vslim.model_meta import META_FILE, ModelMeta
 
+from .config import ServingPackageConfig
+from .errors import BundleError
 from .protocols.paddle_serving.types import code_of, config_pb2, signature_of
 from .signature import Signature
 
@@ -47,7 +47,7 @@ class BundlePaths:
     manifest: Path
 
 
-def model_config(info: ModelInfo) -> "config_pb2.GeneralModelConfig":
+def model_config(info: ModelInfo) -> config_pb2.GeneralModelConfig:
     """The ``GeneralModelConfig`` of a model: shapes keep only fixed dims (no batch), as Paddle Serving does."""
     conf = config_pb2.GeneralModelConfig()
     for spec in info.inputs:
@@ -92,8 +92,9 @@ def package_serving(cfg: ServingPackageConfig, say=lambda _: None) -> BundlePath
         client.mkdir()
         shutil.copy2(info.model_file, server / info.model_file.name)
         shutil.copy2(info.params_file, server / info.params_file.name)
-        meta = info.meta.derive(model_file=info.model_file.name, params_file=info.params_file.name,
-                                precision=info.precision)
+        meta = info.meta.derive(
+            model_file=info.model_file.name, params_file=info.params_file.name, precision=info.precision
+        )
         for folder in (server, client):
             meta.save(folder)
         write_config(server, SERVER_CONF, conf)
@@ -101,19 +102,34 @@ def package_serving(cfg: ServingPackageConfig, say=lambda _: None) -> BundlePath
         if cfg.runtime != "paddle":
             write_json(server / RECORD, _runtime_record(info, server, cfg, say))
         elif (settings := _probed_settings(info, cfg, say)) is not None:
-            write_json(server / RECORD, {"chosen": {"runtime": "paddle", "precision": info.precision},
-                                         "paddle_settings": settings})
-        files = {p.relative_to(tmp).as_posix(): {"sha256": sha256_of(p), "bytes": p.stat().st_size}
-                 for p in sorted(tmp.rglob("*")) if p.is_file()}
-        write_json(tmp / MANIFEST, {
-            "format": "vslim-serving-bundle/1", "name": name, "vslim_version": __version__,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "precision": info.precision, "source_model": str(Path(model_dir).resolve()),
-            "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype.name} for s in info.inputs],
-            "outputs": [{"name": s.name, "alias": var.alias_name, "shape": list(s.shape), "dtype": s.dtype.name}
-                        for s, var in zip(info.outputs, conf.fetch_var)],
-            "preprocess": to_dict(meta.preprocess), "labels": meta.labels, "files": files,
-        })
+            write_json(
+                server / RECORD,
+                {"chosen": {"runtime": "paddle", "precision": info.precision}, "paddle_settings": settings},
+            )
+        files = {
+            p.relative_to(tmp).as_posix(): {"sha256": sha256_of(p), "bytes": p.stat().st_size}
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file()
+        }
+        write_json(
+            tmp / MANIFEST,
+            {
+                "format": "vslim-serving-bundle/1",
+                "name": name,
+                "vslim_version": __version__,
+                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                "precision": info.precision,
+                "source_model": str(Path(model_dir).resolve()),
+                "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype.name} for s in info.inputs],
+                "outputs": [
+                    {"name": s.name, "alias": var.alias_name, "shape": list(s.shape), "dtype": s.dtype.name}
+                    for s, var in zip(info.outputs, conf.fetch_var)
+                ],
+                "preprocess": to_dict(meta.preprocess),
+                "labels": meta.labels,
+                "files": files,
+            },
+        )
     out = Path(out)
     return BundlePaths(out, out / f"{name}{SERVER_SUFFIX}", out / f"{name}{CLIENT_SUFFIX}", out / MANIFEST)
 
@@ -139,8 +155,9 @@ def _runtime_record(info, server: Path, cfg: ServingPackageConfig, say) -> dict:
     if cfg.runtime != "auto":
         only = (cfg.runtime, check_precision(cfg.runtime, cfg.precision, info, nncf=calib is not None))
     guard = guard_from_list(info, cfg.val_list, cfg.threads) if cfg.val_list else None
-    return measure(info.model_dir, info, server / CONVERTED, threads=cfg.threads, say=say, only=only, guard=guard,
-                   calib=calib)
+    return measure(
+        info.model_dir, info, server / CONVERTED, threads=cfg.threads, say=say, only=only, guard=guard, calib=calib
+    )
 
 
 # --------------------------------------------------------------------------- reading
@@ -177,14 +194,14 @@ def _safe_member(root: Path, rel: str) -> Path:
     return root / Path(*pure.parts)
 
 
-def find_manifest(server_dir: Path) -> Optional[Path]:
+def find_manifest(server_dir: Path) -> Path | None:
     for candidate in (server_dir.parent / MANIFEST, server_dir / MANIFEST):
         if candidate.is_file():
             return candidate
     return None
 
 
-def verify_bundle(server_dir: Path | str) -> Optional[dict]:
+def verify_bundle(server_dir: Path | str) -> dict | None:
     """Check every file the manifest lists for ``server_dir``; returns the manifest (None if absent)."""
     server_dir = Path(server_dir)
     path = find_manifest(server_dir)
@@ -209,8 +226,10 @@ def verify_bundle(server_dir: Path | str) -> Optional[dict]:
         if not file.is_file():
             raise BundleError(f"bundle is incomplete: {rel} is listed in {path.name} but missing; repackage it")
         if not isinstance(entry, dict) or sha256_of(file) != entry.get("sha256"):
-            raise BundleError(f"bundle file {rel} changed since packaging (sha256 mismatch with {path.name}); "
-                              "refusing to serve it — repackage the model")
+            raise BundleError(
+                f"bundle file {rel} changed since packaging (sha256 mismatch with {path.name}); "
+                "refusing to serve it — repackage the model"
+            )
     return manifest
 
 
@@ -219,9 +238,9 @@ class ServingBundle:
     """A server folder ready to serve: its configs, model files and metadata."""
 
     server_dir: Path
-    config: "config_pb2.GeneralModelConfig"
+    config: config_pb2.GeneralModelConfig
     info: ModelInfo
-    manifest: Optional[dict]
+    manifest: dict | None
 
     @property
     def meta(self) -> ModelMeta:
@@ -255,19 +274,28 @@ def _model_folder_advice(folder: Path) -> str:
     except (OSError, ValueError, AttributeError):
         name = ""
     name = name or folder.resolve().name
-    out = folder.with_name(folder.name + "-serving") if folder.name not in ("", ".", "..") else \
-        folder.resolve().with_name(folder.resolve().name + "-serving")
-    return (f"package it first: `vslim-package --target serving --model-dir {folder} --out {out}`, then "
-            f"`vslim-serve --bundle {out / (name + SERVER_SUFFIX)}`")
+    out = (
+        folder.with_name(folder.name + "-serving")
+        if folder.name not in ("", ".", "..")
+        else folder.resolve().with_name(folder.resolve().name + "-serving")
+    )
+    return (
+        f"package it first: `vslim-package --target serving --model-dir {folder} --out {out}`, then "
+        f"`vslim-serve --bundle {out / (name + SERVER_SUFFIX)}`"
+    )
 
 
 def _found_bundles(folder: Path) -> list[Path]:
     """Server halves one or two levels down (an OUT folder of vslim-package, or a folder of them)."""
-    return [d for pattern in (f"*{SERVER_SUFFIX}", f"*/*{SERVER_SUFFIX}") for d in sorted(folder.glob(pattern))
-            if d.is_dir()]
+    return [
+        d
+        for pattern in (f"*{SERVER_SUFFIX}", f"*/*{SERVER_SUFFIX}")
+        for d in sorted(folder.glob(pattern))
+        if d.is_dir()
+    ]
 
 
-def diagnose_bundle_path(path: Path | str) -> Optional[str]:
+def diagnose_bundle_path(path: Path | str) -> str | None:
     """Why ``path`` is not a bundle's server folder, said with the command that fixes it; None if it may be one.
 
     People pass what they have at hand: the exported model folder, the folder
@@ -296,8 +324,9 @@ def diagnose_bundle_path(path: Path | str) -> Optional[str]:
     if (path / CLIENT_CONF).is_file() or path.name.endswith(CLIENT_SUFFIX):
         server = path.with_name(path.name.removesuffix(CLIENT_SUFFIX) + SERVER_SUFFIX)
         where = f"--bundle {server}" if server.is_dir() else f"the NAME{SERVER_SUFFIX} folder beside it"
-        return (f"{path} is the client half of a bundle (its configs are for vslim-client); serve the server "
-                f"half: {where}")
+        return (
+            f"{path} is the client half of a bundle (its configs are for vslim-client); serve the server half: {where}"
+        )
     bundles = _found_bundles(path)
     if bundles:
         shown = ", ".join(str(b) for b in bundles[:6]) + (f" and {len(bundles) - 6} more" if len(bundles) > 6 else "")
@@ -308,11 +337,15 @@ def diagnose_bundle_path(path: Path | str) -> Optional[str]:
         what = ", ".join(sorted(p.name for p in path.iterdir() if p.suffix in (".pdmodel", ".json")))
         return f"{path} is a model folder ({what}), not a serving bundle; {_model_folder_advice(path)}"
     if any(path.glob("*.pdparams")):
-        return (f"{path} holds training weights (.pdparams), not a serving bundle; export an inference model "
-                f"(`vslim export --weights {next(iter(sorted(path.glob('*.pdparams'))))} --out MODEL`), then "
-                f"package it with {PACKAGE_HINT}")
-    return (f"{path} is not a serving bundle: it has no {SERVER_CONF}; give the NAME_serving_server folder "
-            f"made by {PACKAGE_HINT}")
+        return (
+            f"{path} holds training weights (.pdparams), not a serving bundle; export an inference model "
+            f"(`vslim export --weights {next(iter(sorted(path.glob('*.pdparams'))))} --out MODEL`), then "
+            f"package it with {PACKAGE_HINT}"
+        )
+    return (
+        f"{path} is not a serving bundle: it has no {SERVER_CONF}; give the NAME_serving_server folder "
+        f"made by {PACKAGE_HINT}"
+    )
 
 
 def load_bundle(server_dir: Path | str, verify: bool = True) -> ServingBundle:

@@ -10,26 +10,27 @@ Every client takes ``HOST[:PORT]`` and fills in vslim-serve's port 9393 (gRPC on
 own would take 443), and turns "nothing listens there" into one
 :class:`ServerUnreachableError` whatever the protocol.
 """
+
 from __future__ import annotations
 
 import ast
 import base64
 import functools
 import gzip
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import orjson
 
+from vslim.accuracy import softmax, topk
 from vslim.data.pipeline import ClipPipeline, as_inputs
 from vslim.errors import ConfigError
-from .errors import ServerUnreachableError, ServingError
-from vslim.accuracy import softmax, topk
 from vslim.model_meta import ModelMeta, load_meta
 
 from .bundle import CLIENT_CONF, CLIENT_SUFFIX, SERVER_SUFFIX, read_config
+from .errors import ServerUnreachableError, ServingError
 from .protocols.paddle_serving import codec, fastwire
 from .protocols.paddle_serving.types import CODES, code_of, service_pb2, signature_of
 from .signature import Signature
@@ -45,11 +46,11 @@ class ClientConfig:
     """What a client needs to know of a model: feed/fetch names, types, shapes; labels and preprocessing."""
 
     signature: Signature
-    meta: Optional[ModelMeta] = None
+    meta: ModelMeta | None = None
     name: str = ""  # the model's name on the server (the bundle's name)
 
     @classmethod
-    def load(cls, path: Path | str) -> "ClientConfig":
+    def load(cls, path: Path | str) -> ClientConfig:
         """From a bundle folder (``vslim-package --out``), its ``NAME_serving_client`` folder or that folder's
         ``serving_client_conf.prototxt``; the ``NAME_serving_server`` folder leads to its client twin."""
         path = Path(path)
@@ -61,24 +62,29 @@ class ClientConfig:
 def client_folder(path: Path) -> Path:
     """The ``*_serving_client`` folder that ``path`` (a bundle, client or server folder) stands for."""
     if not path.is_dir():
-        raise ServingError(f"bundle {path} does not exist; give the bundle folder (vslim-package --target serving "
-                           f"--out), its *{CLIENT_SUFFIX} folder or that folder's {CLIENT_CONF}")
+        raise ServingError(
+            f"bundle {path} does not exist; give the bundle folder (vslim-package --target serving "
+            f"--out), its *{CLIENT_SUFFIX} folder or that folder's {CLIENT_CONF}"
+        )
     if any((path / n).is_file() for n in (CLIENT_CONF, CLIENT_CONF.replace(".prototxt", ".stream.prototxt"))):
         return path
     if path.name.endswith(SERVER_SUFFIX):
         twin = path.with_name(path.name.removesuffix(SERVER_SUFFIX) + CLIENT_SUFFIX)
         if twin.is_dir():
             return twin
-        raise ServingError(f"{path} is a bundle's server folder and {twin.name} is not beside it; give the "
-                           f"*{CLIENT_SUFFIX} folder")
+        raise ServingError(
+            f"{path} is a bundle's server folder and {twin.name} is not beside it; give the *{CLIENT_SUFFIX} folder"
+        )
     inside = sorted(p for p in path.glob(f"*{CLIENT_SUFFIX}") if p.is_dir())
     if len(inside) > 1:
-        raise ServingError(f"bundle folder {path} holds {len(inside)} client folders "
-                           f"({', '.join(p.name for p in inside)}); give one of them")
+        raise ServingError(
+            f"bundle folder {path} holds {len(inside)} client folders "
+            f"({', '.join(p.name for p in inside)}); give one of them"
+        )
     return inside[0] if inside else path  # read_config then names what is missing
 
 
-def _named_arrays(feed: dict[str, np.ndarray], config: Optional[ClientConfig]) -> list[tuple[str, str, np.ndarray]]:
+def _named_arrays(feed: dict[str, np.ndarray], config: ClientConfig | None) -> list[tuple[str, str, np.ndarray]]:
     """``(var name, alias, array)`` per feed, cast to the dtype the model declares."""
     out = []
     for key, value in feed.items():
@@ -92,20 +98,22 @@ def _named_arrays(feed: dict[str, np.ndarray], config: Optional[ClientConfig]) -
     return out
 
 
-def _fetch_names(fetch: Optional[Sequence[str]], config: Optional[ClientConfig]) -> list[str]:
+def _fetch_names(fetch: Sequence[str] | None, config: ClientConfig | None) -> list[str]:
     if fetch:
         return list(fetch)
     return [s.alias for s in config.signature.fetches] if config else []
 
 
-def encode_request(feed: dict[str, np.ndarray], fetch: Optional[Sequence[str]], config: Optional[ClientConfig],
-                   log_id: int = 0) -> bytes:
+def encode_request(
+    feed: dict[str, np.ndarray], fetch: Sequence[str] | None, config: ClientConfig | None, log_id: int = 0
+) -> bytes:
     """The serialized ``Request`` (float payloads written in one copy, see fastwire)."""
     return fastwire.encode_request(_named_arrays(feed, config), _fetch_names(fetch, config), log_id)
 
 
-def build_json(feed: dict[str, np.ndarray], fetch: Optional[Sequence[str]], config: Optional[ClientConfig],
-               log_id: int = 0) -> bytes:
+def build_json(
+    feed: dict[str, np.ndarray], fetch: Sequence[str] | None, config: ClientConfig | None, log_id: int = 0
+) -> bytes:
     """The same request in proto3 JSON with the .proto field names (``float_data``, ``elem_type``)."""
     tensors = []
     for name, alias, array in _named_arrays(feed, config):
@@ -113,10 +121,11 @@ def build_json(feed: dict[str, np.ndarray], fetch: Optional[Sequence[str]], conf
         field = CODES[code][1]
         flat = np.ascontiguousarray(array).reshape(-1)
         data = base64.b64encode(flat.tobytes()).decode() if field == "tensor_content" else flat
-        tensors.append({field: data, "elem_type": code, "name": name, "alias_name": alias,
-                        "shape": list(array.shape)})
-    return orjson.dumps({"tensor": tensors, "fetch_var_names": _fetch_names(fetch, config), "log_id": log_id},
-                        option=orjson.OPT_SERIALIZE_NUMPY)
+        tensors.append({field: data, "elem_type": code, "name": name, "alias_name": alias, "shape": list(array.shape)})
+    return orjson.dumps(
+        {"tensor": tensors, "fetch_var_names": _fetch_names(fetch, config), "log_id": log_id},
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -161,15 +170,19 @@ def unreachable(address: str, cause: str) -> ServerUnreachableError:
     return ServerUnreachableError(f"no server at {address} — is vslim-serve running? ({cause})")
 
 
-def _connect_cause(text: str) -> Optional[str]:
+def _connect_cause(text: str) -> str | None:
     """A short reason when ``text`` (a gRPC status, a socket error) says the connection itself failed."""
     low = text.lower()
-    for needle, cause in (("connection refused", "connection refused"),
-                          ("errors resolving", "host name not found"), ("dns resolution failed", "host name not found"),
-                          ("name or service not known", "host name not found"),
-                          ("failed to resolve", "host name not found"),
-                          ("no route to host", "no route to host"), ("network is unreachable", "network unreachable"),
-                          ("connection timed out", "connection timed out")):
+    for needle, cause in (
+        ("connection refused", "connection refused"),
+        ("errors resolving", "host name not found"),
+        ("dns resolution failed", "host name not found"),
+        ("name or service not known", "host name not found"),
+        ("failed to resolve", "host name not found"),
+        ("no route to host", "no route to host"),
+        ("network is unreachable", "network unreachable"),
+        ("connection timed out", "connection timed out"),
+    ):
         if needle in low:
             return cause
     if "failed to connect to remote host" in low:
@@ -177,7 +190,7 @@ def _connect_cause(text: str) -> Optional[str]:
     return None
 
 
-def grpc_unreachable(exc, address: str) -> Optional[ServerUnreachableError]:
+def grpc_unreachable(exc, address: str) -> ServerUnreachableError | None:
     """The ServerUnreachableError of a gRPC failure that never reached a server, else None.
 
     A server's own UNAVAILABLE (loading, draining) or a TLS mismatch is not one: something did listen.
@@ -190,7 +203,7 @@ def grpc_unreachable(exc, address: str) -> Optional[ServerUnreachableError]:
     return unreachable(address, cause) if cause else None
 
 
-def http_unreachable(exc, address: str, timeout: float) -> Optional[ServerUnreachableError]:
+def http_unreachable(exc, address: str, timeout: float) -> ServerUnreachableError | None:
     """The ServerUnreachableError of a ``requests`` failure to connect at all (not one after connecting)."""
     import requests
     import urllib3
@@ -215,8 +228,14 @@ class Client:
 
     protocol = "?"
 
-    def __init__(self, address: str, config: Optional[ClientConfig | str | Path] = None,
-                 timeout: float = DEFAULT_TIMEOUT, token: Optional[str] = None, tls_ca: Optional[str] = None):
+    def __init__(
+        self,
+        address: str,
+        config: ClientConfig | str | Path | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
+        tls_ca: str | None = None,
+    ):
         self.address = normalize_address(address)
         if isinstance(config, (str, Path)):
             config = ClientConfig.load(config)
@@ -225,8 +244,9 @@ class Client:
         self.token = token
         self.tls_ca = tls_ca
 
-    def predict(self, feed: dict[str, np.ndarray], fetch: Optional[Sequence[str]] = None,
-                log_id: int = 0) -> dict[str, np.ndarray]:
+    def predict(
+        self, feed: dict[str, np.ndarray], fetch: Sequence[str] | None = None, log_id: int = 0
+    ) -> dict[str, np.ndarray]:
         """Run one request; returns ``{fetch alias: array}``; raises ServingError on any failure."""
         raise NotImplementedError
 
@@ -243,8 +263,9 @@ class Client:
 class _PaddleClient(Client):
     """Paddle Serving's ``Request``/``Response`` messages over some transport."""
 
-    def predict(self, feed: dict[str, np.ndarray], fetch: Optional[Sequence[str]] = None,
-                log_id: int = 0) -> dict[str, np.ndarray]:
+    def predict(
+        self, feed: dict[str, np.ndarray], fetch: Sequence[str] | None = None, log_id: int = 0
+    ) -> dict[str, np.ndarray]:
         resp = self._call(feed, fetch, log_id)
         if resp.err_no != 0:
             raise ServingError(f"server error {resp.err_no}: {resp.err_msg}")
@@ -257,16 +278,23 @@ class _PaddleClient(Client):
 class GrpcClient(_PaddleClient):
     protocol = "grpc"
 
-    def __init__(self, address: str, config=None, timeout: float = DEFAULT_TIMEOUT, token: Optional[str] = None,
-                 tls_ca: Optional[str] = None):
+    def __init__(
+        self,
+        address: str,
+        config=None,
+        timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
+        tls_ca: str | None = None,
+    ):
         super().__init__(address, config, timeout, token, tls_ca)
         import grpc
 
         self._grpc = grpc
         self._channel, self._metadata = grpc_channel(self.address, token, tls_ca)
         # Requests go out as bytes already serialized (fastwire); responses parse as usual.
-        self._inference = self._channel.unary_unary(INFERENCE_METHOD, request_serializer=None,
-                                                    response_deserializer=service_pb2.Response.FromString)
+        self._inference = self._channel.unary_unary(
+            INFERENCE_METHOD, request_serializer=None, response_deserializer=service_pb2.Response.FromString
+        )
 
     def _call(self, feed, fetch, log_id):
         body = encode_request(feed, fetch, self.config, log_id)
@@ -287,8 +315,16 @@ class GrpcClient(_PaddleClient):
 class HttpClient(_PaddleClient):
     """Paddle Serving's HTTP protocol; ``mode`` ``json`` or ``proto`` (binary), optional gzip of the body."""
 
-    def __init__(self, address: str, config=None, timeout: float = DEFAULT_TIMEOUT, mode: str = "json",
-                 gzip_body: bool = False, token: Optional[str] = None, tls_ca: Optional[str] = None):
+    def __init__(
+        self,
+        address: str,
+        config=None,
+        timeout: float = DEFAULT_TIMEOUT,
+        mode: str = "json",
+        gzip_body: bool = False,
+        token: str | None = None,
+        tls_ca: str | None = None,
+    ):
         super().__init__(address, config, timeout, token, tls_ca)
         if mode not in ("json", "proto"):
             raise ServingError(f"HTTP mode must be json or proto, got {mode!r}")
@@ -312,8 +348,10 @@ class HttpClient(_PaddleClient):
         try:
             r = self._session.post(self.url, data=body, headers=headers, timeout=self.timeout)
         except self._requests.RequestException as exc:
-            raise (http_unreachable(exc, self.address, self.timeout)
-                   or ServingError(f"HTTP request to {self.url} failed: {exc}")) from None
+            raise (
+                http_unreachable(exc, self.address, self.timeout)
+                or ServingError(f"HTTP request to {self.url} failed: {exc}")
+            ) from None
         resp = service_pb2.Response()
         try:
             if r.headers.get("Content-Type") == "application/proto":
@@ -332,7 +370,7 @@ class HttpClient(_PaddleClient):
         self._session.close()
 
 
-def grpc_channel(address: str, token: Optional[str], tls_ca: Optional[str]):
+def grpc_channel(address: str, token: str | None, tls_ca: str | None):
     """A channel (TLS when ``tls_ca`` is given) and the call metadata that carries the token."""
     import grpc
 
@@ -345,7 +383,7 @@ def grpc_channel(address: str, token: Optional[str], tls_ca: Optional[str]):
     return channel, ((("authorization", f"Bearer {token}"),) if token else None)
 
 
-def _session(requests, token: Optional[str], tls_ca: Optional[str]):
+def _session(requests, token: str | None, tls_ca: str | None):
     """A session whose trust is the ``tls_ca`` asked for.
 
     ``Session.verify`` alone loses to ``REQUESTS_CA_BUNDLE`` (requests merges the environment into every
@@ -363,8 +401,14 @@ def _session(requests, token: Optional[str], tls_ca: Optional[str]):
 PROTOCOLS = ("grpc", "http", "http-proto", "v2-http", "v2-grpc")
 
 
-def make_client(protocol: str, address: str, config=None, timeout: float = DEFAULT_TIMEOUT,
-                token: Optional[str] = None, tls_ca: Optional[str] = None) -> Client:
+def make_client(
+    protocol: str,
+    address: str,
+    config=None,
+    timeout: float = DEFAULT_TIMEOUT,
+    token: str | None = None,
+    tls_ca: str | None = None,
+) -> Client:
     """A client for ``protocol``: ``grpc``, ``http`` (JSON), ``http-proto`` (Paddle Serving), ``v2-http``,
     ``v2-grpc`` (Open Inference Protocol, binary tensors)."""
     if protocol.startswith("v2-"):
@@ -387,7 +431,7 @@ class TopK:
     classes: list[int]
     scores: list[float]
     labels: list[str]
-    sampling: Optional[dict] = None  # a server's record of a clip padded from a too-short video
+    sampling: dict | None = None  # a server's record of a clip padded from a too-short video
 
     def entry(self, source: Path | str) -> dict:
         """The one JSON entry of a classified input (``vslim predict --json`` prints the same)."""
@@ -395,7 +439,7 @@ class TopK:
         return {**out, "sampling": self.sampling} if self.sampling else out
 
 
-def sampling_record(value) -> Optional[dict]:
+def sampling_record(value) -> dict | None:
     """A server's ``sampling`` record as a dict, whether sent as an object or as JSON text (pipeline values)."""
     if isinstance(value, (bytes, str)) and value:
         try:
@@ -405,7 +449,7 @@ def sampling_record(value) -> Optional[dict]:
     return value if isinstance(value, dict) and value else None
 
 
-def _top(logits: np.ndarray, meta: Optional[ModelMeta], k: int) -> TopK:
+def _top(logits: np.ndarray, meta: ModelMeta | None, k: int) -> TopK:
     probs = softmax(logits) if (meta is None or meta.output_kind == "logits") else logits
     ids, scores = topk(probs, k)
     name = meta.label_name if meta else str
@@ -429,8 +473,9 @@ def classify_video(client: Client, video: Path | str, top_k: int = 1) -> TopK:
 class VideoEndpointClient:
     """PaddleVideo's pipeline endpoint (``/video/prediction``) and vslim's ``/video/classify``."""
 
-    def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT, token: Optional[str] = None,
-                 tls_ca: Optional[str] = None):
+    def __init__(
+        self, address: str, timeout: float = DEFAULT_TIMEOUT, token: str | None = None, tls_ca: str | None = None
+    ):
         import requests
 
         self.address = normalize_address(address)
@@ -443,33 +488,40 @@ class VideoEndpointClient:
         try:
             r = self._session.post(f"{self.base}{path}", timeout=self.timeout, **kw)
         except self._requests.RequestException as exc:
-            raise (http_unreachable(exc, self.address, self.timeout)
-                   or ServingError(f"HTTP request to {self.base}{path} failed: {exc}")) from None
+            raise (
+                http_unreachable(exc, self.address, self.timeout)
+                or ServingError(f"HTTP request to {self.base}{path} failed: {exc}")
+            ) from None
         try:
             answer = r.json()
         except ValueError:
             answer = None
         if not isinstance(answer, dict):
-            raise ServingError(f"{path} at {self.address} answered HTTP {r.status_code} without a JSON object: "
-                               f"{r.text[:300]!r}; is this a vslim (or PaddleVideo) server?")
+            raise ServingError(
+                f"{path} at {self.address} answered HTTP {r.status_code} without a JSON object: "
+                f"{r.text[:300]!r}; is this a vslim (or PaddleVideo) server?"
+            )
         return r.status_code, answer
 
-    def predict_frames(self, frames: np.ndarray, top_k: Optional[int] = None) -> dict:
+    def predict_frames(self, frames: np.ndarray, top_k: int | None = None) -> dict:
         """Post ``[T, H, W, 3]`` uint8 RGB frames; returns the pipeline answer (err_no, key, value).
 
         PaddleVideo's endpoint answers one class; ``top_k`` (a query parameter, which servers that do not know it
         ignore) asks vslim for more.
         """
         frames = np.ascontiguousarray(frames, dtype=np.uint8)
-        body = {"key": ["frames", "frames_shape"],
-                "value": [base64.b64encode(frames.tobytes()).decode(), str(frames.shape)]}
+        body = {
+            "key": ["frames", "frames_shape"],
+            "value": [base64.b64encode(frames.tobytes()).decode(), str(frames.shape)],
+        }
         status, answer = self._post("/video/prediction", json=body, params={"top_k": top_k} if top_k else None)
         if status != 200 or answer.get("err_no", 0) != 0:
-            raise ServingError(f"video endpoint answered {status}: err_no {answer.get('err_no')}: "
-                               f"{answer.get('err_msg')}")
+            raise ServingError(
+                f"video endpoint answered {status}: err_no {answer.get('err_no')}: {answer.get('err_msg')}"
+            )
         return answer
 
-    def classify_frames(self, frames: np.ndarray, top_k: int = 1, meta: Optional[ModelMeta] = None) -> TopK:
+    def classify_frames(self, frames: np.ndarray, top_k: int = 1, meta: ModelMeta | None = None) -> TopK:
         """``predict_frames`` as a TopK; the answer names classes only, so ids come from ``meta``'s labels."""
         answer = self.predict_frames(frames, top_k)
         values = dict(zip(answer.get("key") or [], answer.get("value") or []))
@@ -477,29 +529,41 @@ class VideoEndpointClient:
             labels = [str(x) for x in ast.literal_eval(values["label"])]
             scores = [float(x) for x in ast.literal_eval(values["prob"])]
         except (KeyError, ValueError, SyntaxError, TypeError):
-            raise ServingError(f"/video/prediction answered no readable label and prob: keys {answer.get('key')}, "
-                               f"values {str(answer.get('value'))[:200]}") from None
+            raise ServingError(
+                f"/video/prediction answered no readable label and prob: keys {answer.get('key')}, "
+                f"values {str(answer.get('value'))[:200]}"
+            ) from None
         sampling = sampling_record(answer.get("sampling") or values.get("sampling"))
         return TopK([_class_id(label, meta) for label in labels], scores, labels, sampling)
 
     def classify_file(self, video: Path | str, top_k: int = 1) -> TopK:
         """Post a video file as it is; the server decodes and preprocesses it."""
-        status, answer = self._post("/video/classify", params={"top_k": top_k}, data=Path(video).read_bytes(),
-                                    headers={"Content-Type": "application/octet-stream"})
+        status, answer = self._post(
+            "/video/classify",
+            params={"top_k": top_k},
+            data=Path(video).read_bytes(),
+            headers={"Content-Type": "application/octet-stream"},
+        )
         if status != 200:
             raise ServingError(f"/video/classify answered {status}: {answer.get('error')}")
         top = answer["top_k"]
-        return TopK([t["class_id"] for t in top], [t["score"] for t in top], [t["label"] for t in top],
-                    sampling_record(answer.get("sampling")))
+        return TopK(
+            [t["class_id"] for t in top],
+            [t["score"] for t in top],
+            [t["label"] for t in top],
+            sampling_record(answer.get("sampling")),
+        )
 
     def close(self) -> None:
         self._session.close()
 
 
-def _class_id(label: str, meta: Optional[ModelMeta]) -> int:
+def _class_id(label: str, meta: ModelMeta | None) -> int:
     if meta is not None and label in meta.labels:
         return meta.labels.index(label)
     if label.isdigit():  # a class without a name is named by its id (ModelMeta.label_name)
         return int(label)
-    raise ServingError(f"the server answered label {label!r}, which the bundle's labels do not hold; is --bundle "
-                       "the bundle of the model being served?")
+    raise ServingError(
+        f"the server answered label {label!r}, which the bundle's labels do not hold; is --bundle "
+        "the bundle of the model being served?"
+    )

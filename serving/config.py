@@ -2,12 +2,12 @@
 
 Ray Serve's lives in ``rayserve/config.py``.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from vslim.config import PackageConfig, PredictorConfig
 from vslim.errors import ConfigError
@@ -30,7 +30,7 @@ class ServerConfig:
     batch size up to ``max_batch_size`` on each worker before reporting ready.
     """
 
-    bundle: Optional[str] = None
+    bundle: str | None = None
     host: str = "127.0.0.1"
     port: int = 9393
     workers: int = 1
@@ -46,34 +46,40 @@ class ServerConfig:
     grace_seconds: float = 30.0
     verify_manifest: bool = True
     warmup: bool = True
-    tls_cert: Optional[str] = None
-    tls_key: Optional[str] = None
-    auth_token_file: Optional[str] = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    auth_token_file: str | None = None
     log_level: str = "info"  # of vslim-serve's own log (stderr); the start-up lines are printed at every level
     access_log: bool = True  # one line per HTTP request and gRPC call, at info
     # many models: a repository folder (serving/repository.py) instead of --bundle
-    model_repository: Optional[str] = None
+    model_repository: str | None = None
     version_policy: str = "latest:1"
-    default_model: Optional[str] = None  # the model Paddle Serving's protocol reaches
+    default_model: str | None = None  # the model Paddle Serving's protocol reaches
     model_control_mode: str = "none"
     load_model: tuple[str, ...] = ()  # explicit mode: loaded at start ("*": all)
     repository_poll_secs: float = 15.0
 
-    def validate(self) -> "ServerConfig":
+    def validate(self) -> ServerConfig:
         """Each refusal names the ``vslim-serve`` flag to change, as the user typed it."""
         if bool(self.bundle) == bool(self.model_repository):
-            raise ConfigError("give --bundle PATH (one model) or --model-repository DIR (every model in DIR), "
-                              "not both" if self.bundle else
-                              "give --bundle PATH: the NAME_serving_server folder that `vslim-package --target "
-                              "serving --model-dir MODEL --out OUT` writes into OUT, or --model-repository DIR")
+            raise ConfigError(
+                "give --bundle PATH (one model) or --model-repository DIR (every model in DIR), not both"
+                if self.bundle
+                else "give --bundle PATH: the NAME_serving_server folder that `vslim-package --target "
+                "serving --model-dir MODEL --out OUT` writes into OUT, or --model-repository DIR"
+            )
         if self.model_repository and not Path(self.model_repository).is_dir():
-            raise ConfigError(f"--model-repository {self.model_repository} is not a folder; give the folder that "
-                              "holds the models (DIR/NAME/VERSION/ or vslim bundles)")
+            raise ConfigError(
+                f"--model-repository {self.model_repository} is not a folder; give the folder that "
+                "holds the models (DIR/NAME/VERSION/ or vslim bundles)"
+            )
         if self.model_control_mode not in ("none", "explicit", "poll"):
             raise ConfigError(f"--model-control-mode must be none, explicit or poll, got {self.model_control_mode!r}")
         if self.bundle and self.model_control_mode != "none":
-            raise ConfigError(f"--model-control-mode {self.model_control_mode} needs --model-repository DIR "
-                              "(a lone --bundle has nothing to load or poll)")
+            raise ConfigError(
+                f"--model-control-mode {self.model_control_mode} needs --model-repository DIR "
+                "(a lone --bundle has nothing to load or poll)"
+            )
         if self.load_model and self.model_control_mode != "explicit":
             raise ConfigError("--load-model is for --model-control-mode explicit (the other modes load every model)")
         if not 0 < self.repository_poll_secs < math.inf:
@@ -83,8 +89,13 @@ class ServerConfig:
         VersionPolicy.parse(self.version_policy)
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be 0-65535 (0: any free port), got {self.port}")
-        for field, low in (("workers", 1), ("threads", 1), ("max_batch_size", 1), ("max_body_mb", 1),
-                           ("max_request_batch", 1)):
+        for field, low in (
+            ("workers", 1),
+            ("threads", 1),
+            ("max_batch_size", 1),
+            ("max_body_mb", 1),
+            ("max_request_batch", 1),
+        ):
             if getattr(self, field) < low:
                 raise ConfigError(f"{flag(field)} must be >= {low}, got {getattr(self, field)}")
         for field in ("batch_timeout_ms", "grace_seconds"):
@@ -95,8 +106,9 @@ class ServerConfig:
             raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         if bool(self.tls_cert) != bool(self.tls_key):
             given, missing = ("tls_cert", "tls_key") if self.tls_cert else ("tls_key", "tls_cert")
-            raise ConfigError(f"TLS needs both --tls-cert and --tls-key; {flag(given)} was given without "
-                              f"{flag(missing)}")
+            raise ConfigError(
+                f"TLS needs both --tls-cert and --tls-key; {flag(given)} was given without {flag(missing)}"
+            )
         for field in ("tls_cert", "tls_key", "auth_token_file"):
             value = getattr(self, field)
             if value and not Path(value).exists():
@@ -107,9 +119,15 @@ class ServerConfig:
         return self
 
     def predictor_config(self) -> PredictorConfig:
-        return PredictorConfig(device=self.device, use_tensorrt=self.use_tensorrt, precision=self.precision,
-                               runtime=self.runtime, threads=self.threads, streams=self.workers,
-                               trt_max_batch_size=max(self.max_batch_size, 8)).validate()
+        return PredictorConfig(
+            device=self.device,
+            use_tensorrt=self.use_tensorrt,
+            precision=self.precision,
+            runtime=self.runtime,
+            threads=self.threads,
+            streams=self.workers,
+            trt_max_batch_size=max(self.max_batch_size, 8),
+        ).validate()
 
 
 RUNTIMES = ("auto", "paddle", "openvino", "onnxruntime")
@@ -129,10 +147,10 @@ class ServingPackageConfig(PackageConfig):
     runtime: str = "paddle"
     precision: str = "auto"
     threads: int = 2
-    val_list: Optional[str] = None
-    calib_list: Optional[str] = None
+    val_list: str | None = None
+    calib_list: str | None = None
 
-    def validate(self) -> "ServingPackageConfig":
+    def validate(self) -> ServingPackageConfig:
         if self.runtime not in RUNTIMES:
             raise ConfigError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
         if self.precision not in ("auto", "fp32", "bf16", "int8"):

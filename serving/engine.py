@@ -18,14 +18,15 @@ of every input shape, per thread: a PP-TSM R50 INT8 batch of 4 took 1.1 s instea
 of 0.6 s the first time. So each worker first runs every batch size it may see
 (``warmup_batches``), and the engine reports ready only after that.
 """
+
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -61,9 +62,17 @@ class BatchStats:
 
 
 class InferenceEngine:
-    def __init__(self, predictor: Predictor, workers: int = 1, max_batch_size: int = 1,
-                 batch_timeout_ms: float = 0.0, on_batch: Optional[Callable[[BatchStats], None]] = None,
-                 warmup_batches: Sequence[int] = (), fail_every: int = 0, delay: float = 0.0):
+    def __init__(
+        self,
+        predictor: Predictor,
+        workers: int = 1,
+        max_batch_size: int = 1,
+        batch_timeout_ms: float = 0.0,
+        on_batch: Callable[[BatchStats], None] | None = None,
+        warmup_batches: Sequence[int] = (),
+        fail_every: int = 0,
+        delay: float = 0.0,
+    ):
         """``fail_every`` > 0 makes every n-th inference run raise, ``delay`` seconds precede every run (fault
         injection for resilience and drain tests)."""
         if workers < 1 or max_batch_size < 1 or batch_timeout_ms < 0:
@@ -83,7 +92,7 @@ class InferenceEngine:
         self._runs = 0
         self.failed_in_a_row = 0  # inference runs that raised since the last one that answered
         self.last_success = time.monotonic()
-        self.last_error: Optional[BaseException] = None
+        self.last_error: BaseException | None = None
         self._threads = []
         self._warm = threading.Barrier(workers + 1)
         self._warmup_batches = list(warmup_batches)
@@ -93,7 +102,7 @@ class InferenceEngine:
             t.start()
             self._threads.append(t)
 
-    def wait_warm(self, timeout: Optional[float] = None) -> None:
+    def wait_warm(self, timeout: float | None = None) -> None:
         """Block until every worker has run its warm-up batches."""
         self._warm.wait(timeout)
 
@@ -114,7 +123,7 @@ class InferenceEngine:
             self._cond.notify()
         return job.future
 
-    def close(self, timeout: Optional[float] = None) -> None:
+    def close(self, timeout: float | None = None) -> None:
         """Stop taking requests, finish every queued one, stop the workers."""
         with self._cond:
             self._closing = True
@@ -122,7 +131,7 @@ class InferenceEngine:
         for t in self._threads:
             t.join(timeout)
 
-    def problem(self) -> Optional[str]:
+    def problem(self) -> str | None:
         """Why this engine cannot answer (a worker died, recent runs all failed), or None.
 
         Read by health checks, which must not load or run anything new.
@@ -134,7 +143,7 @@ class InferenceEngine:
         return None
 
     # ------------------------------------------------------------------ worker side
-    def _take_first(self) -> Optional[_Job]:
+    def _take_first(self) -> _Job | None:
         with self._cond:
             while not self._queue:
                 if self._closing:
@@ -150,8 +159,9 @@ class InferenceEngine:
         with self._cond:
             wait = self._under_load or bool(self._queue)
             while size < self.max_batch_size:
-                match = next((j for j in self._queue if j.key == first.key and size + j.size <= self.max_batch_size),
-                             None)
+                match = next(
+                    (j for j in self._queue if j.key == first.key and size + j.size <= self.max_batch_size), None
+                )
                 if match is not None:
                     self._queue.remove(match)
                     batch.append(match)
@@ -218,5 +228,15 @@ class InferenceEngine:
             offset += job.size
         if self.on_batch:
             waits = tuple(start - j.enqueued for j in batch)
-            self.on_batch(BatchStats(offset, len(batch), max(waits), end - merged, tuple(j.tag for j in batch), waits,
-                                     merged - start, time.perf_counter() - end))
+            self.on_batch(
+                BatchStats(
+                    offset,
+                    len(batch),
+                    max(waits),
+                    end - merged,
+                    tuple(j.tag for j in batch),
+                    waits,
+                    merged - start,
+                    time.perf_counter() - end,
+                )
+            )

@@ -4,19 +4,20 @@ The engine, the validators and the models raise :class:`RequestError` with a
 ``kind``; each protocol turns the kind into its own status (see
 ``protocols/*/errors.py``), so a new protocol never changes the core.
 """
+
 from __future__ import annotations
 
 import logging
 
 from vslim.errors import VslimError
 
-INVALID = "invalid"              # the request is malformed or does not fit the model
-NOT_FOUND = "not_found"          # unknown model or version
-TOO_LARGE = "too_large"          # over a body, element or batch limit
-UNSUPPORTED = "unsupported"      # a media type or encoding the endpoint does not take
+INVALID = "invalid"  # the request is malformed or does not fit the model
+NOT_FOUND = "not_found"  # unknown model or version
+TOO_LARGE = "too_large"  # over a body, element or batch limit
+UNSUPPORTED = "unsupported"  # a media type or encoding the endpoint does not take
 UNAUTHENTICATED = "unauthenticated"
-UNAVAILABLE = "unavailable"      # still loading, or draining
-INTERNAL = "internal"            # inference failed
+UNAVAILABLE = "unavailable"  # still loading, or draining
+INTERNAL = "internal"  # inference failed
 KINDS = (INVALID, NOT_FOUND, TOO_LARGE, UNSUPPORTED, UNAUTHENTICATED, UNAVAILABLE, INTERNAL)
 
 

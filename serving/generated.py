@@ -1,4 +1,5 @@
 """The protocol modules generated from ``serving/proto`` at install time (see protogen)."""
+
 from __future__ import annotations
 
 import importlib
@@ -12,5 +13,7 @@ def load(module: str) -> ModuleType:
     try:
         return importlib.import_module(f"vslim.serving._generated.{module}")
     except ImportError as exc:  # a source checkout that was never built
-        raise VslimError("the serving protocol modules were not generated: install vslim with "
-                         "`pip install -e .` (it compiles serving/proto/*.proto)") from exc
+        raise VslimError(
+            "the serving protocol modules were not generated: install vslim with "
+            "`pip install -e .` (it compiles serving/proto/*.proto)"
+        ) from exc

@@ -3,11 +3,11 @@
 A body is refused (413) as soon as it passes the limit, and a compressed body as
 soon as its inflated size does: a gzip bomb never takes more than the limit.
 """
+
 from __future__ import annotations
 
 import asyncio
 import zlib
-from typing import Optional
 
 import orjson
 from starlette.requests import Request
@@ -52,7 +52,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def decode_body(body: bytes, encoding: Optional[str], limit: int) -> bytes:
+def decode_body(body: bytes, encoding: str | None, limit: int) -> bytes:
     """Undo ``Content-Encoding`` (gzip, deflate) without ever holding more than ``limit`` bytes."""
     encoding = (encoding or "identity").strip().lower()
     if encoding == "identity":

@@ -11,6 +11,7 @@ hides them and ``--no-access-log`` does not even install them. Access lines read
 
 The peer is the client's address as the public port saw it (``peers.py``).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -74,8 +75,15 @@ class HttpAccessLog:
         try:
             await self.app(scope, receive, send_noting_status)
         finally:
-            ACCESS.info(access_line(format_peer(scope.get("client")), "HTTP", f"{scope['method']} {scope['path']}",
-                                    status, (time.perf_counter() - t0) * 1e3))
+            ACCESS.info(
+                access_line(
+                    format_peer(scope.get("client")),
+                    "HTTP",
+                    f"{scope['method']} {scope['path']}",
+                    status,
+                    (time.perf_counter() - t0) * 1e3,
+                )
+            )
 
 
 class GrpcAccessLog(grpc.aio.ServerInterceptor):
@@ -103,13 +111,19 @@ class GrpcAccessLog(grpc.aio.ServerInterceptor):
             except grpc.aio.AbortError:
                 raise  # context.code() holds what the handler aborted with
             except BaseException as exc:  # what gRPC answers for an escaped exception or a cancelled call
-                code = grpc.StatusCode.CANCELLED if isinstance(exc, asyncio.CancelledError) else \
-                    grpc.StatusCode.UNKNOWN
+                code = grpc.StatusCode.CANCELLED if isinstance(exc, asyncio.CancelledError) else grpc.StatusCode.UNKNOWN
                 raise
             finally:
                 code = code or context.code() or grpc.StatusCode.OK
-                ACCESS.info(access_line(grpc_peer(context.peer()), "gRPC", method,
-                                        getattr(code, "name", code), (time.perf_counter() - t0) * 1e3))
+                ACCESS.info(
+                    access_line(
+                        grpc_peer(context.peer()),
+                        "gRPC",
+                        method,
+                        getattr(code, "name", code),
+                        (time.perf_counter() - t0) * 1e3,
+                    )
+                )
 
         return call
 

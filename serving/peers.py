@@ -9,6 +9,7 @@ peer address with :func:`relayed_peer`. No registry is shared and nothing is lef
 behind: abstract names vanish with their socket. Elsewhere, or if the name cannot
 be bound, the connection is unnamed and the peer shows as ``-``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +18,6 @@ import os
 import secrets
 import socket
 import sys
-from typing import Optional, Union
 from urllib.parse import unquote
 
 PREFIX = "vslim-relay/"
@@ -26,7 +26,7 @@ _PROCESS = f"{os.getpid()}.{secrets.token_hex(4)}"  # a pod's containers share a
 _COUNTER = itertools.count()
 
 
-def relay_name(peer) -> Optional[str]:
+def relay_name(peer) -> str | None:
     """The abstract socket name for a connection from ``peer`` (asyncio's ``peername``), None if it has none."""
     if not isinstance(peer, (tuple, list)) or len(peer) < 2:
         return None
@@ -54,7 +54,7 @@ async def open_backend(path: str, peer, limit: int) -> tuple[asyncio.StreamReade
     return await asyncio.open_unix_connection(sock=sock, limit=limit)
 
 
-def relayed_peer(address: Union[str, bytes, tuple, None]) -> Optional[tuple[str, int]]:
+def relayed_peer(address: str | bytes | tuple | None) -> tuple[str, int] | None:
     """The client ``(host, port)`` a backend connection was relayed for, or None.
 
     ``address`` is what the backend sees: asyncio's ``peername`` of an accepted Unix
@@ -69,13 +69,13 @@ def relayed_peer(address: Union[str, bytes, tuple, None]) -> Optional[tuple[str,
         return None
     if not text.startswith(PREFIX):
         return None
-    parts = text[len(PREFIX):].split("/")
+    parts = text[len(PREFIX) :].split("/")
     if len(parts) != 4 or not parts[3].isdigit():
         return None
     return parts[2], int(parts[3])
 
 
-def format_peer(peer: Optional[tuple]) -> str:
+def format_peer(peer: tuple | None) -> str:
     """``host:port`` (``[v6]:port``), or ``-`` when unknown."""
     if not peer:
         return "-"

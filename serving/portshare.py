@@ -11,13 +11,13 @@ With TLS the public port terminates it (ALPN offers ``h2`` and ``http/1.1``): a
 connection that negotiated ``h2`` goes to gRPC, ``http/1.1`` to HTTP, and one
 without ALPN is sniffed as above. The backends stay on private Unix sockets.
 """
+
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import socket
 import ssl
-from typing import Optional
 
 from .peers import open_backend
 
@@ -70,19 +70,27 @@ async def _linger(reader: asyncio.StreamReader) -> None:
 class PortSharer:
     """Accepts on ``host:port`` and hands each connection to the gRPC or the HTTP backend."""
 
-    def __init__(self, host: str, port: int, grpc_socket: str, http_socket: str,
-                 ssl_context: Optional[ssl.SSLContext] = None):
+    def __init__(
+        self, host: str, port: int, grpc_socket: str, http_socket: str, ssl_context: ssl.SSLContext | None = None
+    ):
         self.host, self.port = host, port
         self.grpc_socket, self.http_socket = grpc_socket, http_socket
         self.ssl_context = ssl_context
-        self._server: Optional[asyncio.base_events.Server] = None
+        self._server: asyncio.base_events.Server | None = None
         self._connections: set[asyncio.Task] = set()
 
     async def start(self) -> int:
         """Start listening; returns the bound port (useful with port 0)."""
-        self._server = await asyncio.start_server(self._handle, self.host, self.port, backlog=1024,
-                                                  reuse_address=True, limit=RELAY_CHUNK, ssl=self.ssl_context,
-                                                  ssl_handshake_timeout=SNIFF_TIMEOUT if self.ssl_context else None)
+        self._server = await asyncio.start_server(
+            self._handle,
+            self.host,
+            self.port,
+            backlog=1024,
+            reuse_address=True,
+            limit=RELAY_CHUNK,
+            ssl=self.ssl_context,
+            ssl_handshake_timeout=SNIFF_TIMEOUT if self.ssl_context else None,
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
@@ -134,8 +142,7 @@ class PortSharer:
             else:
                 path = self.grpc_socket if head.startswith(H2_PREFACE[:SNIFF_BYTES]) else self.http_socket
             # named after the client, so the backends' access log can say who it is (peers.py)
-            backend_reader, backend_writer = await open_backend(path, writer.get_extra_info("peername"),
-                                                                RELAY_CHUNK)
+            backend_reader, backend_writer = await open_backend(path, writer.get_extra_info("peername"), RELAY_CHUNK)
             backend_writer.write(head)
             upstream = asyncio.ensure_future(_relay(reader, backend_writer))
             try:
@@ -147,7 +154,7 @@ class PortSharer:
                 upstream.cancel()
                 await asyncio.wait([upstream])
             await _linger(reader)
-        except (asyncio.TimeoutError, ConnectionError, OSError, asyncio.CancelledError):
+        except (TimeoutError, ConnectionError, OSError, asyncio.CancelledError):
             pass
         finally:
             for w in (backend_writer, writer):

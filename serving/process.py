@@ -1,4 +1,5 @@
 """A ``vslim-serve`` process on 127.0.0.1 with a port the OS picks: for benchmarks, demos and tests."""
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,13 @@ class ServerProcess:
         """``bundle`` None: ``extra`` names what to serve (``--model-repository DIR``)."""
         served = ["--bundle", str(bundle)] if bundle is not None else []
         self.cmd = [*serve_command(), *served, "--port", "0", *map(str, extra)]
-        self.proc = subprocess.Popen(self.cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                                     env={**os.environ, "VSLIM_PROGRESS": "0", **(env or {})})
+        self.proc = subprocess.Popen(
+            self.cmd,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "VSLIM_PROGRESS": "0", **(env or {})},
+        )
         self.lines: deque[str] = deque(maxlen=LOG_LINES)  # bounded: a long run logs a line per request
         self.port = None
         self._signalled = False
@@ -79,7 +85,7 @@ class ServerProcess:
         self._reader.join(0.2)
         return "\n".join(self.lines)
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -7,10 +7,12 @@ counts inference runs by the protocols whose requests they merged
 (``grpc+v2-http``: one run answered both), which shows that the protocols share
 one engine and one batcher.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -34,22 +36,53 @@ class MetricSpec:
 
 
 SPECS = (
-    MetricSpec("requests", "counter", "vslim_requests", "Requests answered, by protocol, endpoint and outcome",
-               ("protocol", "endpoint", "outcome")),
-    MetricSpec("errors", "counter", "vslim_request_errors", "Requests answered with an error, by kind",
-               ("protocol", "kind")),
-    MetricSpec("latency", "histogram", "vslim_request_latency_seconds", "Time from request received to answer",
-               ("protocol",), LATENCY_BUCKETS),
-    MetricSpec("batch_size", "histogram", "vslim_batch_size",
-               "Items per inference run (dynamic batching merges requests)", (), BATCH_BUCKETS),
-    MetricSpec("batch_requests", "histogram", "vslim_batch_requests", "Requests merged into one inference run",
-               (), BATCH_BUCKETS),
-    MetricSpec("queue_seconds", "histogram", "vslim_queue_seconds", "Time requests waited for a worker",
-               (), LATENCY_BUCKETS),
-    MetricSpec("inference_seconds", "histogram", "vslim_inference_seconds", "Time of one inference run",
-               (), LATENCY_BUCKETS),
-    MetricSpec("batches", "counter", "vslim_batches", "Inference runs, by the protocols of the requests they merged",
-               ("protocols",)),
+    MetricSpec(
+        "requests",
+        "counter",
+        "vslim_requests",
+        "Requests answered, by protocol, endpoint and outcome",
+        ("protocol", "endpoint", "outcome"),
+    ),
+    MetricSpec(
+        "errors", "counter", "vslim_request_errors", "Requests answered with an error, by kind", ("protocol", "kind")
+    ),
+    MetricSpec(
+        "latency",
+        "histogram",
+        "vslim_request_latency_seconds",
+        "Time from request received to answer",
+        ("protocol",),
+        LATENCY_BUCKETS,
+    ),
+    MetricSpec(
+        "batch_size",
+        "histogram",
+        "vslim_batch_size",
+        "Items per inference run (dynamic batching merges requests)",
+        (),
+        BATCH_BUCKETS,
+    ),
+    MetricSpec(
+        "batch_requests",
+        "histogram",
+        "vslim_batch_requests",
+        "Requests merged into one inference run",
+        (),
+        BATCH_BUCKETS,
+    ),
+    MetricSpec(
+        "queue_seconds", "histogram", "vslim_queue_seconds", "Time requests waited for a worker", (), LATENCY_BUCKETS
+    ),
+    MetricSpec(
+        "inference_seconds", "histogram", "vslim_inference_seconds", "Time of one inference run", (), LATENCY_BUCKETS
+    ),
+    MetricSpec(
+        "batches",
+        "counter",
+        "vslim_batches",
+        "Inference runs, by the protocols of the requests they merged",
+        ("protocols",),
+    ),
     MetricSpec("queue_depth", "gauge", "vslim_queue_depth", "Requests waiting for a worker"),
     MetricSpec("ready", "gauge", "vslim_ready", "1 once the model is loaded and the server takes requests"),
 )
@@ -67,7 +100,7 @@ class _Mirrored:
     def __init__(self, own, mirror, labels: tuple[str, ...], values: tuple[str, ...] = ()):
         self._own, self._mirror, self._labels, self._values = own, mirror, labels, values
 
-    def labels(self, *values) -> "_Mirrored":
+    def labels(self, *values) -> _Mirrored:
         return _Mirrored(self._own.labels(*values), self._mirror, self._labels, tuple(map(str, values)))
 
     def _tags(self) -> dict[str, str]:
@@ -108,7 +141,7 @@ class _ForModel:
 class ModelMetrics:
     """One model's view of the server's series: the same attributes, the ``model`` label filled in."""
 
-    def __init__(self, server: "ServerMetrics", model: str):
+    def __init__(self, server: ServerMetrics, model: str):
         self.server = server
         for spec in SPECS:
             setattr(self, spec.attr, _ForModel(getattr(server, spec.attr), model))
@@ -126,7 +159,7 @@ class ServerMetrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, mirror: Optional[Callable[[MetricSpec], Any]] = None):
+    def __init__(self, mirror: Callable[[MetricSpec], Any] | None = None):
         self.registry = CollectorRegistry()
         for spec in SPECS:
             own = _own(spec, self.registry)

@@ -12,6 +12,7 @@ one: Triton's client library registers the same symbols (``inference.ModelInferR
 so a process could not import both. Messages, their wire format, pickling and
 JSON are unaffected; only lookups by name in the default pool do not see them.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -24,7 +25,9 @@ OUT_DIR = Path(__file__).resolve().parent / "_generated"
 PACKAGE_PATH = Path("vslim") / "serving" / "_generated"
 PRIVATE_POOL = ("grpc_service_pb2.py",)
 _DEFAULT_POOL_LINE = "DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile("
-_PRIVATE_POOL_LINES = "_POOL = _descriptor_pool.DescriptorPool()  # see vslim.serving.protogen\nDESCRIPTOR = _POOL.AddSerializedFile("
+_PRIVATE_POOL_LINES = (
+    "_POOL = _descriptor_pool.DescriptorPool()  # see vslim.serving.protogen\nDESCRIPTOR = _POOL.AddSerializedFile("
+)
 
 
 def _use_private_pool(module: Path) -> None:
@@ -48,8 +51,14 @@ def generate(out_dir: Path = OUT_DIR) -> list[Path]:
         dst = Path(tmp) / "out"
         dst.mkdir()
         include = Path(protoc.__file__).parent / "_proto"
-        args = ["protoc", f"-I{src}", f"-I{include}", f"--python_out={dst}", f"--grpc_python_out={dst}",
-                *[str(PACKAGE_PATH / p.name) for p in protos]]
+        args = [
+            "protoc",
+            f"-I{src}",
+            f"-I{include}",
+            f"--python_out={dst}",
+            f"--grpc_python_out={dst}",
+            *[str(PACKAGE_PATH / p.name) for p in protos],
+        ]
         code = protoc.main(args)
         if code != 0:
             raise RuntimeError(f"protoc failed ({code}) compiling {[p.name for p in protos]}")

@@ -23,15 +23,16 @@ model already served is a reload: new versions are loaded while the old ones kee
 the old ones are unloaded; a version that fails to load leaves what is served untouched. An
 unloaded version stops taking requests, finishes those it admitted, then frees its engine.
 """
+
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 from google.protobuf import text_format
 
@@ -66,11 +67,19 @@ class ModelSource:
     def fingerprint(self) -> tuple:
         """Changes when any file of the version changes (poll mode reloads it then)."""
         root = self.server_dir.parent if (self.server_dir.parent / "vslim_manifest.json").is_file() else self.server_dir
-        return tuple(sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns)
-                            for p in root.rglob("*") if p.is_file())) + self.settings
+        return (
+            tuple(
+                sorted(
+                    (str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns)
+                    for p in root.rglob("*")
+                    if p.is_file()
+                )
+            )
+            + self.settings
+        )
 
 
-def _server_half(folder: Path) -> Optional[Path]:
+def _server_half(folder: Path) -> Path | None:
     """The bundle's server half in a version folder: the folder itself, or the one NAME_serving_server in it."""
     if _has_server_conf(folder):
         return folder
@@ -109,8 +118,10 @@ def scan(root: Path) -> dict[str, dict[int, ModelSource]]:
 
     def add(name: str, version: int, server: Path, origin: Path, settings: tuple = ()) -> None:
         if name in where and where[name] != origin:
-            raise ServingError(f"two models are named {name!r} in {root}: {where[name]} and {origin}; rename one "
-                               "(v2 and the Paddle Serving protocol find models by name)")
+            raise ServingError(
+                f"two models are named {name!r} in {root}: {where[name]} and {origin}; rename one "
+                "(v2 and the Paddle Serving protocol find models by name)"
+            )
         where[name] = origin
         found.setdefault(name, {})[version] = ModelSource(name, version, server, settings)
 
@@ -133,8 +144,10 @@ def scan(root: Path) -> dict[str, dict[int, ModelSource]]:
         if not MODEL_NAME.fullmatch(name):
             raise ServingError(f"model folder {where[name]}: {name!r} is not a model name (letters, digits, _ . -)")
         if name.endswith("_video") and name.removesuffix("_video") in found:
-            raise ServingError(f"models {name.removesuffix('_video')!r} and {name!r} in {root}: v2 serves every "
-                               f"model NAME as NAME_video too, so {name!r} would be both; rename it")
+            raise ServingError(
+                f"models {name.removesuffix('_video')!r} and {name!r} in {root}: v2 serves every "
+                f"model NAME as NAME_video too, so {name!r} would be both; rename it"
+            )
     return found
 
 
@@ -153,7 +166,7 @@ class VersionPolicy:
     versions: tuple[int, ...] = ()
 
     @classmethod
-    def parse(cls, text: str) -> "VersionPolicy":
+    def parse(cls, text: str) -> VersionPolicy:
         kind, _, arg = text.partition(":")
         try:
             if kind == "latest":
@@ -168,8 +181,10 @@ class VersionPolicy:
                     return cls("specific", versions=numbers)
         except ValueError:
             pass
-        raise ConfigError(f"--version-policy {text!r} is not understood; use latest:N (N >= 1), all, or "
-                          "specific:V[,V...] with versions >= 1")
+        raise ConfigError(
+            f"--version-policy {text!r} is not understood; use latest:N (N >= 1), all, or "
+            "specific:V[,V...] with versions >= 1"
+        )
 
     def select(self, available) -> list[int]:
         available = sorted(available)
@@ -177,11 +192,12 @@ class VersionPolicy:
             return available
         if self.kind == "specific":
             return [v for v in available if v in self.versions]
-        return available[-self.count:]
+        return available[-self.count :]
 
     def __str__(self) -> str:
         return {"all": "all", "latest": f"latest:{self.count}"}.get(
-            self.kind, "specific:" + ",".join(map(str, self.versions)))
+            self.kind, "specific:" + ",".join(map(str, self.versions))
+        )
 
 
 # --------------------------------------------------------------------------- what is served
@@ -205,8 +221,13 @@ class ModelRepository:
     verifies the bundle and starts its engine). All changes happen on the event loop, one at a time.
     """
 
-    def __init__(self, cfg: ServerConfig, opener: Callable[[ServerConfig, ModelSource, ServerMetrics], ModelService],
-                 metrics: Optional[ServerMetrics] = None, log: Callable[[str], None] = lambda _: None):
+    def __init__(
+        self,
+        cfg: ServerConfig,
+        opener: Callable[[ServerConfig, ModelSource, ServerMetrics], ModelService],
+        metrics: ServerMetrics | None = None,
+        log: Callable[[str], None] = lambda _: None,
+    ):
         self.cfg = cfg
         self.metrics = metrics or ServerMetrics()
         self.opener = opener
@@ -248,7 +269,7 @@ class ModelRepository:
     def services(self) -> list[ModelService]:
         return [s.service for versions in self.served.values() for s in versions.values()]
 
-    def get(self, name: str, version: Optional[str] = "") -> ModelService:
+    def get(self, name: str, version: str | None = "") -> ModelService:
         """The service of ``name`` at ``version`` (empty: the newest ready one); NOT_FOUND or UNAVAILABLE."""
         versions = self.served.get(name)
         if not versions and self.loading.get(name):
@@ -260,8 +281,11 @@ class ModelRepository:
             if number in self.loading.get(name, ()) and number not in versions:
                 raise RequestError(f"model '{name}' version {version} is loading; retry when it is ready", UNAVAILABLE)
             if number not in versions:
-                raise RequestError(f"Request for unknown model: '{name}' version {version} is not found; it has "
-                                   f"version(s) {', '.join(map(str, sorted(versions)))}", NOT_FOUND)
+                raise RequestError(
+                    f"Request for unknown model: '{name}' version {version} is not found; it has "
+                    f"version(s) {', '.join(map(str, sorted(versions)))}",
+                    NOT_FOUND,
+                )
             return versions[number].service
         ready = [v for v, s in versions.items() if s.service.ready]
         return versions[max(ready or versions)].service
@@ -275,8 +299,11 @@ class ModelRepository:
             return self.get(names[0])
         if not names:
             raise RequestError("no model is loaded; load one (POST /v2/repository/models/NAME/load)", UNAVAILABLE)
-        raise RequestError(f"this server serves {len(names)} models and Paddle Serving's protocol names none; "
-                           "restart it with --default-model NAME, or use v2 (it names the model)", NOT_FOUND)
+        raise RequestError(
+            f"this server serves {len(names)} models and Paddle Serving's protocol names none; "
+            "restart it with --default-model NAME, or use v2 (it names the model)",
+            NOT_FOUND,
+        )
 
     def index(self, ready_only: bool = False) -> list[dict]:
         """Triton's repository index: every model version and its state (unloaded and failed ones too)."""
@@ -287,8 +314,12 @@ class ModelRepository:
                     if not versions:
                         rows[(name, 0)] = (UNAVAILABLE_STATE, "no version folder holds a bundle")
                     for number in versions:
-                        rows[(name, number)] = (UNAVAILABLE_STATE, "unloaded" if name in self.unloaded else
-                                                "not loaded (excluded by the version policy or not asked for)")
+                        rows[(name, number)] = (
+                            UNAVAILABLE_STATE,
+                            "unloaded"
+                            if name in self.unloaded
+                            else "not loaded (excluded by the version policy or not asked for)",
+                        )
             except VslimError as exc:
                 self.log(f"warning: cannot read the model repository: {exc}")
         for (name, number), reason in self.failed.items():
@@ -299,8 +330,10 @@ class ModelRepository:
         for name, versions in self.served.items():
             for number, s in versions.items():
                 rows[(name, number)] = (READY if s.service.ready and s.state == READY else s.state, s.reason)
-        out = [{"name": n, "version": str(v) if v else "", "state": st, "reason": why}
-               for (n, v), (st, why) in sorted(rows.items())]
+        out = [
+            {"name": n, "version": str(v) if v else "", "state": st, "reason": why}
+            for (n, v), (st, why) in sorted(rows.items())
+        ]
         return [r for r in out if r["state"] == READY] if ready_only else out
 
     def record(self, protocol: str, endpoint: str, start: float, error=None) -> None:
@@ -313,13 +346,17 @@ class ModelRepository:
     def check_default(self, sources: dict) -> None:
         """``--default-model`` must name a model of the repository, and is required when it holds several."""
         if self.default and self.default not in sources:
-            raise ConfigError(f"--default-model {self.default!r} is not a model of {self.root or self.cfg.bundle}; "
-                              f"it holds: {', '.join(sorted(sources)) or 'no models'}")
+            raise ConfigError(
+                f"--default-model {self.default!r} is not a model of {self.root or self.cfg.bundle}; "
+                f"it holds: {', '.join(sorted(sources)) or 'no models'}"
+            )
         if not self.default and len(sources) > 1:
-            raise ConfigError(f"{self.root} holds {len(sources)} models ({', '.join(sorted(sources))}): give "
-                              "--default-model NAME, the one Paddle Serving's protocol (which names no model) reaches")
+            raise ConfigError(
+                f"{self.root} holds {len(sources)} models ({', '.join(sorted(sources))}): give "
+                "--default-model NAME, the one Paddle Serving's protocol (which names no model) reaches"
+            )
 
-    async def start(self, load: Optional[list[str]] = None) -> None:
+    async def start(self, load: list[str] | None = None) -> None:
         """Load the start-up models (every model, or in explicit mode the ``--load-model`` ones); a failure is fatal."""
         sources = self.sources()
         self.check_default(sources)
@@ -327,8 +364,10 @@ class ModelRepository:
             names = sorted(sources) if load and "*" in load else list(load or [])
             unknown = [n for n in names if n not in sources]
             if unknown:
-                raise ConfigError(f"--load-model {', '.join(unknown)}: not in {self.root}; it holds "
-                                  f"{', '.join(sorted(sources)) or 'no models'}")
+                raise ConfigError(
+                    f"--load-model {', '.join(unknown)}: not in {self.root}; it holds "
+                    f"{', '.join(sorted(sources)) or 'no models'}"
+                )
         else:
             names = sorted(sources)
         for name in names:
@@ -353,11 +392,17 @@ class ModelRepository:
 
     def _check_control(self, action: str, name: str) -> None:
         if self.mode != "explicit":
-            raise RequestError(f"{action} is refused: this server runs with --model-control-mode {self.mode} "
-                               "(load and unload need --model-control-mode explicit)", INVALID)
+            raise RequestError(
+                f"{action} is refused: this server runs with --model-control-mode {self.mode} "
+                "(load and unload need --model-control-mode explicit)",
+                INVALID,
+            )
         if not MODEL_NAME.fullmatch(name or ""):
-            raise RequestError(f"{action} of {name!r} is refused: give a model name of the repository (letters, "
-                               "digits, _ . -), not a path", INVALID)
+            raise RequestError(
+                f"{action} of {name!r} is refused: give a model name of the repository (letters, "
+                "digits, _ . -), not a path",
+                INVALID,
+            )
         if self.draining:
             raise RequestError("the server is shutting down", UNAVAILABLE)
 
@@ -443,7 +488,7 @@ class ModelRepository:
             self.log(f"loaded {name} version {number} in {time.perf_counter() - t0:.1f}s")
         old = {v: current[v] for v in loaded if v in current}
         current.update(loaded)
-        for number, s in old.items():
+        for s in old.values():
             await self._close(s)
         for number in [v for v in current if v not in wanted]:
             await self._retire(name, number)

@@ -5,6 +5,7 @@ the repository, listen (health says 503 "loading"), load the models, then report
 SIGTERM/SIGINT drain: health turns NOT_SERVING, the port stops accepting, in-flight
 requests finish (up to ``grace_seconds``), queued inference completes, exit 0.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,26 +19,26 @@ import ssl
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import uvicorn
 
-from .config import ServerConfig
-from .errors import ServingError
 from vslim.inference.program import framework_pb2
 from vslim.inference.runtimes import open_predictor
 from vslim.textnum import whole_number
 
 from .auth import load_token
 from .bundle import ServingBundle, load_bundle
+from .config import ServerConfig
 from .engine import InferenceEngine
+from .errors import ServingError
 from .grpc_server import make_grpc_server
 from .http_app import make_http_app
 from .logs import LOGGER, GrpcAccessLog, relayed_http_protocol
-from .prometheus import ServerMetrics
 from .portshare import PortSharer
+from .prometheus import ServerMetrics
 from .protocols import frontends
 from .repository import ModelRepository, ModelSource, poll_forever
 from .service import Batching, ModelService
@@ -66,7 +67,7 @@ def _log(message: str) -> None:
     print(f"vslim-serve: {message}", file=sys.stderr, flush=True)
 
 
-def _tls_context(cfg: ServerConfig) -> Optional[ssl.SSLContext]:
+def _tls_context(cfg: ServerConfig) -> ssl.SSLContext | None:
     if not cfg.tls_cert:
         return None
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -78,8 +79,10 @@ def _tls_context(cfg: ServerConfig) -> Optional[ssl.SSLContext]:
     return ctx
 
 
-FAULTS = {"inference_error_every": "every N-th inference run fails",
-          "inference_delay_ms": "every inference run first sleeps N ms (in-flight requests for drain tests)"}
+FAULTS = {
+    "inference_error_every": "every N-th inference run fails",
+    "inference_delay_ms": "every inference run first sleeps N ms (in-flight requests for drain tests)",
+}
 
 
 def injected_faults() -> dict[str, int]:
@@ -90,8 +93,10 @@ def injected_faults() -> dict[str, int]:
     for part in filter(None, spec.split(",")):
         key, _, value = part.partition("=")
         if key not in FAULTS or whole_number(value) is None or whole_number(value) < 1:
-            raise ServingError(f"VSLIM_INJECT_FAULTS={spec!r} is not understood; use "
-                               f"{' and/or '.join(k + '=N' for k in FAULTS)}, comma-separated")
+            raise ServingError(
+                f"VSLIM_INJECT_FAULTS={spec!r} is not understood; use "
+                f"{' and/or '.join(k + '=N' for k in FAULTS)}, comma-separated"
+            )
         faults[key] = whole_number(value)
     return faults
 
@@ -105,13 +110,24 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def make_service(cfg: ServerConfig, bundle: ServingBundle, metrics: Optional[ServerMetrics] = None,
-                 name: Optional[str] = None, version: str = "1") -> ModelService:
+def make_service(
+    cfg: ServerConfig,
+    bundle: ServingBundle,
+    metrics: ServerMetrics | None = None,
+    name: str | None = None,
+    version: str = "1",
+) -> ModelService:
     """A model as ``cfg`` limits and batches it, not yet loaded (health says "loading")."""
     max_body = cfg.max_body_mb << 20
-    return ModelService(bundle, metrics or ServerMetrics(), Limits(max_batch=cfg.max_request_batch, max_elements=max_body),
-                        max_body, Batching(cfg.max_batch_size, cfg.batch_timeout_ms, cfg.workers, cfg.device),
-                        name=name, version=version)
+    return ModelService(
+        bundle,
+        metrics or ServerMetrics(),
+        Limits(max_batch=cfg.max_request_batch, max_elements=max_body),
+        max_body,
+        Batching(cfg.max_batch_size, cfg.batch_timeout_ms, cfg.workers, cfg.device),
+        name=name,
+        version=version,
+    )
 
 
 def start_engine(cfg: ServerConfig, service: ModelService, log: Callable[[str], None] = _log) -> InferenceEngine:
@@ -121,24 +137,34 @@ def start_engine(cfg: ServerConfig, service: ModelService, log: Callable[[str], 
     same engine, batching and fault injection.
     """
     bundle = service.bundle
-    predictor = open_predictor(bundle.server_dir, cfg.predictor_config(), bundle.info, warn=lambda m: log(f"warning: {m}"))
+    predictor = open_predictor(
+        bundle.server_dir, cfg.predictor_config(), bundle.info, warn=lambda m: log(f"warning: {m}")
+    )
     warmup = list(range(1, cfg.max_batch_size + 1)) if cfg.warmup else []
     if warmup:
         log(f"warming up batch sizes 1-{cfg.max_batch_size} on {cfg.workers} worker(s)")
     faults = injected_faults()
     for key, value in faults.items():
         log(f"FAULT INJECTION ON: {FAULTS[key].replace('N', str(value), 1)} (VSLIM_INJECT_FAULTS)")
-    engine = InferenceEngine(predictor, cfg.workers, cfg.max_batch_size, cfg.batch_timeout_ms,
-                             service.observe_batch, warmup, faults.get("inference_error_every", 0),
-                             faults.get("inference_delay_ms", 0) / 1000)
+    engine = InferenceEngine(
+        predictor,
+        cfg.workers,
+        cfg.max_batch_size,
+        cfg.batch_timeout_ms,
+        service.observe_batch,
+        warmup,
+        faults.get("inference_error_every", 0),
+        faults.get("inference_delay_ms", 0) / 1000,
+    )
     engine.wait_warm()
     service.engine = engine
     service.metrics.ready.set(1)
     return engine
 
 
-def open_model(cfg: ServerConfig, source: ModelSource, metrics: ServerMetrics,
-               log: Callable[[str], None] = _log) -> ModelService:
+def open_model(
+    cfg: ServerConfig, source: ModelSource, metrics: ServerMetrics, log: Callable[[str], None] = _log
+) -> ModelService:
     """Verify a repository model's bundle and start its engine (blocking): the repository's opener."""
     bundle = load_bundle(source.server_dir, verify=cfg.verify_manifest)
     if bundle.manifest is None and cfg.verify_manifest:
@@ -159,13 +185,14 @@ class RunningServer:
     """Handles of a started server (for embedding it, e.g. in the demo or tests)."""
 
     port: int
-    service: Optional[ModelService]  # the first model served (the only one of a --bundle)
+    service: ModelService | None  # the first model served (the only one of a --bundle)
     stop: Callable[[], None]
-    repository: Optional[ModelRepository] = None
+    repository: ModelRepository | None = None
 
 
-async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServer], None]] = None,
-                     install_signals: bool = True) -> int:
+async def run_server(
+    cfg: ServerConfig, on_ready: Callable[[RunningServer], None] | None = None, install_signals: bool = True
+) -> int:
     cfg.validate()
     logging.getLogger(LOGGER).debug("configuration: %s", cfg)
     if cfg.bundle:  # a damaged bundle refuses to start before anything listens
@@ -177,8 +204,10 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
     sources = repo.sources()  # a repository's problems (two models of one name, a bad config.pbtxt) too
     repo.check_default(sources)
     if not is_loopback(cfg.host):
-        _log(f"warning: listening on {cfg.host}, reachable from other machines; "
-             "keep it on 127.0.0.1 unless a firewall or TLS proxy is in front")
+        _log(
+            f"warning: listening on {cfg.host}, reachable from other machines; "
+            "keep it on 127.0.0.1 unless a firewall or TLS proxy is in front"
+        )
     max_body = cfg.max_body_mb << 20
     token = load_token(cfg.auth_token_file) if cfg.auth_token_file else None
     protocols = frontends()
@@ -186,16 +215,23 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
     sockets = Path(tempfile.mkdtemp(prefix="vslim-serve-"))
     os.chmod(sockets, 0o700)  # the private backends are reachable through the public port only
     grpc_sock, http_sock = sockets / "grpc.sock", sockets / "http.sock"
-    grpc_server, health = make_grpc_server(repo, protocols, max_body + (1 << 20), token,
-                                           outer_interceptors=(GrpcAccessLog(),) if cfg.access_log else ())
+    grpc_server, health = make_grpc_server(
+        repo, protocols, max_body + (1 << 20), token, outer_interceptors=(GrpcAccessLog(),) if cfg.access_log else ()
+    )
     grpc_server.add_insecure_port(f"unix:{grpc_sock}")
     # uvicorn's own log (stderr) only says more with --log-level debug; its access log is ours (logs.py)
-    http_server = _QuietUvicorn(uvicorn.Config(make_http_app(repo, protocols, token, access_log=cfg.access_log),
-                                               uds=str(http_sock), http=relayed_http_protocol(),
-                                               log_level={"debug": "debug", "error": "error"}.get(cfg.log_level,
-                                                                                                  "warning"),
-                                               lifespan="off", access_log=False, timeout_graceful_shutdown=None,
-                                               h11_max_incomplete_event_size=max_body))
+    http_server = _QuietUvicorn(
+        uvicorn.Config(
+            make_http_app(repo, protocols, token, access_log=cfg.access_log),
+            uds=str(http_sock),
+            http=relayed_http_protocol(),
+            log_level={"debug": "debug", "error": "error"}.get(cfg.log_level, "warning"),
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=None,
+            h11_max_incomplete_event_size=max_body,
+        )
+    )
     sharer = PortSharer(cfg.host, cfg.port, str(grpc_sock), str(http_sock), tls)
     stop_event = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -214,11 +250,18 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
         try:
             port = await sharer.start()
         except OSError as exc:
-            raise ServingError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}; "
-                               "choose another --port or stop what holds it") from exc
-        security = ", ".join(x for x in ("TLS" if tls else "", "bearer token" if token else "") if x) or "no TLS, no auth"
-        what = Path(cfg.bundle).name if cfg.bundle else \
-            f"{len(sources)} model(s) of {cfg.model_repository} ({cfg.model_control_mode} model control)"
+            raise ServingError(
+                f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}; "
+                "choose another --port or stop what holds it"
+            ) from exc
+        security = (
+            ", ".join(x for x in ("TLS" if tls else "", "bearer token" if token else "") if x) or "no TLS, no auth"
+        )
+        what = (
+            Path(cfg.bundle).name
+            if cfg.bundle
+            else f"{len(sources)} model(s) of {cfg.model_repository} ({cfg.model_control_mode} model control)"
+        )
         _log(f"listening on {cfg.host}:{port} (gRPC + HTTP: Paddle Serving and KServe v2; {security}); loading {what}")
         t0 = time.perf_counter()
         await _start_models(repo, cfg)
@@ -227,16 +270,24 @@ async def run_server(cfg: ServerConfig, on_ready: Optional[Callable[[RunningServ
         if cfg.bundle:
             _log(f"ready in {time.perf_counter() - t0:.1f}s: {_describe(services[0])}")
         else:
-            _log(f"ready in {time.perf_counter() - t0:.1f}s: {len(services)} model version(s), version policy "
-                 f"{repo.policy}" + (f", Paddle Serving's protocol reaches {repo.default}" if repo.default else ""))
+            _log(
+                f"ready in {time.perf_counter() - t0:.1f}s: {len(services)} model version(s), version policy "
+                f"{repo.policy}" + (f", Paddle Serving's protocol reaches {repo.default}" if repo.default else "")
+            )
         for service in services:
-            _log(f"models: {service.name}: " + "; ".join(d for f in protocols if (d := f.describe(service.name)))
-                 if cfg.bundle else f"model {service.name} version {service.version}: {_describe(service)}")
+            _log(
+                f"models: {service.name}: " + "; ".join(d for f in protocols if (d := f.describe(service.name)))
+                if cfg.bundle
+                else f"model {service.name} version {service.version}: {_describe(service)}"
+            )
         if cfg.model_control_mode == "poll":
             poller = asyncio.create_task(poll_forever(repo, cfg.repository_poll_secs))
         if on_ready:
-            on_ready(RunningServer(port, services[0] if services else None,
-                                   lambda: loop.call_soon_threadsafe(stop_event.set), repo))
+            on_ready(
+                RunningServer(
+                    port, services[0] if services else None, lambda: loop.call_soon_threadsafe(stop_event.set), repo
+                )
+            )
         await stop_event.wait()
         _log("draining: finishing in-flight requests")
         if poller:
@@ -274,9 +325,11 @@ async def _drain(cfg, repo, health, sharer, grpc_server, http_server, http_task)
     await health.set(False)
     await sharer.stop_accepting()
     http_server.should_exit = True
-    await asyncio.gather(grpc_server.stop(cfg.grace_seconds),
-                         asyncio.wait_for(asyncio.shield(http_task), cfg.grace_seconds + 5),
-                         return_exceptions=True)
+    await asyncio.gather(
+        grpc_server.stop(cfg.grace_seconds),
+        asyncio.wait_for(asyncio.shield(http_task), cfg.grace_seconds + 5),
+        return_exceptions=True,
+    )
     await sharer.close_connections(5.0)
 
 

@@ -7,19 +7,19 @@ their requests, check them against :attr:`ModelService.signature` and call
 status. Requests of every protocol meet in the same engine queue, so they are
 batched together.
 """
+
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
+from vslim.accuracy import softmax, topk
 from vslim.data.pipeline import ClipPipeline, as_inputs
 from vslim.errors import InferenceError, VslimError
-from vslim.accuracy import softmax, topk
 
 from .bundle import ServingBundle
 from .engine import BatchStats, InferenceEngine
@@ -51,8 +51,16 @@ class Classification:
 class ModelService:
     """One served model: its signature, limits, engine (once loaded), metrics and statistics."""
 
-    def __init__(self, bundle: ServingBundle, metrics: ServerMetrics, limits: Limits, max_body: int,
-                 batching: Batching = Batching(), name: Optional[str] = None, version: str = "1"):
+    def __init__(
+        self,
+        bundle: ServingBundle,
+        metrics: ServerMetrics,
+        limits: Limits,
+        max_body: int,
+        batching: Batching = Batching(),
+        name: str | None = None,
+        version: str = "1",
+    ):
         self.bundle = bundle
         self.name = name or bundle.name  # a repository names its models; a lone bundle is its folder's name
         self.version = version
@@ -62,7 +70,7 @@ class ModelService:
         self.batching = batching
         self.signature = bundle.signature
         self.pipeline = ClipPipeline.for_model(bundle.meta)
-        self.engine: Optional[InferenceEngine] = None
+        self.engine: InferenceEngine | None = None
         self.draining = False  # the server is shutting down
         self.unloading = False  # this model version is being unloaded
         self.active = 0  # requests admitted and not yet answered (an unload waits for them)
@@ -130,29 +138,39 @@ class ModelService:
             scores = out[fetch.name][0]
             probs = softmax(scores) if meta.output_kind == "logits" else scores
             ids, values = topk(probs, top_k)
-            answers.append(Classification([int(i) for i in ids], [float(v) for v in values],
-                                          [meta.label_name(int(i)) for i in ids]))
+            answers.append(
+                Classification(
+                    [int(i) for i in ids], [float(v) for v in values], [meta.label_name(int(i)) for i in ids]
+                )
+            )
         return answers
 
     def observe_batch(self, stats: BatchStats) -> None:
         """The engine's report of one run (called from a worker thread)."""
         self.metrics.observe_batch(stats)
-        self.stats[TENSOR_MODEL].execution(stats.size, (stats.input_seconds, stats.run_seconds, stats.output_seconds),
-                                           stats.waits)
+        self.stats[TENSOR_MODEL].execution(
+            stats.size, (stats.input_seconds, stats.run_seconds, stats.output_seconds), stats.waits
+        )
 
     def video_executed(self, clips: int, phases: tuple[float, float, float]) -> None:
         """One video request answered: decoding (input), classifying (infer), building the answer (output)."""
         self.stats[VIDEO_MODEL].execution(clips, phases, (0.0,))
 
-    def record(self, protocol: str, endpoint: str, start: float, error: Optional[RequestError] = None,
-               model: Optional[str] = TENSOR_MODEL) -> None:
+    def record(
+        self,
+        protocol: str,
+        endpoint: str,
+        start: float,
+        error: RequestError | None = None,
+        model: str | None = TENSOR_MODEL,
+    ) -> None:
         """One request answered: Prometheus series, and the statistics of ``model`` (None: no model was found)."""
         seconds = record_request(self.metrics, protocol, endpoint, start, error)
         if model is not None:
             self.stats[model].request(seconds, error is None)
 
 
-def record_request(metrics, protocol: str, endpoint: str, start: float, error: Optional[RequestError] = None) -> float:
+def record_request(metrics, protocol: str, endpoint: str, start: float, error: RequestError | None = None) -> float:
     """A request's Prometheus series (``metrics``: one model's view); returns its seconds."""
     seconds = time.perf_counter() - start
     outcome = "ok" if error is None else error.kind
@@ -177,16 +195,16 @@ class Call:
 
     def __init__(self, repo, protocol: str, endpoint: str, where: str):
         self.repo, self.protocol, self.endpoint, self.where = repo, protocol, endpoint, where
-        self.service: Optional[ModelService] = None
-        self.kind: Optional[str] = TENSOR_MODEL
-        self.refusal: Optional[RequestError] = None
+        self.service: ModelService | None = None
+        self.kind: str | None = TENSOR_MODEL
+        self.refusal: RequestError | None = None
         self.start = time.perf_counter()
 
-    def admit(self, service: "ModelService", kind: Optional[str] = TENSOR_MODEL):
+    def admit(self, service: ModelService, kind: str | None = TENSOR_MODEL):
         self.service, self.kind = service, kind
         return service.admitted()
 
-    def __enter__(self) -> "Call":
+    def __enter__(self) -> Call:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:

@@ -4,11 +4,12 @@ Each protocol decodes its wire format into :class:`TensorIn` values and calls
 :func:`check_inputs` / :func:`check_outputs`, so Paddle Serving and v2 requests
 are refused for the same reasons, each in its own words (``Wording``).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -31,13 +32,13 @@ class Signature:
     fetches: tuple[VarSpec, ...]
 
     @staticmethod
-    def _find(specs, key: str) -> Optional[VarSpec]:
+    def _find(specs, key: str) -> VarSpec | None:
         return next((s for s in specs if key in (s.alias, s.name)), None)
 
-    def feed(self, key: str) -> Optional[VarSpec]:
+    def feed(self, key: str) -> VarSpec | None:
         return self._find(self.feeds, key)
 
-    def fetch(self, key: str) -> Optional[VarSpec]:
+    def fetch(self, key: str) -> VarSpec | None:
         return self._find(self.fetches, key)
 
 
@@ -51,12 +52,12 @@ class Limits:
 class TensorIn:
     """One decoded input tensor, before it is checked against the model."""
 
-    key: str                   # the name the client gave
-    dtype: Optional[np.dtype]  # None: a type this server never takes
-    type_name: str             # the type as the protocol names it, for messages
+    key: str  # the name the client gave
+    dtype: np.dtype | None  # None: a type this server never takes
+    type_name: str  # the type as the protocol names it, for messages
     shape: list[int]
-    values: np.ndarray         # flat
-    alt_key: str = ""          # a second name (Paddle Serving sends name and alias)
+    values: np.ndarray  # flat
+    alt_key: str = ""  # a second name (Paddle Serving sends name and alias)
 
 
 @dataclass(frozen=True)
@@ -110,16 +111,18 @@ def _check_tensor(t: TensorIn, spec: VarSpec, limits: Limits, words: Wording) ->
     shape = t.shape
     want = [-1, *spec.shape]
     if not shape:
-        raise RequestError(f"{label} has no shape; send its shape with the batch dimension first, e.g. "
-                           f"{[1, *spec.shape]}")
+        raise RequestError(
+            f"{label} has no shape; send its shape with the batch dimension first, e.g. {[1, *spec.shape]}"
+        )
     if any(d <= 0 for d in shape):
         raise RequestError(f"{label} has a non-positive dimension in shape {shape}")
     if shape[0] > limits.max_batch:
         raise RequestError(f"{label} has batch {shape[0]}, over this server's limit of {limits.max_batch}", TOO_LARGE)
     count = math.prod(shape)
     if count > limits.max_elements:
-        raise RequestError(f"{label} has {count} elements, over this server's limit of {limits.max_elements}",
-                           TOO_LARGE)
+        raise RequestError(
+            f"{label} has {count} elements, over this server's limit of {limits.max_elements}", TOO_LARGE
+        )
     if len(shape) != len(want) or any(w >= 0 and w != d for w, d in zip(want, shape)):
         raise RequestError(f"{label} has shape {shape} but the model expects {want} (-1: any batch size)")
     if t.values.size != count:

@@ -5,6 +5,7 @@ Triton's ``/v2/models/{name}/stats`` and ``ModelStatistics`` so that Triton's
 tools (perf_analyzer, model analyzer, tritonclient) read a vslim server as they
 read Triton. Both are fed by the same events: a request answered, a batch run.
 """
+
 from __future__ import annotations
 
 import threading
@@ -35,8 +36,8 @@ class ModelStats:
     def __init__(self):
         self._lock = threading.Lock()
         self.phases = {name: Duration() for name in _PHASES}
-        self.inference_count = 0   # items inferred: a request of batch 8 counts 8
-        self.execution_count = 0   # model runs: a merged batch counts 1
+        self.inference_count = 0  # items inferred: a request of batch 8 counts 8
+        self.execution_count = 0  # model runs: a merged batch counts 1
         self.last_inference_ms = 0
         self.batches: dict[int, dict[str, Duration]] = {}  # per batch size: its three compute phases
 
@@ -77,9 +78,14 @@ class ModelStats:
         """Triton's ``ModelStatistics`` as JSON (counts and nanoseconds as numbers, version as a string)."""
         with self._lock:
             return {
-                "name": name, "version": version, "last_inference": self.last_inference_ms,
-                "inference_count": self.inference_count, "execution_count": self.execution_count,
+                "name": name,
+                "version": version,
+                "last_inference": self.last_inference_ms,
+                "inference_count": self.inference_count,
+                "execution_count": self.execution_count,
                 "inference_stats": {k: d.as_dict() for k, d in self.phases.items()},
-                "batch_stats": [{"batch_size": size, **{k: d.as_dict() for k, d in phases.items()}}
-                                for size, phases in sorted(self.batches.items())],
+                "batch_stats": [
+                    {"batch_size": size, **{k: d.as_dict() for k, d in phases.items()}}
+                    for size, phases in sorted(self.batches.items())
+                ],
             }

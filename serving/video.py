@@ -8,13 +8,13 @@ Each clip comes with its sampling record (None unless the video was shorter than
 the clip and frames were repeated), which the endpoints put in their answers so a
 padded clip is never passed off as a normal one.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from vslim.errors import DataError
 
 from .errors import RequestError
 
-Clip = tuple[np.ndarray, Optional[Sampling]]
+Clip = tuple[np.ndarray, Sampling | None]
 log = logging.getLogger("vslim.serving")
 
 
@@ -61,5 +61,6 @@ def clip_from_video_bytes(pipeline: ClipPipeline, body: bytes, what: str = "the 
 async def clips_from_videos(pipeline: ClipPipeline, videos: list[bytes]) -> list[Clip]:
     """Decode several posted videos concurrently, off the event loop."""
     names = [f"video {i}" if len(videos) > 1 else "the posted video" for i in range(len(videos))]
-    return list(await asyncio.gather(*(asyncio.to_thread(clip_from_video_bytes, pipeline, v, n)
-                                       for v, n in zip(videos, names))))
+    return list(
+        await asyncio.gather(*(asyncio.to_thread(clip_from_video_bytes, pipeline, v, n) for v, n in zip(videos, names)))
+    )

@@ -4,6 +4,7 @@ The synthetic data set, the trained small PP-TSM, its FP32 export and INT8 twins
 and a random-init PP-TSM R50 are session-scoped: every slow test uses the same
 ones, so the suite trains exactly once.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -47,8 +48,13 @@ def cli(capsys):
 def run_script(name: str, *argv, timeout: float = 600) -> CliResult:
     """Run an installed console script in a subprocess, as a user would."""
     exe = Path(sys.executable).parent / name
-    proc = subprocess.run([str(exe), *map(str, argv)], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "VSLIM_PROGRESS": "0"})
+    proc = subprocess.run(
+        [str(exe), *map(str, argv)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "VSLIM_PROGRESS": "0"},
+    )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -76,9 +82,15 @@ def trained_small(synth_data, tmp_path_factory):
     if cache and (out / "train_log.json").is_file():
         meta = json.loads((out / "vslim.json").read_text())
         return TrainResult(out, meta["training"]["best_val_top1"], json.loads((out / "train_log.json").read_text()))
-    return train(TrainConfig(arch="pptsm_small", train=ListConfig(str(synth_data / "train.list")),
-                             val=ListConfig(str(synth_data / "val.list")), output_dir=str(out),
-                             epochs=SMALL_EPOCHS))
+    return train(
+        TrainConfig(
+            arch="pptsm_small",
+            train=ListConfig(str(synth_data / "train.list")),
+            val=ListConfig(str(synth_data / "val.list")),
+            output_dir=str(out),
+            epochs=SMALL_EPOCHS,
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -89,12 +101,19 @@ def fp32_small(trained_small, tmp_path_factory) -> Path:
 
 
 def _ptq(fp32, data, out, algo):
+    from vslim.compress.config import PTQConfig
     from vslim.compress.ptq import quantize
     from vslim.config import ListConfig
-    from vslim.compress.config import PTQConfig
 
-    return quantize(PTQConfig(model_dir=str(fp32), output_dir=str(out), calib=ListConfig(str(data / "calib.list")),
-                              val=ListConfig(str(data / "val.list")), algo=algo))
+    return quantize(
+        PTQConfig(
+            model_dir=str(fp32),
+            output_dir=str(out),
+            calib=ListConfig(str(data / "calib.list")),
+            val=ListConfig(str(data / "val.list")),
+            algo=algo,
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -116,13 +135,21 @@ def r50_fp32(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def r50_int8(r50_fp32, synth_data, tmp_path_factory):
+    from vslim.compress.config import PTQConfig
     from vslim.compress.ptq import quantize
     from vslim.config import ListConfig
-    from vslim.compress.config import PTQConfig
 
-    return quantize(PTQConfig(model_dir=str(r50_fp32), output_dir=str(tmp_path_factory.mktemp("r50") / "int8"),
-                              calib=ListConfig(str(synth_data / "calib.list")), algo="avg", batch_size=2,
-                              batch_nums=2, measure_latency=False))
+    return quantize(
+        PTQConfig(
+            model_dir=str(r50_fp32),
+            output_dir=str(tmp_path_factory.mktemp("r50") / "int8"),
+            calib=ListConfig(str(synth_data / "calib.list")),
+            algo="avg",
+            batch_size=2,
+            batch_nums=2,
+            measure_latency=False,
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -130,7 +157,9 @@ def bundle_fp32(fp32_small, tmp_path_factory):
     from vslim.serving.bundle import package_serving
     from vslim.serving.config import ServingPackageConfig
 
-    return package_serving(ServingPackageConfig(str(fp32_small), str(tmp_path_factory.mktemp("bundles") / "fp32"), name="small"))
+    return package_serving(
+        ServingPackageConfig(str(fp32_small), str(tmp_path_factory.mktemp("bundles") / "fp32"), name="small")
+    )
 
 
 @pytest.fixture(scope="session")
@@ -138,8 +167,11 @@ def bundle_int8(int8_small_avg, tmp_path_factory):
     from vslim.serving.bundle import package_serving
     from vslim.serving.config import ServingPackageConfig
 
-    return package_serving(ServingPackageConfig(str(int8_small_avg.output_dir), str(tmp_path_factory.mktemp("bundles") / "int8"),
-                                           name="small_int8"))
+    return package_serving(
+        ServingPackageConfig(
+            str(int8_small_avg.output_dir), str(tmp_path_factory.mktemp("bundles") / "int8"), name="small_int8"
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -158,8 +190,13 @@ def toolchain():
 def cpp_client(tmp_path_factory):
     """Configure and build out of tree, as CI does; our own sources must compile without warnings."""
     build = tmp_path_factory.mktemp("cpp") / "build"
-    proc = subprocess.run([str(REPO / "cpp_client" / "build.sh"), str(build)], capture_output=True, text=True,
-                          timeout=900, env={**os.environ, "VSLIM_WERROR": "ON"})
+    proc = subprocess.run(
+        [str(REPO / "cpp_client" / "build.sh"), str(build)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "VSLIM_WERROR": "ON"},
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     log = proc.stdout + proc.stderr
     assert "warning:" not in log, log
@@ -169,6 +206,7 @@ def cpp_client(tmp_path_factory):
 
 
 # --------------------------------------------------------------------------- security material
+
 
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory):
@@ -182,18 +220,26 @@ def tls_files(tmp_path_factory):
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                        x509.DNSName("localhost")]), critical=False)
-            .sign(key, hashes.SHA256()))
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
     folder = tmp_path_factory.mktemp("tls")
     (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                       serialization.PrivateFormat.PKCS8,
-                                                       serialization.NoEncryption()))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return folder / "cert.pem", folder / "key.pem"
 
 
@@ -205,6 +251,7 @@ def token_file(tmp_path_factory):
 
 
 # --------------------------------------------------------------------------- servers shared by the serving tests
+
 
 @pytest.fixture(scope="session")
 def server_fp32(bundle_fp32):

@@ -13,6 +13,7 @@ meets a user's PaddleVideo export. Sizes are tiny so each builds in a second.
 | videoswin | ``data_batch_0 [N, 3, T, S, S]`` | conv3d patch embedding, 8-D window partition (oneDNN refuses it) |
 | slowfast | ``data_batch_0 [N, 3, T/alpha, S, S]``, ``data_batch_1 [N, 3, T, S, S]`` | two conv3d pathways, concat |
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -55,7 +56,7 @@ class MoViNet(nn.Layer):
 class Attention(nn.Layer):
     def __init__(self, dim: int):
         super().__init__()
-        self.scale = dim ** -0.5
+        self.scale = dim**-0.5
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
 
@@ -120,8 +121,18 @@ class SlowFast(nn.Layer):
         return self.fc(paddle.concat([a, b], axis=1))
 
 
-def build(family: str, out: Path, *, num_seg: int = 8, size: int = 32, name: str = "inference", seed: int = 0,
-          alpha: int = 4, crops: int = 10, input_names: tuple[str, ...] = ()) -> Path:
+def build(
+    family: str,
+    out: Path,
+    *,
+    num_seg: int = 8,
+    size: int = 32,
+    name: str = "inference",
+    seed: int = 0,
+    alpha: int = 4,
+    crops: int = 10,
+    input_names: tuple[str, ...] = (),
+) -> Path:
     """Export a small ``family`` model to ``out`` as PaddleVideo exports it; returns ``out``."""
     paddle.seed(seed)
     np.random.seed(seed)

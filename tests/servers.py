@@ -1,4 +1,5 @@
 """Real ``vslim-serve`` processes for the tests (the helper lives in the package: benchmarks use it too)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -10,5 +11,9 @@ __all__ = ["ServerProcess", "start_failure"]
 
 def start_failure(bundle, *extra, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run a server expected to refuse to start."""
-    return subprocess.run([*serve_command(), "--bundle", str(bundle), "--port", "0", *map(str, extra)],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [*serve_command(), "--bundle", str(bundle), "--port", "0", *map(str, extra)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

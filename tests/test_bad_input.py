@@ -1,4 +1,5 @@
 """Every entry point meets bad input with a message naming the problem, a non-zero exit, no partial output."""
+
 import shutil
 
 import numpy as np
@@ -20,13 +21,26 @@ def random_small(tmp_path_factory):
 def clips_dir(tmp_path_factory):
     from vslim.data.synth import SynthConfig, generate
 
-    return generate(tmp_path_factory.mktemp("d") / "set",
-                    SynthConfig(num_train=2, num_val=2, num_calib=2, num_frames=16))
+    return generate(
+        tmp_path_factory.mktemp("d") / "set", SynthConfig(num_train=2, num_val=2, num_calib=2, num_frames=16)
+    )
 
 
 def _ptq(cli, model, calib, out, *extra):
-    return cli("compress", "ptq", "--model-dir", model, "--calib-list", calib, "--out", out, "--algo", "avg",
-               "--no-latency", *extra)
+    return cli(
+        "compress",
+        "ptq",
+        "--model-dir",
+        model,
+        "--calib-list",
+        calib,
+        "--out",
+        out,
+        "--algo",
+        "avg",
+        "--no-latency",
+        *extra,
+    )
 
 
 def test_missing_model_folder(cli, tmp_path, clips_dir):
@@ -40,15 +54,19 @@ def test_folder_without_a_model(cli, tmp_path, clips_dir):
     assert r.code == 2 and "holds no .pdmodel" in r.err
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda d: (d / "model.pdmodel").write_bytes(b"garbage"), "is not a Paddle inference program"),
-    (lambda d: (d / "model.pdmodel").write_bytes((d / "model.pdmodel").read_bytes()[:5000]),
-     "is not a Paddle inference program"),
-    (lambda d: (d / "model.pdiparams").write_bytes((d / "model.pdiparams").read_bytes()[:999]),
-     "could not load"),
-    (lambda d: (d / "model.pdiparams").unlink(), "no parameters file model.pdiparams"),
-    (lambda d: (d / "vslim.json").write_text("{not json"), "vslim.json is not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: (d / "model.pdmodel").write_bytes(b"garbage"), "is not a Paddle inference program"),
+        (
+            lambda d: (d / "model.pdmodel").write_bytes((d / "model.pdmodel").read_bytes()[:5000]),
+            "is not a Paddle inference program",
+        ),
+        (lambda d: (d / "model.pdiparams").write_bytes((d / "model.pdiparams").read_bytes()[:999]), "could not load"),
+        (lambda d: (d / "model.pdiparams").unlink(), "no parameters file model.pdiparams"),
+        (lambda d: (d / "vslim.json").write_text("{not json"), "vslim.json is not valid JSON"),
+    ],
+)
 def test_corrupt_model_folder(cli, tmp_path, random_small, clips_dir, damage, message):
     broken = tmp_path / "broken"
     shutil.copytree(random_small, broken)
@@ -58,11 +76,14 @@ def test_corrupt_model_folder(cli, tmp_path, random_small, clips_dir, damage, me
     assert message in r.err and "Traceback" not in r.err
 
 
-@pytest.mark.parametrize("content, message", [
-    ("", "has no entries"),
-    ("videos/a.mp4\n", r"calib.list:1: .*'<frame_dir> <num_frames> <label>' or '<video> <label>'"),
-    ("videos/val/x.mp4 zero\n", r"calib.list:1: label must be a whole number"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "has no entries"),
+        ("videos/a.mp4\n", r"calib.list:1: .*'<frame_dir> <num_frames> <label>' or '<video> <label>'"),
+        ("videos/val/x.mp4 zero\n", r"calib.list:1: label must be a whole number"),
+    ],
+)
 def test_empty_or_malformed_calibration_list(cli, tmp_path, random_small, content, message):
     lst = tmp_path / "calib.list"
     lst.write_text(content)
@@ -96,8 +117,10 @@ def test_list_entries_that_cannot_be_read(cli, tmp_path, random_small, clips_dir
 
 def test_yaml_with_misspelt_key(cli, tmp_path, random_small, clips_dir):
     cfg = tmp_path / "ptq.yaml"
-    cfg.write_text(f"model_dir: {random_small}\noutput_dir: {tmp_path / 'o'}\n"
-                   f"calib: {{file_path: {clips_dir / 'calib.list'}}}\nalgorithm: avg\n")
+    cfg.write_text(
+        f"model_dir: {random_small}\noutput_dir: {tmp_path / 'o'}\n"
+        f"calib: {{file_path: {clips_dir / 'calib.list'}}}\nalgorithm: avg\n"
+    )
     r = cli("compress", "ptq", "-c", cfg)
     assert r.code == 2 and "unknown key 'algorithm'" in r.err and "did you mean 'algo'" in r.err
     assert not (tmp_path / "o").exists()
@@ -115,9 +138,11 @@ def test_wrong_input_shape_is_named(random_small):
 
 def test_preprocessing_that_does_not_fit_the_model(cli, tmp_path, random_small, clips_dir):
     cfg = tmp_path / "ptq.yaml"
-    cfg.write_text(f"model_dir: {random_small}\noutput_dir: {tmp_path / 'o'}\n"
-                   f"calib: {{file_path: {clips_dir / 'calib.list'}}}\nalgo: avg\n"
-                   "preprocess: {short_size: 96, target_size: 80}\n")
+    cfg.write_text(
+        f"model_dir: {random_small}\noutput_dir: {tmp_path / 'o'}\n"
+        f"calib: {{file_path: {clips_dir / 'calib.list'}}}\nalgo: avg\n"
+        "preprocess: {short_size: 96, target_size: 80}\n"
+    )
     r = cli("compress", "ptq", "-c", cfg)
     assert r.code == 2 and "calibration clips have shape [8, 3, 80, 80] but the model takes [8, 3, 64, 64]" in r.err
 

@@ -1,4 +1,5 @@
 """Each benchmark subcommand on the small model with tiny counts: structure and consistency, never speed."""
+
 import json
 
 import pytest
@@ -15,9 +16,26 @@ def _consistent(stats: dict, batch: int = 1) -> None:
 
 def test_runtime_matrix(cli, fp32_small, int8_small_avg, synth_data, tmp_path):
     out = tmp_path / "rt"
-    r = cli("bench", "runtime", "--model", f"fp32={fp32_small}", "--model", f"int8={int8_small_avg.output_dir}",
-            "--batch-sizes", "1,2", "--threads", "1", "--warmup", "1", "--iterations", "3",
-            "--agreement-list", synth_data / "val.list", "--out", out)
+    r = cli(
+        "bench",
+        "runtime",
+        "--model",
+        f"fp32={fp32_small}",
+        "--model",
+        f"int8={int8_small_avg.output_dir}",
+        "--batch-sizes",
+        "1,2",
+        "--threads",
+        "1",
+        "--warmup",
+        "1",
+        "--iterations",
+        "3",
+        "--agreement-list",
+        synth_data / "val.list",
+        "--out",
+        out,
+    )
     assert r.code == 0, r.err
     report = json.loads((out / "runtime.json").read_text())
     assert {"cpu", "packages", "git_commit", "gpu"} <= set(report["environment"])
@@ -40,8 +58,13 @@ def test_runtime_matrix(cli, fp32_small, int8_small_avg, synth_data, tmp_path):
         # FP32 backends agree to float rounding, BF16 to its 8-bit mantissa; INT8 kernels differ in rounding
         # between runtimes (0.05-0.2 of the logit scale on small models): there they must pick the same classes
         variant = key[2]
-        limit = 0.5 if key[0] == "int8" or "int8" in variant else 0.05 if variant in ("bf16", "default-hint") \
-            or key[1] == "paddle-bf16" else 1e-3
+        limit = (
+            0.5
+            if key[0] == "int8" or "int8" in variant
+            else 0.05
+            if variant in ("bf16", "default-hint") or key[1] == "paddle-bf16"
+            else 1e-3
+        )
         assert x["max_rel_diff_vs_paddle_onednn"] < limit and x["top1_agreement_vs_paddle_onednn"] >= 0.5, x
     for name in ("openvino (nncf-int8)", "onnxruntime (quantize-static-int8)", "openvino (default-hint)"):
         backend, variant = name.rstrip(")").split(" (")
@@ -72,7 +95,8 @@ def test_e2e(cli, fp32_small, tmp_path):
         _consistent(stats)
     s = report["stages"]
     assert s["total_ms"]["mean_ms"] == pytest.approx(
-        s["decode_sample_ms"]["mean_ms"] + s["transform_ms"]["mean_ms"] + s["inference_ms"]["mean_ms"], rel=1e-6)
+        s["decode_sample_ms"]["mean_ms"] + s["transform_ms"]["mean_ms"] + s["inference_ms"]["mean_ms"], rel=1e-6
+    )
     assert 0 < report["preprocess_share_of_total"] < 1
     # PyAV by default, timed against OpenCV's seek and a full decode, all three seeing the same frames
     assert report["decoder"] == "pyav" and report["max_frame_diff_vs_decode_all"] == 0
@@ -82,8 +106,24 @@ def test_e2e(cli, fp32_small, tmp_path):
 
 def test_serving_sweep_and_compare(cli, bundle_int8, tmp_path):
     out = tmp_path / "srv"
-    r = cli("bench", "serving", "--bundle", bundle_int8.server, "--protocols", "grpc,http,v2-grpc,v2-http",
-            "--concurrency", "1,4", "--requests", "12", "--duration", "20", "--batching", "1,4", "--out", out)
+    r = cli(
+        "bench",
+        "serving",
+        "--bundle",
+        bundle_int8.server,
+        "--protocols",
+        "grpc,http,v2-grpc,v2-http",
+        "--concurrency",
+        "1,4",
+        "--requests",
+        "12",
+        "--duration",
+        "20",
+        "--batching",
+        "1,4",
+        "--out",
+        out,
+    )
     assert r.code == 0, r.err
     report = json.loads((out / "serving.json").read_text())
     assert len(report["rows"]) == 4 * 2 * 2
@@ -137,7 +177,7 @@ def test_compare_refuses_reports_with_nothing_in_common(cli, fp32_small, tmp_pat
     # batch sizes are ticked as the whole numbers measured
     import json
 
-    (name, fig), = figures_of(json.loads(a.read_text()))
+    ((name, fig),) = figures_of(json.loads(a.read_text()))
     assert name == "latency_vs_batch.png" and list(fig.axes[0].get_xticks()) == [1, 3]
 
 

@@ -3,6 +3,7 @@
 The parsers are walked, not listed by hand, so a command added later is held to
 the same rule without anyone remembering to add it here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -87,11 +88,14 @@ def test_installed_entry_points_print_help(prog):
     assert _parser(prog).description.split()[0] in r.stdout
 
 
-@pytest.mark.parametrize("argv, suggestion", [
-    (["vslim", "serv"], "did you mean 'serve'?"),
-    (["vslim", "compress", "ptqq"], "did you mean 'ptq'?"),
-    (["vslim-bench", "runtim"], "did you mean 'runtime'?"),
-])
+@pytest.mark.parametrize(
+    "argv, suggestion",
+    [
+        (["vslim", "serv"], "did you mean 'serve'?"),
+        (["vslim", "compress", "ptqq"], "did you mean 'ptq'?"),
+        (["vslim-bench", "runtim"], "did you mean 'runtime'?"),
+    ],
+)
 def test_a_mistyped_command_gets_a_suggestion(argv, suggestion):
     r = subprocess.run([str(BIN / argv[0]), *argv[1:]], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and suggestion in r.stderr, r.stderr

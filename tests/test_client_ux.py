@@ -3,13 +3,14 @@
 The C++ client's side of the same agreements is in test_cpp_client.py; the port-less case against a real
 server on 9393 covers both clients at once (one server start).
 """
+
 import json
 import socket
 
 import numpy as np
 import pytest
-
 from servers import ServerProcess
+
 from vslim.errors import ConfigError
 from vslim.serving.client import DEFAULT_PORT, normalize_address, split_address
 from vslim.serving.errors import ServerUnreachableError, ServingError
@@ -32,11 +33,21 @@ def no_server(address: str, cause: str = "connection refused") -> str:
 
 # --------------------------------------------------------------------------- addresses (no server needed)
 
-@pytest.mark.parametrize("given, expected", [
-    ("localhost", "localhost:9393"), ("127.0.0.1", "127.0.0.1:9393"), ("127.0.0.1:8500", "127.0.0.1:8500"),
-    ("[::1]", "[::1]:9393"), ("[::1]:8500", "[::1]:8500"), ("::1", "[::1]:9393"),
-    ("http://10.0.0.5", "10.0.0.5:9393"), ("https://serving.example:443/", "serving.example:443"),
-    ("  host.example:1  ", "host.example:1")])
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("localhost", "localhost:9393"),
+        ("127.0.0.1", "127.0.0.1:9393"),
+        ("127.0.0.1:8500", "127.0.0.1:8500"),
+        ("[::1]", "[::1]:9393"),
+        ("[::1]:8500", "[::1]:8500"),
+        ("::1", "[::1]:9393"),
+        ("http://10.0.0.5", "10.0.0.5:9393"),
+        ("https://serving.example:443/", "serving.example:443"),
+        ("  host.example:1  ", "host.example:1"),
+    ],
+)
 def test_an_address_without_a_port_means_9393(given, expected):
     assert normalize_address(given) == expected
     host, port = split_address(given)
@@ -57,10 +68,17 @@ def test_client_help_says_defaults_valid_values_and_aliases(capsys):
         client_main(["--help"])
     assert done.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for needle in ("--bundle PATH, --client-conf PATH", "--video FILE, --input-file FILE",
-                   "classes to print, best first (>= 1; default: 1)", "without a port, 9393",
-                   "(default: 127.0.0.1:9393)", "one of: grpc, http, http-proto, v2-http, v2-grpc, video, video-file",
-                   "default: grpc", "in seconds (> 0; default: 60.0)", "3 no server at --address"):
+    for needle in (
+        "--bundle PATH, --client-conf PATH",
+        "--video FILE, --input-file FILE",
+        "classes to print, best first (>= 1; default: 1)",
+        "without a port, 9393",
+        "(default: 127.0.0.1:9393)",
+        "one of: grpc, http, http-proto, v2-http, v2-grpc, video, video-file",
+        "default: grpc",
+        "in seconds (> 0; default: 60.0)",
+        "3 no server at --address",
+    ):
         assert needle in text, needle
 
 
@@ -68,21 +86,35 @@ def test_bad_numbers_are_refused_before_connecting(cli, tmp_path):
     video = tmp_path / "v.mp4"
     video.write_bytes(b"not looked at")
     base = ("client", "--bundle", tmp_path, "--video", video, "--address", f"127.0.0.1:{free_port()}")
-    for flags, message in ((("--top-k", 0), "--top-k must be >= 1, got 0"),
-                           (("--timeout", 0), "--timeout must be > 0 seconds"),
-                           (("--address", "host:99999"), "address 'host:99999' has port '99999'")):
+    for flags, message in (
+        (("--top-k", 0), "--top-k must be >= 1, got 0"),
+        (("--timeout", 0), "--timeout must be > 0 seconds"),
+        (("--address", "host:99999"), "address 'host:99999' has port '99999'"),
+    ):
         r = cli(*base, *flags)
         assert r.code == 2 and message in r.err and r.out == "", r.err
 
 
 # --------------------------------------------------------------------------- no server listening
 
+
 @pytest.mark.slow
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_no_server_listening_is_one_line_and_exit_3(cli, bundle_fp32, synth_data, protocol):
     port = free_port()  # closed again: nothing listens there
-    r = cli("client", "--bundle", bundle_fp32.client, "--video", synth_data / "demo.mp4",
-            "--address", f"127.0.0.1:{port}", "--protocol", protocol, "--timeout", 20)
+    r = cli(
+        "client",
+        "--bundle",
+        bundle_fp32.client,
+        "--video",
+        synth_data / "demo.mp4",
+        "--address",
+        f"127.0.0.1:{port}",
+        "--protocol",
+        protocol,
+        "--timeout",
+        20,
+    )
     assert r.code == 3, r.err
     assert r.err == f"vslim: error: {no_server(f'127.0.0.1:{port}')}\n"
     assert r.out == ""
@@ -113,6 +145,7 @@ def test_the_library_clients_raise_server_unreachable(bundle_fp32):
 
 # --------------------------------------------------------------------------- the port-less address, for real
 
+
 def _port_is_free(port: int) -> bool:
     with socket.socket() as s:
         try:
@@ -137,11 +170,27 @@ def test_a_portless_address_reaches_a_server_on_9393(cli, bundle_fp32, synth_dat
     with server:
         assert server.port == DEFAULT_PORT
         video = synth_data / "demo.mp4"
-        for protocol, address in (("grpc", "127.0.0.1"), ("http", "localhost"), ("http-proto", "http://127.0.0.1"),
-                                  ("v2-http", "127.0.0.1"), ("v2-grpc", "localhost"), ("video", "127.0.0.1"),
-                                  ("video-file", "127.0.0.1")):
-            r = cli("client", "--bundle", bundle_fp32.root, "--video", video, "--address", address,
-                    "--protocol", protocol, "--json")
+        for protocol, address in (
+            ("grpc", "127.0.0.1"),
+            ("http", "localhost"),
+            ("http-proto", "http://127.0.0.1"),
+            ("v2-http", "127.0.0.1"),
+            ("v2-grpc", "localhost"),
+            ("video", "127.0.0.1"),
+            ("video-file", "127.0.0.1"),
+        ):
+            r = cli(
+                "client",
+                "--bundle",
+                bundle_fp32.root,
+                "--video",
+                video,
+                "--address",
+                address,
+                "--protocol",
+                protocol,
+                "--json",
+            )
             assert r.code == 0, (protocol, r.err)
             answer = json.loads(r.out)
             assert answer["address"] == f"{address.removeprefix('http://')}:9393"
@@ -151,13 +200,18 @@ def test_a_portless_address_reaches_a_server_on_9393(cli, bundle_fp32, synth_dat
         import subprocess
 
         for flags in (["--address", "127.0.0.1"], ["--host", "localhost"], []):
-            r = subprocess.run([str(cpp_client), *flags, "--bundle", str(bundle_fp32.root), "--input", str(clip),
-                                "--json"], capture_output=True, text=True, timeout=120)
+            r = subprocess.run(
+                [str(cpp_client), *flags, "--bundle", str(bundle_fp32.root), "--input", str(clip), "--json"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert r.returncode == 0, (flags, r.stderr)
             assert len(json.loads(r.stdout)["samples"][0]["classes"]) == 1
 
 
 # --------------------------------------------------------------------------- one answer, every protocol
+
 
 def _client_json(cli, *args) -> dict:
     r = cli("client", *map(str, args), "--json")
@@ -187,8 +241,19 @@ def test_video_protocol_prints_paddlevideos_lines_like_predict(cli, server_int8,
     from vslim.predict import Prediction, format_paddlevideo
 
     video = val_clips[2][0]
-    base = ("client", "--bundle", bundle_int8.client, "--video", video, "--address", server_int8.address,
-            "--protocol", "video", "--top-k", 2)
+    base = (
+        "client",
+        "--bundle",
+        bundle_int8.client,
+        "--video",
+        video,
+        "--address",
+        server_int8.address,
+        "--protocol",
+        "video",
+        "--top-k",
+        2,
+    )
     text = cli(*base)
     assert text.code == 0, text.err
     (entry,) = json.loads(cli(*base, "--json").out)["predictions"]
@@ -209,18 +274,21 @@ def test_flag_aliases_and_bundle_forms_give_the_same_answer(cli, server_fp32, bu
     address = ("--address", server_fp32.address)
     ref = _client_json(cli, "--bundle", bundle_fp32.client, "--video", video, *address)
     assert len(ref["predictions"][0]["classes"]) == 1  # --top-k defaults to 1
-    for form in (("--client-conf", bundle_fp32.client, "--input-file", video),
-                 ("--bundle", bundle_fp32.root, "--video", video),
-                 ("--bundle", bundle_fp32.server, "--video", video),
-                 ("--bundle", bundle_fp32.client / "serving_client_conf.prototxt", "--video", video)):
+    for form in (
+        ("--client-conf", bundle_fp32.client, "--input-file", video),
+        ("--bundle", bundle_fp32.root, "--video", video),
+        ("--bundle", bundle_fp32.server, "--video", video),
+        ("--bundle", bundle_fp32.client / "serving_client_conf.prototxt", "--video", video),
+    ):
         assert _client_json(cli, *form, *address)["predictions"] == ref["predictions"], form
     r = cli("client", "--bundle", bundle_fp32.root.parent, "--video", video, *address)
     assert r.code == 2 and "serving_client_conf.prototxt" in r.err, r.err
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("protocol, extra", [("grpc", ()), ("video", ()), ("video-file", ()),
-                                             ("v2-grpc", ("--server-decode",))])
+@pytest.mark.parametrize(
+    "protocol, extra", [("grpc", ()), ("video", ()), ("video-file", ()), ("v2-grpc", ("--server-decode",))]
+)
 def test_a_too_short_video_says_its_frames_were_repeated(cli, server_int8, bundle_int8, tmp_path, protocol, extra):
     """The sampling record comes through whoever sampled the clip: this client or the server."""
     import cv2
@@ -230,8 +298,17 @@ def test_a_too_short_video_says_its_frames_were_repeated(cli, server_int8, bundl
     for frame in np.random.default_rng(0).integers(0, 256, (3, 72, 96, 3), dtype=np.uint8):
         writer.write(frame)
     writer.release()
-    base = ("--bundle", bundle_int8.client, "--video", short, "--address", server_int8.address,
-            "--protocol", protocol, *extra)
+    base = (
+        "--bundle",
+        bundle_int8.client,
+        "--video",
+        short,
+        "--address",
+        server_int8.address,
+        "--protocol",
+        protocol,
+        *extra,
+    )
     (entry,) = _client_json(cli, *base)["predictions"]
     sampling = entry["sampling"]
     assert sampling["repeated"] is True and sampling["video_frames"] == 3 and sampling["clip_frames"] > 3
@@ -247,9 +324,30 @@ def test_a_server_that_answers_wrongly_is_not_called_absent(cli, bundle_int8, sy
     cert, key = tls_files
     with ServerProcess(bundle_int8.server, "--tls-cert", cert, "--tls-key", key) as server:
         for protocol in ("grpc", "http-proto", "v2-grpc", "video-file"):
-            r = cli("client", "--bundle", bundle_int8.client, "--video", synth_data / "demo.mp4",
-                    "--address", server.address, "--protocol", protocol, "--timeout", 20)
+            r = cli(
+                "client",
+                "--bundle",
+                bundle_int8.client,
+                "--video",
+                synth_data / "demo.mp4",
+                "--address",
+                server.address,
+                "--protocol",
+                protocol,
+                "--timeout",
+                20,
+            )
             assert r.code == 2 and "no server at" not in r.err, (protocol, r.err)
-        r = cli("client", "--bundle", bundle_int8.client, "--video", synth_data / "demo.mp4",
-                "--address", server.address, "--tls-ca", cert, "--json")
+        r = cli(
+            "client",
+            "--bundle",
+            bundle_int8.client,
+            "--video",
+            synth_data / "demo.mp4",
+            "--address",
+            server.address,
+            "--tls-ca",
+            cert,
+            "--json",
+        )
         assert r.code == 0, r.err

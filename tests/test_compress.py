@@ -1,12 +1,13 @@
 """QAT and pruning on the small PP-TSM and the synthetic set, and the chain prune -> QAT -> serving."""
+
 import json
 
 import numpy as np
 import pytest
-
 from servers import ServerProcess
-from vslim.config import ListConfig
+
 from vslim.compress.config import PruneConfig, QATConfig
+from vslim.config import ListConfig
 from vslim.inference import Predictor, inspect_model
 from vslim.model_meta import load_meta
 
@@ -22,8 +23,15 @@ def qat_small(trained_small, int8_small_avg, synth_data, tmp_path_factory):
     from vslim.compress.qat import qat
 
     out = tmp_path_factory.mktemp("qat") / "small"
-    report = qat(QATConfig(weights=str(trained_small.output_dir / "model.pdparams"), output_dir=str(out),
-                           ptq_model=str(int8_small_avg.output_dir), **_lists(synth_data)), say=lambda _: None)
+    report = qat(
+        QATConfig(
+            weights=str(trained_small.output_dir / "model.pdparams"),
+            output_dir=str(out),
+            ptq_model=str(int8_small_avg.output_dir),
+            **_lists(synth_data),
+        ),
+        say=lambda _: None,
+    )
     return out, report
 
 
@@ -32,8 +40,15 @@ def pruned_small(trained_small, synth_data, tmp_path_factory):
     from vslim.compress.prune import prune_model
 
     out = tmp_path_factory.mktemp("prune") / "small"
-    report = prune_model(PruneConfig(weights=str(trained_small.output_dir / "model.pdparams"), output_dir=str(out),
-                                     flops_target=0.3, **_lists(synth_data)), say=lambda _: None)
+    report = prune_model(
+        PruneConfig(
+            weights=str(trained_small.output_dir / "model.pdparams"),
+            output_dir=str(out),
+            flops_target=0.3,
+            **_lists(synth_data),
+        ),
+        say=lambda _: None,
+    )
     return out, report
 
 
@@ -56,8 +71,7 @@ def test_pruning_removes_30_percent_of_flops_and_keeps_accuracy(pruned_small):
     assert report["top1"]["before"] - report["top1"]["after_finetune"] <= 0.02, report["top1"]
     assert report["params"]["after"] < report["params"]["before"]
     assert report["inference_model"]["after_bytes"] < report["inference_model"]["before_bytes"]
-    assert all(report["latency_ms"][k] > 0 for k in ("before_batch1", "after_batch1", "before_batch8",
-                                                     "after_batch8"))
+    assert all(report["latency_ms"][k] > 0 for k in ("before_batch1", "after_batch1", "before_batch8", "after_batch8"))
     # the layers the pruner cannot handle are excluded and named, with the reason
     excluded = report["excluded"]
     assert "backbone.conv1_3._conv.weight" in excluded and "temporal_shift" in excluded["backbone.conv1_3._conv.weight"]
@@ -73,9 +87,19 @@ def test_sensitivity_analysis_drives_ratios(trained_small, synth_data, tmp_path)
     from vslim.compress.prune import prune_model
 
     out = tmp_path / "sens"
-    report = prune_model(PruneConfig(weights=str(trained_small.output_dir / "model.pdparams"), output_dir=str(out),
-                                     flops_target=0.2, sensitivity=True, sensitivity_ratios=[0.25, 0.5],
-                                     sensitivity_clips=30, finetune_epochs=0, **_lists(synth_data)), say=lambda _: None)
+    report = prune_model(
+        PruneConfig(
+            weights=str(trained_small.output_dir / "model.pdparams"),
+            output_dir=str(out),
+            flops_target=0.2,
+            sensitivity=True,
+            sensitivity_ratios=[0.25, 0.5],
+            sensitivity_clips=30,
+            finetune_epochs=0,
+            **_lists(synth_data),
+        ),
+        say=lambda _: None,
+    )
     sens = json.loads((out / "sensitivity.json").read_text())
     assert len(sens) == 10 and set(report["ratios"]) <= set(sens)
     assert all(set(curve) == {"0.25", "0.5"} for curve in sens.values())
@@ -86,13 +110,17 @@ def test_sensitivity_analysis_drives_ratios(trained_small, synth_data, tmp_path)
 def test_chain_prune_qat_serving(pruned_small, synth_data, tmp_path):
     from vslim.compress.qat import qat
     from vslim.serving.bundle import package_serving
-    from vslim.serving.config import ServingPackageConfig
     from vslim.serving.client import ClientConfig, GrpcClient, classify_video
+    from vslim.serving.config import ServingPackageConfig
 
     pruned, _ = pruned_small
     qat_out = tmp_path / "qat"
-    report = qat(QATConfig(weights=str(pruned / "weights" / "model.pdparams"), output_dir=str(qat_out), epochs=2,
-                           **_lists(synth_data)), say=lambda _: None)
+    report = qat(
+        QATConfig(
+            weights=str(pruned / "weights" / "model.pdparams"), output_dir=str(qat_out), epochs=2, **_lists(synth_data)
+        ),
+        say=lambda _: None,
+    )
     assert report["results"]["qat"]["top1"] >= 0.9
     bundle = package_serving(ServingPackageConfig(str(qat_out), str(tmp_path / "bundle"), name="pruned_int8"))
     server = ServerProcess(bundle.server)
@@ -112,8 +140,13 @@ def test_interrupted_fine_tune_resumes_and_leaves_nothing_half_written(trained_s
     from vslim.compress.prune import prune_model
 
     out = tmp_path / "pruned"
-    cfg = PruneConfig(weights=str(trained_small.output_dir / "model.pdparams"), output_dir=str(out), ratio=0.25,
-                      finetune_epochs=2, **_lists(synth_data))
+    cfg = PruneConfig(
+        weights=str(trained_small.output_dir / "model.pdparams"),
+        output_dir=str(out),
+        ratio=0.25,
+        finetune_epochs=2,
+        **_lists(synth_data),
+    )
 
     def interrupt_after_first_epoch(message):
         if "fine-tune epoch 1" in message:
@@ -185,12 +218,22 @@ def test_pptsm_v2_trains_prunes_quantizes_and_exports_folded(synth_data, tmp_pat
         lines = (synth_data / f"{name}.list").read_text().splitlines()[:n]
         few[name] = ListConfig(str(tmp_path / f"{name}.list"), data_prefix=str(synth_data))
         (tmp_path / f"{name}.list").write_text("\n".join(lines) + "\n")
-    trained = train(TrainConfig(arch="pptsm_v2", output_dir=str(tmp_path / "trained"), epochs=1, batch_size=8,
-                                preprocess=PreprocessConfig(num_seg=4, short_size=72, target_size=64), **few))
+    trained = train(
+        TrainConfig(
+            arch="pptsm_v2",
+            output_dir=str(tmp_path / "trained"),
+            epochs=1,
+            batch_size=8,
+            preprocess=PreprocessConfig(num_seg=4, short_size=72, target_size=64),
+            **few,
+        )
+    )
     weights = trained.output_dir / "model.pdparams"
     said = []
-    report = prune_model(PruneConfig(weights=str(weights), output_dir=str(tmp_path / "pruned"), ratio=0.3,
-                                     finetune_epochs=0, **few), say=said.append)
+    report = prune_model(
+        PruneConfig(weights=str(weights), output_dir=str(tmp_path / "pruned"), ratio=0.3, finetune_epochs=0, **few),
+        say=said.append,
+    )
     assert any("folded first" in line for line in said)
     assert report["flops"]["reduction"] > 0.2
     plan = load_meta(tmp_path / "pruned" / "weights").pruning
@@ -204,7 +247,15 @@ def test_pptsm_v2_trains_prunes_quantizes_and_exports_folded(synth_data, tmp_pat
     clip = np.random.default_rng(0).standard_normal((1, 4, 3, 64, 64)).astype(np.float32)
     np.testing.assert_allclose(Predictor(again).run(clip), Predictor(pruned).run(clip), rtol=1e-5, atol=1e-5)
 
-    report = qat(QATConfig(weights=str(tmp_path / "pruned" / "weights" / "model.pdparams"),
-                           output_dir=str(tmp_path / "qat"), epochs=1, batch_size=8, **few), say=said.append)
+    report = qat(
+        QATConfig(
+            weights=str(tmp_path / "pruned" / "weights" / "model.pdparams"),
+            output_dir=str(tmp_path / "qat"),
+            epochs=1,
+            batch_size=8,
+            **few,
+        ),
+        say=said.append,
+    )
     assert inspect_model(tmp_path / "qat").quantized
     assert report["results"]["qat"]["clips"] == 8

@@ -1,7 +1,7 @@
 import pytest
 
-from vslim.config import ListConfig, PreprocessConfig, from_mapping, load_yaml
 from vslim.compress.config import PTQConfig
+from vslim.config import ListConfig, PreprocessConfig, from_mapping, load_yaml
 from vslim.errors import ConfigError
 
 
@@ -24,12 +24,15 @@ def test_missing_and_mistyped_values():
         from_mapping(PreprocessConfig, {"fixed_ratio": "yes"})
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"num_seg": None}, "num_seg: a value is required here, got null"),
-    ({"short_size": float("inf")}, "short_size: expected a .finite. number, got inf"),
-    ({"mean": [0.5, None, 1]}, r"mean\[1\]: a value is required here"),
-    ({"std": "abc"}, "std: expected a list"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"num_seg": None}, "num_seg: a value is required here, got null"),
+        ({"short_size": float("inf")}, "short_size: expected a .finite. number, got inf"),
+        ({"mean": [0.5, None, 1]}, r"mean\[1\]: a value is required here"),
+        ({"std": "abc"}, "std: expected a list"),
+    ],
+)
 def test_null_infinite_and_mistyped_values_found_by_fuzzing(data, message):
     """Each once escaped as TypeError/OverflowError from deep in the pipeline (tests/test_fuzz.py found them)."""
     with pytest.raises(ConfigError, match=message):

@@ -1,4 +1,5 @@
 """Video data: list formats, sampling, decoding, transforms, synthetic set."""
+
 import cv2
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ def tiny_set(tmp_path_factory):
 
 # ---------------------------------------------------------------- lists
 
+
 def test_lists_in_both_formats(tiny_set):
     root, cfg = tiny_set
     videos = read_list(ListConfig(str(root / "val.list")))
@@ -47,16 +49,19 @@ def test_data_prefix_resolves_entries(tmp_path, tiny_set):
     assert entries[0].path.is_file()
 
 
-@pytest.mark.parametrize("content, message", [
-    ("", "has no entries"),
-    ("# only a comment\n\n", "has no entries"),
-    ("a.mp4 0\nb.mp4\n", r":2: a video list line is"),
-    ("dir 8 x\n", r":1: label must be a whole number, got 'x'"),
-    ("dir eight 1\n", r":1: num_frames must be a whole number"),
-    ("dir 0 1\n", r":1: num_frames must be >= 1"),
-    ("a.mp4 -1\n", r":1: label must be >= 0"),
-    ("one two three four\n", r":1: expected"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "has no entries"),
+        ("# only a comment\n\n", "has no entries"),
+        ("a.mp4 0\nb.mp4\n", r":2: a video list line is"),
+        ("dir 8 x\n", r":1: label must be a whole number, got 'x'"),
+        ("dir eight 1\n", r":1: num_frames must be a whole number"),
+        ("dir 0 1\n", r":1: num_frames must be >= 1"),
+        ("a.mp4 -1\n", r":1: label must be >= 0"),
+        ("one two three four\n", r":1: expected"),
+    ],
+)
 def test_malformed_lists_name_file_and_line(tmp_path, content, message):
     lst = tmp_path / "bad.list"
     lst.write_text(content)
@@ -70,6 +75,7 @@ def test_missing_list_file(tmp_path):
 
 
 # ---------------------------------------------------------------- sampling
+
 
 def test_eval_sampling_takes_segment_centres_like_paddlevideo():
     # 32 frames, 8 segments: average_dur 4, centre offset (4 - 1) // 2 = 1
@@ -90,6 +96,7 @@ def test_train_sampling_stays_inside_segments():
 
 
 # ---------------------------------------------------------------- decoding
+
 
 def test_seeking_reader_returns_the_same_frames_as_full_decoding(tmp_path):
     frames = render_clip(0, np.random.default_rng(1), 60, 64, 80)
@@ -138,8 +145,11 @@ def test_undecodable_and_missing_videos(tmp_path, reader_class):
     with pytest.raises(DataError, match=r"bad.mp4 cannot be decoded: it is a text file \(it starts with 'not a"):
         reader_class(bad)
     bad.write_bytes(b"\x00\x01" * 500)
-    with pytest.raises(DataError, match=r"bad.mp4 cannot be decoded: the file is not a video container FFmpeg can "
-                                        r"read \(Invalid data found when processing input\)"):
+    with pytest.raises(
+        DataError,
+        match=r"bad.mp4 cannot be decoded: the file is not a video container FFmpeg can "
+        r"read \(Invalid data found when processing input\)",
+    ):
         reader_class(bad)
     with pytest.raises(DataError, match="does not exist"):
         reader_class(tmp_path / "missing.mp4")
@@ -185,6 +195,7 @@ def test_frame_files_and_video_give_nearly_the_same_clip(tiny_set):
 
 # ---------------------------------------------------------------- transforms
 
+
 def test_scale_follows_paddlevideo_sizes():
     assert T.scaled_size(240, 320, 256, fixed_ratio=True) == (256, 341)
     assert T.scaled_size(320, 240, 256, fixed_ratio=True) == (341, 256)
@@ -223,6 +234,7 @@ def test_pipeline_rejects_bad_frame_arrays():
 
 # ---------------------------------------------------------------- synthetic set
 
+
 def test_synthetic_set_is_deterministic_and_balanced(tmp_path, tiny_set):
     root, cfg = tiny_set
     again = generate(tmp_path / "again", cfg)
@@ -231,7 +243,7 @@ def test_synthetic_set_is_deterministic_and_balanced(tmp_path, tiny_set):
     a = sorted((root / "rawframes" / "train").iterdir())[3] / "img_00005.jpg"
     b = again / a.relative_to(root)
     assert a.read_bytes() == b.read_bytes()
-    labels = [int(l.split()[-1]) for l in (root / "train.list").read_text().splitlines()]
+    labels = [int(ln.split()[-1]) for ln in (root / "train.list").read_text().splitlines()]
     assert sorted(set(labels)) == list(range(len(CLASSES)))
     assert (root / "labels.txt").read_text().split() == list(CLASSES)
     assert (root / "demo.mp4").is_file()
@@ -244,8 +256,9 @@ def _mover_masks(clip):
     return np.abs(clip - background).sum(-1) > 60
 
 
-@pytest.mark.parametrize("name, axis, sign", [("move_right", 1, 1), ("move_left", 1, -1),
-                                              ("move_down", 0, 1), ("move_up", 0, -1)])
+@pytest.mark.parametrize(
+    "name, axis, sign", [("move_right", 1, 1), ("move_left", 1, -1), ("move_down", 0, 1), ("move_up", 0, -1)]
+)
 def test_class_is_set_by_the_motion(name, axis, sign):
     for seed in range(3):
         masks = _mover_masks(render_clip(CLASSES.index(name), np.random.default_rng(seed), 16, 64, 80))
@@ -276,19 +289,23 @@ def _encode_with_pyav(path, frames, codec, fmt=None, options=None, bframes=None)
     return path
 
 
-@pytest.mark.parametrize("name, codec, fmt, options, bframes", [
-    ("h264_bframes.mp4", "libx264", None, {"bf": "3", "x264-params": "keyint=12:scenecut=0"}, None),
-    ("h264_bframes.mkv", "libx264", None, {"bf": "3", "x264-params": "keyint=12:scenecut=0"}, None),
-    ("h264_bframes.avi", "libx264", None, {"bf": "3", "x264-params": "keyint=12:scenecut=0"}, None),
-    ("h264_bframes.ts", "libx264", "mpegts", {"bf": "3", "x264-params": "keyint=12:scenecut=0"}, None),
-    ("mpeg2.mpg", "mpeg2video", "mpeg", None, 2),
-])
+@pytest.mark.parametrize(
+    "name, codec, fmt, options, bframes",
+    [
+        ("h264_bframes.mp4", "libx264", None, {"bf": "3", "x264-params": "keyint=12:scenecut=0"}, None),
+        ("h264_bframes.mkv", "libx264", None, {"bf": "3", "x264-params": "keyint=12:scenecut=0"}, None),
+        ("h264_bframes.avi", "libx264", None, {"bf": "3", "x264-params": "keyint=12:scenecut=0"}, None),
+        ("h264_bframes.ts", "libx264", "mpegts", {"bf": "3", "x264-params": "keyint=12:scenecut=0"}, None),
+        ("mpeg2.mpg", "mpeg2video", "mpeg", None, 2),
+    ],
+)
 def test_both_decoders_land_on_the_right_frame_in_every_container(tmp_path, name, codec, fmt, options, bframes):
     """B-frames, open GOPs and index-less containers (MPEG-TS/PS) are where seeking readers go wrong."""
     import av
 
-    path = _encode_with_pyav(tmp_path / name, render_clip(3, np.random.default_rng(1), 60, 48, 64),
-                             codec, fmt, options, bframes)
+    path = _encode_with_pyav(
+        tmp_path / name, render_clip(3, np.random.default_rng(1), 60, 48, 64), codec, fmt, options, bframes
+    )
     with av.open(str(path)) as container:
         truth = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     rng = np.random.default_rng(0)
@@ -297,8 +314,11 @@ def test_both_decoders_land_on_the_right_frame_in_every_container(tmp_path, name
             assert reader.num_frames == len(truth) == 60, reader_class.__name__
             for _ in range(6):
                 wanted = rng.integers(0, 60, size=8).tolist()
-                np.testing.assert_array_equal(reader.read(wanted), np.stack([truth[i] for i in wanted]),
-                                              err_msg=f"{reader_class.__name__} {wanted}")
+                np.testing.assert_array_equal(
+                    reader.read(wanted),
+                    np.stack([truth[i] for i in wanted]),
+                    err_msg=f"{reader_class.__name__} {wanted}",
+                )
 
 
 def test_elongated_frames_are_refused_before_scaling():

@@ -4,6 +4,7 @@ Every manifest loads, kinds and ports agree with each other and with what vslim
 serves, the RayService's Serve config passes Ray's own schema, and the committed
 RayService is exactly what its generator prints today.
 """
+
 import os
 import re
 import subprocess
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO
+
 from vslim.cli.main import build_parser
 
 DEPLOY = REPO / "deploy"
@@ -44,19 +45,28 @@ def test_vslim_serve_deployment_service_and_autoscaler_agree():
     for probe in ("readinessProbe", "startupProbe"):
         assert container[probe]["httpGet"] == {"path": "/v2/health/ready", "port": "serving"}
     assert pod["spec"]["terminationGracePeriodSeconds"] > args.grace_seconds
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
-                                             "name": deployment["metadata"]["name"]}
-    assert container["image"] == documents("rayservice.yaml")[0]["spec"]["rayClusterConfig"]["headGroupSpec"][
-        "template"]["spec"]["containers"][0]["image"]
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": deployment["metadata"]["name"],
+    }
+    assert (
+        container["image"]
+        == documents("rayservice.yaml")[0]["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"][
+            "containers"
+        ][0]["image"]
+    )
 
 
 def test_rayservice_is_what_its_generator_prints_today():
     env = {**os.environ, "VSLIM_SERVE": str(Path(sys.executable).parent / "vslim-serve")}
-    fresh = subprocess.run(["bash", str(DEPLOY / "k8s" / "generate.sh")], capture_output=True, text=True, env=env,
-                           timeout=300)
+    fresh = subprocess.run(
+        ["bash", str(DEPLOY / "k8s" / "generate.sh")], capture_output=True, text=True, env=env, timeout=300
+    )
     assert fresh.returncode == 0, fresh.stderr
-    assert fresh.stdout == (DEPLOY / "k8s" / "rayservice.yaml").read_text(), \
+    assert fresh.stdout == (DEPLOY / "k8s" / "rayservice.yaml").read_text(), (
         "deploy/k8s/rayservice.yaml is stale: regenerate it with deploy/k8s/generate.sh > deploy/k8s/rayservice.yaml"
+    )
 
 
 def test_rayservice_serve_config_passes_rays_schema_and_names_the_ports():

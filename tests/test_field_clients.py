@@ -4,6 +4,7 @@ and without dynamic batching) and KServe's Python SDK (REST with JSON and binary
 They live in their own environment (``make clients-env``: their protobuf pins clash with the stack's) and run
 as separate processes. Without it these tests skip, except in CI, which builds it.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from servers import ServerProcess
 
 # third-party tools against the server: Python 3.11's `make test` runs them; the 3.12 tier's server tests cover
@@ -38,11 +38,25 @@ def clients() -> Path:
 def _perf_analyzer(clients: Path, address: str, protocol: str, model: str) -> subprocess.CompletedProcess:
     cudart = next(clients.glob("lib/python3*/site-packages/nvidia/cuda_runtime/lib"))
     env = {**os.environ, "LD_LIBRARY_PATH": str(cudart)}
-    cmd = [str(clients / "bin" / "perf_analyzer"), "-m", model, "-u", address, "-i", protocol,
-           "--concurrency-range", "1:4", "--measurement-interval", "500", "--max-trials", "8",
-           # the run must complete, not be a benchmark: on a shared 2-core runner windows vary a lot, and
-           # perf_analyzer fails a run whose windows never agree within this percentage
-           "--stability-percentage", "100"]
+    cmd = [
+        str(clients / "bin" / "perf_analyzer"),
+        "-m",
+        model,
+        "-u",
+        address,
+        "-i",
+        protocol,
+        "--concurrency-range",
+        "1:4",
+        "--measurement-interval",
+        "500",
+        "--max-trials",
+        "8",
+        # the run must complete, not be a benchmark: on a shared 2-core runner windows vary a lot, and
+        # perf_analyzer fails a run whose windows never agree within this percentage
+        "--stability-percentage",
+        "100",
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
 
 
@@ -66,8 +80,12 @@ def test_perf_analyzer_runs_to_completion(clients, bundle_fp32, batching):
         counts = {k: phases[k]["count"] for k in ("success", "compute_input", "compute_infer", "compute_output")}
         assert len(set(counts.values())) == 1 and counts["success"] > 0, counts
         for entry in stats["batch_stats"]:
-            assert entry["compute_input"]["count"] == entry["compute_infer"]["count"] == \
-                entry["compute_output"]["count"] > 0, entry
+            assert (
+                entry["compute_input"]["count"]
+                == entry["compute_infer"]["count"]
+                == entry["compute_output"]["count"]
+                > 0
+            ), entry
         if batching:
             assert max(e["batch_size"] for e in stats["batch_stats"]) > 1, stats["batch_stats"]
         t0 = time.monotonic()
@@ -90,9 +108,19 @@ def test_kserve_sdk_rest_and_grpc(clients, server_fp32, val_clips, tmp_path):
     np.save(tmp_path / "clip.npy", clip)
     with V2HttpClient(server_fp32.address, model="small") as c:
         expected = c.infer("small", {"data_batch_0": clip})["outputs"]
-    run = subprocess.run([str(clients / "bin" / "python"), str(ROOT / "tests" / "field_clients" / "kserve_check.py"),
-                          server_fp32.address, "small", str(tmp_path / "clip.npy"), str(tmp_path / "out.json")],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            str(clients / "bin" / "python"),
+            str(ROOT / "tests" / "field_clients" / "kserve_check.py"),
+            server_fp32.address,
+            "small",
+            str(tmp_path / "clip.npy"),
+            str(tmp_path / "out.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads((tmp_path / "out.json").read_text())
     for key in ("rest_live", "rest_ready", "rest_model_ready", "grpc_live", "grpc_ready", "grpc_model_ready"):

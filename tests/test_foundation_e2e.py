@@ -2,19 +2,20 @@
 
 All artefacts come from the session fixtures in conftest.py (trained once).
 """
+
 import json
 import shutil
 
 import numpy as np
 import paddle
 import pytest
-
 from conftest import run_script
+
+from vslim.accuracy import cosine_similarity
 from vslim.config import ListConfig, PredictorConfig
 from vslim.data import ClipPipeline, read_list
 from vslim.data.loader import iter_batches
 from vslim.inference import Predictor, inspect_model
-from vslim.accuracy import cosine_similarity
 from vslim.model_meta import load_meta
 
 pytestmark = pytest.mark.slow
@@ -87,9 +88,24 @@ def test_ptq_auto_picks_a_candidate_within_tolerance(fp32_small, synth_data, tmp
 
     monkeypatch.setattr(ptq, "calibrate", calibrate)
     out = tmp_path / "auto"
-    r = cli("compress", "ptq", "--model-dir", fp32_small, "--calib-list", synth_data / "calib.list",
-            "--val-list", synth_data / "val.list", "--out", out, "--algo", "auto", "--candidates",
-            "abs_max,hist,avg", "--no-latency", "--json")
+    r = cli(
+        "compress",
+        "ptq",
+        "--model-dir",
+        fp32_small,
+        "--calib-list",
+        synth_data / "calib.list",
+        "--val-list",
+        synth_data / "val.list",
+        "--out",
+        out,
+        "--algo",
+        "auto",
+        "--candidates",
+        "abs_max,hist,avg",
+        "--no-latency",
+        "--json",
+    )
     assert r.code == 0, r.err
     report = json.loads(r.out)
     assert report["mode"] == "auto" and report["algo"] in ("abs_max", "avg")
@@ -109,8 +125,16 @@ def test_predict_prints_paddlevideo_lines_for_fp32_and_int8(fp32_small, int8_sma
         assert lines[1] == "\ttop-1 class: 0"
         assert lines[2].startswith("\ttop-1 score: ") and 0.5 < float(lines[2].split(": ")[1]) <= 1.0
         assert lines[3] == "\ttop-1 label: move_right"
-    r = cli("predict", "--model-dir", int8_small_avg.output_dir, "-i", synth_data / "videos" / "val",
-            "--top-k", "3", "--json")
+    r = cli(
+        "predict",
+        "--model-dir",
+        int8_small_avg.output_dir,
+        "-i",
+        synth_data / "videos" / "val",
+        "--top-k",
+        "3",
+        "--json",
+    )
     data = json.loads(r.out)
     assert data["precision"] == "int8" and len(data["predictions"]) == 100
     assert all(len(p["classes"]) == 3 for p in data["predictions"])
@@ -133,15 +157,18 @@ def test_paddlevideo_yaml_and_frames_list_drive_ptq_unchanged(fp32_small, synth_
     shutil.copy(fp32_small / "model.pdiparams", model_dir / "ppTSM.pdiparams")
     data = tmp_path / "data" / "synth"
     shutil.copytree(synth_data / "rawframes" / "calib", data / "rawframes" / "calib")
-    rows = [l.replace("rawframes/calib/", "") for l in (synth_data / "calib_frames.list").read_text().splitlines()]
+    rows = [ln.replace("rawframes/calib/", "") for ln in (synth_data / "calib_frames.list").read_text().splitlines()]
     (data / "val_small_frames.list").write_text("\n".join(rows[:8]) + "\n")
     slim = tmp_path / "deploy" / "slim"
     slim.mkdir(parents=True)
     from test_paddlevideo_config import UPSTREAM
 
-    yaml_text = (UPSTREAM.replace("../../data/k400/rawframes", "../../data/synth/rawframes/calib")
-                 .replace("../../data/k400/val_small_frames.list", "../../data/synth/val_small_frames.list")
-                 .replace("short_size: 256", "short_size: 72").replace("target_size: 224", "target_size: 64"))
+    yaml_text = (
+        UPSTREAM.replace("../../data/k400/rawframes", "../../data/synth/rawframes/calib")
+        .replace("../../data/k400/val_small_frames.list", "../../data/synth/val_small_frames.list")
+        .replace("short_size: 256", "short_size: 72")
+        .replace("target_size: 224", "target_size: 64")
+    )
     (slim / "q.yaml").write_text(yaml_text)
     import os
 

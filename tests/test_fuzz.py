@@ -3,6 +3,7 @@
 Bounded for CI (``VSLIM_FUZZ_EXAMPLES``, default 200 per property); run longer with
 e.g. ``VSLIM_FUZZ_EXAMPLES=20000 pytest tests/test_fuzz.py``.
 """
+
 import base64
 import gzip
 import json
@@ -15,32 +16,46 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vslim.config import ListConfig, PreprocessConfig, from_mapping, load_yaml
 from vslim.compress.config import PTQConfig
+from vslim.config import ListConfig, PreprocessConfig, from_mapping, load_yaml
 from vslim.data.lists import read_list
 from vslim.errors import ConfigError, DataError
-from vslim.serving.errors import RequestError
 from vslim.serving import httpbody
+from vslim.serving.errors import RequestError
 from vslim.serving.protocols.paddle_serving import codec
-from vslim.serving.protocols.paddle_serving.types import signature_of
+from vslim.serving.protocols.paddle_serving.types import config_pb2, service_pb2, signature_of
 from vslim.serving.protocols.v2 import datatypes as v2types
 from vslim.serving.protocols.v2 import rest
 from vslim.serving.protocols.v2.grpc import request_from_proto
 from vslim.serving.protocols.v2.proto import pb as v2pb
 from vslim.serving.signature import Limits, TensorIn, check_inputs
 
-from vslim.serving.protocols.paddle_serving.types import config_pb2, service_pb2
-
 EXAMPLES = int(os.environ.get("VSLIM_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 LIMITS = Limits(max_batch=4, max_elements=1 << 16)
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=12),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=12),
     lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=5),
-    max_leaves=20)
-field_names = st.sampled_from(["tensor", "fetch_var_names", "log_id", "profile_server", "float_data", "int64_data",
-                               "elem_type", "shape", "name", "alias_name", "tensor_content", "floatData", "x"])
+    max_leaves=20,
+)
+field_names = st.sampled_from(
+    [
+        "tensor",
+        "fetch_var_names",
+        "log_id",
+        "profile_server",
+        "float_data",
+        "int64_data",
+        "elem_type",
+        "shape",
+        "name",
+        "alias_name",
+        "tensor_content",
+        "floatData",
+        "x",
+    ]
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +67,7 @@ def signature():
 
 
 def _check_feeds(feeds, fetch, sig):
-    (name, array), = feeds.items()
+    ((name, array),) = feeds.items()
     assert name == "x" and array.dtype == np.float32 and array.shape[1:] == (2, 3)
     assert 1 <= array.shape[0] <= LIMITS.max_batch and fetch == ["y"]
 
@@ -70,8 +85,10 @@ def test_any_bytes_as_protobuf_or_json(body, signature):
 
 
 @FUZZ
-@given(obj=st.dictionaries(field_names, json_values, max_size=4)
-       | st.fixed_dictionaries({"tensor": st.lists(st.dictionaries(field_names, json_values, max_size=6), max_size=3)}))
+@given(
+    obj=st.dictionaries(field_names, json_values, max_size=4)
+    | st.fixed_dictionaries({"tensor": st.lists(st.dictionaries(field_names, json_values, max_size=6), max_size=3)})
+)
 def test_structured_json_requests(obj, signature):
     try:
         feeds, fetch = codec.validate(codec.parse_json(json.dumps(obj).encode()), signature, LIMITS)
@@ -82,9 +99,14 @@ def test_structured_json_requests(obj, signature):
 
 
 @FUZZ
-@given(shape=st.lists(st.integers(-3, 5), max_size=5), elem_type=st.integers(-2, 25), n=st.integers(0, 70),
-       name=st.sampled_from(["x", "y", "", "zz"]), fetch=st.lists(st.sampled_from(["outputs", "y", "q"]), max_size=2),
-       packed=st.booleans())
+@given(
+    shape=st.lists(st.integers(-3, 5), max_size=5),
+    elem_type=st.integers(-2, 25),
+    n=st.integers(0, 70),
+    name=st.sampled_from(["x", "y", "", "zz"]),
+    fetch=st.lists(st.sampled_from(["outputs", "y", "q"]), max_size=2),
+    packed=st.booleans(),
+)
 def test_generated_protobuf_requests(shape, elem_type, n, name, fetch, packed, signature):
     req = service_pb2.Request(fetch_var_names=fetch)
     t = req.tensor.add(name=name, alias_name=name, elem_type=elem_type, shape=shape)
@@ -116,7 +138,7 @@ def _check_v2(req, signature):
     except RequestError as exc:
         assert str(exc) and exc.kind in ("invalid", "too_large")
     else:
-        (name, array), = feeds.items()
+        ((name, array),) = feeds.items()
         assert name == "x" and array.dtype == np.float32 and array.shape[1:] == (2, 3)
 
 
@@ -132,12 +154,22 @@ def test_any_bytes_as_a_v2_http_body(body, header, signature):
 
 
 @FUZZ
-@given(inputs=st.lists(st.fixed_dictionaries(
-           {"name": st.sampled_from(["x", "y", ""]), "datatype": V2_DATATYPES, "shape": v2_shapes},
-           optional={"data": json_values, "parameters": st.fixed_dictionaries(
-               {}, optional={"binary_data_size": st.integers(-4, 40) | json_values})}), max_size=3),
-       tail=st.binary(max_size=64), extra=st.dictionaries(st.sampled_from(["id", "parameters", "outputs"]),
-                                                          json_values, max_size=2))
+@given(
+    inputs=st.lists(
+        st.fixed_dictionaries(
+            {"name": st.sampled_from(["x", "y", ""]), "datatype": V2_DATATYPES, "shape": v2_shapes},
+            optional={
+                "data": json_values,
+                "parameters": st.fixed_dictionaries(
+                    {}, optional={"binary_data_size": st.integers(-4, 40) | json_values}
+                ),
+            },
+        ),
+        max_size=3,
+    ),
+    tail=st.binary(max_size=64),
+    extra=st.dictionaries(st.sampled_from(["id", "parameters", "outputs"]), json_values, max_size=2),
+)
 def test_structured_v2_http_requests(inputs, tail, extra, signature):
     head = json.dumps({"inputs": inputs, **extra}).encode()
     try:
@@ -149,9 +181,14 @@ def test_structured_v2_http_requests(inputs, tail, extra, signature):
 
 
 @FUZZ
-@given(shape=v2_shapes, datatype=V2_DATATYPES, raw=st.none() | st.binary(max_size=64),
-       typed=st.lists(st.floats(allow_nan=False, width=32), max_size=12), name=st.sampled_from(["x", "y"]),
-       extra_raw=st.booleans())
+@given(
+    shape=v2_shapes,
+    datatype=V2_DATATYPES,
+    raw=st.none() | st.binary(max_size=64),
+    typed=st.lists(st.floats(allow_nan=False, width=32), max_size=12),
+    name=st.sampled_from(["x", "y"]),
+    extra_raw=st.booleans(),
+)
 def test_generated_v2_grpc_requests(shape, datatype, raw, typed, name, extra_raw, signature):
     msg = v2pb.ModelInferRequest(model_name="m")
     t = msg.inputs.add(name=name, datatype=datatype, shape=shape)
@@ -181,11 +218,18 @@ def test_v2_bytes_tensors(raw):
 
 
 @FUZZ
-@given(data=st.binary(max_size=256), how=st.sampled_from(["raw", "gzip", "gzip-cut", "deflate"]),
-       encoding=st.sampled_from(["gzip", "deflate", "identity", None, "br", "GZIP"]))
+@given(
+    data=st.binary(max_size=256),
+    how=st.sampled_from(["raw", "gzip", "gzip-cut", "deflate"]),
+    encoding=st.sampled_from(["gzip", "deflate", "identity", None, "br", "GZIP"]),
+)
 def test_content_encodings(data, how, encoding):
-    body = {"raw": data, "gzip": gzip.compress(data), "gzip-cut": gzip.compress(data)[:-5],
-            "deflate": zlib.compress(data)}[how]
+    body = {
+        "raw": data,
+        "gzip": gzip.compress(data),
+        "gzip-cut": gzip.compress(data)[:-5],
+        "deflate": zlib.compress(data),
+    }[how]
     try:
         out = httpbody.decode_body(body, encoding, 1 << 10)
     except RequestError as exc:
@@ -195,9 +239,12 @@ def test_content_encodings(data, how, encoding):
 
 
 @FUZZ
-@given(frames=st.binary(max_size=200), shape=st.text(max_size=30) | st.tuples(*[st.integers(-2, 6)] * 4).map(str),
-       extra=st.dictionaries(st.sampled_from(["logid", "name", "bogus"]), st.text(max_size=5), max_size=2),
-       b64=st.booleans())
+@given(
+    frames=st.binary(max_size=200),
+    shape=st.text(max_size=30) | st.tuples(*[st.integers(-2, 6)] * 4).map(str),
+    extra=st.dictionaries(st.sampled_from(["logid", "name", "bogus"]), st.text(max_size=5), max_size=2),
+    b64=st.booleans(),
+)
 def test_video_endpoint_bodies(frames, shape, extra, b64):
     value = base64.b64encode(frames).decode() if b64 else frames.decode("latin-1")
     body = json.dumps({"key": ["frames", "frames_shape"], "value": [value, shape], **extra}).encode()
@@ -210,8 +257,13 @@ def test_video_endpoint_bodies(frames, shape, extra, b64):
 
 
 @FUZZ
-@given(data=st.dictionaries(st.sampled_from(["num_seg", "seg_len", "short_size", "target_size", "fixed_ratio",
-                                             "mean", "std", "shortsize"]), json_values, max_size=4))
+@given(
+    data=st.dictionaries(
+        st.sampled_from(["num_seg", "seg_len", "short_size", "target_size", "fixed_ratio", "mean", "std", "shortsize"]),
+        json_values,
+        max_size=4,
+    )
+)
 def test_config_loader(data):
     try:
         cfg = from_mapping(PreprocessConfig, data)
@@ -241,8 +293,11 @@ def test_yaml_and_list_files(text, tmp_path_factory):
 
 
 @FUZZ
-@given(mutation=st.dictionaries(st.sampled_from(["DATASET", "PIPELINE", "model_name", "batch_nums", "extra"]),
-                                json_values, max_size=2))
+@given(
+    mutation=st.dictionaries(
+        st.sampled_from(["DATASET", "PIPELINE", "model_name", "batch_nums", "extra"]), json_values, max_size=2
+    )
+)
 def test_paddlevideo_yaml_mutations(mutation, tmp_path_factory):
     from test_paddlevideo_config import UPSTREAM
 
@@ -283,8 +338,11 @@ def small_mp4(tmp_path_factory):
 
 
 @FUZZ
-@given(edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=8),
-       cut=st.just(1.0) | st.floats(0.05, 1.0), decoder=st.sampled_from(["pyav", "opencv"]))
+@given(
+    edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=8),
+    cut=st.just(1.0) | st.floats(0.05, 1.0),
+    decoder=st.sampled_from(["pyav", "opencv"]),
+)
 def test_corrupted_video_files(edits, cut, decoder, small_mp4, tmp_path_factory):
     """What /video/classify and `vslim predict` decode: damaged bytes give frames or a DataError, never a crash."""
     from vslim.data.decode import open_video

@@ -5,6 +5,7 @@ in-process ``grpc.aio`` server) with each refusal kind checked against each prot
 What these tests claim is the engine's and the front ends' behaviour; Paddle is not part of it (the process
 level tests run real models). Seconds, not minutes: no model is trained and no process started.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,12 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vslim.inference.program import TensorSpec
 from vslim.inference.predictor import ModelInfo
+from vslim.inference.program import TensorSpec
 from vslim.model_meta import ModelMeta
 from vslim.serving.engine import InferenceEngine
-from vslim.serving.errors import (INTERNAL, INVALID, NOT_FOUND, TOO_LARGE, UNAVAILABLE, UNSUPPORTED,
-                                  RequestError)
+from vslim.serving.errors import INTERNAL, INVALID, NOT_FOUND, TOO_LARGE, UNAVAILABLE, UNSUPPORTED, RequestError
 
 CLASSES = 10
 CLIP = (8, 3, 4, 4)
@@ -57,9 +57,15 @@ class FakePredictor:
 
 def _info() -> ModelInfo:
     meta = ModelMeta(num_classes=CLASSES, labels=[f"class{i}" for i in range(CLASSES)], arch="fake")
-    return ModelInfo(Path("fake"), Path("fake/model.pdmodel"), Path("fake/model.pdiparams"),
-                     (TensorSpec("data_batch_0", (-1, *CLIP), np.dtype("float32")),),
-                     (TensorSpec("scores", (-1, CLASSES), np.dtype("float32")),), False, meta)
+    return ModelInfo(
+        Path("fake"),
+        Path("fake/model.pdmodel"),
+        Path("fake/model.pdiparams"),
+        (TensorSpec("data_batch_0", (-1, *CLIP), np.dtype("float32")),),
+        (TensorSpec("scores", (-1, CLASSES), np.dtype("float32")),),
+        False,
+        meta,
+    )
 
 
 def _clip(value: float, shape=CLIP) -> np.ndarray:
@@ -89,8 +95,9 @@ def test_requests_merge_only_with_equal_shapes_and_each_gets_its_own_answer():
         predictor.gate.set()
         assert blocker.result(30)["scores"][0, 0] == 18.0
         for i, f in enumerate(small + other):
-            assert f.result(30)["scores"].shape == (1, CLASSES) and f.result()["scores"][0, 0] == 2 * (i % 3 if i < 3
-                                                                                                      else i - 3)
+            assert f.result(30)["scores"].shape == (1, CLASSES) and f.result()["scores"][0, 0] == 2 * (
+                i % 3 if i < 3 else i - 3
+            )
         assert predictor.batches == [1, 3, 2]  # the blocker alone, then one batch per shape
     finally:
         engine.close(10)
@@ -178,8 +185,18 @@ def _v2_body(x: np.ndarray, name: str = "data_batch_0") -> dict:
 
 
 def _ps_body(x: np.ndarray) -> dict:
-    return {"tensor": [{"float_data": x.ravel().tolist(), "elem_type": 1, "name": "data_batch_0",
-                        "alias_name": "data_batch_0", "shape": list(x.shape)}], "fetch_var_names": ["outputs"]}
+    return {
+        "tensor": [
+            {
+                "float_data": x.ravel().tolist(),
+                "elem_type": 1,
+                "name": "data_batch_0",
+                "alias_name": "data_batch_0",
+                "shape": list(x.shape),
+            }
+        ],
+        "fetch_var_names": ["outputs"],
+    }
 
 
 @pytest.fixture()
@@ -198,17 +215,32 @@ def _refusals(served, unloading):
     """(kind, what triggers it over v2 HTTP, over Paddle Serving HTTP) for every request-error kind."""
     two = np.concatenate([_clip(1.0)] * 3)  # over --max-request-batch 2
     return [
-        (INVALID, lambda c: c.post("/v2/models/fake/infer", json=_v2_body(_clip(1.0, (8, 3, 4, 5))), headers={}),
-         lambda c: c.post("/GeneralModelService/inference", json=_ps_body(_clip(1.0, (8, 3, 4, 5))))),
+        (
+            INVALID,
+            lambda c: c.post("/v2/models/fake/infer", json=_v2_body(_clip(1.0, (8, 3, 4, 5))), headers={}),
+            lambda c: c.post("/GeneralModelService/inference", json=_ps_body(_clip(1.0, (8, 3, 4, 5)))),
+        ),
         (NOT_FOUND, lambda c: c.post("/v2/models/nope/infer", json=_v2_body(_clip(1.0))), None),
-        (TOO_LARGE, lambda c: c.post("/v2/models/fake/infer", json=_v2_body(two)),
-         lambda c: c.post("/GeneralModelService/inference", json=_ps_body(two))),
-        (UNSUPPORTED, None, lambda c: c.post("/GeneralModelService/inference", content=b"x",
-                                             headers={"Content-Type": "text/plain"})),
-        (INTERNAL, lambda c: c.post("/v2/models/fake/infer", json=_v2_body(_clip(-1.0))),
-         lambda c: c.post("/GeneralModelService/inference", json=_ps_body(_clip(-1.0)))),
-        (UNAVAILABLE, lambda c: (unloading(True), c.post("/v2/models/fake/infer", json=_v2_body(_clip(1.0))))[1],
-         lambda c: (unloading(True), c.post("/GeneralModelService/inference", json=_ps_body(_clip(1.0))))[1]),
+        (
+            TOO_LARGE,
+            lambda c: c.post("/v2/models/fake/infer", json=_v2_body(two)),
+            lambda c: c.post("/GeneralModelService/inference", json=_ps_body(two)),
+        ),
+        (
+            UNSUPPORTED,
+            None,
+            lambda c: c.post("/GeneralModelService/inference", content=b"x", headers={"Content-Type": "text/plain"}),
+        ),
+        (
+            INTERNAL,
+            lambda c: c.post("/v2/models/fake/infer", json=_v2_body(_clip(-1.0))),
+            lambda c: c.post("/GeneralModelService/inference", json=_ps_body(_clip(-1.0))),
+        ),
+        (
+            UNAVAILABLE,
+            lambda c: (unloading(True), c.post("/v2/models/fake/infer", json=_v2_body(_clip(1.0))))[1],
+            lambda c: (unloading(True), c.post("/GeneralModelService/inference", json=_ps_body(_clip(1.0))))[1],
+        ),
     ]
 
 
@@ -262,8 +294,9 @@ def test_grpc_front_ends_answer_each_refusal_from_their_tables(served, unloading
     thread.start()
     assert ready.wait(30)
     channel = grpc.insecure_channel(f"127.0.0.1:{holder['port']}")
-    infer = channel.unary_unary(f"/{SERVICE_NAME}/ModelInfer", pb.ModelInferRequest.SerializeToString,
-                                pb.ModelInferResponse.FromString)
+    infer = channel.unary_unary(
+        f"/{SERVICE_NAME}/ModelInfer", pb.ModelInferRequest.SerializeToString, pb.ModelInferResponse.FromString
+    )
 
     def request(model: str, x: np.ndarray):
         msg = pb.ModelInferRequest(model_name=model)
@@ -274,9 +307,13 @@ def test_grpc_front_ends_answer_each_refusal_from_their_tables(served, unloading
     try:
         out = infer(request("fake", _clip(3.0)), timeout=30)
         assert np.frombuffer(out.raw_output_contents[0], "<f4")[0] == 6.0
-        cases = [(INVALID, request("fake", _clip(1.0, (8, 3, 4, 5)))), (NOT_FOUND, request("nope", _clip(1.0))),
-                 (TOO_LARGE, request("fake", np.concatenate([_clip(1.0)] * 3))),
-                 (INTERNAL, request("fake", _clip(-1.0))), (UNAVAILABLE, request("fake", _clip(1.0)))]
+        cases = [
+            (INVALID, request("fake", _clip(1.0, (8, 3, 4, 5)))),
+            (NOT_FOUND, request("nope", _clip(1.0))),
+            (TOO_LARGE, request("fake", np.concatenate([_clip(1.0)] * 3))),
+            (INTERNAL, request("fake", _clip(-1.0))),
+            (UNAVAILABLE, request("fake", _clip(1.0))),
+        ]
         for kind, msg in cases:
             unloading(kind == UNAVAILABLE)
             with pytest.raises(grpc.RpcError) as info:
@@ -288,8 +325,9 @@ def test_grpc_front_ends_answer_each_refusal_from_their_tables(served, unloading
         from vslim.serving.protocols.paddle_serving.grpc import SERVICE_NAME as PS
         from vslim.serving.protocols.paddle_serving.types import fill_tensor, service_pb2
 
-        ps_infer = channel.unary_unary(f"/{PS}/inference", service_pb2.Request.SerializeToString,
-                                       service_pb2.Response.FromString)
+        ps_infer = channel.unary_unary(
+            f"/{PS}/inference", service_pb2.Request.SerializeToString, service_pb2.Response.FromString
+        )
 
         def ps_request(x):
             msg = service_pb2.Request(fetch_var_names=["outputs"])

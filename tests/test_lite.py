@@ -1,4 +1,5 @@
 """Paddle Lite: the real optimizer (Python 3.9 toolchain), real .nb files, x86 runs against Paddle."""
+
 import json
 import re
 import shutil
@@ -8,9 +9,9 @@ import paddle
 import pytest
 
 from vslim.config import ListConfig, PredictorConfig
-from vslim.lite.config import LiteConfig
 from vslim.dy2static import forget_failed_traces
 from vslim.inference import Predictor, inspect_model
+from vslim.lite.config import LiteConfig
 
 pytestmark = pytest.mark.slow
 
@@ -19,8 +20,10 @@ def _package(model_dir, out, targets, synth_data=None, **kwargs):
     from vslim.lite.package import package_lite
 
     val = ListConfig(str(synth_data / "val.list")) if synth_data is not None else None
-    return package_lite(LiteConfig(model_dir=str(model_dir), output_dir=str(out), targets=targets, val=val, **kwargs),
-                        say=lambda _: None)
+    return package_lite(
+        LiteConfig(model_dir=str(model_dir), output_dir=str(out), targets=targets, val=val, **kwargs),
+        say=lambda _: None,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -56,8 +59,12 @@ def test_rewrite_is_exact_in_paddle(fp32_small, tmp_path):
 def test_small_pptsm_fp32_arm_and_verified_x86(toolchain, fp32_small, synth_data, tmp_path):
     out = tmp_path / "lite"
     report = _package(fp32_small, out, ["arm", "x86"], synth_data)
-    assert sorted(p.name for p in out.iterdir()) == ["lite_report.json", "lite_report.md", "pptsm_small_arm.nb",
-                                                     "pptsm_small_x86.nb"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "lite_report.json",
+        "lite_report.md",
+        "pptsm_small_arm.nb",
+        "pptsm_small_x86.nb",
+    ]
     assert json.loads((out / "lite_report.json").read_text()) == json.loads(json.dumps(report))
     ts = report["temporal_shift"]
     assert ts["found"] == 4 and ts["rewritten"] == 4 and ts["shift_ratios"] == [0.125]
@@ -106,6 +113,7 @@ def test_paddlevideo_pptsm_r50_fp32_and_int8(toolchain, paddlevideo_r50, r50_int
 
 
 # --------------------------------------------------------------------------- bad input
+
 
 class _Erfinv(paddle.nn.Layer):
     def __init__(self):
@@ -160,13 +168,24 @@ def test_x86_flatten_crash_becomes_a_clear_error(toolchain, tmp_path, cli):
 
 
 def test_lite_bad_input(toolchain, fp32_small, int8_small_avg, tmp_path, cli, monkeypatch):
-    r = cli("package", "--target", "lite", "--model-dir", fp32_small, "--out", tmp_path / "o", "--valid-targets", "mips")
+    r = cli(
+        "package", "--target", "lite", "--model-dir", fp32_small, "--out", tmp_path / "o", "--valid-targets", "mips"
+    )
     assert r.code == 2 and "unknown Lite target 'mips'" in r.err
     (tmp_path / "exists").mkdir()
     r = cli("package", "--target", "lite", "--model-dir", fp32_small, "--out", tmp_path / "exists")
     assert r.code == 2 and "already exists" in r.err
-    r = cli("package", "--target", "lite", "--model-dir", int8_small_avg.output_dir, "--out", tmp_path / "i8",
-            "--valid-targets", "x86")
+    r = cli(
+        "package",
+        "--target",
+        "lite",
+        "--model-dir",
+        int8_small_avg.output_dir,
+        "--out",
+        tmp_path / "i8",
+        "--valid-targets",
+        "x86",
+    )
     assert r.code == 2 and "disagrees with Paddle Inference" in r.err and "build INT8 models for arm" in r.err
     assert not (tmp_path / "i8").exists()
     monkeypatch.setenv("VSLIM_HOME", str(tmp_path / "empty-home"))
@@ -178,8 +197,17 @@ def test_lite_bad_input(toolchain, fp32_small, int8_small_avg, tmp_path, cli, mo
     assert "3. vslim toolchain" in r.out and "(not installed)" in r.out
     r = cli("lite", "doctor", "--json")
     assert r.code == 2 and json.loads(r.out)["found"] is False
-    r = cli("package", "--target", "lite", "--model-dir", fp32_small, "--out", tmp_path / "o3", "--opt-bin",
-            tmp_path / "nope")
+    r = cli(
+        "package",
+        "--target",
+        "lite",
+        "--model-dir",
+        fp32_small,
+        "--out",
+        tmp_path / "o3",
+        "--opt-bin",
+        tmp_path / "nope",
+    )
     assert r.code == 2 and "does not exist" in r.err
 
 
@@ -194,8 +222,19 @@ def test_lite_doctor_reads_as_text(toolchain, cli):
 def test_lite_verify_command(toolchain, fp32_small, synth_data, tmp_path, cli):
     _package(fp32_small, tmp_path / "lite", ["arm", "x86"], synth_data, verify=False)
     x86 = tmp_path / "lite" / "pptsm_small_x86.nb"
-    r = cli("lite", "verify", "--nb", x86, "--model-dir", fp32_small, "--val-list", synth_data / "val.list",
-            "--clips", 4, "--json")
+    r = cli(
+        "lite",
+        "verify",
+        "--nb",
+        x86,
+        "--model-dir",
+        fp32_small,
+        "--val-list",
+        synth_data / "val.list",
+        "--clips",
+        4,
+        "--json",
+    )
     assert r.code == 0, r.err
     answer = json.loads(r.out)
     assert answer["passed"] and answer["kind"] == "numeric" and answer["target"] == "x86"
@@ -212,8 +251,7 @@ def test_lite_verify_command(toolchain, fp32_small, synth_data, tmp_path, cli):
     assert r.code == 2 and "holds x86 kernels, not arm ones" in r.err
 
 
-def test_lite_verify_refuses_a_mismatched_pair(toolchain, fp32_small, int8_small_avg, int8_small_hist, tmp_path,
-                                               cli):
+def test_lite_verify_refuses_a_mismatched_pair(toolchain, fp32_small, int8_small_avg, int8_small_hist, tmp_path, cli):
     """An INT8 .nb checked against the FP32 model used to pass the structural check: a wrong answer."""
     _package(fp32_small, tmp_path / "fp32", ["arm"], verify=False)
     _package(int8_small_avg.output_dir, tmp_path / "int8", ["arm"])

@@ -1,5 +1,6 @@
 """Many models in one server: a model repository (Triton's layout and vslim bundles), versions, load and unload
 while serving, against real servers on 127.0.0.1 with tritonclient as the oracle of the protocol."""
+
 from __future__ import annotations
 
 import json
@@ -11,17 +12,18 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pytest
-
 from servers import ServerProcess
+
 from vslim.serving.process import serve_command
 
 SERVER = pytest.mark.server  # both Pythons: the server's own paths (asyncio's shutdown differs between them)
 
-BATCHING = "max_batch_size: 4\ndynamic_batching { max_queue_delay_microseconds: 3000 }\n" \
-           "instance_group [ { count: 1 kind: KIND_CPU } ]\n"
+BATCHING = (
+    "max_batch_size: 4\ndynamic_batching { max_queue_delay_microseconds: 3000 }\n"
+    "instance_group [ { count: 1 kind: KIND_CPU } ]\n"
+)
 
 
 def _copy_bundle(bundle, dest: Path) -> Path:
@@ -73,14 +75,19 @@ def test_a_repository_serves_every_model_by_name_and_version(repository, clip, c
     from vslim.serving.client import GrpcClient
     from vslim.serving.protocols.v2.client import V2GrpcClient, V2HttpClient
 
-    with ServerProcess(None, "--model-repository", repository, "--version-policy", "all",
-                       "--default-model", "small") as server:
+    with ServerProcess(
+        None, "--model-repository", repository, "--version-policy", "all", "--default-model", "small"
+    ) as server:
         log = server.log()
         assert "3 model(s)" in log and "model pptsm version 2" in log and "batching up to 4" in log, log
         http = thttp.InferenceServerClient(server.address)
         index = http.get_model_repository_index()
         assert {(m["name"], m["version"], m["state"]) for m in index} == {
-            ("pptsm", "1", "READY"), ("pptsm", "2", "READY"), ("small", "1", "READY"), ("small_int8", "1", "READY")}
+            ("pptsm", "1", "READY"),
+            ("pptsm", "2", "READY"),
+            ("small", "1", "READY"),
+            ("small_int8", "1", "READY"),
+        }
         assert http.get_model_metadata("pptsm")["versions"] == ["1", "2"]
         assert http.is_model_ready("pptsm", "1") and http.is_model_ready("small_int8_video")
         config = http.get_model_config("pptsm", "2")
@@ -135,13 +142,30 @@ def test_a_repository_serves_every_model_by_name_and_version(repository, clip, c
         video = val_clips[2][0]
         answers = {}
         for version in ("1", "2"):
-            r = cli("client", "--bundle", bundle_fp32.client, "--video", video, "--address", server.address,
-                    "--protocol", "v2-grpc", "--model", "pptsm", "--model-version", version, "--json", "--top-k", 3)
+            r = cli(
+                "client",
+                "--bundle",
+                bundle_fp32.client,
+                "--video",
+                video,
+                "--address",
+                server.address,
+                "--protocol",
+                "v2-grpc",
+                "--model",
+                "pptsm",
+                "--model-version",
+                version,
+                "--json",
+                "--top-k",
+                3,
+            )
             assert r.code == 0, r.err
             answers[version] = json.loads(r.out)["predictions"][0]["scores"]
         assert answers["1"] != answers["2"]  # FP32 and INT8 answered
-        r = cli("client", "--bundle", bundle_fp32.client, "--video", video, "--address", server.address,
-                "--model", "pptsm")
+        r = cli(
+            "client", "--bundle", bundle_fp32.client, "--video", video, "--address", server.address, "--model", "pptsm"
+        )
         assert r.code == 2 and "--model applies to --protocol v2-http and v2-grpc" in r.err, r.err
     assert server.proc.returncode == 0, server.log()
 
@@ -174,15 +198,33 @@ def test_load_and_unload_while_serving(repository, bundle_fp32, bundle_int8, cli
     params = next(damaged.glob("*_serving_server/*.pdiparams"))
     params.write_bytes(params.read_bytes()[:-8] + b"\0" * 8)
     # every inference run takes 150 ms more: requests are in flight long enough to watch them
-    with ServerProcess(None, "--model-repository", root, "--model-control-mode", "explicit", "--load-model", "a",
-                       "--load-model", "b", "--default-model", "a", "--workers", 2,
-                       env={"VSLIM_INJECT_FAULTS": "inference_delay_ms=150"}) as server:
+    with ServerProcess(
+        None,
+        "--model-repository",
+        root,
+        "--model-control-mode",
+        "explicit",
+        "--load-model",
+        "a",
+        "--load-model",
+        "b",
+        "--default-model",
+        "a",
+        "--workers",
+        2,
+        env={"VSLIM_INJECT_FAULTS": "inference_delay_ms=150"},
+    ) as server:
         http = thttp.InferenceServerClient(server.address, connection_timeout=120, network_timeout=120)
         assert {m["name"]: m.get("state") for m in http.get_model_repository_index()} == {
-            "a": "READY", "b": "READY", "c": "UNAVAILABLE", "damaged": "UNAVAILABLE"}
+            "a": "READY",
+            "b": "READY",
+            "c": "UNAVAILABLE",
+            "damaged": "UNAVAILABLE",
+        }
         stop, results = threading.Event(), []
-        loads = [threading.Thread(target=_steady_load, args=(server.address, "a", clip, stop, results))
-                 for _ in range(2)]
+        loads = [
+            threading.Thread(target=_steady_load, args=(server.address, "a", clip, stop, results)) for _ in range(2)
+        ]
         for load in loads:
             load.start()
         try:
@@ -254,16 +296,19 @@ def test_load_and_unload_while_serving(repository, bundle_fp32, bundle_int8, cli
         assert server.stop() == 0, server.log()
     log = server.log()
     assert "unloading b version 1" in log and "unloading a version 1" in log and "stopped" in log, log
-    print(f"figure: {len(results)} requests on A across load C, unload B, reload A (v1 -> v2): 0 failed; "
-          f"unloading B with 3 admitted requests took {unload_seconds:.2f}s")
+    print(
+        f"figure: {len(results)} requests on A across load C, unload B, reload A (v1 -> v2): 0 failed; "
+        f"unloading B with 3 admitted requests took {unload_seconds:.2f}s"
+    )
 
 
 @pytest.mark.slow  # Python 3.11's `make test` only: the 3.12 tier runs the two servers above
 def test_poll_mode_follows_the_folder(bundle_fp32, tmp_path, clip):
     root = tmp_path / "repo"
     _copy_bundle(bundle_fp32, root / "first" / "1")
-    with ServerProcess(None, "--model-repository", root, "--model-control-mode", "poll",
-                       "--repository-poll-secs", 0.3) as server:
+    with ServerProcess(
+        None, "--model-repository", root, "--model-control-mode", "poll", "--repository-poll-secs", 0.3
+    ) as server:
         _copy_bundle(bundle_fp32, root / "second" / "1")
         deadline = time.monotonic() + 60
         while _get(f"{server.url}/v2/models/second/ready")[0] != 200 and time.monotonic() < deadline:
@@ -279,8 +324,9 @@ def test_poll_mode_follows_the_folder(bundle_fp32, tmp_path, clip):
 
 
 def _refused(*argv, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run([*serve_command(), "--port", "0", *map(str, argv)], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [*serve_command(), "--port", "0", *map(str, argv)], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.slow
@@ -302,8 +348,9 @@ def test_repository_mistakes_are_refused_at_start(bundle_fp32, bundle_int8, tmp_
     assert r.returncode != 0 and "--version-policy 'newest'" in r.stderr, r.stderr
     r = _refused("--model-repository", root, "--bundle", bundle_fp32.server)
     assert r.returncode != 0 and "not both" in r.stderr, r.stderr
-    r = _refused("--model-repository", root, "--default-model", "a", "--model-control-mode", "explicit",
-                 "--load-model", "zz")
+    r = _refused(
+        "--model-repository", root, "--default-model", "a", "--model-control-mode", "explicit", "--load-model", "zz"
+    )
     assert r.returncode != 0 and "--load-model zz: not in" in r.stderr, r.stderr
     (root / "a" / "config.pbtxt").write_text("max_batch_size: [not a number")
     r = _refused("--model-repository", root, "--default-model", "a")
@@ -376,7 +423,9 @@ def test_a_loading_model_answers_unavailable_and_a_failed_reload_keeps_the_serve
             await repo.load("m")
         assert repo.get("m").version == "1" and repo.versions("m") == ["1"]
         rows = {r["version"]: r for r in repo.index()}
-        assert rows["1"]["state"] == "READY" and rows["2"]["state"] == "UNAVAILABLE" and "damaged" in rows["2"]["reason"]
+        assert (
+            rows["1"]["state"] == "READY" and rows["2"]["state"] == "UNAVAILABLE" and "damaged" in rows["2"]["reason"]
+        )
         # an admitted request holds the unload until it is answered
         service = repo.get("m")
         service.active = 1

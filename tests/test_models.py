@@ -1,4 +1,5 @@
 """Model zoo: PaddleVideo parameter names, weight loading, errors that name the key."""
+
 import numpy as np
 import paddle
 import pytest
@@ -94,8 +95,9 @@ def test_head_reshapes_instead_of_flattening():
     """Lite's x86 optimizer crashes on flatten_contiguous_range (docs/architecture.md, Paddle Lite)."""
     model = build_model("pptsm_small", 3)
     model.eval()
-    static = paddle.jit.to_static(model, input_spec=[paddle.static.InputSpec([None, 8, 3, 64, 64], "float32")],
-                                  full_graph=True)
+    static = paddle.jit.to_static(
+        model, input_spec=[paddle.static.InputSpec([None, 8, 3, 64, 64], "float32")], full_graph=True
+    )
     ops = {op.type for op in static.forward.concrete_program.main_program.global_block().ops}
     assert "flatten_contiguous_range" not in ops and "reshape2" in ops
 
@@ -120,10 +122,11 @@ def test_a_failed_conversion_leaves_no_parameters_for_the_next_one():
 
     model = _FailsWhenTraced()
     model.eval()
-    static = paddle.jit.to_static(model, input_spec=[paddle.static.InputSpec([None, 3, 4, 4], "float32")],
-                                  full_graph=True)
+    static = paddle.jit.to_static(
+        model, input_spec=[paddle.static.InputSpec([None, 3, 4, 4], "float32")], full_graph=True
+    )
     with pytest.raises(Exception, match="refused while tracing"):
-        static.forward.concrete_program
+        _ = static.forward.concrete_program
     records = ProgramTranslator.get_instance()._params_recorder.params_dict
     assert any(p.name.startswith("batch_norm") for params in records.values() for p in params)
     forget_failed_traces()

@@ -1,4 +1,5 @@
 """Ports picked for servers that bind later lie outside the ephemeral range, so no client connection takes them."""
+
 import socket
 
 from vslim.netports import _ephemeral_start, listening_port

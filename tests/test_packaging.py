@@ -1,8 +1,8 @@
 """The distribution installs every subpackage under the import name docs/architecture.md gives it."""
+
 import configparser
 from pathlib import Path
 
-import vslim
 from conftest import REPO
 
 
@@ -33,8 +33,12 @@ def test_mapped_subpackages_import_from_their_folders():
     import vslim.lite
     import vslim.serving
 
-    for mod, folder in ((vslim.compress, "compress"), (vslim.serving, "serving"),
-                        (vslim.lite, "lite"), (vslim.benchmarks, "benchmarks")):
+    for mod, folder in (
+        (vslim.compress, "compress"),
+        (vslim.serving, "serving"),
+        (vslim.lite, "lite"),
+        (vslim.benchmarks, "benchmarks"),
+    ):
         assert Path(mod.__file__).parent == REPO / folder
 
 
@@ -52,9 +56,11 @@ def test_importing_vslim_then_paddle_keeps_zlib_working():
     import subprocess
     import sys
 
-    code = ("import sys, vslim; assert 'zlib' in sys.modules and 'paddle' not in sys.modules; "
-            "import paddle, gzip; assert gzip.decompress(gzip.compress(b'x' * 100000)) == b'x' * 100000; "
-            "import paddleslim; print('ok')")
+    code = (
+        "import sys, vslim; assert 'zlib' in sys.modules and 'paddle' not in sys.modules; "
+        "import paddle, gzip; assert gzip.decompress(gzip.compress(b'x' * 100000)) == b'x' * 100000; "
+        "import paddleslim; print('ok')"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().endswith("ok")

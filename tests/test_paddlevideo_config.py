@@ -1,9 +1,10 @@
 """PaddleVideo's quantization YAML is read unchanged."""
+
 import pytest
 
+from vslim.config import load_yaml
 from vslim.errors import ConfigError
 from vslim.paddlevideo_config import is_paddlevideo_config, ptq_config_from_paddlevideo
-from vslim.config import load_yaml
 
 # PaddleVideo's configs/recognition/pptsm/pptsm_k400_frames_uniform_quantization.yaml, verbatim.
 UPSTREAM = """\
@@ -59,13 +60,16 @@ def test_upstream_yaml_translates(tmp_path):
     assert ptq_config_from_paddlevideo(path, data, algo="avg").algo == "avg"
 
 
-@pytest.mark.parametrize("old, new, message", [
-    ("num_seg: 8", "num_segs: 8", r"PIPELINE.quant.sample: unknown key 'num_segs'.*did you mean 'num_seg'"),
-    ("batch_size: 1", "batchsize: 1", r"DATASET: unknown key 'batchsize'"),
-    ("model_name:", "modelname:", r"unknown key 'modelname'.*did you mean 'model_name'"),
-    ("- CenterCrop:", "- CentreCrop:", r"transform\[1\]: unsupported transform 'CentreCrop'.*CenterCrop"),
-    ('format: "FrameDataset"', 'format: "SkeletonDataset"', r"format 'SkeletonDataset' is not supported"),
-])
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("num_seg: 8", "num_segs: 8", r"PIPELINE.quant.sample: unknown key 'num_segs'.*did you mean 'num_seg'"),
+        ("batch_size: 1", "batchsize: 1", r"DATASET: unknown key 'batchsize'"),
+        ("model_name:", "modelname:", r"unknown key 'modelname'.*did you mean 'model_name'"),
+        ("- CenterCrop:", "- CentreCrop:", r"transform\[1\]: unsupported transform 'CentreCrop'.*CenterCrop"),
+        ('format: "FrameDataset"', 'format: "SkeletonDataset"', r"format 'SkeletonDataset' is not supported"),
+    ],
+)
 def test_misspelt_keys_are_named(tmp_path, old, new, message):
     path = tmp_path / "q.yaml"
     path.write_text(UPSTREAM.replace(old, new))

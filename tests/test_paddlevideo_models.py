@@ -5,37 +5,65 @@ layouts and key ops. The expected arrays are computed by the test itself from th
 PaddleVideo's inference helpers document (Pillow images, PIL crops and flips, Paddle's own
 ``F.interpolate``), not from vslim's code and not from copied numbers.
 """
+
 from __future__ import annotations
 
 import json
 import math
 
+import family_models as fm
 import numpy as np
 import pytest
 from PIL import Image
 
-import family_models as fm
 from vslim.data.recipes import HELPERS, Recipe, from_config, segment_centres
 from vslim.errors import ConfigError
 
 pytestmark = pytest.mark.slow
 
 CONFIGS = {
-    "tsn": {"MODEL": {"head": {"name": "TSNHead", "num_classes": 5}}, "model_name": "TSN",
-            "INFERENCE": {"name": "ppTSN_Inference_helper", "num_seg": 8, "short_size": 40, "target_size": 32}},
-    "movinet": {"model_name": "MoViNet",
-                "INFERENCE": {"name": "ppTSM_Inference_helper", "num_seg": 8, "short_size": 36, "target_size": 32}},
-    "timesformer": {"model_name": "ppTimeSformer",
-                    "INFERENCE": {"name": "TimeSformer_Inference_helper", "num_seg": 8, "short_size": 32,
-                                  "target_size": 32, "mean": [0, 0, 0], "std": [1, 1, 1]}},
-    "videoswin": {"model_name": "VideoSwin",
-                  "INFERENCE": {"name": "VideoSwin_Inference_helper", "num_seg": 1, "seg_len": 8, "short_size": 40,
-                                "target_size": 32}},
-    "slowfast": {"model_name": "SlowFast",
-                 "INFERENCE": {"name": "SlowFast_Inference_helper", "num_frames": 8, "alpha": 4, "target_size": 32}},
+    "tsn": {
+        "MODEL": {"head": {"name": "TSNHead", "num_classes": 5}},
+        "model_name": "TSN",
+        "INFERENCE": {"name": "ppTSN_Inference_helper", "num_seg": 8, "short_size": 40, "target_size": 32},
+    },
+    "movinet": {
+        "model_name": "MoViNet",
+        "INFERENCE": {"name": "ppTSM_Inference_helper", "num_seg": 8, "short_size": 36, "target_size": 32},
+    },
+    "timesformer": {
+        "model_name": "ppTimeSformer",
+        "INFERENCE": {
+            "name": "TimeSformer_Inference_helper",
+            "num_seg": 8,
+            "short_size": 32,
+            "target_size": 32,
+            "mean": [0, 0, 0],
+            "std": [1, 1, 1],
+        },
+    },
+    "videoswin": {
+        "model_name": "VideoSwin",
+        "INFERENCE": {
+            "name": "VideoSwin_Inference_helper",
+            "num_seg": 1,
+            "seg_len": 8,
+            "short_size": 40,
+            "target_size": 32,
+        },
+    },
+    "slowfast": {
+        "model_name": "SlowFast",
+        "INFERENCE": {"name": "SlowFast_Inference_helper", "num_frames": 8, "alpha": 4, "target_size": 32},
+    },
 }
-BUILD = {"tsn": {}, "movinet": {}, "timesformer": {"num_seg": 24}, "videoswin": {},
-         "slowfast": {"input_names": ("slow_input", "fast_input")}}
+BUILD = {
+    "tsn": {},
+    "movinet": {},
+    "timesformer": {"num_seg": 24},
+    "videoswin": {},
+    "slowfast": {"input_names": ("slow_input", "fast_input")},
+}
 
 
 @pytest.fixture(autouse=True)
@@ -141,7 +169,7 @@ def expected_timesformer(frames, fps, n_seg, short, size, mean, std):
         x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False)
     h, w = x.shape[2:]
     step = (w - size) // 2
-    crops = [x[:, :, 0:size, xo:xo + size] for xo in (0, 2 * step, step)]
+    crops = [x[:, :, 0:size, xo : xo + size] for xo in (0, 2 * step, step)]
     return paddle.concat(crops, axis=1).numpy()
 
 
@@ -155,11 +183,14 @@ def expected_videoswin(frames, seg_len, short, size, mean, std):
     for i in idx:
         f = frames[i]
         h, w = f.shape[:2]
-        ow, oh = (int(w * (short / h) + 0.5), int(h * (short / h) + 0.5)) if h < w else \
-            (int(w * (short / w) + 0.5), int(h * (short / w) + 0.5))
+        ow, oh = (
+            (int(w * (short / h) + 0.5), int(h * (short / h) + 0.5))
+            if h < w
+            else (int(w * (short / w) + 0.5), int(h * (short / w) + 0.5))
+        )
         f = cv2.resize(f, (ow, oh), interpolation=cv2.INTER_LINEAR)
         x1, y1 = int(round((ow - size) / 2.0)), int(round((oh - size) / 2.0))
-        img = f[y1:y1 + size, x1:x1 + size].astype(np.float32)
+        img = f[y1 : y1 + size, x1 : x1 + size].astype(np.float32)
         cv2.subtract(img, np.float64(np.array(mean, np.float32).reshape(1, -1)), img)
         cv2.multiply(img, 1 / np.float64(np.array(std, np.float32).reshape(1, -1)), img)
         out.append(img)
@@ -226,13 +257,13 @@ def test_each_familys_inputs_are_paddlevideos_arrays(family, family_models, fami
         np.testing.assert_allclose(g, w, rtol=0, atol=1e-5)  # float rounding only (the bilinear maths agree)
 
 
-def test_fast_resize_is_an_explicit_choice_one_grey_level_from_paddlevideo(family_models, family_video, tmp_path,
-                                                                          cli):
+def test_fast_resize_is_an_explicit_choice_one_grey_level_from_paddlevideo(family_models, family_video, tmp_path, cli):
     """``vslim import --fast-resize``: OpenCV's bilinear where the helper uses Pillow, recorded in the recipe; the
     rest of the helper unchanged. Shrinking (this video: 48 -> 36 lines), Pillow widens its filter and OpenCV
     does not, so the inputs differ from PaddleVideo's by more than a grey level at sharp edges."""
-    import cv2
     import shutil
+
+    import cv2
 
     from vslim.data.pipeline import ClipPipeline, as_inputs
     from vslim.inference import inspect_model
@@ -252,7 +283,7 @@ def test_fast_resize_is_an_explicit_choice_one_grey_level_from_paddlevideo(famil
     resized = [cv2.resize(f, pil_scale(Image.fromarray(f), 36), interpolation=cv2.INTER_LINEAR) for f in picked]
     h, w = resized[0].shape[:2]
     x1, y1 = int(round((w - 32) / 2.0)), int(round((h - 32) / 2.0))
-    x = np.stack([f[y1:y1 + 32, x1:x1 + 32] for f in resized]).astype("float32").transpose(0, 3, 1, 2) / 255.0
+    x = np.stack([f[y1 : y1 + 32, x1 : x1 + 32] for f in resized]).astype("float32").transpose(0, 3, 1, 2) / 255.0
     x -= np.array([0.485, 0.456, 0.406]).reshape([3, 1, 1]).astype(np.float32)
     x /= np.array([0.229, 0.224, 0.225]).reshape([3, 1, 1]).astype(np.float32)
     np.testing.assert_allclose(got, x, rtol=0, atol=1e-5)
@@ -277,14 +308,36 @@ def test_bench_on_a_two_input_model(family_models, family_video, tmp_path, cli):
 def test_packaging_takes_the_paddlevideo_config_too(family_models, tmp_path, cli):
     """`--config` on `vslim package` records the helper in the package, as `vslim import` does in the folder."""
     folder, config = family_models["tsn"]
-    r = cli("package", "--target", "serving", "--model-dir", folder, "--config", config, "--runtime", "paddle",
-            "--out", tmp_path / "b", "--name", "tsn")
+    r = cli(
+        "package",
+        "--target",
+        "serving",
+        "--model-dir",
+        folder,
+        "--config",
+        config,
+        "--runtime",
+        "paddle",
+        "--out",
+        tmp_path / "b",
+        "--name",
+        "tsn",
+    )
     assert r.code == 0, r.err
     meta = json.loads((tmp_path / "b" / "tsn_serving_server" / "vslim.json").read_text())
     assert meta["recipe"]["helper"] == "ppTSN_Inference_helper" and meta["recipe"]["num_seg"] == 8
     assert not (folder / "vslim.json").exists()  # the user's folder is left as it was
-    r = cli("package", "--target", "onnx", "--model-dir", folder, "--config", family_models["movinet"][1],
-            "--out", tmp_path / "o")
+    r = cli(
+        "package",
+        "--target",
+        "onnx",
+        "--model-dir",
+        folder,
+        "--config",
+        family_models["movinet"][1],
+        "--out",
+        tmp_path / "o",
+    )
     assert r.code == 2 and "exported with another config" in r.err and not (tmp_path / "o").exists()
 
 
@@ -298,10 +351,23 @@ def test_large_clips_take_paddles_reference_from_a_child(family_models, tmp_path
     for module in (runtimes, selection, onnx_export):
         monkeypatch.setattr(module, "LARGE_CLIP_ELEMENTS", 1)  # the small TSN stand-in counts as large
     folder, config = family_models["tsn"]
-    r = cli("package", "--target", "serving", "--model-dir", folder, "--config", config, "--out", tmp_path / "b",
-            "--name", "tsn")
+    r = cli(
+        "package",
+        "--target",
+        "serving",
+        "--model-dir",
+        folder,
+        "--config",
+        config,
+        "--out",
+        tmp_path / "b",
+        "--name",
+        "tsn",
+    )
     assert r.code == 0, r.err
-    lines = [l.strip().split(":")[0] for l in r.err.splitlines() if l.strip().startswith(("paddle ", "onnxruntime "))]
+    lines = [
+        ln.strip().split(":")[0] for ln in r.err.splitlines() if ln.strip().startswith(("paddle ", "onnxruntime "))
+    ]
     assert lines and lines[-1].startswith("paddle")  # Paddle measured last
     server = tmp_path / "b" / "tsn_serving_server"
     record = json.loads((server / "runtime.json").read_text())
@@ -317,8 +383,13 @@ def test_config_keys_are_checked_as_the_helpers_arguments():
         from_config({"name": "ppTSM_Inference_helper", "num_segs": 8}, ["x"], "c.yaml")
     with pytest.raises(ConfigError, match="not a recognition helper vslim runs"):
         from_config({"name": "BMN_Inference_helper"}, ["x"], "c.yaml")
-    assert set(HELPERS) == {"ppTSM_Inference_helper", "ppTSN_Inference_helper", "TimeSformer_Inference_helper",
-                            "VideoSwin_Inference_helper", "SlowFast_Inference_helper"}
+    assert set(HELPERS) == {
+        "ppTSM_Inference_helper",
+        "ppTSN_Inference_helper",
+        "TimeSformer_Inference_helper",
+        "VideoSwin_Inference_helper",
+        "SlowFast_Inference_helper",
+    }
 
 
 @pytest.mark.parametrize("family", list(CONFIGS))
@@ -367,19 +438,26 @@ def test_a_plain_pptsm_layout_without_config_says_what_it_assumed(family_models,
 
 
 def test_a_config_from_another_model_is_refused(family_models, cli, family_video):
-    r = cli("predict", "--model-dir", family_models["tsn"][0], "--config", family_models["movinet"][1],
-            "--video", family_video)
+    r = cli(
+        "predict",
+        "--model-dir",
+        family_models["tsn"][0],
+        "--config",
+        family_models["movinet"][1],
+        "--video",
+        family_video,
+    )
     assert r.code == 2 and "exported with another config" in r.err and r.out == ""
 
 
 @pytest.mark.server
 @pytest.mark.parametrize("family", ["slowfast", "videoswin"])
-def test_served_family_answers_like_predict_through_every_protocol(family, family_models, family_video, tmp_path,
-                                                                  cli):
+def test_served_family_answers_like_predict_through_every_protocol(family, family_models, family_video, tmp_path, cli):
     """A two-input model (both tensors over Paddle Serving and v2) and one that needed a fallback to load."""
     import shutil
 
     from servers import ServerProcess
+
     from vslim.serving.client import ClientConfig, VideoEndpointClient, classify_video, make_client
 
     folder = tmp_path / family
@@ -389,16 +467,18 @@ def test_served_family_answers_like_predict_through_every_protocol(family, famil
     assert r.code == 0, r.err
     want = json.loads(r.out)["predictions"][0]
     out = tmp_path / "bundle"
-    r = cli("package", "--target", "serving", "--model-dir", folder, "--out", out, "--name", family,
-            "--runtime", "paddle")
+    r = cli(
+        "package", "--target", "serving", "--model-dir", folder, "--out", out, "--name", family, "--runtime", "paddle"
+    )
     assert r.code == 0, r.err
     server, client_dir = out / f"{family}_serving_server", out / f"{family}_serving_client"
     record = json.loads((server / "runtime.json").read_text())
     settings = record["paddle_settings"]
     assert (settings["name"] != "default") == (family == "videoswin"), settings  # oneDNN refuses the 8-D transpose
     conf = ClientConfig.load(client_dir)
-    assert [f.name for f in conf.signature.feeds] == [s["name"] for s in
-                                                      json.loads((out / "vslim_manifest.json").read_text())["inputs"]]
+    assert [f.name for f in conf.signature.feeds] == [
+        s["name"] for s in json.loads((out / "vslim_manifest.json").read_text())["inputs"]
+    ]
     with ServerProcess(server) as process:
         for protocol in ("grpc", "http", "http-proto", "v2-grpc", "v2-http"):
             with make_client(protocol, process.address, conf) as c:
@@ -476,8 +556,17 @@ def test_a_model_no_configuration_can_run_is_refused_naming_each_try(family_mode
     monkeypatch.setenv("VSLIM_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("VSLIM_PROBE_FAULT", "*")
     out = tmp_path / "b"
-    r = cli("package", "--target", "serving", "--model-dir", family_models["movinet"][0], "--out", out,
-            "--runtime", "paddle")
+    r = cli(
+        "package",
+        "--target",
+        "serving",
+        "--model-dir",
+        family_models["movinet"][0],
+        "--out",
+        out,
+        "--runtime",
+        "paddle",
+    )
     assert r.code == 2 and "cannot run" in r.err and "killed by SIGILL" in r.err and "oneDNN off" in r.err
     assert not out.exists() and not list(tmp_path.glob(".b*"))  # nothing half-written
 

@@ -6,6 +6,7 @@ placement and answers, bad input, replica loss, node loss, a rolling update
 from FP32 to INT8, autoscaling with a token. Ray's proxies run on the head only
 (two proxies of one machine would fight over the same ports).
 """
+
 from __future__ import annotations
 
 import json
@@ -20,16 +21,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import test_serving
 import test_v2
-from vslim.netports import listening_port
-from vslim.serving.config import ServerConfig
+
+from vslim.accuracy import softmax
 from vslim.data import ClipPipeline
 from vslim.data.decode import VideoReader
 from vslim.inference import Predictor
-from vslim.accuracy import softmax
+from vslim.netports import listening_port
 from vslim.serving.client import ClientConfig, GrpcClient, HttpClient, VideoEndpointClient
+from vslim.serving.config import ServerConfig
 from vslim.serving.process import serve_command
 from vslim.serving.protocols.v2.client import V2GrpcClient, V2HttpClient
 
@@ -52,9 +53,14 @@ def cluster():
     # One proxy (on the head) for both nodes: spread its requests evenly instead of to its own node first
     # (docs/scale-out.md). The cluster's processes inherit this environment.
     os.environ["RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING"] = "0"
-    c = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "include_dashboard": False,
-        "_system_config": {"metrics_report_interval_ms": 1000}})  # Ray's 10 s default only slows the test
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 1,
+            "include_dashboard": False,
+            "_system_config": {"metrics_report_interval_ms": 1000},
+        },
+    )  # Ray's 10 s default only slows the test
     worker = c.add_node(num_cpus=1)
     c.wait_for_nodes()
     ray.init(address=c.address, logging_level="ERROR", log_to_driver=False)
@@ -69,13 +75,20 @@ def ray_config(cluster, bundle, **options):
     from vslim.serving.rayserve.config import RayServeConfig
 
     server = dict(options.pop("server", {}))
-    return RayServeConfig(server=ServerConfig(bundle=str(bundle), max_body_mb=16, grace_seconds=10, **server),
-                          address=cluster.address, name=APP, http_port=HTTP_PORT, grpc_port=GRPC_PORT,
-                          proxy_location="HeadOnly", **options).validate()
+    return RayServeConfig(
+        server=ServerConfig(bundle=str(bundle), max_body_mb=16, grace_seconds=10, **server),
+        address=cluster.address,
+        name=APP,
+        http_port=HTTP_PORT,
+        grpc_port=GRPC_PORT,
+        proxy_location="HeadOnly",
+        **options,
+    ).validate()
 
 
 def deploy(cluster, bundle, **options):
-    from vslim.serving.rayserve.launcher import deploy as run, start_serve
+    from vslim.serving.rayserve.launcher import deploy as run
+    from vslim.serving.rayserve.launcher import start_serve
 
     cfg = ray_config(cluster, bundle, **options)
     start_serve(cfg, log=print)
@@ -106,8 +119,9 @@ class Stream:
         self.answers: list[tuple[float, float]] = []
         self.errors: list[tuple[float, str]] = []
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(make_client, clip), daemon=True)
-                         for _ in range(threads)]
+        self._threads = [
+            threading.Thread(target=self._run, args=(make_client, clip), daemon=True) for _ in range(threads)
+        ]
         for t in self._threads:
             t.start()
 
@@ -121,7 +135,7 @@ class Stream:
                     self.errors.append((time.monotonic(), str(exc)[:200]))
                     time.sleep(0.05)
 
-    def stop(self) -> "Stream":
+    def stop(self) -> Stream:
         self._stop.set()
         for t in self._threads:
             t.join(90)
@@ -138,9 +152,13 @@ def assert_answers_like_in_process(bundle, val_clips):
     expected = Predictor(bundle.server).run(clips[:4])
     atol = 1e-4 * np.abs(expected).max()
     conf = ClientConfig.load(bundle.client)
-    clients = [GrpcClient(TARGET.address, conf), HttpClient(TARGET.url, conf, mode="json"),
-               HttpClient(TARGET.url, conf, mode="proto"), V2HttpClient(TARGET.url, conf),
-               V2GrpcClient(TARGET.address, conf)]
+    clients = [
+        GrpcClient(TARGET.address, conf),
+        HttpClient(TARGET.url, conf, mode="json"),
+        HttpClient(TARGET.url, conf, mode="proto"),
+        V2HttpClient(TARGET.url, conf),
+        V2GrpcClient(TARGET.address, conf),
+    ]
     for client in clients:
         with client:
             for i in range(4):
@@ -172,9 +190,25 @@ def test_vslim_serve_ray_deploys_reports_and_removes(cluster, bundle_fp32, bundl
     repository = tmp_path / "models"
     shutil.copytree(bundle_fp32.root, repository / "fp32-out")  # model "small", version 1
     shutil.copytree(bundle_int8.root, repository / "int8" / "3")  # model "int8", version 3
-    cmd = [*serve_command(), "--model-repository", str(repository), "--default-model", "small", "--ray",
-           cluster.address, "--name", "cli", "--port", str(HTTP_PORT), "--grpc-port", str(GRPC_PORT),
-           "--proxy-location", "HeadOnly", "--cpus-per-replica", "1"]
+    cmd = [
+        *serve_command(),
+        "--model-repository",
+        str(repository),
+        "--default-model",
+        "small",
+        "--ray",
+        cluster.address,
+        "--name",
+        "cli",
+        "--port",
+        str(HTTP_PORT),
+        "--grpc-port",
+        str(GRPC_PORT),
+        "--proxy-location",
+        "HeadOnly",
+        "--cpus-per-replica",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()  # printed once every replica is up
@@ -190,8 +224,9 @@ def test_vslim_serve_ray_deploys_reports_and_removes(cluster, bundle_fp32, bundl
         with V2GrpcClient(TARGET.address, model="int8", version="3") as c:
             int8 = c.infer("int8", {"data_batch_0": clip})["outputs"]
         assert int8.shape == (1, 10) and not np.array_equal(int8, default)
-        status = subprocess.run([*serve_command(), "--ray", cluster.address, "--status"], capture_output=True,
-                                text=True, timeout=120)
+        status = subprocess.run(
+            [*serve_command(), "--ray", cluster.address, "--status"], capture_output=True, text=True, timeout=120
+        )
         assert status.returncode == 0, status.stderr
         app = json.loads(status.stdout)["applications"]["cli"]
         replicas = app["deployments"]["VslimReplica"]["replicas"]
@@ -206,11 +241,13 @@ def test_vslim_serve_ray_deploys_reports_and_removes(cluster, bundle_fp32, bundl
 
 
 def test_ray_options_are_checked_before_touching_a_cluster(cli, bundle_fp32, tmp_path):
-    cases = [(["--ray", "local", "--autoscale", "3:1"], "is not MIN:MAX"),
-             (["--ray", "local", "--port", "9000", "--grpc-port", "9000"], "cannot share a port"),
-             (["--ray", "local", "--cpus-per-replica", "0"], "must be > 0"),
-             (["--ray", "local", "--name", "a/b"], "without '/'"),
-             (["--ray", "local", "--model-control-mode", "poll"], "needs --model-repository")]
+    cases = [
+        (["--ray", "local", "--autoscale", "3:1"], "is not MIN:MAX"),
+        (["--ray", "local", "--port", "9000", "--grpc-port", "9000"], "cannot share a port"),
+        (["--ray", "local", "--cpus-per-replica", "0"], "must be > 0"),
+        (["--ray", "local", "--name", "a/b"], "without '/'"),
+        (["--ray", "local", "--model-control-mode", "poll"], "needs --model-repository"),
+    ]
     for extra, message in cases:
         result = cli("serve", "--bundle", str(bundle_fp32.server), *extra)
         assert result.code == 2 and message in result.err, (extra, result.err)
@@ -252,9 +289,26 @@ def test_existing_clients_work_by_changing_only_the_address(fp32_app, bundle_fp3
         got = client.infer("small", [x]).as_numpy("outputs")
         np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max(), err_msg=mod.__name__)
     for protocol, address in (("grpc", TARGET.address), ("v2-http", TARGET.url), ("video-file", TARGET.url)):
-        r = subprocess.run([sys.executable, "-m", "vslim.cli.main", "client", "--bundle", str(bundle_fp32.client),
-                            "--video", str(paths[0]), "--address", address, "--protocol", protocol, "--json"],
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "vslim.cli.main",
+                "client",
+                "--bundle",
+                str(bundle_fp32.client),
+                "--video",
+                str(paths[0]),
+                "--address",
+                address,
+                "--protocol",
+                protocol,
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 0, (protocol, r.stderr)
         classes = json.loads(r.stdout)["predictions"][0]["classes"]
         if protocol == "grpc":
@@ -262,9 +316,25 @@ def test_existing_clients_work_by_changing_only_the_address(fp32_app, bundle_fp3
         assert classes[0] == first[0], protocol
     clip = tmp_path / "clip.npy"
     np.save(clip, clips[0])
-    r = subprocess.run([str(cpp_client), "--host", "127.0.0.1", "--port", str(GRPC_PORT), "--client-conf",
-                        str(bundle_fp32.client), "--input", str(clip), "--topk", "3", "--json"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            str(cpp_client),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(GRPC_PORT),
+            "--client-conf",
+            str(bundle_fp32.client),
+            "--input",
+            str(clip),
+            "--topk",
+            "3",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["samples"][0]["classes"][0] == int(expected[0].argmax())
 
@@ -292,6 +362,7 @@ def test_every_replicas_metrics_reach_rays_metrics_agents(fp32_app, bundle_fp32,
     with HttpClient(TARGET.url, ClientConfig.load(bundle_fp32.client), mode="json") as c:
         for i in range(12):
             c.predict({"data_batch_0": val_clips[0][i % 6 : i % 6 + 1]})
+
     def exported():
         counts = rays_request_counts()
         return counts if sum(counts.values()) >= before + 12 else None
@@ -317,14 +388,18 @@ def test_replica_loss_is_repaired_with_few_failed_requests(fp32_app, bundle_fp32
     victim = before[0]
     os.kill(victim["pid"], signal.SIGKILL)
     killed = time.monotonic()
-    wait_for("Ray to replace the killed replica",
-             lambda: len(now := running()) == 2 and victim["replica_id"] not in {r["replica_id"] for r in now})
+    wait_for(
+        "Ray to replace the killed replica",
+        lambda: len(now := running()) == 2 and victim["replica_id"] not in {r["replica_id"] for r in now},
+    )
     repaired = time.monotonic()
     time.sleep(3)
     stream.stop()
     after_repair = [e for e in stream.errors if e[0] > repaired]
-    print(f"replica loss: {len(stream.answers)} answers, {len(stream.errors)} failed, "
-          f"repaired in {repaired - killed:.1f}s; failures: {[e[1][:80] for e in stream.errors[:3]]}")
+    print(
+        f"replica loss: {len(stream.answers)} answers, {len(stream.errors)} failed, "
+        f"repaired in {repaired - killed:.1f}s; failures: {[e[1][:80] for e in stream.errors[:3]]}"
+    )
     assert not after_repair and len(stream.answers) > 10
     assert len(stream.errors) <= 2 * fp32_app.max_ongoing_requests(), stream.errors
 
@@ -335,21 +410,26 @@ def test_node_loss_keeps_the_survivor_answering_and_recovers(cluster, fp32_app, 
     time.sleep(3)
     cluster.remove_node(cluster.worker)
     removed = time.monotonic()
-    survivors = wait_for("the worker's replica to be gone",
-                         lambda: {r["node_id"] for r in running()} == {head_id}, timeout=120)
+    survivors = wait_for(
+        "the worker's replica to be gone", lambda: {r["node_id"] for r in running()} == {head_id}, timeout=120
+    )
     settled = time.monotonic()
     time.sleep(5)
     late = [e for e in stream.errors if e[0] > settled]
     answered_alone = [a for a in stream.answers if a[0] > settled]
-    print(f"node loss: {len(stream.errors)} failed requests; node death seen after {settled - removed:.1f}s; "
-          f"survivor answered {len(answered_alone)} in the next 5s")
+    print(
+        f"node loss: {len(stream.errors)} failed requests; node death seen after {settled - removed:.1f}s; "
+        f"survivor answered {len(answered_alone)} in the next 5s"
+    )
     assert survivors and not late and answered_alone
     cluster.worker = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     replicas = wait_for("two replicas on two nodes again", on_two_nodes)
     stream.stop()
-    print(f"node loss: recovered to {len(replicas)} replicas {time.monotonic() - removed:.1f}s after removal; "
-          f"{len(stream.errors)} failed of {len(stream.answers) + len(stream.errors)}")
+    print(
+        f"node loss: recovered to {len(replicas)} replicas {time.monotonic() - removed:.1f}s after removal; "
+        f"{len(stream.errors)} failed of {len(stream.answers) + len(stream.errors)}"
+    )
     assert not [e for e in stream.errors if e[0] > settled]
 
 
@@ -362,10 +442,14 @@ def test_rolling_update_from_fp32_to_int8_loses_no_request(cluster, fp32_app, bu
     deploy(cluster, bundle_int8.server, replicas=2, max_replicas_per_node=1)
     time.sleep(3)
     stream.stop()
-    models = ["fp32" if abs(v - fp32) < 1e-3 else "int8" if abs(v - int8) < 1e-2 else f"? {v}"
-              for _, v in sorted(stream.answers)]
-    print(f"rolling update: {len(models)} answers ({models.count('fp32')} FP32 then {models.count('int8')} INT8), "
-          f"{len(stream.errors)} failed")
+    models = [
+        "fp32" if abs(v - fp32) < 1e-3 else "int8" if abs(v - int8) < 1e-2 else f"? {v}"
+        for _, v in sorted(stream.answers)
+    ]
+    print(
+        f"rolling update: {len(models)} answers ({models.count('fp32')} FP32 then {models.count('int8')} INT8), "
+        f"{len(stream.errors)} failed"
+    )
     assert not stream.errors, stream.errors[:5]
     assert set(models) == {"fp32", "int8"} and models[0] == "fp32" and models[-10:] == ["int8"] * 10
     assert_answers_like_in_process(bundle_int8, val_clips)
@@ -374,8 +458,15 @@ def test_rolling_update_from_fp32_to_int8_loses_no_request(cluster, fp32_app, bu
 def test_autoscaling_follows_load_and_the_token_holds(cluster, bundle_fp32, val_clips, token_file):
     import urllib.request
 
-    deploy(cluster, bundle_fp32.server, autoscale=(1, 2), target_ongoing_requests=1, upscale_delay_s=1,
-           downscale_delay_s=5, server={"auth_token_file": str(token_file)})
+    deploy(
+        cluster,
+        bundle_fp32.server,
+        autoscale=(1, 2),
+        target_ongoing_requests=1,
+        upscale_delay_s=1,
+        downscale_delay_s=5,
+        server={"auth_token_file": str(token_file)},
+    )
     wait_for("one replica when idle", lambda: len(running()) == 1)
     token = token_file.read_text().strip()
     conf = ClientConfig.load(bundle_fp32.client)
@@ -389,8 +480,10 @@ def test_autoscaling_follows_load_and_the_token_holds(cluster, bundle_fp32, val_
     grown = wait_for("a second replica under load", lambda: len(running()) == 2, timeout=120)
     stream.stop()
     shrunk = wait_for("back to one replica when idle", lambda: len(running()) == 1, timeout=120)
-    print(f"autoscaling: 1 -> 2 replicas under 4 concurrent streams, back to 1 idle; "
-          f"{len(stream.answers)} answers, {len(stream.errors)} failed")
+    print(
+        f"autoscaling: 1 -> 2 replicas under 4 concurrent streams, back to 1 idle; "
+        f"{len(stream.answers)} answers, {len(stream.errors)} failed"
+    )
     assert grown and shrunk and not stream.errors, stream.errors[:3]
 
 
@@ -401,8 +494,18 @@ def test_ray_config_validates_with_rays_own_schema(cli, bundle_fp32):
     import yaml
     from ray.serve.schema import ServeDeploySchema
 
-    result = cli("serve", "--bundle", str(bundle_fp32.server), "--ray-config", "--autoscale", "1:4",
-                 "--cpus-per-replica", "2", "--max-batch-size", "4")
+    result = cli(
+        "serve",
+        "--bundle",
+        str(bundle_fp32.server),
+        "--ray-config",
+        "--autoscale",
+        "1:4",
+        "--cpus-per-replica",
+        "2",
+        "--max-batch-size",
+        "4",
+    )
     assert result.code == 0, result.err
     config = yaml.safe_load(result.out)
     schema = ServeDeploySchema.model_validate(config)
@@ -415,7 +518,8 @@ def test_ray_config_validates_with_rays_own_schema(cli, bundle_fp32):
     assert deployment["ray_actor_options"]["num_cpus"] == 2
     assert config["grpc_options"]["grpc_servicer_functions"] == [
         "vslim.serving.rayserve.ingress.add_paddle_serving_to_server",
-        "vslim.serving.rayserve.ingress.add_v2_to_server"]
+        "vslim.serving.rayserve.ingress.add_v2_to_server",
+    ]
 
 
 def test_a_broken_predictor_fails_the_health_check_and_ray_replaces_it(cluster, bundle_fp32, val_clips, monkeypatch):
@@ -428,13 +532,16 @@ def test_a_broken_predictor_fails_the_health_check_and_ray_replaces_it(cluster, 
         for _ in range(3):
             with pytest.raises(ServingError, match="injected fault"):
                 c.predict({"data_batch_0": val_clips[0][:1]})
-    wait_for("Ray to replace the unhealthy replica",
-             lambda: first not in {r["replica_id"] for r in running()}, timeout=120)
+    wait_for(
+        "Ray to replace the unhealthy replica", lambda: first not in {r["replica_id"] for r in running()}, timeout=120
+    )
 
 
 def test_one_process_serving_the_client_and_the_demo_do_not_import_ray():
-    code = ("import sys, vslim.demo, vslim.cli.main, vslim.cli.serving_cmd, vslim.serving.server, "
-            "vslim.serving.client, vslim.benchmarks.serving_load; print(sorted(m for m in sys.modules "
-            "if m == 'ray' or m.startswith('ray.')))")
+    code = (
+        "import sys, vslim.demo, vslim.cli.main, vslim.cli.serving_cmd, vslim.serving.server, "
+        "vslim.serving.client, vslim.benchmarks.serving_load; print(sorted(m for m in sys.modules "
+        "if m == 'ray' or m.startswith('ray.')))"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "[]", (r.stdout, r.stderr)

@@ -2,6 +2,7 @@
 
 Counts are CI-sized; ``VSLIM_SOAK_REQUESTS`` and ``VSLIM_SCHEMATHESIS_EXAMPLES`` run them longer.
 """
+
 import json
 import os
 import shutil
@@ -16,16 +17,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from servers import ServerProcess, start_failure
-from vslim.serving.errors import ServingError
+
 from vslim.serving.bundle import verify_bundle
 from vslim.serving.client import ClientConfig, GrpcClient, HttpClient, VideoEndpointClient
+from vslim.serving.errors import ServingError
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 SOAK_REQUESTS = int(os.environ.get("VSLIM_SOAK_REQUESTS", "1000"))
-CONFORMANCE_CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
-                      "response_schema_conformance,response_headers_conformance")
+CONFORMANCE_CHECKS = (
+    "not_a_server_error,status_code_conformance,content_type_conformance,"
+    "response_schema_conformance,response_headers_conformance"
+)
 SCHEMATHESIS_EXAMPLES = int(os.environ.get("VSLIM_SCHEMATHESIS_EXAMPLES", "30"))
 BIN = Path(sys.executable).parent
 
@@ -37,19 +40,45 @@ def clip():
 
 # --------------------------------------------------------------------------- fuzzing the live HTTP API
 
+
 def test_schemathesis_finds_no_server_error(bundle_fp32, tmp_path):
     """Every generated request gets an answer or a 4xx, never a 5xx, and only the statuses,
     content types and headers the OpenAPI schema documents (so the schema is the truth)."""
     with ServerProcess(bundle_fp32.server) as server:
         proc = subprocess.run(
-            [str(BIN / "schemathesis"), "run", f"{server.url}/openapi.json", "--checks", CONFORMANCE_CHECKS,
-             "--max-examples", str(SCHEMATHESIS_EXAMPLES), "--seed", "1", "--workers", "1",
-             "--report", "junit", "--report-dir", str(tmp_path)],
-            capture_output=True, text=True, timeout=900, cwd=tmp_path, env={**os.environ, "NO_COLOR": "1"})
+            [
+                str(BIN / "schemathesis"),
+                "run",
+                f"{server.url}/openapi.json",
+                "--checks",
+                CONFORMANCE_CHECKS,
+                "--max-examples",
+                str(SCHEMATHESIS_EXAMPLES),
+                "--seed",
+                "1",
+                "--workers",
+                "1",
+                "--report",
+                "junit",
+                "--report-dir",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            cwd=tmp_path,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
         assert "/GeneralModelService/inference" in proc.stdout and "/v2/models/{name}/infer" in proc.stdout
-        print("figure: schemathesis:", " | ".join(line.strip() for line in proc.stdout.splitlines()
-                                                  if "generated" in line.lower() or "passed" in line.lower()))
+        print(
+            "figure: schemathesis:",
+            " | ".join(
+                line.strip()
+                for line in proc.stdout.splitlines()
+                if "generated" in line.lower() or "passed" in line.lower()
+            ),
+        )
         # the server is still fine afterwards
         with urllib.request.urlopen(f"{server.url}/health") as r:
             assert r.status == 200
@@ -57,18 +86,33 @@ def test_schemathesis_finds_no_server_error(bundle_fp32, tmp_path):
 
 # --------------------------------------------------------------------------- load
 
+
 def test_soak_every_answer_right_memory_stable(cli, bundle_int8, tmp_path):
     out = tmp_path / "soak"
-    r = cli("bench", "soak", "--bundle", bundle_int8.server, "--requests", SOAK_REQUESTS, "--concurrency", 32,
-            "--protocols", "grpc,http-proto", "--out", out)
+    r = cli(
+        "bench",
+        "soak",
+        "--bundle",
+        bundle_int8.server,
+        "--requests",
+        SOAK_REQUESTS,
+        "--concurrency",
+        32,
+        "--protocols",
+        "grpc,http-proto",
+        "--out",
+        out,
+    )
     report = json.loads((out / "soak.json").read_text())
     assert r.code == 0, r.err
     for protocol, x in report["protocols"].items():
         assert x["answered"] == SOAK_REQUESTS and x["wrong_answers"] == 0 and x["errors"] == 0, (protocol, x)
     assert report["exit_code"] == 0
-    print(f"figure: soak: {SOAK_REQUESTS} requests x {len(report['protocols'])} protocols at concurrency 32, "
-          f"RSS {report['rss_mib_start']:.0f} -> {report['rss_mib_end']:.0f} MiB, second-half growth "
-          + ", ".join(f"{p} {x['rss_mib_second_half_growth']:+.1f}" for p, x in report["protocols"].items()))
+    print(
+        f"figure: soak: {SOAK_REQUESTS} requests x {len(report['protocols'])} protocols at concurrency 32, "
+        f"RSS {report['rss_mib_start']:.0f} -> {report['rss_mib_end']:.0f} MiB, second-half growth "
+        + ", ".join(f"{p} {x['rss_mib_second_half_growth']:+.1f}" for p, x in report["protocols"].items())
+    )
     # stable: a leak of one request's tensor (393 KB here) would add >190 MiB over a 500-request half
     assert report["rss_growth_mib"] < 128, report
     for protocol, x in report["protocols"].items():
@@ -77,8 +121,8 @@ def test_soak_every_answer_right_memory_stable(cli, bundle_int8, tmp_path):
 
 # --------------------------------------------------------------------------- faults
 
+
 def test_an_inference_exception_fails_that_request_only(bundle_fp32, clip):
-    import grpc
 
     conf = ClientConfig.load(bundle_fp32.client)
     with ServerProcess(bundle_fp32.server, env={"VSLIM_INJECT_FAULTS": "inference_error_every=3"}) as server:
@@ -107,8 +151,11 @@ def test_sigkill_mid_burst_gives_errors_within_the_deadline(bundle_fp32, clip):
     results, started = [], threading.Event()
 
     def client(i):
-        c = GrpcClient(server.address, conf, timeout=10) if i % 2 else HttpClient(server.address, conf, timeout=10,
-                                                                                  mode="proto")
+        c = (
+            GrpcClient(server.address, conf, timeout=10)
+            if i % 2
+            else HttpClient(server.address, conf, timeout=10, mode="proto")
+        )
         with c:
             for _ in range(50):
                 t0 = time.perf_counter()
@@ -131,14 +178,21 @@ def test_sigkill_mid_burst_gives_errors_within_the_deadline(bundle_fp32, clip):
     errors = [d for kind, d in results if kind == "error"]
     assert len(errors) == 8 and max(errors) < 10.5, errors
     assert server.proc.wait(10) == -signal.SIGKILL
-    print(f"figure: SIGKILL mid-burst: {len(results) - len(errors)} answered before, {len(errors)} clients got an "
-          f"error, slowest after {max(errors):.2f} s (deadline 10 s)")
+    print(
+        f"figure: SIGKILL mid-burst: {len(results) - len(errors)} answered before, {len(errors)} clients got an "
+        f"error, slowest after {max(errors):.2f} s (deadline 10 s)"
+    )
 
 
 def _start_packager(args, tmp_path):
-    return subprocess.Popen([str(BIN / "vslim-package"), *map(str, args)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, "VSLIM_PROGRESS": "0"})
+    return subprocess.Popen(
+        [str(BIN / "vslim-package"), *map(str, args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "VSLIM_PROGRESS": "0"},
+    )
 
 
 def _kill_when_writing(proc, parent: Path, name: str, timeout=300):
@@ -174,12 +228,15 @@ def test_packager_killed_mid_write_leaves_nothing_and_reruns(target, r50_fp32, f
 
 def test_two_packagers_racing_for_one_output(r50_fp32, tmp_path):
     out = tmp_path / "bundle"
-    procs = [_start_packager(["--target", "serving", "--model-dir", r50_fp32, "--out", out], tmp_path)
-             for _ in range(2)]
+    procs = [
+        _start_packager(["--target", "serving", "--model-dir", r50_fp32, "--out", out], tmp_path) for _ in range(2)
+    ]
     codes = [p.wait(600) for p in procs]
     errors = [p.stderr.read() for p in procs]
     assert sorted(codes) == [0, 2], (codes, errors)  # exactly one wins; the other says why it stopped
-    print(f"figure: racing packagers exit codes {codes}: {[e.strip().splitlines()[-1] if e.strip() else '' for e in errors]}")
+    print(
+        f"figure: racing packagers exit codes {codes}: {[e.strip().splitlines()[-1] if e.strip() else '' for e in errors]}"
+    )
     assert "already exists" in errors[codes.index(2)] or "appeared while" in errors[codes.index(2)]
     assert verify_bundle(next(out.glob("*_serving_server")))  # whole and untouched by the loser
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
@@ -196,6 +253,7 @@ def test_truncated_model_is_refused_at_load(bundle_fp32, tmp_path):
 
 # --------------------------------------------------------------------------- security
 
+
 def test_tls_and_bearer_token_on_every_protocol(bundle_fp32, clip, tls_files, token_file):
     import grpc
     import requests
@@ -204,13 +262,16 @@ def test_tls_and_bearer_token_on_every_protocol(bundle_fp32, clip, tls_files, to
     cert, key = tls_files
     conf = ClientConfig.load(bundle_fp32.client)
     token = token_file.read_text().strip()
-    with ServerProcess(bundle_fp32.server, "--tls-cert", cert, "--tls-key", key, "--auth-token-file",
-                       token_file) as server:
+    with ServerProcess(
+        bundle_fp32.server, "--tls-cert", cert, "--tls-key", key, "--auth-token-file", token_file
+    ) as server:
         assert "TLS, bearer token" in server.log()
         ok = dict(token=token, tls_ca=str(cert))
-        for protocol_client in (GrpcClient(server.address, conf, **ok),
-                                HttpClient(server.address, conf, mode="proto", **ok),
-                                HttpClient(server.address, conf, mode="json", **ok)):
+        for protocol_client in (
+            GrpcClient(server.address, conf, **ok),
+            HttpClient(server.address, conf, mode="proto", **ok),
+            HttpClient(server.address, conf, mode="json", **ok),
+        ):
             with protocol_client as c:
                 assert c.predict({"data_batch_0": clip})["outputs"].shape == (1, 10)
         video = VideoEndpointClient(server.address, **ok)
@@ -224,13 +285,19 @@ def test_tls_and_bearer_token_on_every_protocol(bundle_fp32, clip, tls_files, to
                 with HttpClient(server.address, conf, mode="proto", token=bad, tls_ca=str(cert)) as c:
                     c.predict({"data_batch_0": clip})
             for path in ("/metrics", "/model", "/openapi.json"):
-                r = requests.get(f"https://{server.address}{path}", verify=str(cert), timeout=30,
-                                 headers={"Authorization": f"Bearer {bad}"} if bad else {})
+                r = requests.get(
+                    f"https://{server.address}{path}",
+                    verify=str(cert),
+                    timeout=30,
+                    headers={"Authorization": f"Bearer {bad}"} if bad else {},
+                )
                 assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer"
         assert requests.get(f"https://{server.address}/health", verify=str(cert), timeout=30).status_code == 200
         channel = grpc.secure_channel(server.address, grpc.ssl_channel_credentials(cert.read_bytes()))
-        assert health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30).status == \
-            health_pb2.HealthCheckResponse.SERVING
+        assert (
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30).status
+            == health_pb2.HealthCheckResponse.SERVING
+        )
         channel.close()
         # plaintext against the TLS port gets nothing useful, and the server keeps serving
         with pytest.raises(ServingError):
@@ -238,9 +305,10 @@ def test_tls_and_bearer_token_on_every_protocol(bundle_fp32, clip, tls_files, to
                 c.predict({"data_batch_0": clip})
         with GrpcClient(server.address, conf, **ok) as c:
             assert c.predict({"data_batch_0": clip})["outputs"].shape == (1, 10)
-        with urllib.request.urlopen(urllib.request.Request(
-                f"https://{server.address}/metrics", headers={"Authorization": f"Bearer {token}"}),
-                context=__import__("ssl").create_default_context(cafile=str(cert))) as r:
+        with urllib.request.urlopen(
+            urllib.request.Request(f"https://{server.address}/metrics", headers={"Authorization": f"Bearer {token}"}),
+            context=__import__("ssl").create_default_context(cafile=str(cert)),
+        ) as r:
             assert 'vslim_request_errors_total{kind="unauthenticated",model="",protocol="grpc"}' in r.read().decode()
 
 
@@ -258,10 +326,15 @@ def test_idle_client_connections_do_not_hold_up_the_drain(bundle_fp32, tls_files
         scheme = "https" if tls else "http"
         session = requests.Session()  # left open: its connection idles in the pool
         assert session.get(f"{scheme}://{server.address}/health", verify=str(cert), timeout=30).status_code == 200
-        channel = grpc.secure_channel(server.address, grpc.ssl_channel_credentials(cert.read_bytes())) if tls \
+        channel = (
+            grpc.secure_channel(server.address, grpc.ssl_channel_credentials(cert.read_bytes()))
+            if tls
             else grpc.insecure_channel(server.address)
-        assert health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30).status == \
-            health_pb2.HealthCheckResponse.SERVING
+        )
+        assert (
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30).status
+            == health_pb2.HealthCheckResponse.SERVING
+        )
         start = time.perf_counter()
         assert server.stop(timeout=30) == 0, server.log()
         assert time.perf_counter() - start < 10, server.log()

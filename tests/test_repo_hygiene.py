@@ -4,6 +4,7 @@ Notes kept outside the repository (a team notebook, a design note) are not shipp
 with it; a comment citing one leaves the next maintainer without the reason. The
 facts such comments need live in docs/architecture.md.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,9 +22,14 @@ MD_LINK = re.compile(r"\]\((?!https?:|mailto:|#)([^)#\s]+)")
 
 def _tracked() -> list[Path]:
     out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    return [ROOT / line for line in out.splitlines()
-            if (ROOT / line).is_file() and Path(line).suffix in TEXT_SUFFIXES
-            and not line.startswith("docs/benchmarks/") and not line.startswith("docs/reliability/")]
+    return [
+        ROOT / line
+        for line in out.splitlines()
+        if (ROOT / line).is_file()
+        and Path(line).suffix in TEXT_SUFFIXES
+        and not line.startswith("docs/benchmarks/")
+        and not line.startswith("docs/reliability/")
+    ]
 
 
 def _read(path: Path) -> str:
@@ -48,7 +54,7 @@ def test_paths_named_in_code_and_docs_exist():
         text = _read(path)
         for match in DOC_PATH.finditer(text):
             rel = match.group(1).rstrip(".")
-            if UPSTREAM.search(text[max(0, match.start() - 40):match.start()]):
+            if UPSTREAM.search(text[max(0, match.start() - 40) : match.start()]):
                 continue
             if "*" in rel or "{" in rel or not rel.split("/")[-1].split(".")[0]:
                 continue

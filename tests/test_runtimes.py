@@ -1,17 +1,18 @@
 """CPU runtimes beside Paddle Inference (OpenVINO, ONNX Runtime, BF16): same answers, served, refused clearly."""
+
 import json
 import re
 import urllib.request
 
 import numpy as np
 import pytest
-
 from servers import ServerProcess
+
+from vslim.accuracy import cosine_similarity
 from vslim.config import PredictorConfig
 from vslim.errors import ConfigError, ModelError
 from vslim.inference import Predictor
 from vslim.inference.runtimes import VNNI_FLAGS, check_precision, cpu_flags, has_bf16, open_predictor
-from vslim.accuracy import cosine_similarity
 from vslim.serving.client import ClientConfig, make_client
 
 pytestmark = pytest.mark.slow
@@ -23,8 +24,14 @@ def own_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("VSLIM_HOME", str(tmp_path_factory.getbasetemp() / "vslim-home"))
 
 
-COMBOS = [("paddle", "bf16", "fp32"), ("openvino", "fp32", "fp32"), ("openvino", "bf16", "fp32"),
-          ("onnxruntime", "fp32", "fp32"), ("paddle", "int8", "int8"), ("onnxruntime", "int8", "int8")]
+COMBOS = [
+    ("paddle", "bf16", "fp32"),
+    ("openvino", "fp32", "fp32"),
+    ("openvino", "bf16", "fp32"),
+    ("onnxruntime", "fp32", "fp32"),
+    ("paddle", "int8", "int8"),
+    ("onnxruntime", "int8", "int8"),
+]
 
 
 def has_vnni() -> bool:
@@ -44,8 +51,9 @@ def open_or_refused_for_the_isa(folder, runtime, precision):
 
 
 @pytest.mark.parametrize("runtime, precision, model", COMBOS)
-def test_every_runtime_and_precision_gives_paddle_fp32s_top1(runtime, precision, model, fp32_small,
-                                                             int8_small_avg, val_clips):
+def test_every_runtime_and_precision_gives_paddle_fp32s_top1(
+    runtime, precision, model, fp32_small, int8_small_avg, val_clips
+):
     if precision == "bf16" and not has_bf16():
         pytest.skip("this CPU has no BF16 instructions (avx512_bf16 / amx_bf16)")
     clips = val_clips[0]
@@ -73,8 +81,11 @@ def test_a_runtime_that_computes_the_model_wrongly_is_refused_with_the_figures(i
 def test_r50_on_every_runtime_agrees_with_paddle(r50_fp32, r50_int8):
     """Each predictor checks itself against Paddle on a seeded batch when made (cosine >= 0.99, INT8 0.95)."""
     # OpenVINO's INT8 of paddle2onnx's QDQ graph is refused on both test models (see the test above)
-    combos = [("openvino", "fp32", r50_fp32), ("onnxruntime", "fp32", r50_fp32),
-              ("onnxruntime", "int8", r50_int8.output_dir)]
+    combos = [
+        ("openvino", "fp32", r50_fp32),
+        ("onnxruntime", "fp32", r50_fp32),
+        ("onnxruntime", "int8", r50_int8.output_dir),
+    ]
     if has_bf16():
         combos += [("openvino", "bf16", r50_fp32), ("paddle", "bf16", r50_fp32)]
     for runtime, precision, folder in combos:
@@ -123,8 +134,8 @@ def test_bad_runtime_choices_name_the_fix(capsys, fp32_small, int8_small_avg, mo
 
 
 def test_a_damaged_cached_conversion_is_refused(fp32_small, tmp_path):
-    from vslim.inference.runtimes import converted_onnx
     from vslim.inference.predictor import inspect_model
+    from vslim.inference.runtimes import converted_onnx
 
     onnx = converted_onnx(inspect_model(fp32_small), tmp_path)
     data = bytearray(onnx.read_bytes())
@@ -135,15 +146,29 @@ def test_a_damaged_cached_conversion_is_refused(fp32_small, tmp_path):
 
 
 def test_auto_measures_every_runtime_records_the_fastest_and_serves_it(cli, fp32_small, val_clips, tmp_path):
-    r = cli("package", "--target", "serving", "--model-dir", str(fp32_small), "--out", str(tmp_path / "b"),
-            "--name", "small")
+    r = cli(
+        "package",
+        "--target",
+        "serving",
+        "--model-dir",
+        str(fp32_small),
+        "--out",
+        str(tmp_path / "b"),
+        "--name",
+        "small",
+    )
     assert r.code == 0, r.err
     server, client = tmp_path / "b" / "small_serving_server", tmp_path / "b" / "small_serving_client"
     record = json.loads((server / "runtime.json").read_text())
     rows = {(row["runtime"], row["precision"]): row for row in record["table"]}
-    assert set(rows) == {("paddle", "fp32"), ("paddle", "bf16"), ("openvino", "fp32"), ("openvino", "bf16"),
-                         ("onnxruntime", "fp32")}
-    for (runtime, precision), row in rows.items():
+    assert set(rows) == {
+        ("paddle", "fp32"),
+        ("paddle", "bf16"),
+        ("openvino", "fp32"),
+        ("openvino", "bf16"),
+        ("onnxruntime", "fp32"),
+    }
+    for (_runtime, precision), row in rows.items():
         if precision == "bf16" and not has_bf16():
             assert row["status"] == "skipped" and "no BF16" in row["reason"]
         else:
@@ -177,8 +202,9 @@ def test_a_recorded_runtime_missing_here_falls_back_to_paddle_with_a_warning(fp3
     from vslim.serving.bundle import package_serving
     from vslim.serving.config import ServingPackageConfig
 
-    paths = package_serving(ServingPackageConfig(str(fp32_small), str(tmp_path / "b"), name="small", runtime="openvino",
-                                                 precision="fp32"))
+    paths = package_serving(
+        ServingPackageConfig(str(fp32_small), str(tmp_path / "b"), name="small", runtime="openvino", precision="fp32")
+    )
     assert json.loads((paths.server / "runtime.json").read_text())["chosen"]["runtime"] == "openvino"
     hidden = tmp_path / "no-openvino" / "openvino"
     hidden.mkdir(parents=True)
@@ -194,16 +220,37 @@ def test_a_recorded_runtime_missing_here_falls_back_to_paddle_with_a_warning(fp3
 
 def test_packaging_for_a_runtime_that_cannot_serve_the_model_writes_nothing(cli, int8_small_avg, tmp_path):
     out = tmp_path / "b"
-    r = cli("package", "--target", "serving", "--model-dir", str(int8_small_avg.output_dir), "--out", str(out),
-            "--runtime", "openvino")
+    r = cli(
+        "package",
+        "--target",
+        "serving",
+        "--model-dir",
+        str(int8_small_avg.output_dir),
+        "--out",
+        str(out),
+        "--runtime",
+        "openvino",
+    )
     assert r.code == 2 and "openvino int8 cannot serve this model here" in r.err and "differently from Paddle" in r.err
     assert not out.exists() and not list(tmp_path.glob(".*"))
 
 
-def test_auto_with_real_clips_requires_fp32s_top1_and_refuses_the_wrong_runtime(cli, int8_small_avg, synth_data,
-                                                                                 tmp_path):
-    r = cli("package", "--target", "serving", "--model-dir", str(int8_small_avg.output_dir), "--out",
-            str(tmp_path / "b"), "--name", "small", "--val-list", str(synth_data / "val.list"))
+def test_auto_with_real_clips_requires_fp32s_top1_and_refuses_the_wrong_runtime(
+    cli, int8_small_avg, synth_data, tmp_path
+):
+    r = cli(
+        "package",
+        "--target",
+        "serving",
+        "--model-dir",
+        str(int8_small_avg.output_dir),
+        "--out",
+        str(tmp_path / "b"),
+        "--name",
+        "small",
+        "--val-list",
+        str(synth_data / "val.list"),
+    )
     assert r.code == 0, r.err
     record = json.loads((tmp_path / "b" / "small_serving_server" / "runtime.json").read_text())
     guard = record["accuracy_guard"]
@@ -224,9 +271,21 @@ def test_auto_with_real_clips_requires_fp32s_top1_and_refuses_the_wrong_runtime(
 
 
 def test_calib_list_adds_openvinos_own_int8_which_serves_like_paddle(cli, fp32_small, synth_data, val_clips, tmp_path):
-    r = cli("package", "--target", "serving", "--model-dir", str(fp32_small), "--out", str(tmp_path / "b"),
-            "--name", "small", "--calib-list", str(synth_data / "calib.list"), "--val-list",
-            str(synth_data / "val.list"))
+    r = cli(
+        "package",
+        "--target",
+        "serving",
+        "--model-dir",
+        str(fp32_small),
+        "--out",
+        str(tmp_path / "b"),
+        "--name",
+        "small",
+        "--calib-list",
+        str(synth_data / "calib.list"),
+        "--val-list",
+        str(synth_data / "val.list"),
+    )
     assert r.code == 0, r.err
     server = tmp_path / "b" / "small_serving_server"
     record = json.loads((server / "runtime.json").read_text())

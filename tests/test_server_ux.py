@@ -3,6 +3,7 @@
 Every message is checked through the real CLI (``serve_main`` with its parsing and
 error handling); the log and /docs through real server processes on 127.0.0.1.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from servers import ServerProcess
+
 from vslim.cli.main import package_main, serve_main
 
 pytestmark = pytest.mark.server
@@ -48,8 +49,9 @@ def bundle(model_dir, tmp_path_factory):
     from vslim.serving.bundle import package_serving
     from vslim.serving.config import ServingPackageConfig
 
-    return package_serving(ServingPackageConfig(str(model_dir), str(tmp_path_factory.mktemp("ux") / "out"),
-                                                name="small"))
+    return package_serving(
+        ServingPackageConfig(str(model_dir), str(tmp_path_factory.mktemp("ux") / "out"), name="small")
+    )
 
 
 def _one_line_error(code, err) -> str:
@@ -59,6 +61,7 @@ def _one_line_error(code, err) -> str:
 
 
 # --------------------------------------------------------------------------- --bundle is not a bundle
+
 
 @pytest.mark.slow
 def test_a_model_folder_gets_the_package_command_that_makes_a_bundle_of_it(serve_cli, model_dir, tmp_path, capsys):
@@ -128,29 +131,35 @@ def test_an_empty_folder_says_what_a_bundle_is(serve_cli, tmp_path):
 
 # --------------------------------------------------------------------------- flags
 
-@pytest.mark.parametrize("args, message", [
-    (["--workers", "0"], "--workers must be >= 1, got 0"),
-    (["--threads", "0"], "--threads must be >= 1, got 0"),
-    (["--max-batch-size", "0"], "--max-batch-size must be >= 1, got 0"),
-    (["--max-body-mb", "0"], "--max-body-mb must be >= 1, got 0"),
-    (["--max-request-batch", "-3"], "--max-request-batch must be >= 1, got -3"),
-    (["--batch-timeout-ms", "-1"], "--batch-timeout-ms must be a number >= 0, got -1.0"),
-    (["--batch-timeout-ms", "nan"], "--batch-timeout-ms must be a number >= 0, got nan"),
-    (["--grace-seconds", "-5"], "--grace-seconds must be a number >= 0, got -5.0"),
-    (["--port", "70000"], "--port must be 0-65535 (0: any free port), got 70000"),
-    (["--tls-key", "{tmp}/key.pem"], "TLS needs both --tls-cert and --tls-key; --tls-key was given without "
-                                     "--tls-cert"),
-    (["--auth-token-file", "{tmp}/no-token"], "--auth-token-file {tmp}/no-token does not exist"),
-    (["--auth-token-file", "{tmp}"], "--auth-token-file {tmp} is a folder"),
-    # Ray's settings, checked before anything is deployed (--ray-config only prints)
-    (["--ray-config", "--replicas", "0"], "--replicas must be >= 1, got 0"),
-    (["--ray-config", "--cpus-per-replica", "0"], "--cpus-per-replica must be > 0, got 0.0"),
-    (["--ray-config", "--target-ongoing-requests", "nan"], "--target-ongoing-requests must be > 0, got nan"),
-    (["--ray-config", "--max-replicas-per-node", "0"], "--max-replicas-per-node must be >= 1, got 0"),
-    (["--ray-config", "--memory-per-replica-mb", "0"], "--memory-per-replica-mb must be >= 1, got 0"),
-    (["--ray-config", "--grpc-port", "8000"], "--port and --grpc-port are both 8000"),
-    (["--ray-config", "--workers", "0"], "--workers must be >= 1, got 0"),
-])
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--workers", "0"], "--workers must be >= 1, got 0"),
+        (["--threads", "0"], "--threads must be >= 1, got 0"),
+        (["--max-batch-size", "0"], "--max-batch-size must be >= 1, got 0"),
+        (["--max-body-mb", "0"], "--max-body-mb must be >= 1, got 0"),
+        (["--max-request-batch", "-3"], "--max-request-batch must be >= 1, got -3"),
+        (["--batch-timeout-ms", "-1"], "--batch-timeout-ms must be a number >= 0, got -1.0"),
+        (["--batch-timeout-ms", "nan"], "--batch-timeout-ms must be a number >= 0, got nan"),
+        (["--grace-seconds", "-5"], "--grace-seconds must be a number >= 0, got -5.0"),
+        (["--port", "70000"], "--port must be 0-65535 (0: any free port), got 70000"),
+        (
+            ["--tls-key", "{tmp}/key.pem"],
+            "TLS needs both --tls-cert and --tls-key; --tls-key was given without --tls-cert",
+        ),
+        (["--auth-token-file", "{tmp}/no-token"], "--auth-token-file {tmp}/no-token does not exist"),
+        (["--auth-token-file", "{tmp}"], "--auth-token-file {tmp} is a folder"),
+        # Ray's settings, checked before anything is deployed (--ray-config only prints)
+        (["--ray-config", "--replicas", "0"], "--replicas must be >= 1, got 0"),
+        (["--ray-config", "--cpus-per-replica", "0"], "--cpus-per-replica must be > 0, got 0.0"),
+        (["--ray-config", "--target-ongoing-requests", "nan"], "--target-ongoing-requests must be > 0, got nan"),
+        (["--ray-config", "--max-replicas-per-node", "0"], "--max-replicas-per-node must be >= 1, got 0"),
+        (["--ray-config", "--memory-per-replica-mb", "0"], "--memory-per-replica-mb must be >= 1, got 0"),
+        (["--ray-config", "--grpc-port", "8000"], "--port and --grpc-port are both 8000"),
+        (["--ray-config", "--workers", "0"], "--workers must be >= 1, got 0"),
+    ],
+)
 def test_each_bad_flag_is_named_as_typed(serve_cli, tmp_path, args, message):
     (tmp_path / "key.pem").write_text("not really a key\n")
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
@@ -174,14 +183,27 @@ def test_help_describes_the_command_and_each_flags_values(capsys):
         serve_main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "Serve a Paddle Serving bundle" in text and "examples:" in text
-    for expected in ("--workers N inference workers", ">= 1 (default: 1)", "--threads N CPU threads per worker",
-                     "1 = off (default: 1)", "--batch-timeout-ms MS", ">= 0 (default: 2.0)", "0 = any free port",
-                     "(default: 9393)", "(default: 127.0.0.1)", "--log-level {debug,info,warning,error}",
-                     "(default: info)", "--no-access-log", "(default: 64)", "(default: 30.0)"):
+    for expected in (
+        "--workers N inference workers",
+        ">= 1 (default: 1)",
+        "--threads N CPU threads per worker",
+        "1 = off (default: 1)",
+        "--batch-timeout-ms MS",
+        ">= 0 (default: 2.0)",
+        "0 = any free port",
+        "(default: 9393)",
+        "(default: 127.0.0.1)",
+        "--log-level {debug,info,warning,error}",
+        "(default: info)",
+        "--no-access-log",
+        "(default: 64)",
+        "(default: 30.0)",
+    ):
         assert expected in text, expected
 
 
 # --------------------------------------------------------------------------- the log
+
 
 def _wait_for(server: ServerProcess, pattern: str, timeout: float = 30.0) -> re.Match:
     """The first log line matching ``pattern`` (the line is written once the answer has gone out)."""
@@ -236,8 +258,11 @@ def test_every_http_request_gets_an_access_line_with_the_real_peer(server):
 @pytest.mark.slow
 def test_every_grpc_call_gets_an_access_line(server, bundle):
     _grpc_inference(server, bundle)
-    _wait_for(server, r"vslim-serve: access 127\.0\.0\.1:\d+ gRPC "
-                      r"/baidu\.paddle_serving\.predictor\.general_model\.GeneralModelService/inference OK \d+\.\d ms")
+    _wait_for(
+        server,
+        r"vslim-serve: access 127\.0\.0\.1:\d+ gRPC "
+        r"/baidu\.paddle_serving\.predictor\.general_model\.GeneralModelService/inference OK \d+\.\d ms",
+    )
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -271,8 +296,12 @@ def test_stdout_stays_empty(bundle, tmp_path):
 
     out = tmp_path / "stdout"
     with open(out, "w") as stdout:
-        proc = subprocess.Popen([*serve_command(), "--bundle", str(bundle.server), "--port", "0"], stdout=stdout,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [*serve_command(), "--bundle", str(bundle.server), "--port", "0"],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             for line in proc.stderr:
                 if "ready in" in line:
@@ -284,6 +313,7 @@ def test_stdout_stays_empty(bundle, tmp_path):
 
 
 # --------------------------------------------------------------------------- /docs
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])

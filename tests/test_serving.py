@@ -1,4 +1,5 @@
 """Serving end to end: bundles, a real server process on 127.0.0.1, every protocol, bad input, batching, SIGTERM."""
+
 import base64
 import gzip
 import json
@@ -14,15 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from google.protobuf import text_format
-
 from servers import ServerProcess, start_failure
+
+from vslim.accuracy import softmax
 from vslim.data import ClipPipeline
 from vslim.data.decode import VideoReader
-from vslim.serving.errors import ServingError
 from vslim.inference import Predictor
-from vslim.accuracy import softmax
 from vslim.serving.bundle import sha256_of
 from vslim.serving.client import ClientConfig, GrpcClient, HttpClient, VideoEndpointClient, classify_video
+from vslim.serving.errors import ServingError
 from vslim.serving.protocols.paddle_serving.types import config_pb2
 from vslim.serving.protocols.v2.client import V2GrpcClient, V2HttpClient
 
@@ -40,12 +41,25 @@ def http_post(url, body: bytes, content_type="application/json", headers=None):
 
 
 def good_request(clip) -> bytes:
-    return json.dumps({"tensor": [{"float_data": clip.reshape(-1).tolist(), "elem_type": 1, "name": "data_batch_0",
-                                   "alias_name": "data_batch_0", "shape": [1, *clip.shape]}],
-                       "fetch_var_names": ["outputs"], "log_id": 1}).encode()
+    return json.dumps(
+        {
+            "tensor": [
+                {
+                    "float_data": clip.reshape(-1).tolist(),
+                    "elem_type": 1,
+                    "name": "data_batch_0",
+                    "alias_name": "data_batch_0",
+                    "shape": [1, *clip.shape],
+                }
+            ],
+            "fetch_var_names": ["outputs"],
+            "log_id": 1,
+        }
+    ).encode()
 
 
 # --------------------------------------------------------------------------- bundles
+
 
 @pytest.mark.parametrize("which, precision", [("bundle_fp32", "fp32"), ("bundle_int8", "int8")])
 def test_bundle_matches_paddle_serving_layout(request, which, precision):
@@ -57,8 +71,12 @@ def test_bundle_matches_paddle_serving_layout(request, which, precision):
         stream.ParseFromString((folder / f"{conf_name}.stream.prototxt").read_bytes())
         assert conf == stream
         (feed,), (fetch,) = conf.feed_var, conf.fetch_var
-        assert (feed.name, feed.alias_name, feed.is_lod_tensor, feed.feed_type) == ("data_batch_0", "data_batch_0",
-                                                                                   False, 1)
+        assert (feed.name, feed.alias_name, feed.is_lod_tensor, feed.feed_type) == (
+            "data_batch_0",
+            "data_batch_0",
+            False,
+            1,
+        )
         assert list(feed.shape) == [8, 3, 64, 64]
         assert fetch.alias_name == "outputs" and fetch.fetch_type == 1 and list(fetch.shape) == [10]
         assert fetch.name.endswith(".tmp_0") or fetch.name.endswith(".tmp_1")
@@ -73,6 +91,7 @@ def test_bundle_matches_paddle_serving_layout(request, which, precision):
 
 # --------------------------------------------------------------------------- protocols
 
+
 @pytest.mark.parametrize("server_name, bundle_name", [("server_fp32", "bundle_fp32"), ("server_int8", "bundle_int8")])
 def test_every_protocol_gives_the_in_process_answer(request, server_name, bundle_name, val_clips):
     server, bundle = request.getfixturevalue(server_name), request.getfixturevalue(bundle_name)
@@ -80,9 +99,12 @@ def test_every_protocol_gives_the_in_process_answer(request, server_name, bundle
     expected = Predictor(bundle.server).run(clips)
     scale = np.abs(expected).max()
     conf = ClientConfig.load(bundle.client)
-    clients = [GrpcClient(server.address, conf), HttpClient(server.address, conf, mode="json"),
-               HttpClient(server.address, conf, mode="proto"),
-               HttpClient(server.address, conf, mode="proto", gzip_body=True)]
+    clients = [
+        GrpcClient(server.address, conf),
+        HttpClient(server.address, conf, mode="json"),
+        HttpClient(server.address, conf, mode="proto"),
+        HttpClient(server.address, conf, mode="proto", gzip_body=True),
+    ]
     for client in clients:
         with client:
             for i in (0, 3):
@@ -122,7 +144,7 @@ def test_the_wire_format_is_the_contract(server_int8, bundle_int8, val_clips, tm
 import sys, json, numpy as np, grpc
 from grpc_tools import protoc
 out = {str(tmp_path)!r}
-assert protoc.main(["protoc", "-I{REPO / 'serving' / 'proto'}", "--python_out=" + out,
+assert protoc.main(["protoc", "-I{REPO / "serving" / "proto"}", "--python_out=" + out,
                     "general_model_service.proto"]) == 0
 sys.path.insert(0, out)
 import general_model_service_pb2 as pb
@@ -153,9 +175,20 @@ print(json.dumps({{"alias": t.alias_name, "shape": list(t.shape), "values": list
     assert tensor["alias_name"] == "outputs" and tensor["elem_type"] == 1 and tensor["shape"] == [1, 10]
     np.testing.assert_allclose(tensor["float_data"], expected[0], atol=1e-4 * np.abs(expected).max())
     # proto3 JSON also accepts lowerCamelCase names and int64 as strings
-    camel = json.dumps({"tensor": [{"floatData": clips[0].reshape(-1).tolist(), "elemType": 1,
-                                    "aliasName": "data_batch_0", "shape": [1, 8, 3, 64, 64]}],
-                        "fetchVarNames": ["outputs"], "logId": "5"}).encode()
+    camel = json.dumps(
+        {
+            "tensor": [
+                {
+                    "floatData": clips[0].reshape(-1).tolist(),
+                    "elemType": 1,
+                    "aliasName": "data_batch_0",
+                    "shape": [1, 8, 3, 64, 64],
+                }
+            ],
+            "fetchVarNames": ["outputs"],
+            "logId": "5",
+        }
+    ).encode()
     status, _, body = http_post(f"{server_int8.url}/GeneralModelService/inference", camel)
     assert status == 200 and json.loads(body)["log_id"] == 5
 
@@ -168,39 +201,60 @@ def test_health_metrics_model_info_and_openapi(server_int8):
         assert r.status == 200 and json.load(r)["status"] == "ready"
     with grpc.insecure_channel(server_int8.address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        for service in ("", "baidu.paddle_serving.predictor.general_model.GeneralModelService",
-                        "inference.GRPCInferenceService"):
-            assert stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status == \
-                health_pb2.HealthCheckResponse.SERVING
+        for service in (
+            "",
+            "baidu.paddle_serving.predictor.general_model.GeneralModelService",
+            "inference.GRPCInferenceService",
+        ):
+            assert (
+                stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
+                == health_pb2.HealthCheckResponse.SERVING
+            )
     with urllib.request.urlopen(f"{server_int8.url}/model") as r:
         info = json.load(r)
     assert info["precision"] == "int8" and info["inputs"][0]["shape"] == [-1, 8, 3, 64, 64]
     assert info["verified_manifest"] is True and len(info["labels"]) == 10
     with urllib.request.urlopen(f"{server_int8.url}/openapi.json") as r:
         paths = json.load(r)["paths"]
-    assert {"/GeneralModelService/inference", "/video/prediction", "/video/classify", "/health", "/v2",
-            "/v2/health/ready", "/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer",
-            "/v2/models/{name}/config", "/v2/models/{name}/stats"} <= set(paths)
+    assert {
+        "/GeneralModelService/inference",
+        "/video/prediction",
+        "/video/classify",
+        "/health",
+        "/v2",
+        "/v2/health/ready",
+        "/v2/models/{name}/infer",
+        "/v2/models/{name}/versions/{version}/infer",
+        "/v2/models/{name}/config",
+        "/v2/models/{name}/stats",
+    } <= set(paths)
     assert info["protocols"] == ["paddle_serving", "v2"]
     with urllib.request.urlopen(f"{server_int8.url}/metrics") as r:
         text = r.read().decode()
-    for metric in ("vslim_requests_total", "vslim_request_latency_seconds_bucket", "vslim_batch_size_bucket",
-                   "vslim_queue_depth", "vslim_request_errors_total", 'vslim_ready{model="small_int8"} 1.0'):
+    for metric in (
+        "vslim_requests_total",
+        "vslim_request_latency_seconds_bucket",
+        "vslim_batch_size_bucket",
+        "vslim_queue_depth",
+        "vslim_request_errors_total",
+        'vslim_ready{model="small_int8"} 1.0',
+    ):
         assert metric in text
 
 
 # --------------------------------------------------------------------------- batching
 
+
 def test_dynamic_batching_answers_each_request_with_its_own_result(bundle_fp32, val_clips):
     clips = val_clips[0]
     rng = np.random.default_rng(0)
-    inputs = [clips[i % len(clips)] + 0.05 * rng.standard_normal(clips[0].shape).astype(np.float32)
-              for i in range(32)]
+    inputs = [clips[i % len(clips)] + 0.05 * rng.standard_normal(clips[0].shape).astype(np.float32) for i in range(32)]
     expected = Predictor(bundle_fp32.server).run(np.stack(inputs))
     server = ServerProcess(bundle_fp32.server, "--max-batch-size", 8, "--batch-timeout-ms", 50, "--workers", 1)
     try:
         conf = ClientConfig.load(bundle_fp32.client)
         with GrpcClient(server.address, conf) as grpc_client, HttpClient(server.address, conf, mode="proto") as http:
+
             def one(i):
                 client = grpc_client if i % 2 else http
                 return client.predict({"data_batch_0": inputs[i][None]})["outputs"][0]
@@ -221,41 +275,84 @@ def test_dynamic_batching_answers_each_request_with_its_own_result(bundle_fp32, 
 
 # --------------------------------------------------------------------------- bad input
 
+
 def _bad_cases(clip):
     flat = clip.reshape(-1).tolist()
 
     def req(**tensor):
-        base = {"float_data": flat, "elem_type": 1, "name": "data_batch_0", "alias_name": "data_batch_0",
-                "shape": [1, 8, 3, 64, 64]}
+        base = {
+            "float_data": flat,
+            "elem_type": 1,
+            "name": "data_batch_0",
+            "alias_name": "data_batch_0",
+            "shape": [1, 8, 3, 64, 64],
+        }
         base.update(tensor)
-        return json.dumps({"tensor": [{k: v for k, v in base.items() if v is not None}],
-                           "fetch_var_names": ["outputs"]}).encode()
+        return json.dumps(
+            {"tensor": [{k: v for k, v in base.items() if v is not None}], "fetch_var_names": ["outputs"]}
+        ).encode()
 
     return [
         ("unknown feed", req(name="pixels", alias_name="pixels"), "application/json", {}, 400, "unknown feed 'pixels'"),
-        ("unknown fetch", json.dumps({"tensor": json.loads(req())["tensor"], "fetch_var_names": ["logits"]}).encode(),
-         "application/json", {}, 400, "unknown fetch 'logits'"),
-        ("wrong dtype", req(float_data=None, int64_data=[1] * len(flat), elem_type=0), "application/json", {}, 400,
-         "must be float32 (elem_type 1), got int64"),
+        (
+            "unknown fetch",
+            json.dumps({"tensor": json.loads(req())["tensor"], "fetch_var_names": ["logits"]}).encode(),
+            "application/json",
+            {},
+            400,
+            "unknown fetch 'logits'",
+        ),
+        (
+            "wrong dtype",
+            req(float_data=None, int64_data=[1] * len(flat), elem_type=0),
+            "application/json",
+            {},
+            400,
+            "must be float32 (elem_type 1), got int64",
+        ),
         ("wrong count", req(float_data=flat[:-5]), "application/json", {}, 400, "values but shape"),
         ("wrong shape", req(shape=[1, 4, 3, 64, 128]), "application/json", {}, 400, "but the model expects"),
         ("negative shape", req(shape=[1, -8, 3, 64, 64]), "application/json", {}, 400, "non-positive dimension"),
         ("absurd shape", req(shape=[100000, 8, 3, 64, 64]), "application/json", {}, 413, "over this server.s limit"),
-        ("empty request", b'{"tensor": [], "fetch_var_names": ["outputs"]}', "application/json", {}, 400,
-         "empty request"),
+        (
+            "empty request",
+            b'{"tensor": [], "fetch_var_names": ["outputs"]}',
+            "application/json",
+            {},
+            400,
+            "empty request",
+        ),
         ("no tensors", b'{"fetch_var_names": ["outputs"]}', "application/json", {}, 400, "empty request"),
         ("missing data", req(float_data=None), "application/json", {}, 400, r"has 0 values but shape"),
         ("malformed JSON", b'{"tensor": [{"float_data": [1, 2,', "application/json", {}, 400, "malformed JSON"),
         ("unknown JSON field", b'{"tensors": []}', "application/json", {}, 400, "unknown field 'tensors'"),
         ("malformed protobuf", b"\xff\xff\xff\xff garbage", "application/proto", {}, 400, "malformed protobuf"),
         ("unsupported type", b"hello", "text/plain", {}, 415, "Content-Type 'text/plain' is not supported"),
-        ("unknown encoding", good_request(clip), "application/json", {"Content-Encoding": "br"}, 415,
-         "Content-Encoding 'br' is not supported"),
+        (
+            "unknown encoding",
+            good_request(clip),
+            "application/json",
+            {"Content-Encoding": "br"},
+            415,
+            "Content-Encoding 'br' is not supported",
+        ),
         ("over the size limit", b"[" + b"0," * (9 << 20) + b"0]", "application/json", {}, 413, "exceeds the 16 MiB"),
-        ("gzip bomb", gzip.compress(b" " * (40 << 20)), "application/json", {"Content-Encoding": "gzip"}, 413,
-         "decompressed body exceeds"),
-        ("broken gzip", b"\x1f\x8b\x08\x00garbage", "application/json", {"Content-Encoding": "gzip"}, 400,
-         "not valid gzip|gzip body is truncated"),
+        (
+            "gzip bomb",
+            gzip.compress(b" " * (40 << 20)),
+            "application/json",
+            {"Content-Encoding": "gzip"},
+            413,
+            "decompressed body exceeds",
+        ),
+        (
+            "broken gzip",
+            b"\x1f\x8b\x08\x00garbage",
+            "application/json",
+            {"Content-Encoding": "gzip"},
+            400,
+            "not valid gzip|gzip body is truncated",
+        ),
     ]
 
 
@@ -289,17 +386,22 @@ def test_bad_requests_over_grpc(server_fp32, val_clips, bundle_fp32):
 
         def call(**tensor):
             req = service_pb2.Request(fetch_var_names=tensor.pop("fetch", ["outputs"]))
-            t = req.tensor.add(name=tensor.pop("name", "data_batch_0"), elem_type=tensor.pop("elem_type", 1),
-                               shape=tensor.pop("shape", list(clip.shape)))
+            t = req.tensor.add(
+                name=tensor.pop("name", "data_batch_0"),
+                elem_type=tensor.pop("elem_type", 1),
+                shape=tensor.pop("shape", list(clip.shape)),
+            )
             t.float_data.extend(tensor.pop("values", clip.reshape(-1).tolist()))
             return stub.inference(req, timeout=60)
 
-        cases = [({"name": "pixels"}, grpc.StatusCode.INVALID_ARGUMENT, "unknown feed"),
-                 ({"fetch": ["nope"]}, grpc.StatusCode.INVALID_ARGUMENT, "unknown fetch"),
-                 ({"shape": [1, 8, 3, 64, 65]}, grpc.StatusCode.INVALID_ARGUMENT, "the model expects"),
-                 ({"values": [0.0] * 10}, grpc.StatusCode.INVALID_ARGUMENT, "values but shape"),
-                 ({"shape": [1000, 8, 3, 64, 64]}, grpc.StatusCode.RESOURCE_EXHAUSTED, "over this server's limit"),
-                 ({"values": [0.0] * (5 << 20), "shape": [5 << 20]}, grpc.StatusCode.RESOURCE_EXHAUSTED, "")]
+        cases = [
+            ({"name": "pixels"}, grpc.StatusCode.INVALID_ARGUMENT, "unknown feed"),
+            ({"fetch": ["nope"]}, grpc.StatusCode.INVALID_ARGUMENT, "unknown fetch"),
+            ({"shape": [1, 8, 3, 64, 65]}, grpc.StatusCode.INVALID_ARGUMENT, "the model expects"),
+            ({"values": [0.0] * 10}, grpc.StatusCode.INVALID_ARGUMENT, "values but shape"),
+            ({"shape": [1000, 8, 3, 64, 64]}, grpc.StatusCode.RESOURCE_EXHAUSTED, "over this server's limit"),
+            ({"values": [0.0] * (5 << 20), "shape": [5 << 20]}, grpc.StatusCode.RESOURCE_EXHAUSTED, ""),
+        ]
         for tensor, code, message in cases:
             with pytest.raises(grpc.RpcError) as info:
                 call(**tensor)
@@ -324,8 +426,10 @@ def test_bad_video_requests(server_fp32, val_clips, tmp_path):
     cases = [
         ({"key": ["frames", "frames_shape"], "value": ["***not base64***", "(4, 32, 32, 3)"]}, "not valid base64"),
         ({"key": ["frames", "frames_shape"], "value": [good_frames, "(4, 32, 32, 2)"]}, "frames_shape must be"),
-        ({"key": ["frames", "frames_shape"], "value": [good_frames, "__import__('os').system('true')"]},
-         "is not a shape"),
+        (
+            {"key": ["frames", "frames_shape"], "value": [good_frames, "__import__('os').system('true')"]},
+            "is not a shape",
+        ),
         ({"key": ["frames", "frames_shape"], "value": [good_frames, "(5, 32, 32, 3)"]}, "needs"),
         ({"key": ["frames"], "value": [good_frames]}, "missing key(s) ['frames_shape']"),
         ({"key": ["frames", "frames_shape"], "value": [good_frames]}, "same length"),
@@ -369,10 +473,12 @@ def test_sigterm_during_a_burst_finishes_or_fails_every_request(bundle_fp32, val
     conf = ClientConfig.load(bundle_fp32.client)
     outcomes, answered = [], threading.Event()
 
-    kinds = (lambda: GrpcClient(server.address, conf, timeout=30),
-             lambda: HttpClient(server.address, conf, timeout=30, mode="proto"),
-             lambda: V2GrpcClient(server.address, conf, timeout=30),
-             lambda: V2HttpClient(server.address, conf, timeout=30))
+    kinds = (
+        lambda: GrpcClient(server.address, conf, timeout=30),
+        lambda: HttpClient(server.address, conf, timeout=30, mode="proto"),
+        lambda: V2GrpcClient(server.address, conf, timeout=30),
+        lambda: V2HttpClient(server.address, conf, timeout=30),
+    )
 
     def one(i):
         client = kinds[i % 4]()
@@ -399,5 +505,7 @@ def test_sigterm_during_a_burst_finishes_or_fails_every_request(bundle_fp32, val
     assert any(o[0] == "ok" for o in outcomes)
     assert server.stop() == 0, server.log()
     assert "draining" in server.log() and "stopped" in server.log()
-    print(f"figure: SIGTERM mid-burst: {sum(o[0] == 'ok' for o in outcomes)} answered, "
-          f"{sum(o[0] == 'error' for o in outcomes)} refused, slowest {max(o[1] for o in outcomes):.2f} s, exit 0")
+    print(
+        f"figure: SIGTERM mid-burst: {sum(o[0] == 'ok' for o in outcomes)} answered, "
+        f"{sum(o[0] == 'error' for o in outcomes)} refused, slowest {max(o[1] for o in outcomes):.2f} s, exit 0"
+    )

@@ -5,6 +5,7 @@ keep the stderr they found when first imported, so inside a pytest process their
 lines could land in an old capture buffer and a "no INFO lines" assertion would pass
 without proving anything.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,6 @@ import re
 import sys
 
 import pytest
-
 from conftest import run_script
 
 UPSTREAM_LOG = re.compile(r"^\w{3} \w{3} +\d+ [\d:]+-(INFO|WARNING): ", re.MULTILINE)  # PaddleSlim's log format
@@ -32,8 +32,10 @@ def test_ptq_prints_only_vslim_lines_unless_debug(fp32_small, synth_data, tmp_pa
     assert not any(bar in both for bar in UPSTREAM_BARS), both
     assert "Setuptools" not in both and "UserWarning" not in both, both
     # vslim's own lines are all that is left on stderr, the report on stdout
-    assert quiet.err.splitlines() == [f"quantizing {fp32_small} -> {tmp_path / 'quiet'} (algo avg)",
-                                      f"INT8 model written to {tmp_path / 'quiet'}"], quiet.err
+    assert quiet.err.splitlines() == [
+        f"quantizing {fp32_small} -> {tmp_path / 'quiet'} (algo avg)",
+        f"INT8 model written to {tmp_path / 'quiet'}",
+    ], quiet.err
     assert quiet.out.startswith("# Post-training quantization report")
 
     loud = run_script("vslim-quant", "--debug", *args, "--out", tmp_path / "loud")
@@ -45,9 +47,21 @@ def test_ptq_prints_only_vslim_lines_unless_debug(fp32_small, synth_data, tmp_pa
 
 @pytest.mark.slow
 def test_qat_prints_only_vslim_lines(trained_small, synth_data, tmp_path):
-    r = run_script("vslim", "compress", "qat", "--weights", trained_small.output_dir / "model.pdparams",
-                   "--train-list", synth_data / "train.list", "--val-list", synth_data / "val.list",
-                   "--out", tmp_path / "qat", "--epochs", "1")
+    r = run_script(
+        "vslim",
+        "compress",
+        "qat",
+        "--weights",
+        trained_small.output_dir / "model.pdparams",
+        "--train-list",
+        synth_data / "train.list",
+        "--val-list",
+        synth_data / "val.list",
+        "--out",
+        tmp_path / "qat",
+        "--epochs",
+        "1",
+    )
     assert r.code == 0, r.err
     assert not UPSTREAM_LOG.search(r.out + r.err), r.err
     assert "Warning" not in r.err, r.err
@@ -144,8 +158,11 @@ def test_help_is_plain_text_and_shows_defaults(group):
         for markup in ("``", ":class:", ":func:", ":data:"):
             assert markup not in text, f"vslim {group} {name} --help shows {markup!r}"
         for action in parser._actions:
-            if not action.option_strings or action.help == argparse.SUPPRESS or isinstance(
-                    action, argparse._HelpAction):
+            if (
+                not action.option_strings
+                or action.help == argparse.SUPPRESS
+                or isinstance(action, argparse._HelpAction)
+            ):
                 continue
             shown = parser._get_formatter()._expand_help(action)
             assert shown, f"vslim {group} {name} {action.option_strings[0]} has no help"

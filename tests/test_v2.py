@@ -1,4 +1,5 @@
 """The Open Inference Protocol (KServe v2) on real servers: Triton's own client, raw requests, mixed batches, bad input."""
+
 import copy
 import json
 import re
@@ -11,12 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-
 from conftest import REPO, run_script
 from servers import ServerProcess
+
 from vslim.data.decode import VideoReader
-from vslim.serving.errors import ServingError
 from vslim.serving.client import ClientConfig, GrpcClient, VideoEndpointClient
+from vslim.serving.errors import ServingError
 from vslim.serving.protocols.v2.client import V2GrpcClient, V2HttpClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
@@ -39,6 +40,7 @@ def paddle_logits(server, bundle, clips) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- Triton's client, unmodified
+
 
 @pytest.mark.parametrize("server_name, bundle_name", [("server_fp32", "bundle_fp32"), ("server_int8", "bundle_int8")])
 def test_tritonclient_drives_vslim_unmodified(request, server_name, bundle_name, val_clips):
@@ -80,7 +82,7 @@ def test_tritonclient_drives_vslim_unmodified(request, server_name, bundle_name,
         assert {"binary_tensor_data", "model_configuration", "statistics"} <= set(extensions)
 
         # tensors: binary and JSON over HTTP, raw contents over gRPC; answers equal Paddle Serving's
-        for binary in ((True, False) if mod is thttp else (True,)):
+        for binary in (True, False) if mod is thttp else (True,):
             inp = mod.InferInput("data_batch_0", [2, 8, 3, 64, 64], "FP32")
             if mod is thttp:
                 inp.set_data_from_numpy(clips[:2], binary_data=binary)
@@ -114,11 +116,14 @@ def test_tritonclient_drives_vslim_unmodified(request, server_name, bundle_name,
         with pytest.raises(InferenceServerException, match="unknown model"):
             client.get_model_metadata("no_such_model")
         client.close()
-    print(f"figure: tritonclient {thttp.__name__}/{tgrpc.__name__} on {name}: metadata, config, stats, "
-          f"tensor infer (binary, JSON, raw) and video infer (file, frames) agree with Paddle Serving")
+    print(
+        f"figure: tritonclient {thttp.__name__}/{tgrpc.__name__} on {name}: metadata, config, stats, "
+        f"tensor infer (binary, JSON, raw) and video infer (file, frames) agree with Paddle Serving"
+    )
 
 
 # --------------------------------------------------------------------------- raw requests from the spec alone
+
 
 def test_raw_http_requests_built_from_the_spec(server_int8, bundle_int8, val_clips):
     clips = val_clips[0][:1]
@@ -127,14 +132,19 @@ def test_raw_http_requests_built_from_the_spec(server_int8, bundle_int8, val_cli
     status, headers, body = http("GET", base)
     assert status == 200 and json.loads(body)["name"] == "vslim"
     # KServe's bodies (its SDK parses them); Triton's clients read the status alone
-    for path, doc in (("/health/live", {"live": True}), ("/health/ready", {"ready": True}),
-                      ("/models/small_int8/ready", {"name": "small_int8", "ready": True}),
-                      ("/models/small_int8/versions/1/ready", {"name": "small_int8", "ready": True})):
+    for path, doc in (
+        ("/health/live", {"live": True}),
+        ("/health/ready", {"ready": True}),
+        ("/models/small_int8/ready", {"name": "small_int8", "ready": True}),
+        ("/models/small_int8/versions/1/ready", {"name": "small_int8", "ready": True}),
+    ):
         status, _, body = http("GET", base + path)
         assert status == 200 and json.loads(body) == doc, path
     # JSON tensors, nested data, no Content-Type at all
-    doc = {"id": "json-1", "inputs": [{"name": "data_batch_0", "shape": list(clips.shape), "datatype": "FP32",
-                                       "data": clips.tolist()}]}
+    doc = {
+        "id": "json-1",
+        "inputs": [{"name": "data_batch_0", "shape": list(clips.shape), "datatype": "FP32", "data": clips.tolist()}],
+    }
     status, headers, body = http("POST", f"{base}/models/small_int8/versions/1/infer", json.dumps(doc).encode())
     assert status == 200 and headers["content-type"] == "application/json", body[:300]
     answer = json.loads(body)
@@ -142,11 +152,25 @@ def test_raw_http_requests_built_from_the_spec(server_int8, bundle_int8, val_cli
     assert answer["outputs"][0]["name"] == "outputs" and answer["outputs"][0]["shape"] == [1, 10]
     np.testing.assert_allclose(answer["outputs"][0]["data"], expected[0], atol=1e-5 * np.abs(expected).max())
     # binary tensors: JSON header, then raw little-endian floats; ask for the output in binary
-    head = json.dumps({"inputs": [{"name": "data_batch_0", "shape": list(clips.shape), "datatype": "FP32",
-                                   "parameters": {"binary_data_size": clips.nbytes}}],
-                       "outputs": [{"name": "outputs", "parameters": {"binary_data": True}}]}).encode()
-    status, headers, body = http("POST", f"{base}/models/small_int8/infer", head + clips.astype("<f4").tobytes(),
-                                 {"Inference-Header-Content-Length": str(len(head))})
+    head = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "data_batch_0",
+                    "shape": list(clips.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": clips.nbytes},
+                }
+            ],
+            "outputs": [{"name": "outputs", "parameters": {"binary_data": True}}],
+        }
+    ).encode()
+    status, headers, body = http(
+        "POST",
+        f"{base}/models/small_int8/infer",
+        head + clips.astype("<f4").tobytes(),
+        {"Inference-Header-Content-Length": str(len(head))},
+    )
     assert status == 200 and headers["content-type"] == "application/octet-stream", body[:300]
     n = int(headers["inference-header-content-length"])
     out = json.loads(body[:n])["outputs"][0]
@@ -155,11 +179,20 @@ def test_raw_http_requests_built_from_the_spec(server_int8, bundle_int8, val_cli
     # a whole video file as one BYTES element (4-byte little-endian length, then the bytes)
     video = val_clips[2][0].read_bytes()
     element = struct.pack("<I", len(video)) + video
-    head = json.dumps({"inputs": [{"name": "video", "shape": [1], "datatype": "BYTES",
-                                   "parameters": {"binary_data_size": len(element)}}],
-                       "parameters": {"top_k": 2}}).encode()
-    status, headers, body = http("POST", f"{base}/models/small_int8_video/infer", head + element,
-                                 {"Inference-Header-Content-Length": str(len(head))})
+    head = json.dumps(
+        {
+            "inputs": [
+                {"name": "video", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": len(element)}}
+            ],
+            "parameters": {"top_k": 2},
+        }
+    ).encode()
+    status, headers, body = http(
+        "POST",
+        f"{base}/models/small_int8_video/infer",
+        head + element,
+        {"Inference-Header-Content-Length": str(len(head))},
+    )
     assert status == 200, body[:300]
     outputs = {o["name"]: o for o in json.loads(body)["outputs"]}
     assert outputs["label"]["datatype"] == "BYTES" and outputs["label"]["shape"] == [1, 2]
@@ -177,7 +210,7 @@ def test_raw_grpc_request_from_the_proto_alone(server_int8, bundle_int8, val_cli
 import sys, json, numpy as np, grpc
 from grpc_tools import protoc
 out = {str(tmp_path)!r}
-assert protoc.main(["protoc", "-I{REPO / 'serving' / 'proto'}", "--python_out=" + out, "--grpc_python_out=" + out,
+assert protoc.main(["protoc", "-I{REPO / "serving" / "proto"}", "--python_out=" + out, "--grpc_python_out=" + out,
                     "grpc_service.proto"]) == 0
 sys.path.insert(0, out)
 import grpc_service_pb2 as pb, grpc_service_pb2_grpc as pbg
@@ -211,17 +244,20 @@ print(json.dumps({{"live": live, "input": meta.inputs[0].name, "answers": answer
 
 # --------------------------------------------------------------------------- one engine, one batcher
 
+
 def test_mixed_protocol_requests_share_batches(bundle_fp32, val_clips):
     clips = val_clips[0]
     rng = np.random.default_rng(1)
-    inputs = [clips[i % len(clips)] + 0.05 * rng.standard_normal(clips[0].shape).astype(np.float32)
-              for i in range(32)]
+    inputs = [clips[i % len(clips)] + 0.05 * rng.standard_normal(clips[0].shape).astype(np.float32) for i in range(32)]
     server = ServerProcess(bundle_fp32.server, "--max-batch-size", 8, "--batch-timeout-ms", 50, "--workers", 1)
     try:
         expected = paddle_logits(server, bundle_fp32, np.stack(inputs))
         conf = ClientConfig.load(bundle_fp32.client)
-        clients = [V2GrpcClient(server.address, conf), V2HttpClient(server.address, conf),
-                   GrpcClient(server.address, conf)]
+        clients = [
+            V2GrpcClient(server.address, conf),
+            V2HttpClient(server.address, conf),
+            GrpcClient(server.address, conf),
+        ]
 
         def one(i):
             return clients[i % 3].predict({"data_batch_0": inputs[i][None]})["outputs"][0]
@@ -234,12 +270,16 @@ def test_mixed_protocol_requests_share_batches(bundle_fp32, val_clips):
             np.testing.assert_allclose(got, expected[i], atol=1e-4 * np.abs(expected).max(), err_msg=f"request {i}")
         with urllib.request.urlopen(f"{server.url}/metrics") as r:
             text = r.read().decode()
-        mixed = {m.group(1): float(m.group(2))
-                 for m in re.finditer(r'vslim_batches_total\{model="small",protocols="([^"]+)"\} (\S+)', text)}
+        mixed = {
+            m.group(1): float(m.group(2))
+            for m in re.finditer(r'vslim_batches_total\{model="small",protocols="([^"]+)"\} (\S+)', text)
+        }
         assert sum(v for k, v in mixed.items() if "+" in k) >= 1, text
         for label in ("v2-grpc", "v2-http", "grpc"):
-            assert f'vslim_requests_total{{endpoint="{"infer" if "v2" in label else "inference"}",model="small",' \
-                   f'outcome="ok",protocol="{label}"}}' in text
+            assert (
+                f'vslim_requests_total{{endpoint="{"infer" if "v2" in label else "inference"}",model="small",'
+                f'outcome="ok",protocol="{label}"}}' in text
+            )
         print(f"figure: 32 mixed requests -> inference runs by protocols {mixed}")
     finally:
         assert server.stop() == 0, server.log()
@@ -247,9 +287,20 @@ def test_mixed_protocol_requests_share_batches(bundle_fp32, val_clips):
 
 # --------------------------------------------------------------------------- bad input
 
+
 def _good_v2(clip) -> bytes:
-    return json.dumps({"inputs": [{"name": "data_batch_0", "shape": [1, *clip.shape], "datatype": "FP32",
-                                   "data": clip.reshape(-1).tolist()}]}).encode()
+    return json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "data_batch_0",
+                    "shape": [1, *clip.shape],
+                    "datatype": "FP32",
+                    "data": clip.reshape(-1).tolist(),
+                }
+            ]
+        }
+    ).encode()
 
 
 def _binary(inputs, *chunks, header_length=None):
@@ -269,52 +320,138 @@ def test_bad_v2_http_requests_get_the_protocol_error_and_the_server_keeps_servin
         ("unknown model metadata", "/v2/models/nope", None, {}, 404, "unknown model"),
         ("unknown model config", "/v2/models/nope/config", None, {}, 404, "unknown model"),
         ("unknown model ready", "/v2/models/nope/ready", None, {}, 404, "unknown model"),
-        ("wrong datatype", f"{m}/infer", json.dumps({"inputs": [{**feed, "datatype": "INT64",
-                                                                "data": [1] * clip.size}]}).encode(), {}, 400,
-         "must be FP32, got INT64"),
-        ("unknown datatype", f"{m}/infer", json.dumps({"inputs": [{**feed, "datatype": "FLOAT32",
-                                                                  "data": [1]}]}).encode(), {}, 400,
-         "'FLOAT32' is not a v2 datatype"),
-        ("wrong shape", f"{m}/infer", json.dumps({"inputs": [{**feed, "shape": [1, 8, 3, 64, 32],
-                                                             "data": [0.0] * (clip.size // 2)}]}).encode(), {}, 400,
-         "but the model expects"),
-        ("wrong count", f"{m}/infer", json.dumps({"inputs": [{**feed, "data": [0.0] * 7}]}).encode(), {}, 400,
-         "has 7 values but shape"),
-        ("unknown input", f"{m}/infer", json.dumps({"inputs": [{**feed, "name": "pixels",
-                                                               "data": [0.0]}]}).encode(), {}, 400,
-         "unknown input 'pixels'"),
-        ("unknown output", f"{m}/infer", json.dumps({"inputs": [{**feed, "data": clip.reshape(-1).tolist()}],
-                                                    "outputs": [{"name": "logits"}]}).encode(), {}, 400,
-         "unknown output 'logits'"),
-        ("binary size not matching the shape", f"{m}/infer",
-         *_binary([{**feed, "parameters": {"binary_data_size": len(raw) - 4}}], raw[:-4]), 400, "needs"),
-        ("binary size past the body", f"{m}/infer",
-         *_binary([{**feed, "parameters": {"binary_data_size": len(raw)}}], raw[:-100]), 400, "runs past the body"),
-        ("header length beyond the body", f"{m}/infer", *_binary([feed], b"", header_length=10 ** 6), 400,
-         "Inference-Header-Content-Length"),
-        ("bytes nobody claims", f"{m}/infer",
-         *_binary([{**feed, "parameters": {"binary_data_size": len(raw)}}], raw, b"\0" * 8), 400,
-         "belong to no input"),
-        ("broken BYTES length prefix", f"{m}_video/infer",
-         *_binary([{"name": "video", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 8}}],
-                  struct.pack("<I", 1000) + b"abcd"), 400, "claims 1000 bytes"),
-        ("not a video", f"{m}_video/infer", json.dumps({"inputs": [{"name": "video", "shape": [1],
-                                                                   "datatype": "BYTES",
-                                                                   "data": ["hello, not a video"]}]}).encode(), {},
-         400, "cannot be decoded"),
-        ("frames of the wrong shape", f"{m}_video/infer", json.dumps({"inputs": [{
-            "name": "frames", "shape": [2, 4, 4], "datatype": "UINT8", "data": [0] * 32}]}).encode(), {}, 400,
-         "send \\[T, H, W, 3\\]"),
-        ("bad top_k", f"{m}_video/infer", json.dumps({"inputs": [{"name": "frames", "shape": [1, 4, 4, 3],
-                                                                 "datatype": "UINT8", "data": [0] * 48}],
-                                                     "parameters": {"top_k": 0}}).encode(), {}, 400,
-         "top_k must be a whole number"),
+        (
+            "wrong datatype",
+            f"{m}/infer",
+            json.dumps({"inputs": [{**feed, "datatype": "INT64", "data": [1] * clip.size}]}).encode(),
+            {},
+            400,
+            "must be FP32, got INT64",
+        ),
+        (
+            "unknown datatype",
+            f"{m}/infer",
+            json.dumps({"inputs": [{**feed, "datatype": "FLOAT32", "data": [1]}]}).encode(),
+            {},
+            400,
+            "'FLOAT32' is not a v2 datatype",
+        ),
+        (
+            "wrong shape",
+            f"{m}/infer",
+            json.dumps({"inputs": [{**feed, "shape": [1, 8, 3, 64, 32], "data": [0.0] * (clip.size // 2)}]}).encode(),
+            {},
+            400,
+            "but the model expects",
+        ),
+        (
+            "wrong count",
+            f"{m}/infer",
+            json.dumps({"inputs": [{**feed, "data": [0.0] * 7}]}).encode(),
+            {},
+            400,
+            "has 7 values but shape",
+        ),
+        (
+            "unknown input",
+            f"{m}/infer",
+            json.dumps({"inputs": [{**feed, "name": "pixels", "data": [0.0]}]}).encode(),
+            {},
+            400,
+            "unknown input 'pixels'",
+        ),
+        (
+            "unknown output",
+            f"{m}/infer",
+            json.dumps(
+                {"inputs": [{**feed, "data": clip.reshape(-1).tolist()}], "outputs": [{"name": "logits"}]}
+            ).encode(),
+            {},
+            400,
+            "unknown output 'logits'",
+        ),
+        (
+            "binary size not matching the shape",
+            f"{m}/infer",
+            *_binary([{**feed, "parameters": {"binary_data_size": len(raw) - 4}}], raw[:-4]),
+            400,
+            "needs",
+        ),
+        (
+            "binary size past the body",
+            f"{m}/infer",
+            *_binary([{**feed, "parameters": {"binary_data_size": len(raw)}}], raw[:-100]),
+            400,
+            "runs past the body",
+        ),
+        (
+            "header length beyond the body",
+            f"{m}/infer",
+            *_binary([feed], b"", header_length=10**6),
+            400,
+            "Inference-Header-Content-Length",
+        ),
+        (
+            "bytes nobody claims",
+            f"{m}/infer",
+            *_binary([{**feed, "parameters": {"binary_data_size": len(raw)}}], raw, b"\0" * 8),
+            400,
+            "belong to no input",
+        ),
+        (
+            "broken BYTES length prefix",
+            f"{m}_video/infer",
+            *_binary(
+                [{"name": "video", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 8}}],
+                struct.pack("<I", 1000) + b"abcd",
+            ),
+            400,
+            "claims 1000 bytes",
+        ),
+        (
+            "not a video",
+            f"{m}_video/infer",
+            json.dumps(
+                {"inputs": [{"name": "video", "shape": [1], "datatype": "BYTES", "data": ["hello, not a video"]}]}
+            ).encode(),
+            {},
+            400,
+            "cannot be decoded",
+        ),
+        (
+            "frames of the wrong shape",
+            f"{m}_video/infer",
+            json.dumps(
+                {"inputs": [{"name": "frames", "shape": [2, 4, 4], "datatype": "UINT8", "data": [0] * 32}]}
+            ).encode(),
+            {},
+            400,
+            "send \\[T, H, W, 3\\]",
+        ),
+        (
+            "bad top_k",
+            f"{m}_video/infer",
+            json.dumps(
+                {
+                    "inputs": [{"name": "frames", "shape": [1, 4, 4, 3], "datatype": "UINT8", "data": [0] * 48}],
+                    "parameters": {"top_k": 0},
+                }
+            ).encode(),
+            {},
+            400,
+            "top_k must be a whole number",
+        ),
         ("malformed JSON", f"{m}/infer", b'{"inputs": [', {}, 400, "malformed JSON"),
         ("no inputs", f"{m}/infer", b'{"inputs": []}', {}, 400, "non-empty list"),
         ("over the size limit", f"{m}/infer", b"[" + b"0," * (9 << 20) + b"0]", {}, 413, "exceeds the 16 MiB"),
-        ("too many clips", f"{m}/infer", json.dumps({"inputs": [{**feed, "shape": [1000, 8, 3, 64, 64],
-                                                                "data": [0.0]}]}).encode(), {}, 413,
-         "over this server's limit"),
+        (
+            "too many clips",
+            f"{m}/infer",
+            json.dumps({"inputs": [{**feed, "shape": [1000, 8, 3, 64, 64], "data": [0.0]}]}).encode(),
+            {},
+            413,
+            "over this server's limit",
+        ),
     ]
     for name, path, body, headers, status, message in cases:
         got, hdrs, answer = http("POST" if body is not None else "GET", server_fp32.url + path, body, headers)
@@ -332,11 +469,20 @@ def test_bad_v2_grpc_requests_get_the_protocol_error(server_fp32, val_clips):
 
     clip = val_clips[0][:1]
     channel = grpc.insecure_channel(server_fp32.address)
-    infer = channel.unary_unary(f"/{SERVICE_NAME}/ModelInfer", request_serializer=lambda b: b,
-                                response_deserializer=pb.ModelInferResponse.FromString)
+    infer = channel.unary_unary(
+        f"/{SERVICE_NAME}/ModelInfer",
+        request_serializer=lambda b: b,
+        response_deserializer=pb.ModelInferResponse.FromString,
+    )
 
-    def request(model="small", datatype="FP32", shape=tuple(clip.shape), raw=clip.astype("<f4").tobytes(),
-                name="data_batch_0", version=""):
+    def request(
+        model="small",
+        datatype="FP32",
+        shape=tuple(clip.shape),
+        raw=clip.astype("<f4").tobytes(),  # noqa: B008 (one clip for every call, as meant)
+        name="data_batch_0",
+        version="",
+    ):
         msg = pb.ModelInferRequest(model_name=model, model_version=version)
         msg.inputs.add(name=name, datatype=datatype, shape=list(shape))
         msg.raw_input_contents.append(raw)
@@ -350,10 +496,16 @@ def test_bad_v2_grpc_requests_get_the_protocol_error(server_fp32, val_clips):
     cases = [
         (request(model="nope"), grpc.StatusCode.NOT_FOUND, "unknown model: 'nope'"),
         (request(version="3"), grpc.StatusCode.NOT_FOUND, "version 3 is not found"),
-        (request(datatype="FP64", raw=clip.astype("<f8").tobytes()), grpc.StatusCode.INVALID_ARGUMENT,
-         "must be FP32, got FP64"),
-        (request(shape=(1, 8, 3, 64, 16), raw=clip.astype("<f4").tobytes()[: clip.nbytes // 4]),
-         grpc.StatusCode.INVALID_ARGUMENT, "the model expects"),
+        (
+            request(datatype="FP64", raw=clip.astype("<f8").tobytes()),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "must be FP32, got FP64",
+        ),
+        (
+            request(shape=(1, 8, 3, 64, 16), raw=clip.astype("<f4").tobytes()[: clip.nbytes // 4]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "the model expects",
+        ),
         (request(raw=clip.astype("<f4").tobytes()[:-8]), grpc.StatusCode.INVALID_ARGUMENT, "bytes of FP32 data"),
         (request(shape=(100, 8, 3, 64, 64), raw=b""), grpc.StatusCode.INVALID_ARGUMENT, "bytes of FP32 data"),
         (request(name="pixels"), grpc.StatusCode.INVALID_ARGUMENT, "unknown input 'pixels'"),
@@ -366,8 +518,11 @@ def test_bad_v2_grpc_requests_get_the_protocol_error(server_fp32, val_clips):
             infer(body, timeout=60)
         assert info.value.code() == code and re.search(message, info.value.details()), info.value.details()
         assert infer(request(), timeout=60).outputs[0].name == "outputs"
-    ready = channel.unary_unary(f"/{SERVICE_NAME}/ModelReady", request_serializer=pb.ModelReadyRequest.SerializeToString,
-                                response_deserializer=pb.ModelReadyResponse.FromString)
+    ready = channel.unary_unary(
+        f"/{SERVICE_NAME}/ModelReady",
+        request_serializer=pb.ModelReadyRequest.SerializeToString,
+        response_deserializer=pb.ModelReadyResponse.FromString,
+    )
     with pytest.raises(grpc.RpcError) as info:  # as Triton: an unknown model is an error, not "not ready"
         ready(pb.ModelReadyRequest(name="nope"), timeout=30)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
@@ -375,6 +530,7 @@ def test_bad_v2_grpc_requests_get_the_protocol_error(server_fp32, val_clips):
 
 
 # --------------------------------------------------------------------------- security, clients
+
 
 def test_v2_health_is_open_metadata_and_inference_need_the_token(bundle_fp32, val_clips, tls_files, token_file):
     import grpc
@@ -386,25 +542,35 @@ def test_v2_health_is_open_metadata_and_inference_need_the_token(bundle_fp32, va
     token = token_file.read_text().strip()
     conf = ClientConfig.load(bundle_fp32.client)
     clip = val_clips[0][:1]
-    with ServerProcess(bundle_fp32.server, "--tls-cert", cert, "--tls-key", key,
-                       "--auth-token-file", token_file) as server:
+    with ServerProcess(
+        bundle_fp32.server, "--tls-cert", cert, "--tls-key", key, "--auth-token-file", token_file
+    ) as server:
         base = f"https://{server.address}/v2"
         for path in ("/health/live", "/health/ready", "/models/small/ready", "/models/small_video/versions/1/ready"):
             assert requests.get(base + path, verify=str(cert), timeout=30).status_code == 200, path
         for path in ("", "/models/small", "/models/small/config", "/models/small/stats", "/models/stats"):
             r = requests.get(base + path, verify=str(cert), timeout=30)
             assert r.status_code == 401 and "bearer token" in r.json()["error"], path
-        r = requests.post(f"{base}/models/small/infer", data=_good_v2(clip[0]), verify=str(cert), timeout=30,
-                          headers={"Authorization": "Bearer wrong-token-wrong-token"})
+        r = requests.post(
+            f"{base}/models/small/infer",
+            data=_good_v2(clip[0]),
+            verify=str(cert),
+            timeout=30,
+            headers={"Authorization": "Bearer wrong-token-wrong-token"},
+        )
         assert r.status_code == 401
         for path in ("/repository/index", "/repository/models/small/load", "/repository/models/small/unload"):
             r = requests.post(base + path, verify=str(cert), timeout=30)  # model control needs the token too
             assert r.status_code == 401, path
         channel = grpc.secure_channel(server.address, grpc.ssl_channel_credentials(cert.read_bytes()))
-        live = channel.unary_unary(f"/{SERVICE_NAME}/ServerLive", pb.ServerLiveRequest.SerializeToString,
-                                   pb.ServerLiveResponse.FromString)
-        meta = channel.unary_unary(f"/{SERVICE_NAME}/ModelMetadata", pb.ModelMetadataRequest.SerializeToString,
-                                   pb.ModelMetadataResponse.FromString)
+        live = channel.unary_unary(
+            f"/{SERVICE_NAME}/ServerLive", pb.ServerLiveRequest.SerializeToString, pb.ServerLiveResponse.FromString
+        )
+        meta = channel.unary_unary(
+            f"/{SERVICE_NAME}/ModelMetadata",
+            pb.ModelMetadataRequest.SerializeToString,
+            pb.ModelMetadataResponse.FromString,
+        )
         assert live(pb.ServerLiveRequest(), timeout=30).live
         with pytest.raises(grpc.RpcError) as info:
             meta(pb.ModelMetadataRequest(name="small"), timeout=30)
@@ -417,15 +583,25 @@ def test_v2_health_is_open_metadata_and_inference_need_the_token(bundle_fp32, va
             with pytest.raises(ServingError, match="401|UNAUTHENTICATED"):
                 with cls(server.address, conf, token="wrong-token-wrong-token", tls_ca=str(cert)) as c:
                     c.predict({"data_batch_0": clip})
-        text = requests.get(f"https://{server.address}/metrics", verify=str(cert), timeout=30,
-                            headers={"Authorization": f"Bearer {token}"}).text
+        text = requests.get(
+            f"https://{server.address}/metrics",
+            verify=str(cert),
+            timeout=30,
+            headers={"Authorization": f"Bearer {token}"},
+        ).text
         assert 'vslim_request_errors_total{kind="unauthenticated",model="",protocol="v2-http"}' in text
         assert 'vslim_request_errors_total{kind="unauthenticated",model="",protocol="v2-grpc"}' in text
 
 
-@pytest.mark.parametrize("extra", [["--protocol", "v2-http"], ["--protocol", "v2-grpc"],
-                                   ["--protocol", "v2-http", "--json-tensors"],
-                                   ["--protocol", "v2-grpc", "--server-decode"]])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--protocol", "v2-http"],
+        ["--protocol", "v2-grpc"],
+        ["--protocol", "v2-http", "--json-tensors"],
+        ["--protocol", "v2-grpc", "--server-decode"],
+    ],
+)
 def test_vslim_client_speaks_v2(server_int8, bundle_int8, val_clips, extra):
     video = val_clips[2][2]
     args = ("--bundle", bundle_int8.client, "--video", video, "--address", server_int8.address, "--top-k", 3, "--json")

@@ -1,4 +1,5 @@
 """The v2 wire formats on their own: datatypes, BYTES, the binary tensor extension, gRPC messages, refusals."""
+
 import json
 import struct
 
@@ -40,16 +41,19 @@ def test_bytes_elements_are_length_prefixed_and_a_broken_prefix_is_refused():
         datatypes.deserialize_bytes(raw + b"\x01\x00", "x")
 
 
-@pytest.mark.parametrize("data, datatype, message", [
-    ([1.5, 2], "INT64", "must hold INT64"),
-    ([300], "UINT8", "do not fit UINT8"),
-    ([-1], "UINT32", "do not fit UINT32"),
-    ([[1, 2], [3]], "FP32", "regular"),
-    ([True], "FP32", "must hold FP32"),
-    ([1.0], "FP16", "FP16 data cannot travel as JSON"),
-    ([1, "a"], "BYTES", "must be strings"),
-    ("abc", "FP32", "must be a list"),
-])
+@pytest.mark.parametrize(
+    "data, datatype, message",
+    [
+        ([1.5, 2], "INT64", "must hold INT64"),
+        ([300], "UINT8", "do not fit UINT8"),
+        ([-1], "UINT32", "do not fit UINT32"),
+        ([[1, 2], [3]], "FP32", "regular"),
+        ([True], "FP32", "must hold FP32"),
+        ([1.0], "FP16", "FP16 data cannot travel as JSON"),
+        ([1, "a"], "BYTES", "must be strings"),
+        ("abc", "FP32", "must be a list"),
+    ],
+)
 def test_json_data_that_does_not_fit_its_datatype_is_refused(data, datatype, message):
     with pytest.raises(RequestError, match=message):
         datatypes.from_json(data, datatype, "input 'x'")
@@ -58,12 +62,20 @@ def test_json_data_that_does_not_fit_its_datatype_is_refused(data, datatype, mes
 def test_binary_request_body_splits_by_header_length_and_sizes():
     x = np.arange(12, dtype=np.float32)
     names = datatypes.serialize_bytes([b"clip-a", b"clip-b"])
-    body, length = binary_body({"id": "7", "inputs": [
-        {"name": "x", "shape": [3, 4], "datatype": "FP32", "parameters": {"binary_data_size": 48}},
-        {"name": "n", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": len(names)}},
-        {"name": "j", "shape": [2], "datatype": "INT64", "data": [[5], [6]]}],
-        "outputs": [{"name": "y", "parameters": {"binary_data": True}}], "parameters": {"top_k": 3}},
-        x.tobytes(), names)
+    body, length = binary_body(
+        {
+            "id": "7",
+            "inputs": [
+                {"name": "x", "shape": [3, 4], "datatype": "FP32", "parameters": {"binary_data_size": 48}},
+                {"name": "n", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": len(names)}},
+                {"name": "j", "shape": [2], "datatype": "INT64", "data": [[5], [6]]},
+            ],
+            "outputs": [{"name": "y", "parameters": {"binary_data": True}}],
+            "parameters": {"top_k": 3},
+        },
+        x.tobytes(),
+        names,
+    )
     req = rest.parse_request(body, length, "m", "1")
     assert (req.model, req.version, req.id, req.parameters) == ("m", "1", "7", {"top_k": 3})
     np.testing.assert_array_equal(req.inputs[0].data, x)
@@ -71,24 +83,60 @@ def test_binary_request_body_splits_by_header_length_and_sizes():
     assert req.outputs == [RequestedOutput("y", True, {"binary_data": True})]
 
 
-@pytest.mark.parametrize("header, chunks, length, message", [
-    ({"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "parameters": {"binary_data_size": 8}}]},
-     [b"\0" * 4], None, "runs past the body"),
-    ({"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "parameters": {"binary_data_size": 4}}]},
-     [b"\0" * 4], None, "4 bytes of FP32 data, but shape \\[2\\] needs 8"),
-    ({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": 4}}]},
-     [b"\0" * 12], None, "8 bytes after the JSON header belong to no input"),
-    ({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]}, [], "99999", "must be a whole number"),
-    ({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]}, [], "-3", "must be a whole number"),
-    ({"inputs": [{"name": "x", "shape": [1], "datatype": "BF16", "data": [1]}]}, [], None, "'BF16' is not a v2"),
-    ({"inputs": [{"name": "x", "shape": [-1], "datatype": "FP32", "data": [1]}]}, [], None, "negative dimension"),
-    ({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32"}]}, [], None, "no 'data'"),
-    ({"inputs": []}, [], None, "non-empty list"),
-    ({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}], "id": 5}, [], None,
-     "'id' must be a string"),
-    ({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}],
-      "outputs": [{"name": "y", "parameters": {"binary_data": "yes"}}]}, [], None, "binary_data must be true"),
-])
+@pytest.mark.parametrize(
+    "header, chunks, length, message",
+    [
+        (
+            {"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "parameters": {"binary_data_size": 8}}]},
+            [b"\0" * 4],
+            None,
+            "runs past the body",
+        ),
+        (
+            {"inputs": [{"name": "x", "shape": [2], "datatype": "FP32", "parameters": {"binary_data_size": 4}}]},
+            [b"\0" * 4],
+            None,
+            "4 bytes of FP32 data, but shape \\[2\\] needs 8",
+        ),
+        (
+            {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": 4}}]},
+            [b"\0" * 12],
+            None,
+            "8 bytes after the JSON header belong to no input",
+        ),
+        (
+            {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]},
+            [],
+            "99999",
+            "must be a whole number",
+        ),
+        (
+            {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]},
+            [],
+            "-3",
+            "must be a whole number",
+        ),
+        ({"inputs": [{"name": "x", "shape": [1], "datatype": "BF16", "data": [1]}]}, [], None, "'BF16' is not a v2"),
+        ({"inputs": [{"name": "x", "shape": [-1], "datatype": "FP32", "data": [1]}]}, [], None, "negative dimension"),
+        ({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32"}]}, [], None, "no 'data'"),
+        ({"inputs": []}, [], None, "non-empty list"),
+        (
+            {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}], "id": 5},
+            [],
+            None,
+            "'id' must be a string",
+        ),
+        (
+            {
+                "inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}],
+                "outputs": [{"name": "y", "parameters": {"binary_data": "yes"}}],
+            },
+            [],
+            None,
+            "binary_data must be true",
+        ),
+    ],
+)
 def test_malformed_http_bodies_are_refused_with_the_reason(header, chunks, length, message):
     body, own = binary_body(header, *chunks)
     with pytest.raises(RequestError, match=message):
@@ -98,9 +146,16 @@ def test_malformed_http_bodies_are_refused_with_the_reason(header, chunks, lengt
 def test_answer_is_binary_per_output_else_request_wide_else_json():
     y, labels = np.arange(4, dtype=np.float32).reshape(2, 2), np.array([b"a", b"bc"], dtype=object)
     resp = InferResponse("m", "1", "", [InferOutput("y", "FP32", [2, 2], y), InferOutput("l", "BYTES", [2], labels)])
-    req = rest.parse_request(*binary_body({"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}],
-                                           "outputs": [{"name": "y", "parameters": {"binary_data": True}},
-                                                       {"name": "l"}]}), "m", "1")
+    req = rest.parse_request(
+        *binary_body(
+            {
+                "inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}],
+                "outputs": [{"name": "y", "parameters": {"binary_data": True}}, {"name": "l"}],
+            }
+        ),
+        "m",
+        "1",
+    )
     body, headers = rest.encode_response(resp, req)
     n = int(headers["Inference-Header-Content-Length"])
     doc = json.loads(body[:n])
@@ -133,16 +188,23 @@ def test_grpc_raw_and_typed_contents_decode_alike():
         assert parameter_value(p) == value and type(parameter_value(p)) is type(value)
 
 
-@pytest.mark.parametrize("build, message", [
-    (lambda m: m.raw_input_contents.extend([b"\0" * 24, b"\0"]), "2 entries for 1 inputs"),
-    (lambda m: m.raw_input_contents.append(b"\0" * 20), "20 bytes of FP32 data, but shape \\[2, 3\\] needs 24"),
-    (lambda m: (m.raw_input_contents.append(b"\0" * 24), m.inputs[0].contents.fp32_contents.append(1.0)),
-     "both typed contents and raw"),
-    (lambda m: setattr(m.inputs[0], "datatype", "FLOAT"), "'FLOAT' is not a v2 datatype"),
-    (lambda m: setattr(m.inputs[0], "datatype", "FP16"), "FP16 has no typed contents"),
-    (lambda m: (setattr(m.inputs[0], "datatype", "UINT8"), m.inputs[0].contents.uint_contents.append(999)),
-     "do not fit UINT8"),
-])
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda m: m.raw_input_contents.extend([b"\0" * 24, b"\0"]), "2 entries for 1 inputs"),
+        (lambda m: m.raw_input_contents.append(b"\0" * 20), "20 bytes of FP32 data, but shape \\[2, 3\\] needs 24"),
+        (
+            lambda m: (m.raw_input_contents.append(b"\0" * 24), m.inputs[0].contents.fp32_contents.append(1.0)),
+            "both typed contents and raw",
+        ),
+        (lambda m: setattr(m.inputs[0], "datatype", "FLOAT"), "'FLOAT' is not a v2 datatype"),
+        (lambda m: setattr(m.inputs[0], "datatype", "FP16"), "FP16 has no typed contents"),
+        (
+            lambda m: (setattr(m.inputs[0], "datatype", "UINT8"), m.inputs[0].contents.uint_contents.append(999)),
+            "do not fit UINT8",
+        ),
+    ],
+)
 def test_malformed_grpc_requests_are_refused_with_the_reason(build, message):
     msg = pb.ModelInferRequest(model_name="m")
     msg.inputs.add(name="x", datatype="FP32", shape=[2, 3])
@@ -153,8 +215,14 @@ def test_malformed_grpc_requests_are_refused_with_the_reason(build, message):
 
 def test_grpc_answers_in_raw_contents_in_output_order():
     labels = np.array([b"up", b"down"], dtype=object)
-    msg = response_to_proto(InferResponse("m", "1", "9", [InferOutput("l", "BYTES", [2], labels),
-                                                          InferOutput("p", "FP32", [2], np.ones(2, np.float32))]))
+    msg = response_to_proto(
+        InferResponse(
+            "m",
+            "1",
+            "9",
+            [InferOutput("l", "BYTES", [2], labels), InferOutput("p", "FP32", [2], np.ones(2, np.float32))],
+        )
+    )
     assert [o.name for o in msg.outputs] == ["l", "p"] and msg.id == "9" and msg.model_version == "1"
     assert list(datatypes.deserialize_bytes(msg.raw_output_contents[0], "l")) == [b"up", b"down"]
     assert np.frombuffer(msg.raw_output_contents[1], np.float32).tolist() == [1.0, 1.0]
@@ -163,6 +231,7 @@ def test_grpc_answers_in_raw_contents_in_output_order():
 def test_tritonclient_and_vslim_messages_live_in_one_process():
     """vslim's v2 messages sit in their own descriptor pool, so Triton's generated modules still import."""
     import tritonclient.grpc.service_pb2 as tritongrpc
+
     ours = pb.ModelInferRequest(model_name="m")
     ours.inputs.add(name="x", datatype="FP32", shape=[1])
     theirs = tritongrpc.ModelInferRequest.FromString(ours.SerializeToString())
@@ -190,8 +259,10 @@ def test_declared_sizes_are_limited_before_any_data_is_decoded():
     from vslim.serving.signature import Limits
 
     limits = Limits(max_batch=4, max_elements=1000)
-    body, length = binary_body({"inputs": [{"name": "v", "shape": [10**12], "datatype": "BYTES",
-                                            "parameters": {"binary_data_size": 8}}]}, b"\0" * 8)
+    body, length = binary_body(
+        {"inputs": [{"name": "v", "shape": [10**12], "datatype": "BYTES", "parameters": {"binary_data_size": 8}}]},
+        b"\0" * 8,
+    )
     with pytest.raises(RequestError, match="over this server's limit of 1000") as info:
         rest.parse_request(body, length, "m", "", limits)
     assert info.value.kind == "too_large"

@@ -7,6 +7,7 @@ repeated) and said so, in ``predict``'s JSON and text, on stderr, and in the ser
 answers. Every file is real, written here: stills by OpenCV and PIL, videos by OpenCV's
 mp4 writer (as the synthetic data set's).
 """
+
 import argparse
 import json
 import shutil
@@ -83,18 +84,28 @@ NOT_VIDEOS = [
     ("photo.jpg", "photo.jpg is a still image (JPEG), not a video"),
     ("one.gif", "one.gif is a still image (GIF), not a video"),
     ("renamed_png.mp4", "renamed_png.mp4 is a still image (PNG), not a video"),
-    ("notes.mp4", "notes.mp4 cannot be decoded: it is a text file (it starts with 'hello, this is not a video'), "
-                  "not a video (Invalid data found when processing input)"),
-    ("garbage.mp4", "garbage.mp4 cannot be decoded: the file is not a video container FFmpeg can read "
-                    "(Invalid data found when processing input)"),
-    ("cut.mp4", "cut.mp4 cannot be decoded: it starts like an MP4/MOV file but its index cannot be read: cut short, "
-                "or still being written? (Invalid data found when processing input)"),
+    (
+        "notes.mp4",
+        "notes.mp4 cannot be decoded: it is a text file (it starts with 'hello, this is not a video'), "
+        "not a video (Invalid data found when processing input)",
+    ),
+    (
+        "garbage.mp4",
+        "garbage.mp4 cannot be decoded: the file is not a video container FFmpeg can read "
+        "(Invalid data found when processing input)",
+    ),
+    (
+        "cut.mp4",
+        "cut.mp4 cannot be decoded: it starts like an MP4/MOV file but its index cannot be read: cut short, "
+        "or still being written? (Invalid data found when processing input)",
+    ),
     ("empty.mp4", "empty.mp4 is empty (0 bytes), not a video; give a video file"),
     ("frameless.mp4", "frameless.mp4 holds no video frames: it has no streams at all; give a video file"),
 ]
 
 
 # --------------------------------------------------------------------------- refused, by the readers
+
 
 @pytest.mark.parametrize("decoder", ["pyav", "opencv"])
 @pytest.mark.parametrize("name, message", NOT_VIDEOS, ids=[n for n, _ in NOT_VIDEOS])
@@ -116,6 +127,7 @@ def test_short_videos_still_open(files, decoder):
 
 
 # --------------------------------------------------------------------------- refused, by `vslim predict`
+
 
 @pytest.mark.parametrize("name, message", NOT_VIDEOS, ids=[n for n, _ in NOT_VIDEOS])
 def test_predict_refuses_what_is_not_a_video(cli, model, files, name, message):
@@ -139,6 +151,7 @@ def test_inputs_are_checked_before_the_model_loads(cli, model, files, tmp_path):
 
 # --------------------------------------------------------------------------- too short: answered, and said so
 
+
 def test_paddlevideo_indices_repeat_frames_of_short_videos():
     assert segment_indices(1, NUM_SEG).tolist() == [0] * 8
     assert segment_indices(3, NUM_SEG).tolist() == [0, 1, 2, 0, 1, 2, 0, 1]
@@ -154,8 +167,10 @@ def test_predict_says_a_short_video_was_padded(cli, model, files, name, frames):
     assert r.code == 0, r.err
     (entry,) = json.loads(r.out)["predictions"]
     assert set(entry) == ENTRY_KEYS | {"sampling"}
-    note = (f"the video has {frames} frame{'s' if frames > 1 else ''} but the model's clip takes 8, so frames were "
-            "repeated to fill it (as PaddleVideo does)")
+    note = (
+        f"the video has {frames} frame{'s' if frames > 1 else ''} but the model's clip takes 8, so frames were "
+        "repeated to fill it (as PaddleVideo does)"
+    )
     assert entry["sampling"] == {"video_frames": frames, "clip_frames": 8, "repeated": True, "note": note}
     assert f"warning: {video}: {note}" in r.err
     # the answer is the model's on PaddleVideo's indices into the decoded frames
@@ -195,9 +210,11 @@ def test_pipeline_gives_the_record_for_frames_and_videos(files, clip_frames):
 
 # --------------------------------------------------------------------------- the servers' video endpoints
 
+
 def _post(url, body: bytes, headers=None):
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/octet-stream",
-                                                          **(headers or {})})
+    req = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/octet-stream", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             return r.status, r.read()
@@ -207,10 +224,16 @@ def _post(url, body: bytes, headers=None):
 
 def _v2_video(url, video: bytes):
     element = struct.pack("<I", len(video)) + video
-    head = json.dumps({"inputs": [{"name": "video", "shape": [1], "datatype": "BYTES",
-                                   "parameters": {"binary_data_size": len(element)}}]}).encode()
-    status, body = _post(f"{url}/v2/models/wrong_video/infer", head + element,
-                         {"Inference-Header-Content-Length": str(len(head))})
+    head = json.dumps(
+        {
+            "inputs": [
+                {"name": "video", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": len(element)}}
+            ]
+        }
+    ).encode()
+    status, body = _post(
+        f"{url}/v2/models/wrong_video/infer", head + element, {"Inference-Header-Content-Length": str(len(head))}
+    )
     return status, json.loads(body)
 
 
@@ -219,15 +242,18 @@ def test_server_refuses_non_videos_and_says_when_it_padded(model, files, clip_fr
     import base64
 
     from servers import ServerProcess
+
     from vslim.serving.bundle import package_serving
     from vslim.serving.config import ServingPackageConfig
 
     bundle = package_serving(ServingPackageConfig(str(model), str(tmp_path / "bundle"), name="wrong"))
     with ServerProcess(bundle.server) as server:
         url = server.url
-        for name, what in (("still.png", "the posted video is a still image (PNG), not a video"),
-                           ("notes.mp4", "the posted video cannot be decoded: it is a text file"),
-                           ("frameless.mp4", "the posted video holds no video frames")):
+        for name, what in (
+            ("still.png", "the posted video is a still image (PNG), not a video"),
+            ("notes.mp4", "the posted video cannot be decoded: it is a text file"),
+            ("frameless.mp4", "the posted video holds no video frames"),
+        ):
             status, body = _post(f"{url}/video/classify", (files / name).read_bytes())
             assert status == 400 and json.loads(body)["error"].startswith(what), body
             assert "/tmp" not in json.loads(body)["error"]
@@ -248,8 +274,9 @@ def test_server_refuses_non_videos_and_says_when_it_padded(model, files, clip_fr
         assert status == 200 and {o["name"] for o in answer["outputs"]} == {"label", "class_id", "prob"}
 
         short = np.ascontiguousarray(clip_frames[:3])
-        body = json.dumps({"key": ["frames", "frames_shape"],
-                           "value": [base64.b64encode(short.tobytes()).decode(), str(short.shape)]}).encode()
+        body = json.dumps(
+            {"key": ["frames", "frames_shape"], "value": [base64.b64encode(short.tobytes()).decode(), str(short.shape)]}
+        ).encode()
         status, raw = _post(f"{url}/video/prediction", body, {"Content-Type": "application/json"})
         answer = json.loads(raw)
         assert status == 200 and answer["key"] == ["label", "prob"] and answer["sampling"]["video_frames"] == 3
@@ -257,6 +284,7 @@ def test_server_refuses_non_videos_and_says_when_it_padded(model, files, clip_fr
 
 
 # --------------------------------------------------------------------------- model folders, `vslim info`
+
 
 def test_a_file_given_as_model_folder_is_named_as_a_file(cli, model, files):
     r = cli("info", "--model-dir", files / "full.mp4")
@@ -271,13 +299,17 @@ def test_a_file_given_as_model_folder_is_named_as_a_file(cli, model, files):
 def test_info_prints_a_readable_view_and_json_on_request(cli, model):
     r = cli("info", "--model-dir", model)
     assert r.code == 0, r.err
-    rows = dict(line.split(None, 1) if not line.startswith(("model folder", "input", "output")) else
-                (line[:13].strip(), line[13:].strip()) for line in r.out.splitlines())
+    rows = dict(
+        line.split(None, 1)
+        if not line.startswith(("model folder", "input", "output"))
+        else (line[:13].strip(), line[13:].strip())
+        for line in r.out.splitlines()
+    )
     assert rows["files"] == "model.pdmodel, model.pdiparams, vslim.json"
     assert rows["precision"] == "fp32" and rows["arch"] == "pptsm_small"
     assert rows["classes"].startswith("10: 0, 1, 2") and "8 segments" in rows["clip"]
     assert rows["input"].startswith("data_batch_0 [-1, 8, 3, 64, 64] float32")
-    value_columns = {len(line) - len(line[line.index("  "):].lstrip()) for line in r.out.splitlines()}
+    value_columns = {len(line) - len(line[line.index("  ") :].lstrip()) for line in r.out.splitlines()}
     assert len(value_columns) == 1  # values aligned
     data = json.loads(cli("info", "--model-dir", model, "--json").out)
     assert data["precision"] == "fp32" and data["meta"]["num_classes"] == 10
@@ -301,6 +333,7 @@ def test_inspection_parses_vslim_json_once(model, monkeypatch):
 
 # --------------------------------------------------------------------------- flags and help
 
+
 def _sub(parser, *path):
     for name in path:
         parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
@@ -317,10 +350,10 @@ def test_predict_flags():
     assert parser.parse_args(["predict", "--model-dir", "m", "--video", "v", "--use-gpu"]).device == "gpu"
     assert parser.parse_args(["predict", "--model-dir", "m", "--video", "v", "--device", "gpu"]).device == "gpu"
     help_text = _sub(parser, "predict").format_help()
-    text = help_text[help_text.index("options:"):]  # past the usage line
+    text = help_text[help_text.index("options:") :]  # past the usage line
     assert "--video PATH, --input-file PATH, -i PATH" in text
     for flag, default in (("--top-k K", "1"), ("--device {cpu,gpu}", "cpu"), ("--threads THREADS", "2")):
-        after = " ".join(text[text.index(flag):].split())
+        after = " ".join(text[text.index(flag) :].split())
         assert f"(default: {default})" in after[: after.index(" --", 2)], (flag, after[:200])
 
 

@@ -5,6 +5,7 @@ shared ``zlib`` module, later zlib users (paddleslim, gzip, scipy) crash with
 ``inflateReset2`` errors. Importing zlib here, before anything in vslim can
 import paddle, pins the right library (docs/architecture.md, Python stack).
 """
+
 import os
 import zlib  # noqa: F401  (import order matters, see module docstring)
 

@@ -1,4 +1,5 @@
 """Accuracy and agreement figures shared by training, quantization and verification reports."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -6,6 +6,7 @@ Configs come from YAML/JSON files and from CLI flags. Both go through
 hint) so a misspelt option never silently falls back to a default. Each feature owns its own
 configs beside its code: ``compress/config.py``, ``serving/config.py``, ``lite/config.py``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,9 +14,10 @@ import difflib
 import math
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
@@ -44,7 +46,7 @@ class PreprocessConfig:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
-    def validate(self, where: str = "preprocess") -> "PreprocessConfig":
+    def validate(self, where: str = "preprocess") -> PreprocessConfig:
         for name in ("num_seg", "seg_len", "short_size", "target_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}: {name} must be >= 1, got {getattr(self, name)}")
@@ -79,11 +81,9 @@ class ListConfig:
     data_prefix: str = ""
     suffix: str = "img_{:05}.jpg"
 
-    def validate(self, where: str = "list") -> "ListConfig":
+    def validate(self, where: str = "list") -> ListConfig:
         if self.format not in ("auto", "frames", "videos"):
-            raise ConfigError(
-                f"{where}: format must be frames, videos or auto, got {self.format!r}"
-            )
+            raise ConfigError(f"{where}: format must be frames, videos or auto, got {self.format!r}")
         try:
             self.suffix.format(1)
         except (IndexError, KeyError, ValueError) as exc:
@@ -105,21 +105,21 @@ class TrainConfig:
     arch: str
     train: ListConfig
     output_dir: str
-    val: Optional[ListConfig] = None
-    labels: Optional[str] = None
-    init_weights: Optional[str] = None
+    val: ListConfig | None = None
+    labels: str | None = None
+    init_weights: str | None = None
     epochs: int = 12
     batch_size: int = 16
     lr: float = 0.003
     weight_decay: float = 0.0001
     warmup_epochs: float = 1.0
     seed: int = 0
-    preprocess: Optional[PreprocessConfig] = None
+    preprocess: PreprocessConfig | None = None
     workers: int = 2
     resume: bool = False
     overwrite: bool = False
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch_size must be >= 1")
         if self.lr <= 0:
@@ -130,9 +130,6 @@ class TrainConfig:
         if self.preprocess is not None:
             self.preprocess.validate()
         return self
-
-
-
 
 
 @dataclass
@@ -162,16 +159,16 @@ class PredictorConfig:
     trt_min_batch: int = 1
     trt_opt_batch: int = 1
     trt_use_static: bool = False
-    trt_cache_dir: Optional[str] = None
-    onednn_int8_ops: Optional[list[str]] = None
+    trt_cache_dir: str | None = None
+    onednn_int8_ops: list[str] | None = None
     onednn_cache_capacity: int = 10
     rewrite_temporal_shift: bool = True
     ir_optim: bool = True
-    deleted_passes: Optional[list[str]] = None  # Paddle IR passes turned off (a probe's fallback)
+    deleted_passes: list[str] | None = None  # Paddle IR passes turned off (a probe's fallback)
     probe: bool = True  # load a model vslim has not seen in a child process first (inference/probe.py)
     quiet: bool = True
 
-    def validate(self) -> "PredictorConfig":
+    def validate(self) -> PredictorConfig:
         if self.device not in ("cpu", "gpu"):
             raise ConfigError(f"device must be cpu or gpu, got {self.device!r}")
         if self.precision not in ("auto", "fp32", "fp16", "bf16", "int8"):
@@ -196,8 +193,6 @@ class PredictorConfig:
         return self
 
 
-
-
 @dataclass
 class PackageConfig:
     """What every packaging target takes (``vslim-package --target T``): a model folder in, one folder out.
@@ -209,10 +204,10 @@ class PackageConfig:
 
     model_dir: str
     output_dir: str
-    name: Optional[str] = None
+    name: str | None = None
     overwrite: bool = False
     # the PaddleVideo config a model without vslim.json was exported with: its preprocessing goes into the package
-    paddlevideo_config: Optional[str] = None
+    paddlevideo_config: str | None = None
 
 
 # --------------------------------------------------------------------------- loading
@@ -283,8 +278,7 @@ def from_mapping(cls: type[T], data: Mapping[str, Any], where: str = "config") -
     if unknown:
         key = unknown[0]
         raise ConfigError(
-            f"{where}: unknown key {key!r}{suggest_key(str(key), list(fields))}; "
-            f"known keys: {', '.join(fields)}"
+            f"{where}: unknown key {key!r}{suggest_key(str(key), list(fields))}; known keys: {', '.join(fields)}"
         )
     kwargs = {}
     for name, f in fields.items():

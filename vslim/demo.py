@@ -7,16 +7,18 @@ serve it on a free local port and classify the demo video through every protocol
 -> ARM ``.nb`` files of the FP32 and INT8 models for Paddle Lite (the Lite toolchain is
 built on first use) -> FP32-vs-INT8 table.
 """
+
 from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+
+from vslim.compress.config import PTQConfig
 
 from .config import ListConfig, PredictorConfig, TrainConfig
-from vslim.compress.config import PTQConfig
 
 
 @dataclass
@@ -42,8 +44,14 @@ def _step(name: str, path: Path, fresh: bool, say: Callable[[str], None]) -> boo
     return True
 
 
-def run_demo(workdir: Path | str = "vslim-demo", epochs: int = 12, seed: int = 0, fresh: bool = False,
-             say: Callable[[str], None] = print, full: bool = False) -> DemoResult:
+def run_demo(
+    workdir: Path | str = "vslim-demo",
+    epochs: int = 12,
+    seed: int = 0,
+    fresh: bool = False,
+    say: Callable[[str], None] = print,
+    full: bool = False,
+) -> DemoResult:
     from .compress.ptq import quantize
     from .data.synth import SynthConfig, generate
     from .export import export_model
@@ -63,10 +71,17 @@ def run_demo(workdir: Path | str = "vslim-demo", epochs: int = 12, seed: int = 0
     t = time.perf_counter()
     say(f"[2/7] train the small PP-TSM ({epochs} epochs) -> {run}")
     if _step("train", run, fresh, say):
-        train(TrainConfig(arch="pptsm_small", train=ListConfig(str(data / "train.list")),
-                          val=ListConfig(str(data / "val.list")), output_dir=str(run), epochs=epochs, seed=seed),
-              on_epoch=lambda r: say(f"  epoch {r['epoch']}: loss {r['loss']:.3f}, "
-                                     f"val top-1 {100 * r['val_top1']:.1f}%"))
+        train(
+            TrainConfig(
+                arch="pptsm_small",
+                train=ListConfig(str(data / "train.list")),
+                val=ListConfig(str(data / "val.list")),
+                output_dir=str(run),
+                epochs=epochs,
+                seed=seed,
+            ),
+            on_epoch=lambda r: say(f"  epoch {r['epoch']}: loss {r['loss']:.3f}, val top-1 {100 * r['val_top1']:.1f}%"),
+        )
     timings["train_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -78,8 +93,15 @@ def run_demo(workdir: Path | str = "vslim-demo", epochs: int = 12, seed: int = 0
     t = time.perf_counter()
     say(f"[4/7] post-training INT8 quantization (auto: avg, abs_max, hist, mse) -> {int8}")
     if _step("ptq", int8, fresh, say):
-        quantize(PTQConfig(model_dir=str(fp32), output_dir=str(int8), calib=ListConfig(str(data / "calib.list")),
-                           val=ListConfig(str(data / "val.list")), algo="auto"))
+        quantize(
+            PTQConfig(
+                model_dir=str(fp32),
+                output_dir=str(int8),
+                calib=ListConfig(str(data / "calib.list")),
+                val=ListConfig(str(data / "val.list")),
+                algo="auto",
+            )
+        )
     timings["ptq_s"] = time.perf_counter() - t
 
     say(f"[5/7] classify {data / 'demo.mp4'} with FP32 and INT8")
@@ -95,8 +117,9 @@ def run_demo(workdir: Path | str = "vslim-demo", epochs: int = 12, seed: int = 0
 
         package_serving(ServingPackageConfig(str(int8), str(bundle), name="pptsm_small_int8"))
     t = time.perf_counter()
-    served = serve_and_classify(bundle / "pptsm_small_int8_serving_server", bundle / "pptsm_small_int8_serving_client",
-                                data / "demo.mp4", say)
+    served = serve_and_classify(
+        bundle / "pptsm_small_int8_serving_server", bundle / "pptsm_small_int8_serving_client", data / "demo.mp4", say
+    )
     timings["serve_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -119,9 +142,10 @@ def run_chain(work: Path, data: Path, trained: Path, ptq: Path, fresh: bool, say
     """prune (30% fewer FLOPs) -> fine-tune -> QAT -> serving bundle -> serve and classify."""
     import json
 
+    from vslim.compress.config import PruneConfig, QATConfig
+
     from .compress.prune import prune_model
     from .compress.qat import qat
-    from vslim.compress.config import PruneConfig, QATConfig
     from .serving.bundle import package_serving
     from .serving.config import ServingPackageConfig
 
@@ -130,19 +154,32 @@ def run_chain(work: Path, data: Path, trained: Path, ptq: Path, fresh: bool, say
     lists = dict(train=ListConfig(str(data / "train.list")), val=ListConfig(str(data / "val.list")))
     say(f"[chain 1/3] prune the small PP-TSM to 30% fewer FLOPs, fine-tune -> {pruned}")
     if _step("prune", pruned, fresh, say):
-        prune_model(PruneConfig(weights=str(trained / "model.pdparams"), output_dir=str(pruned), flops_target=0.3,
-                                **lists), say=lambda m: say(f"  {m}"))
+        prune_model(
+            PruneConfig(weights=str(trained / "model.pdparams"), output_dir=str(pruned), flops_target=0.3, **lists),
+            say=lambda m: say(f"  {m}"),
+        )
     say(f"[chain 2/3] quantization-aware training of the pruned model -> {qat_dir}")
     if _step("qat", qat_dir, fresh, say):
-        qat(QATConfig(weights=str(pruned / "weights" / "model.pdparams"), output_dir=str(qat_dir), ptq_model=str(ptq),
-                      **lists), say=lambda m: say(f"  {m}"))
+        qat(
+            QATConfig(
+                weights=str(pruned / "weights" / "model.pdparams"), output_dir=str(qat_dir), ptq_model=str(ptq), **lists
+            ),
+            say=lambda m: say(f"  {m}"),
+        )
     say(f"[chain 3/3] package the pruned INT8 model for serving -> {bundle}, serve it, classify")
     if _step("package", bundle, fresh, say):
         package_serving(ServingPackageConfig(str(qat_dir), str(bundle), name="pptsm_small_pruned_int8"))
-    served = serve_and_classify(bundle / "pptsm_small_pruned_int8_serving_server",
-                                bundle / "pptsm_small_pruned_int8_serving_client", data / "demo.mp4", say)
-    return {"prune": json.loads((pruned / "prune_report.json").read_text()),
-            "qat": json.loads((qat_dir / "qat_report.json").read_text()), "served": served}
+    served = serve_and_classify(
+        bundle / "pptsm_small_pruned_int8_serving_server",
+        bundle / "pptsm_small_pruned_int8_serving_client",
+        data / "demo.mp4",
+        say,
+    )
+    return {
+        "prune": json.loads((pruned / "prune_report.json").read_text()),
+        "qat": json.loads((qat_dir / "qat_report.json").read_text()),
+        "served": served,
+    }
 
 
 def build_lite(fp32: Path, int8: Path, out: Path, fresh: bool, say: Callable[[str], None]) -> dict:
@@ -151,6 +188,7 @@ def build_lite(fp32: Path, int8: Path, out: Path, fresh: bool, say: Callable[[st
 
     from vslim.lite.config import LiteConfig
     from vslim.lite.errors import LiteError
+
     from .lite.package import REPORT_JSON, package_lite
     from .lite.toolchain import find_toolchain, setup_toolchain
 
@@ -163,8 +201,10 @@ def build_lite(fp32: Path, int8: Path, out: Path, fresh: bool, say: Callable[[st
             except LiteError:
                 say("  no Lite optimizer yet: building the toolchain once (vslim lite setup)")
                 setup_toolchain(say=lambda m: say(f"  {m}"))
-            package_lite(LiteConfig(model_dir=str(model), output_dir=str(folder), targets=["arm"],
-                                    name=f"pptsm_small_{name}"), say=lambda m: say(f"  {m}"))
+            package_lite(
+                LiteConfig(model_dir=str(model), output_dir=str(folder), targets=["arm"], name=f"pptsm_small_{name}"),
+                say=lambda m: say(f"  {m}"),
+            )
         reports[name] = json.loads((folder / REPORT_JSON).read_text())
     return reports
 
@@ -175,6 +215,7 @@ def serve_and_classify(server_dir: Path, client_dir: Path, video: Path, say: Cal
     import threading
 
     from vslim.serving.config import ServerConfig
+
     from .data.decode import open_video
     from .serving.client import ClientConfig, VideoEndpointClient, classify_video, make_client
     from .serving.server import run_server
@@ -187,8 +228,9 @@ def serve_and_classify(server_dir: Path, client_dir: Path, video: Path, say: Cal
 
     def run():
         try:
-            holder["code"] = asyncio.run(run_server(ServerConfig(bundle=str(server_dir), port=0), on_ready,
-                                                    install_signals=False))
+            holder["code"] = asyncio.run(
+                run_server(ServerConfig(bundle=str(server_dir), port=0), on_ready, install_signals=False)
+            )
         except BaseException as exc:  # surface start-up errors in the main thread
             holder["error"] = exc
             started.set()

@@ -9,6 +9,7 @@ model failed with ``KeyError: 'batch_norm2d_35.b_0_deepcopy_82'``, a parameter o
 deep-copied by an earlier compression run. Clearing the table right before building a
 program (never during one: vslim converts on one thread) removes only such leftovers.
 """
+
 from __future__ import annotations
 
 

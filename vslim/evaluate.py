@@ -4,17 +4,18 @@ Comparisons (FP32 vs INT8, PTQ algorithms, pruned vs not) are only honest when
 every model sees identical inputs, and decoding dominates evaluation time on
 small models; so each batch is decoded once and fed to every model.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .accuracy import cosine_similarity, softmax, top1_agreement, topk_accuracy
 from .data.lists import VideoEntry
 from .data.loader import iter_batches
 from .data.pipeline import ClipPipeline
-from .accuracy import cosine_similarity, softmax, top1_agreement, topk_accuracy
 from .progress import progress_bar
 
 RunFn = Callable[[np.ndarray], np.ndarray]
@@ -25,18 +26,23 @@ class EvalSummary:
     """Accuracy of one model, and its agreement with a reference model on the same clips."""
 
     clips: int
-    top1: Optional[float] = None
-    top5: Optional[float] = None
-    agreement: Optional[float] = None  # top-1 agreement with the reference
-    cosine_min: Optional[float] = None  # of softmax outputs vs the reference
-    cosine_mean: Optional[float] = None
+    top1: float | None = None
+    top5: float | None = None
+    agreement: float | None = None  # top-1 agreement with the reference
+    cosine_min: float | None = None  # of softmax outputs vs the reference
+    cosine_mean: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def collect_outputs(models: Mapping[str, RunFn], entries: Sequence[VideoEntry], pipeline: ClipPipeline,
-                    batch_size: int = 8, desc: str = "evaluating") -> tuple[dict[str, np.ndarray], np.ndarray]:
+def collect_outputs(
+    models: Mapping[str, RunFn],
+    entries: Sequence[VideoEntry],
+    pipeline: ClipPipeline,
+    batch_size: int = 8,
+    desc: str = "evaluating",
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Outputs ``{name: [N, C]}`` of every model over ``entries``, and the labels ``[N]``."""
     outs: dict[str, list] = {name: [] for name in models}
     labels = []
@@ -49,8 +55,7 @@ def collect_outputs(models: Mapping[str, RunFn], entries: Sequence[VideoEntry], 
     return {n: np.concatenate(v) for n, v in outs.items()}, np.concatenate(labels)
 
 
-def summarize(logits: np.ndarray, labels: Optional[np.ndarray] = None,
-              reference: Optional[np.ndarray] = None) -> EvalSummary:
+def summarize(logits: np.ndarray, labels: np.ndarray | None = None, reference: np.ndarray | None = None) -> EvalSummary:
     s = EvalSummary(clips=len(logits))
     if labels is not None:
         s.top1 = topk_accuracy(logits, labels, 1)

@@ -5,11 +5,11 @@ The exported program takes ``[N, num_seg, 3, S, S]`` float32 named
 configs use) and returns logits. The export is checked against the dygraph
 model on a random batch before it is published.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import paddle
@@ -28,15 +28,15 @@ MODEL_PREFIX = "model"
 
 
 def export_model(
-    weights: Optional[Path | str],
+    weights: Path | str | None,
     out: Path | str,
-    arch: Optional[str] = None,
-    labels: Optional[Path | str] = None,
-    num_seg: Optional[int] = None,
-    target_size: Optional[int] = None,
-    short_size: Optional[int] = None,
+    arch: str | None = None,
+    labels: Path | str | None = None,
+    num_seg: int | None = None,
+    target_size: int | None = None,
+    short_size: int | None = None,
     overwrite: bool = False,
-    num_classes: Optional[int] = None,
+    num_classes: int | None = None,
     seed: int = 0,
 ) -> Path:
     """Export ``weights`` to an inference model folder ``out``; flags override ``vslim.json``.
@@ -72,19 +72,21 @@ def export_model(
     if spec.before_export is not None:
         spec.before_export(model)  # e.g. PP-TSMv2 folds its re-parameterised branches, as PaddleVideo exports
     shape = [None, pre.frames_per_clip, 3, pre.target_size, pre.target_size]
-    static = paddle.jit.to_static(model, input_spec=[paddle.static.InputSpec(shape, "float32", INPUT_NAME)],
-                                  full_graph=True)
+    static = paddle.jit.to_static(
+        model, input_spec=[paddle.static.InputSpec(shape, "float32", INPUT_NAME)], full_graph=True
+    )
     # a batch of 2 checks the dynamic batch; long clips (TSN's 250 images) check with 1 to bound memory
-    probe = np.random.default_rng(0).standard_normal([2 if pre.frames_per_clip <= 32 else 1]
-                                                     + shape[1:]).astype(np.float32)
+    probe = (
+        np.random.default_rng(0).standard_normal([2 if pre.frames_per_clip <= 32 else 1] + shape[1:]).astype(np.float32)
+    )
     with paddle.no_grad():
         expected = model(paddle.to_tensor(probe)).numpy()
 
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
         forget_failed_traces()
         paddle.jit.save(static, str(tmp / MODEL_PREFIX))
-        from .inference import Predictor  # after saving: reads the files just written
         from .config import PredictorConfig
+        from .inference import Predictor  # after saving: reads the files just written
 
         # a zoo model, the configuration CI tests: no probe (vslim.json is written below)
         predictor = Predictor(tmp, PredictorConfig(use_onednn=False, threads=1, probe=False))
@@ -93,10 +95,17 @@ def export_model(
         if err > 1e-3:
             raise ModelError(f"exported model disagrees with the trained model (relative error {err:.2e})")
         meta = ModelMeta(
-            num_classes=num_classes, labels=names, preprocess=pre, arch=arch, precision="fp32",
-            input_name=predictor.input_names[0], output_name=predictor.output_names[0],
-            model_file=f"{MODEL_PREFIX}.pdmodel", params_file=f"{MODEL_PREFIX}.pdiparams",
-            source=str(weights) if weights else "random init", training=trained.training if trained else None,
+            num_classes=num_classes,
+            labels=names,
+            preprocess=pre,
+            arch=arch,
+            precision="fp32",
+            input_name=predictor.input_names[0],
+            output_name=predictor.output_names[0],
+            model_file=f"{MODEL_PREFIX}.pdmodel",
+            params_file=f"{MODEL_PREFIX}.pdiparams",
+            source=str(weights) if weights else "random init",
+            training=trained.training if trained else None,
             pruning=trained.pruning if trained else None,
         )
         meta.save(tmp)
@@ -104,14 +113,17 @@ def export_model(
 
 
 def _preprocess(base: PreprocessConfig, num_seg, target_size, short_size) -> PreprocessConfig:
-    changes = {k: v for k, v in (("num_seg", num_seg), ("target_size", target_size),
-                                 ("short_size", short_size)) if v is not None}
+    changes = {
+        k: v
+        for k, v in (("num_seg", num_seg), ("target_size", target_size), ("short_size", short_size))
+        if v is not None
+    }
     if "target_size" in changes and "short_size" not in changes:
         changes["short_size"] = max(changes["target_size"], round(changes["target_size"] * 256 / 224))
     return replace(base, **changes).validate()
 
 
-def _labels(labels, trained: Optional[ModelMeta], num_classes: int) -> list[str]:
+def _labels(labels, trained: ModelMeta | None, num_classes: int) -> list[str]:
     if labels:
         names = read_labels(labels)
     elif trained:

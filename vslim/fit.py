@@ -5,25 +5,26 @@ each epoch, the best epoch's weights kept. With a checkpoint folder every epoch
 is saved (weights, optimizer, history) so an interrupted run resumes where it
 stopped; the caller's final output is written separately and atomically.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from .accuracy import topk_accuracy
 from .data.lists import VideoEntry
 from .data.loader import iter_batches
 from .data.pipeline import ClipPipeline
 from .fsio import write_json
-from .accuracy import topk_accuracy
 from .progress import progress_bar
 
 STATE_FILE = "state.json"
@@ -42,7 +43,7 @@ class Schedule:
 
 @dataclass
 class FitResult:
-    best_score: Optional[float]
+    best_score: float | None
     best_state: dict
     history: list[dict] = field(default_factory=list)
     resumed_from: int = 0
@@ -55,8 +56,14 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def evaluate_layer(model: paddle.nn.Layer, entries: Sequence[VideoEntry], pipeline: ClipPipeline,
-                   batch_size: int = 16, workers: int = 2, desc: Optional[str] = None) -> np.ndarray:
+def evaluate_layer(
+    model: paddle.nn.Layer,
+    entries: Sequence[VideoEntry],
+    pipeline: ClipPipeline,
+    batch_size: int = 16,
+    workers: int = 2,
+    desc: str | None = None,
+) -> np.ndarray:
     """Logits ``[N, C]`` of a dygraph model over list entries (eval mode, no grad)."""
     model.eval()
     outs = []
@@ -87,10 +94,11 @@ class Checkpoints:
         self._save(model.state_dict(), "last.pdparams")
         self._save(opt.state_dict(), "last.pdopt")
         self._save(best_state, "best.pdparams")
-        write_json(self.folder / STATE_FILE, {"epoch": epoch, "step": step, "history": history,
-                                              "best_score": best_score})
+        write_json(
+            self.folder / STATE_FILE, {"epoch": epoch, "step": step, "history": history, "best_score": best_score}
+        )
 
-    def load(self, model, opt) -> Optional[tuple[int, int, list[dict], float, dict]]:
+    def load(self, model, opt) -> tuple[int, int, list[dict], float, dict] | None:
         state_file = self.folder / STATE_FILE
         if not state_file.is_file():
             return None
@@ -101,15 +109,23 @@ class Checkpoints:
         return state["epoch"], state["step"], state["history"], state["best_score"], best
 
 
-def fit(model: paddle.nn.Layer, train_entries: Sequence[VideoEntry], val_entries: Optional[Sequence[VideoEntry]],
-        pipeline: ClipPipeline, schedule: Schedule, on_epoch: Optional[Callable[[dict], None]] = None,
-        checkpoints: Optional[Checkpoints] = None, desc: str = "epoch") -> FitResult:
+def fit(
+    model: paddle.nn.Layer,
+    train_entries: Sequence[VideoEntry],
+    val_entries: Sequence[VideoEntry] | None,
+    pipeline: ClipPipeline,
+    schedule: Schedule,
+    on_epoch: Callable[[dict], None] | None = None,
+    checkpoints: Checkpoints | None = None,
+    desc: str = "epoch",
+) -> FitResult:
     """Train ``model`` in place; returns the best epoch's weights (by val top-1, else train top-1)."""
     steps_per_epoch = math.ceil(len(train_entries) / schedule.batch_size)
     total_steps = steps_per_epoch * schedule.epochs
     warmup = int(schedule.warmup_epochs * steps_per_epoch)
-    opt = paddle.optimizer.AdamW(learning_rate=schedule.lr, parameters=model.parameters(),
-                                 weight_decay=schedule.weight_decay)
+    opt = paddle.optimizer.AdamW(
+        learning_rate=schedule.lr, parameters=model.parameters(), weight_decay=schedule.weight_decay
+    )
     history: list[dict] = []
     best_score, best_state, step, start = -1.0, None, 0, 1
     resumed = checkpoints.load(model, opt) if checkpoints else None
@@ -120,8 +136,15 @@ def fit(model: paddle.nn.Layer, train_entries: Sequence[VideoEntry], val_entries
         model.train()
         t0 = time.perf_counter()
         losses, correct = [], 0
-        batches = iter_batches(train_entries, pipeline, schedule.batch_size, train=True,
-                               seed=schedule.seed * 1000 + epoch, workers=schedule.workers, shuffle=True)
+        batches = iter_batches(
+            train_entries,
+            pipeline,
+            schedule.batch_size,
+            train=True,
+            seed=schedule.seed * 1000 + epoch,
+            workers=schedule.workers,
+            shuffle=True,
+        )
         with progress_bar(total=len(train_entries), desc=f"{desc} {epoch}/{schedule.epochs}", unit="clip") as bar:
             for clips, labels in batches:
                 opt.set_lr(lr_at(step, total_steps, warmup, schedule.lr))
@@ -135,8 +158,12 @@ def fit(model: paddle.nn.Layer, train_entries: Sequence[VideoEntry], val_entries
                 correct += int((logits.numpy().argmax(-1) == labels).sum())
                 bar.update(len(clips))
                 bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
-        record = {"epoch": epoch, "loss": float(np.mean(losses)), "train_top1": correct / len(train_entries),
-                  "seconds": time.perf_counter() - t0}
+        record = {
+            "epoch": epoch,
+            "loss": float(np.mean(losses)),
+            "train_top1": correct / len(train_entries),
+            "seconds": time.perf_counter() - t0,
+        }
         if val_entries:
             record["val_top1"] = accuracy(model, val_entries, pipeline, schedule.batch_size)
         history.append(record)

@@ -6,6 +6,7 @@ renamed into place only when complete. A rename within one file system is atomic
 so readers see either no folder or a whole one. A writer killed outright leaves
 its hidden folder behind; the next writer of the same output removes it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,8 +16,9 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .errors import OutputExistsError
 from .textnum import whole_number
@@ -51,9 +53,7 @@ def check_output_free(path: Path | str, overwrite: bool) -> Path:
     """Fail early, before any expensive work, when ``path`` exists and may not be replaced."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise OutputExistsError(
-            f"output {path} already exists; choose another path or pass --overwrite to replace it"
-        )
+        raise OutputExistsError(f"output {path} already exists; choose another path or pass --overwrite to replace it")
     return path
 
 
@@ -80,9 +80,11 @@ def atomic_output_dir(final: Path | str, overwrite: bool = False) -> Iterator[Pa
 
 
 def _appeared(final: Path) -> OutputExistsError:
-    return OutputExistsError(f"output {final} appeared while it was being written (another vslim process?); "
-                             "nothing was replaced; rerun with another path, or with --overwrite once the other "
-                             "writer has finished")
+    return OutputExistsError(
+        f"output {final} appeared while it was being written (another vslim process?); "
+        "nothing was replaced; rerun with another path, or with --overwrite once the other "
+        "writer has finished"
+    )
 
 
 def _commit(tmp: Path, final: Path, overwrite: bool) -> None:

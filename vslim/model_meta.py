@@ -5,13 +5,14 @@ INT8 models): architecture, labels, the preprocessing the model was trained
 with, input/output names and precision. Every later stage (quantize, package,
 serve, benchmark) reads it instead of asking the user again.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from . import __version__
 from .config import PreprocessConfig, from_mapping, to_dict
@@ -27,32 +28,32 @@ class ModelMeta:
     num_classes: int
     labels: list[str]
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
-    arch: Optional[str] = None
+    arch: str | None = None
     precision: str = "fp32"
-    input_name: Optional[str] = None
-    output_name: Optional[str] = None
-    model_file: Optional[str] = None
-    params_file: Optional[str] = None
+    input_name: str | None = None
+    output_name: str | None = None
+    model_file: str | None = None
+    params_file: str | None = None
     output_kind: str = "logits"  # clients apply softmax, as PaddleVideo's postprocess does
     # a PaddleVideo model's inference helper and its parameters (data/recipes.py); None: vslim's own pipeline
-    recipe: Optional[Recipe] = None
-    preprocess_unknown: Optional[str] = None  # why no preprocessing is known (a video cannot be classified)
-    onednn_int8_ops: Optional[list[str]] = None
-    quantization: Optional[dict] = None
-    pruning: Optional[dict] = None
-    training: Optional[dict] = None
-    source: Optional[str] = None
+    recipe: Recipe | None = None
+    preprocess_unknown: str | None = None  # why no preprocessing is known (a video cannot be classified)
+    onednn_int8_ops: list[str] | None = None
+    quantization: dict | None = None
+    pruning: dict | None = None
+    training: dict | None = None
+    source: str | None = None
     vslim_version: str = __version__
-    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
 
     def label_name(self, class_id: int) -> str:
         return self.labels[class_id] if 0 <= class_id < len(self.labels) else str(class_id)
 
-    def derive(self, **changes: Any) -> "ModelMeta":
+    def derive(self, **changes: Any) -> ModelMeta:
         """A copy for a model made from this one (new creation time and version)."""
-        return replace(self, vslim_version=__version__,
-                       created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                       **changes)
+        return replace(
+            self, vslim_version=__version__, created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"), **changes
+        )
 
     def save(self, folder: Path | str) -> Path:
         return write_json(Path(folder) / META_FILE, to_dict(self))
@@ -62,8 +63,10 @@ def default_labels(num_classes: int) -> list[str]:
     return [str(i) for i in range(num_classes)]
 
 
-MODEL_FOLDER = ("a model folder holding the inference model (*.pdmodel + *.pdiparams, e.g. inference.pdmodel) and "
-                "vslim.json, as `vslim export` writes it")
+MODEL_FOLDER = (
+    "a model folder holding the inference model (*.pdmodel + *.pdiparams, e.g. inference.pdmodel) and "
+    "vslim.json, as `vslim export` writes it"
+)
 _MODEL_FILE_SUFFIXES = {".pdmodel", ".pdiparams", ".json", ".info"}
 
 
@@ -82,7 +85,7 @@ def check_model_folder(model_dir: Path | str) -> Path:
     raise ModelError(f"model folder {model_dir} does not exist; give {MODEL_FOLDER}")
 
 
-def load_meta(folder: Path | str) -> Optional[ModelMeta]:
+def load_meta(folder: Path | str) -> ModelMeta | None:
     """The folder's ``vslim.json``, or None when it has none (a model vslim did not write)."""
     path = Path(folder) / META_FILE
     if not path.is_file():

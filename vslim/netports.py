@@ -6,6 +6,7 @@ with thousands of requests) one of them may take it before the server binds it, 
 Ray's proxy then fails with "Failed to bind". Ports below that range are only taken by
 listeners, so a port found free there stays free until the server binds it.
 """
+
 from __future__ import annotations
 
 import errno

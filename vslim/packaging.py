@@ -6,12 +6,14 @@ model folder in, one output folder out). Adding a target is one row in
 :data:`TARGETS`; the CLI (``vslim-package --target T``) reads its choices and help
 from the same table, so the two cannot drift apart.
 """
+
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .config import from_mapping
 from .errors import ConfigError
@@ -50,8 +52,11 @@ def _serving(cfg, say: Say) -> Packaged:
     from .serving.bundle import package_serving
 
     if cfg.runtime != "paddle":
-        say(f"measuring CPU runtimes for {cfg.model_dir} ({cfg.threads} threads, batch 1)"
-            if cfg.runtime == "auto" else f"converting for {cfg.runtime}")
+        say(
+            f"measuring CPU runtimes for {cfg.model_dir} ({cfg.threads} threads, batch 1)"
+            if cfg.runtime == "auto"
+            else f"converting for {cfg.runtime}"
+        )
     paths = package_serving(cfg, say)
     summary = [f"wrote {paths.server.name}/ and {paths.client.name}/ to {paths.root}"]
     record = paths.server / "runtime.json"
@@ -62,8 +67,10 @@ def _serving(cfg, say: Say) -> Packaged:
         if "table" in chosen:
             summary.append(table_markdown(chosen).rstrip())
         if chosen.get("paddle_settings"):
-            summary.append(f"Paddle Inference settings for this host (probed in a child process): "
-                           f"{chosen['paddle_settings']['name']}")
+            summary.append(
+                f"Paddle Inference settings for this host (probed in a child process): "
+                f"{chosen['paddle_settings']['name']}"
+            )
     return Packaged("serving", paths.server, report, summary)
 
 
@@ -81,19 +88,33 @@ def _onnx(cfg, say: Say) -> Packaged:
     report = export_onnx(cfg, say)
     target = Path(cfg.output_dir) / "model.onnx"
     check = report["check_vs_paddle"]
-    return Packaged("onnx", target, report, [
-        f"wrote {target} (opset {report['opset']}); vs Paddle: max abs diff {check['max_abs_diff']:.2e}, "
-        f"cosine {check['cosine_min']:.6f}"])
+    return Packaged(
+        "onnx",
+        target,
+        report,
+        [
+            f"wrote {target} (opset {report['opset']}); vs Paddle: max abs diff {check['max_abs_diff']:.2e}, "
+            f"cosine {check['cosine_min']:.6f}"
+        ],
+    )
 
 
 TARGETS: dict[str, Target] = {
-    "serving": Target("a Paddle Serving bundle (NAME_serving_server/ + NAME_serving_client/ + a checksummed "
-                      "manifest) for vslim-serve, with the fastest CPU runtime measured and recorded",
-                      "vslim.serving.config:ServingPackageConfig", _serving),
-    "lite": Target("Paddle Lite .nb files for ARM phones (and x86, run against Paddle Inference) through the "
-                   "official optimizer, with a report", "vslim.lite.config:LiteConfig", _lite),
-    "onnx": Target("model.onnx (paddle2onnx, opset 13), checked against Paddle Inference",
-                   "vslim.onnx_export:OnnxConfig", _onnx),
+    "serving": Target(
+        "a Paddle Serving bundle (NAME_serving_server/ + NAME_serving_client/ + a checksummed "
+        "manifest) for vslim-serve, with the fastest CPU runtime measured and recorded",
+        "vslim.serving.config:ServingPackageConfig",
+        _serving,
+    ),
+    "lite": Target(
+        "Paddle Lite .nb files for ARM phones (and x86, run against Paddle Inference) through the "
+        "official optimizer, with a report",
+        "vslim.lite.config:LiteConfig",
+        _lite,
+    ),
+    "onnx": Target(
+        "model.onnx (paddle2onnx, opset 13), checked against Paddle Inference", "vslim.onnx_export:OnnxConfig", _onnx
+    ),
 }
 
 

@@ -6,17 +6,18 @@ them as they are. Keys are checked against what PaddleVideo itself reads, so a
 misspelt key is named instead of ignored. Paths resolve as upstream does
 (against the working directory), falling back to the YAML's own folder.
 """
+
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from .config import ConfigError, ListConfig, PreprocessConfig, suggest_key, load_yaml
 from vslim.compress.config import PTQConfig
 
-TOP_KEYS = {"DATASET", "PIPELINE", "inference_model_dir", "quant_output_dir", "model_name", "log_level",
-            "batch_nums"}
+from .config import ConfigError, ListConfig, PreprocessConfig, load_yaml, suggest_key
+
+TOP_KEYS = {"DATASET", "PIPELINE", "inference_model_dir", "quant_output_dir", "model_name", "log_level", "batch_nums"}
 DATASET_KEYS = {"batch_size", "num_workers", "batch_nums", "quant"}
 QUANT_DATA_KEYS = {"format", "data_prefix", "file_path", "suffix"}
 PIPELINE_KEYS = {"decode", "sample", "transform"}
@@ -40,8 +41,10 @@ def _check_keys(mapping: Any, known: set[str], where: str) -> dict:
         raise ConfigError(f"{where}: expected a mapping, got {type(mapping).__name__}")
     for key in mapping:
         if key not in known:
-            raise ConfigError(f"{where}: unknown key {key!r}{suggest_key(str(key), sorted(known))}; "
-                              f"PaddleVideo reads {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"{where}: unknown key {key!r}{suggest_key(str(key), sorted(known))}; "
+                f"PaddleVideo reads {', '.join(sorted(known))}"
+            )
     return mapping
 
 
@@ -87,7 +90,7 @@ def _resolve(path: str, base: Path) -> str:
     return str(base / p)
 
 
-def _preprocess(pipeline: dict, where: str) -> tuple[PreprocessConfig, Optional[str]]:
+def _preprocess(pipeline: dict, where: str) -> tuple[PreprocessConfig, str | None]:
     _check_keys(pipeline, PIPELINE_KEYS, where)
     pre = PreprocessConfig()
     decode = _check_keys(pipeline.get("decode") or {}, {"name", "backend", "mode"}, f"{where}.decode")
@@ -106,24 +109,27 @@ def _preprocess(pipeline: dict, where: str) -> tuple[PreprocessConfig, Optional[
         op_where = f"{where}.transform[{i}]"
         if not isinstance(item, dict) or len(item) != 1:
             raise ConfigError(f"{op_where}: each transform is a one-key mapping like '- Scale: {{short_size: 256}}'")
-        (name, args), = item.items()
+        ((name, args),) = item.items()
         if name not in TRANSFORM_KEYS:
-            raise ConfigError(f"{op_where}: unsupported transform {name!r}{suggest_key(name, sorted(TRANSFORM_KEYS))}; "
-                              f"supported: {', '.join(TRANSFORM_KEYS)}")
+            raise ConfigError(
+                f"{op_where}: unsupported transform {name!r}{suggest_key(name, sorted(TRANSFORM_KEYS))}; "
+                f"supported: {', '.join(TRANSFORM_KEYS)}"
+            )
         args = _check_keys(args or {}, TRANSFORM_KEYS[name], f"{op_where}.{name}")
         if name == "Scale":
             pre.short_size = _int(_require(args, "short_size", f"{op_where}.Scale"), f"{op_where}.Scale.short_size")
             pre.fixed_ratio = bool(args.get("fixed_ratio", True)) and not args.get("keep_ratio")
         elif name == "CenterCrop":
-            pre.target_size = _int(_require(args, "target_size", f"{op_where}.CenterCrop"),
-                                   f"{op_where}.CenterCrop.target_size")
+            pre.target_size = _int(
+                _require(args, "target_size", f"{op_where}.CenterCrop"), f"{op_where}.CenterCrop.target_size"
+            )
         elif name == "Normalization":
             pre.mean = _floats(_require(args, "mean", f"{op_where}.Normalization"), f"{op_where}.Normalization.mean")
             pre.std = _floats(_require(args, "std", f"{op_where}.Normalization"), f"{op_where}.Normalization.std")
     return pre.validate(where), decoder
 
 
-def ptq_config_from_paddlevideo(path: Path | str, data: Optional[dict] = None, **overrides) -> PTQConfig:
+def ptq_config_from_paddlevideo(path: Path | str, data: dict | None = None, **overrides) -> PTQConfig:
     """Translate PaddleVideo's quantization YAML; ``overrides`` set PTQConfig fields (e.g. ``algo``)."""
     path = Path(path)
     data = load_yaml(path) if data is None else data
@@ -131,8 +137,9 @@ def ptq_config_from_paddlevideo(path: Path | str, data: Optional[dict] = None, *
     _check_keys(data, TOP_KEYS, str(path))
     dataset = _check_keys(_require(data, "DATASET", str(path)), DATASET_KEYS, f"{path}: DATASET")
     quant = _check_keys(_require(dataset, "quant", f"{path}: DATASET"), QUANT_DATA_KEYS, f"{path}: DATASET.quant")
-    pipeline = _require(_check_keys(_require(data, "PIPELINE", str(path)), {"quant"}, f"{path}: PIPELINE"),
-                        "quant", f"{path}: PIPELINE")
+    pipeline = _require(
+        _check_keys(_require(data, "PIPELINE", str(path)), {"quant"}, f"{path}: PIPELINE"), "quant", f"{path}: PIPELINE"
+    )
     pre, decoder = _preprocess(pipeline, f"{path}: PIPELINE.quant")
     fmt = quant.get("format")
     if fmt is not None and (not isinstance(fmt, str) or fmt not in FORMATS):
@@ -145,17 +152,26 @@ def ptq_config_from_paddlevideo(path: Path | str, data: Optional[dict] = None, *
         suffix=_text(quant.get("suffix", "img_{:05}.jpg"), f"{path}: DATASET.quant.suffix"),
     )
     model_name = _text(data.get("model_name", "inference"), f"{path}: model_name")
-    model_dir = _resolve(_text(data.get("inference_model_dir", f"./inference/{model_name}"),
-                               f"{path}: inference_model_dir"), base)
+    model_dir = _resolve(
+        _text(data.get("inference_model_dir", f"./inference/{model_name}"), f"{path}: inference_model_dir"), base
+    )
     output_dir = data.get("quant_output_dir")
-    output_dir = _resolve(_text(output_dir, f"{path}: quant_output_dir"), base) if output_dir \
+    output_dir = (
+        _resolve(_text(output_dir, f"{path}: quant_output_dir"), base)
+        if output_dir
         else str(Path(model_dir) / "quant_model")
+    )
     batch_nums = _int(dataset.get("batch_nums", data.get("batch_nums", 10)), f"{path}: batch_nums")
     cfg = PTQConfig(
-        model_dir=model_dir, output_dir=output_dir, calib=calib, preprocess=pre,
+        model_dir=model_dir,
+        output_dir=output_dir,
+        calib=calib,
+        preprocess=pre,
         algo="KL",  # what PaddleVideo's script hard-codes; --algo overrides
-        batch_size=_int(dataset.get("batch_size", 1), f"{path}: DATASET.batch_size"), batch_nums=batch_nums,
-        model_filename=f"{model_name}.pdmodel", params_filename=f"{model_name}.pdiparams",
+        batch_size=_int(dataset.get("batch_size", 1), f"{path}: DATASET.batch_size"),
+        batch_nums=batch_nums,
+        model_filename=f"{model_name}.pdmodel",
+        params_filename=f"{model_name}.pdiparams",
     )
     for key, value in overrides.items():
         if value is not None:

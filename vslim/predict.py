@@ -1,19 +1,20 @@
 """Classifying video files with an inference model, printed as PaddleVideo's ``tools/predict.py`` does."""
+
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Iterable, Optional
 
 import numpy as np
 
+from .accuracy import softmax, topk
 from .data.decode import probe_video, read_frame_files
 from .data.pipeline import ClipPipeline, as_inputs
 from .data.sampling import Sampling, sampling_record
 from .errors import DataError
 from .inference import Predictor
-from .accuracy import softmax, topk
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".flv", ".mpg", ".mpeg")
 FRAME_TEMPLATE = "img_{:05}.jpg"
@@ -25,7 +26,7 @@ class Prediction:
     classes: list[int]
     scores: list[float]
     labels: list[str]
-    sampling: Optional[Sampling] = None  # set when the video was too short and frames were repeated
+    sampling: Sampling | None = None  # set when the video was too short and frames were repeated
 
     def __post_init__(self):
         if isinstance(self.sampling, dict):  # an entry read back from JSON (vslim-client's answers)
@@ -58,8 +59,10 @@ def expand_inputs(path: Path | str, frame_template: str = FRAME_TEMPLATE) -> lis
             return [path]
         videos = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
         if not videos:
-            raise DataError(f"{path} holds neither videos ({', '.join(VIDEO_SUFFIXES)}) nor frames named like "
-                            f"{frame_template.format(1)}")
+            raise DataError(
+                f"{path} holds neither videos ({', '.join(VIDEO_SUFFIXES)}) nor frames named like "
+                f"{frame_template.format(1)}"
+            )
         return videos
     raise DataError(f"input {path} does not exist; give a video file, a frame folder or a folder of videos")
 
@@ -71,8 +74,9 @@ def check_inputs(sources: Iterable[Path], decoder: str = "auto") -> None:
             probe_video(source, decoder)
 
 
-def load_clip(source: Path, pipeline: ClipPipeline,
-              frame_template: str = FRAME_TEMPLATE) -> tuple[np.ndarray, Optional[Sampling]]:
+def load_clip(
+    source: Path, pipeline: ClipPipeline, frame_template: str = FRAME_TEMPLATE
+) -> tuple[np.ndarray, Sampling | None]:
     """The clip of a video or frame folder, and the sampling record when it had to repeat frames."""
     if source.is_dir():
         n = _frame_count(source, frame_template)
@@ -82,8 +86,13 @@ def load_clip(source: Path, pipeline: ClipPipeline,
     return pipeline.video_clip(source)
 
 
-def classify(predictor: Predictor, sources: Iterable[Path], top_k: int = 1,
-             frame_template: str = FRAME_TEMPLATE, decoder: str = "auto") -> list[Prediction]:
+def classify(
+    predictor: Predictor,
+    sources: Iterable[Path],
+    top_k: int = 1,
+    frame_template: str = FRAME_TEMPLATE,
+    decoder: str = "auto",
+) -> list[Prediction]:
     """Top-k classes (softmax scores) of each source, one clip per source."""
     meta = predictor.meta
     pipeline = ClipPipeline.for_model(meta, decoder)
@@ -95,8 +104,15 @@ def classify(predictor: Predictor, sources: Iterable[Path], top_k: int = 1,
         logits = predictor.run_feeds(feeds)[predictor.info.outputs[0].name][0]
         probs = softmax(logits) if meta.output_kind == "logits" else logits
         ids, scores = topk(probs, top_k)
-        results.append(Prediction(str(source), [int(i) for i in ids], [float(s) for s in scores],
-                                  [meta.label_name(int(i)) for i in ids], sampling))
+        results.append(
+            Prediction(
+                str(source),
+                [int(i) for i in ids],
+                [float(s) for s in scores],
+                [meta.label_name(int(i)) for i in ids],
+                sampling,
+            )
+        )
     return results
 
 

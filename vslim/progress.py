@@ -1,4 +1,5 @@
 """Progress bars that stay quiet where nobody watches (pipes, CI logs) unless asked."""
+
 from __future__ import annotations
 
 import os
@@ -16,5 +17,12 @@ def progress_enabled() -> bool:
 
 def progress_bar(total=None, desc=None, unit="it", leave=False):
     """A tqdm bar on stderr; disabled when stderr is not a terminal or VSLIM_PROGRESS=0."""
-    return tqdm(total=total, desc=desc, unit=unit, leave=leave, disable=not progress_enabled(),
-                file=sys.stderr, dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        leave=leave,
+        disable=not progress_enabled(),
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )

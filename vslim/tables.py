@@ -1,7 +1,9 @@
 """Markdown tables and number formatting shared by every vslim report."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 def fmt(value: Any, digits: int = 2) -> str:
@@ -25,6 +27,9 @@ def mib(nbytes: int | None) -> str:
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[fmt(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    line = lambda items: "| " + " | ".join(s.ljust(w) for s, w in zip(items, widths)) + " |"
+
+    def line(items):
+        return "| " + " | ".join(s.ljust(w) for s, w in zip(items, widths)) + " |"
+
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(headers), sep, *(line(r) for r in cells)]) + "\n"

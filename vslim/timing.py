@@ -1,14 +1,16 @@
 """Timing a call the same way everywhere: untimed warm-up, then repeated timed calls."""
+
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 
-def timed_loop(fn: Callable[[], object], warmup: int, iterations: int, min_seconds: float = 0.0,
-               max_seconds: float = 600.0) -> list[float]:
+def timed_loop(
+    fn: Callable[[], object], warmup: int, iterations: int, min_seconds: float = 0.0, max_seconds: float = 600.0
+) -> list[float]:
     """Seconds per call: ``warmup`` untimed calls, then at least ``iterations`` calls lasting ``min_seconds``.
 
     ``max_seconds`` bounds the timed phase, so one slow backend cannot stall a sweep.

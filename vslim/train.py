@@ -4,12 +4,13 @@ Not a training framework: the loop in :mod:`vslim.fit` (AdamW, warm-up then
 cosine, the best epoch kept, resumable). Weights are saved as ``model.pdparams``
 with a ``vslim.json`` beside them, so ``vslim export`` needs no further flags.
 """
+
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import paddle
 
@@ -29,7 +30,7 @@ WEIGHTS_FILE = "model.pdparams"
 @dataclass
 class TrainResult:
     output_dir: Path
-    best_val_top1: Optional[float]
+    best_val_top1: float | None
     history: list[dict]
 
 
@@ -48,12 +49,14 @@ def _resolve_classes(cfg: TrainConfig, train_entries) -> list[str]:
         labels = read_labels(labels_file) if labels_file.is_file() else default_labels(n)
     top = max(e.label for e in train_entries)
     if top >= len(labels):
-        raise DataError(f"the train list uses label {top} but only {len(labels)} class names are known; "
-                        "pass --labels with one name per class")
+        raise DataError(
+            f"the train list uses label {top} but only {len(labels)} class names are known; "
+            "pass --labels with one name per class"
+        )
     return labels
 
 
-def train(cfg: TrainConfig, on_epoch: Optional[Callable[[dict], None]] = None) -> TrainResult:
+def train(cfg: TrainConfig, on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
     """Train ``cfg.arch`` on ``cfg.train``; write ``model.pdparams`` + ``vslim.json`` atomically."""
     cfg.validate()
     check_output_free(cfg.output_dir, cfg.overwrite)
@@ -74,15 +77,31 @@ def train(cfg: TrainConfig, on_epoch: Optional[Callable[[dict], None]] = None) -
     ckpt = checkpoint_dir(cfg.output_dir)
     if ckpt.exists() and not cfg.resume:
         shutil.rmtree(ckpt)
-    schedule = Schedule(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                        warmup_epochs=cfg.warmup_epochs, seed=cfg.seed, workers=cfg.workers)
+    schedule = Schedule(
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        warmup_epochs=cfg.warmup_epochs,
+        seed=cfg.seed,
+        workers=cfg.workers,
+    )
     result = fit(model, train_entries, val_entries, pipeline, schedule, on_epoch, Checkpoints(ckpt))
 
     with atomic_output_dir(cfg.output_dir, overwrite=cfg.overwrite) as tmp:
         paddle.save(result.best_state, str(tmp / WEIGHTS_FILE))
-        meta = ModelMeta(num_classes=len(labels), labels=labels, preprocess=pre, arch=cfg.arch,
-                         training={"epochs": cfg.epochs, "best_val_top1": result.best_score if val_entries else None,
-                                   "train_list": str(cfg.train.file_path), "seed": cfg.seed})
+        meta = ModelMeta(
+            num_classes=len(labels),
+            labels=labels,
+            preprocess=pre,
+            arch=cfg.arch,
+            training={
+                "epochs": cfg.epochs,
+                "best_val_top1": result.best_score if val_entries else None,
+                "train_list": str(cfg.train.file_path),
+                "seed": cfg.seed,
+            },
+        )
         meta.save(tmp)
         write_json(tmp / "train_log.json", result.history)
     shutil.rmtree(ckpt, ignore_errors=True)

@@ -12,6 +12,7 @@ upstream output back on (:func:`set_upstream_verbose`, called by the CLI).
 Only Python-level output is covered; the C++ cores log through glog, which the
 CLI quiets with ``GLOG_minloglevel`` before Paddle loads.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,10 +21,10 @@ import logging
 import re
 import sys
 import warnings
-from typing import Iterator
+from collections.abc import Iterator
 
 UPSTREAM_PACKAGES = ("paddleslim", "paddle", "paddle2onnx")
-_UPSTREAM = re.compile(r"^(%s)(\.|$)" % "|".join(UPSTREAM_PACKAGES))
+_UPSTREAM = re.compile(r"^(" + "|".join(UPSTREAM_PACKAGES) + r")(\.|$)")
 _verbose = False
 
 

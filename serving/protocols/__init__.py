@@ -11,10 +11,12 @@ codec, error mapping and routes live in its own package:
 * ``v2``: the Open Inference Protocol (KServe v2) with Triton's binary tensor,
   model configuration and statistics extensions, over HTTP and gRPC.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import grpc
@@ -28,9 +30,9 @@ class Frontend:
     """What one protocol adds to the server."""
 
     name: str
-    http_router: "Callable[[ModelRepository], APIRouter]"
+    http_router: Callable[[ModelRepository], APIRouter]
     # registers its gRPC services; returns the service names health checking reports
-    add_grpc: "Callable[[grpc.aio.Server, ModelRepository], list[str]]"
+    add_grpc: Callable[[grpc.aio.Server, ModelRepository], list[str]]
     http_label: str  # the ``protocol`` label of its HTTP requests in metrics
     grpc_label: str
     owns_path: Callable[[str], bool]  # is this HTTP path one of its routes

@@ -9,6 +9,7 @@ package imports Ray, so one-process serving and the demo work without it.
 * ``ingress``: gRPC through Ray's proxy onto vslim's own handlers;
 * ``launcher``: ``vslim-serve --ray``: deploy, wait, remove; ``--status``.
 """
+
 from __future__ import annotations
 
 from vslim.serving.errors import ServingError
@@ -20,5 +21,6 @@ def require_ray() -> None:
         import ray  # noqa: F401
         from ray import serve  # noqa: F401
     except ImportError as exc:
-        raise ServingError(f"--ray needs Ray Serve, which is not installed ({exc}); "
-                           "install it with: pip install 'vslim[ray]'") from exc
+        raise ServingError(
+            f"--ray needs Ray Serve, which is not installed ({exc}); install it with: pip install 'vslim[ray]'"
+        ) from exc

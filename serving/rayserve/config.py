@@ -5,15 +5,16 @@ One dataclass holds it; it turns into the deployment's options (for
 KubeRay ``RayService`` carries as ``serveConfigV2``), so the command line and
 the Kubernetes manifest cannot drift apart.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
-from vslim.serving.config import ServerConfig
 from vslim.errors import ConfigError
+from vslim.serving.config import ServerConfig
 from vslim.textnum import whole_number
 
 DEPLOYMENT = "VslimReplica"
@@ -30,8 +31,9 @@ def parse_autoscale(text: str) -> tuple[int, int]:
     low, sep, high = text.partition(":")
     lo, hi = whole_number(low), whole_number(high)
     if not sep or lo is None or hi is None or lo < 0 or hi < 1 or lo > hi:
-        raise ConfigError(f"--autoscale {text!r} is not MIN:MAX replicas with 0 <= MIN <= MAX and MAX >= 1 "
-                          "(e.g. --autoscale 1:4)")
+        raise ConfigError(
+            f"--autoscale {text!r} is not MIN:MAX replicas with 0 <= MIN <= MAX and MAX >= 1 (e.g. --autoscale 1:4)"
+        )
     return lo, hi
 
 
@@ -49,13 +51,13 @@ class RayServeConfig:
     address: str = "local"  # "local": start a one-machine cluster; "auto" or HOST:PORT: join one
     name: str = "vslim"
     replicas: int = 1
-    autoscale: Optional[tuple[int, int]] = None
+    autoscale: tuple[int, int] | None = None
     target_ongoing_requests: float = 2.0
     upscale_delay_s: float = 3.0
     downscale_delay_s: float = 30.0
     cpus_per_replica: float = 1.0
-    memory_per_replica_mb: Optional[int] = None
-    max_replicas_per_node: Optional[int] = None
+    memory_per_replica_mb: int | None = None
+    max_replicas_per_node: int | None = None
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     grpc_port: int = 9000
@@ -63,7 +65,7 @@ class RayServeConfig:
     proxy_location: str = "EveryNode"
     runtime_env: dict[str, Any] = field(default_factory=dict)
 
-    def validate(self) -> "RayServeConfig":
+    def validate(self) -> RayServeConfig:
         # `not x > 0` also refuses nan, which argparse's float() accepts
         if not 0 < self.cpus_per_replica < math.inf:
             raise ConfigError(f"--cpus-per-replica must be > 0, got {self.cpus_per_replica}")
@@ -79,20 +81,25 @@ class RayServeConfig:
             if not 0 < port <= 65535:
                 raise ConfigError(f"{flag} must be 1-65535 with --ray (Ray's proxies need a fixed port), got {port}")
         if self.http_port == self.grpc_port:
-            raise ConfigError(f"--port and --grpc-port are both {self.http_port}: Ray's HTTP and gRPC proxies "
-                              "cannot share a port; give them two")
+            raise ConfigError(
+                f"--port and --grpc-port are both {self.http_port}: Ray's HTTP and gRPC proxies "
+                "cannot share a port; give them two"
+            )
         if self.proxy_location not in PROXY_LOCATIONS:
-            raise ConfigError(f"--proxy-location must be one of {', '.join(PROXY_LOCATIONS)}, "
-                              f"got {self.proxy_location!r}")
+            raise ConfigError(
+                f"--proxy-location must be one of {', '.join(PROXY_LOCATIONS)}, got {self.proxy_location!r}"
+            )
         if not self.name or "/" in self.name or "#" in self.name:
             raise ConfigError(f"--name {self.name!r}: give a name without '/' or '#'")
         if not self.route_prefix.startswith("/"):
             raise ConfigError(f"--route-prefix must start with '/', got {self.route_prefix!r}")
         self.server.validate()
         if self.server.model_control_mode != "none":
-            raise ConfigError(f"--model-control-mode {self.server.model_control_mode} is not available with --ray: "
-                              "each replica loads the whole repository; to change models, deploy again (Ray rolls "
-                              "the replicas over one by one)")
+            raise ConfigError(
+                f"--model-control-mode {self.server.model_control_mode} is not available with --ray: "
+                "each replica loads the whole repository; to change models, deploy again (Ray rolls "
+                "the replicas over one by one)"
+            )
         return self
 
     @property
@@ -134,9 +141,12 @@ class RayServeConfig:
         if self.autoscale:
             low, high = self.autoscale
             options["autoscaling_config"] = {
-                "min_replicas": low, "max_replicas": high, "initial_replicas": max(low, 1),
+                "min_replicas": low,
+                "max_replicas": high,
+                "initial_replicas": max(low, 1),
                 "target_ongoing_requests": self.target_ongoing_requests,
-                "upscale_delay_s": self.upscale_delay_s, "downscale_delay_s": self.downscale_delay_s,
+                "upscale_delay_s": self.upscale_delay_s,
+                "downscale_delay_s": self.downscale_delay_s,
             }
         else:
             options["num_replicas"] = self.replicas
@@ -153,6 +163,13 @@ class RayServeConfig:
             "proxy_location": self.proxy_location,
             "http_options": {"host": self.http_host, "port": self.http_port},
             "grpc_options": {"port": self.grpc_port, "grpc_servicer_functions": list(SERVICER_FUNCTIONS)},
-            "applications": [{"name": self.name, "route_prefix": self.route_prefix, "import_path": BUILDER,
-                              "args": self.replica_args(), "deployments": [deployment]}],
+            "applications": [
+                {
+                    "name": self.name,
+                    "route_prefix": self.route_prefix,
+                    "import_path": BUILDER,
+                    "args": self.replica_args(),
+                    "deployments": [deployment],
+                }
+            ],
         }

@@ -10,27 +10,33 @@ one vslim-serve runs) parses, checks and answers them: one code path for
 validation, batching and errors, and no protobuf class has to be pickled (v2's
 messages live in a private descriptor pool, see docs/architecture.md).
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 
 from ..auth import DENIED, authorized
 from ..protocols import Frontend, frontends
 
+
 def _servicer_function(frontend: Frontend):
     """Ray's servicer function for one protocol: registers its RPCs on Ray's gRPC proxy, which replaces the
     behaviours and keeps the (absent) parsing. One function per protocol: the proxy takes one per service
     family (one function registering two protocols' services answered the second with its mock servicer)."""
+
     def add_to_server(servicer: Any, server: grpc.aio.Server) -> None:
         by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
         for full in frontend.grpc_methods:
             service, method = full.strip("/").split("/")
             by_service.setdefault(service, {})[method] = grpc.unary_unary_rpc_method_handler(
-                getattr(servicer, method), request_deserializer=None, response_serializer=None)
-        server.add_generic_rpc_handlers(tuple(grpc.method_handlers_generic_handler(s, h)
-                                              for s, h in by_service.items()))
+                getattr(servicer, method), request_deserializer=None, response_serializer=None
+            )
+        server.add_generic_rpc_handlers(
+            tuple(grpc.method_handlers_generic_handler(s, h) for s, h in by_service.items())
+        )
 
     add_to_server.__name__ = add_to_server.__qualname__ = f"add_{frontend.name}_to_server"
     return add_to_server
@@ -100,7 +106,7 @@ class _Collector:
 class GrpcMethods:
     """A replica's gRPC side: every protocol's handlers, reached by short RPC name, behind the token check."""
 
-    def __init__(self, repo, protocols: list[Frontend], token: Optional[str] = None):
+    def __init__(self, repo, protocols: list[Frontend], token: str | None = None):
         collector = _Collector()
         for frontend in protocols:
             frontend.add_grpc(collector, repo)
@@ -108,18 +114,23 @@ class GrpcMethods:
         self._token = token
         self._open = frozenset(m for f in protocols for m in f.open_grpc)
         self._label: Callable[[str], str] = lambda full: next(
-            (f.grpc_label for f in protocols if full.startswith(f.grpc_prefix)), "grpc")
+            (f.grpc_label for f in protocols if full.startswith(f.grpc_prefix)), "grpc"
+        )
         self._metrics = repo.metrics.for_model("")
 
     async def call(self, method: str, request: bytes, ray_context) -> _Serialized:
         full, handler = self._handlers[method]
         context = _Context(ray_context)
         try:
-            if self._token and full not in self._open and \
-                    not authorized(dict(context.invocation_metadata()).get("authorization"), self._token):
+            if (
+                self._token
+                and full not in self._open
+                and not authorized(dict(context.invocation_metadata()).get("authorization"), self._token)
+            ):
                 self._metrics.errors.labels(self._label(full), "unauthenticated").inc()
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                    f"{DENIED}: send metadata 'authorization: Bearer <token>'")
+                await context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED, f"{DENIED}: send metadata 'authorization: Bearer <token>'"
+                )
             reply = await handler.unary_unary(request, context)
         except Aborted:
             return _Serialized(b"")  # the status is on the context; gRPC sends no message with it

@@ -8,6 +8,7 @@ cluster). Deploying again under the same ``--name`` from another shell is a
 rolling update; the first driver sees its application replaced and exits
 without deleting it.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,9 @@ import socket
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from vslim.serving.errors import ServingError
 
@@ -46,15 +48,17 @@ def connect(address: str, log: Callable[[str], None] = _log) -> None:
         else:
             ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ServingError(f"cannot join the Ray cluster at {address!r}: {exc}. Start one with "
-                           "'ray start --head' (then --ray auto or --ray HEAD_IP:6379), or use --ray local") from exc
+        raise ServingError(
+            f"cannot join the Ray cluster at {address!r}: {exc}. Start one with "
+            "'ray start --head' (then --ray auto or --ray HEAD_IP:6379), or use --ray local"
+        ) from exc
 
 
 def _bundle_bytes(server_dir: Path) -> int:
     return sum(p.stat().st_size for p in server_dir.iterdir() if p.is_file())
 
 
-def application(cfg: RayServeConfig, stamp: Optional[dict[str, str]] = None):
+def application(cfg: RayServeConfig, stamp: dict[str, str] | None = None):
     """The bound Serve application of ``cfg``; ``stamp`` marks who deployed it (its ``user_config``)."""
     from .replica import Deployment
 
@@ -80,8 +84,10 @@ def start_serve(cfg: RayServeConfig, log: Callable[[str], None] = _log) -> None:
     if _serve_running():
         http_port, grpc_port = proxy_ports()
         if (http_port, grpc_port) != (cfg.http_port, cfg.grpc_port):
-            log(f"Serve already runs on this cluster with its proxies on HTTP {http_port} and gRPC {grpc_port}; "
-                "those stay (stop Serve with 'serve shutdown' to change them)")
+            log(
+                f"Serve already runs on this cluster with its proxies on HTTP {http_port} and gRPC {grpc_port}; "
+                "those stay (stop Serve with 'serve shutdown' to change them)"
+            )
             cfg.http_port, cfg.grpc_port = http_port, grpc_port
         return
     tls = cfg.server
@@ -118,16 +124,20 @@ def deploy(cfg: RayServeConfig, log: Callable[[str], None] = _log) -> str:
     stamp = {"deploy_id": uuid.uuid4().hex, "deployed_by": f"vslim-serve pid {os.getpid()} on {socket.gethostname()}"}
     app = application(cfg, stamp)
     updating = deployment_id(cfg.name) is not None
-    log(f"{'rolling update of' if updating else 'deploying'} application {cfg.name!r}: "
-        f"{_what(cfg)}, {_replicas_text(cfg)}")
+    log(
+        f"{'rolling update of' if updating else 'deploying'} application {cfg.name!r}: "
+        f"{_what(cfg)}, {_replicas_text(cfg)}"
+    )
     try:
         serve.run(app, name=cfg.name, route_prefix=cfg.route_prefix, blocking=False)
     except RuntimeError as exc:
         if not updating:  # leave nothing half-deployed; a failed update keeps what served before
             _delete(cfg.name, cfg.server.grace_seconds + 30, log)
-        raise ServingError(f"Ray could not start the replicas of {cfg.name!r}: {exc}. The bundle path must exist "
-                           "on every node (shared storage or the image); see 'ray logs' for the replica's "
-                           "error") from exc
+        raise ServingError(
+            f"Ray could not start the replicas of {cfg.name!r}: {exc}. The bundle path must exist "
+            "on every node (shared storage or the image); see 'ray logs' for the replica's "
+            "error"
+        ) from exc
     return stamp["deploy_id"]
 
 
@@ -138,8 +148,10 @@ def _what(cfg: RayServeConfig) -> str:
 def _replicas_text(cfg: RayServeConfig) -> str:
     size = f"{cfg.cpus_per_replica:g} CPU(s), {cfg.server.workers} worker(s) of {cfg.threads} thread(s) each"
     if cfg.autoscale:
-        return f"{cfg.autoscale[0]}-{cfg.autoscale[1]} replicas (autoscaling at {cfg.target_ongoing_requests:g} " \
-               f"ongoing requests per replica), {size}"
+        return (
+            f"{cfg.autoscale[0]}-{cfg.autoscale[1]} replicas (autoscaling at {cfg.target_ongoing_requests:g} "
+            f"ongoing requests per replica), {size}"
+        )
     return f"{cfg.replicas} replica(s), {size}"
 
 
@@ -166,14 +178,18 @@ def run(cfg: RayServeConfig, log: Callable[[str], None] = _log) -> int:
     try:
         start_serve(cfg, log)
         if cfg.server.tls_cert:
-            log(f"warning: Ray's gRPC proxy has no TLS option: gRPC on port {cfg.grpc_port} is plaintext "
-                "(HTTP uses the certificate); keep it on a private network or put a TLS proxy in front")
+            log(
+                f"warning: Ray's gRPC proxy has no TLS option: gRPC on port {cfg.grpc_port} is plaintext "
+                "(HTTP uses the certificate); keep it on a private network or put a TLS proxy in front"
+            )
         deployed = deploy(cfg, log)
         owned = True
         ep = endpoints(cfg)
         log(f"ready: application {cfg.name!r} on {status_line(cfg.name)}")
-        log(f"HTTP (Paddle Serving JSON/proto, video, v2): {ep['http']}   gRPC (GeneralModelService, "
-            f"GRPCInferenceService): {ep['grpc']}")
+        log(
+            f"HTTP (Paddle Serving JSON/proto, video, v2): {ep['http']}   gRPC (GeneralModelService, "
+            f"GRPCInferenceService): {ep['grpc']}"
+        )
         print(f"http={ep['http']} grpc={ep['grpc']}", flush=True)
         while not stop.wait(2.0):
             now = deployment_id(cfg.name)
@@ -184,8 +200,10 @@ def run(cfg: RayServeConfig, log: Callable[[str], None] = _log) -> int:
             if cfg.address != "local":
                 log(f"application {cfg.name!r} was {change} by another command; leaving it to that one")
                 return 0
-            log(f"application {cfg.name!r} was {change} by another command; this process keeps the local "
-                "cluster up until SIGTERM/Ctrl-C")
+            log(
+                f"application {cfg.name!r} was {change} by another command; this process keeps the local "
+                "cluster up until SIGTERM/Ctrl-C"
+            )
         if owned or cfg.address == "local":
             log(f"removing application {cfg.name!r} (replicas finish their requests first)")
             owned = False
@@ -227,11 +245,14 @@ def replica_nodes(name: str) -> list[dict[str, Any]]:
     app = _details().get("applications", {}).get(name)
     if not app:
         return []
-    return [{k: r.get(k) for k in ("replica_id", "state", "node_id", "node_ip", "pid")}
-            for d in app["deployments"].values() for r in d["replicas"]]
+    return [
+        {k: r.get(k) for k in ("replica_id", "state", "node_id", "node_ip", "pid")}
+        for d in app["deployments"].values()
+        for r in d["replicas"]
+    ]
 
 
-def deployment_id(name: str) -> Optional[str]:
+def deployment_id(name: str) -> str | None:
     """The id the last ``vslim-serve --ray`` stamped on ``name`` (its user_config); None once it is gone."""
     app = _details().get("applications", {}).get(name)
     if not app or DEPLOYMENT not in app["deployments"]:
@@ -248,12 +269,22 @@ def status(address: str) -> dict[str, Any]:
     out: dict[str, Any] = {"applications": {}}
     for name, app in _details().get("applications", {}).items():
         out["applications"][name] = {
-            "status": app["status"], "message": app["message"], "route_prefix": app["route_prefix"],
-            "deployments": {d: {"status": dep["status"], "target_replicas": dep["target_num_replicas"],
-                                "deployed_by": (dep["deployment_config"].get("user_config") or {}).get("deployed_by"),
-                                "replicas": [{k: r.get(k) for k in ("replica_id", "state", "node_ip", "node_id", "pid")}
-                                             for r in dep["replicas"]]}
-                            for d, dep in app["deployments"].items()}}
+            "status": app["status"],
+            "message": app["message"],
+            "route_prefix": app["route_prefix"],
+            "deployments": {
+                d: {
+                    "status": dep["status"],
+                    "target_replicas": dep["target_num_replicas"],
+                    "deployed_by": (dep["deployment_config"].get("user_config") or {}).get("deployed_by"),
+                    "replicas": [
+                        {k: r.get(k) for k in ("replica_id", "state", "node_ip", "node_id", "pid")}
+                        for r in dep["replicas"]
+                    ],
+                }
+                for d, dep in app["deployments"].items()
+            },
+        }
     return out
 
 

@@ -7,6 +7,7 @@ metrics agent exports every replica's series (``ray_``-prefixed, tagged with
 Prometheus to scrape and sum across replicas (KubeRay scrapes them with a
 PodMonitor; ``ray metrics launch-prometheus`` does it on a plain cluster).
 """
+
 from __future__ import annotations
 
 from ray.serve import metrics as serve_metrics

@@ -20,6 +20,7 @@ HTTP: the replica's ASGI app is the one vslim-serve runs (``make_http_app``),
 built at replica start (``__serve_build_asgi_app__``), so every route, error and
 OpenAPI document is the same behind Ray's HTTP proxy. gRPC: see ``ingress``.
 """
+
 from __future__ import annotations
 
 import os
@@ -55,16 +56,19 @@ class VslimReplica:
         server["load_model"] = tuple(server.get("load_model", ()))
         cfg = ServerConfig(**server).validate()
         self.cfg = cfg
-        self.repo = ModelRepository(cfg, lambda c, source, metrics: open_model(c, source, metrics, _log),
-                                    replica_metrics(), _log)
+        self.repo = ModelRepository(
+            cfg, lambda c, source, metrics: open_model(c, source, metrics, _log), replica_metrics(), _log
+        )
         self.token = load_token(cfg.auth_token_file) if cfg.auth_token_file else None
         self.protocols = frontends()
         t0 = time.perf_counter()
         self.repo.start_blocking()
         self.grpc = GrpcMethods(self.repo, self.protocols, self.token)
         for service in self.repo.services():
-            _log(f"ready in {time.perf_counter() - t0:.1f}s: {service.name} version {service.version} "
-                 f"({service.engine.predictor.precision}, {cfg.threads} thread(s), {cfg.workers} worker(s))")
+            _log(
+                f"ready in {time.perf_counter() - t0:.1f}s: {service.name} version {service.version} "
+                f"({service.engine.predictor.precision}, {cfg.threads} thread(s), {cfg.workers} worker(s))"
+            )
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """``user_config`` only stamps who deployed (``vslim-serve --ray`` watches it to see a takeover)."""

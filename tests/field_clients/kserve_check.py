@@ -4,6 +4,7 @@ argv: HOST:PORT MODEL INPUT.npy OUT.json. Health, readiness, metadata, and infer
 tensors over REST and with raw and typed contents over gRPC, and the errors for an unknown model; what each
 call answered is written to OUT.json for the test to check against vslim's own answer.
 """
+
 import asyncio
 import json
 import sys
@@ -35,8 +36,9 @@ async def main() -> dict:
         out["rest_metadata"] = (await rest._client.get(f"{BASE}/v2/models/{MODEL}")).json()
         r = await rest.infer(BASE, InferRequest(MODEL, [tensor(x, binary=False)]), model_name=MODEL)
         out["rest_json"] = r.outputs[0].as_numpy().tolist()
-        request = InferRequest(MODEL, [tensor(x, binary=True)],
-                               request_outputs=[RequestedOutput("outputs", {"binary_data": True})])
+        request = InferRequest(
+            MODEL, [tensor(x, binary=True)], request_outputs=[RequestedOutput("outputs", {"binary_data": True})]
+        )
         r = await rest.infer(BASE, request, model_name=MODEL)
         out["rest_binary"] = r.outputs[0].as_numpy().tolist()
         try:
@@ -53,8 +55,11 @@ async def main() -> dict:
         out["grpc_ready"] = await g.is_server_ready()
         out["grpc_model_ready"] = await g.is_model_ready(MODEL)
         meta = await g._client_stub.ModelMetadata(ModelMetadataRequest(name=MODEL))
-        out["grpc_metadata"] = {"name": meta.name, "versions": list(meta.versions),
-                                "inputs": [[i.name, i.datatype, list(i.shape)] for i in meta.inputs]}
+        out["grpc_metadata"] = {
+            "name": meta.name,
+            "versions": list(meta.versions),
+            "inputs": [[i.name, i.datatype, list(i.shape)] for i in meta.inputs],
+        }
         r = await g.infer(InferRequest(MODEL, [tensor(x, binary=True)]))
         out["grpc_raw"] = r.outputs[0].as_numpy().tolist()
         typed = InferInput("data_batch_0", list(x.shape), "FP32", data=x.ravel().tolist())

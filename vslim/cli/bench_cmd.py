@@ -1,4 +1,5 @@
 """``vslim bench runtime|e2e|serving|soak|compare`` (alias ``vslim-bench``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -39,18 +40,18 @@ COMMANDS = {
 }
 DESCRIPTIONS = {
     "runtime": "Time inference alone for each model on each backend, batch size and thread count, interleaved in "
-               "one run, and check every backend's outputs against Paddle's. Writes runtime.json, runtime.md and "
-               "latency_vs_batch.png to --out.",
+    "one run, and check every backend's outputs against Paddle's. Writes runtime.json, runtime.md and "
+    "latency_vs_batch.png to --out.",
     "e2e": "Time one clip end to end from a video file: decoding and frame sampling, transforms, and inference, "
-           "each apart, against decoding every frame first (PaddleVideo's way). Writes e2e.json and e2e.md.",
+    "each apart, against decoding every frame first (PaddleVideo's way). Writes e2e.json and e2e.md.",
     "serving": "Start servers from a bundle (with and without dynamic batching) or load a running one on this "
-               "machine, and sweep concurrency levels for each protocol; the server's own metrics split the time. "
-               "Writes serving.json, serving.md and throughput plots.",
+    "machine, and sweep concurrency levels for each protocol; the server's own metrics split the time. "
+    "Writes serving.json, serving.md and throughput plots.",
     "soak": "Send many requests per protocol to a server started from a bundle, check every answer against the "
-            "in-process predictor and watch the server's memory. Exit 1 on any wrong answer or error.",
+    "in-process predictor and watch the server's memory. Exit 1 on any wrong answer or error.",
     "compare": "Compare report B with report A (both <kind>.json from the same kind of `vslim bench` run): p50 "
-               "latency and throughput ratios for every row both have. Reports with no row in common are an "
-               "error naming what each holds.",
+    "latency and throughput ratios for every row both have. Reports with no row in common are an "
+    "error naming what each holds.",
 }
 BACKEND_NAMES = ("paddle-cpu", "paddle-onednn", "paddle-bf16", "onnxruntime", "openvino", "paddle-gpu", "paddle-trt")
 
@@ -64,24 +65,39 @@ def _protocols_help(default: str) -> str:
 
 def configure(command: str, p: argparse.ArgumentParser) -> None:
     if command != "compare":
-        p.add_argument("--out", required=True, help=f"folder for {command}.json, {command}.md and plots "
-                                                    "(created if needed)")
+        p.add_argument(
+            "--out", required=True, help=f"folder for {command}.json, {command}.md and plots (created if needed)"
+        )
     if command == "runtime":
-        p.add_argument("--model", action="append", required=True, metavar="LABEL=DIR",
-                       help="an inference model (repeat: FP32 and INT8 models; INT8 ones pair with their FP32 source)")
-        p.add_argument("--backends", default=",".join(BACKEND_NAMES),
-                       help="comma-separated, of paddle-cpu, paddle-onednn, paddle-bf16, onnxruntime (FP32, its own "
-                            "static INT8, vslim's QDQ INT8), openvino (fp32, bf16, default hint, NNCF INT8, vslim's "
-                            "QDQ INT8), paddle-gpu, paddle-trt; backends this machine lacks are skipped with the "
-                            "reason (default: all, %(default)s)")
-        p.add_argument("--batch-sizes", default="1", help="comma-separated whole numbers, e.g. 1,4,8 "
-                                                          "(default: %(default)s)")
-        p.add_argument("--threads", default="2", help="comma-separated CPU thread counts, e.g. 1,2,4 "
-                                                      "(default: %(default)s)")
+        p.add_argument(
+            "--model",
+            action="append",
+            required=True,
+            metavar="LABEL=DIR",
+            help="an inference model (repeat: FP32 and INT8 models; INT8 ones pair with their FP32 source)",
+        )
+        p.add_argument(
+            "--backends",
+            default=",".join(BACKEND_NAMES),
+            help="comma-separated, of paddle-cpu, paddle-onednn, paddle-bf16, onnxruntime (FP32, its own "
+            "static INT8, vslim's QDQ INT8), openvino (fp32, bf16, default hint, NNCF INT8, vslim's "
+            "QDQ INT8), paddle-gpu, paddle-trt; backends this machine lacks are skipped with the "
+            "reason (default: all, %(default)s)",
+        )
+        p.add_argument(
+            "--batch-sizes", default="1", help="comma-separated whole numbers, e.g. 1,4,8 (default: %(default)s)"
+        )
+        p.add_argument(
+            "--threads", default="2", help="comma-separated CPU thread counts, e.g. 1,2,4 (default: %(default)s)"
+        )
         p.add_argument("--warmup", type=int, default=3, help="untimed calls per cell (default: %(default)s)")
         p.add_argument("--iterations", type=int, default=20, help="timed calls per cell (default: %(default)s)")
-        p.add_argument("--min-seconds", type=float, default=0.0,
-                       help="time each cell at least this long (default: %(default)s: --iterations only)")
+        p.add_argument(
+            "--min-seconds",
+            type=float,
+            default=0.0,
+            help="time each cell at least this long (default: %(default)s: --iterations only)",
+        )
         p.add_argument("--agreement-list", help="labelled list: INT8 vs FP32 top-1 agreement measured in the same run")
         p.set_defaults(handler=runtime)
     elif command == "e2e":
@@ -95,38 +111,79 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--bundle", help="NAME_serving_server: servers are started for the run")
         p.add_argument("--address", help="host:port of a running server (loopback only) instead of --bundle")
         p.add_argument("--client-conf", help="NAME_serving_client (default: beside --bundle)")
-        p.add_argument("--protocols", default="grpc,http-proto,http,v2-grpc,v2-http",
-                       help=_protocols_help("all five, %(default)s"))
-        p.add_argument("--concurrency", default="1,2,4,8,16",
-                       help="comma-separated numbers of concurrent clients (default: %(default)s)")
-        p.add_argument("--requests", type=int, default=200,
-                       help="requests per level; a level ends at this or --duration (default: %(default)s)")
-        p.add_argument("--duration", type=float, default=20.0,
-                       help="seconds per level; a level ends at this or --requests (default: %(default)s)")
-        p.add_argument("--batching", default="1,8",
-                       help="server --max-batch-size values to sweep, 1 = no batching (default: %(default)s)")
-        p.add_argument("--batch-timeout-ms", type=float, default=5.0,
-                       help="server's wait for a batch to fill, ms (default: %(default)s)")
+        p.add_argument(
+            "--protocols", default="grpc,http-proto,http,v2-grpc,v2-http", help=_protocols_help("all five, %(default)s")
+        )
+        p.add_argument(
+            "--concurrency",
+            default="1,2,4,8,16",
+            help="comma-separated numbers of concurrent clients (default: %(default)s)",
+        )
+        p.add_argument(
+            "--requests",
+            type=int,
+            default=200,
+            help="requests per level; a level ends at this or --duration (default: %(default)s)",
+        )
+        p.add_argument(
+            "--duration",
+            type=float,
+            default=20.0,
+            help="seconds per level; a level ends at this or --requests (default: %(default)s)",
+        )
+        p.add_argument(
+            "--batching",
+            default="1,8",
+            help="server --max-batch-size values to sweep, 1 = no batching (default: %(default)s)",
+        )
+        p.add_argument(
+            "--batch-timeout-ms",
+            type=float,
+            default=5.0,
+            help="server's wait for a batch to fill, ms (default: %(default)s)",
+        )
         p.add_argument("--workers", type=int, default=1, help="server inference workers (default: %(default)s)")
         p.add_argument("--threads", type=int, default=2, help="CPU threads per worker (default: %(default)s)")
-        p.add_argument("--ray", metavar="ADDRESS",
-                       help="also deploy --bundle on a Ray cluster ('local' starts one here) and load it through "
-                            "Ray's proxies with each --ray-replicas count (needs the ray extra)")
-        p.add_argument("--ray-replicas", default="1,2",
-                       help="comma-separated replica counts to measure with --ray (default: %(default)s)")
-        p.add_argument("--cpus-per-replica", type=float, default=1.0,
-                       help="CPUs (and Paddle threads) per Ray replica (default: %(default)s)")
+        p.add_argument(
+            "--ray",
+            metavar="ADDRESS",
+            help="also deploy --bundle on a Ray cluster ('local' starts one here) and load it through "
+            "Ray's proxies with each --ray-replicas count (needs the ray extra)",
+        )
+        p.add_argument(
+            "--ray-replicas",
+            default="1,2",
+            help="comma-separated replica counts to measure with --ray (default: %(default)s)",
+        )
+        p.add_argument(
+            "--cpus-per-replica",
+            type=float,
+            default=1.0,
+            help="CPUs (and Paddle threads) per Ray replica (default: %(default)s)",
+        )
         p.set_defaults(handler=serving)
     elif command == "soak":
         p.add_argument("--bundle", required=True, help="NAME_serving_server: a server is started for the run")
-        p.add_argument("--requests", type=int, default=10_000,
-                       help="requests per protocol; stops at this or --duration-limit (default: %(default)s)")
+        p.add_argument(
+            "--requests",
+            type=int,
+            default=10_000,
+            help="requests per protocol; stops at this or --duration-limit (default: %(default)s)",
+        )
         p.add_argument("--concurrency", type=int, default=32, help="concurrent clients (default: %(default)s)")
         p.add_argument("--protocols", default="grpc,http-proto", help=_protocols_help("%(default)s"))
-        p.add_argument("--max-batch-size", type=int, default=8,
-                       help="the server's dynamic batch limit, 1 = no batching (default: %(default)s)")
-        p.add_argument("--duration-limit", type=float, default=1800.0,
-                       help="seconds before the soak stops anyway (default: %(default)s)")
+        p.add_argument(
+            "--max-batch-size",
+            type=int,
+            default=8,
+            help="the server's dynamic batch limit, 1 = no batching (default: %(default)s)",
+        )
+        p.add_argument(
+            "--duration-limit",
+            type=float,
+            default=1800.0,
+            help="seconds before the soak stops anyway (default: %(default)s)",
+        )
         p.set_defaults(handler=soak)
     elif command == "compare":
         p.add_argument("a", help="baseline report JSON (runtime.json, e2e.json or serving.json)")
@@ -135,8 +192,14 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
 
 
 def register(sub) -> None:
-    add_command_group(sub, "bench", "benchmarks: runtime, end to end, serving load, soak, compare", COMMANDS,
-                      configure, descriptions=DESCRIPTIONS)
+    add_command_group(
+        sub,
+        "bench",
+        "benchmarks: runtime, end to end, serving load, soak, compare",
+        COMMANDS,
+        configure,
+        descriptions=DESCRIPTIONS,
+    )
 
 
 def _finish(report: dict, out: str) -> int:
@@ -157,17 +220,35 @@ def runtime(args) -> int:
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
         raise ConfigError(f"unknown backend {unknown[0]!r}; known: {', '.join(BACKENDS)}")
-    cfg = RuntimeBench(models=_models(args.model), backends=backends, batch_sizes=_ints(args.batch_sizes),
-                       threads=_ints(args.threads), warmup=args.warmup, iterations=args.iterations,
-                       min_seconds=args.min_seconds, agreement_list=args.agreement_list)
+    cfg = RuntimeBench(
+        models=_models(args.model),
+        backends=backends,
+        batch_sizes=_ints(args.batch_sizes),
+        threads=_ints(args.threads),
+        warmup=args.warmup,
+        iterations=args.iterations,
+        min_seconds=args.min_seconds,
+        agreement_list=args.agreement_list,
+    )
     return _finish(run_runtime(cfg, say=say), args.out)
 
 
 def e2e(args) -> int:
     from ..benchmarks.e2e import E2EBench, run_e2e
 
-    return _finish(run_e2e(E2EBench(model=args.model, video=args.video, iterations=args.iterations,
-                                    threads=args.threads, decoder=args.decoder), say=say), args.out)
+    return _finish(
+        run_e2e(
+            E2EBench(
+                model=args.model,
+                video=args.video,
+                iterations=args.iterations,
+                threads=args.threads,
+                decoder=args.decoder,
+            ),
+            say=say,
+        ),
+        args.out,
+    )
 
 
 def _protocols(text: str) -> list[str]:
@@ -177,19 +258,32 @@ def _protocols(text: str) -> list[str]:
     names = [p.strip() for p in text.split(",") if p.strip()]
     unknown = [p for p in names if p not in PROTOCOLS]
     if unknown or not names:
-        raise ConfigError(f"--protocols {text!r}: {'unknown ' + ', '.join(unknown) if unknown else 'none given'}; "
-                          f"choose from {', '.join(PROTOCOLS)}")
+        raise ConfigError(
+            f"--protocols {text!r}: {'unknown ' + ', '.join(unknown) if unknown else 'none given'}; "
+            f"choose from {', '.join(PROTOCOLS)}"
+        )
     return names
 
 
 def serving(args) -> int:
     from ..benchmarks.serving_load import ServingBench, run_serving
 
-    cfg = ServingBench(bundle=args.bundle, address=args.address, client_conf=args.client_conf,
-                       protocols=_protocols(args.protocols), concurrency=_ints(args.concurrency),
-                       requests=args.requests, duration=args.duration, batch_sizes=_ints(args.batching),
-                       batch_timeout_ms=args.batch_timeout_ms, workers=args.workers, threads=args.threads,
-                       ray=args.ray, ray_replicas=_ints(args.ray_replicas), cpus_per_replica=args.cpus_per_replica)
+    cfg = ServingBench(
+        bundle=args.bundle,
+        address=args.address,
+        client_conf=args.client_conf,
+        protocols=_protocols(args.protocols),
+        concurrency=_ints(args.concurrency),
+        requests=args.requests,
+        duration=args.duration,
+        batch_sizes=_ints(args.batching),
+        batch_timeout_ms=args.batch_timeout_ms,
+        workers=args.workers,
+        threads=args.threads,
+        ray=args.ray,
+        ray_replicas=_ints(args.ray_replicas),
+        cpus_per_replica=args.cpus_per_replica,
+    )
     if args.ray:
         from ..serving.rayserve import require_ray
 
@@ -200,9 +294,17 @@ def serving(args) -> int:
 def soak(args) -> int:
     from ..benchmarks.soak import SoakBench, run_soak
 
-    report = run_soak(SoakBench(bundle=args.bundle, requests=args.requests, concurrency=args.concurrency,
-                                protocols=_protocols(args.protocols),
-                                max_batch_size=args.max_batch_size, duration_limit=args.duration_limit), say=say)
+    report = run_soak(
+        SoakBench(
+            bundle=args.bundle,
+            requests=args.requests,
+            concurrency=args.concurrency,
+            protocols=_protocols(args.protocols),
+            max_batch_size=args.max_batch_size,
+            duration_limit=args.duration_limit,
+        ),
+        say=say,
+    )
     _finish(report, args.out)
     ok = all(x["wrong_answers"] == 0 and x["errors"] == 0 for x in report["protocols"].values())
     return 0 if ok and report["exit_code"] == 0 else 1

@@ -1,4 +1,5 @@
 """Flag groups several subcommands share, and how they become configs."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,18 +11,31 @@ from ..config import PredictorConfig
 
 def add_predictor_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("inference backend")
-    g.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
-                   help="where the model runs; gpu needs paddlepaddle-gpu and a CUDA GPU")
-    g.add_argument("--use-gpu", dest="device", action="store_const", const="gpu",
-                   help="same as --device gpu (the older spelling)")
+    g.add_argument(
+        "--device",
+        choices=["cpu", "gpu"],
+        default="cpu",
+        help="where the model runs; gpu needs paddlepaddle-gpu and a CUDA GPU",
+    )
+    g.add_argument(
+        "--use-gpu", dest="device", action="store_const", const="gpu", help="same as --device gpu (the older spelling)"
+    )
     g.add_argument("--use-tensorrt", action="store_true", help="run through TensorRT (implies --device gpu)")
-    g.add_argument("--runtime", choices=["auto", "paddle", "openvino", "onnxruntime"], default="auto",
-                   help="CPU runtime: auto takes what vslim-package measured fastest for a bundle, else "
-                        "paddle (Paddle Inference with oneDNN); openvino and onnxruntime run the same model "
-                        "converted once (cached, checked against Paddle)")
-    g.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16", "int8"], default="auto",
-                   help="auto: the model's own (INT8 models run INT8 kernels); fp16 needs --device gpu; bf16 needs "
-                        "a CPU with AVX-512 BF16 or AMX")
+    g.add_argument(
+        "--runtime",
+        choices=["auto", "paddle", "openvino", "onnxruntime"],
+        default="auto",
+        help="CPU runtime: auto takes what vslim-package measured fastest for a bundle, else "
+        "paddle (Paddle Inference with oneDNN); openvino and onnxruntime run the same model "
+        "converted once (cached, checked against Paddle)",
+    )
+    g.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "fp16", "bf16", "int8"],
+        default="auto",
+        help="auto: the model's own (INT8 models run INT8 kernels); fp16 needs --device gpu; bf16 needs "
+        "a CPU with AVX-512 BF16 or AMX",
+    )
     g.add_argument("--threads", type=int, default=2, help="CPU threads")
     g.add_argument("--no-onednn", action="store_true", help="CPU without oneDNN (plain kernels)")
     g.add_argument("--gpu-id", type=int, default=0, help="which GPU, with --device gpu (default: %(default)s)")
@@ -30,17 +44,27 @@ def add_predictor_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_decoder_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--decoder", choices=["auto", "pyav", "opencv"], default="auto",
-                        help="video decoder: auto = PyAV (exact key-frame seeks) when installed, else OpenCV; "
-                             "both give the same frames")
+    parser.add_argument(
+        "--decoder",
+        choices=["auto", "pyav", "opencv"],
+        default="auto",
+        help="video decoder: auto = PyAV (exact key-frame seeks) when installed, else OpenCV; "
+        "both give the same frames",
+    )
 
 
 def predictor_config(args: argparse.Namespace) -> PredictorConfig:
     gpu = args.device == "gpu" or args.use_tensorrt
     return PredictorConfig(
-        device="gpu" if gpu else "cpu", threads=args.threads, use_onednn=not args.no_onednn,
-        precision=args.precision, runtime=args.runtime, use_tensorrt=args.use_tensorrt, gpu_id=args.gpu_id,
-        trt_workspace_mb=args.trt_workspace_mb, trt_max_batch_size=args.trt_max_batch,
+        device="gpu" if gpu else "cpu",
+        threads=args.threads,
+        use_onednn=not args.no_onednn,
+        precision=args.precision,
+        runtime=args.runtime,
+        use_tensorrt=args.use_tensorrt,
+        gpu_id=args.gpu_id,
+        trt_workspace_mb=args.trt_workspace_mb,
+        trt_max_batch_size=args.trt_max_batch,
     ).validate()
 
 

@@ -1,4 +1,5 @@
 """``vslim data synth``: write the synthetic demo/test data set."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,21 +24,37 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
 
 
 def register(sub) -> None:
-    add_command_group(sub, "data", "video data sets", {"synth": "write the deterministic synthetic data set"},
-                      configure, descriptions={"synth": SYNTH_DESCRIPTION})
+    add_command_group(
+        sub,
+        "data",
+        "video data sets",
+        {"synth": "write the deterministic synthetic data set"},
+        configure,
+        descriptions={"synth": SYNTH_DESCRIPTION},
+    )
 
 
-SYNTH_DESCRIPTION = ("Write the deterministic synthetic data set: ten motion classes drawn frame by frame, as mp4 "
-                     "videos and rawframe folders, with PaddleVideo list files (train, val, calib) and labels.txt. "
-                     "The same --seed gives the same pixels.")
+SYNTH_DESCRIPTION = (
+    "Write the deterministic synthetic data set: ten motion classes drawn frame by frame, as mp4 "
+    "videos and rawframe folders, with PaddleVideo list files (train, val, calib) and labels.txt. "
+    "The same --seed gives the same pixels."
+)
 
 
 def synth(args) -> int:
     from ..data.synth import SynthConfig, generate
 
-    cfg = SynthConfig(seed=args.seed, num_train=args.num_train, num_val=args.num_val, num_calib=args.num_calib,
-                      num_frames=args.frames, height=args.height, width=args.width,
-                      write_videos=not args.no_videos, write_frames=not args.no_frames)
+    cfg = SynthConfig(
+        seed=args.seed,
+        num_train=args.num_train,
+        num_val=args.num_val,
+        num_calib=args.num_calib,
+        num_frames=args.frames,
+        height=args.height,
+        width=args.width,
+        write_videos=not args.no_videos,
+        write_frames=not args.no_frames,
+    )
     total = cfg.num_train + cfg.num_val + cfg.num_calib
     with progress_bar(total=total, desc="synthetic clips", unit="clip") as bar:
         out = generate(args.out, cfg, overwrite=args.overwrite, progress=lambda done, _: bar.update(1))

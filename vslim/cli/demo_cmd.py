@@ -1,4 +1,5 @@
 """``vslim demo``: the main job end to end on the built-in synthetic data."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,8 @@ DESCRIPTION = (
     "classify the demo video with FP32 and INT8, package the INT8 model as a Paddle Serving bundle, serve it on a "
     "free local port and classify through Paddle Serving and KServe v2 over gRPC and HTTP, build Paddle Lite ARM "
     ".nb files of both models (the Lite toolchain is set up on first use), and print the FP32-vs-INT8 table. "
-    "Each step reuses an earlier run's output unless --fresh. --full adds prune -> fine-tune -> QAT -> serve.")
+    "Each step reuses an earlier run's output unless --fresh. --full adds prune -> fine-tune -> QAT -> serve."
+)
 
 
 def configure(command: str, p: argparse.ArgumentParser) -> None:
@@ -19,14 +21,19 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=12, help="training epochs for the small PP-TSM (default: 12)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and the training (default: 0)")
     p.add_argument("--fresh", action="store_true", help="redo every step instead of reusing earlier outputs")
-    p.add_argument("--full", action="store_true",
-                   help="also run the compression chain: prune -> fine-tune -> QAT -> serving bundle -> serve")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="also run the compression chain: prune -> fine-tune -> QAT -> serving bundle -> serve",
+    )
     p.set_defaults(handler=demo)
 
 
 def register(sub) -> None:
-    help = ("the whole path on built-in data: synthetic videos, train, export, INT8, predict, serve over every "
-            "protocol, Paddle Lite .nb files")
+    help = (
+        "the whole path on built-in data: synthetic videos, train, export, INT8, predict, serve over every "
+        "protocol, Paddle Lite .nb files"
+    )
     configure("demo", sub.add_parser("demo", help=help, description=DESCRIPTION))
 
 
@@ -47,9 +54,11 @@ def demo(args) -> int:
     print("== Paddle Lite (ARM .nb; ARM files cannot run on this host, so they are checked structurally)")
     for name, report in result.lite_reports.items():
         arm = report["targets"]["arm"]
-        print(f"{name}: {arm['file']} {arm['bytes'] / 2**20:.2f} MiB, {arm['kernels']['int8_kernels']} int8 kernels "
-              f"of {arm['kernels']['total_kernels']}; temporal_shift: {report['temporal_shift']['rewritten']} "
-              f"rewritten ({report['temporal_shift']['shift_ratios']})")
+        print(
+            f"{name}: {arm['file']} {arm['bytes'] / 2**20:.2f} MiB, {arm['kernels']['int8_kernels']} int8 kernels "
+            f"of {arm['kernels']['total_kernels']}; temporal_shift: {report['temporal_shift']['rewritten']} "
+            f"rewritten ({report['temporal_shift']['shift_ratios']})"
+        )
     print()
     print(ptq_markdown(result.ptq_report))
     if result.chain:

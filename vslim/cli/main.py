@@ -5,13 +5,14 @@ The CLI only parses flags and prints; the work is in library functions that the
 tests call directly. A :class:`~vslim.errors.VslimError` is printed as one line
 (``vslim: error: ...``) and exits non-zero; ``--debug`` shows the traceback.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 import warnings
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 from .. import __version__
 from ..errors import VslimError
@@ -45,8 +46,9 @@ vslim-serve (serve), vslim-client (client), vslim-bench (bench).
 
 
 def build_parser(prog: str = "vslim") -> argparse.ArgumentParser:
-    parser = VslimArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
-                                 formatter_class=_RawDescriptionDefaults)
+    parser = VslimArgumentParser(
+        prog=prog, description=DESCRIPTION, epilog=EPILOG, formatter_class=_RawDescriptionDefaults
+    )
     parser.add_argument("--version", action="version", version=f"vslim {__version__}")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
@@ -74,10 +76,11 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's raw lines; the readers' errors say it plainly
 
 
-def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> int:
+def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)
     from ..upstream import set_upstream_verbose
+
     set_upstream_verbose(debug)  # PaddleSlim's own logs and bars only with --debug
     if not debug:
         _quiet_libraries()
@@ -98,15 +101,18 @@ def run(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> int:
     except Exception as exc:  # a bug, not bad input: say so briefly, the traceback is one flag away
         if debug:
             raise
-        print(f"{parser.prog}: internal error: {type(exc).__name__}: {exc}\n"
-              f"This is a bug in vslim or a library it drives, not in your input; rerun with --debug for the "
-              "traceback and report it. Outputs are written atomically: nothing half-written was left under "
-              "the output name.", file=sys.stderr)
+        print(
+            f"{parser.prog}: internal error: {type(exc).__name__}: {exc}\n"
+            f"This is a bug in vslim or a library it drives, not in your input; rerun with --debug for the "
+            "traceback and report it. Outputs are written atomically: nothing half-written was left under "
+            "the output name.",
+            file=sys.stderr,
+        )
         return 1
     return int(result or 0)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     return run(build_parser(), argv)
 
 
@@ -140,29 +146,30 @@ def _bench_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="bench_command", metavar="COMMAND", title="commands")
     sub.required = True
     for action in next(a for a in group._actions if isinstance(a, argparse._SubParsersAction))._choices_actions:
-        sub_parser = sub.add_parser(action.dest, help=action.help,
-                                    description=_subcommand(group, action.dest).description)
+        sub_parser = sub.add_parser(
+            action.dest, help=action.help, description=_subcommand(group, action.dest).description
+        )
         bench_cmd.configure(action.dest, sub_parser)
     return parser
 
 
-def quant_main(argv: Optional[Sequence[str]] = None) -> int:
+def quant_main(argv: Sequence[str] | None = None) -> int:
     return run(alias_parser("vslim-quant"), argv)
 
 
-def package_main(argv: Optional[Sequence[str]] = None) -> int:
+def package_main(argv: Sequence[str] | None = None) -> int:
     return run(alias_parser("vslim-package"), argv)
 
 
-def serve_main(argv: Optional[Sequence[str]] = None) -> int:
+def serve_main(argv: Sequence[str] | None = None) -> int:
     return run(alias_parser("vslim-serve"), argv)
 
 
-def client_main(argv: Optional[Sequence[str]] = None) -> int:
+def client_main(argv: Sequence[str] | None = None) -> int:
     return run(alias_parser("vslim-client"), argv)
 
 
-def bench_main(argv: Optional[Sequence[str]] = None) -> int:
+def bench_main(argv: Sequence[str] | None = None) -> int:
     return run(alias_parser("vslim-bench"), argv)
 
 

@@ -1,4 +1,5 @@
 """Model commands: ``vslim models``, ``train``, ``export``, ``predict``, ``info``."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,8 +9,9 @@ from .common import add_decoder_arg, add_predictor_args, predictor_config, print
 
 def _list_args(p: argparse.ArgumentParser, name: str, required: bool, help: str) -> None:
     p.add_argument(f"--{name}-list", required=required, help=help)
-    p.add_argument(f"--{name}-prefix", default="", help="folder the list's paths are relative to "
-                   "(default: the list's folder)")
+    p.add_argument(
+        f"--{name}-prefix", default="", help="folder the list's paths are relative to (default: the list's folder)"
+    )
 
 
 def _list_config(path, prefix, suffix="img_{:05}.jpg"):
@@ -31,8 +33,9 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--epochs", type=int, default=12, help="passes over the training list")
         p.add_argument("--batch-size", type=int, default=16, help="clips per training step")
         p.add_argument("--lr", type=float, default=0.003, help="learning rate (cosine schedule)")
-        p.add_argument("--seed", type=int, default=0,
-                       help="fixes the data order and the random sampling (default: %(default)s)")
+        p.add_argument(
+            "--seed", type=int, default=0, help="fixes the data order and the random sampling (default: %(default)s)"
+        )
         p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
         p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
         p.set_defaults(handler=train)
@@ -46,16 +49,26 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--labels", help="class names, one per line")
         p.add_argument("--num-seg", type=int, help="segments per clip (default: the architecture's)")
         p.add_argument("--target-size", type=int, help="input height/width (default: the architecture's)")
-        p.add_argument("--short-size", type=int, help="short side before the centre crop "
-                                                       "(default: the architecture's)")
+        p.add_argument("--short-size", type=int, help="short side before the centre crop (default: the architecture's)")
         p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
         p.set_defaults(handler=export)
     elif command == "predict":
-        p.add_argument("--model-dir", required=True, help="inference model folder (FP32 or INT8), as `vslim export` "
-                       "or `vslim compress` writes it, or as PaddleVideo's tools/export_model.py does")
+        p.add_argument(
+            "--model-dir",
+            required=True,
+            help="inference model folder (FP32 or INT8), as `vslim export` "
+            "or `vslim compress` writes it, or as PaddleVideo's tools/export_model.py does",
+        )
         _config_arg(p)
-        p.add_argument("--video", "--input-file", "-i", dest="video", required=True, metavar="PATH",
-                       help="a video file, a folder of frames (img_00001.jpg, ...), or a folder of videos")
+        p.add_argument(
+            "--video",
+            "--input-file",
+            "-i",
+            dest="video",
+            required=True,
+            metavar="PATH",
+            help="a video file, a folder of frames (img_00001.jpg, ...), or a folder of videos",
+        )
         p.add_argument("--top-k", type=int, default=1, metavar="K", help="how many classes to print per video")
         p.add_argument("--json", action="store_true", help="print JSON instead of PaddleVideo's lines")
         add_decoder_arg(p)
@@ -68,41 +81,54 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.set_defaults(handler=info)
     elif command == "import":
         p.add_argument("--model-dir", required=True, help="a model folder PaddleVideo's tools/export_model.py wrote")
-        p.add_argument("--config", required=True, metavar="X.yaml",
-                       help="the PaddleVideo config it was exported with (configs/recognition/...)")
+        p.add_argument(
+            "--config",
+            required=True,
+            metavar="X.yaml",
+            help="the PaddleVideo config it was exported with (configs/recognition/...)",
+        )
         p.add_argument("--labels", help="class names, one per line (default: the class numbers)")
-        p.add_argument("--fast-resize", action="store_true",
-                       help="resize with OpenCV where PaddleVideo uses Pillow: faster preprocessing (9x on 1080p "
-                            "frames), inputs no longer exactly PaddleVideo's (default: exactly PaddleVideo's arrays)")
+        p.add_argument(
+            "--fast-resize",
+            action="store_true",
+            help="resize with OpenCV where PaddleVideo uses Pillow: faster preprocessing (9x on 1080p "
+            "frames), inputs no longer exactly PaddleVideo's (default: exactly PaddleVideo's arrays)",
+        )
         p.add_argument("--overwrite", action="store_true", help="replace a vslim.json already in the folder")
         p.set_defaults(handler=import_model)
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="X.yaml", help="the PaddleVideo config the model was exported with: its "
-                   "INFERENCE section gives the preprocessing (default: vslim.json, or what the input shapes prove)")
+    p.add_argument(
+        "--config",
+        metavar="X.yaml",
+        help="the PaddleVideo config the model was exported with: its "
+        "INFERENCE section gives the preprocessing (default: vslim.json, or what the input shapes prove)",
+    )
 
 
 DESCRIPTIONS = {
     "predict": "Classify videos with an inference model and print PaddleVideo's lines (`Current video file:`, "
-               "`top-1 class:`, ...), or JSON with --json. Inputs are checked before the model loads; a video "
-               "shorter than the model's clip is sampled as PaddleVideo does (frames repeated) and a note says so.",
+    "`top-1 class:`, ...), or JSON with --json. Inputs are checked before the model loads; a video "
+    "shorter than the model's clip is sampled as PaddleVideo does (frames repeated) and a note says so.",
     "info": "Show what a model folder declares: files, precision, inputs and outputs, classes, preprocessing, "
-            "architecture. --json prints the full record.",
+    "architecture. --json prints the full record.",
     "import": "Record a PaddleVideo export's preprocessing in its folder: reads the INFERENCE section of the "
-              "config it was exported with (the inference helper and its parameters), checks it against the "
-              "model's inputs and writes vslim.json, so every later command (predict, compress, package, serve) "
-              "feeds the model exactly what PaddleVideo's inference would.",
+    "config it was exported with (the inference helper and its parameters), checks it against the "
+    "model's inputs and writes vslim.json, so every later command (predict, compress, package, serve) "
+    "feeds the model exactly what PaddleVideo's inference would.",
 }
 
 
 def register(sub) -> None:
-    for name, help in (("models", "list the model zoo"),
-                       ("train", "fine-tune a zoo model on a PaddleVideo list"),
-                       ("export", "weights -> Paddle inference model + vslim.json"),
-                       ("predict", "classify videos with an inference model"),
-                       ("info", "show what a model folder declares"),
-                       ("import", "record a PaddleVideo export's preprocessing (from its config) in vslim.json")):
+    for name, help in (
+        ("models", "list the model zoo"),
+        ("train", "fine-tune a zoo model on a PaddleVideo list"),
+        ("export", "weights -> Paddle inference model + vslim.json"),
+        ("predict", "classify videos with an inference model"),
+        ("info", "show what a model folder declares"),
+        ("import", "record a PaddleVideo export's preprocessing (from its config) in vslim.json"),
+    ):
         configure(name, sub.add_parser(name, help=help, description=DESCRIPTIONS.get(name, help)))
 
 
@@ -120,16 +146,27 @@ def train(args) -> int:
     from ..config import TrainConfig
     from ..train import train as run_train
 
-    cfg = TrainConfig(arch=args.arch, train=_list_config(args.train_list, args.train_prefix),
-                      val=_list_config(args.val_list, args.val_prefix), output_dir=args.out,
-                      labels=args.labels, init_weights=args.init_weights, epochs=args.epochs,
-                      batch_size=args.batch_size, lr=args.lr, seed=args.seed, resume=args.resume,
-                      overwrite=args.overwrite)
+    cfg = TrainConfig(
+        arch=args.arch,
+        train=_list_config(args.train_list, args.train_prefix),
+        val=_list_config(args.val_list, args.val_prefix),
+        output_dir=args.out,
+        labels=args.labels,
+        init_weights=args.init_weights,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        resume=args.resume,
+        overwrite=args.overwrite,
+    )
 
     def report(r):
         val = f", val top-1 {100 * r['val_top1']:.1f}%" if "val_top1" in r else ""
-        say(f"epoch {r['epoch']}: loss {r['loss']:.3f}, train top-1 {100 * r['train_top1']:.1f}%{val} "
-            f"({r['seconds']:.1f}s)")
+        say(
+            f"epoch {r['epoch']}: loss {r['loss']:.3f}, train top-1 {100 * r['train_top1']:.1f}%{val} "
+            f"({r['seconds']:.1f}s)"
+        )
 
     result = run_train(cfg, on_epoch=report)
     best = f" (best val top-1 {100 * result.best_val_top1:.1f}%)" if result.best_val_top1 is not None else ""
@@ -141,9 +178,17 @@ def train(args) -> int:
 def export(args) -> int:
     from ..export import export_model
 
-    out = export_model(None if args.random_init else args.weights, args.out, arch=args.arch, labels=args.labels,
-                       num_seg=args.num_seg, target_size=args.target_size, short_size=args.short_size,
-                       overwrite=args.overwrite, num_classes=args.num_classes)
+    out = export_model(
+        None if args.random_init else args.weights,
+        args.out,
+        arch=args.arch,
+        labels=args.labels,
+        num_seg=args.num_seg,
+        target_size=args.target_size,
+        short_size=args.short_size,
+        overwrite=args.overwrite,
+        num_classes=args.num_classes,
+    )
     say(f"exported inference model to {out}")
     print(out)
     return 0
@@ -173,8 +218,14 @@ def predict(args) -> int:
         if r.sampling is not None:
             say(f"warning: {r.source}: {r.sampling.note}")
     if args.json:
-        print_json({"model": str(args.model_dir), "runtime": predictor.runtime, "precision": predictor.precision,
-                    "predictions": [r.to_dict() for r in results]})
+        print_json(
+            {
+                "model": str(args.model_dir),
+                "runtime": predictor.runtime,
+                "precision": predictor.precision,
+                "predictions": [r.to_dict() for r in results],
+            }
+        )
     else:
         for r in results:
             print(format_paddlevideo(r))
@@ -187,9 +238,16 @@ def info(args) -> int:
 
     m = inspect_model(args.model_dir, paddlevideo_config=args.config)
     if args.json:
-        print_json({"model_file": str(m.model_file), "params_file": str(m.params_file),
-                    "precision": m.precision, "inputs": [s.describe() for s in m.inputs],
-                    "outputs": [s.describe() for s in m.outputs], "meta": to_dict(m.meta)})
+        print_json(
+            {
+                "model_file": str(m.model_file),
+                "params_file": str(m.params_file),
+                "precision": m.precision,
+                "inputs": [s.describe() for s in m.inputs],
+                "outputs": [s.describe() for s in m.outputs],
+                "meta": to_dict(m.meta),
+            }
+        )
     else:
         print(format_info(m))
     return 0
@@ -203,8 +261,10 @@ def _clip_row(meta, pre) -> tuple[str, str]:
         return "clip", f"unknown: {meta.preprocess_unknown}"
     if meta.recipe is not None:
         return "clip", f"{meta.recipe.helper}: {meta.recipe.describe()} (from {meta.recipe.source})"
-    return "clip", (f"{pre.num_seg} segments x {pre.seg_len} frame{'s' if pre.seg_len > 1 else ''}, short side "
-                    f"{pre.short_size}, centre crop {pre.target_size}x{pre.target_size}")
+    return "clip", (
+        f"{pre.num_seg} segments x {pre.seg_len} frame{'s' if pre.seg_len > 1 else ''}, short side "
+        f"{pre.short_size}, centre crop {pre.target_size}x{pre.target_size}"
+    )
 
 
 def import_model(args) -> int:

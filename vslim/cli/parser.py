@@ -5,6 +5,7 @@ what they get without the flag, and ``vslim serv`` should point at ``serve``
 instead of listing every command. Subparsers inherit this class (argparse builds
 them with the parent's type), so one class covers every level.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """Video data: PaddleVideo list files, frame decoding, the PP-TSM clip pipeline, synthetic data."""
+
 from .lists import VideoEntry, read_list
 from .pipeline import ClipPipeline
 

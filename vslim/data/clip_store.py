@@ -3,12 +3,12 @@
 A PP-TSN clip is 25 segments x TenCrop = 250 images (150 MB as float32): eight of them in one batch,
 or thirty-two held for calibration, is what OOM-killed PTQ and packaging of PaddleVideo's PP-TSN.
 """
+
 from __future__ import annotations
 
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -40,7 +40,7 @@ class ClipStore:
 
     def __init__(self):
         self._memory: list[np.ndarray] = []
-        self._folder: Optional[Path] = None
+        self._folder: Path | None = None
         self._count = 0
         self._shape: tuple = ()
         self._bytes = 0

@@ -22,6 +22,7 @@ FFmpeg opens a PNG or JPEG as a one-frame "video", so a still image would be cla
 with full confidence; both readers refuse what is not a video (still images by their
 signature, empty files, text) before decoding, and put FFmpeg's errors in plain words.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -42,8 +43,12 @@ DECODERS = ("auto", "pyav", "opencv")
 SEEKABLE_FORMATS = {"mov", "mp4", "matroska", "webm"}
 
 # Signatures of single-picture formats: FFmpeg would read each as a one-frame video.
-STILL_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"II*\x00", "TIFF"),
-                    (b"MM\x00*", "TIFF"))
+STILL_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
 # Image formats that may hold an animation: a still image only when they hold one frame.
 ANIMATION_SIGNATURES = ((b"GIF87a", "GIF"), (b"GIF89a", "GIF"))
 MJPEG_SUFFIXES = {".mjpeg", ".mjpg"}  # raw Motion-JPEG streams start like a JPEG picture
@@ -111,8 +116,10 @@ def _check_video_file(path: Path, name: str) -> bytes:
     if not path.exists():
         raise DataError(f"video {name} does not exist")
     if not path.is_file():
-        raise DataError(f"video {name} is a folder, not a file; give a video file (a folder of frames is "
-                        "read as frames, not through a video decoder)")
+        raise DataError(
+            f"video {name} is a folder, not a file; give a video file (a folder of frames is "
+            "read as frames, not through a video decoder)"
+        )
     try:
         with path.open("rb") as fh:
             head = fh.read(HEAD_BYTES)
@@ -138,12 +145,13 @@ def _after_open(name: str, head: bytes, suffix: str, num_frames: int) -> None:
 def _unreadable(name: str, head: bytes, reason: str) -> DataError:
     """``reason`` ends with FFmpeg's own words in brackets, kept when the file turns out to be text."""
     text = text_start(head)
-    words = reason[reason.rfind(" ("):] if reason.endswith(")") else ""
+    words = reason[reason.rfind(" (") :] if reason.endswith(")") else ""
     if text is not None:
         reason = f"it is a text file (it starts with {text!r}), not a video{words}"
     elif head[4:8] == b"ftyp" and reason.startswith("the file is not a video container"):
-        reason = ("it starts like an MP4/MOV file but its index cannot be read: cut short, or still being "
-                  f"written?{words}")
+        reason = (
+            f"it starts like an MP4/MOV file but its index cannot be read: cut short, or still being written?{words}"
+        )
     return DataError(f"{name} cannot be decoded: {reason}")
 
 
@@ -290,8 +298,10 @@ class VideoReader(_Reader):
             frames.append(frame[:, :, ::-1])
         self._pos = len(frames)
         if not frames:
-            raise DataError(f"{self.name} cannot be decoded: OpenCV decoded no frame of it (damaged video "
-                            "data, or an unsupported codec)")
+            raise DataError(
+                f"{self.name} cannot be decoded: OpenCV decoded no frame of it (damaged video "
+                "data, or an unsupported codec)"
+            )
         return frames
 
     def close(self) -> None:
@@ -380,11 +390,12 @@ class PyAVReader(_Reader):
                 raise
             self.seekable = False  # damaged past this point: what was indexed is read in order
         if not pts:
-            raise DataError(f"{self.name} holds no video frames (its video stream is empty); give a video with "
-                            "frames")
+            raise DataError(f"{self.name} holds no video frames (its video stream is empty); give a video with frames")
         if not keys:
-            raise DataError(f"{self.name} cannot be decoded: its video stream has no key frame to start "
-                            "decoding from (damaged or cut from a longer stream)")
+            raise DataError(
+                f"{self.name} cannot be decoded: its video stream has no key frame to start "
+                "decoding from (damaged or cut from a longer stream)"
+            )
         self._pts, self._keys = sorted(pts), sorted(keys)
 
     def _restart(self) -> None:

@@ -10,11 +10,11 @@ Paths are relative to a ``data_prefix``. Parsing is strict: a malformed line is 
 error that names the file and line number, because a silently skipped line skews
 calibration and accuracy figures.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from ..config import ListConfig
 from ..errors import DataError
@@ -27,7 +27,7 @@ class VideoEntry:
 
     path: Path
     label: int
-    num_frames: Optional[int] = None  # set for frame folders
+    num_frames: int | None = None  # set for frame folders
     suffix: str = "img_{:05}.jpg"
     where: str = ""  # "list.txt:12", for error messages
 
@@ -117,7 +117,7 @@ def read_labels(path: Path | str) -> list[str]:
     if not labels:
         raise DataError(f"labels file {path} is empty")
     # Accept "<id> <name>" lines as well as bare names.
-    split = [l.split(maxsplit=1) for l in labels]
+    split = [line.split(maxsplit=1) for line in labels]
     if all(len(p) == 2 and whole_number(p[0]) is not None for p in split):
         return [p[1] for p in sorted(split, key=lambda p: whole_number(p[0]))]
     return labels

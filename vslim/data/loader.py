@@ -4,10 +4,11 @@ Decoding and resizing run in OpenCV and numpy, which release the GIL, so a small
 thread pool overlaps them with the model; no worker processes (and no pickling of
 clips) are needed.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, Sequence
 
 import numpy as np
 

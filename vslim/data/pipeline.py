@@ -6,6 +6,7 @@ carries a :class:`~vslim.data.recipes.Recipe` instead: its inference helper's ow
 so its inputs are the arrays PaddleVideo would feed. A model whose preprocessing is unknown
 (no config, and shapes that do not prove it) gets a pipeline that refuses with the reason.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,7 +21,6 @@ from .lists import VideoEntry
 from .recipes import Recipe
 from .sampling import Sampling, sampling_record, segment_indices
 
-
 MAX_ASPECT = 16  # widest frame shape accepted (panoramic video is about 4:1)
 
 
@@ -32,15 +32,14 @@ class ClipPipeline:
     mirrored clip is a different class.
     """
 
-    def __init__(self, cfg: PreprocessConfig, decoder: str = "auto", recipe: Recipe | None = None,
-                 unknown: str = ""):
+    def __init__(self, cfg: PreprocessConfig, decoder: str = "auto", recipe: Recipe | None = None, unknown: str = ""):
         self.cfg = cfg.validate()
         self.decoder = decoder  # "auto" (PyAV when installed), "pyav" or "opencv": same frames, PyAV faster
         self.recipe = recipe
         self.unknown = unknown  # why this model's preprocessing is not known (then every clip is refused)
 
     @classmethod
-    def for_model(cls, meta, decoder: str = "auto") -> "ClipPipeline":
+    def for_model(cls, meta, decoder: str = "auto") -> ClipPipeline:
         """The pipeline a model folder's metadata describes (its PaddleVideo recipe when it has one)."""
         return cls(meta.preprocess, decoder, meta.recipe, meta.preprocess_unknown or "")
 
@@ -52,8 +51,10 @@ class ClipPipeline:
         if self.unknown:
             raise DataError(f"this model's preprocessing is not known: {self.unknown}")
         if train and self.recipe is not None:
-            raise DataError(f"training and calibration clips of a PaddleVideo {self.recipe.helper} model are made "
-                            "by PaddleVideo's own pipeline; vslim trains only its zoo's models")
+            raise DataError(
+                f"training and calibration clips of a PaddleVideo {self.recipe.helper} model are made "
+                "by PaddleVideo's own pipeline; vslim trains only its zoo's models"
+            )
 
     def indices(self, num_frames: int, train: bool = False, rng=None, fps: float | None = None) -> np.ndarray:
         self._check_known(train)
@@ -76,8 +77,9 @@ class ClipPipeline:
     def sample_video(self, path: Path | str, train: bool = False, rng=None) -> np.ndarray:
         return self.sample_video_noting(path, train, rng)[0]
 
-    def sample_video_noting(self, path: Path | str, train: bool = False, rng=None,
-                            name: str | None = None) -> tuple[np.ndarray, Sampling | None]:
+    def sample_video_noting(
+        self, path: Path | str, train: bool = False, rng=None, name: str | None = None
+    ) -> tuple[np.ndarray, Sampling | None]:
         """The sampled frames, and the record saying frames were repeated when the video is too short."""
         self._check_known(train)
         with open_video(path, self.decoder, name) as reader:
@@ -115,8 +117,9 @@ class ClipPipeline:
             raise DataError(f"frames of {h}x{w} pixels are too small to scale")
         if max(h, w) > MAX_ASPECT * min(h, w):
             # scaling the short side up would make the long side (and memory) grow without bound
-            raise DataError(f"frames of {h}x{w} pixels are too elongated to be video frames "
-                            f"(aspect ratio over {MAX_ASPECT}:1)")
+            raise DataError(
+                f"frames of {h}x{w} pixels are too elongated to be video frames (aspect ratio over {MAX_ASPECT}:1)"
+            )
         if self.recipe is not None:
             inputs = self.recipe.transform(frames)
             return inputs[0] if len(inputs) == 1 else tuple(inputs)

@@ -22,11 +22,11 @@ the same arrays (docs/models.md lists the facts per family):
 Decoding is vslim's own (exact key-frame seeks, only the frames asked for); the decoded frames are
 the ones PaddleVideo's decoders give, so only the indices and the arithmetic matter here.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Optional
 
 import cv2
 import numpy as np
@@ -70,30 +70,42 @@ class Recipe:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def validate(self, where: str = "recipe") -> "Recipe":
+    def validate(self, where: str = "recipe") -> Recipe:
         if self.helper not in HELPERS:
-            raise ConfigError(f"{where}: PaddleVideo inference helper {self.helper!r} is not supported; vslim runs "
-                              f"the recognition helpers {', '.join(HELPERS)}")
-        for name in ("num_seg", "seg_len", "short_size", "target_size", "frame_interval", "num_frames",
-                     "sampling_rate", "alpha"):
+            raise ConfigError(
+                f"{where}: PaddleVideo inference helper {self.helper!r} is not supported; vslim runs "
+                f"the recognition helpers {', '.join(HELPERS)}"
+            )
+        for name in (
+            "num_seg",
+            "seg_len",
+            "short_size",
+            "target_size",
+            "frame_interval",
+            "num_frames",
+            "sampling_rate",
+            "alpha",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{where}: {name} must be >= 1, got {getattr(self, name)}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ConfigError(f"{where}: mean and std need 3 values each, std > 0")
         if len(self.input_names) != HELPERS[self.helper].inputs:
-            raise ConfigError(f"{where}: {self.helper} feeds {HELPERS[self.helper].inputs} input(s), the model "
-                              f"has {len(self.input_names)}: {self.input_names}")
+            raise ConfigError(
+                f"{where}: {self.helper} feeds {HELPERS[self.helper].inputs} input(s), the model "
+                f"has {len(self.input_names)}: {self.input_names}"
+            )
         return self
 
     @property
-    def family(self) -> "Helper":
+    def family(self) -> Helper:
         return HELPERS[self.helper]
 
     def input_shapes(self) -> list[list[int]]:
         """Each input's shape with a dynamic batch, as PaddleVideo's ``export_model.py`` declares it."""
         return self.family.shapes(self)
 
-    def indices(self, num_frames: int, fps: Optional[float] = None) -> np.ndarray:
+    def indices(self, num_frames: int, fps: float | None = None) -> np.ndarray:
         """0-based indices of the frames to decode, in the order the helper uses them (repeats allowed)."""
         if num_frames < 1:
             raise DataError(f"a clip needs at least one frame, got {num_frames}")
@@ -110,8 +122,9 @@ class Recipe:
 # --------------------------------------------------------------------------- the operations
 
 
-def _scale_size(w: int, h: int, short: int, fixed_ratio: bool, keep_ratio: Optional[bool],
-                do_round: bool) -> tuple[int, int]:
+def _scale_size(
+    w: int, h: int, short: int, fixed_ratio: bool, keep_ratio: bool | None, do_round: bool
+) -> tuple[int, int]:
     """(ow, oh) of PaddleVideo's ``Scale``, branch for branch."""
     if w <= h:
         ow = short
@@ -136,8 +149,14 @@ def _scale_size(w: int, h: int, short: int, fixed_ratio: bool, keep_ratio: Optio
     return ow, oh
 
 
-def scale(frames: np.ndarray, short: int, fixed_ratio: bool = True, keep_ratio: Optional[bool] = None,
-          do_round: bool = False, backend: str = "pillow") -> list[np.ndarray]:
+def scale(
+    frames: np.ndarray,
+    short: int,
+    fixed_ratio: bool = True,
+    keep_ratio: bool | None = None,
+    do_round: bool = False,
+    backend: str = "pillow",
+) -> list[np.ndarray]:
     """``Scale``: Pillow's BILINEAR (its filter widens when shrinking) or OpenCV's INTER_LINEAR on uint8."""
     from PIL import Image
 
@@ -171,7 +190,7 @@ def center_crop(frames: list[np.ndarray], size: int) -> list[np.ndarray]:
     h, w = frames[0].shape[:2]
     _check_crop(h, w, size)
     y, x = center_offsets(h, w, size)
-    return [f[y:y + size, x:x + size] for f in frames]
+    return [f[y : y + size, x : x + size] for f in frames]
 
 
 def ten_crop(frames: list[np.ndarray], size: int) -> list[np.ndarray]:
@@ -181,7 +200,7 @@ def ten_crop(frames: list[np.ndarray], size: int) -> list[np.ndarray]:
     ws, hs = (w - size) // 4, (h - size) // 4
     out = []
     for x, y in ((0, 0), (4 * ws, 0), (0, 4 * hs), (4 * ws, 4 * hs), (2 * ws, 2 * hs)):
-        crops = [f[y:y + size, x:x + size] for f in frames]
+        crops = [f[y : y + size, x : x + size] for f in frames]
         out.extend(crops)
         out.extend(c[:, ::-1] for c in crops)
     return out
@@ -278,16 +297,17 @@ class PPTSM(Helper):
         return segment_centres(n, r.num_seg, r.seg_len)
 
     def transform(self, r, frames):
-        frames = center_crop(scale(frames, r.short_size, backend="cv2" if r.fast_resize else "pillow"),
-                             r.target_size)
+        frames = center_crop(scale(frames, r.short_size, backend="cv2" if r.fast_resize else "pillow"), r.target_size)
         return [normalize_tchw(frames, r.mean, r.std)]
 
     def shapes(self, r):
         return [[-1, r.num_seg * r.seg_len, 3, r.target_size, r.target_size]]
 
     def describe(self, r):
-        return (f"{r.num_seg} segment centres x {r.seg_len}, short side {r.short_size} (Pillow bilinear, 4:3), "
-                f"centre crop {r.target_size}")
+        return (
+            f"{r.num_seg} segment centres x {r.seg_len}, short side {r.short_size} (Pillow bilinear, 4:3), "
+            f"centre crop {r.target_size}"
+        )
 
 
 class PPTSN(Helper):
@@ -308,8 +328,10 @@ class PPTSN(Helper):
         return [[-1, r.num_seg * 10, 3, r.target_size, r.target_size]]
 
     def describe(self, r):
-        return (f"{r.num_seg} segments x TenCrop {r.target_size} (= {r.num_seg * 10} images), short side "
-                f"{r.short_size} (OpenCV bilinear, 4:3)")
+        return (
+            f"{r.num_seg} segments x TenCrop {r.target_size} (= {r.num_seg * 10} images), short side "
+            f"{r.short_size} (OpenCV bilinear, 4:3)"
+        )
 
 
 class TimeSformer(Helper):
@@ -338,15 +360,17 @@ class TimeSformer(Helper):
             x = resize_float_chw(x, nh, nw)
         h, w = x.shape[2:]
         s = r.target_size
-        crops = [x[:, :, y:y + s, xo:xo + s] for xo, y in uniform_offsets(h, w, s)]
+        crops = [x[:, :, y : y + s, xo : xo + s] for xo, y in uniform_offsets(h, w, s)]
         return [np.ascontiguousarray(np.concatenate(crops, axis=1))]
 
     def shapes(self, r):
         return [[-1, 3, r.num_seg * 3, r.target_size, r.target_size]]
 
     def describe(self, r):
-        return (f"{r.num_seg} frames evenly over {self.sampling_rate * r.num_seg / 30:.1f} s, short side "
-                f"{r.short_size} (float bilinear), UniformCrop {r.target_size} x 3 along time")
+        return (
+            f"{r.num_seg} frames evenly over {self.sampling_rate * r.num_seg / 30:.1f} s, short side "
+            f"{r.short_size} (float bilinear), UniformCrop {r.target_size} x 3 along time"
+        )
 
 
 class VideoSwin(Helper):
@@ -365,8 +389,9 @@ class VideoSwin(Helper):
         return np.mod(offsets.reshape(-1), n).tolist()
 
     def transform(self, r, frames):
-        frames = center_crop(scale(frames, r.short_size, fixed_ratio=False, keep_ratio=True, do_round=True,
-                                   backend="cv2"), r.target_size)
+        frames = center_crop(
+            scale(frames, r.short_size, fixed_ratio=False, keep_ratio=True, do_round=True, backend="cv2"), r.target_size
+        )
         mean = np.float64(np.asarray(r.mean, np.float32))
         stdinv = 1 / np.float64(np.asarray(r.std, np.float32))
         x = np.stack(frames).astype(np.float32)  # Normalization(inplace=True): cv2.subtract, cv2.multiply
@@ -378,8 +403,10 @@ class VideoSwin(Helper):
         return [[-1, 3, r.num_seg * r.seg_len, r.target_size, r.target_size]]
 
     def describe(self, r):
-        return (f"{r.num_seg} x {r.seg_len} frames {r.frame_interval} apart, short side {r.short_size} "
-                f"(OpenCV bilinear, ratio kept), centre crop {r.target_size}, mean/std on 0-255")
+        return (
+            f"{r.num_seg} x {r.seg_len} frames {r.frame_interval} apart, short side {r.short_size} "
+            f"(OpenCV bilinear, ratio kept), centre crop {r.target_size}, mean/std on 0-255"
+        )
 
 
 class SlowFast(Helper):
@@ -413,7 +440,7 @@ class SlowFast(Helper):
         # MultiCrop as the helper builds it crops at a random offset; vslim takes its test-mode centre
         # (the same pixels whenever the short side equals the crop, as it does at PaddleVideo's defaults)
         y, x = int(math.ceil((h - s) / 2)), int(math.ceil((w - s) / 2))
-        fast = frames[:, y:y + s, x:x + s].astype(np.float32)
+        fast = frames[:, y : y + s, x : x + s].astype(np.float32)
         fast = fast / 255.0
         fast -= np.asarray(r.mean, np.float32).reshape(1, 1, 1, 3)
         fast /= np.asarray(r.std, np.float32).reshape(1, 1, 1, 3)
@@ -426,8 +453,10 @@ class SlowFast(Helper):
         return [[-1, 3, r.num_frames // r.alpha, s, s], [-1, 3, r.num_frames, s, s]]
 
     def describe(self, r):
-        return (f"{r.num_frames} frames over {r.num_frames * r.sampling_rate / 30:.1f} s, short side "
-                f"{r.short_size} (Pillow bilinear), crop {r.target_size}, slow pathway every {r.alpha}th frame")
+        return (
+            f"{r.num_frames} frames over {r.num_frames * r.sampling_rate / 30:.1f} s, short side "
+            f"{r.short_size} (Pillow bilinear), crop {r.target_size}, slow pathway every {r.alpha}th frame"
+        )
 
 
 HELPERS: dict[str, Helper] = {h.name: h for h in (PPTSM(), PPTSN(), TimeSformer(), VideoSwin(), SlowFast())}
@@ -439,11 +468,23 @@ HELPERS: dict[str, Helper] = {h.name: h for h in (PPTSM(), PPTSN(), TimeSformer(
 HELPER_DEFAULTS = {
     "ppTSM_Inference_helper": {"num_seg": 8, "seg_len": 1, "short_size": 256, "target_size": 224},
     "ppTSN_Inference_helper": {"num_seg": 25, "seg_len": 1, "short_size": 256, "target_size": 224},
-    "TimeSformer_Inference_helper": {"num_seg": 8, "seg_len": 1, "short_size": 224, "target_size": 224,
-                                     "mean": KINETICS_MEAN, "std": KINETICS_STD},
-    "VideoSwin_Inference_helper": {"num_seg": 4, "seg_len": 32, "frame_interval": 2, "short_size": 224,
-                                   "target_size": 224, "mean": [123.675, 116.28, 103.53],
-                                   "std": [58.395, 57.12, 57.375]},
+    "TimeSformer_Inference_helper": {
+        "num_seg": 8,
+        "seg_len": 1,
+        "short_size": 224,
+        "target_size": 224,
+        "mean": KINETICS_MEAN,
+        "std": KINETICS_STD,
+    },
+    "VideoSwin_Inference_helper": {
+        "num_seg": 4,
+        "seg_len": 32,
+        "frame_interval": 2,
+        "short_size": 224,
+        "target_size": 224,
+        "mean": [123.675, 116.28, 103.53],
+        "std": [58.395, 57.12, 57.375],
+    },
     "SlowFast_Inference_helper": {"num_frames": 32, "sampling_rate": 2, "target_size": 256, "alpha": 8},
 }
 # what the helper hard-codes rather than reads
@@ -462,29 +503,37 @@ def from_config(inference: dict, input_names: list[str], where: str) -> Recipe:
         raise ConfigError(f"{where}: INFERENCE needs a 'name' (the inference helper, e.g. ppTSM_Inference_helper)")
     helper = inference["name"]
     if helper not in HELPER_DEFAULTS:
-        raise ConfigError(f"{where}: INFERENCE.name {helper!r}{suggest_key(str(helper), sorted(HELPER_DEFAULTS))} is "
-                          f"not a recognition helper vslim runs; supported: {', '.join(HELPER_DEFAULTS)}")
+        raise ConfigError(
+            f"{where}: INFERENCE.name {helper!r}{suggest_key(str(helper), sorted(HELPER_DEFAULTS))} is "
+            f"not a recognition helper vslim runs; supported: {', '.join(HELPER_DEFAULTS)}"
+        )
     params = dict(HELPER_DEFAULTS[helper])
     for key, value in inference.items():
         if key in ("name", "top_k"):
             continue
         if key not in HELPER_DEFAULTS[helper]:
             known = sorted(HELPER_DEFAULTS[helper]) + ["top_k"]
-            raise ConfigError(f"{where}: INFERENCE.{key} is not an argument of {helper}"
-                              f"{suggest_key(str(key), known)}; it takes {', '.join(known)}")
+            raise ConfigError(
+                f"{where}: INFERENCE.{key} is not an argument of {helper}"
+                f"{suggest_key(str(key), known)}; it takes {', '.join(known)}"
+            )
         params[key] = value
     params.update(HELPER_FIXED.get(helper, {}))
     if helper == "SlowFast_Inference_helper":
         params["short_size"] = params["target_size"]  # JitterScale(target_size, target_size)
     try:
-        recipe = Recipe(helper=helper, input_names=list(input_names), source=where,
-                        **{k: (list(map(float, v)) if k in ("mean", "std") else int(v)) for k, v in params.items()})
+        recipe = Recipe(
+            helper=helper,
+            input_names=list(input_names),
+            source=where,
+            **{k: (list(map(float, v)) if k in ("mean", "std") else int(v)) for k, v in params.items()},
+        )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: INFERENCE has a value of the wrong kind ({exc})") from None
     return recipe.validate(where)
 
 
-def from_inputs(inputs) -> tuple[Optional[Recipe], str]:
+def from_inputs(inputs) -> tuple[Recipe | None, str]:
     """What the input shapes alone prove: a recipe with its assumed defaults, or None and the reason.
 
     Only ``[N, T, 3, S, S]`` with a plausible frame count is unambiguous enough (PP-TSM's helper at
@@ -498,22 +547,35 @@ def from_inputs(inputs) -> tuple[Optional[Recipe], str]:
     if len(shape) != 5 or any(d <= 0 for d in shape[1:]):
         return None, f"input {inputs[0].name} {shape} is not a fixed-size clip [N, T, 3, S, S]; {need}"
     if shape[1] == 3 and shape[2] != 3:
-        return None, (f"input {inputs[0].name} {shape} is channels-first [N, 3, T, H, W] (TimeSformer, VideoSwin, "
-                      f"...), whose sampling and crops differ by family; {need}")
+        return None, (
+            f"input {inputs[0].name} {shape} is channels-first [N, 3, T, H, W] (TimeSformer, VideoSwin, "
+            f"...), whose sampling and crops differ by family; {need}"
+        )
     if shape[2] != 3 or shape[3] != shape[4]:
         return None, f"input {inputs[0].name} {shape} is not [N, T, 3, S, S]; {need}"
     frames, size = shape[1], shape[3]
     if frames > MAX_PLAIN_FRAMES:
-        return None, (f"input {inputs[0].name} {shape} has {frames} images per clip: that may be segments x "
-                      f"crops (TSN's TenCrop feeds 25 x 10 = 250) or a long clip with its own scale (MoViNet: "
-                      f"50), so it is not read as {frames} frames; {need}")
+        return None, (
+            f"input {inputs[0].name} {shape} has {frames} images per clip: that may be segments x "
+            f"crops (TSN's TenCrop feeds 25 x 10 = 250) or a long clip with its own scale (MoViNet: "
+            f"50), so it is not read as {frames} frames; {need}"
+        )
     short = max(size, round(size * 256 / 224))
-    recipe = Recipe(helper="ppTSM_Inference_helper", input_names=[inputs[0].name], num_seg=frames, seg_len=1,
-                    short_size=short, target_size=size, source="input shape",
-                    assumed=[f"PP-TSM's inference helper (segment centres, Pillow resize, centre crop)",
-                             f"num_seg {frames} (from the input shape), seg_len 1",
-                             f"short side {short} (PaddleVideo's 256 for a 224 crop, scaled)",
-                             "ImageNet mean and std"])
+    recipe = Recipe(
+        helper="ppTSM_Inference_helper",
+        input_names=[inputs[0].name],
+        num_seg=frames,
+        seg_len=1,
+        short_size=short,
+        target_size=size,
+        source="input shape",
+        assumed=[
+            "PP-TSM's inference helper (segment centres, Pillow resize, centre crop)",
+            f"num_seg {frames} (from the input shape), seg_len 1",
+            f"short side {short} (PaddleVideo's 256 for a 224 crop, scaled)",
+            "ImageNet mean and std",
+        ],
+    )
     return recipe.validate("input shape"), ""
 
 

@@ -4,6 +4,7 @@ The clip is cut into ``num_seg`` equal segments; from each, ``seg_len`` consecut
 frames are taken: the centre ones for evaluation, a random start for training.
 Indices are 0-based; frame folders add 1 when naming files.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -61,6 +62,8 @@ def sampling_record(num_frames: int, indices) -> Sampling | None:
     if len(set(indices)) == len(indices):
         return None
     frames = f"{num_frames} frame" + ("" if num_frames == 1 else "s")
-    note = (f"the video has {frames} but the model's clip takes {len(indices)}, so frames were repeated to fill "
-            "it (as PaddleVideo does)")
+    note = (
+        f"the video has {frames} but the model's clip takes {len(indices)}, so frames were repeated to fill "
+        "it (as PaddleVideo does)"
+    )
     return Sampling(num_frames, len(indices), True, note)

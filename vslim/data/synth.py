@@ -10,13 +10,14 @@ Everything is drawn with a seeded generator, so ``--seed`` fixes every pixel; th
 same clips are written as video files (``.mp4``) and as PaddleVideo rawframe
 folders, with list files for train / val / calibration in both formats.
 """
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import cv2
 import numpy as np
@@ -64,7 +65,7 @@ class SynthConfig:
     write_videos: bool = True
     write_frames: bool = True
 
-    def validate(self) -> "SynthConfig":
+    def validate(self) -> SynthConfig:
         if min(self.num_train, self.num_val, self.num_calib) < 1:
             raise DataError("every split needs at least one clip")
         if self.num_frames < 8 or min(self.height, self.width) < 48:
@@ -146,15 +147,16 @@ def _write_video(path: Path, frames: np.ndarray, fps: int) -> None:
 def _write_frames(folder: Path, frames: np.ndarray) -> None:
     folder.mkdir(parents=True)
     for i, f in enumerate(frames, start=1):
-        cv2.imwrite(str(folder / f"img_{i:05d}.jpg"), np.ascontiguousarray(f[:, :, ::-1]),
-                    [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(
+            str(folder / f"img_{i:05d}.jpg"), np.ascontiguousarray(f[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 95]
+        )
 
 
 def generate(
     out: Path | str,
     cfg: SynthConfig = SynthConfig(),
     overwrite: bool = False,
-    progress: Optional[Callable[[int, int], None]] = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Write the data set to ``out`` (atomically) and return it.
 
@@ -200,4 +202,3 @@ def generate(
         meta = {"generator": "vslim.data.synth", "classes": list(CLASSES), "config": asdict(cfg)}
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
     return Path(out)
-

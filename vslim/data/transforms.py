@@ -6,10 +6,12 @@ channels, which falls off OpenCV's SIMD paths), crops are slices, and
 normalisation writes each output channel plane once, straight from uint8
 (1.4 ms for 8x224x224 instead of 4.2 ms for transpose-then-normalise).
 """
+
 from __future__ import annotations
 
 import cv2
 import numpy as np
+
 
 def scaled_size(h: int, w: int, short_size: int, fixed_ratio: bool) -> tuple[int, int]:
     """Output (height, width) of PaddleVideo's ``Scale`` for an ``h x w`` frame."""

@@ -1,4 +1,5 @@
 """Paddle Inference predictor wrapper (CPU, oneDNN, GPU, TensorRT) and model-folder inspection."""
+
 from .predictor import ModelInfo, Predictor, inspect_model
 
 __all__ = ["ModelInfo", "Predictor", "inspect_model"]

@@ -3,6 +3,7 @@
 Paddle tools name them differently (``model``, ``inference``, ``ppTSM``,
 ``__model__``/``__params__``); users should not have to say which.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,9 +16,12 @@ UNREAD = object()  # find_model_files(meta=...): vslim.json not read yet
 _PREFERRED = ("model", "inference", "ppTSM")
 
 
-def find_model_files(model_dir: Path | str, model_filename: str | None = None,
-                     params_filename: str | None = None, meta: ModelMeta | None | object = UNREAD
-                     ) -> tuple[Path, Path]:
+def find_model_files(
+    model_dir: Path | str,
+    model_filename: str | None = None,
+    params_filename: str | None = None,
+    meta: ModelMeta | None | object = UNREAD,
+) -> tuple[Path, Path]:
     """``(model_file, params_file)`` of the one inference model in ``model_dir``.
 
     Explicit file names win; then the names in ``vslim.json``; then the only
@@ -59,8 +63,10 @@ def find_model_files(model_dir: Path | str, model_filename: str | None = None,
 def _plain_name(name: str, model_dir: Path) -> None:
     """Model file names in configs must name files inside the folder, nothing else."""
     if not name or "/" in name or "\\" in name or name in (".", "..") or Path(name).is_absolute():
-        raise ModelError(f"model folder {model_dir} names its model file {name!r}: only a plain file name inside "
-                         "the folder is allowed")
+        raise ModelError(
+            f"model folder {model_dir} names its model file {name!r}: only a plain file name inside "
+            "the folder is allowed"
+        )
 
 
 def _check_pair(model_dir: Path, model: Path, params: Path) -> tuple[Path, Path]:

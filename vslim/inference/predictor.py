@@ -10,6 +10,7 @@ chooses the backend settings that are known to work (docs/architecture.md, Pytho
 * GPU checks that this Paddle has CUDA (and TensorRT when asked) and says which
   package to install when it has not.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,7 +19,6 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -48,8 +48,12 @@ class ModelInfo:
         return "int8" if self.quantized else "fp32"
 
 
-def inspect_model(model_dir: Path | str, model_filename: str | None = None,
-                  params_filename: str | None = None, paddlevideo_config: Path | str | None = None) -> ModelInfo:
+def inspect_model(
+    model_dir: Path | str,
+    model_filename: str | None = None,
+    params_filename: str | None = None,
+    paddlevideo_config: Path | str | None = None,
+) -> ModelInfo:
     """Read a model folder without running it; errors name the broken file.
 
     ``paddlevideo_config``: the PaddleVideo config the model was exported with; its preprocessing
@@ -80,8 +84,9 @@ def check_batch(inputs, preferred: int) -> int:
 def seeded_feeds(inputs, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
     """A seeded noise batch for every model input (dynamic dims as 1): the runtimes' and probes' check data."""
     rng = np.random.default_rng(seed)
-    return {s.name: rng.standard_normal([batch] + [d if d > 0 else 1 for d in s.shape[1:]]).astype(s.dtype)
-            for s in inputs}
+    return {
+        s.name: rng.standard_normal([batch] + [d if d > 0 else 1 for d in s.shape[1:]]).astype(s.dtype) for s in inputs
+    }
 
 
 def _meta_from_program(inputs, outputs) -> ModelMeta:
@@ -97,11 +102,18 @@ def _meta_from_program(inputs, outputs) -> ModelMeta:
         pre.num_seg, pre.target_size, pre.short_size = recipe.num_seg, recipe.target_size, recipe.short_size
     out = outputs[0].shape
     n = out[-1] if out and out[-1] > 0 else 1
-    return ModelMeta(num_classes=n, labels=default_labels(n), preprocess=pre, recipe=recipe,
-                     preprocess_unknown=unknown or None, input_name=inputs[0].name, output_name=outputs[0].name)
+    return ModelMeta(
+        num_classes=n,
+        labels=default_labels(n),
+        preprocess=pre,
+        recipe=recipe,
+        preprocess_unknown=unknown or None,
+        input_name=inputs[0].name,
+        output_name=outputs[0].name,
+    )
 
 
-def meta_from_paddlevideo_config(path: Path | str, inputs, outputs, labels: Optional[list[str]] = None) -> ModelMeta:
+def meta_from_paddlevideo_config(path: Path | str, inputs, outputs, labels: list[str] | None = None) -> ModelMeta:
     """The metadata of a PaddleVideo export, from the config it was exported with (``INFERENCE``,
     ``model_name``, ``MODEL.head.num_classes``), checked against the model's declared inputs."""
     from ..config import PreprocessConfig, load_yaml
@@ -109,15 +121,20 @@ def meta_from_paddlevideo_config(path: Path | str, inputs, outputs, labels: Opti
 
     data = load_yaml(path)
     if "INFERENCE" not in data:
-        raise ModelError(f"{path} has no INFERENCE section: give the config the model was exported with "
-                         "(PaddleVideo's configs/recognition/...yaml)")
+        raise ModelError(
+            f"{path} has no INFERENCE section: give the config the model was exported with "
+            "(PaddleVideo's configs/recognition/...yaml)"
+        )
     recipe = from_config(data["INFERENCE"], [s.name for s in inputs], f"{path}")
     expected = recipe.input_shapes()
     declared = [list(s.shape) for s in inputs]
-    if len(expected) != len(declared) or any(len(e) != len(d) or any(a > 0 and b > 0 and a != b for a, b in zip(e, d))
-                                             for e, d in zip(expected, declared)):
-        raise ModelError(f"{path} describes inputs {expected} ({recipe.helper}: {recipe.describe()}), but the model "
-                         f"declares {declared}: it was exported with another config")
+    if len(expected) != len(declared) or any(
+        len(e) != len(d) or any(a > 0 and b > 0 and a != b for a, b in zip(e, d)) for e, d in zip(expected, declared)
+    ):
+        raise ModelError(
+            f"{path} describes inputs {expected} ({recipe.helper}: {recipe.describe()}), but the model "
+            f"declares {declared}: it was exported with another config"
+        )
     out = outputs[0].shape
     head = (data.get("MODEL") or {}).get("head") or {}
     declared = head.get("num_classes") if isinstance(head, dict) and isinstance(head.get("num_classes"), int) else None
@@ -129,11 +146,23 @@ def meta_from_paddlevideo_config(path: Path | str, inputs, outputs, labels: Opti
         n = declared or 1
     if labels is not None and len(labels) != n:
         raise ModelError(f"{len(labels)} labels given for a model of {n} classes")
-    pre = PreprocessConfig(num_seg=recipe.num_seg, seg_len=recipe.seg_len,
-                           short_size=max(recipe.short_size, recipe.target_size), target_size=recipe.target_size)
-    return ModelMeta(num_classes=n, labels=labels or default_labels(n), preprocess=pre, recipe=recipe,
-                     arch=str(data.get("model_name") or "") or None, output_kind=recipe.family.output_kind,
-                     input_name=inputs[0].name, output_name=outputs[0].name, source=f"PaddleVideo config {path}")
+    pre = PreprocessConfig(
+        num_seg=recipe.num_seg,
+        seg_len=recipe.seg_len,
+        short_size=max(recipe.short_size, recipe.target_size),
+        target_size=recipe.target_size,
+    )
+    return ModelMeta(
+        num_classes=n,
+        labels=labels or default_labels(n),
+        preprocess=pre,
+        recipe=recipe,
+        arch=str(data.get("model_name") or "") or None,
+        output_kind=recipe.family.output_kind,
+        input_name=inputs[0].name,
+        output_name=outputs[0].name,
+        source=f"PaddleVideo config {path}",
+    )
 
 
 def _paddle_inference():
@@ -152,15 +181,14 @@ class Predictor:
 
     runtime = "paddle"
 
-    def __init__(self, model_dir: Path | str, config: PredictorConfig | None = None,
-                 info: Optional[ModelInfo] = None):
+    def __init__(self, model_dir: Path | str, config: PredictorConfig | None = None, info: ModelInfo | None = None):
         self.config = (config or PredictorConfig()).validate()
         self.info = info or inspect_model(model_dir)
         self.precision = self._resolve_precision()
-        self.probed: Optional[dict] = None
+        self.probed: dict | None = None
         if self.config.device == "cpu" and self.config.probe:
             self.config = self._safe_settings()
-        self.onednn_int8_ops: Optional[tuple[str, ...]] = None
+        self.onednn_int8_ops: tuple[str, ...] | None = None
         self.rewritten_shifts = 0
         self._native = self._create()
         self._lock = threading.Lock()
@@ -197,19 +225,30 @@ class Predictor:
         if chosen is None:
             if not needs_probe(self.info.meta):
                 return self.config
-            result = probe(self.info.model_dir, self.info.model_file, self.info.params_file,
-                           self.config.precision, self.config.threads, say=_note)
+            result = probe(
+                self.info.model_dir,
+                self.info.model_file,
+                self.info.params_file,
+                self.config.precision,
+                self.config.threads,
+                say=_note,
+            )
             if result.chosen is None:
                 raise unusable(result, self.info.model_dir)
             if result.fell_back and not result.cached:  # once, when found (vslim info shows it later)
-                _note(f"note: {self.info.model_dir} cannot run with Paddle's default settings on this host "
-                      f"({result.summary()}); running it with {result.chosen['name']}")
+                _note(
+                    f"note: {self.info.model_dir} cannot run with Paddle's default settings on this host "
+                    f"({result.summary()}); running it with {result.chosen['name']}"
+                )
             chosen = result.chosen
         self.probed = chosen
         c = self.config
-        return dataclasses.replace(c, ir_optim=c.ir_optim and chosen["ir_optim"],
-                                   use_onednn=c.use_onednn and chosen["use_onednn"],
-                                   deleted_passes=sorted(set(c.deleted_passes or []) | set(chosen["deleted_passes"])))
+        return dataclasses.replace(
+            c,
+            ir_optim=c.ir_optim and chosen["ir_optim"],
+            use_onednn=c.use_onednn and chosen["use_onednn"],
+            deleted_passes=sorted(set(c.deleted_passes or []) | set(chosen["deleted_passes"])),
+        )
 
     def _bf16_int8(self) -> str:
         raise InferenceError(f"{self.info.model_dir} is an INT8 model: run it as int8, or give the FP32 model for bf16")
@@ -253,11 +292,16 @@ class Predictor:
         except Exception as exc:  # C++ errors arrive as assorted Python exceptions
             first = _first_line(exc)
             onednn = self.config.use_onednn and any(w in first.lower() for w in ONEDNN_WORDS)
-            cause = ("a oneDNN failure with this model, not damaged files: it may load with oneDNN off "
-                     "(vslim probes a model it has not seen and falls back by itself)" if onednn else
-                     "the files may be corrupt or from an incompatible Paddle version")
-            raise ModelError(f"Paddle Inference could not load {self.info.model_file} with "
-                             f"{self.info.params_file.name}: {first}; {cause}") from exc
+            cause = (
+                "a oneDNN failure with this model, not damaged files: it may load with oneDNN off "
+                "(vslim probes a model it has not seen and falls back by itself)"
+                if onednn
+                else "the files may be corrupt or from an incompatible Paddle version"
+            )
+            raise ModelError(
+                f"Paddle Inference could not load {self.info.model_file} with "
+                f"{self.info.params_file.name}: {first}; {cause}"
+            ) from exc
 
     def _configure_cpu(self, cfg) -> None:
         cfg.disable_gpu()
@@ -288,20 +332,30 @@ class Predictor:
         if paddle.device.cuda.device_count() < 1:
             raise InferenceError("Paddle has CUDA but sees no GPU (check CUDA_VISIBLE_DEVICES and the driver)")
         c = self.config
-        precision = pi.PrecisionType.Half if (self.precision == "fp16" and not c.use_tensorrt) else pi.PrecisionType.Float32
+        precision = (
+            pi.PrecisionType.Half if (self.precision == "fp16" and not c.use_tensorrt) else pi.PrecisionType.Float32
+        )
         cfg.enable_use_gpu(c.gpu_mem_mb, c.gpu_id, precision)
         if not c.use_tensorrt:
             if self.precision == "int8":
                 raise InferenceError("INT8 on the GPU runs through TensorRT: add --use-tensorrt")
             return
         if pi.get_trt_compile_version() == (0, 0, 0):
-            raise InferenceError("this Paddle build has no TensorRT support: install paddlepaddle-gpu built with TensorRT 8.5")
-        trt_precision = {"fp32": pi.PrecisionType.Float32, "fp16": pi.PrecisionType.Half,
-                         "int8": pi.PrecisionType.Int8}[self.precision]
+            raise InferenceError(
+                "this Paddle build has no TensorRT support: install paddlepaddle-gpu built with TensorRT 8.5"
+            )
+        trt_precision = {
+            "fp32": pi.PrecisionType.Float32,
+            "fp16": pi.PrecisionType.Half,
+            "int8": pi.PrecisionType.Int8,
+        }[self.precision]
         cfg.enable_tensorrt_engine(
-            workspace_size=c.trt_workspace_mb << 20, max_batch_size=c.trt_max_batch_size,
-            min_subgraph_size=c.trt_min_subgraph_size, precision_mode=trt_precision,
-            use_static=c.trt_use_static, use_calib_mode=False,  # INT8 scales come from the quantized model
+            workspace_size=c.trt_workspace_mb << 20,
+            max_batch_size=c.trt_max_batch_size,
+            min_subgraph_size=c.trt_min_subgraph_size,
+            precision_mode=trt_precision,
+            use_static=c.trt_use_static,
+            use_calib_mode=False,  # INT8 scales come from the quantized model
         )
         if c.trt_cache_dir:
             cfg.set_optim_cache_dir(c.trt_cache_dir)
@@ -335,8 +389,7 @@ class Predictor:
         array = np.asarray(array)
         if array.ndim != len(spec.shape) or any(d > 0 and d != a for d, a in zip(spec.shape, array.shape)):
             raise InferenceError(
-                f"input {name!r} has shape {list(array.shape)} but the model expects {list(spec.shape)} "
-                "(-1 = any size)"
+                f"input {name!r} has shape {list(array.shape)} but the model expects {list(spec.shape)} (-1 = any size)"
             )
         if array.shape[0] == 0:
             raise InferenceError(f"input {name!r} is an empty batch")
@@ -347,8 +400,9 @@ class Predictor:
                 raise InferenceError(f"input {name!r} has dtype {array.dtype} but the model expects {spec.dtype}")
         return np.ascontiguousarray(array)
 
-    def checked_feeds(self, feeds: dict[str, np.ndarray],
-                      fetch: Optional[list[str]]) -> tuple[dict[str, np.ndarray], list[str]]:
+    def checked_feeds(
+        self, feeds: dict[str, np.ndarray], fetch: list[str] | None
+    ) -> tuple[dict[str, np.ndarray], list[str]]:
         """Every model input checked and contiguous, and the outputs to return (all by default)."""
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
@@ -359,7 +413,7 @@ class Predictor:
             raise InferenceError(f"unknown output(s) {unknown}; the model gives {self.output_names}")
         return {n: self.check_input(n, feeds[n]) for n in self.input_names}, fetch
 
-    def run_feeds(self, feeds: dict[str, np.ndarray], fetch: Optional[list[str]] = None) -> dict[str, np.ndarray]:
+    def run_feeds(self, feeds: dict[str, np.ndarray], fetch: list[str] | None = None) -> dict[str, np.ndarray]:
         """Run one batch; ``feeds`` must name every model input."""
         arrays, fetch = self.checked_feeds(feeds, fetch)
         with self._lock:
@@ -379,7 +433,7 @@ class Predictor:
         """Like :meth:`run` for any N, in chunks of ``batch_size``."""
         return np.concatenate([self.run(clips[i : i + batch_size]) for i in range(0, len(clips), batch_size)])
 
-    def clone(self) -> "Predictor":
+    def clone(self) -> Predictor:
         """Another predictor sharing this one's weights, for use on another thread."""
         clone = object.__new__(Predictor)
         clone.config, clone.info, clone.precision = self.config, self.info, self.precision
@@ -396,9 +450,14 @@ class Predictor:
         c = self.config
         d = {"model": str(self.info.model_dir), "runtime": "paddle", "precision": self.precision, "device": c.device}
         if c.device == "cpu":
-            d.update(threads=c.threads, onednn=c.use_onednn, onednn_int8_ops=list(self.onednn_int8_ops or []),
-                     temporal_shift_rewritten=self.rewritten_shifts, ir_optim=c.ir_optim,
-                     deleted_passes=list(c.deleted_passes or []))
+            d.update(
+                threads=c.threads,
+                onednn=c.use_onednn,
+                onednn_int8_ops=list(self.onednn_int8_ops or []),
+                temporal_shift_rewritten=self.rewritten_shifts,
+                ir_optim=c.ir_optim,
+                deleted_passes=list(c.deleted_passes or []),
+            )
             if self.probed is not None:
                 d["probed_settings"] = self.probed["name"]
         else:

@@ -17,6 +17,7 @@ The outcome is cached by model content, CPU flags and Paddle version in
 ``runtime.json`` so a server never loads a configuration that crashed where it was packaged.
 Models vslim exported from its own zoo are not probed: CI runs them on every supported ISA.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,9 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 from ..errors import InferenceError
 from ..fsio import sha256_of, write_json
@@ -42,8 +43,13 @@ PROBE_TIMEOUT_S = 600.0
 MEMORY_BUDGET_MB = float(os.environ.get("VSLIM_MEMORY_BUDGET_MB", 6000))
 OVER_BUDGET_EXIT = 3
 # the fusion passes measured to crash or fail on CPUs they were not built for (SIGILL without AVX-512)
-FRAGILE_PASSES = ("self_attention_fuse_pass", "multihead_matmul_fuse_pass_v2", "multihead_matmul_fuse_pass_v3",
-                  "fused_multi_transformer_encoder_pass", "fc_mkldnn_pass")
+FRAGILE_PASSES = (
+    "self_attention_fuse_pass",
+    "multihead_matmul_fuse_pass_v2",
+    "multihead_matmul_fuse_pass_v3",
+    "fused_multi_transformer_encoder_pass",
+    "fc_mkldnn_pass",
+)
 
 
 @dataclass(frozen=True)
@@ -56,8 +62,12 @@ class Settings:
     deleted_passes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "ir_optim": self.ir_optim, "use_onednn": self.use_onednn,
-                "deleted_passes": list(self.deleted_passes)}
+        return {
+            "name": self.name,
+            "ir_optim": self.ir_optim,
+            "use_onednn": self.use_onednn,
+            "deleted_passes": list(self.deleted_passes),
+        }
 
 
 REFERENCE = Settings("plain kernels", ir_optim=False, use_onednn=False)
@@ -78,13 +88,13 @@ class Attempt:
     # budget (memory), skipped (cannot apply to this model)
     reason: str = ""
     seconds: float = 0.0
-    peak_rss_mb: Optional[float] = None  # the child's peak memory for one clip (ok attempts)
-    run_s: Optional[float] = None  # its first run of one clip
+    peak_rss_mb: float | None = None  # the child's peak memory for one clip (ok attempts)
+    run_s: float | None = None  # its first run of one clip
 
 
 @dataclass
 class ProbeResult:
-    chosen: Optional[dict]
+    chosen: dict | None
     attempts: list[Attempt] = field(default_factory=list)
     host: dict = field(default_factory=dict)
     cached: bool = False  # answered from the cache: the user was told about the fallback when it was found
@@ -94,8 +104,11 @@ class ProbeResult:
         return bool(self.chosen) and self.chosen["name"] != "default"
 
     def summary(self) -> str:
-        tried = "; ".join(f"{a.settings['name']}: {a.status}" + (f" ({a.reason})" if a.reason else "")
-                          for a in self.attempts if a.status != "ok")
+        tried = "; ".join(
+            f"{a.settings['name']}: {a.status}" + (f" ({a.reason})" if a.reason else "")
+            for a in self.attempts
+            if a.status != "ok"
+        )
         return tried
 
     def to_dict(self) -> dict:
@@ -107,8 +120,21 @@ def _host() -> dict:
 
     from .runtimes import cpu_flags
 
-    flags = sorted(cpu_flags() & {"avx", "avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
-                                  "amx_bf16", "amx_int8", "fma"})
+    flags = sorted(
+        cpu_flags()
+        & {
+            "avx",
+            "avx2",
+            "avx512f",
+            "avx512bw",
+            "avx512_vnni",
+            "avx_vnni",
+            "avx512_bf16",
+            "amx_bf16",
+            "amx_int8",
+            "fma",
+        }
+    )
     return {"flags": flags, "paddle": paddle.__version__}
 
 
@@ -128,38 +154,67 @@ def describe_signal(returncode: int) -> str:
         name = signal.Signals(-returncode).name
     except ValueError:
         name = f"signal {-returncode}"
-    meaning = {"SIGILL": "an instruction this CPU lacks (a kernel or pass built for a newer ISA)",
-               "SIGSEGV": "a memory fault inside Paddle's C++ core", "SIGABRT": "Paddle's C++ core aborted",
-               "SIGFPE": "an arithmetic fault inside Paddle's C++ core",
-               "SIGKILL": "killed from outside, most likely by the kernel for lack of memory (a batch of 1 of this "
-                          "model did not fit)", "SIGBUS": "a bus error inside Paddle"}
+    meaning = {
+        "SIGILL": "an instruction this CPU lacks (a kernel or pass built for a newer ISA)",
+        "SIGSEGV": "a memory fault inside Paddle's C++ core",
+        "SIGABRT": "Paddle's C++ core aborted",
+        "SIGFPE": "an arithmetic fault inside Paddle's C++ core",
+        "SIGKILL": "killed from outside, most likely by the kernel for lack of memory (a batch of 1 of this "
+        "model did not fit)",
+        "SIGBUS": "a bus error inside Paddle",
+    }
     return f"killed by {name}: {meaning.get(name, 'a crash inside Paddle')}"
 
 
-def _child_command(model_dir: Path, settings: Settings, precision: str, threads: int,
-                   reference: Optional[Path], save: Optional[Path]) -> list[str]:
-    spec = json.dumps({"model_dir": str(model_dir), "settings": settings.to_dict(), "precision": precision,
-                       "threads": threads, "reference": str(reference) if reference else None,
-                       "save": str(save) if save else None})
+def _child_command(
+    model_dir: Path, settings: Settings, precision: str, threads: int, reference: Path | None, save: Path | None
+) -> list[str]:
+    spec = json.dumps(
+        {
+            "model_dir": str(model_dir),
+            "settings": settings.to_dict(),
+            "precision": precision,
+            "threads": threads,
+            "reference": str(reference) if reference else None,
+            "save": str(save) if save else None,
+        }
+    )
     return [sys.executable, "-m", "vslim.inference.probe", spec]
 
 
-def _try(model_dir: Path, settings: Settings, precision: str, threads: int, reference: Optional[Path] = None,
-         save: Optional[Path] = None) -> Attempt:
+def _try(
+    model_dir: Path,
+    settings: Settings,
+    precision: str,
+    threads: int,
+    reference: Path | None = None,
+    save: Path | None = None,
+) -> Attempt:
     start = time.perf_counter()
     env = dict(os.environ, VSLIM_PROBE_CHILD="1")
     try:
-        proc = subprocess.run(_child_command(model_dir, settings, precision, threads, reference, save),
-                              capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, env=env)
+        proc = subprocess.run(
+            _child_command(model_dir, settings, precision, threads, reference, save),
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_S,
+            env=env,
+        )
     except subprocess.TimeoutExpired:
-        return Attempt(settings.to_dict(), "failed", f"no answer in {PROBE_TIMEOUT_S:.0f} s",
-                       time.perf_counter() - start)
+        return Attempt(
+            settings.to_dict(), "failed", f"no answer in {PROBE_TIMEOUT_S:.0f} s", time.perf_counter() - start
+        )
     seconds = time.perf_counter() - start
     if proc.returncode < 0:
         return Attempt(settings.to_dict(), "crashed", describe_signal(proc.returncode), seconds)
     if proc.returncode == OVER_BUDGET_EXIT:
-        return Attempt(settings.to_dict(), "over budget", f"needs more than {MEMORY_BUDGET_MB / 1024:.1f} GB for "
-                       "one clip with oneDNN (VSLIM_MEMORY_BUDGET_MB raises the limit)", seconds)
+        return Attempt(
+            settings.to_dict(),
+            "over budget",
+            f"needs more than {MEMORY_BUDGET_MB / 1024:.1f} GB for "
+            "one clip with oneDNN (VSLIM_MEMORY_BUDGET_MB raises the limit)",
+            seconds,
+        )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     answer = json.loads(lines[-1]) if lines else {}
     if proc.returncode == 0 and answer.get("ok"):
@@ -169,8 +224,15 @@ def _try(model_dir: Path, settings: Settings, precision: str, threads: int, refe
     return Attempt(settings.to_dict(), status, reason[:400], seconds)
 
 
-def probe(model_dir: Path | str, model_file: Path, params_file: Path, precision: str = "auto", threads: int = 2,
-          say: Callable[[str], None] = lambda _: None, use_cache: bool = True) -> ProbeResult:
+def probe(
+    model_dir: Path | str,
+    model_file: Path,
+    params_file: Path,
+    precision: str = "auto",
+    threads: int = 2,
+    say: Callable[[str], None] = lambda _: None,
+    use_cache: bool = True,
+) -> ProbeResult:
     """The first configuration that loads and runs the model in a child process (cached per host)."""
     host = _host()
     cache = _cache_file(model_file, params_file, host)
@@ -180,19 +242,23 @@ def probe(model_dir: Path | str, model_file: Path, params_file: Path, precision:
             return ProbeResult(data["chosen"], [Attempt(**a) for a in data["attempts"]], data["host"], cached=True)
         except (json.JSONDecodeError, KeyError, TypeError):
             pass  # a damaged cache entry: probe again
-    say(f"  first run of {model_dir} on this host: loading it in a separate process (a crash there cannot "
-        "take this one down)")
+    say(
+        f"  first run of {model_dir} on this host: loading it in a separate process (a crash there cannot "
+        "take this one down)"
+    )
     result = ProbeResult(None, [], host)
     with tempfile.TemporaryDirectory(prefix="vslim-probe-") as work:
-        reference = _reference(Path(model_dir), model_file, precision, threads, Path(work) / "reference.npz",
-                               result, say)
+        reference = _reference(
+            Path(model_dir), model_file, precision, threads, Path(work) / "reference.npz", result, say
+        )
         _attempts(Path(model_dir), precision, threads, reference, result, say)
     write_json(cache, result.to_dict())
     return result
 
 
-def _reference(model_dir: Path, model_file: Path, precision: str, threads: int, path: Path, result: ProbeResult,
-               say) -> Optional[Path]:
+def _reference(
+    model_dir: Path, model_file: Path, precision: str, threads: int, path: Path, result: ProbeResult, say
+) -> Path | None:
     """The plain kernels' outputs on the seeded sample (no oneDNN, no IR passes): what every faster
     configuration must reproduce. Fusion passes have computed models wrongly (TimeSformer under oneDNN
     with IR optimisation: logits off by 0.29 of 1.56, measured), which a crash check alone would miss."""
@@ -204,14 +270,15 @@ def _reference(model_dir: Path, model_file: Path, precision: str, threads: int, 
     attempt.settings["role"] = "reference"
     result.attempts.append(attempt)
     if attempt.status != "ok":
-        say(f"  plain kernels (the reference): {attempt.status} — {attempt.reason}; configurations are checked "
-            "for crashes only")
+        say(
+            f"  plain kernels (the reference): {attempt.status} — {attempt.reason}; configurations are checked "
+            "for crashes only"
+        )
         return None
     return path
 
 
-def _attempts(model_dir: Path, precision: str, threads: int, reference: Optional[Path], result: ProbeResult,
-              say) -> None:
+def _attempts(model_dir: Path, precision: str, threads: int, reference: Path | None, result: ProbeResult, say) -> None:
     over_budget = False
     for settings in ATTEMPTS:
         if over_budget and settings.use_onednn:
@@ -228,15 +295,19 @@ def _attempts(model_dir: Path, precision: str, threads: int, reference: Optional
             over_budget = True
 
 
-def reference_in_child(model_dir, info, probed: Optional[dict], threads: int) -> dict:
+def reference_in_child(model_dir, info, probed: dict | None, threads: int) -> dict:
     """Paddle's outputs on ``seeded_feeds(info.inputs)`` with the probed settings, computed in a child process,
     so the caller never holds a large clip's Paddle buffers (Paddle's allocator keeps them for reuse: a
     250-image clip's run left a process at 4.8 GB for the rest of its life, measured)."""
     import numpy as np
 
     chosen = probed or {"name": "default"}
-    settings = Settings(chosen["name"], chosen.get("ir_optim", True), chosen.get("use_onednn", True),
-                        tuple(chosen.get("deleted_passes", ())))
+    settings = Settings(
+        chosen["name"],
+        chosen.get("ir_optim", True),
+        chosen.get("use_onednn", True),
+        tuple(chosen.get("deleted_passes", ())),
+    )
     with tempfile.TemporaryDirectory(prefix="vslim-reference-") as work:
         path = Path(work) / "reference.npz"
         attempt = _try(Path(model_dir), settings, info.precision, threads, save=path)
@@ -258,7 +329,7 @@ def needs_probe(meta) -> bool:
     return not (meta is not None and meta.arch in ARCHS)
 
 
-def recorded_settings(model_dir) -> Optional[dict]:
+def recorded_settings(model_dir) -> dict | None:
     """The Paddle settings a bundle's ``runtime.json`` recorded at packaging, or None."""
     path = Path(model_dir) / "runtime.json"
     if not path.is_file():
@@ -271,10 +342,14 @@ def recorded_settings(model_dir) -> Optional[dict]:
 
 def unusable(result: ProbeResult, model_dir) -> InferenceError:
     if result.attempts and "SIGKILL" in result.attempts[-1].reason:
-        return InferenceError(f"{model_dir} does not fit in this machine's memory for one clip: "
-                              f"{result.attempts[-1].reason}; free memory or use a machine with more")
-    return InferenceError(f"Paddle Inference cannot run {model_dir} on this host in any configuration tried: "
-                          f"{result.summary()}. Try another runtime (--runtime onnxruntime or openvino)")
+        return InferenceError(
+            f"{model_dir} does not fit in this machine's memory for one clip: "
+            f"{result.attempts[-1].reason}; free memory or use a machine with more"
+        )
+    return InferenceError(
+        f"Paddle Inference cannot run {model_dir} on this host in any configuration tried: "
+        f"{result.summary()}. Try another runtime (--runtime onnxruntime or openvino)"
+    )
 
 
 # --------------------------------------------------------------------------- the child
@@ -305,8 +380,14 @@ def _child(spec: dict) -> int:
     from .predictor import Predictor, seeded_feeds
 
     s = spec["settings"]
-    config = PredictorConfig(threads=spec["threads"], precision=spec["precision"], ir_optim=s["ir_optim"],
-                             use_onednn=s["use_onednn"], deleted_passes=list(s["deleted_passes"]), probe=False)
+    config = PredictorConfig(
+        threads=spec["threads"],
+        precision=spec["precision"],
+        ir_optim=s["ir_optim"],
+        use_onednn=s["use_onednn"],
+        deleted_passes=list(s["deleted_passes"]),
+        probe=False,
+    )
     if s["use_onednn"]:
         _watch_memory(MEMORY_BUDGET_MB)
     crash = os.environ.get("VSLIM_PROBE_FAULT")  # tests: a real signal in the child, for the named settings
@@ -328,10 +409,17 @@ def _child(spec: dict) -> int:
                 scale = float(np.abs(ref).max()) or 1.0
                 error = float(np.abs(got.astype(np.float64) - ref).max()) / scale
                 if got.shape != ref.shape or error > MAX_RELATIVE_ERROR:
-                    print(json.dumps({"ok": False, "wrong": True,
-                                      "error": f"computes the model wrongly here: output {i} differs from the plain "
-                                               f"kernels' by {error:.2g} of its scale (allowed "
-                                               f"{MAX_RELATIVE_ERROR:g})"}))
+                    print(
+                        json.dumps(
+                            {
+                                "ok": False,
+                                "wrong": True,
+                                "error": f"computes the model wrongly here: output {i} differs from the plain "
+                                f"kernels' by {error:.2g} of its scale (allowed "
+                                f"{MAX_RELATIVE_ERROR:g})",
+                            }
+                        )
+                    )
                     return 1
         finite = all(np.isfinite(v).all() for v in outputs.values() if np.issubdtype(v.dtype, np.floating))
         if not finite:

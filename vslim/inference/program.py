@@ -6,6 +6,7 @@ protobuf ourselves gives clean errors and the facts later stages need: feed and
 fetch names, shapes and dtypes (serving configs), op types (INT8 detection, Lite
 support checks).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,12 +18,28 @@ from google.protobuf.message import DecodeError
 from ..errors import ModelError
 
 # framework.proto VarType.Type values -> numpy dtypes
-_DTYPES = {0: np.bool_, 1: np.int16, 2: np.int32, 3: np.int64, 4: np.float16, 5: np.float32,
-           6: np.float64, 20: np.uint8, 21: np.int8}
-QUANT_OP_TYPES = {"quantize_linear", "dequantize_linear", "fake_quantize_abs_max",
-                  "fake_channel_wise_quantize_abs_max", "fake_quantize_moving_average_abs_max",
-                  "fake_quantize_dequantize_moving_average_abs_max", "fake_dequantize_max_abs",
-                  "fake_channel_wise_dequantize_max_abs", "fake_quantize_range_abs_max"}
+_DTYPES = {
+    0: np.bool_,
+    1: np.int16,
+    2: np.int32,
+    3: np.int64,
+    4: np.float16,
+    5: np.float32,
+    6: np.float64,
+    20: np.uint8,
+    21: np.int8,
+}
+QUANT_OP_TYPES = {
+    "quantize_linear",
+    "dequantize_linear",
+    "fake_quantize_abs_max",
+    "fake_channel_wise_quantize_abs_max",
+    "fake_quantize_moving_average_abs_max",
+    "fake_quantize_dequantize_moving_average_abs_max",
+    "fake_dequantize_max_abs",
+    "fake_channel_wise_dequantize_max_abs",
+    "fake_quantize_range_abs_max",
+}
 
 
 @dataclass(frozen=True)
@@ -48,8 +65,7 @@ def parse_program_bytes(data: bytes, label: str = "program"):
         prog.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError) as exc:
         raise ModelError(
-            f"model file {label} is not a Paddle inference program (corrupt or truncated: {exc}); "
-            "re-export the model"
+            f"model file {label} is not a Paddle inference program (corrupt or truncated: {exc}); re-export the model"
         ) from exc
     return prog
 
@@ -72,7 +88,9 @@ def _var_spec(block, name: str) -> TensorSpec:
     for var in block.vars:
         if var.name == name:
             tensor = var.type.lod_tensor.tensor
-            return TensorSpec(name, tuple(int(d) for d in tensor.dims), np.dtype(_DTYPES.get(tensor.data_type, np.float32)))
+            return TensorSpec(
+                name, tuple(int(d) for d in tensor.dims), np.dtype(_DTYPES.get(tensor.data_type, np.float32))
+            )
     raise ModelError(f"variable {name!r} is used by the program but not declared in it")
 
 
@@ -87,7 +105,7 @@ def _io_names(block, op_type: str, slot: str) -> list[str]:
 
     names = []
     for op in sorted(ops, key=col):
-        for var in (op.outputs if op_type == "feed" else op.inputs):
+        for var in op.outputs if op_type == "feed" else op.inputs:
             if var.parameter == slot:
                 names.extend(var.arguments)
     return names

@@ -10,6 +10,7 @@ A runtime predictor offers what the serving engine and the CLI use of
 :class:`~vslim.inference.Predictor`: ``info``, ``precision``, ``input_spec``,
 ``run_feeds``, ``run``, ``clone``, ``describe``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,7 +18,6 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -27,8 +27,7 @@ from ..fsio import sha256_of
 from .predictor import ModelInfo, Predictor, check_batch, inspect_model, seeded_feeds
 
 RUNTIMES = ("paddle", "openvino", "onnxruntime")
-PRECISIONS = {"paddle": ("fp32", "bf16", "int8"), "openvino": ("fp32", "bf16", "int8"),
-              "onnxruntime": ("fp32", "int8")}
+PRECISIONS = {"paddle": ("fp32", "bf16", "int8"), "openvino": ("fp32", "bf16", "int8"), "onnxruntime": ("fp32", "int8")}
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 VERIFY_BATCH = 4
 # against Paddle in the model's own precision, on noise: catches a runtime computing the model wrongly
@@ -65,12 +64,16 @@ def check_precision(runtime: str, precision: str, info: ModelInfo, nncf: bool = 
     if precision not in PRECISIONS[runtime]:
         raise ConfigError(f"{runtime} has no {precision} on CPU; choose one of {', '.join(PRECISIONS[runtime])}")
     if precision == "int8" and not info.quantized and not (runtime == "openvino" and nncf):
-        raise ConfigError(f"precision int8 needs a quantized model, but {info.model_file} has none; quantize it "
-                          "with vslim-quant (the INT8 model keeps your calibration on every runtime), or package "
-                          "it with --calib-list for OpenVINO's own INT8 (NNCF)")
+        raise ConfigError(
+            f"precision int8 needs a quantized model, but {info.model_file} has none; quantize it "
+            "with vslim-quant (the INT8 model keeps your calibration on every runtime), or package "
+            "it with --calib-list for OpenVINO's own INT8 (NNCF)"
+        )
     if precision == "bf16" and not has_bf16():
-        raise ConfigError(f"this CPU has no BF16 instructions ({' or '.join(BF16_FLAGS)} in /proc/cpuinfo); "
-                          "use precision fp32 or int8")
+        raise ConfigError(
+            f"this CPU has no BF16 instructions ({' or '.join(BF16_FLAGS)} in /proc/cpuinfo); "
+            "use precision fp32 or int8"
+        )
     if info.quantized and precision != "int8" and runtime != "paddle":
         raise ConfigError(f"{info.model_dir} is an INT8 model: run it as int8, or give the FP32 model for {precision}")
     return precision
@@ -84,9 +87,11 @@ def likely_cause(runtime: str, precision: str) -> str:
     if precision != "int8" or cpu_flags() & set(VNNI_FLAGS):
         return ""
     if runtime == "onnxruntime":
-        return (" — likely cause: this CPU has no VNNI (" + ", ".join(VNNI_FLAGS) + "), and ONNX Runtime's INT8 "
-                "kernels without it multiply u8 x s8 with 16-bit saturation (vpmaddubsw), which loses precision; "
-                "the conversion itself was checked with optimisations off and matches Paddle")
+        return (
+            " — likely cause: this CPU has no VNNI (" + ", ".join(VNNI_FLAGS) + "), and ONNX Runtime's INT8 "
+            "kernels without it multiply u8 x s8 with 16-bit saturation (vpmaddubsw), which loses precision; "
+            "the conversion itself was checked with optimisations off and matches Paddle"
+        )
     return ""
 
 
@@ -104,7 +109,7 @@ def _model_key(info: ModelInfo) -> str:
     return h.hexdigest()[:16]
 
 
-def converted_onnx(info: ModelInfo, cache: Optional[Path] = None) -> Path:
+def converted_onnx(info: ModelInfo, cache: Path | None = None) -> Path:
     """The model as ONNX (paddle2onnx, checked against Paddle when made), cached by content.
 
     The cache folder holds ``model.onnx`` and ``onnx_report.json`` with its sha256;
@@ -118,24 +123,28 @@ def converted_onnx(info: ModelInfo, cache: Optional[Path] = None) -> Path:
         export_onnx(OnnxConfig(str(info.model_dir), str(folder), overwrite=folder.exists()))
     recorded = json.loads(report.read_text())
     if not onnx.is_file() or sha256_of(onnx) != recorded.get("sha256"):
-        raise ModelError(f"the cached conversion {onnx} does not match its checksum (damaged or edited): delete "
-                         f"{folder} and run again to convert anew")
+        raise ModelError(
+            f"the cached conversion {onnx} does not match its checksum (damaged or edited): delete "
+            f"{folder} and run again to convert anew"
+        )
     floor = MIN_COSINE[info.precision]
     if recorded["check_vs_paddle"]["cosine_min"] < floor:
-        raise ModelError(f"the ONNX conversion of {info.model_dir} disagrees with Paddle (cosine "
-                         f"{recorded['check_vs_paddle']['cosine_min']:.4f} < {floor}); use --runtime paddle")
+        raise ModelError(
+            f"the ONNX conversion of {info.model_dir} disagrees with Paddle (cosine "
+            f"{recorded['check_vs_paddle']['cosine_min']:.4f} < {floor}); use --runtime paddle"
+        )
     return onnx
 
 
-def verified(predictor: "_RuntimePredictor", record: bool = True, reference: Optional[dict] = None) -> dict:
+def verified(predictor: _RuntimePredictor, record: bool = True, reference: dict | None = None) -> dict:
     """This runtime and precision against Paddle on a seeded batch, once per converted model (then cached).
 
     A runtime can run a valid ONNX model wrongly (OpenVINO 2026.4 ran the small
     PP-TSM's QDQ graph with outputs of cosine -0.49 to Paddle's): such a pair is
     refused here, with the figures, instead of answering.
     """
-    from ..fsio import write_json
     from ..accuracy import cosine_similarity
+    from ..fsio import write_json
 
     path = predictor.onnx.parent / "runtime_checks.json"
     checks = json.loads(path.read_text()) if path.is_file() else {}
@@ -147,21 +156,27 @@ def verified(predictor: "_RuntimePredictor", record: bool = True, reference: Opt
         if reference is not None and batch == 1:  # Paddle's outputs on seeded_feeds(inputs), computed by the caller
             expected = reference[first]
         else:
-            expected = Predictor(info.model_dir, PredictorConfig(threads=predictor.config.threads),
-                                 info).run_feeds(feeds)[first]
+            expected = Predictor(info.model_dir, PredictorConfig(threads=predictor.config.threads), info).run_feeds(
+                feeds
+            )[first]
         got = predictor.run_feeds(feeds)[first]
-        checks[key] = {"cosine_min": float(cosine_similarity(got, expected).min()),
-                       "top1_agreement": float(np.mean(got.argmax(-1) == expected.argmax(-1))),
-                       "reference": f"paddle/{info.precision}", "batch": batch}
+        checks[key] = {
+            "cosine_min": float(cosine_similarity(got, expected).min()),
+            "top1_agreement": float(np.mean(got.argmax(-1) == expected.argmax(-1))),
+            "reference": f"paddle/{info.precision}",
+            "batch": batch,
+        }
         if record:  # not into a packaged bundle, whose manifest covers this file
             write_json(path, checks)
     check = checks[key]
     floor = MIN_RUNTIME_COSINE[predictor.precision]
     if check["cosine_min"] < floor:
-        raise ModelError(f"{key} computes {predictor.info.model_dir} differently from Paddle (cosine "
-                         f"{check['cosine_min']:.3f}, top-1 agreement {check['top1_agreement']:.0%} on a seeded "
-                         f"batch; needs cosine >= {floor}){likely_cause(predictor.runtime, predictor.precision)}: "
-                         "use another runtime or precision")
+        raise ModelError(
+            f"{key} computes {predictor.info.model_dir} differently from Paddle (cosine "
+            f"{check['cosine_min']:.3f}, top-1 agreement {check['top1_agreement']:.0%} on a seeded "
+            f"batch; needs cosine >= {floor}){likely_cause(predictor.runtime, predictor.precision)}: "
+            "use another runtime or precision"
+        )
     return check
 
 
@@ -187,9 +202,15 @@ def make_nncf_int8(onnx: Path, clips, source: str) -> Path:
     xml, weights = staging.with_suffix(".xml"), staging.with_suffix(".bin")
     xml.rename(folder / NNCF_IR)
     weights.rename(folder / NNCF_IR.replace(".xml", ".bin"))
-    write_json(folder / NNCF_RECORD, {"xml_sha256": sha256_of(folder / NNCF_IR),
-                                      "bin_sha256": sha256_of(folder / NNCF_IR.replace(".xml", ".bin")),
-                                      "calibration_clips": len(clips), "calibration_list": source})
+    write_json(
+        folder / NNCF_RECORD,
+        {
+            "xml_sha256": sha256_of(folder / NNCF_IR),
+            "bin_sha256": sha256_of(folder / NNCF_IR.replace(".xml", ".bin")),
+            "calibration_clips": len(clips),
+            "calibration_list": source,
+        },
+    )
     return folder / NNCF_IR
 
 
@@ -197,10 +218,16 @@ def nncf_model(folder: Path) -> Path:
     """The NNCF INT8 IR in ``folder``, refused when it no longer matches its checksums."""
     record = json.loads((folder / NNCF_RECORD).read_text()) if (folder / NNCF_RECORD).is_file() else {}
     xml, weights = folder / NNCF_IR, folder / NNCF_IR.replace(".xml", ".bin")
-    if not (xml.is_file() and weights.is_file() and sha256_of(xml) == record.get("xml_sha256")
-            and sha256_of(weights) == record.get("bin_sha256")):
-        raise ModelError(f"OpenVINO's INT8 model in {folder} is missing or does not match its checksums: repackage "
-                         "with --calib-list to calibrate it anew")
+    if not (
+        xml.is_file()
+        and weights.is_file()
+        and sha256_of(xml) == record.get("xml_sha256")
+        and sha256_of(weights) == record.get("bin_sha256")
+    ):
+        raise ModelError(
+            f"OpenVINO's INT8 model in {folder} is missing or does not match its checksums: repackage "
+            "with --calib-list to calibrate it anew"
+        )
     return xml
 
 
@@ -220,16 +247,23 @@ class _RuntimePredictor:
 
     runtime = "?"
 
-    def __init__(self, model_dir: Path | str, config: Optional[PredictorConfig] = None,
-                 info: Optional[ModelInfo] = None, cache: Optional[Path] = None, record_checks: bool = True,
-                 reference: Optional[dict] = None):
+    def __init__(
+        self,
+        model_dir: Path | str,
+        config: PredictorConfig | None = None,
+        info: ModelInfo | None = None,
+        cache: Path | None = None,
+        record_checks: bool = True,
+        reference: dict | None = None,
+    ):
         self.config = (config or PredictorConfig()).validate()
         self.info = info or inspect_model(model_dir)
         if self.runtime != "openvino" or self.config.precision != "int8":
             check_precision(self.runtime, self.config.precision, self.info)  # before converting anything
         self.onnx = converted_onnx(self.info, cache)
-        self.precision = check_precision(self.runtime, self.config.precision, self.info,
-                                         nncf=(self.onnx.parent / NNCF_IR).is_file())
+        self.precision = check_precision(
+            self.runtime, self.config.precision, self.info, nncf=(self.onnx.parent / NNCF_IR).is_file()
+        )
         self.input_names = [s.name for s in self.info.inputs]
         self.output_names = [s.name for s in self.info.outputs]
         self._start()
@@ -250,7 +284,7 @@ class _RuntimePredictor:
     check_input = Predictor.check_input
     checked_feeds = Predictor.checked_feeds
 
-    def run_feeds(self, feeds: dict[str, np.ndarray], fetch: Optional[list[str]] = None) -> dict[str, np.ndarray]:
+    def run_feeds(self, feeds: dict[str, np.ndarray], fetch: list[str] | None = None) -> dict[str, np.ndarray]:
         arrays, fetch = self.checked_feeds(feeds, fetch)
         try:
             outputs = self._infer(arrays)
@@ -267,9 +301,15 @@ class _RuntimePredictor:
         return np.concatenate([self.run(clips[i : i + batch_size]) for i in range(0, len(clips), batch_size)])
 
     def describe(self) -> dict:
-        return {"model": str(self.info.model_dir), "runtime": self.runtime, "precision": self.precision,
-                "device": "cpu", "threads": self.config.threads, "converted": str(self.onnx),
-                "check_vs_paddle": self.agreement}
+        return {
+            "model": str(self.info.model_dir),
+            "runtime": self.runtime,
+            "precision": self.precision,
+            "device": "cpu",
+            "threads": self.config.threads,
+            "converted": str(self.onnx),
+            "check_vs_paddle": self.agreement,
+        }
 
     def _infer(self, arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
@@ -297,7 +337,7 @@ class OnnxRuntimePredictor(_RuntimePredictor):
     def _infer(self, arrays):
         return self._session.run(None, {n: arrays[s] for n, s in zip(self._names, self.input_names)})
 
-    def clone(self) -> "OnnxRuntimePredictor":
+    def clone(self) -> OnnxRuntimePredictor:
         return self  # an InferenceSession runs concurrent calls safely
 
 
@@ -324,11 +364,18 @@ class OpenVinoPredictor(_RuntimePredictor):
         with self._lock:
             if batch not in self._compiled:
                 model = self._model.clone()
-                model.reshape({port.get_any_name(): [batch] + [d if d > 0 else 1 for d in spec.shape[1:]]
-                               for port, spec in zip(model.inputs, self.info.inputs)})
+                model.reshape(
+                    {
+                        port.get_any_name(): [batch] + [d if d > 0 else 1 for d in spec.shape[1:]]
+                        for port, spec in zip(model.inputs, self.info.inputs)
+                    }
+                )
                 streams = self.config.streams  # one per server worker: OpenVINO's throughput mode
-                options = {"INFERENCE_NUM_THREADS": self.config.threads * streams, "NUM_STREAMS": streams,
-                           "PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY"}
+                options = {
+                    "INFERENCE_NUM_THREADS": self.config.threads * streams,
+                    "NUM_STREAMS": streams,
+                    "PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY",
+                }
                 if not self.nncf:  # NNCF's INT8 keeps OpenVINO's default for the layers it leaves in float
                     options["INFERENCE_PRECISION_HINT"] = "bf16" if self.precision == "bf16" else "f32"
                 self._compiled[batch] = self._core.compile_model(model, "CPU", options)
@@ -342,7 +389,7 @@ class OpenVinoPredictor(_RuntimePredictor):
         results = request.infer([arrays[n] for n in self.input_names])
         return [np.array(results[i]) for i in range(len(self.output_names))]
 
-    def clone(self) -> "OpenVinoPredictor":
+    def clone(self) -> OpenVinoPredictor:
         """Another predictor sharing the compiled models, with its own infer requests (one per thread)."""
         twin = object.__new__(OpenVinoPredictor)
         twin.__dict__.update(self.__dict__)
@@ -350,9 +397,15 @@ class OpenVinoPredictor(_RuntimePredictor):
         return twin
 
 
-def open_predictor(model_dir: Path | str, config: Optional[PredictorConfig] = None, info: Optional[ModelInfo] = None,
-                   cache: Optional[Path] = None, warn=lambda message: None, record_checks: Optional[bool] = None,
-                   reference: Optional[dict] = None):
+def open_predictor(
+    model_dir: Path | str,
+    config: PredictorConfig | None = None,
+    info: ModelInfo | None = None,
+    cache: Path | None = None,
+    warn=lambda message: None,
+    record_checks: bool | None = None,
+    reference: dict | None = None,
+):
     """The predictor of ``config.runtime`` for ``model_dir`` (Paddle Inference by default).
 
     ``auto`` takes the choice recorded in a bundle's ``runtime.json`` (Paddle when
@@ -379,6 +432,7 @@ def open_predictor(model_dir: Path | str, config: Optional[PredictorConfig] = No
         __import__(module)
     except ImportError:
         extra = "openvino" if module == "openvino" else "onnx"
-        raise ConfigError(f"runtime {config.runtime} is not installed: pip install -c constraints.txt "
-                          f"'vslim[{extra}]'") from None
+        raise ConfigError(
+            f"runtime {config.runtime} is not installed: pip install -c constraints.txt 'vslim[{extra}]'"
+        ) from None
     return cls(model_dir, config, info, cache, record_checks, reference)

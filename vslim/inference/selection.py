@@ -7,26 +7,36 @@ choice, and falls back to Paddle when the chosen runtime is not installed there.
 The record is ``runtime.json`` in the bundle's server folder, beside the
 conversions it needs (``converted/``), all covered by the bundle's manifest.
 """
+
 from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 
+from ..accuracy import cosine_similarity
 from ..config import PredictorConfig
 from ..data.clip_store import ClipStore, run_bounded
 from ..errors import ConfigError, VslimError
 from ..progress import progress_bar
 from ..timing import timed_loop
-from ..accuracy import cosine_similarity
 from .predictor import ModelInfo, Predictor, seeded_feeds
 from .probe import reference_in_child
-from .runtimes import (BF16_FLAGS, LARGE_CLIP_ELEMENTS, MIN_RUNTIME_COSINE, RUNTIMES, clip_elements, cpu_flags,
-                       has_bf16, likely_cause, open_predictor)
+from .runtimes import (
+    BF16_FLAGS,
+    LARGE_CLIP_ELEMENTS,
+    MIN_RUNTIME_COSINE,
+    RUNTIMES,
+    clip_elements,
+    cpu_flags,
+    has_bf16,
+    likely_cause,
+    open_predictor,
+)
 
 RECORD = "runtime.json"
 CONVERTED = "converted"
@@ -37,12 +47,12 @@ class Measured:
     runtime: str
     precision: str
     status: str  # ok, skipped (cannot run here) or refused (runs, but computes the model wrongly)
-    p50_ms: Optional[float] = None
-    cosine_vs_paddle: Optional[float] = None
+    p50_ms: float | None = None
+    cosine_vs_paddle: float | None = None
     reason: str = ""
     calibration: str = ""  # INT8 only: paddleslim (the quantized model's own) or nncf (OpenVINO's, made here)
-    top1_agreement_vs_fp32: Optional[float] = None  # on real clips, when a list was given
-    cosine_vs_fp32: Optional[float] = None
+    top1_agreement_vs_fp32: float | None = None  # on real clips, when a list was given
+    cosine_vs_fp32: float | None = None
     clips: int = 0
 
 
@@ -64,14 +74,16 @@ class Guard:
     fp32_outputs: np.ndarray
     fp32_model: str
 
-    def check(self, predictor, precision: str) -> tuple[Optional[str], dict]:
+    def check(self, predictor, precision: str) -> tuple[str | None, dict]:
         out = run_bounded(predictor.run, self.clips, 8)
         agreement = float(np.mean(out.argmax(1) == self.fp32_outputs.argmax(1)))
         cosine = float(cosine_similarity(out, self.fp32_outputs).min())
         figures = {"top1_agreement_vs_fp32": agreement, "cosine_vs_fp32": cosine, "clips": len(self.clips)}
         if agreement < MIN_AGREEMENT:
-            return (f"top-1 agreement with FP32 {agreement:.1%} < {MIN_AGREEMENT:.0%} on {len(self.clips)} clips"
-                    + likely_cause(predictor.runtime, precision)), figures
+            return (
+                f"top-1 agreement with FP32 {agreement:.1%} < {MIN_AGREEMENT:.0%} on {len(self.clips)} clips"
+                + likely_cause(predictor.runtime, precision)
+            ), figures
         if precision != "int8" and cosine < 0.99:
             return f"cosine to FP32 {cosine:.4f} < 0.99 on {len(self.clips)} clips", figures
         return None, figures
@@ -103,22 +115,40 @@ def guard_from_list(info: ModelInfo, list_path: str, threads: int, limit: int = 
     fp32_dir = info.model_dir
     if info.quantized:
         if not info.meta.source or not Path(info.meta.source).is_dir():
-            raise ConfigError(f"{info.model_dir} is INT8 and its FP32 source model ({info.meta.source}) is not here: "
-                              "the accuracy guard compares with FP32; package on the machine that quantized it, "
-                              "or leave out --val-list")
+            raise ConfigError(
+                f"{info.model_dir} is INT8 and its FP32 source model ({info.meta.source}) is not here: "
+                "the accuracy guard compares with FP32; package on the machine that quantized it, "
+                "or leave out --val-list"
+            )
         fp32_dir = Path(info.meta.source)
     fp32 = Predictor(fp32_dir, PredictorConfig(threads=threads, precision="fp32"))
     outputs = run_bounded(fp32.run, clips, 8)
     return Guard(clips, outputs, str(fp32_dir))
 
 
-def _measure_one(model_dir: Path, info: ModelInfo, runtime: str, precision: str, threads: int, cache: Path,
-                 x: np.ndarray, reference: dict, iterations: int, guard: Optional[Guard] = None) -> Measured:
+def _measure_one(
+    model_dir: Path,
+    info: ModelInfo,
+    runtime: str,
+    precision: str,
+    threads: int,
+    cache: Path,
+    x: np.ndarray,
+    reference: dict,
+    iterations: int,
+    guard: Guard | None = None,
+) -> Measured:
     if precision == "bf16" and not has_bf16():
         return Measured(runtime, precision, "skipped", reason=f"no BF16 on this CPU ({' or '.join(BF16_FLAGS)})")
     try:
-        predictor = open_predictor(model_dir, PredictorConfig(runtime=runtime, precision=precision, threads=threads),
-                                   info, cache=cache, record_checks=True, reference=reference)
+        predictor = open_predictor(
+            model_dir,
+            PredictorConfig(runtime=runtime, precision=precision, threads=threads),
+            info,
+            cache=cache,
+            record_checks=True,
+            reference=reference,
+        )
     except ConfigError as exc:
         return Measured(runtime, precision, "skipped", reason=str(exc))
     except VslimError as exc:
@@ -126,22 +156,34 @@ def _measure_one(model_dir: Path, info: ModelInfo, runtime: str, precision: str,
     first = info.outputs[0].name
     cosine = float(cosine_similarity(predictor.run_feeds(x)[first], reference[first]).min())
     if cosine < MIN_RUNTIME_COSINE[precision]:
-        return Measured(runtime, precision, "refused", cosine_vs_paddle=cosine,
-                        reason=f"cosine {cosine:.4f} to Paddle {info.precision} < {MIN_RUNTIME_COSINE[precision]}"
-                        + likely_cause(runtime, precision))
+        return Measured(
+            runtime,
+            precision,
+            "refused",
+            cosine_vs_paddle=cosine,
+            reason=f"cosine {cosine:.4f} to Paddle {info.precision} < {MIN_RUNTIME_COSINE[precision]}"
+            + likely_cause(runtime, precision),
+        )
     figures = {}
     if guard is not None:
         problem, figures = guard.check(predictor, precision)
         if problem:
             return Measured(runtime, precision, "refused", cosine_vs_paddle=cosine, reason=problem, **figures)
     times = timed_loop(lambda: predictor.run_feeds(x), 2, iterations)
-    return Measured(runtime, precision, "ok", p50_ms=1000 * float(np.median(times)), cosine_vs_paddle=cosine,
-                    **figures)
+    return Measured(runtime, precision, "ok", p50_ms=1000 * float(np.median(times)), cosine_vs_paddle=cosine, **figures)
 
 
-def measure(model_dir: Path | str, info: ModelInfo, cache: Path, threads: int = 2, iterations: int = 10,
-            say: Callable[[str], None] = lambda _: None, only: Optional[tuple[str, str]] = None,
-            guard: Optional[Guard] = None, calib: Optional[tuple[np.ndarray, str]] = None) -> dict:
+def measure(
+    model_dir: Path | str,
+    info: ModelInfo,
+    cache: Path,
+    threads: int = 2,
+    iterations: int = 10,
+    say: Callable[[str], None] = lambda _: None,
+    only: tuple[str, str] | None = None,
+    guard: Guard | None = None,
+    calib: tuple[np.ndarray, str] | None = None,
+) -> dict:
     """The table and the choice, as written to ``runtime.json``; ``only``: one (runtime, precision) asked for."""
     x = seeded_feeds(info.inputs)
     paddle = Predictor(model_dir, PredictorConfig(threads=threads), info)  # probes a model vslim has not seen
@@ -167,12 +209,15 @@ def measure(model_dir: Path | str, info: ModelInfo, cache: Path, threads: int = 
     order = sorted(options, key=lambda o: o[0] == "paddle") if large else options
     with progress_bar(total=len(options), desc="measuring runtimes", unit="runtime") as bar:
         for runtime, precision in order:
-            rows.append(_measure_one(Path(model_dir), info, runtime, precision, threads, cache, x, reference,
-                                     iterations, guard))
+            rows.append(
+                _measure_one(Path(model_dir), info, runtime, precision, threads, cache, x, reference, iterations, guard)
+            )
             bar.update(1)
             row = rows[-1]
-            say(f"  {runtime} {precision}: " + (f"{row.p50_ms:.1f} ms" if row.status == "ok" else
-                                               f"{row.status} — {row.reason}"))
+            say(
+                f"  {runtime} {precision}: "
+                + (f"{row.p50_ms:.1f} ms" if row.status == "ok" else f"{row.status} — {row.reason}")
+            )
     rows.sort(key=lambda r: options.index((r.runtime, r.precision)))
     for r in rows:
         if r.precision == "int8":
@@ -180,18 +225,36 @@ def measure(model_dir: Path | str, info: ModelInfo, cache: Path, threads: int = 
     ok = [r for r in rows if r.status == "ok"]
     if not ok:
         what = f"{only[0]} {only[1]} cannot" if only else "no runtime can"
-        raise VslimError(f"{what} serve this model here: " + "; ".join(f"{r.runtime} {r.precision}: {r.reason}"
-                                                                        for r in rows))
+        raise VslimError(
+            f"{what} serve this model here: " + "; ".join(f"{r.runtime} {r.precision}: {r.reason}" for r in rows)
+        )
     best = min(ok, key=lambda r: r.p50_ms)
     flags = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", *BF16_FLAGS, "amx_int8"})
-    record = {"chosen": {"runtime": best.runtime, "precision": best.precision},
-            "measured_on": {"cpu": _cpu_model(), "flags": flags, "threads": threads, "batch": 1,
-                            "machine": platform.machine()},
-            "accuracy_guard": ({"clips": len(guard.clips), "fp32_model": guard.fp32_model,
-                                "min_top1_agreement": MIN_AGREEMENT, "min_cosine_float": 0.99} if guard else
-                               {"clips": 0, "note": "seeded noise only: cosine to Paddle; give --val-list for "
-                                                    "top-1 agreement with FP32 on real clips"}),
-            "table": [asdict(r) for r in rows]}
+    record = {
+        "chosen": {"runtime": best.runtime, "precision": best.precision},
+        "measured_on": {
+            "cpu": _cpu_model(),
+            "flags": flags,
+            "threads": threads,
+            "batch": 1,
+            "machine": platform.machine(),
+        },
+        "accuracy_guard": (
+            {
+                "clips": len(guard.clips),
+                "fp32_model": guard.fp32_model,
+                "min_top1_agreement": MIN_AGREEMENT,
+                "min_cosine_float": 0.99,
+            }
+            if guard
+            else {
+                "clips": 0,
+                "note": "seeded noise only: cosine to Paddle; give --val-list for "
+                "top-1 agreement with FP32 on real clips",
+            }
+        ),
+        "table": [asdict(r) for r in rows],
+    }
     if probed is not None:  # what loads safely here, so a server never tries what crashed
         record["paddle_settings"] = probed
     return record
@@ -205,7 +268,7 @@ def _cpu_model() -> str:
         return platform.processor() or "unknown"
 
 
-def recorded_choice(server_dir: Path | str) -> Optional[dict]:
+def recorded_choice(server_dir: Path | str) -> dict | None:
     """What ``runtime.json`` in a bundle's server folder chose, or None."""
     path = Path(server_dir) / RECORD
     if not path.is_file():
@@ -216,8 +279,9 @@ def recorded_choice(server_dir: Path | str) -> Optional[dict]:
         raise VslimError(f"{path} is unreadable ({exc}); repackage the bundle") from exc
 
 
-def resolve(config: PredictorConfig, model_dir: Path | str,
-            warn: Callable[[str], None] = lambda _: None) -> tuple[PredictorConfig, Optional[Path]]:
+def resolve(
+    config: PredictorConfig, model_dir: Path | str, warn: Callable[[str], None] = lambda _: None
+) -> tuple[PredictorConfig, Path | None]:
     """``config`` with ``runtime="auto"`` replaced by the bundle's recorded choice (Paddle when none or missing).
 
     Returns the config to run and the folder of the bundle's conversions.
@@ -235,8 +299,10 @@ def resolve(config: PredictorConfig, model_dir: Path | str,
         try:
             __import__(module)
         except ImportError:
-            warn(f"this bundle was measured fastest on {choice['runtime']} {choice['precision']}, which is not "
-                 f"installed here; serving with paddle instead (pip install 'vslim[{module}]' to use it)")
+            warn(
+                f"this bundle was measured fastest on {choice['runtime']} {choice['precision']}, which is not "
+                f"installed here; serving with paddle instead (pip install 'vslim[{module}]' to use it)"
+            )
             return dataclasses.replace(config, runtime="paddle", precision="auto"), None
     return dataclasses.replace(config, runtime=choice["runtime"], precision=choice["precision"]), cache
 
@@ -244,16 +310,23 @@ def resolve(config: PredictorConfig, model_dir: Path | str,
 def table_markdown(record: dict) -> str:
     """The measured table for reports."""
     m = record["measured_on"]
-    lines = [f"Measured on {m['cpu']} ({', '.join(m['flags'])}), {m['threads']} threads, batch {m['batch']}; "
-             f"chosen: **{record['chosen']['runtime']} {record['chosen']['precision']}**", "",
-             "| runtime | precision | p50 ms | cosine vs Paddle | top-1 agreement with FP32 | status |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"Measured on {m['cpu']} ({', '.join(m['flags'])}), {m['threads']} threads, batch {m['batch']}; "
+        f"chosen: **{record['chosen']['runtime']} {record['chosen']['precision']}**",
+        "",
+        "| runtime | precision | p50 ms | cosine vs Paddle | top-1 agreement with FP32 | status |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in record["table"]:
         p50 = f"{r['p50_ms']:.2f}" if r["p50_ms"] is not None else "-"
         cos = f"{r['cosine_vs_paddle']:.5f}" if r["cosine_vs_paddle"] is not None else "-"
-        agree = f"{r['top1_agreement_vs_fp32']:.1%} of {r['clips']}" if r.get("top1_agreement_vs_fp32") is not None \
-            else "-"
+        agree = (
+            f"{r['top1_agreement_vs_fp32']:.1%} of {r['clips']}" if r.get("top1_agreement_vs_fp32") is not None else "-"
+        )
         precision = r["precision"] + (f" ({r['calibration'].split(' ')[0]})" if r.get("calibration") else "")
-        lines.append(f"| {r['runtime']} | {precision} | {p50} | {cos} | {agree} | {r['status']}"
-                     + (f": {r['reason'][:120]}" if r["reason"] else "") + " |")
+        lines.append(
+            f"| {r['runtime']} | {precision} | {p50} | {cos} | {agree} | {r['status']}"
+            + (f": {r['reason'][:120]}" if r["reason"] else "")
+            + " |"
+        )
     return "\n".join(lines) + "\n"

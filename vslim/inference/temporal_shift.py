@@ -29,6 +29,7 @@ supports on every target and oneDNN runs natively. The parameters are untouched
 (no variable is persistable), so the ``.pdiparams`` file is used as it is. Paddle
 Inference gives the same output before and after (tests check it bit for bit).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -59,9 +60,12 @@ class RewriteResult:
     rewritten: int = 0
 
     def to_dict(self) -> dict:
-        return {"found": len(self.ops), "rewritten": self.rewritten,
-                "shift_ratios": sorted({op.shift_ratio for op in self.ops}),
-                "seg_nums": sorted({op.seg_num for op in self.ops})}
+        return {
+            "found": len(self.ops),
+            "rewritten": self.rewritten,
+            "shift_ratios": sorted({op.shift_ratio for op in self.ops}),
+            "seg_nums": sorted({op.seg_num for op in self.ops}),
+        }
 
 
 # framework.proto enums
@@ -86,9 +90,19 @@ def _shift_ops(block) -> list[tuple[int, object, ShiftOp]]:
         if op.type == "temporal_shift":
             name = _io(op.inputs, "X")[0]
             shape = dims.get(name, [])
-            found.append((index, op, ShiftOp(name, int(_attr(op, "seg_num")), float(_attr(op, "shift_ratio")),
-                                             int(shape[1]) if len(shape) == 4 else -1,
-                                             _attr(op, "data_format") or "NCHW")))
+            found.append(
+                (
+                    index,
+                    op,
+                    ShiftOp(
+                        name,
+                        int(_attr(op, "seg_num")),
+                        float(_attr(op, "shift_ratio")),
+                        int(shape[1]) if len(shape) == 4 else -1,
+                        _attr(op, "data_format") or "NCHW",
+                    ),
+                )
+            )
     return found
 
 
@@ -150,8 +164,12 @@ class _OpBuilder:
 
     def slice(self, src: str, name: str, axes, starts, ends, shape) -> str:
         out = self.var(name, shape)
-        self.op("slice", {"Input": [src]}, {"Out": [out]},
-                {"axes": axes, "starts": starts, "ends": ends, "infer_flags": [1] * len(axes), "decrease_axis": []})
+        self.op(
+            "slice",
+            {"Input": [src]},
+            {"Out": [out]},
+            {"axes": axes, "starts": starts, "ends": ends, "infer_flags": [1] * len(axes), "decrease_axis": []},
+        )
         return out
 
     def zeros_like(self, src: str, name: str, shape) -> str:
@@ -175,13 +193,15 @@ def _replacement(block, op, shift: ShiftOp, prefix: str, dims: dict, templates: 
     parts = []
     if c1 > 0:  # channels [0, c1) come from the previous frame
         prev = b.slice(x5, "a_prev", [1, 2], [0, 0], [T - 1, c1], [-1, T - 1, c1, H, W])
-        zero = b.zeros_like(b.slice(x5, "a_first", [1, 2], [0, 0], [1, c1], [-1, 1, c1, H, W]), "a_zero",
-                            [-1, 1, c1, H, W])
+        zero = b.zeros_like(
+            b.slice(x5, "a_first", [1, 2], [0, 0], [1, c1], [-1, 1, c1, H, W]), "a_zero", [-1, 1, c1, H, W]
+        )
         parts.append(b.concat([zero, prev], "a", 1, [-1, T, c1, H, W]))
     if c2 > c1:  # channels [c1, c2) come from the next frame
         nxt = b.slice(x5, "b_next", [1, 2], [1, c1], [T, c2], [-1, T - 1, c2 - c1, H, W])
-        zero = b.zeros_like(b.slice(x5, "b_last", [1, 2], [0, c1], [1, c2], [-1, 1, c2 - c1, H, W]), "b_zero",
-                            [-1, 1, c2 - c1, H, W])
+        zero = b.zeros_like(
+            b.slice(x5, "b_last", [1, 2], [0, c1], [1, c2], [-1, 1, c2 - c1, H, W]), "b_zero", [-1, 1, c2 - c1, H, W]
+        )
         parts.append(b.concat([nxt, zero], "b", 1, [-1, T, c2 - c1, H, W]))
     if C > c2:
         parts.append(b.slice(x5, "c", [2], [c2], [C], [-1, T, C - c2, H, W]))
@@ -192,11 +212,15 @@ def _replacement(block, op, shift: ShiftOp, prefix: str, dims: dict, templates: 
 
 def _check_rewritable(shift: ShiftOp, shape) -> None:
     if shift.data_format != "NCHW":
-        raise ModelError(f"temporal_shift on {shift.input} uses data_format {shift.data_format}; the rewrite "
-                         "handles NCHW (PaddleVideo's export) only")
+        raise ModelError(
+            f"temporal_shift on {shift.input} uses data_format {shift.data_format}; the rewrite "
+            "handles NCHW (PaddleVideo's export) only"
+        )
     if len(shape) != 4 or any(int(d) <= 0 for d in shape[1:]):
-        raise ModelError(f"temporal_shift on {shift.input} has shape {list(shape)}: the rewrite needs fixed "
-                         "channels, height and width; export with a fixed input size")
+        raise ModelError(
+            f"temporal_shift on {shift.input} has shape {list(shape)}: the rewrite needs fixed "
+            "channels, height and width; export with a fixed input size"
+        )
     if shift.seg_num < 2:
         raise ModelError(f"temporal_shift on {shift.input} has seg_num {shift.seg_num}; nothing to shift")
 
@@ -230,8 +254,13 @@ def rewrite_program(data: bytes, all_ratios: bool = False) -> tuple[bytes, Rewri
     return prog.SerializeToString(), result
 
 
-def rewrite_temporal_shift(model_file: Path | str, params_file: Path | str, out_dir: Path | str,
-                           model_name: str = "model", all_ratios: bool = False) -> RewriteResult:
+def rewrite_temporal_shift(
+    model_file: Path | str,
+    params_file: Path | str,
+    out_dir: Path | str,
+    model_name: str = "model",
+    all_ratios: bool = False,
+) -> RewriteResult:
     """Write a copy of the model with its ``temporal_shift`` ops replaced; returns what was found."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -5,9 +5,10 @@ backbone is its stem, the number of blocks per stage and the stage widths.
 Block names (``bb_0_0`` for tweaks, ``res2a`` for TSM) follow PaddleVideo so
 trained weights load.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import paddle.nn as nn
 
@@ -29,9 +30,16 @@ class TSMResNet(nn.Layer):
     Input ``[N*num_seg, 3, H, W]``; output ``[N*num_seg, 4*widths[-1], H/32, W/32]``.
     """
 
-    def __init__(self, depth: int | None = 50, num_seg: int = 8, tweaks: bool = True,
-                 stage_blocks: Sequence[int] | None = None, widths: Sequence[int] = WIDTHS,
-                 stem_channels: Sequence[int] = (32, 32, 64), shift_ratio: float | None = None):
+    def __init__(
+        self,
+        depth: int | None = 50,
+        num_seg: int = 8,
+        tweaks: bool = True,
+        stage_blocks: Sequence[int] | None = None,
+        widths: Sequence[int] = WIDTHS,
+        stem_channels: Sequence[int] = (32, 32, 64),
+        shift_ratio: float | None = None,
+    ):
         super().__init__()
         if stage_blocks is None:
             if depth not in STAGE_BLOCKS:
@@ -55,12 +63,18 @@ class TSMResNet(nn.Layer):
         for stage, n_blocks in enumerate(stage_blocks):
             for i in range(n_blocks):
                 block = TSMBottleneck(
-                    in_channels, widths[stage], stride=2 if i == 0 and stage != 0 else 1,
-                    shortcut=i != 0, num_seg=num_seg, shift_ratio=shift_ratio,
-                    tweaks=tweaks, if_first=stage == i == 0,
+                    in_channels,
+                    widths[stage],
+                    stride=2 if i == 0 and stage != 0 else 1,
+                    shortcut=i != 0,
+                    num_seg=num_seg,
+                    shift_ratio=shift_ratio,
+                    tweaks=tweaks,
+                    if_first=stage == i == 0,
                 )
-                self.block_list.append(self.add_sublayer(
-                    f"bb_{stage}_{i}" if tweaks else _block_name(depth, stage, i), block))
+                self.block_list.append(
+                    self.add_sublayer(f"bb_{stage}_{i}" if tweaks else _block_name(depth, stage, i), block)
+                )
                 in_channels = widths[stage] * 4
         self.out_channels = in_channels
 

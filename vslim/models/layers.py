@@ -6,6 +6,7 @@ users already have. PaddleVideo also pins global parameter names
 (``res2a_branch2a_weights``); we do not, because dygraph refuses a second model with
 the same parameter names in one process (tests, QAT teachers, benchmarks).
 """
+
 from __future__ import annotations
 
 import paddle
@@ -22,14 +23,17 @@ class ConvBNLayer(nn.Layer):
     shortcut that PP-TSM uses instead of a strided 1x1 conv.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, groups=1,
-                 is_tweaks_mode=False, act=None):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, groups=1, is_tweaks_mode=False, act=None):
         super().__init__()
         self.is_tweaks_mode = is_tweaks_mode
         self._pool2d_avg = nn.AvgPool2D(kernel_size=2, stride=2, padding=0, ceil_mode=True)
         self._conv = nn.Conv2D(
-            in_channels, out_channels, kernel_size, stride=stride,
-            padding=(kernel_size - 1) // 2, groups=groups,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=(kernel_size - 1) // 2,
+            groups=groups,
             bias_attr=False,
         )
         self._act = act
@@ -55,8 +59,7 @@ class TSMBottleneck(nn.Layer):
     this is the original TSM block (ReLU, strided 1x1 shortcut).
     """
 
-    def __init__(self, in_channels, out_channels, stride, shortcut, num_seg, shift_ratio,
-                 tweaks=True, if_first=False):
+    def __init__(self, in_channels, out_channels, stride, shortcut, num_seg, shift_ratio, tweaks=True, if_first=False):
         super().__init__()
         act = "leaky_relu" if tweaks else "relu"
         self.conv0 = ConvBNLayer(in_channels, out_channels, 1, act=act)
@@ -64,8 +67,7 @@ class TSMBottleneck(nn.Layer):
         self.conv2 = ConvBNLayer(out_channels, out_channels * 4, 1, act=None)
         if not shortcut:
             if tweaks:
-                self.short = ConvBNLayer(in_channels, out_channels * 4, 1, stride=1,
-                                         is_tweaks_mode=not if_first)
+                self.short = ConvBNLayer(in_channels, out_channels * 4, 1, stride=1, is_tweaks_mode=not if_first)
             else:
                 self.short = ConvBNLayer(in_channels, out_channels * 4, 1, stride=stride)
         self.shortcut = shortcut

@@ -16,6 +16,7 @@ PaddleVideo load unchanged. The classifier lives in the backbone and the head is
 * ``Dropout(0.2, downscale_in_infer)``: at inference the features are scaled by 0.8 before ``fc``,
   which the exported program keeps.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +25,12 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 # in_channels, kernel, split_pw, use_rep, use_se, use_shortcut (PaddleVideo's NET_CONFIG at scale 1.0)
-NET_CONFIG = {"stage1": [64, 3, False, False, False, False], "stage2": [128, 3, False, False, False, False],
-              "stage3": [256, 5, True, True, True, False], "stage4": [512, 5, False, True, False, True]}
+NET_CONFIG = {
+    "stage1": [64, 3, False, False, False, False],
+    "stage2": [128, 3, False, False, False, False],
+    "stage3": [256, 5, True, True, True, False],
+    "stage4": [512, 5, False, True, False, True],
+}
 DEPTHS = (2, 2, 6, 2)
 LAST_CHANNELS = 1280
 
@@ -33,10 +38,16 @@ LAST_CHANNELS = 1280
 class ConvBNLayer(nn.Layer):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, groups=1, use_act=True):
         super().__init__()
-        self.conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride=stride,
-                              padding=(kernel_size - 1) // 2, groups=groups,
-                              weight_attr=paddle.ParamAttr(initializer=nn.initializer.KaimingNormal()),
-                              bias_attr=False)
+        self.conv = nn.Conv2D(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=(kernel_size - 1) // 2,
+            groups=groups,
+            weight_attr=paddle.ParamAttr(initializer=nn.initializer.KaimingNormal()),
+            bias_attr=False,
+        )
         self.bn = nn.BatchNorm2D(out_channels)
         self.act = nn.ReLU() if use_act else None
 
@@ -75,19 +86,33 @@ class GlobalAttention(nn.Layer):
 
 
 class RepDepthwiseSeparable(nn.Layer):
-    def __init__(self, in_channels, out_channels, stride, dw_size=3, split_pw=False, use_rep=False, use_se=False,
-                 use_shortcut=False):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        stride,
+        dw_size=3,
+        split_pw=False,
+        use_rep=False,
+        use_se=False,
+        use_shortcut=False,
+    ):
         super().__init__()
         self.is_repped = False
         self.dw_size, self.use_rep = dw_size, use_rep
         self.use_se = use_se
         self.use_shortcut = bool(use_shortcut and stride == 1 and in_channels == out_channels)
         if use_rep:
-            self.dw_conv_list = nn.LayerList([
-                ConvBNLayer(in_channels, in_channels, k, stride, groups=in_channels, use_act=False)
-                for k in range(dw_size, 0, -2) if not (k == 1 and stride != 1)])
-            self.dw_conv = nn.Conv2D(in_channels, in_channels, dw_size, stride=stride, padding=(dw_size - 1) // 2,
-                                     groups=in_channels)
+            self.dw_conv_list = nn.LayerList(
+                [
+                    ConvBNLayer(in_channels, in_channels, k, stride, groups=in_channels, use_act=False)
+                    for k in range(dw_size, 0, -2)
+                    if not (k == 1 and stride != 1)
+                ]
+            )
+            self.dw_conv = nn.Conv2D(
+                in_channels, in_channels, dw_size, stride=stride, padding=(dw_size - 1) // 2, groups=in_channels
+            )
         else:
             self.dw_conv = ConvBNLayer(in_channels, in_channels, dw_size, stride, groups=in_channels)
         self.act = nn.ReLU()
@@ -145,8 +170,9 @@ class RepDepthwiseSeparable(nn.Layer):
 class PPTSMv2(nn.Layer):
     """``[N*T, 3, H, W]`` frames -> ``[N, num_classes]`` logits; the classifier is ``fc`` (``backbone.fc``)."""
 
-    def __init__(self, num_classes: int = 400, num_seg: int = 8, dropout_prob: float = 0.2,
-                 use_temporal_att: bool = False):
+    def __init__(
+        self, num_classes: int = 400, num_seg: int = 8, dropout_prob: float = 0.2, use_temporal_att: bool = False
+    ):
         super().__init__()
         self.num_seg = num_seg
         self.out_channels = LAST_CHANNELS
@@ -154,9 +180,23 @@ class PPTSMv2(nn.Layer):
         stages = []
         for depth, key in zip(DEPTHS, NET_CONFIG):
             c, k, split_pw, use_rep, use_se, use_shortcut = NET_CONFIG[key]
-            stages.append(nn.Sequential(*[
-                RepDepthwiseSeparable(c if i == 0 else 2 * c, 2 * c, 2 if i == 0 else 1, k, split_pw, use_rep,
-                                      use_se, use_shortcut) for i in range(depth)]))
+            stages.append(
+                nn.Sequential(
+                    *[
+                        RepDepthwiseSeparable(
+                            c if i == 0 else 2 * c,
+                            2 * c,
+                            2 if i == 0 else 1,
+                            k,
+                            split_pw,
+                            use_rep,
+                            use_se,
+                            use_shortcut,
+                        )
+                        for i in range(depth)
+                    ]
+                )
+            )
         self.stages = nn.LayerList(stages)
         self.avg_pool = nn.AdaptiveAvgPool2D(1)
         self.last_conv = nn.Conv2D(NET_CONFIG["stage4"][0] * 2, LAST_CHANNELS, 1, bias_attr=False)

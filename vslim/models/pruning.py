@@ -12,6 +12,7 @@ A *plan* maps structured parameter names (``backbone.bb_0_0.conv0._conv.weight``
 to ratios. It is stored in ``vslim.json``, so a pruned model can be rebuilt from
 the architecture: prune a fresh model by the plan, then load the pruned weights.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,12 +26,26 @@ import paddle
 from ..dy2static import forget_failed_traces
 from ..errors import ModelError
 
-PASS_THROUGH = {"batch_norm", "leaky_relu", "relu", "relu6", "swish", "hard_swish", "pool2d", "dropout", "scale",
-                "sigmoid"}
-REASONS = {"temporal_shift": "feeds temporal_shift, which the pruner cannot follow",
-           "elementwise_add": "feeds a residual add (its channels are tied to the whole residual stream)",
-           "reshape2": "feeds the reshape before the head", "flatten_contiguous_range": "feeds a flatten",
-           "matmul_v2": "feeds the classifier", "reduce_mean": "feeds the head's pooling"}
+PASS_THROUGH = {
+    "batch_norm",
+    "leaky_relu",
+    "relu",
+    "relu6",
+    "swish",
+    "hard_swish",
+    "pool2d",
+    "dropout",
+    "scale",
+    "sigmoid",
+}
+REASONS = {
+    "temporal_shift": "feeds temporal_shift, which the pruner cannot follow",
+    "elementwise_add": "feeds a residual add (its channels are tied to the whole residual stream)",
+    "reshape2": "feeds the reshape before the head",
+    "flatten_contiguous_range": "feeds a flatten",
+    "matmul_v2": "feeds the classifier",
+    "reduce_mean": "feeds the head's pooling",
+}
 PRUNERS = {"l1": "L1NormFilterPruner", "l2": "L2NormFilterPruner", "fpgm": "FPGMFilterPruner"}
 # PaddleSlim traces the model with a constant input, which static Paddle refuses above about
 # a million elements (an R50 clip at 224 has 1.2M); channel groups do not depend on the
@@ -145,8 +160,10 @@ def apply_plan(model: paddle.nn.Layer, plan: dict, fold=None) -> None:
     """
     if plan.get("folded"):
         if fold is None:
-            raise ModelError("this pruning plan was made on a folded (re-parameterised) model, and the "
-                             "architecture has no folding step")
+            raise ModelError(
+                "this pruning plan was made on a folded (re-parameterised) model, and the "
+                "architecture has no folding step"
+            )
         fold(model)
     prune(model, plan["ratios"], plan["input_shape"], plan.get("criterion", "l1"))
 

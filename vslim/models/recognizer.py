@@ -1,4 +1,5 @@
 """The 2D recognizer: fold segments into the batch, run the backbone, classify the clip."""
+
 from __future__ import annotations
 
 import paddle

@@ -6,6 +6,7 @@ every mismatch here is an error naming the first offending key and both shapes.
 
 ``.pdparams`` files are pickles: only load weights from a source you trust.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,8 +41,9 @@ def num_classes_of(state: dict, path: Path | str = "weights", classifier: str = 
     return int(np.shape(w)[1])
 
 
-def load_weights(model: paddle.nn.Layer, state: dict, source: str = "weights",
-                 skip_head: bool = False, classifier: str = HEAD_PREFIX) -> None:
+def load_weights(
+    model: paddle.nn.Layer, state: dict, source: str = "weights", skip_head: bool = False, classifier: str = HEAD_PREFIX
+) -> None:
     """Copy ``state`` into ``model``; every key must exist on both sides with the same shape.
 
     ``skip_head`` keeps the model's own classifier (the keys under ``classifier``: fine-tuning to new classes).

@@ -7,10 +7,11 @@ count), what to do to a trained model before export (PP-TSMv2 folds its re-param
 branches), and why pruning leaves some layers alone. Weights are separate ``.pdparams``
 files, ours or PaddleVideo's, loaded by :func:`~vslim.models.weights.load_weights`.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import paddle.nn as nn
 
@@ -24,8 +25,9 @@ from .recognizer import Recognizer2D
 def _tsm(backbone: Callable[[int], TSMResNet], drop_ratio: float):
     def build(num_classes: int, num_seg: int) -> Recognizer2D:
         net = backbone(num_seg)
-        return Recognizer2D(net, SegmentConsensusHead(num_classes, net.out_channels, num_seg=num_seg,
-                                                      drop_ratio=drop_ratio))
+        return Recognizer2D(
+            net, SegmentConsensusHead(num_classes, net.out_channels, num_seg=num_seg, drop_ratio=drop_ratio)
+        )
 
     return build
 
@@ -43,9 +45,11 @@ def _rep(model: Recognizer2D) -> None:
     model.backbone.rep()
 
 
-PPTSM_V2_PRUNING = ("pruned in its folded form (one 5x5 depthwise conv per block); a depthwise conv's channels "
-                    "follow the pointwise conv before it, and the convs feeding a shortcut or the temporal shift "
-                    "stay whole")
+PPTSM_V2_PRUNING = (
+    "pruned in its folded form (one 5x5 depthwise conv per block); a depthwise conv's channels "
+    "follow the pointwise conv before it, and the convs feeding a shortcut or the temporal shift "
+    "stay whole"
+)
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ class ArchSpec:
     classifier: str = "head.fc."  # state_dict prefix of the classifier (PaddleVideo's names)
     # folds training-only structure (PP-TSMv2's re-parameterised branches) into the deployed form: run before
     # export, QAT and pruning, so what is quantized or pruned is what is deployed
-    before_export: Optional[Callable[[nn.Layer], None]] = None
+    before_export: Callable[[nn.Layer], None] | None = None
     pruning_notes: str = ""
     paddlevideo_name: str = ""  # PaddleVideo's model_name for this architecture
 
@@ -71,12 +75,14 @@ ARCHS: dict[str, ArchSpec] = {
         ArchSpec(
             "pptsm_r50",
             "PP-TSM: ResNet50-vd tweaks backbone with temporal shift (PaddleVideo's ppTSM, K400 75.1%)",
-            _tsm(lambda num_seg: TSMResNet(50, num_seg=num_seg, tweaks=True), 0.5), paddlevideo_name="ppTSM",
+            _tsm(lambda num_seg: TSMResNet(50, num_seg=num_seg, tweaks=True), 0.5),
+            paddlevideo_name="ppTSM",
         ),
         ArchSpec(
             "pptsm_r101",
             "PP-TSM with a ResNet101-vd tweaks backbone",
-            _tsm(lambda num_seg: TSMResNet(101, num_seg=num_seg, tweaks=True), 0.5), paddlevideo_name="ppTSM",
+            _tsm(lambda num_seg: TSMResNet(101, num_seg=num_seg, tweaks=True), 0.5),
+            paddlevideo_name="ppTSM",
         ),
         ArchSpec(
             "tsm_r50",
@@ -88,20 +94,35 @@ ARCHS: dict[str, ArchSpec] = {
             "pptsm_v2",
             "PP-TSMv2: PP-LCNetV2 backbone, one temporal shift, re-parameterised depthwise convs "
             "(PaddleVideo's ppTSMv2, 8 or 16 frames, the CPU flagship)",
-            _pptsm_v2(False), classifier="backbone.fc.", before_export=_rep, paddlevideo_name="ppTSMv2",
+            _pptsm_v2(False),
+            classifier="backbone.fc.",
+            before_export=_rep,
+            paddlevideo_name="ppTSMv2",
             pruning_notes=PPTSM_V2_PRUNING,
         ),
         ArchSpec(
             "pptsm_v2_att",
             "PP-TSMv2 with its temporal attention (PaddleVideo's 16-frame distillation configs, use_temporal_att)",
-            _pptsm_v2(True), classifier="backbone.fc.", before_export=_rep, paddlevideo_name="ppTSMv2",
+            _pptsm_v2(True),
+            classifier="backbone.fc.",
+            before_export=_rep,
+            paddlevideo_name="ppTSMv2",
             pruning_notes=PPTSM_V2_PRUNING,
         ),
         ArchSpec(
             "pptsm_small",
             "Small PP-TSM (one block per stage, 1/8 width, 64x64 clips, 32 MFLOPs): trains on the synthetic set in minutes",
-            _tsm(lambda num_seg: TSMResNet(None, num_seg=num_seg, tweaks=True, stage_blocks=(1, 1, 1, 1),
-                                           widths=(8, 16, 32, 64), stem_channels=(8, 8, 16)), 0.2),
+            _tsm(
+                lambda num_seg: TSMResNet(
+                    None,
+                    num_seg=num_seg,
+                    tweaks=True,
+                    stage_blocks=(1, 1, 1, 1),
+                    widths=(8, 16, 32, 64),
+                    stem_channels=(8, 8, 16),
+                ),
+                0.2,
+            ),
             PreprocessConfig(num_seg=8, short_size=72, target_size=64),
         ),
     )

@@ -7,6 +7,7 @@ JSON form with orjson and numpy instead of ``json_format`` (which walks a
 1.2M-float PP-TSM clip value by value, for seconds); the binary side views float
 payloads in place (:mod:`.fastwire`).
 """
+
 from __future__ import annotations
 
 import ast
@@ -14,7 +15,6 @@ import base64
 import binascii
 import math
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 import orjson
@@ -54,7 +54,7 @@ class WireRequest:
 _FAST_FIELDS = {FP32: (2, "float_data"), FP64: (4, "float64_data")}
 
 
-def _values(t, fast: Optional[dict]) -> np.ndarray:
+def _values(t, fast: dict | None) -> np.ndarray:
     """The tensor's values: a view of the wire bytes when they are one packed run, else protobuf's list."""
     if fast and t.elem_type in _FAST_FIELDS:
         number, field_name = _FAST_FIELDS[t.elem_type]
@@ -64,13 +64,15 @@ def _values(t, fast: Optional[dict]) -> np.ndarray:
     return tensor_values(t)
 
 
-def from_proto(req, payloads: Optional[list] = None) -> WireRequest:
+def from_proto(req, payloads: list | None = None) -> WireRequest:
     tensors = []
     for i, t in enumerate(req.tensor):
         label = t.alias_name or t.name or f"tensor[{i}]"
         if t.elem_type not in CODES:
-            raise RequestError(f"{label}: elem_type {t.elem_type} ({NAMES.get(t.elem_type, 'unknown')}) is not "
-                               "supported; send float32 (1), int64 (0) or int32 (2)")
+            raise RequestError(
+                f"{label}: elem_type {t.elem_type} ({NAMES.get(t.elem_type, 'unknown')}) is not "
+                "supported; send float32 (1), int64 (0) or int32 (2)"
+            )
         fast = payloads[i] if payloads and i < len(payloads) else None
         tensors.append(WireTensor(t.name, t.alias_name, t.elem_type, list(t.shape), _values(t, fast)))
     return WireRequest(tensors, list(req.fetch_var_names), int(req.log_id))
@@ -90,18 +92,42 @@ def parse_proto(body: bytes) -> WireRequest:
 
 
 _TENSOR_KEYS = {  # proto3 JSON accepts the proto field name and its lowerCamelCase form
-    "int64_data": "int64_data", "int64Data": "int64_data", "float_data": "float_data", "floatData": "float_data",
-    "int_data": "int_data", "intData": "int_data", "float64_data": "float64_data",
-    "float64Data": "float64_data", "uint32_data": "uint32_data", "uint32Data": "uint32_data",
-    "bool_data": "bool_data", "boolData": "bool_data", "complex64_data": "complex64_data",
-    "complex64Data": "complex64_data", "complex128_data": "complex128_data",
-    "complex128Data": "complex128_data", "data": "data", "elem_type": "elem_type", "elemType": "elem_type",
-    "shape": "shape", "lod": "lod", "name": "name", "alias_name": "alias_name", "aliasName": "alias_name",
-    "tensor_content": "tensor_content", "tensorContent": "tensor_content",
+    "int64_data": "int64_data",
+    "int64Data": "int64_data",
+    "float_data": "float_data",
+    "floatData": "float_data",
+    "int_data": "int_data",
+    "intData": "int_data",
+    "float64_data": "float64_data",
+    "float64Data": "float64_data",
+    "uint32_data": "uint32_data",
+    "uint32Data": "uint32_data",
+    "bool_data": "bool_data",
+    "boolData": "bool_data",
+    "complex64_data": "complex64_data",
+    "complex64Data": "complex64_data",
+    "complex128_data": "complex128_data",
+    "complex128Data": "complex128_data",
+    "data": "data",
+    "elem_type": "elem_type",
+    "elemType": "elem_type",
+    "shape": "shape",
+    "lod": "lod",
+    "name": "name",
+    "alias_name": "alias_name",
+    "aliasName": "alias_name",
+    "tensor_content": "tensor_content",
+    "tensorContent": "tensor_content",
 }
-_REQUEST_KEYS = {"tensor": "tensor", "fetch_var_names": "fetch_var_names", "fetchVarNames": "fetch_var_names",
-                 "profile_server": "profile_server", "profileServer": "profile_server",
-                 "log_id": "log_id", "logId": "log_id"}
+_REQUEST_KEYS = {
+    "tensor": "tensor",
+    "fetch_var_names": "fetch_var_names",
+    "fetchVarNames": "fetch_var_names",
+    "profile_server": "profile_server",
+    "profileServer": "profile_server",
+    "log_id": "log_id",
+    "logId": "log_id",
+}
 
 
 def _int(value, what: str) -> int:
@@ -165,8 +191,15 @@ def parse_json(body: bytes) -> WireRequest:
         if not isinstance(shape, list):
             raise RequestError(f"{label}: shape must be a list of integers")
         shape = [_int(d, f"{label}: shape") for d in shape]
-        tensors.append(WireTensor(str(t.get("name", "")), str(t.get("alias_name", "")), elem_type, shape,
-                                  _json_values(t, elem_type, label)))
+        tensors.append(
+            WireTensor(
+                str(t.get("name", "")),
+                str(t.get("alias_name", "")),
+                elem_type,
+                shape,
+                _json_values(t, elem_type, label),
+            )
+        )
     fetch = obj.get("fetch_var_names", [])
     if not isinstance(fetch, list) or not all(isinstance(f, str) for f in fetch):
         raise RequestError("'fetch_var_names' must be a list of strings")
@@ -185,8 +218,12 @@ def parse_frames(body: bytes, limit: int) -> tuple[np.ndarray, int]:
     if unknown:
         raise RequestError(f"unknown field(s) {sorted(unknown)}")
     keys, values = obj.get("key"), obj.get("value")
-    if not isinstance(keys, list) or not isinstance(values, list) or len(keys) != len(values) \
-            or not all(isinstance(v, str) for v in [*keys, *values]):
+    if (
+        not isinstance(keys, list)
+        or not isinstance(values, list)
+        or len(keys) != len(values)
+        or not all(isinstance(v, str) for v in [*keys, *values])
+    ):
         raise RequestError("'key' and 'value' must be lists of strings of the same length")
     pairs = dict(zip(keys, values))
     missing = [k for k in ("frames", "frames_shape") if k not in pairs]
@@ -196,8 +233,12 @@ def parse_frames(body: bytes, limit: int) -> tuple[np.ndarray, int]:
         shape = ast.literal_eval(pairs["frames_shape"])  # literal only: never eval() client text
     except (ValueError, SyntaxError) as exc:
         raise RequestError(f"frames_shape {pairs['frames_shape'][:80]!r} is not a shape like '(T, H, W, 3)'") from exc
-    if not isinstance(shape, (tuple, list)) or len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape) \
-            or shape[3] != 3:
+    if (
+        not isinstance(shape, (tuple, list))
+        or len(shape) != 4
+        or not all(isinstance(d, int) and d > 0 for d in shape)
+        or shape[3] != 3
+    ):
         raise RequestError(f"frames_shape must be (T, H, W, 3) with positive sizes, got {shape!r}")
     if math.prod(shape) > limit:
         raise RequestError(f"frames_shape {tuple(shape)} exceeds the body limit", TOO_LARGE)
@@ -216,8 +257,10 @@ def parse_frames(body: bytes, limit: int) -> tuple[np.ndarray, int]:
 
 def validate(req: WireRequest, sig: Signature, limits: Limits) -> tuple[dict[str, np.ndarray], list[str]]:
     """Feeds ``{var name: batch-first array}`` and fetch var names, or a RequestError naming the problem."""
-    tensors = [TensorIn(t.alias or t.name, CODES[t.elem_type][0], describe(t.elem_type), t.shape, t.values,
-                        alt_key=t.name) for t in req.tensors]
+    tensors = [
+        TensorIn(t.alias or t.name, CODES[t.elem_type][0], describe(t.elem_type), t.shape, t.values, alt_key=t.name)
+        for t in req.tensors
+    ]
     return check_inputs(tensors, sig, limits, WORDING), check_outputs(req.fetch, sig, WORDING)
 
 
@@ -251,12 +294,26 @@ def response_json(resp) -> bytes:
             field_name = CODES[t.elem_type][1]
             values = tensor_values(t)
             data = base64.b64encode(values.tobytes()).decode() if field_name == "tensor_content" else values.tolist()
-            tensors.append({field_name: data, "elem_type": t.elem_type, "shape": list(t.shape), "name": t.name,
-                            "alias_name": t.alias_name})
+            tensors.append(
+                {
+                    field_name: data,
+                    "elem_type": t.elem_type,
+                    "shape": list(t.shape),
+                    "name": t.name,
+                    "alias_name": t.alias_name,
+                }
+            )
         outputs.append({"tensor": tensors, "engine_name": model_out.engine_name})
-    return orjson.dumps({"outputs": outputs, "profile_time": list(resp.profile_time),
-                         "profile_server": resp.profile_server, "log_id": resp.log_id,
-                         "err_no": resp.err_no, "err_msg": resp.err_msg})
+    return orjson.dumps(
+        {
+            "outputs": outputs,
+            "profile_time": list(resp.profile_time),
+            "profile_server": resp.profile_server,
+            "log_id": resp.log_id,
+            "err_no": resp.err_no,
+            "err_msg": resp.err_msg,
+        }
+    )
 
 
 def outputs_of(resp) -> dict[str, np.ndarray]:
@@ -266,4 +323,3 @@ def outputs_of(resp) -> dict[str, np.ndarray]:
         for t in model_out.tensor:
             result[t.alias_name or t.name] = tensor_values(t).reshape(list(t.shape))
     return result
-

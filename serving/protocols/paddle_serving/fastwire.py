@@ -13,9 +13,8 @@ clip (1.2M floats) ~60 ms, on each side of every call. Yet a packed ``float`` or
   then the packed payload is appended: protobuf merges repeated fields across
   an encoding, so the result parses to the same message (tests check this).
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import numpy as np
 
@@ -78,7 +77,7 @@ def _fields(buf, start: int, end: int):
         raise ValueError("truncated field")
 
 
-def packed_payloads(body: bytes) -> list[dict[int, Optional[np.ndarray]]]:
+def packed_payloads(body: bytes) -> list[dict[int, np.ndarray | None]]:
     """Per tensor of a serialized ``Request``: ``{field number: array}`` for packed float/double runs.
 
     A field seen more than once maps to None (the caller then uses protobuf's values).
@@ -88,7 +87,7 @@ def packed_payloads(body: bytes) -> list[dict[int, Optional[np.ndarray]]]:
     for number, wire, start, end in _fields(view, 0, len(view)):
         if number != _TENSOR_FIELD or wire != _WIRE_LEN:
             continue
-        found: dict[int, Optional[np.ndarray]] = {}
+        found: dict[int, np.ndarray | None] = {}
         for f, w, s, e in _fields(view, start, end):
             if f in _PACKED:
                 if f in found or w != _WIRE_LEN or (e - s) % _PACKED[f].itemsize:

@@ -1,8 +1,8 @@
 """gRPC: Paddle Serving's ``GeneralModelService`` (inference, debug), answered by the default model
 (the protocol names none: ``--default-model``, or the only one served)."""
+
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 import grpc
@@ -23,7 +23,7 @@ METHODS = ("inference", "debug")
 class GeneralModelServicer:
     """Handlers take the raw request bytes, so float payloads are viewed in place (see fastwire)."""
 
-    def __init__(self, repo: "ModelRepository"):
+    def __init__(self, repo: ModelRepository):
         self.repo = repo
 
     async def _answer(self, request: bytes, context, endpoint: str):
@@ -36,8 +36,11 @@ class GeneralModelServicer:
         if call.refusal is not None:
             exc = call.refusal
             # Status code and details for gRPC clients; err_no/err_msg as trailing metadata.
-            await context.abort(getattr(grpc.StatusCode, GRPC_STATUS[exc.kind]), str(exc),
-                                trailing_metadata=(("err_no", str(ERR_NO[exc.kind])), ("err_msg", str(exc)[:4000])))
+            await context.abort(
+                getattr(grpc.StatusCode, GRPC_STATUS[exc.kind]),
+                str(exc),
+                trailing_metadata=(("err_no", str(ERR_NO[exc.kind])), ("err_msg", str(exc)[:4000])),
+            )
         return resp
 
     async def inference(self, request, context):
@@ -47,11 +50,16 @@ class GeneralModelServicer:
         return await self._answer(request, context, "debug")
 
 
-def add_to_server(server: grpc.aio.Server, repo: "ModelRepository") -> list[str]:
+def add_to_server(server: grpc.aio.Server, repo: ModelRepository) -> list[str]:
     """Register the service; returns the names health checking reports for it."""
     servicer = GeneralModelServicer(repo)
-    handlers = {name: grpc.unary_unary_rpc_method_handler(getattr(servicer, name), request_deserializer=None,
-                                                          response_serializer=service_pb2.Response.SerializeToString)
-                for name in METHODS}
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, name),
+            request_deserializer=None,
+            response_serializer=service_pb2.Response.SerializeToString,
+        )
+        for name in METHODS
+    }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     return [SERVICE_NAME]

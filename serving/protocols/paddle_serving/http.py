@@ -11,6 +11,7 @@
 The protocol names no model: every route reaches the server's default model
 (``--default-model``, or the only one served).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,22 +34,52 @@ if TYPE_CHECKING:
 
 PROTOCOL = "http"  # the metrics label
 PROTO_TYPES = ("application/proto", "application/x-protobuf", "application/octet-stream")
-GENERAL_BODY = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": {"type": "object", "description": "Request as proto3 JSON, e.g. "
-                                    '{"tensor":[{"float_data":[...],"elem_type":1,"name":"data_batch_0",'
-                                    '"alias_name":"data_batch_0","shape":[1,8,3,64,64]}],'
-                                    '"fetch_var_names":["outputs"],"log_id":0}'}},
-    "application/proto": {"schema": {"type": "string", "format": "binary",
-                                     "description": "serialized baidu.paddle_serving...general_model.Request"}}}}}
-VIDEO_BODY = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": {"type": "object", "required": ["key", "value"], "properties": {
-        "key": {"type": "array", "items": {"type": "string"}, "example": ["frames", "frames_shape"]},
-        "value": {"type": "array", "items": {"type": "string"}}}}}}}}
-FILE_BODY = {"requestBody": {"required": True, "content": {"application/octet-stream": BINARY,
-                                                           "video/mp4": BINARY}}}
+GENERAL_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": "Request as proto3 JSON, e.g. "
+                    '{"tensor":[{"float_data":[...],"elem_type":1,"name":"data_batch_0",'
+                    '"alias_name":"data_batch_0","shape":[1,8,3,64,64]}],'
+                    '"fetch_var_names":["outputs"],"log_id":0}',
+                }
+            },
+            "application/proto": {
+                "schema": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": "serialized baidu.paddle_serving...general_model.Request",
+                }
+            },
+        },
+    }
+}
+VIDEO_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["key", "value"],
+                    "properties": {
+                        "key": {"type": "array", "items": {"type": "string"}, "example": ["frames", "frames_shape"]},
+                        "value": {"type": "array", "items": {"type": "string"}},
+                    },
+                }
+            }
+        },
+    }
+}
+FILE_BODY = {"requestBody": {"required": True, "content": {"application/octet-stream": BINARY, "video/mp4": BINARY}}}
 GENERAL_CONTENT = {**JSON_ANY, "application/proto": BINARY}
-GENERAL_RESPONSES = {200: {"description": "Response, in the request's encoding", "content": GENERAL_CONTENT},
-                     **responses((400, 401, 413, 415, 500, 503), GENERAL_CONTENT)}
+GENERAL_RESPONSES = {
+    200: {"description": "Response, in the request's encoding", "content": GENERAL_CONTENT},
+    **responses((400, 401, 413, 415, 500, 503), GENERAL_CONTENT),
+}
 VIDEO_RESPONSES = responses((400, 401, 413, 500, 503))
 
 
@@ -63,7 +94,7 @@ def pipeline_answer(err_no: int, err_msg: str, key=(), value=(), status: int = 2
     return JSONResponse(doc, status_code=status)
 
 
-def router(repo: "ModelRepository") -> APIRouter:
+def router(repo: ModelRepository) -> APIRouter:
     """Every route answers with the default model (Paddle Serving's requests name none)."""
     api = APIRouter(tags=["Paddle Serving"])
 
@@ -72,8 +103,9 @@ def router(repo: "ModelRepository") -> APIRouter:
         as_proto = media in PROTO_TYPES
         with Call(repo, PROTOCOL, endpoint, f"/GeneralModelService/{endpoint}") as call:
             if media and not as_proto and media != "application/json":
-                raise RequestError(f"Content-Type {media!r} is not supported; use application/json or "
-                                   "application/proto", UNSUPPORTED)
+                raise RequestError(
+                    f"Content-Type {media!r} is not supported; use application/json or application/proto", UNSUPPORTED
+                )
             service = repo.default_service()
             with call.admit(service):
                 body = await read_decoded(request, service.max_body)
@@ -90,13 +122,23 @@ def router(repo: "ModelRepository") -> APIRouter:
             return Response(resp.SerializeToString(), status_code=status, media_type="application/proto")
         return Response(codec.response_json(resp), status_code=status, media_type="application/json")
 
-    @api.post("/GeneralModelService/inference", openapi_extra=GENERAL_BODY, responses=GENERAL_RESPONSES,
-              response_class=Response, summary="Paddle Serving general-model inference (JSON or binary proto)")
+    @api.post(
+        "/GeneralModelService/inference",
+        openapi_extra=GENERAL_BODY,
+        responses=GENERAL_RESPONSES,
+        response_class=Response,
+        summary="Paddle Serving general-model inference (JSON or binary proto)",
+    )
     async def inference(request: Request) -> Response:
         return await general(request, "inference")
 
-    @api.post("/GeneralModelService/debug", openapi_extra=GENERAL_BODY, responses=GENERAL_RESPONSES,
-              response_class=Response, summary="Same as inference")
+    @api.post(
+        "/GeneralModelService/debug",
+        openapi_extra=GENERAL_BODY,
+        responses=GENERAL_RESPONSES,
+        response_class=Response,
+        summary="Same as inference",
+    )
     async def debug(request: Request) -> Response:
         return await general(request, "debug")
 
@@ -112,8 +154,12 @@ def router(repo: "ModelRepository") -> APIRouter:
                 service.video_executed(1, (decoded - call.start, time.perf_counter() - decoded, 0.0))
         return call.service, top, sampling, call.refusal
 
-    @api.post("/video/prediction", openapi_extra=VIDEO_BODY, responses=VIDEO_RESPONSES,
-              summary="PaddleVideo pipeline endpoint: base64 uint8 frames -> label and probability")
+    @api.post(
+        "/video/prediction",
+        openapi_extra=VIDEO_BODY,
+        responses=VIDEO_RESPONSES,
+        summary="PaddleVideo pipeline endpoint: base64 uint8 frames -> label and probability",
+    )
     async def video_prediction(request: Request, top_k: int = Query(1, ge=1, le=1000)) -> JSONResponse:
         async def decode(service):
             body = await read_decoded(request, service.max_body)
@@ -125,8 +171,12 @@ def router(repo: "ModelRepository") -> APIRouter:
             return pipeline_answer(ERR_NO[exc.kind], str(exc), status=HTTP_STATUS[exc.kind])
         return pipeline_answer(0, "", ["label", "prob"], [str(top.labels), str(top.scores)], sampling=sampling)
 
-    @api.post("/video/classify", openapi_extra=FILE_BODY, responses=VIDEO_RESPONSES,
-              summary="Classify a posted video file (mp4, avi, ...): top-k classes")
+    @api.post(
+        "/video/classify",
+        openapi_extra=FILE_BODY,
+        responses=VIDEO_RESPONSES,
+        summary="Classify a posted video file (mp4, avi, ...): top-k classes",
+    )
     async def classify(request: Request, top_k: int = Query(5, ge=1, le=1000)) -> JSONResponse:
         async def decode(service):
             body = await read_body(request, service.max_body)
@@ -137,8 +187,13 @@ def router(repo: "ModelRepository") -> APIRouter:
         service, top, sampling, exc = await video(request, "classify", top_k, decode)
         if exc is not None:
             return JSONResponse({"error": str(exc)}, status_code=HTTP_STATUS[exc.kind])
-        answer = {"model": service.name, "precision": service.bundle.info.precision, "top_k": [
-            {"class_id": i, "label": l, "score": s} for i, l, s in zip(top.ids, top.labels, top.scores)]}
+        answer = {
+            "model": service.name,
+            "precision": service.bundle.info.precision,
+            "top_k": [
+                {"class_id": i, "label": label, "score": s} for i, label, s in zip(top.ids, top.labels, top.scores)
+            ],
+        }
         if sampling is not None:  # the video was shorter than the clip: frames were repeated
             answer["sampling"] = sampling.to_dict()
         return JSONResponse(answer)

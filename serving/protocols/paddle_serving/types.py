@@ -5,6 +5,7 @@ Type codes are Paddle Serving's (``feed_type``/``fetch_type`` in bundle configs,
 their typed repeated fields; fp16/int16/int8/bf16/uint8 travel as raw
 little-endian bytes in ``tensor_content``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,9 +34,21 @@ CODES: dict[int, tuple[np.dtype, str]] = {
     INT8: (np.dtype(np.int8), "tensor_content"),
     BOOL: (np.dtype(np.bool_), "bool_data"),
 }
-NAMES = {INT64: "int64", FP32: "float32", INT32: "int32", FP64: "float64", INT16: "int16", FP16: "float16",
-         BF16: "bfloat16", UINT8: "uint8", INT8: "int8", BOOL: "bool", COMPLEX64: "complex64",
-         COMPLEX128: "complex128", STRING: "string"}
+NAMES = {
+    INT64: "int64",
+    FP32: "float32",
+    INT32: "int32",
+    FP64: "float64",
+    INT16: "int16",
+    FP16: "float16",
+    BF16: "bfloat16",
+    UINT8: "uint8",
+    INT8: "int8",
+    BOOL: "bool",
+    COMPLEX64: "complex64",
+    COMPLEX128: "complex128",
+    STRING: "string",
+}
 
 
 def code_of(dtype) -> int:
@@ -64,8 +77,9 @@ def signature_of(conf) -> Signature:
             raise RequestError(f"variable {v.name} has unsupported type code {code}", INTERNAL)
         return VarSpec(v.name, v.alias_name or v.name, CODES[code][0], tuple(v.shape))
 
-    return Signature(tuple(spec(v, v.feed_type) for v in conf.feed_var),
-                     tuple(spec(v, v.fetch_type) for v in conf.fetch_var))
+    return Signature(
+        tuple(spec(v, v.feed_type) for v in conf.feed_var), tuple(spec(v, v.fetch_type) for v in conf.fetch_var)
+    )
 
 
 def tensor_values(t) -> np.ndarray:

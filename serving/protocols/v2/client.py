@@ -7,10 +7,12 @@ metadata calls. Tensors travel as raw bytes by default (HTTP binary tensor
 extension, gRPC raw contents); ``binary=False`` sends and asks for JSON (HTTP).
 They speak the protocol only: any v2 server (Triton, KServe, vslim) answers them.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
@@ -18,8 +20,17 @@ import orjson
 
 from vslim.serving.errors import ServingError
 
-from ...client import (DEFAULT_TIMEOUT, Client, TopK, _named_arrays, _session, grpc_channel, grpc_unreachable,
-                       http_unreachable, sampling_record)
+from ...client import (
+    DEFAULT_TIMEOUT,
+    Client,
+    TopK,
+    _named_arrays,
+    _session,
+    grpc_channel,
+    grpc_unreachable,
+    http_unreachable,
+    sampling_record,
+)
 from .datatypes import BYTES, CONTENTS, DTYPES, datatype_of, from_json, from_raw, to_raw
 from .proto import set_parameter
 
@@ -35,11 +46,15 @@ def _bytes_tensor(elements: Sequence[bytes]) -> np.ndarray:
 def _tops(result: dict[str, np.ndarray]) -> list[TopK]:
     labels, ids, probs = result["label"], result["class_id"], result["prob"]
     sampling = _sampling_rows(result.get("sampling"), len(ids))
-    return [TopK([int(i) for i in ids[r]], [float(p) for p in probs[r]], [bytes(x).decode() for x in labels[r]],
-                 sampling[r]) for r in range(len(ids))]
+    return [
+        TopK(
+            [int(i) for i in ids[r]], [float(p) for p in probs[r]], [bytes(x).decode() for x in labels[r]], sampling[r]
+        )
+        for r in range(len(ids))
+    ]
 
 
-def _sampling_rows(value: Optional[np.ndarray], rows: int) -> list[Optional[dict]]:
+def _sampling_rows(value: np.ndarray | None, rows: int) -> list[dict | None]:
     """A ``sampling`` output (one JSON text per video, sent when a clip was padded) as one record per row."""
     flat = [] if value is None else list(np.asarray(value).reshape(-1))
     if len(flat) != rows:
@@ -48,27 +63,42 @@ def _sampling_rows(value: Optional[np.ndarray], rows: int) -> list[Optional[dict
 
 
 class _V2Client(Client):
-    def __init__(self, address: str, config=None, timeout: float = DEFAULT_TIMEOUT, token: Optional[str] = None,
-                 tls_ca: Optional[str] = None, model: Optional[str] = None, version: str = ""):
+    def __init__(
+        self,
+        address: str,
+        config=None,
+        timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
+        tls_ca: str | None = None,
+        model: str | None = None,
+        version: str = "",
+    ):
         super().__init__(address, config, timeout, token, tls_ca)
         self.model = model or (self.config.name if self.config else "")
         self.version = version  # every request names it when set; else the server's newest ready version
 
-    def predict(self, feed: dict[str, np.ndarray], fetch: Optional[Sequence[str]] = None,
-                log_id: int = 0) -> dict[str, np.ndarray]:
+    def predict(
+        self, feed: dict[str, np.ndarray], fetch: Sequence[str] | None = None, log_id: int = 0
+    ) -> dict[str, np.ndarray]:
         if not self.model:
             raise ServingError("which model? give model= or the bundle's *_serving_client folder")
         inputs = {alias: array for _, alias, array in _named_arrays(feed, self.config)}
         return self.infer(self.model, inputs, list(fetch) if fetch else None, request_id=str(log_id) if log_id else "")
 
-    def classify_files(self, videos: Sequence[Path | str], top_k: int = 1, model: Optional[str] = None) -> list[TopK]:
+    def classify_files(self, videos: Sequence[Path | str], top_k: int = 1, model: str | None = None) -> list[TopK]:
         """Send whole video files to the ``{name}_video`` model; the server decodes them. One TopK per file."""
         model = model or f"{self.model}_video"
         data = _bytes_tensor([Path(v).read_bytes() for v in videos])
         return _tops(self.infer(model, {"video": data}, parameters={"top_k": top_k}))
 
-    def infer(self, model: str, inputs: Inputs, outputs: Optional[list[str]] = None,
-              parameters: Optional[dict[str, Any]] = None, request_id: str = "") -> dict[str, np.ndarray]:
+    def infer(
+        self,
+        model: str,
+        inputs: Inputs,
+        outputs: list[str] | None = None,
+        parameters: dict[str, Any] | None = None,
+        request_id: str = "",
+    ) -> dict[str, np.ndarray]:
         """``{output name: array}``; raises ServingError with the server's message on refusal."""
         raise NotImplementedError
 
@@ -79,8 +109,17 @@ class _V2Client(Client):
 class V2HttpClient(_V2Client):
     protocol = "v2-http"
 
-    def __init__(self, address: str, config=None, timeout: float = DEFAULT_TIMEOUT, token: Optional[str] = None,
-                 tls_ca: Optional[str] = None, model: Optional[str] = None, binary: bool = True, version: str = ""):
+    def __init__(
+        self,
+        address: str,
+        config=None,
+        timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
+        tls_ca: str | None = None,
+        model: str | None = None,
+        binary: bool = True,
+        version: str = "",
+    ):
         super().__init__(address, config, timeout, token, tls_ca, model, version)
         import requests
 
@@ -104,17 +143,17 @@ class V2HttpClient(_V2Client):
     def server_metadata(self) -> dict:
         return self._json("")
 
-    def _model(self, model: Optional[str]) -> str:
+    def _model(self, model: str | None) -> str:
         path = f"/models/{quote(model or self.model, safe='')}"
         return f"{path}/versions/{quote(self.version, safe='')}" if self.version else path
 
-    def model_metadata(self, model: Optional[str] = None) -> dict:
+    def model_metadata(self, model: str | None = None) -> dict:
         return self._json(self._model(model))
 
-    def model_config(self, model: Optional[str] = None) -> dict:
+    def model_config(self, model: str | None = None) -> dict:
         return self._json(f"{self._model(model)}/config")
 
-    def model_ready(self, model: Optional[str] = None) -> bool:
+    def model_ready(self, model: str | None = None) -> bool:
         """As Triton's HTTP client: an unknown model is simply not ready (gRPC raises NOT_FOUND)."""
         return self._request("GET", f"{self._model(model)}/ready").status_code == 200
 
@@ -139,8 +178,14 @@ class V2HttpClient(_V2Client):
         if r.status_code != 200:
             raise self._fail(f"HTTP {r.status_code}", _error_text(r))
 
-    def infer(self, model: str, inputs: Inputs, outputs: Optional[list[str]] = None,
-              parameters: Optional[dict[str, Any]] = None, request_id: str = "") -> dict[str, np.ndarray]:
+    def infer(
+        self,
+        model: str,
+        inputs: Inputs,
+        outputs: list[str] | None = None,
+        parameters: dict[str, Any] | None = None,
+        request_id: str = "",
+    ) -> dict[str, np.ndarray]:
         header: dict[str, Any] = {"inputs": []}
         chunks = []
         for name, array in inputs.items():
@@ -154,8 +199,10 @@ class V2HttpClient(_V2Client):
                 try:
                     entry["data"] = [bytes(x).decode() for x in array.reshape(-1)]
                 except UnicodeDecodeError:
-                    raise ServingError(f"input {name!r} holds bytes that are not UTF-8 text; JSON cannot carry "
-                                       "them: send binary tensors") from None
+                    raise ServingError(
+                        f"input {name!r} holds bytes that are not UTF-8 text; JSON cannot carry "
+                        "them: send binary tensors"
+                    ) from None
             else:
                 entry["data"] = array.reshape(-1).tolist()
             header["inputs"].append(entry)
@@ -188,7 +235,7 @@ def _error_text(r) -> str:
         return r.text[:300]
 
 
-def parse_http_answer(body: bytes, header_length: Optional[str]) -> dict[str, np.ndarray]:
+def parse_http_answer(body: bytes, header_length: str | None) -> dict[str, np.ndarray]:
     """``{name: array}`` of a v2 HTTP answer, JSON or JSON header + binary outputs."""
     n = int(header_length) if header_length else len(body)
     doc = orjson.loads(body[:n])
@@ -208,8 +255,16 @@ def parse_http_answer(body: bytes, header_length: Optional[str]) -> dict[str, np
 class V2GrpcClient(_V2Client):
     protocol = "v2-grpc"
 
-    def __init__(self, address: str, config=None, timeout: float = DEFAULT_TIMEOUT, token: Optional[str] = None,
-                 tls_ca: Optional[str] = None, model: Optional[str] = None, version: str = ""):
+    def __init__(
+        self,
+        address: str,
+        config=None,
+        timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
+        tls_ca: str | None = None,
+        model: str | None = None,
+        version: str = "",
+    ):
         super().__init__(address, config, timeout, token, tls_ca, model, version)
         import grpc
 
@@ -218,15 +273,19 @@ class V2GrpcClient(_V2Client):
         self._grpc, self._pb = grpc, pb
         self._channel, self._metadata = grpc_channel(self.address, token, tls_ca)
         self._calls = {}
-        for method, (req, resp) in {"ModelInfer": ("ModelInferRequest", "ModelInferResponse"),
-                                    "ModelMetadata": ("ModelMetadataRequest", "ModelMetadataResponse"),
-                                    "ModelConfig": ("ModelConfigRequest", "ModelConfigResponse"),
-                                    "ModelReady": ("ModelReadyRequest", "ModelReadyResponse"),
-                                    "ServerReady": ("ServerReadyRequest", "ServerReadyResponse"),
-                                    "ServerMetadata": ("ServerMetadataRequest", "ServerMetadataResponse")}.items():
+        for method, (req, resp) in {
+            "ModelInfer": ("ModelInferRequest", "ModelInferResponse"),
+            "ModelMetadata": ("ModelMetadataRequest", "ModelMetadataResponse"),
+            "ModelConfig": ("ModelConfigRequest", "ModelConfigResponse"),
+            "ModelReady": ("ModelReadyRequest", "ModelReadyResponse"),
+            "ServerReady": ("ServerReadyRequest", "ServerReadyResponse"),
+            "ServerMetadata": ("ServerMetadataRequest", "ServerMetadataResponse"),
+        }.items():
             self._calls[method] = self._channel.unary_unary(
-                f"/{SERVICE_NAME}/{method}", request_serializer=getattr(pb, req).SerializeToString,
-                response_deserializer=getattr(pb, resp).FromString)
+                f"/{SERVICE_NAME}/{method}",
+                request_serializer=getattr(pb, req).SerializeToString,
+                response_deserializer=getattr(pb, resp).FromString,
+            )
 
     def _call(self, method: str, request):
         try:
@@ -245,20 +304,34 @@ class V2GrpcClient(_V2Client):
     def server_metadata(self) -> dict:
         return self._dict(self._call("ServerMetadata", self._pb.ServerMetadataRequest()))
 
-    def model_metadata(self, model: Optional[str] = None) -> dict:
-        return self._dict(self._call("ModelMetadata", self._pb.ModelMetadataRequest(name=model or self.model, version=self.version)))
+    def model_metadata(self, model: str | None = None) -> dict:
+        return self._dict(
+            self._call("ModelMetadata", self._pb.ModelMetadataRequest(name=model or self.model, version=self.version))
+        )
 
-    def model_config(self, model: Optional[str] = None) -> dict:
-        return self._dict(self._call("ModelConfig", self._pb.ModelConfigRequest(name=model or self.model, version=self.version)).config)
+    def model_config(self, model: str | None = None) -> dict:
+        return self._dict(
+            self._call(
+                "ModelConfig", self._pb.ModelConfigRequest(name=model or self.model, version=self.version)
+            ).config
+        )
 
-    def model_ready(self, model: Optional[str] = None) -> bool:
-        return self._call("ModelReady", self._pb.ModelReadyRequest(name=model or self.model, version=self.version)).ready
+    def model_ready(self, model: str | None = None) -> bool:
+        return self._call(
+            "ModelReady", self._pb.ModelReadyRequest(name=model or self.model, version=self.version)
+        ).ready
 
     def server_ready(self) -> bool:
         return self._call("ServerReady", self._pb.ServerReadyRequest()).ready
 
-    def infer(self, model: str, inputs: Inputs, outputs: Optional[list[str]] = None,
-              parameters: Optional[dict[str, Any]] = None, request_id: str = "") -> dict[str, np.ndarray]:
+    def infer(
+        self,
+        model: str,
+        inputs: Inputs,
+        outputs: list[str] | None = None,
+        parameters: dict[str, Any] | None = None,
+        request_id: str = "",
+    ) -> dict[str, np.ndarray]:
         request = self._pb.ModelInferRequest(model_name=model, model_version=self.version, id=request_id)
         for name, array in inputs.items():
             array = np.asarray(array)

@@ -4,6 +4,7 @@ Raw tensor bytes (HTTP binary extension, gRPC ``raw_*_contents``) are the flat,
 row-major, little-endian elements; a BYTES tensor is each element as a 4-byte
 little-endian length followed by its bytes.
 """
+
 from __future__ import annotations
 
 import struct
@@ -15,16 +16,35 @@ from ...signature import Limits, Wording
 
 BYTES = "BYTES"
 DTYPES: dict[str, np.dtype] = {
-    "BOOL": np.dtype(np.bool_), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"), "UINT64": np.dtype("<u8"), "INT8": np.dtype(np.int8), "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"), "INT64": np.dtype("<i8"), "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"),
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
     "FP64": np.dtype("<f8"),
 }
 DATATYPES = (*DTYPES, BYTES)
 # InferTensorContents field per datatype (FP16 has none: it travels raw only)
-CONTENTS = {"BOOL": "bool_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
-            "UINT64": "uint64_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
-            "INT64": "int64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", BYTES: "bytes_contents"}
+CONTENTS = {
+    "BOOL": "bool_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    BYTES: "bytes_contents",
+}
 # Triton's model configuration names the same types TYPE_*, with BYTES as TYPE_STRING
 CONFIG_TYPES = {**{name: f"TYPE_{name}" for name in DTYPES}, BYTES: "TYPE_STRING"}
 _LENGTH = struct.Struct("<I")
@@ -33,7 +53,7 @@ _LENGTH = struct.Struct("<I")
 def datatype_of(dtype) -> str:
     """The v2 name of a numpy dtype (object arrays of bytes are BYTES)."""
     dtype = np.dtype(dtype)
-    if dtype == object:
+    if dtype.kind == "O":
         return BYTES
     for name, dt in DTYPES.items():
         if dt == dtype.newbyteorder("<") or dt == dtype:
@@ -63,8 +83,10 @@ def check_size(shape: list[int], limits: Limits, what: str) -> int:
         raise RequestError(f"{what}: shape {shape} has a negative dimension")
     count = element_count(shape)
     if count > limits.max_elements:
-        raise RequestError(f"{what}: shape {shape} declares {count} elements, over this server's limit of "
-                           f"{limits.max_elements}", TOO_LARGE)
+        raise RequestError(
+            f"{what}: shape {shape} declares {count} elements, over this server's limit of {limits.max_elements}",
+            TOO_LARGE,
+        )
     return count
 
 
@@ -119,9 +141,11 @@ def deserialize_bytes(raw, what: str, limit: int | None = None) -> np.ndarray:
         (length,) = _LENGTH.unpack_from(view, pos)
         pos += 4
         if pos + length > len(view):
-            raise RequestError(f"{what}: BYTES element {len(out)} claims {length} bytes but only "
-                               f"{len(view) - pos} remain; each element is a 4-byte little-endian length, "
-                               "then the bytes")
+            raise RequestError(
+                f"{what}: BYTES element {len(out)} claims {length} bytes but only "
+                f"{len(view) - pos} remain; each element is a 4-byte little-endian length, "
+                "then the bytes"
+            )
         out.append(bytes(view[pos : pos + length]))
         pos += length
     array = np.empty(len(out), dtype=object)

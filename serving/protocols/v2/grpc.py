@@ -6,6 +6,7 @@ would answer INTERNAL). Inputs come as ``raw_input_contents`` or typed
 ``contents``; outputs always go back as ``raw_output_contents``, as Triton
 answers.
 """
+
 from __future__ import annotations
 
 import time
@@ -52,8 +53,10 @@ def _typed_values(t, datatype: str, what: str) -> np.ndarray:
 def request_from_proto(msg, limits: Limits = Limits()) -> InferRequest:
     raw = msg.raw_input_contents
     if raw and len(raw) != len(msg.inputs):
-        raise RequestError(f"raw_input_contents holds {len(raw)} entries for {len(msg.inputs)} inputs; "
-                           "send one per input, in input order")
+        raise RequestError(
+            f"raw_input_contents holds {len(raw)} entries for {len(msg.inputs)} inputs; "
+            "send one per input, in input order"
+        )
     inputs = []
     for i, t in enumerate(msg.inputs):
         what = f"input {t.name!r}"
@@ -67,8 +70,9 @@ def request_from_proto(msg, limits: Limits = Limits()) -> InferRequest:
         else:
             data = _typed_values(t, datatype, what)
         inputs.append(InferInput(t.name, datatype, shape, data))
-    outputs = [RequestedOutput(o.name, None, {k: parameter_value(v) for k, v in o.parameters.items()})
-               for o in msg.outputs]
+    outputs = [
+        RequestedOutput(o.name, None, {k: parameter_value(v) for k, v in o.parameters.items()}) for o in msg.outputs
+    ]
     params = {k: parameter_value(v) for k, v in msg.parameters.items()}
     return InferRequest(msg.model_name, msg.model_version, msg.id, inputs, outputs, params)
 
@@ -85,7 +89,7 @@ def response_to_proto(resp: InferResponse):
 
 
 class InferenceServicer:
-    def __init__(self, repo: "ModelRepository"):
+    def __init__(self, repo: ModelRepository):
         self.repo = repo
         self.models = V2Models(repo)
 
@@ -109,16 +113,18 @@ class InferenceServicer:
         return json_format.ParseDict(server_metadata(), pb.ServerMetadataResponse())
 
     async def ModelMetadata(self, request, context):
-        return json_format.ParseDict(self.models.get(request.name, request.version).metadata(),
-                                     pb.ModelMetadataResponse())
+        return json_format.ParseDict(
+            self.models.get(request.name, request.version).metadata(), pb.ModelMetadataResponse()
+        )
 
     async def ModelConfig(self, request, context):
         config = json_format.ParseDict(self.models.get(request.name, request.version).config(), pb.ModelConfig())
         return pb.ModelConfigResponse(config=config)
 
     async def ModelStatistics(self, request, context):
-        return json_format.ParseDict({"model_stats": self.models.stats(request.name, request.version)},
-                                     pb.ModelStatisticsResponse())
+        return json_format.ParseDict(
+            {"model_stats": self.models.stats(request.name, request.version)}, pb.ModelStatisticsResponse()
+        )
 
     async def RepositoryIndex(self, request, context):
         return json_format.ParseDict({"models": self.repo.index(request.ready)}, pb.RepositoryIndexResponse())
@@ -156,12 +162,19 @@ def _no_parameters(request, action: str) -> None:
     refuse_parameters(action, dict(request.parameters))
 
 
-_REQUESTS = {"ServerLive": "ServerLiveRequest", "ServerReady": "ServerReadyRequest",
-             "ModelReady": "ModelReadyRequest", "ServerMetadata": "ServerMetadataRequest",
-             "ModelMetadata": "ModelMetadataRequest", "ModelInfer": "ModelInferRequest",
-             "ModelConfig": "ModelConfigRequest", "ModelStatistics": "ModelStatisticsRequest",
-             "RepositoryIndex": "RepositoryIndexRequest", "RepositoryModelLoad": "RepositoryModelLoadRequest",
-             "RepositoryModelUnload": "RepositoryModelUnloadRequest"}
+_REQUESTS = {
+    "ServerLive": "ServerLiveRequest",
+    "ServerReady": "ServerReadyRequest",
+    "ModelReady": "ModelReadyRequest",
+    "ServerMetadata": "ServerMetadataRequest",
+    "ModelMetadata": "ModelMetadataRequest",
+    "ModelInfer": "ModelInferRequest",
+    "ModelConfig": "ModelConfigRequest",
+    "ModelStatistics": "ModelStatisticsRequest",
+    "RepositoryIndex": "RepositoryIndexRequest",
+    "RepositoryModelLoad": "RepositoryModelLoadRequest",
+    "RepositoryModelUnload": "RepositoryModelUnloadRequest",
+}
 METHODS = tuple(_REQUESTS)
 
 
@@ -175,6 +188,7 @@ def _parse(request_type, raw: bytes):
 def _handler(method, request_type):
     """Parse the raw request (ModelInfer parses its own, to count refusals), run the method, and turn
     refusals into the v2 status codes."""
+
     async def handle(raw: bytes, context):
         try:
             return await method(raw if request_type is None else _parse(request_type, raw), context)
@@ -184,13 +198,16 @@ def _handler(method, request_type):
             refusal = unexpected(exc, f"v2 gRPC {method.__name__}")
             await context.abort(GRPC_STATUS[refusal.kind], str(refusal))
 
-    return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=None,
-                                               response_serializer=lambda m: m.SerializeToString())
+    return grpc.unary_unary_rpc_method_handler(
+        handle, request_deserializer=None, response_serializer=lambda m: m.SerializeToString()
+    )
 
 
-def add_to_server(server: grpc.aio.Server, repo: "ModelRepository") -> list[str]:
+def add_to_server(server: grpc.aio.Server, repo: ModelRepository) -> list[str]:
     servicer = InferenceServicer(repo)
-    handlers = {name: _handler(getattr(servicer, name), None if name == "ModelInfer" else getattr(pb, request))
-                for name, request in _REQUESTS.items()}
+    handlers = {
+        name: _handler(getattr(servicer, name), None if name == "ModelInfer" else getattr(pb, request))
+        for name, request in _REQUESTS.items()
+    }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     return [SERVICE_NAME]

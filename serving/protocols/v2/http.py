@@ -8,15 +8,15 @@ Routes (``[/versions/{v}]`` optional: without it, the newest ready version):
 Errors are ``{"error": "..."}``. Health answers carry KServe's bodies (``{"live": true}``,
 ``{"ready": ...}``), which KServe's SDK parses; Triton's clients read the status alone.
 """
+
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING
 
+import orjson
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
-
-import orjson
 
 from ...errors import NOT_FOUND, RequestError
 from ...httpbody import parse_off_loop, read_decoded
@@ -30,19 +30,41 @@ if TYPE_CHECKING:
     from ...repository import ModelRepository
 
 PROTOCOL = "v2-http"  # the metrics label
-INFER_BODY = {"requestBody": {"required": True, "content": {
-    "application/json": {"schema": {"type": "object", "required": ["inputs"], "description":
-                                    'e.g. {"inputs":[{"name":"data_batch_0","shape":[1,8,3,64,64],'
-                                    '"datatype":"FP32","data":[...]}],"parameters":{"top_k":3}}'}},
-    "application/octet-stream": {"schema": {"type": "string", "format": "binary", "description":
-                                            "JSON header, then raw tensor bytes (binary tensor data extension; "
-                                            "header length in Inference-Header-Content-Length)"}}}}}
-INFER_RESPONSES = {200: {"description": "outputs, as JSON or JSON header + raw bytes",
-                         "content": {**JSON_ANY, "application/octet-stream": BINARY}},
-                   **responses((400, 401, 404, 413, 415, 500, 503))}
+INFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "description": 'e.g. {"inputs":[{"name":"data_batch_0","shape":[1,8,3,64,64],'
+                    '"datatype":"FP32","data":[...]}],"parameters":{"top_k":3}}',
+                }
+            },
+            "application/octet-stream": {
+                "schema": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": "JSON header, then raw tensor bytes (binary tensor data extension; "
+                    "header length in Inference-Header-Content-Length)",
+                }
+            },
+        },
+    }
+}
+INFER_RESPONSES = {
+    200: {
+        "description": "outputs, as JSON or JSON header + raw bytes",
+        "content": {**JSON_ANY, "application/octet-stream": BINARY},
+    },
+    **responses((400, 401, 404, 413, 415, 500, 503)),
+}
 MODEL_RESPONSES = responses((401, 404))
-HEALTH_RESPONSES = {200: {"description": 'yes: {"live": true} or {"ready": true}', "content": JSON_ANY},
-                    **responses((503,))}
+HEALTH_RESPONSES = {
+    200: {"description": 'yes: {"live": true} or {"ready": true}', "content": JSON_ANY},
+    **responses((503,)),
+}
 
 
 def error(exc: RequestError) -> JSONResponse:
@@ -57,7 +79,7 @@ def _json(build) -> JSONResponse:
         return error(exc)
 
 
-def router(repo: "ModelRepository") -> APIRouter:
+def router(repo: ModelRepository) -> APIRouter:
     models = V2Models(repo)
     api = APIRouter(prefix="/v2", tags=["Open Inference Protocol (v2)"])
 
@@ -69,18 +91,25 @@ def router(repo: "ModelRepository") -> APIRouter:
     async def live() -> JSONResponse:
         return JSONResponse({"live": True})
 
-    @api.get("/health/ready", summary="200 once the start-up models are loaded, until shutdown",
-             responses=HEALTH_RESPONSES)
+    @api.get(
+        "/health/ready", summary="200 once the start-up models are loaded, until shutdown", responses=HEALTH_RESPONSES
+    )
     async def ready() -> JSONResponse:
         return JSONResponse({"ready": repo.ready}, status_code=200 if repo.ready else 503)
 
-    @api.get("/models/stats", summary="Statistics of every model (Triton's statistics extension)",
-             responses=responses((401,)))
+    @api.get(
+        "/models/stats",
+        summary="Statistics of every model (Triton's statistics extension)",
+        responses=responses((401,)),
+    )
     async def all_stats() -> JSONResponse:
         return JSONResponse({"model_stats": models.stats()})
 
-    @api.post("/repository/index", summary="Every model of the repository and its state (Triton's extension)",
-              responses=responses((400, 401)))
+    @api.post(
+        "/repository/index",
+        summary="Every model of the repository and its state (Triton's extension)",
+        responses=responses((400, 401)),
+    )
     async def index(request: Request) -> JSONResponse:
         body = await request.body()
         try:
@@ -101,13 +130,19 @@ def router(repo: "ModelRepository") -> APIRouter:
             return error(exc)
         return JSONResponse({})
 
-    @api.post("/repository/models/{name}/load", summary="Load or reload a model from the repository",
-              responses=responses((400, 401, 404, 503)))
+    @api.post(
+        "/repository/models/{name}/load",
+        summary="Load or reload a model from the repository",
+        responses=responses((400, 401, 404, 503)),
+    )
     async def load(request: Request, name: str) -> Response:
         return await control(repo.load, name, request)
 
-    @api.post("/repository/models/{name}/unload", summary="Unload a model: admitted requests finish first",
-              responses=responses((400, 401, 404, 503)))
+    @api.post(
+        "/repository/models/{name}/unload",
+        summary="Unload a model: admitted requests finish first",
+        responses=responses((400, 401, 404, 503)),
+    )
     async def unload(request: Request, name: str) -> Response:
         return await control(repo.unload, name, request)
 
@@ -116,6 +151,7 @@ def router(repo: "ModelRepository") -> APIRouter:
 
     def per_model(method: str, path: str, **route):
         """Register ``handler(name, version, request)`` at ``/models/{name}PATH`` and its versioned twin."""
+
         def register(handler):
             async def latest(request: Request, name: str = name_param) -> Response:
                 return await handler(name, "", request)
@@ -127,14 +163,20 @@ def router(repo: "ModelRepository") -> APIRouter:
             add(f"/models/{{name}}{path}", name=f"{handler.__name__}", **route)(latest)
             add(f"/models/{{name}}/versions/{{version}}{path}", name=f"{handler.__name__}_version", **route)(versioned)
             return handler
+
         return register
 
     @per_model("get", "", summary="Model metadata: versions, platform, inputs, outputs", responses=MODEL_RESPONSES)
     async def model_metadata(name: str, version: str, request: Request) -> Response:
         return _json(lambda: models.get(name, version).metadata())
 
-    @per_model("get", "/ready", summary="200 when the model takes requests", response_class=Response,
-               responses={**HEALTH_RESPONSES, **responses((404,))})
+    @per_model(
+        "get",
+        "/ready",
+        summary="200 when the model takes requests",
+        response_class=Response,
+        responses={**HEALTH_RESPONSES, **responses((404,))},
+    )
     async def model_ready(name: str, version: str, request: Request) -> Response:
         try:
             model = models.get(name, version)
@@ -153,8 +195,14 @@ def router(repo: "ModelRepository") -> APIRouter:
     async def model_stats(name: str, version: str, request: Request) -> Response:
         return _json(lambda: {"model_stats": models.stats(name, version)})
 
-    @per_model("post", "/infer", summary="Inference: JSON or binary tensors", openapi_extra=INFER_BODY,
-               responses=INFER_RESPONSES, response_class=Response)
+    @per_model(
+        "post",
+        "/infer",
+        summary="Inference: JSON or binary tensors",
+        openapi_extra=INFER_BODY,
+        responses=INFER_RESPONSES,
+        response_class=Response,
+    )
     async def infer(name: str, version: str, request: Request) -> Response:
         with Call(repo, PROTOCOL, "infer", "v2 HTTP infer") as call:
             model = models.get(name, version)

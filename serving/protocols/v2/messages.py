@@ -1,8 +1,9 @@
 """A v2 inference request and response, whichever transport (HTTP JSON, HTTP binary, gRPC) carried them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ class InferInput:
 @dataclass
 class RequestedOutput:
     name: str
-    binary: Optional[bool] = None  # HTTP only: the output's own binary_data parameter
+    binary: bool | None = None  # HTTP only: the output's own binary_data parameter
     parameters: dict[str, Any] = field(default_factory=dict)
 
 

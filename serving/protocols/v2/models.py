@@ -12,11 +12,12 @@
 Names, statuses and messages follow Triton where the specification leaves
 room (noted where it matters).
 """
+
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -75,8 +76,13 @@ class V2Model:
         return self.service.ready
 
     def metadata(self) -> dict:
-        return {"name": self.name, "versions": self.versions, "platform": self.platform,
-                "inputs": self._inputs(), "outputs": self._outputs()}
+        return {
+            "name": self.name,
+            "versions": self.versions,
+            "platform": self.platform,
+            "inputs": self._inputs(),
+            "outputs": self._outputs(),
+        }
 
     def stats(self) -> dict:
         return self.service.stats[self.kind].snapshot(self.name, self.version)
@@ -115,15 +121,21 @@ class TensorModel(V2Model):
 
     def config(self) -> dict:
         s = self.service
-        conf = {"name": self.name, "platform": self.platform, "backend": "vslim",
-                # the largest batch one request may carry (dims below leave the batch dimension out)
-                "max_batch_size": s.limits.max_batch,
-                "input": [_config_tensor(v.alias, datatype_of(v.dtype), v.shape) for v in s.signature.feeds],
-                "output": [_config_tensor(v.alias, datatype_of(v.dtype), v.shape) for v in s.signature.fetches],
-                "instance_group": self._instance_group()}
+        conf = {
+            "name": self.name,
+            "platform": self.platform,
+            "backend": "vslim",
+            # the largest batch one request may carry (dims below leave the batch dimension out)
+            "max_batch_size": s.limits.max_batch,
+            "input": [_config_tensor(v.alias, datatype_of(v.dtype), v.shape) for v in s.signature.feeds],
+            "output": [_config_tensor(v.alias, datatype_of(v.dtype), v.shape) for v in s.signature.fetches],
+            "instance_group": self._instance_group(),
+        }
         if s.batching.max_batch_size > 1:
-            conf["dynamic_batching"] = {"preferred_batch_size": [s.batching.max_batch_size],
-                                        "max_queue_delay_microseconds": int(s.batching.timeout_ms * 1000)}
+            conf["dynamic_batching"] = {
+                "preferred_batch_size": [s.batching.max_batch_size],
+                "max_queue_delay_microseconds": int(s.batching.timeout_ms * 1000),
+            }
         return conf
 
     async def infer(self, req: InferRequest, tag: str) -> InferResponse:
@@ -134,12 +146,21 @@ class TensorModel(V2Model):
         asked = [o.name for o in req.outputs]
         fetch = check_outputs(asked, s.signature, WORDING)
         # answer under the names the client used (alias or variable name); by default the aliases
-        names = {s.signature.fetch(key).name: key for key in reversed(asked)} if asked else \
-            {v.name: v.alias for v in s.signature.fetches}
+        names = (
+            {s.signature.fetch(key).name: key for key in reversed(asked)}
+            if asked
+            else {v.name: v.alias for v in s.signature.fetches}
+        )
         outputs = await s.run(feeds, fetch, tag)
-        return InferResponse(self.name, self.version, req.id, [
-            InferOutput(names[var], datatype_of(outputs[var].dtype), list(outputs[var].shape), outputs[var])
-            for var in fetch])
+        return InferResponse(
+            self.name,
+            self.version,
+            req.id,
+            [
+                InferOutput(names[var], datatype_of(outputs[var].dtype), list(outputs[var].shape), outputs[var])
+                for var in fetch
+            ],
+        )
 
 
 class VideoModel(V2Model):
@@ -158,10 +179,15 @@ class VideoModel(V2Model):
 
     def config(self) -> dict:
         # max_batch_size 0: dims are whole shapes; clips are batched inside the server, not by the client
-        return {"name": self.name, "platform": self.platform, "backend": "vslim", "max_batch_size": 0,
-                "input": [_config_tensor(n, dt, shape, optional=True) for n, (dt, shape) in self.INPUTS.items()],
-                "output": [_config_tensor(n, dt, [-1, -1]) for n, dt in self.OUTPUTS.items()],
-                "instance_group": self._instance_group()}
+        return {
+            "name": self.name,
+            "platform": self.platform,
+            "backend": "vslim",
+            "max_batch_size": 0,
+            "input": [_config_tensor(n, dt, shape, optional=True) for n, (dt, shape) in self.INPUTS.items()],
+            "output": [_config_tensor(n, dt, [-1, -1]) for n, dt in self.OUTPUTS.items()],
+            "instance_group": self._instance_group(),
+        }
 
     def _top_k(self, parameters: dict[str, Any]) -> int:
         value = parameters.get("top_k", DEFAULT_TOP_K)
@@ -173,8 +199,10 @@ class VideoModel(V2Model):
 
     def _one_input(self, req: InferRequest) -> InferInput:
         if len(req.inputs) != 1:
-            raise RequestError(f"model {self.name!r} takes exactly one input, 'video' (BYTES, one video file per "
-                               f"element) or 'frames' (UINT8 [T, H, W, 3]); got {len(req.inputs)}")
+            raise RequestError(
+                f"model {self.name!r} takes exactly one input, 'video' (BYTES, one video file per "
+                f"element) or 'frames' (UINT8 [T, H, W, 3]); got {len(req.inputs)}"
+            )
         (inp,) = req.inputs
         if inp.name not in self.INPUTS:
             raise RequestError(f"unknown input {inp.name!r}; model {self.name!r} takes 'video' or 'frames'")
@@ -187,11 +215,12 @@ class VideoModel(V2Model):
         s, shape = self.service, inp.shape
         if inp.name == "video":
             if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] < 1:
-                raise RequestError(f"input 'video' has shape {shape}; send [N] (or [N, 1]): one video file per "
-                                   "element")
+                raise RequestError(f"input 'video' has shape {shape}; send [N] (or [N, 1]): one video file per element")
             if shape[0] > s.limits.max_batch:
-                raise RequestError(f"input 'video' holds {shape[0]} videos, over this server's limit of "
-                                   f"{s.limits.max_batch}", TOO_LARGE)
+                raise RequestError(
+                    f"input 'video' holds {shape[0]} videos, over this server's limit of {s.limits.max_batch}",
+                    TOO_LARGE,
+                )
             if inp.data.size != shape[0]:
                 raise RequestError(f"input 'video' has {inp.data.size} elements but shape {shape} needs {shape[0]}")
             return await clips_from_videos(s.pipeline, list(inp.data))
@@ -219,13 +248,22 @@ class VideoModel(V2Model):
         classified = time.perf_counter()
         labels = np.empty((len(answers), top_k), dtype=object)
         labels[:] = [[label.encode() for label in a.labels] for a in answers]
-        arrays = {"label": labels, "class_id": np.array([a.ids for a in answers], dtype=np.int64),
-                  "prob": np.array([a.scores for a in answers], dtype=np.float32),
-                  "sampling": np.empty((len(answers), 1), dtype=object)}
+        arrays = {
+            "label": labels,
+            "class_id": np.array([a.ids for a in answers], dtype=np.int64),
+            "prob": np.array([a.scores for a in answers], dtype=np.float32),
+            "sampling": np.empty((len(answers), 1), dtype=object),
+        }
         arrays["sampling"][:, 0] = [orjson.dumps(x.to_dict()) if x is not None else b"" for x in samplings]
-        self.service.video_executed(len(clips), (decoded - start, classified - decoded, time.perf_counter() - classified))
-        return InferResponse(self.name, self.version, req.id, [
-            InferOutput(n, self.OUTPUTS[n], list(arrays[n].shape), arrays[n]) for n in dict.fromkeys(asked)])
+        self.service.video_executed(
+            len(clips), (decoded - start, classified - decoded, time.perf_counter() - classified)
+        )
+        return InferResponse(
+            self.name,
+            self.version,
+            req.id,
+            [InferOutput(n, self.OUTPUTS[n], list(arrays[n].shape), arrays[n]) for n in dict.fromkeys(asked)],
+        )
 
 
 def refuse_parameters(action: str, parameters: dict) -> None:
@@ -233,14 +271,16 @@ def refuse_parameters(action: str, parameters: dict) -> None:
     model); a configuration or files sent with a load are refused, the repository folder is the source."""
     unknown = sorted(set(parameters) - {"unload_dependents"})
     if unknown:
-        raise RequestError(f"{action} parameters {unknown} are not supported; the model and its configuration come "
-                           "from the repository folder")
+        raise RequestError(
+            f"{action} parameters {unknown} are not supported; the model and its configuration come "
+            "from the repository folder"
+        )
 
 
 class V2Models:
     """The v2 models of a server's repository: ``NAME`` (tensors) and ``NAME_video`` of every served model."""
 
-    def __init__(self, repo: "ModelRepository"):
+    def __init__(self, repo: ModelRepository):
         self.repo = repo
 
     def _split(self, name: str) -> tuple[str, type]:
@@ -249,7 +289,7 @@ class V2Models:
             return name.removesuffix("_video"), VideoModel
         return name, TensorModel
 
-    def get(self, name: str, version: Optional[str] = "") -> V2Model:
+    def get(self, name: str, version: str | None = "") -> V2Model:
         base, kind = self._split(name)
         try:
             service = self.repo.get(base, version)
@@ -265,9 +305,12 @@ class V2Models:
     def stats(self, name: str = "", version: str = "") -> list[dict]:
         """Statistics of one model (every served version when none is named), or of every model."""
         if not name:
-            return [kind(f"{base}{suffix}", service, []).stats() for base in self.repo.names()
-                    for service in self.repo.all_versions(base)
-                    for kind, suffix in ((TensorModel, ""), (VideoModel, "_video"))]
+            return [
+                kind(f"{base}{suffix}", service, []).stats()
+                for base in self.repo.names()
+                for service in self.repo.all_versions(base)
+                for kind, suffix in ((TensorModel, ""), (VideoModel, "_video"))
+            ]
         base, kind = self._split(name)
         if version:
             return [self.get(name, version).stats()]

@@ -1,4 +1,5 @@
 """The generated v2 gRPC messages (``serving/proto/grpc_service.proto``) and their parameter values."""
+
 from __future__ import annotations
 
 from typing import Any

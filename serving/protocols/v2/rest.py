@@ -11,9 +11,10 @@ server applies the request-wide flag only to outputs the request does not list).
 A binary answer carries the same header and ``application/octet-stream``.
 Fields the protocol does not define are ignored, as Triton ignores them.
 """
+
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import orjson
 
@@ -28,14 +29,16 @@ from .messages import InferInput, InferRequest, InferResponse, RequestedOutput
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
-def split_body(body: bytes, header_length: Optional[str]) -> tuple[bytes, memoryview]:
+def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
     """The JSON header and the binary part after it."""
     if header_length is None:
         return body, memoryview(b"")
     n = whole_number(header_length)
     if n is None or not 0 < n <= len(body):
-        raise RequestError(f"{HEADER_LENGTH} {header_length[:40]!r} must be a whole number in (0, {len(body)}], "
-                           f"the body's length: it is the length of the JSON header at the start of the body")
+        raise RequestError(
+            f"{HEADER_LENGTH} {header_length[:40]!r} must be a whole number in (0, {len(body)}], "
+            f"the body's length: it is the length of the JSON header at the start of the body"
+        )
     return body[:n], memoryview(body)[n:]
 
 
@@ -60,8 +63,9 @@ def _shape(value, what: str, limits: Limits) -> list[int]:
     return value
 
 
-def parse_request(body: bytes, header_length: Optional[str], model: str, version: str,
-                  limits: Limits = Limits()) -> InferRequest:
+def parse_request(
+    body: bytes, header_length: str | None, model: str, version: str, limits: Limits = Limits()
+) -> InferRequest:
     """An inference request from its HTTP body (JSON, or JSON + binary tensors); a shape over ``limits``
     is refused before its data is decoded."""
     header, binary = split_body(body, header_length)
@@ -89,8 +93,10 @@ def parse_request(body: bytes, header_length: Optional[str], model: str, version
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
                 raise RequestError(f"{what}: binary_data_size must be a whole number of bytes, got {size!r}")
             if offset + size > len(binary):
-                raise RequestError(f"{what}: binary_data_size {size} runs past the body: {len(binary) - offset} "
-                                   f"bytes remain after the JSON header and earlier inputs")
+                raise RequestError(
+                    f"{what}: binary_data_size {size} runs past the body: {len(binary) - offset} "
+                    f"bytes remain after the JSON header and earlier inputs"
+                )
             data = from_raw(binary[offset : offset + size], datatype, shape, what)
             offset += size
         elif "data" in raw:
@@ -99,8 +105,10 @@ def parse_request(body: bytes, header_length: Optional[str], model: str, version
             raise RequestError(f"{what}: no 'data' and no parameters.binary_data_size")
         inputs.append(InferInput(name, datatype, shape, data))
     if offset != len(binary):
-        raise RequestError(f"{len(binary) - offset} bytes after the JSON header belong to no input: the inputs' "
-                           f"binary_data_size add up to {offset}")
+        raise RequestError(
+            f"{len(binary) - offset} bytes after the JSON header belong to no input: the inputs' "
+            f"binary_data_size add up to {offset}"
+        )
     outputs = []
     raw_outputs = obj.get("outputs", [])
     if not isinstance(raw_outputs, list):
@@ -143,5 +151,4 @@ def encode_response(resp: InferResponse, req: InferRequest) -> tuple[bytes, dict
     header = orjson.dumps(doc)
     if not chunks:
         return header, {"Content-Type": "application/json"}
-    return b"".join([header, *chunks]), {"Content-Type": "application/octet-stream",
-                                         HEADER_LENGTH: str(len(header))}
+    return b"".join([header, *chunks]), {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(header))}
