@@ -5,14 +5,14 @@ VENV   ?= .venv
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-py312 venv clients-env cpp-client clean
+.PHONY: demo test test-fast test-py312 lint format typecheck venv clients-env cpp-client clean
 
 venv: $(STAMP)
 
 $(STAMP): setup.cfg setup.py pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade "pip<25" "setuptools>=64,<70" wheel -c constraints.txt
-	$(PIP) install -q -c constraints.txt -e ".[cpu,onnx,test,ray,openvino]"
+	$(PIP) install -q -c constraints.txt -e ".[cpu,onnx,test,ray,openvino,dev]"
 	touch $(STAMP)
 
 demo: venv
@@ -20,6 +20,19 @@ demo: venv
 
 test: venv
 	$(VENV)/bin/python -m pytest -q tests
+
+# Maintainer checks, first in CI (pyproject.toml configures both; CONTRIBUTING.md): ruff's lint and import
+# order and its formatter, then mypy over the product's packages.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: venv
+	$(VENV)/bin/mypy
 
 test-fast: venv
 	$(VENV)/bin/python -m pytest -q -m "not slow" tests

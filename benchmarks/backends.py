@@ -7,18 +7,18 @@ lists it as skipped with that reason instead of dropping it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from vslim.config import PredictorConfig
-from vslim.errors import VslimError
-from vslim.inference import Predictor
-from vslim.inference.predictor import ModelInfo
+from vslim.errors import ConfigError, VslimError
+from vslim.inference import PaddlePredictor
+from vslim.inference.model_info import ModelInfo
 
 BACKENDS = ("paddle-cpu", "paddle-onednn", "paddle-bf16", "paddle-gpu", "paddle-trt", "onnxruntime", "openvino")
 PEER = "onnxruntime"
@@ -69,20 +69,17 @@ def variants(backend: str, info: ModelInfo) -> list[BackendRun]:
 
 def _paddle(info: ModelInfo, cfg: PredictorConfig) -> Runner:
     try:
-        return Predictor(info.model_dir, cfg, info).run
+        return PaddlePredictor(info.model_dir, cfg, info).run
     except VslimError as exc:
         raise BackendUnavailable(str(exc)) from None
 
 
 def onnx_file(info: ModelInfo, cache: Path) -> Path:
-    """The model converted with paddle2onnx (opset 13), cached per model folder."""
-    from vslim.onnx_export import OnnxConfig, export_onnx
+    """The model converted with paddle2onnx and checked against Paddle: the inference layer's one conversion,
+    cached by the model files' content (a re-export into the same folder converts anew)."""
+    from vslim.inference.conversion import converted_onnx
 
-    key = hashlib.sha1(str(info.model_dir.resolve()).encode()).hexdigest()[:10]
-    target = cache / f"{info.model_dir.resolve().name}-{key}"
-    if not (target / "model.onnx").is_file():
-        export_onnx(OnnxConfig(str(info.model_dir), str(target), overwrite=True))
-    return target / "model.onnx"
+    return converted_onnx(info, cache)
 
 
 def _onnxruntime(info: ModelInfo, threads: int, cache: Path) -> Runner:
@@ -115,7 +112,14 @@ def _vslim_runtime(info: ModelInfo, runtime: str, precision: str, threads: int, 
         raise BackendUnavailable(str(exc)) from None
 
 
-def _openvino_peer(info: ModelInfo, variant: str, threads: int, cache: Path, calib: np.ndarray) -> Runner:
+def _calibration_clips(calib: np.ndarray | None, who: str) -> np.ndarray:
+    """The clips a peer's own INT8 calibrates on; make_runner's ``calib`` is optional for every other backend."""
+    if calib is None:
+        raise ConfigError(f"{who} calibrates on clips: pass make_runner(..., calib=clips)")
+    return calib
+
+
+def _openvino_peer(info: ModelInfo, variant: str, threads: int, cache: Path, calib: np.ndarray | None) -> Runner:
     """OpenVINO as a user would set it up by hand: its default precision, or NNCF's INT8 from the FP32 model."""
     try:
         import openvino as ov
@@ -126,8 +130,9 @@ def _openvino_peer(info: ModelInfo, variant: str, threads: int, cache: Path, cal
     if variant == "nncf-int8":
         import nncf
 
-        model = nncf.quantize(model, nncf.Dataset([c[None] for c in calib]), subset_size=len(calib))
-    compiled: dict[int, object] = {}
+        clips = _calibration_clips(calib, "OpenVINO's NNCF INT8")
+        model = nncf.quantize(model, nncf.Dataset([c[None] for c in clips]), subset_size=len(clips))
+    compiled: dict[int, Any] = {}  # openvino.InferRequest per batch size
 
     def run(x: np.ndarray) -> np.ndarray:
         if len(x) not in compiled:
@@ -141,7 +146,7 @@ def _openvino_peer(info: ModelInfo, variant: str, threads: int, cache: Path, cal
     return run
 
 
-def _ort_quantized(info: ModelInfo, threads: int, cache: Path, calib: np.ndarray) -> Runner:
+def _ort_quantized(info: ModelInfo, threads: int, cache: Path, calib: np.ndarray | None) -> Runner:
     """ONNX Runtime's own static INT8 (U8S8 QDQ, the fast form) from the FP32 model and the same clips."""
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
@@ -149,11 +154,12 @@ def _ort_quantized(info: ModelInfo, threads: int, cache: Path, calib: np.ndarray
     source = onnx_file(info, cache)
     target = source.with_name("model.ort-int8.onnx")
     if not target.is_file():
+        clips = _calibration_clips(calib, "ONNX Runtime's quantize_static INT8")
         name = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"]).get_inputs()[0].name
 
         class Reader(CalibrationDataReader):
             def __init__(self):
-                self.items = iter([{name: c[None]} for c in calib])
+                self.items = iter([{name: c[None]} for c in clips])
 
             def get_next(self):
                 return next(self.items, None)

@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from vslim.errors import DataError
 from vslim.fsio import write_json, write_text_atomic
+from vslim.serving.client_registry import describe as describe_protocol
 from vslim.tables import fmt, markdown_table
-
-# What each client protocol of `vslim bench serving` sends: "http" alone is ambiguous next to http-proto and v2-http.
-PROTOCOL_DESCRIPTIONS = {
-    "grpc": "Paddle Serving gRPC (protobuf)",
-    "http-proto": "Paddle Serving HTTP, protobuf body",
-    "http": "Paddle Serving HTTP, JSON body",
-    "v2-grpc": "KServe v2 gRPC (binary tensors)",
-    "v2-http": "KServe v2 HTTP (binary tensors)",
-}
-
-
-def protocol_label(protocol: str) -> str:
-    """``http`` -> ``http (Paddle Serving HTTP, JSON body)``."""
-    what = PROTOCOL_DESCRIPTIONS.get(protocol)
-    return f"{protocol} ({what})" if what else protocol
 
 
 def _env_lines(env: dict) -> list[str]:
@@ -239,7 +226,7 @@ def serving_markdown(r: dict) -> str:
     ]
     lines.append(markdown_table(headers, rows))
     protocols = dict.fromkeys(x["protocol"] for x in r["rows"])
-    lines.append("Protocols: " + "; ".join(protocol_label(p) for p in protocols) + ".")
+    lines.append("Protocols: " + "; ".join(describe_protocol(p) for p in protocols) + ".")
     if r.get("summary"):
         lines.append("\n## Summary\n")
         for key, value in sorted(r["summary"].items()):
@@ -290,7 +277,7 @@ def _integer_ticks(ax, values) -> None:
     ax.xaxis.set_minor_locator(NullLocator())
 
 
-def figures(report: dict) -> list[tuple[str, object]]:
+def figures(report: dict) -> list[tuple[str, Any]]:
     """The report's plots as (file name, matplotlib figure): latency vs batch per backend and precision
     (runtime); throughput vs latency and vs concurrency, per protocol and server (serving)."""
     import matplotlib
@@ -299,11 +286,11 @@ def figures(report: dict) -> list[tuple[str, object]]:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    made = []
+    made: list[tuple[str, Any]] = []  # (file name, matplotlib Figure)
     if report["kind"] == "runtime":
         rows = [r for r in report["rows"] if r["status"] == "ok"]
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        series = {}
+        series: dict[str, list[tuple[Any, ...]]] = {}  # (batch, p50) here; (concurrency, infer/s, p50) below
         for r in rows:
             key = f"{r['model']} · {r['backend']}{' ' + r['variant'] if r['variant'] else ''} · {r['threads']}t"
             series.setdefault(key, []).append((r["batch"], r["p50_ms"]))
@@ -323,7 +310,7 @@ def figures(report: dict) -> list[tuple[str, object]]:
         series = {}
         for r in report["rows"]:
             if r.get("p50_ms") is not None:
-                series.setdefault(f"{protocol_label(r['protocol'])} · {r['server']}", []).append(
+                series.setdefault(f"{describe_protocol(r['protocol'])} · {r['server']}", []).append(
                     (int(r["concurrency"]), r["infer_per_s"], r["p50_ms"])
                 )
         fig, ax = plt.subplots(figsize=(8, 5))

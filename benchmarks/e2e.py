@@ -23,7 +23,7 @@ from vslim.data.decode import VideoReader, open_video
 from vslim.data.pipeline import ClipPipeline, as_inputs
 from vslim.data.synth import render_clip
 from vslim.errors import DataError
-from vslim.inference import Predictor, inspect_model
+from vslim.inference import PaddlePredictor, inspect_model
 from vslim.progress import progress_bar
 
 from .environment import environment
@@ -72,7 +72,7 @@ def decode_all_then_sample(path: Path, pipeline: ClipPipeline) -> np.ndarray:
 def run_e2e(cfg: E2EBench, say: Callable[[str], None] = print) -> dict:
     info = inspect_model(cfg.model)
     pipeline = ClipPipeline.for_model(info.meta, cfg.decoder)
-    predictor = Predictor(info.model_dir, PredictorConfig(threads=cfg.threads), info)
+    predictor = PaddlePredictor(info.model_dir, PredictorConfig(threads=cfg.threads), info)
     with tempfile.TemporaryDirectory(prefix="vslim-e2e-") as tmp:
         video = (
             Path(cfg.video)
@@ -82,7 +82,7 @@ def run_e2e(cfg: E2EBench, say: Callable[[str], None] = print) -> dict:
         with open_video(video, cfg.decoder) as probe:
             num_frames, decoder = probe.num_frames, probe.decoder
             height, width = probe.read([0]).shape[1:3]
-        stages = {
+        stages: dict[str, list[float]] = {
             "decode_sample_ms": [],
             "transform_ms": [],
             "inference_ms": [],

@@ -23,8 +23,8 @@ from vslim.data.lists import read_list
 from vslim.data.pipeline import ClipPipeline
 from vslim.errors import ConfigError
 from vslim.evaluate import collect_outputs, summarize
-from vslim.inference import Predictor, inspect_model
-from vslim.inference.predictor import ModelInfo
+from vslim.inference import PaddlePredictor, inspect_model
+from vslim.inference.model_info import ModelInfo
 from vslim.progress import progress_bar
 
 from .backends import PEER, PEER_BUILT, VSLIM_DEPLOYS, BackendUnavailable, make_runner, variants
@@ -69,8 +69,8 @@ def _agreement(infos, pairs, list_path: str, threads: int) -> dict:
             continue
         entries = read_list(ListConfig(list_path))
         runners = {
-            "fp32": Predictor(fp32.model_dir, PredictorConfig(threads=threads), fp32).run,
-            "int8": Predictor(int8.model_dir, PredictorConfig(threads=threads), int8).run,
+            "fp32": PaddlePredictor(fp32.model_dir, PredictorConfig(threads=threads), fp32).run,
+            "int8": PaddlePredictor(int8.model_dir, PredictorConfig(threads=threads), int8).run,
         }
         outs, labels = collect_outputs(
             runners, entries, ClipPipeline.for_model(fp32.meta), 8, f"agreement {int8_label}"
@@ -142,7 +142,7 @@ def run_runtime(cfg: RuntimeBench, say: Callable[[str], None] = print) -> dict:
         for label, info in infos.items():
             inputs = _inputs(info, cfg)
             calib = _calibration(info, cfg)
-            reference = Predictor(info.model_dir, PredictorConfig(threads=max(cfg.threads)), info)
+            reference = PaddlePredictor(info.model_dir, PredictorConfig(threads=max(cfg.threads)), info)
             expected = {b: reference.run(x) for b, x in inputs.items()}
             del reference
             for threads in cfg.threads:

@@ -19,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +29,8 @@ from vslim.inference.runtimes import open_predictor
 from vslim.progress import progress_bar
 from vslim.serving.bundle import CLIENT_SUFFIX, SERVER_SUFFIX
 from vslim.serving.client import ClientConfig, make_client
+from vslim.serving.client_registry import protocol as client_protocol
+from vslim.serving.client_registry import protocol_names
 from vslim.serving.errors import ServingError
 from vslim.serving.process import ServerProcess
 from vslim.timing import timed_loop
@@ -36,8 +39,6 @@ from .environment import environment, peak_rss_mib
 from .stats import latency_stats
 
 LOOPBACK = ("127.", "localhost", "[::1]")
-# the server's metrics label of each client protocol (Paddle Serving's HTTP JSON and proto share "http")
-METRICS_LABEL = {"grpc": "grpc", "http": "http", "http-proto": "http", "v2-grpc": "v2-grpc", "v2-http": "v2-http"}
 
 
 @dataclass
@@ -45,7 +46,7 @@ class ServingBench:
     bundle: str | None = None  # NAME_serving_server: start servers from it
     address: str | None = None  # or load an already running server (loopback only)
     client_conf: str | None = None  # NAME_serving_client (default: beside the bundle)
-    protocols: list[str] = field(default_factory=lambda: ["grpc", "http-proto", "http", "v2-grpc", "v2-http"])
+    protocols: list[str] = field(default_factory=lambda: protocol_names(tensors_only=True))
     concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
     requests: int = 200
     duration: float = 20.0
@@ -61,7 +62,7 @@ class ServingBench:
 
 def _metrics(url: str) -> dict[str, float]:
     text = urllib.request.urlopen(f"{url}/metrics", timeout=30).read().decode()
-    values = {}
+    values: dict[str, float] = {}
     for line in text.splitlines():
         m = re.match(r"^(vslim_\w+?(?:_sum|_count))(\{[^}]*\})? (\S+)$", line)
         if m:  # summed over models (every series has a model label; this server serves one)
@@ -133,7 +134,7 @@ def _sweep(
     (one replica's metrics would not describe the load); ``grpc_address``: gRPC on its own port (Ray)."""
     rows = []
     for protocol in cfg.protocols:
-        target = grpc_address if grpc_address and protocol.endswith("grpc") else address
+        target = grpc_address if grpc_address and client_protocol(protocol).transport == "grpc" else address
         # one untimed request per protocol: connection set-up is not load
         with make_client(protocol, target, conf) as c:
             c.predict({conf.signature.feeds[0].alias: clip[None]})
@@ -152,7 +153,7 @@ def _sweep(
             before = _metrics(url)
             result = _load(address, protocol, conf, clip, level, cfg.requests, cfg.duration)
             after = _metrics(url)
-            proto_label = f'{{protocol="{METRICS_LABEL[protocol]}"}}'
+            proto_label = f'{{protocol="{client_protocol(protocol).metrics_label}"}}'
             split = {
                 "server_ms": _mean_delta(before, after, "vslim_request_latency_seconds", proto_label),
                 "queue_ms": _mean_delta(before, after, "vslim_queue_seconds"),
@@ -179,7 +180,7 @@ def run_serving(cfg: ServingBench, say: Callable[[str], None] = print) -> dict:
     conf = ClientConfig.load(client_dir)
     shape = [d if d > 0 else 1 for d in conf.signature.feeds[0].shape]
     clip = np.random.default_rng(0).standard_normal(shape).astype(conf.signature.feeds[0].dtype)
-    report = {"kind": "serving", "environment": environment(), "config": cfg.__dict__, "rows": []}
+    report: dict[str, Any] = {"kind": "serving", "environment": environment(), "config": cfg.__dict__, "rows": []}
     if cfg.bundle:
         # the baseline runs what the server runs: the bundle's recorded runtime (runtime.json), else Paddle
         predictor = open_predictor(cfg.bundle, PredictorConfig(threads=cfg.threads, runtime="auto"), warn=say)
@@ -195,6 +196,8 @@ def run_serving(cfg: ServingBench, say: Callable[[str], None] = print) -> dict:
     with progress_bar(total=total, desc="serving load", unit="level") as bar:
         for max_batch in configs:
             if max_batch is None:
+                # configs is [None] only without --bundle, and then --address was required above
+                assert cfg.address is not None
                 url = f"http://{cfg.address}"
                 report["rows"] += _sweep(cfg.address, url, cfg, conf, clip, "given", bar)
                 continue

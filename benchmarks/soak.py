@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from vslim.config import PredictorConfig
-from vslim.inference import Predictor
+from vslim.inference import PaddlePredictor
 from vslim.progress import progress_bar
 from vslim.serving.bundle import CLIENT_SUFFIX, SERVER_SUFFIX
 from vslim.serving.client import ClientConfig, make_client
@@ -116,8 +117,8 @@ def run_soak(cfg: SoakBench, say: Callable[[str], None] = print) -> dict:
     conf = ClientConfig.load(str(server_dir).replace(SERVER_SUFFIX, CLIENT_SUFFIX))
     shape = [d if d > 0 else 1 for d in conf.signature.feeds[0].shape]
     clips = np.random.default_rng(0).standard_normal([cfg.distinct_clips, *shape]).astype(np.float32)
-    expected = Predictor(server_dir, PredictorConfig(threads=cfg.threads)).run(clips)
-    report = {"kind": "soak", "environment": environment(), "config": cfg.__dict__, "protocols": {}}
+    expected = PaddlePredictor(server_dir, PredictorConfig(threads=cfg.threads)).run(clips)
+    report: dict[str, Any] = {"kind": "soak", "environment": environment(), "config": cfg.__dict__, "protocols": {}}
     with ServerProcess(
         server_dir,
         "--max-batch-size",
@@ -136,7 +137,11 @@ def run_soak(cfg: SoakBench, say: Callable[[str], None] = print) -> dict:
         deadline = time.perf_counter() + cfg.duration_limit
         with progress_bar(total=cfg.requests * len(cfg.protocols), desc="soak", unit="req") as bar:
             for protocol in cfg.protocols:
-                half = {}
+                half: dict[str, float] = {}
+
+                def record_half(half: dict[str, float] = half) -> None:
+                    half.setdefault("rss", rss_mib(server.proc.pid))
+
                 x = _blast(
                     server.address,
                     protocol,
@@ -147,7 +152,7 @@ def run_soak(cfg: SoakBench, say: Callable[[str], None] = print) -> dict:
                     cfg.concurrency,
                     deadline,
                     bar,
-                    on_half=lambda half=half: half.setdefault("rss", rss_mib(server.proc.pid)),
+                    on_half=record_half,
                 )
                 report[f"rss_mib_after_{protocol}"] = rss_mib(server.proc.pid)
                 # a per-request leak grows linearly; the allocator's high-water mark for concurrent bodies does not

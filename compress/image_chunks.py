@@ -80,7 +80,7 @@ def _retarget(prog, feed_name: str, old: int, new: int, only: dict | None = None
     ``reshape2`` ops (their ``shape`` attribute and the variables they write). ``only`` limits the change
     to the places a previous call named. Returns those places."""
     block = prog.blocks[0]
-    places = {"vars": [], "ops": []}
+    places: dict[str, list[str]] = {"vars": [], "ops": []}
     targets = set(only["vars"]) if only else None
     for op in block.ops:
         if op.type != "reshape2":

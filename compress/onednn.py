@@ -19,7 +19,7 @@ import numpy as np
 from vslim.accuracy import cosine_similarity, top1_agreement
 from vslim.config import PredictorConfig
 from vslim.errors import VslimError
-from vslim.inference import Predictor
+from vslim.inference import PaddlePredictor
 from vslim.inference.predictor import SAFE_ONEDNN_INT8_OPS
 from vslim.timing import median_ms
 
@@ -38,8 +38,8 @@ def describe_op_set(ops) -> str:
     return ", ".join(ops) or "-"
 
 
-def _predictor(model_dir, ops, threads) -> Predictor:
-    return Predictor(model_dir, PredictorConfig(precision="int8", threads=threads, onednn_int8_ops=list(ops)))
+def _predictor(model_dir, ops, threads) -> PaddlePredictor:
+    return PaddlePredictor(model_dir, PredictorConfig(precision="int8", threads=threads, onednn_int8_ops=list(ops)))
 
 
 def _fidelity(out: np.ndarray, fp32_out: np.ndarray) -> dict:

@@ -11,10 +11,12 @@ model, and a report of params, FLOPs, accuracy and latency before and after.
 from __future__ import annotations
 
 import copy
+import functools
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import paddle
@@ -26,7 +28,7 @@ from vslim.errors import ConfigError, ModelError
 from vslim.export import export_model
 from vslim.fit import Checkpoints, Schedule, accuracy, fit
 from vslim.fsio import atomic_output_dir, check_output_free, write_json, write_text_atomic
-from vslim.inference import Predictor
+from vslim.inference import PaddlePredictor
 from vslim.model_meta import load_meta
 from vslim.models import build_model, get_arch
 from vslim.models.pruning import analyse, apply_plan, flops, param_count, prune
@@ -99,7 +101,7 @@ def sensitivity(
 ) -> dict[str, dict[str, float]]:
     """Top-1 drop on ``entries`` when each layer alone is pruned by each ratio."""
     base = accuracy(model, entries, pipeline)
-    result = {}
+    result: dict[str, dict[str, float]] = {}
     for i, name in enumerate(layers, start=1):
         result[name] = {}
         for r in ratios:
@@ -199,7 +201,7 @@ def _prune_model(cfg: PruneConfig, say: Callable[[str], None]) -> dict:
         )
     if cfg.ratio is not None:
         ratios = _uniform(layers.prunable, cfg.ratio)
-    else:
+    elif cfg.flops_target is not None:
         ceiling = _ratios_at_loss(sens, 1.0) if sens else _uniform(layers.prunable, MAX_RATIO)
         best_possible = reduction(ceiling)
         if best_possible < cfg.flops_target:
@@ -213,6 +215,8 @@ def _prune_model(cfg: PruneConfig, say: Callable[[str], None]) -> dict:
             ratios = _search(lambda t: _ratios_at_loss(sens, t), 0.0, max(top, 1e-6), cfg.flops_target, reduction)
         else:
             ratios = _search(lambda r: _uniform(layers.prunable, r), 0.0, MAX_RATIO, cfg.flops_target, reduction)
+    else:  # PruneConfig.validate() refuses this
+        raise ConfigError("give exactly one of --ratio (filters to prune per layer) and --flops-target")
     ratios = {k: v for k, v in ratios.items() if v > 0}
 
     unpruned_for_latency = copy.deepcopy(model)
@@ -226,7 +230,7 @@ def _prune_model(cfg: PruneConfig, say: Callable[[str], None]) -> dict:
 
     history = []
     best_state = {k: v.numpy().copy() for k, v in model.state_dict().items()}
-    finetuned_top1 = pruned_top1
+    finetuned_top1: float | None = pruned_top1
     if cfg.finetune_epochs:
         ckpt = Path(cfg.output_dir).parent / f"{Path(cfg.output_dir).name}.checkpoints"
         if ckpt.exists() and not cfg.resume:
@@ -251,7 +255,7 @@ def _prune_model(cfg: PruneConfig, say: Callable[[str], None]) -> dict:
         )
         history, best_state, finetuned_top1 = result.history, result.best_state, result.best_score
 
-    plan = {"criterion": cfg.criterion, "input_shape": shape, "ratios": ratios}
+    plan: dict[str, Any] = {"criterion": cfg.criterion, "input_shape": shape, "ratios": ratios}
     if folded:
         plan["folded"] = True
     with atomic_output_dir(cfg.output_dir, overwrite=cfg.overwrite) as tmp:
@@ -310,10 +314,10 @@ def _size(folder: Path) -> int:
 
 def _latency(before: Path, after: Path, shape: list[int]) -> dict:
     """Median ms per call at batch 1 and batch 8, 2 threads, oneDNN."""
-    out = {"threads": 2}
+    out: dict[str, float] = {"threads": 2}
     for batch in (1, 8):
         x = np.random.default_rng(0).standard_normal([batch, *shape[1:]]).astype(np.float32)
         for name, folder in (("before", before), ("after", after)):
-            pred = Predictor(folder, PredictorConfig(threads=2))
-            out[f"{name}_batch{batch}"] = median_ms(lambda pred=pred, x=x: pred.run(x), 20, 3)
+            pred = PaddlePredictor(folder, PredictorConfig(threads=2))
+            out[f"{name}_batch{batch}"] = median_ms(functools.partial(pred.run, x), 20, 3)
     return out

@@ -26,8 +26,8 @@ from vslim.data.loader import iter_batches
 from vslim.data.pipeline import ClipPipeline
 from vslim.evaluate import EvalSummary, summarize
 from vslim.fsio import atomic_output_dir, check_output_free, write_json, write_text_atomic
-from vslim.inference import Predictor, inspect_model
-from vslim.inference.predictor import ModelInfo
+from vslim.inference import PaddlePredictor, inspect_model
+from vslim.inference.model_info import ModelInfo
 from vslim.progress import progress_bar
 from vslim.timing import median_ms
 from vslim.upstream import quiet_upstream
@@ -87,7 +87,7 @@ def model_size(info: ModelInfo) -> dict:
     return {"params_bytes": params, "program_bytes": program, "total_bytes": params + program}
 
 
-def _latency_ms(predictor: Predictor, one: np.ndarray) -> float:
+def _latency_ms(predictor: PaddlePredictor, one: np.ndarray) -> float:
     """Median ms of one clip; the predictor is dropped by the caller right after."""
     return median_ms(lambda: predictor.run(one), 10, 2)
 
@@ -126,7 +126,8 @@ def calibrate(
     chunk, chunked, skip = chunk_size(clips.shape[1:]), None, None
     if chunk is not None:
         chunked = per_image_program(info.model_file, spec.name, clips.shape[1], chunk)
-    if chunked is not None:  # a many-image clip of per-image layers: calibrated `chunk` images at a time
+    dataset: paddle.io.Dataset
+    if chunk is not None and chunked is not None:  # a many-image clip of per-image layers: `chunk` images at a time
         program, places = chunked
         skip = head_tensors(program, places)  # ranges there depend on the chunk: the head stays FP32
         model_dir = out_dir.parent / f"{out_dir.name}-per-image"
@@ -136,13 +137,15 @@ def calibrate(
         shape = [shape[0], chunk, *shape[2:]]
         pieces, batch = clips.shape[1] // chunk, 1
 
-        class _Clips(paddle.io.Dataset):
+        class _ImageChunks(paddle.io.Dataset):
             def __getitem__(self, i):
                 clip = clips[i // pieces]
                 return clip[(i % pieces) * chunk : (i % pieces + 1) * chunk]
 
             def __len__(self):
                 return len(clips) * pieces
+
+        dataset = _ImageChunks()
     else:
 
         class _Clips(paddle.io.Dataset):
@@ -152,7 +155,7 @@ def calibrate(
             def __len__(self):
                 return len(clips)
 
-    dataset = _Clips()
+        dataset = _Clips()
     t0 = time.perf_counter()
     paddle.enable_static()
     try:
@@ -192,7 +195,7 @@ def calibrate(
         ) from exc
     finally:
         paddle.disable_static()
-    if chunked is not None:
+    if chunk is not None and chunked is not None:
         restore_image_count(out_dir / QUANT_MODEL, spec.name, chunk, clips.shape[1], chunked[1], head=skip)
         shutil.rmtree(model_dir, ignore_errors=True)
     seconds = time.perf_counter() - t0
@@ -220,19 +223,26 @@ def _cpu_int8_instructions() -> list[str]:
     return [f for f, on in cpu_info()["flags"].items() if on and f in ("avx512_vnni", "avx_vnni", "amx_int8")]
 
 
+def _val_scores(summary: EvalSummary | None, what: str) -> tuple[float, float | None]:
+    """Top-1 on the labelled validation list and top-1 agreement with FP32 (set whenever ``val`` is given)."""
+    if summary is None or summary.top1 is None:
+        raise QuantizationError(f"{what} has no top-1 on a labelled validation list; give val")
+    return summary.top1, summary.agreement
+
+
 def _choose(cands: list[Candidate], cfg: PTQConfig, fp32_val: EvalSummary | None) -> Candidate:
     if cfg.algo != "auto":
         return cands[0]
     ok = [c for c in cands if c.within_tolerance]
     if not ok:
-        rows = ", ".join(f"{c.algo}: top-1 {100 * c.val.top1:.1f}%" for c in cands)
+        rows = ", ".join(f"{c.algo}: top-1 {100 * _val_scores(c.val, c.algo)[0]:.1f}%" for c in cands)
         raise QuantizationError(
             f"no PTQ algorithm kept top-1 within {100 * cfg.tolerance:.1f} points of FP32 "
-            f"({100 * fp32_val.top1:.1f}%): {rows}. Try more calibration clips, a larger --tolerance, "
-            "or quantization-aware training (`vslim compress qat`)"
+            f"({100 * _val_scores(fp32_val, 'FP32')[0]:.1f}%): {rows}. Try more calibration clips, a larger "
+            "--tolerance, or quantization-aware training (`vslim compress qat`)"
         )
     # Most accurate first; ties broken by agreement with FP32, then by list order (faster algorithms first).
-    return max(ok, key=lambda c: (c.val.top1, c.val.agreement, -cands.index(c)))
+    return max(ok, key=lambda c: (*_val_scores(c.val, c.algo), -cands.index(c)))
 
 
 def quantize(cfg: PTQConfig) -> PTQResult:
@@ -284,8 +294,8 @@ def _quantize(cfg: PTQConfig) -> PTQResult:
     # decoded clips and freed before the next; only the outputs are kept.
     pcfg = PredictorConfig(threads=cfg.threads)
     val_clips, val_labels = load_labelled(val_entries, pipeline, batch) if val_entries else (None, None)
-    fp32 = Predictor(info.model_dir, pcfg, info=info)
-    fp32_calib = fp32.run_batched(clips, batch)
+    fp32 = PaddlePredictor(info.model_dir, pcfg, info=info)
+    fp32_calib = run_bounded(fp32.run, clips, batch)  # `batch` is bounded already: run_batched's chunks
     fp32_val_out = run_bounded(fp32.run, val_clips, batch) if val_clips is not None else None
     del fp32
     algos = cfg.candidates if cfg.algo == "auto" else [cfg.algo]
@@ -307,8 +317,10 @@ def _quantize(cfg: PTQConfig) -> PTQResult:
             cand.onednn_int8_ops, cand.op_set_choice = choose_onednn_int8_ops(
                 cand.model_dir, clips[:probe], fp32_calib[:probe], cfg.threads
             )
-            pred = Predictor(cand.model_dir, PredictorConfig(threads=cfg.threads, onednn_int8_ops=cand.onednn_int8_ops))
-            cand.calib = summarize(pred.run_batched(clips, batch), None, fp32_calib)
+            pred = PaddlePredictor(
+                cand.model_dir, PredictorConfig(threads=cfg.threads, onednn_int8_ops=cand.onednn_int8_ops)
+            )
+            cand.calib = summarize(run_bounded(pred.run, clips, batch), None, fp32_calib)
             if val_clips is not None:
                 cand.val = summarize(run_bounded(pred.run, val_clips, batch), val_labels, fp32_val_out)
             del pred
@@ -316,17 +328,19 @@ def _quantize(cfg: PTQConfig) -> PTQResult:
         if not cands:
             raise QuantizationError("every PTQ algorithm failed: " + "; ".join(f["error"] for f in failed))
         fp32_val = None
-        if val_clips is not None:
+        if val_clips is not None and fp32_val_out is not None:  # fp32_val_out: the FP32 outputs of val_clips
             fp32_val = summarize(fp32_val_out, val_labels)
+            fp32_top1, _ = _val_scores(fp32_val, "FP32")
             for c in cands:
-                c.within_tolerance = (fp32_val.top1 - c.val.top1) <= cfg.tolerance + 1e-9
+                top1, _ = _val_scores(c.val, c.algo)
+                c.within_tolerance = (fp32_top1 - top1) <= cfg.tolerance + 1e-9
         chosen = _choose(cands, cfg, fp32_val)
         latency = None
         if cfg.measure_latency:
             one = clips[:1]
-            fp32_ms = _latency_ms(Predictor(info.model_dir, pcfg, info=info), one)
+            fp32_ms = _latency_ms(PaddlePredictor(info.model_dir, pcfg, info=info), one)
             int8_ms = _latency_ms(
-                Predictor(
+                PaddlePredictor(
                     chosen.model_dir, PredictorConfig(threads=cfg.threads, onednn_int8_ops=chosen.onednn_int8_ops)
                 ),
                 one,

@@ -26,7 +26,7 @@ from vslim.evaluate import collect_outputs, summarize
 from vslim.export import INPUT_NAME
 from vslim.fit import Checkpoints, Schedule, evaluate_layer, fit
 from vslim.fsio import atomic_output_dir, check_output_free, write_json, write_text_atomic
-from vslim.inference import Predictor, inspect_model
+from vslim.inference import PaddlePredictor, inspect_model
 from vslim.upstream import quiet_upstream
 
 from .compression_report import qat_markdown
@@ -39,9 +39,9 @@ MODEL_PREFIX = "model"
 
 
 def _defaults(cfg: QATConfig, meta) -> tuple[int, float]:
-    base_epochs = (meta.training or {}).get("epochs") or TrainConfig.__dataclass_fields__["epochs"].default
+    base_epochs = (meta.training or {}).get("epochs") or TrainConfig.epochs  # the field's default
     epochs = cfg.epochs or max(2, round(base_epochs / 3))
-    lr = cfg.lr or TrainConfig.__dataclass_fields__["lr"].default / 10
+    lr = cfg.lr or TrainConfig.lr / 10
     return epochs, lr
 
 
@@ -143,9 +143,9 @@ def _qat(cfg: QATConfig, say: Callable[[str], None]) -> dict:
             source=str(cfg.weights),
             quantization={"method": "qat", "epochs": epochs, "lr": lr, **quant_config(cfg)},
         ).save(tmp)
-        runners = {"qat": Predictor(tmp, PredictorConfig(threads=cfg.threads)).run}
+        runners = {"qat": PaddlePredictor(tmp, PredictorConfig(threads=cfg.threads)).run}
         if cfg.ptq_model:
-            runners["ptq"] = Predictor(cfg.ptq_model, PredictorConfig(threads=cfg.threads)).run
+            runners["ptq"] = PaddlePredictor(cfg.ptq_model, PredictorConfig(threads=cfg.threads)).run
         outs, _ = collect_outputs(runners, val_entries, pipeline, cfg.batch_size, "INT8 evaluation")
         results = {"fp32": fp32.to_dict(), "qat": summarize(outs["qat"], labels, fp32_logits).to_dict()}
         if "ptq" in outs:

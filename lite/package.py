@@ -12,6 +12,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from vslim.config import to_dict
 from vslim.fsio import atomic_output_dir, check_output_free, write_json, write_text_atomic
@@ -25,6 +26,9 @@ from .optimizer import check_ops, kernel_summary, nb_header, optimize, parse_tar
 from .package_report import lite_markdown
 from .toolchain import find_toolchain
 from .verify import structural, verification_clips, verify_x86
+
+if TYPE_CHECKING:
+    import numpy as np
 
 REPORT_JSON = "lite_report.json"
 REPORT_MD = "lite_report.md"
@@ -83,16 +87,16 @@ def package_lite(cfg: LiteConfig, say: Callable[[str], None] = print) -> dict:
                 f"Nothing was written. {advice}"
             )
 
-        clips = source = None
-        entries = {}
+        verification: tuple[np.ndarray, str] | None = None  # the clips and where they came from, made once
+        entries: dict[str, dict[str, Any]] = {}
         with atomic_output_dir(cfg.output_dir, overwrite=cfg.overwrite) as tmp:
             for target in targets:
                 say(f"optimizing for {target}")
-                kwargs = dict(quant_type=cfg.quant_type, enable_fp16=cfg.enable_fp16, model_ops=ops)
+                kwargs: dict[str, Any] = dict(quant_type=cfg.quant_type, enable_fp16=cfg.enable_fp16, model_ops=ops)
                 nb = optimize(tc, model_file, params_file, tmp / _nb_name(name, target), target, **kwargs)
                 kernels = kernel_summary(tc, model_file, params_file, target, **kwargs)
                 header, view = nb_header(nb), view_nb(tc, nb)
-                entry = {
+                entry: dict[str, Any] = {
                     "file": nb.name,
                     "bytes": nb.stat().st_size,
                     "header": header,
@@ -101,8 +105,9 @@ def package_lite(cfg: LiteConfig, say: Callable[[str], None] = print) -> dict:
                     "op_support": support[target].to_dict(),
                 }
                 if target == "x86" and cfg.verify:
-                    if clips is None:
-                        clips, source = verification_clips(info, cfg.verify_clips, cfg.val)
+                    if verification is None:
+                        verification = verification_clips(info, cfg.verify_clips, cfg.val)
+                    clips, source = verification
                     say(f"verifying {nb.name} against Paddle Inference on {source}")
                     entry["verification"] = verify_x86(tc, nb, info, clips, source)
                     if not entry["verification"]["passed"]:

@@ -135,13 +135,13 @@ def find_toolchain(opt_bin: str | None = None, home: Path | None = None) -> Tool
         tc = Toolchain("opt-bin", [str(path)], [str(sibling)] if sibling.is_file() else None, {}, str(path))
         tc.version = _opt_version(tc)
         return tc
-    tc = _vslim_toolchain(home)
-    if tc is None:
+    found = _vslim_toolchain(home)
+    if found is None:
         raise LiteError(
             f"no Paddle Lite optimizer found (paddlelite is not importable here, no --opt-bin, and no "
             f"toolchain at {toolchain_dir(home)}): {SETUP_HINT}"
         )
-    return tc
+    return found
 
 
 # --------------------------------------------------------------------------- setup

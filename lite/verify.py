@@ -24,8 +24,8 @@ from vslim.config import ListConfig, PredictorConfig
 from vslim.data.lists import read_list
 from vslim.data.loader import iter_batches
 from vslim.data.pipeline import ClipPipeline
-from vslim.inference import Predictor
-from vslim.inference.predictor import ModelInfo
+from vslim.inference import PaddlePredictor
+from vslim.inference.model_info import ModelInfo
 
 from .errors import LiteError
 from .optimizer import nb_digest, nb_header, nb_kernels, optimize
@@ -73,7 +73,7 @@ def compare(lite_out: np.ndarray, reference: np.ndarray) -> dict:
 
 def verify_x86(tc: Toolchain, nb: Path, info: ModelInfo, clips: np.ndarray, clips_source: str) -> dict:
     """Run the x86 ``.nb`` and the original model in Paddle Inference on the same clips; compare."""
-    reference = Predictor(info.model_dir, PredictorConfig(precision="fp32"), info).run_batched(clips, 4)
+    reference = PaddlePredictor(info.model_dir, PredictorConfig(precision="fp32"), info).run_batched(clips, 4)
     result = compare(run_nb(tc, nb, clips), reference)
     result.update(
         kind="numeric",

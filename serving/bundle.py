@@ -15,6 +15,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, cast
 
 from google.protobuf import text_format
 
@@ -22,7 +23,7 @@ from vslim import __version__
 from vslim.config import to_dict
 from vslim.fsio import atomic_output_dir, sha256_of, write_json
 from vslim.inference import inspect_model
-from vslim.inference.predictor import ModelInfo
+from vslim.inference.model_info import ModelInfo
 from vslim.inference.selection import CONVERTED, RECORD, measure
 from vslim.model_meta import META_FILE, ModelMeta
 
@@ -30,6 +31,9 @@ from .config import ServingPackageConfig
 from .errors import BundleError
 from .protocols.paddle_serving.types import code_of, config_pb2, signature_of
 from .signature import Signature
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SERVER_SUFFIX = "_serving_server"
 CLIENT_SUFFIX = "_serving_client"
@@ -47,7 +51,7 @@ class BundlePaths:
     manifest: Path
 
 
-def model_config(info: ModelInfo) -> config_pb2.GeneralModelConfig:
+def model_config(info: ModelInfo) -> Any:  # a config_pb2.GeneralModelConfig (generated: no static type)
     """The ``GeneralModelConfig`` of a model: shapes keep only fixed dims (no batch), as Paddle Serving does."""
     conf = config_pb2.GeneralModelConfig()
     for spec in info.inputs:
@@ -130,8 +134,8 @@ def package_serving(cfg: ServingPackageConfig, say=lambda _: None) -> BundlePath
                 "files": files,
             },
         )
-    out = Path(out)
-    return BundlePaths(out, out / f"{name}{SERVER_SUFFIX}", out / f"{name}{CLIENT_SUFFIX}", out / MANIFEST)
+    root = Path(out)
+    return BundlePaths(root, root / f"{name}{SERVER_SUFFIX}", root / f"{name}{CLIENT_SUFFIX}", root / MANIFEST)
 
 
 def _probed_settings(info, cfg: ServingPackageConfig, say) -> dict | None:
@@ -150,10 +154,14 @@ def _runtime_record(info, server: Path, cfg: ServingPackageConfig, say) -> dict:
     from vslim.inference.runtimes import check_precision
     from vslim.inference.selection import clips_from_list, guard_from_list
 
-    calib = (clips_from_list(info, cfg.calib_list, 32, "--calib-list"), cfg.calib_list) if cfg.calib_list else None
+    calib = None
+    if cfg.calib_list:
+        # a ClipStore: measure() reads it as the array it stands for (len, slices), though annotated ndarray
+        clips = cast("np.ndarray", clips_from_list(info, cfg.calib_list, 32, "--calib-list"))
+        calib = (clips, cfg.calib_list)
     only = None
     if cfg.runtime != "auto":
-        only = (cfg.runtime, check_precision(cfg.runtime, cfg.precision, info, nncf=calib is not None))
+        only = (cfg.runtime, check_precision(cfg.runtime, cfg.precision, info, own_int8=calib is not None))
     guard = guard_from_list(info, cfg.val_list, cfg.threads) if cfg.val_list else None
     return measure(
         info.model_dir, info, server / CONVERTED, threads=cfg.threads, say=say, only=only, guard=guard, calib=calib
@@ -161,6 +169,11 @@ def _runtime_record(info, server: Path, cfg: ServingPackageConfig, say) -> dict:
 
 
 # --------------------------------------------------------------------------- reading
+
+
+def read_signature(folder: Path | str, filename: str) -> Signature:
+    """The feed/fetch signature a bundle's config file (client or server half) declares."""
+    return signature_of(read_config(folder, filename))
 
 
 def read_config(folder: Path | str, filename: str):
@@ -238,7 +251,7 @@ class ServingBundle:
     """A server folder ready to serve: its configs, model files and metadata."""
 
     server_dir: Path
-    config: config_pb2.GeneralModelConfig
+    config: Any  # config_pb2.GeneralModelConfig, generated at install time: no static type
     info: ModelInfo
     manifest: dict | None
 

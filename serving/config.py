@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from vslim import runtime_registry
 from vslim.config import PackageConfig, PredictorConfig
 from vslim.errors import ConfigError
 
@@ -84,8 +85,6 @@ class ServerConfig:
             raise ConfigError("--load-model is for --model-control-mode explicit (the other modes load every model)")
         if not 0 < self.repository_poll_secs < math.inf:
             raise ConfigError(f"--repository-poll-secs must be a number > 0, got {self.repository_poll_secs}")
-        from .repository import VersionPolicy
-
         VersionPolicy.parse(self.version_policy)
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be 0-65535 (0: any free port), got {self.port}")
@@ -130,9 +129,6 @@ class ServerConfig:
         ).validate()
 
 
-RUNTIMES = ("auto", "paddle", "openvino", "onnxruntime")
-
-
 @dataclass
 class ServingPackageConfig(PackageConfig):
     """``vslim-package --target serving``: a Paddle Serving bundle, optionally with a measured runtime choice.
@@ -151,10 +147,52 @@ class ServingPackageConfig(PackageConfig):
     calib_list: str | None = None
 
     def validate(self) -> ServingPackageConfig:
-        if self.runtime not in RUNTIMES:
-            raise ConfigError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+        runtime_registry.check_name(self.runtime, "--runtime")
         if self.precision not in ("auto", "fp32", "bf16", "int8"):
             raise ConfigError(f"--precision must be auto, fp32, bf16 or int8, got {self.precision!r}")
         if self.threads < 1:
             raise ConfigError(f"--threads must be >= 1, got {self.threads}")
         return self
+
+
+@dataclass(frozen=True)
+class VersionPolicy:
+    """Which versions of a model are served: Triton's ``latest:N``, ``all`` or ``specific:V,...``."""
+
+    kind: str = "latest"
+    count: int = 1
+    versions: tuple[int, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> VersionPolicy:
+        kind, _, arg = text.partition(":")
+        try:
+            if kind == "latest":
+                policy = cls("latest", int(arg or 1))
+                if policy.count >= 1:
+                    return policy
+            elif kind == "all" and not arg:
+                return cls("all")
+            elif kind == "specific":
+                numbers = tuple(sorted({int(v) for v in arg.split(",")}))
+                if numbers and min(numbers) >= 1:
+                    return cls("specific", versions=numbers)
+        except ValueError:
+            pass
+        raise ConfigError(
+            f"--version-policy {text!r} is not understood; use latest:N (N >= 1), all, or "
+            "specific:V[,V...] with versions >= 1"
+        )
+
+    def select(self, available) -> list[int]:
+        available = sorted(available)
+        if self.kind == "all":
+            return available
+        if self.kind == "specific":
+            return [v for v in available if v in self.versions]
+        return available[-self.count :]
+
+    def __str__(self) -> str:
+        return {"all": "all", "latest": f"latest:{self.count}"}.get(
+            self.kind, "specific:" + ",".join(map(str, self.versions))
+        )

@@ -29,13 +29,32 @@ class BundleError(ServingError):
     """A serving bundle is incomplete, changed or malformed."""
 
 
-class ServerUnreachableError(ServingError):
+class ClientError(ServingError):
+    """A client's request refused by the server, or never answered.
+
+    ``kind`` is one of :data:`KINDS`, the same whatever the protocol (what a caller branches on: retry on
+    UNAVAILABLE, fix the input on INVALID); ``status`` is the protocol's own code (an HTTP status, a gRPC code
+    name, Paddle Serving's err_no), None when no server answered.
+    """
+
+    def __init__(self, message: str, kind: str = INTERNAL, status: int | str | None = None):
+        if kind not in KINDS:
+            raise ValueError(f"unknown error kind {kind!r}")
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+
+
+class ServerUnreachableError(ClientError):
     """Nothing answered at the client's address (refused, unknown host, no connection in time).
 
     Its own exit code (3) lets scripts tell "start the server first" from a request the server refused.
     """
 
     exit_code = 3
+
+    def __init__(self, message: str):
+        super().__init__(message, UNAVAILABLE)
 
 
 class RequestError(ServingError):

@@ -37,7 +37,8 @@ async def read_body(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length")
     if length is not None and whole_number(length) is None:
         raise RequestError(f"Content-Length {length!r} is not a number")
-    chunks, size = [], 0
+    chunks: list[bytes] | None = []
+    size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:

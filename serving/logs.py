@@ -38,13 +38,18 @@ class _Format(logging.Formatter):
         return f"vslim-serve: {level}{text}"
 
 
+class _Handler(logging.StreamHandler):
+    """The stderr handler ``configure_logging`` installs; ``_vslim`` marks it so it is installed once."""
+
+    _vslim = True
+
+
 def configure_logging(level: str = "info") -> None:
     """Route the ``vslim.serving`` loggers to stderr at ``level`` (``--log-level``); once per process."""
     logger = logging.getLogger(LOGGER)
     logger.setLevel(LEVELS[level])
     if not any(getattr(h, "_vslim", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler._vslim = True
+        handler = _Handler(sys.stderr)
         handler.setFormatter(_Format("%(message)s"))
         logger.addHandler(handler)
     logger.propagate = False
@@ -132,7 +137,8 @@ def relayed_http_protocol():
     """uvicorn's HTTP protocol, told the relayed client's address (see ``peers.py``) as the ASGI ``client``."""
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-    class RelayedHTTP(AutoHTTPProtocol):
+    # uvicorn picks AutoHTTPProtocol at import time: a variable typed type[asyncio.Protocol], not a class
+    class RelayedHTTP(AutoHTTPProtocol):  # type: ignore[valid-type, misc]
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
             peer = relayed_peer(transport.get_extra_info("peername"))

@@ -114,12 +114,13 @@ def _plain_docs(app: FastAPI, base: str) -> str:
         for method, op in ops.items()
         if isinstance(op, dict)
     )
+    openapi_url = f"{base}{app.openapi_url}"  # as the Swagger UI page links it
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(app.title)}</title></head><body>"
         f"<h1>{html.escape(app.title)}</h1><p>{html.escape(app.description or '')}</p>"
         "<p><strong>Offline page:</strong> Swagger UI's files are not installed on this server "
         "(<code>pip install fastapi-offline</code> adds them), so this is a plain list of the routes. The full "
-        f"OpenAPI document is at <a href='{base}{app.openapi_url}'>{html.escape(base + app.openapi_url)}</a>.</p>"
+        f"OpenAPI document is at <a href='{openapi_url}'>{html.escape(openapi_url)}</a>.</p>"
         f"<table border='1' cellpadding='4'><tr><th>method</th><th>path</th><th>what</th></tr>{rows}</table>"
         "</body></html>"
     )

@@ -123,6 +123,7 @@ class PortSharer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
+        assert task is not None  # a stream callback always runs in its own task
         self._connections.add(task)
         backend_writer = None
         try:

@@ -39,9 +39,11 @@ class ServerProcess:
         self.port = None
         self._signalled = False
         ready = threading.Event()
+        stderr = self.proc.stderr
+        assert stderr is not None  # opened with stderr=PIPE
 
         def read():
-            for line in self.proc.stderr:
+            for line in stderr:
                 self.lines.append(line.rstrip())
                 m = re.search(r"listening on [^ ]+:(\d+) ", line)
                 if m:

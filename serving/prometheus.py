@@ -141,6 +141,18 @@ class _ForModel:
 class ModelMetrics:
     """One model's view of the server's series: the same attributes, the ``model`` label filled in."""
 
+    # Set in __init__ from SPECS (one per spec's ``attr``); declared here for the type checker.
+    requests: _ForModel
+    errors: _ForModel
+    latency: _ForModel
+    batch_size: _ForModel
+    batch_requests: _ForModel
+    queue_seconds: _ForModel
+    inference_seconds: _ForModel
+    batches: _ForModel
+    queue_depth: _ForModel
+    ready: _ForModel
+
     def __init__(self, server: ServerMetrics, model: str):
         self.server = server
         for spec in SPECS:

@@ -39,7 +39,7 @@ from google.protobuf import text_format
 from vslim.errors import ConfigError, VslimError
 
 from .bundle import SERVER_SUFFIX, _has_server_conf, load_bundle
-from .config import ServerConfig
+from .config import ServerConfig, VersionPolicy
 from .errors import INVALID, NOT_FOUND, UNAVAILABLE, RequestError, ServingError
 from .prometheus import ServerMetrics
 from .service import ModelService
@@ -157,49 +157,6 @@ def single_bundle(path: Path) -> dict[str, dict[int, ModelSource]]:
     return {name: {1: ModelSource(name, 1, Path(path))}}
 
 
-@dataclass(frozen=True)
-class VersionPolicy:
-    """Which versions of a model are served: Triton's ``latest:N``, ``all`` or ``specific:V,...``."""
-
-    kind: str = "latest"
-    count: int = 1
-    versions: tuple[int, ...] = ()
-
-    @classmethod
-    def parse(cls, text: str) -> VersionPolicy:
-        kind, _, arg = text.partition(":")
-        try:
-            if kind == "latest":
-                policy = cls("latest", int(arg or 1))
-                if policy.count >= 1:
-                    return policy
-            elif kind == "all" and not arg:
-                return cls("all")
-            elif kind == "specific":
-                numbers = tuple(sorted({int(v) for v in arg.split(",")}))
-                if numbers and min(numbers) >= 1:
-                    return cls("specific", versions=numbers)
-        except ValueError:
-            pass
-        raise ConfigError(
-            f"--version-policy {text!r} is not understood; use latest:N (N >= 1), all, or "
-            "specific:V[,V...] with versions >= 1"
-        )
-
-    def select(self, available) -> list[int]:
-        available = sorted(available)
-        if self.kind == "all":
-            return available
-        if self.kind == "specific":
-            return [v for v in available if v in self.versions]
-        return available[-self.count :]
-
-    def __str__(self) -> str:
-        return {"all": "all", "latest": f"latest:{self.count}"}.get(
-            self.kind, "specific:" + ",".join(map(str, self.versions))
-        )
-
-
 # --------------------------------------------------------------------------- what is served
 
 
@@ -246,7 +203,15 @@ class ModelRepository:
 
     # ------------------------------------------------------------------ reading
     def sources(self) -> dict[str, dict[int, ModelSource]]:
-        return scan(self.root) if self.root else single_bundle(Path(self.cfg.bundle))
+        if self.root:
+            return scan(self.root)
+        if not self.cfg.bundle:  # ServerConfig.validate() refuses this
+            raise ConfigError("give --bundle PATH (one model) or --model-repository DIR (every model in DIR)")
+        return single_bundle(Path(self.cfg.bundle))
+
+    def _model_folder(self, name: str) -> Path | str | None:
+        """Where model ``name``'s version folders are, for messages: in the repository, else the bundle."""
+        return self.root / name if self.root else self.cfg.bundle
 
     @property
     def ready(self) -> bool:
@@ -327,8 +292,8 @@ class ModelRepository:
         for name, numbers in self.loading.items():
             for number in numbers:
                 rows[(name, number)] = (LOADING, "")
-        for name, versions in self.served.items():
-            for number, s in versions.items():
+        for name, served in self.served.items():
+            for number, s in served.items():
                 rows[(name, number)] = (READY if s.service.ready and s.state == READY else s.state, s.reason)
         out = [
             {"name": n, "version": str(v) if v else "", "state": st, "reason": why}
@@ -372,7 +337,7 @@ class ModelRepository:
             names = sorted(sources)
         for name in names:
             if not sources[name]:
-                raise ServingError(f"model {name}: no version folder under {self.root / name} holds a bundle")
+                raise ServingError(f"model {name}: no version folder under {self._model_folder(name)} holds a bundle")
             async with self._lock:
                 await self._apply(name, sources[name], fatal=True)
         self.started = True
@@ -383,7 +348,7 @@ class ModelRepository:
         self.check_default(sources)
         for name, versions in sorted(sources.items()):
             if not versions:
-                raise ServingError(f"model {name}: no version folder under {self.root / name} holds a bundle")
+                raise ServingError(f"model {name}: no version folder under {self._model_folder(name)} holds a bundle")
             for number in self.policy.select(versions):
                 source = versions[number]
                 service = self.opener(self._config_for(source), source, self.metrics)
@@ -536,7 +501,11 @@ async def poll_forever(repo: ModelRepository, seconds: float) -> None:
 def startup_bundles(cfg: ServerConfig) -> list:
     """Verify every bundle a server of ``cfg`` loads at start (``--bundle``, or each version the policy picks):
     what a Ray deployment checks before it touches the cluster, and sizes its replicas by."""
-    repo = ModelRepository(cfg, opener=lambda *_: None)
+
+    def no_opener(*_: object) -> ModelService:
+        raise ServingError("startup_bundles only reads the repository; it loads no model")
+
+    repo = ModelRepository(cfg, opener=no_opener)
     sources = repo.sources()
     repo.check_default(sources)
     picked = [versions[v] for versions in sources.values() for v in repo.policy.select(versions)]

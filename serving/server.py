@@ -89,15 +89,16 @@ def injected_faults() -> dict[str, int]:
     """``VSLIM_INJECT_FAULTS=KEY=N[,KEY=N]`` (chaos and drain tests): ``inference_error_every`` makes every N-th
     inference run fail, ``inference_delay_ms`` makes every run take N ms longer."""
     spec = os.environ.get("VSLIM_INJECT_FAULTS", "")
-    faults = {}
+    faults: dict[str, int] = {}
     for part in filter(None, spec.split(",")):
         key, _, value = part.partition("=")
-        if key not in FAULTS or whole_number(value) is None or whole_number(value) < 1:
+        number = whole_number(value)
+        if key not in FAULTS or number is None or number < 1:
             raise ServingError(
                 f"VSLIM_INJECT_FAULTS={spec!r} is not understood; use "
                 f"{' and/or '.join(k + '=N' for k in FAULTS)}, comma-separated"
             )
-        faults[key] = whole_number(value)
+        faults[key] = number
     return faults
 
 
@@ -175,6 +176,8 @@ def open_model(
 
 
 def _describe(service: ModelService) -> str:
+    if service.engine is None:  # only loaded models are described
+        raise ServingError(f"model {service.name} version {service.version} has no engine to describe")
     b, predictor = service.batching, service.engine.predictor
     batching = f"batching up to {b.max_batch_size} within {b.timeout_ms} ms" if b.max_batch_size > 1 else "no batching"
     return f"{predictor.runtime} {predictor.precision} on {b.device}, {b.workers} worker(s), {batching}"
@@ -186,7 +189,7 @@ class RunningServer:
 
     port: int
     service: ModelService | None  # the first model served (the only one of a --bundle)
-    stop: Callable[[], None]
+    stop: Callable[[], object]
     repository: ModelRepository | None = None
 
 

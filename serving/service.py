@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vslim.accuracy import softmax, topk
 from vslim.data.pipeline import ClipPipeline, as_inputs
 from vslim.errors import InferenceError, VslimError
+from vslim.topk import TopK
 
 from .bundle import ServingBundle
 from .engine import BatchStats, InferenceEngine
@@ -39,13 +39,6 @@ class Batching:
     timeout_ms: float = 0.0
     workers: int = 1
     device: str = "cpu"
-
-
-@dataclass
-class Classification:
-    ids: list[int]
-    scores: list[float]
-    labels: list[str]
 
 
 class ModelService:
@@ -123,7 +116,7 @@ class ModelService:
         finally:
             self.metrics.queue_depth.set(engine.queue_depth)
 
-    async def classify(self, clips: list, top_k: int, tag: str) -> list[Classification]:
+    async def classify(self, clips: list, top_k: int, tag: str) -> list[TopK]:
         """Top-k classes of preprocessed clips (``[T, 3, S, S]``, or one array per input of a two-input
         model), one engine request each (so they batch)."""
         specs, fetch = self.signature.feeds, self.signature.fetches[0]
@@ -133,17 +126,7 @@ class ModelService:
 
         outputs = await asyncio.gather(*(self.run(feeds(clip), [fetch.name], tag) for clip in clips))
         meta = self.bundle.meta
-        answers = []
-        for out in outputs:
-            scores = out[fetch.name][0]
-            probs = softmax(scores) if meta.output_kind == "logits" else scores
-            ids, values = topk(probs, top_k)
-            answers.append(
-                Classification(
-                    [int(i) for i in ids], [float(v) for v in values], [meta.label_name(int(i)) for i in ids]
-                )
-            )
-        return answers
+        return [TopK.of(out[fetch.name][0], meta, top_k) for out in outputs]
 
     def observe_batch(self, stats: BatchStats) -> None:
         """The engine's report of one run (called from a worker thread)."""

@@ -7,7 +7,7 @@ import pytest
 
 from vslim.config import PredictorConfig
 from vslim.errors import InferenceError
-from vslim.inference import Predictor
+from vslim.inference import PaddlePredictor
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_yaml_with_misspelt_key(cli, tmp_path, random_small, clips_dir):
 
 
 def test_wrong_input_shape_is_named(random_small):
-    pred = Predictor(random_small, PredictorConfig())
+    pred = PaddlePredictor(random_small, PredictorConfig())
     with pytest.raises(InferenceError, match=r"shape \[1, 4, 3, 64, 64\] but the model expects \[-1, 8, 3, 64, 64\]"):
         pred.run(np.zeros((1, 4, 3, 64, 64), np.float32))
     with pytest.raises(InferenceError, match="dtype int64"):
@@ -174,9 +174,9 @@ def test_gpu_without_cuda_says_what_to_install(random_small):
     if paddle.device.is_compiled_with_cuda():
         pytest.skip("this Paddle has CUDA")
     with pytest.raises(InferenceError, match="paddlepaddle-gpu==2.6.2"):
-        Predictor(random_small, PredictorConfig(device="gpu"))
+        PaddlePredictor(random_small, PredictorConfig(device="gpu"))
     with pytest.raises(InferenceError, match="no CUDA"):
-        Predictor(random_small, PredictorConfig(device="gpu", use_tensorrt=True, precision="fp16"))
+        PaddlePredictor(random_small, PredictorConfig(device="gpu", use_tensorrt=True, precision="fp16"))
 
 
 def test_unknown_architecture_and_bad_flags(cli, tmp_path):

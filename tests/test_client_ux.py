@@ -74,7 +74,7 @@ def test_client_help_says_defaults_valid_values_and_aliases(capsys):
         "classes to print, best first (>= 1; default: 1)",
         "without a port, 9393",
         "(default: 127.0.0.1:9393)",
-        "one of: grpc, http, http-proto, v2-http, v2-grpc, video, video-file",
+        "one of: grpc, http, http-proto, v2-grpc, v2-http, video, video-file",
         "default: grpc",
         "in seconds (> 0; default: 60.0)",
         "3 no server at --address",
@@ -238,7 +238,8 @@ def test_every_protocol_prints_the_grpc_answer_in_one_shape(cli, server_int8, bu
 
 @pytest.mark.slow
 def test_video_protocol_prints_paddlevideos_lines_like_predict(cli, server_int8, bundle_int8, val_clips):
-    from vslim.predict import Prediction, format_paddlevideo
+    from vslim.predict import format_paddlevideo
+    from vslim.topk import TopK
 
     video = val_clips[2][0]
     base = (
@@ -257,7 +258,7 @@ def test_video_protocol_prints_paddlevideos_lines_like_predict(cli, server_int8,
     text = cli(*base)
     assert text.code == 0, text.err
     (entry,) = json.loads(cli(*base, "--json").out)["predictions"]
-    lines = format_paddlevideo(Prediction(entry["source"], entry["classes"], entry["scores"], entry["labels"]))
+    lines = format_paddlevideo(TopK(entry["classes"], entry["scores"], entry["labels"], source=entry["source"]))
     assert text.out.splitlines()[:7] == lines.splitlines() and len(lines.splitlines()) == 7
     assert lines.splitlines()[0] == f"Current video file: {video}"
     # vslim predict --json on the same model: the same entry

@@ -8,7 +8,7 @@ from servers import ServerProcess
 
 from vslim.compress.config import PruneConfig, QATConfig
 from vslim.config import ListConfig
-from vslim.inference import Predictor, inspect_model
+from vslim.inference import PaddlePredictor, inspect_model
 from vslim.model_meta import load_meta
 
 pytestmark = pytest.mark.slow
@@ -59,7 +59,7 @@ def test_qat_beats_or_matches_ptq_and_stays_within_a_point_of_fp32(qat_small):
     assert res["fp32"]["top1"] - res["qat"]["top1"] <= 0.01, res
     info = inspect_model(out)
     assert info.quantized and info.meta.precision == "int8" and info.meta.quantization["method"] == "qat"
-    assert Predictor(out).precision == "int8"
+    assert PaddlePredictor(out).precision == "int8"
     assert "| INT8 (QAT)" in (out / "qat_report.md").read_text()
     assert not (out.parent / f"{out.name}.checkpoints").exists()
     assert [h["epoch"] for h in report["history"]] == list(range(1, report["epochs"] + 1))
@@ -127,7 +127,7 @@ def test_chain_prune_qat_serving(pruned_small, synth_data, tmp_path):
     try:
         conf = ClientConfig.load(bundle.client)
         clip = np.random.default_rng(0).standard_normal((2, 8, 3, 64, 64)).astype(np.float32)
-        expected = Predictor(qat_out).run(clip)
+        expected = PaddlePredictor(qat_out).run(clip)
         with GrpcClient(server.address, conf) as client:
             got = client.predict({"data_batch_0": clip})["outputs"]
             np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
@@ -245,7 +245,9 @@ def test_pptsm_v2_trains_prunes_quantizes_and_exports_folded(synth_data, tmp_pat
 
     again = export_model(tmp_path / "pruned" / "weights" / "model.pdparams", tmp_path / "again")  # plan + fold
     clip = np.random.default_rng(0).standard_normal((1, 4, 3, 64, 64)).astype(np.float32)
-    np.testing.assert_allclose(Predictor(again).run(clip), Predictor(pruned).run(clip), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        PaddlePredictor(again).run(clip), PaddlePredictor(pruned).run(clip), rtol=1e-5, atol=1e-5
+    )
 
     report = qat(
         QATConfig(

@@ -15,7 +15,7 @@ from vslim.accuracy import cosine_similarity
 from vslim.config import ListConfig, PredictorConfig
 from vslim.data import ClipPipeline, read_list
 from vslim.data.loader import iter_batches
-from vslim.inference import Predictor, inspect_model
+from vslim.inference import PaddlePredictor, inspect_model
 from vslim.model_meta import load_meta
 
 pytestmark = pytest.mark.slow
@@ -44,7 +44,7 @@ def test_export_writes_inference_model_and_metadata(fp32_small, trained_small, s
     with paddle.no_grad():
         eager = model(paddle.to_tensor(clips)).numpy()
     for onednn in (False, True):
-        got = Predictor(fp32_small, PredictorConfig(use_onednn=onednn)).run(clips)
+        got = PaddlePredictor(fp32_small, PredictorConfig(use_onednn=onednn)).run(clips)
         np.testing.assert_allclose(got, eager, atol=1e-4, rtol=1e-4)
 
 
@@ -65,9 +65,9 @@ def test_ptq_keeps_accuracy_and_shrinks_weights(request, fixture):
 
 
 def test_int8_model_runs_int8_kernels_and_agrees_with_fp32(int8_small_avg, fp32_small, synth_data):
-    int8 = Predictor(int8_small_avg.output_dir)
+    int8 = PaddlePredictor(int8_small_avg.output_dir)
     assert int8.precision == "int8" and int8.onednn_int8_ops
-    fp32 = Predictor(fp32_small)
+    fp32 = PaddlePredictor(fp32_small)
     pipe = ClipPipeline(fp32.meta.preprocess)
     clips, _ = next(iter_batches(read_list(ListConfig(str(synth_data / "val.list")))[:8], pipe, 8))
     assert cosine_similarity(int8.run(clips), fp32.run(clips)).min() > 0.95
@@ -192,8 +192,8 @@ def test_pptsm_r50_exports_quantizes_and_keeps_its_outputs(r50_fp32, r50_int8, s
     entries = read_list(ListConfig(str(synth_data / "val.list")))
     picked = [entries[i] for i in np.random.default_rng(0).choice(len(entries), 16, replace=False)]
     clips = np.concatenate([c for c, _ in iter_batches(picked, ClipPipeline(info.meta.preprocess), 8)])
-    fp32 = Predictor(r50_fp32).run_batched(clips, 4)
-    int8_predictor = Predictor(r50_int8.output_dir)
+    fp32 = PaddlePredictor(r50_fp32).run_batched(clips, 4)
+    int8_predictor = PaddlePredictor(r50_int8.output_dir)
     assert int8_predictor.precision == "int8"
     int8 = int8_predictor.run_batched(clips, 4)
     assert int8.shape == fp32.shape == (16, 400)
@@ -201,6 +201,6 @@ def test_pptsm_r50_exports_quantizes_and_keeps_its_outputs(r50_fp32, r50_int8, s
     assert cos.min() >= 0.98, cos
     # Gaussian-noise inputs, far outside the calibration data, with the always-safe op set (convolutions only)
     noise = np.random.default_rng(0).standard_normal((16, 8, 3, 224, 224)).astype(np.float32)
-    safe = Predictor(r50_int8.output_dir, PredictorConfig(onednn_int8_ops=["fused_conv2d"]))
-    assert cosine_similarity(safe.run_batched(noise, 4), Predictor(r50_fp32).run_batched(noise, 4)).min() >= 0.98
+    safe = PaddlePredictor(r50_int8.output_dir, PredictorConfig(onednn_int8_ops=["fused_conv2d"]))
+    assert cosine_similarity(safe.run_batched(noise, 4), PaddlePredictor(r50_fp32).run_batched(noise, 4)).min() >= 0.98
     assert r50_int8.fp32_size["total_bytes"] / r50_int8.chosen.size["total_bytes"] >= 3.0

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vslim.inference.predictor import ModelInfo
+from vslim.inference.model_info import ModelInfo
 from vslim.inference.program import TensorSpec
 from vslim.model_meta import ModelMeta
 from vslim.serving.engine import InferenceEngine

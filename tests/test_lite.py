@@ -10,7 +10,7 @@ import pytest
 
 from vslim.config import ListConfig, PredictorConfig
 from vslim.dy2static import forget_failed_traces
-from vslim.inference import Predictor, inspect_model
+from vslim.inference import PaddlePredictor, inspect_model
 from vslim.lite.config import LiteConfig
 
 pytestmark = pytest.mark.slow
@@ -53,7 +53,9 @@ def test_rewrite_is_exact_in_paddle(fp32_small, tmp_path):
     assert result.rewritten == 4 and find_temporal_shifts(tmp_path / "rw" / "model.pdmodel") == []
     x = np.random.default_rng(0).standard_normal((3, 8, 3, 64, 64)).astype(np.float32)
     plain = PredictorConfig(use_onednn=False)
-    np.testing.assert_array_equal(Predictor(tmp_path / "rw", plain).run(x), Predictor(fp32_small, plain).run(x))
+    np.testing.assert_array_equal(
+        PaddlePredictor(tmp_path / "rw", plain).run(x), PaddlePredictor(fp32_small, plain).run(x)
+    )
 
 
 def test_small_pptsm_fp32_arm_and_verified_x86(toolchain, fp32_small, synth_data, tmp_path):

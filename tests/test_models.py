@@ -190,7 +190,7 @@ def test_a_paddlevideo_pptsm_v2_checkpoint_exports_with_the_same_answers(tmp_pat
     """A checkpoint keyed as PaddleVideo saves it (unfolded) exports folded, computing what it computed."""
     from vslim.config import PredictorConfig
     from vslim.export import export_model
-    from vslim.inference import Predictor
+    from vslim.inference import PaddlePredictor
 
     paddle.seed(0)
     source = build_model("pptsm_v2", 6, 4)
@@ -202,7 +202,7 @@ def test_a_paddlevideo_pptsm_v2_checkpoint_exports_with_the_same_answers(tmp_pat
     x = np.random.default_rng(2).standard_normal([1, 4, 3, 64, 64]).astype("float32")
     expected = source(paddle.to_tensor(x)).numpy()
     out = export_model(path, tmp_path / "inference", arch="pptsm_v2", num_seg=4, target_size=64, short_size=72)
-    got = Predictor(out, PredictorConfig(use_onednn=False, threads=1, probe=False)).run(x)
+    got = PaddlePredictor(out, PredictorConfig(use_onednn=False, threads=1, probe=False)).run(x)
     np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
     from vslim.inference.program import parse_program
 

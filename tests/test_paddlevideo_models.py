@@ -346,10 +346,9 @@ def test_large_clips_take_paddles_reference_from_a_child(family_models, tmp_path
     computed in a child process (Paddle's allocator would keep a large run's buffers in this one), the Paddle
     candidates are measured last, and the figures are those of the in-process path."""
     from vslim import onnx_export
-    from vslim.inference import runtimes, selection
+    from vslim.inference import model_info
 
-    for module in (runtimes, selection, onnx_export):
-        monkeypatch.setattr(module, "LARGE_CLIP_ELEMENTS", 1)  # the small TSN stand-in counts as large
+    monkeypatch.setattr(model_info, "LARGE_CLIP_ELEMENTS", 1)  # the small TSN stand-in counts as large
     folder, config = family_models["tsn"]
     r = cli(
         "package",
@@ -397,7 +396,7 @@ def test_import_then_predict_gives_paddlevideos_answer(family, family_models, fa
     import shutil
 
     from vslim.accuracy import softmax
-    from vslim.inference import Predictor, inspect_model
+    from vslim.inference import PaddlePredictor, inspect_model
 
     folder = tmp_path / family
     shutil.copytree(family_models[family][0], folder)
@@ -411,7 +410,7 @@ def test_import_then_predict_gives_paddlevideos_answer(family, family_models, fa
 
     frames, fps = _frames(family_video)
     info = inspect_model(folder)
-    predictor = Predictor(folder)
+    predictor = PaddlePredictor(folder)
     feeds = {s.name: x[None] for s, x in zip(info.inputs, expected_inputs(family, frames, fps))}
     out = predictor.run_feeds(feeds)[info.outputs[0].name][0]
     probs = softmax(out) if HELPERS[meta["recipe"]["helper"]].output_kind == "logits" else out
@@ -500,12 +499,12 @@ def test_served_family_answers_like_predict_through_every_protocol(family, famil
 
 def test_a_model_oneDNN_refuses_loads_with_a_recorded_fallback(family_models, tmp_path, monkeypatch, capfd):
     """VideoSwin's window partition (an 8-D transpose) fails in oneDNN for real: the probe falls back."""
-    from vslim.inference import Predictor
-    from vslim.inference.predictor import seeded_feeds
+    from vslim.inference import PaddlePredictor
+    from vslim.inference.model_info import seeded_feeds
 
     monkeypatch.setenv("VSLIM_HOME", str(tmp_path / "home"))
     folder = family_models["videoswin"][0]
-    predictor = Predictor(folder)
+    predictor = PaddlePredictor(folder)
     err = capfd.readouterr().err
     assert "could not construct a memory descriptor" in err and "running it with" in err
     assert "may be corrupt" not in err  # a oneDNN failure is not said to be damaged files
@@ -519,18 +518,18 @@ def test_a_model_oneDNN_refuses_loads_with_a_recorded_fallback(family_models, tm
     assert reference["settings"]["role"] == "reference" and reference["status"] == "ok"
     assert tries[0]["status"] == "failed" and record["chosen"] == predictor.probed
     stamp = probes[0].stat().st_mtime_ns
-    Predictor(folder)  # the cache answers: no second child, no second note
+    PaddlePredictor(folder)  # the cache answers: no second child, no second note
     err = capfd.readouterr().err
     assert probes[0].stat().st_mtime_ns == stamp and "first run of" not in err and "running it with" not in err
 
 
 def test_a_signal_in_the_child_becomes_a_message_and_a_fallback(family_models, tmp_path, monkeypatch, capfd):
     """The child really dies of SIGILL (as Paddle's attention fusion does on CPUs without AVX-512)."""
-    from vslim.inference import Predictor
+    from vslim.inference import PaddlePredictor
 
     monkeypatch.setenv("VSLIM_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("VSLIM_PROBE_FAULT", "default")
-    predictor = Predictor(family_models["timesformer"][0])
+    predictor = PaddlePredictor(family_models["timesformer"][0])
     err = capfd.readouterr().err
     assert "killed by SIGILL: an instruction this CPU lacks" in err
     assert predictor.probed["name"] == "fragile fusion passes off"
@@ -540,11 +539,11 @@ def test_a_signal_in_the_child_becomes_a_message_and_a_fallback(family_models, t
 def test_a_configuration_that_computes_wrongly_is_refused_like_a_crash(family_models, tmp_path, monkeypatch, capfd):
     """Every configuration is held to the plain kernels' outputs on the seeded sample (oneDNN's fusions computed
     PaddleVideo's TimeSformer wrongly without an error); here the default one is made to answer 1.5x."""
-    from vslim.inference import Predictor
+    from vslim.inference import PaddlePredictor
 
     monkeypatch.setenv("VSLIM_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("VSLIM_PROBE_SKEW", "default")
-    predictor = Predictor(family_models["movinet"][0])
+    predictor = PaddlePredictor(family_models["movinet"][0])
     err = capfd.readouterr().err
     assert "computes the model wrongly here" in err
     assert predictor.probed["name"] == "fragile fusion passes off"

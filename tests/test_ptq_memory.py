@@ -70,8 +70,8 @@ def test_a_many_image_clip_is_calibrated_in_chunks_with_the_same_result(synth_da
     from vslim.compress import image_chunks
     from vslim.compress.config import PTQConfig
     from vslim.config import ListConfig, PredictorConfig
-    from vslim.inference import Predictor, inspect_model
-    from vslim.inference.predictor import seeded_feeds
+    from vslim.inference import PaddlePredictor, inspect_model
+    from vslim.inference.model_info import seeded_feeds
     from vslim.inference.program import QUANT_OP_TYPES, parse_program
 
     folder = fm.build("tsn", tmp_path / "tsn", name="TSN")
@@ -109,9 +109,9 @@ def test_a_many_image_clip_is_calibrated_in_chunks_with_the_same_result(synth_da
     # the same settings for both: the op set is chosen by timing, and the probe's choice is per model
     chosen = results["whole"].chosen.onednn_int8_ops
     outs = {
-        label: Predictor(tmp_path / label, PredictorConfig(threads=1, onednn_int8_ops=chosen, probe=False)).run_feeds(
-            feeds
-        )
+        label: PaddlePredictor(
+            tmp_path / label, PredictorConfig(threads=1, onednn_int8_ops=chosen, probe=False)
+        ).run_feeds(feeds)
         for label in results
     }
     (whole,), (chunked,) = outs["whole"].values(), outs["chunked"].values()

@@ -27,7 +27,7 @@ import test_v2
 from vslim.accuracy import softmax
 from vslim.data import ClipPipeline
 from vslim.data.decode import VideoReader
-from vslim.inference import Predictor
+from vslim.inference import PaddlePredictor
 from vslim.netports import listening_port
 from vslim.serving.client import ClientConfig, GrpcClient, HttpClient, VideoEndpointClient
 from vslim.serving.config import ServerConfig
@@ -149,7 +149,7 @@ def grpc_client(bundle):
 def assert_answers_like_in_process(bundle, val_clips):
     """Every protocol through Ray's proxies gives what Paddle Inference gives in-process for the same clips."""
     clips, _, paths = val_clips
-    expected = Predictor(bundle.server).run(clips[:4])
+    expected = PaddlePredictor(bundle.server).run(clips[:4])
     atol = 1e-4 * np.abs(expected).max()
     conf = ClientConfig.load(bundle.client)
     clients = [
@@ -165,7 +165,7 @@ def assert_answers_like_in_process(bundle, val_clips):
                 out = client.predict({"data_batch_0": clips[i : i + 1]})["outputs"]
                 np.testing.assert_allclose(out, expected[i : i + 1], atol=atol, err_msg=client.protocol)
             np.testing.assert_allclose(client.predict({"data_batch_0": clips[:4]})["outputs"], expected, atol=atol)
-    pipeline, predictor = ClipPipeline(conf.meta.preprocess), Predictor(bundle.server)
+    pipeline, predictor = ClipPipeline(conf.meta.preprocess), PaddlePredictor(bundle.server)
     with VideoReader(paths[0]) as reader:
         frames = reader.read(range(reader.num_frames))
     probs = softmax(predictor.run(pipeline.from_frames(frames)[None]))[0]
@@ -280,7 +280,7 @@ def test_existing_clients_work_by_changing_only_the_address(fp32_app, bundle_fp3
     import tritonclient.http as thttp
 
     clips, _, paths = val_clips
-    expected = Predictor(bundle_fp32.server).run(clips[:2])
+    expected = PaddlePredictor(bundle_fp32.server).run(clips[:2])
     for mod, url in ((thttp, TARGET.url.removeprefix("http://")), (tgrpc, TARGET.address)):
         client = mod.InferenceServerClient(url)
         assert client.is_server_ready() and client.is_model_ready("small")
@@ -435,7 +435,10 @@ def test_node_loss_keeps_the_survivor_answering_and_recovers(cluster, fp32_app, 
 
 def test_rolling_update_from_fp32_to_int8_loses_no_request(cluster, fp32_app, bundle_fp32, bundle_int8, val_clips):
     clip = val_clips[0][:1]
-    fp32, int8 = Predictor(bundle_fp32.server).run(clip)[0, 0], Predictor(bundle_int8.server).run(clip)[0, 0]
+    fp32, int8 = (
+        PaddlePredictor(bundle_fp32.server).run(clip)[0, 0],
+        PaddlePredictor(bundle_int8.server).run(clip)[0, 0],
+    )
     assert abs(fp32 - int8) > 1e-3  # the two models can be told apart by this clip's first logit
     stream = Stream(grpc_client(bundle_fp32), clip, threads=3)
     time.sleep(3)

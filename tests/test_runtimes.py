@@ -11,8 +11,9 @@ from servers import ServerProcess
 from vslim.accuracy import cosine_similarity
 from vslim.config import PredictorConfig
 from vslim.errors import ConfigError, ModelError
-from vslim.inference import Predictor
-from vslim.inference.runtimes import VNNI_FLAGS, check_precision, cpu_flags, has_bf16, open_predictor
+from vslim.inference import PaddlePredictor
+from vslim.inference.cpu import VNNI_FLAGS, cpu_flags, has_bf16
+from vslim.inference.runtimes import check_precision, open_predictor
 from vslim.serving.client import ClientConfig, make_client
 
 pytestmark = pytest.mark.slow
@@ -57,7 +58,7 @@ def test_every_runtime_and_precision_gives_paddle_fp32s_top1(
     if precision == "bf16" and not has_bf16():
         pytest.skip("this CPU has no BF16 instructions (avx512_bf16 / amx_bf16)")
     clips = val_clips[0]
-    expected = Predictor(fp32_small, PredictorConfig(precision="fp32")).run(clips)
+    expected = PaddlePredictor(fp32_small, PredictorConfig(precision="fp32")).run(clips)
     folder = fp32_small if model == "fp32" else int8_small_avg.output_dir
     predictor = open_or_refused_for_the_isa(folder, runtime, precision)
     if predictor is None:
@@ -99,7 +100,7 @@ def test_r50_on_every_runtime_agrees_with_paddle(r50_fp32, r50_int8):
 def test_vslim_serve_on_another_runtime_answers_like_paddle(request, bundle_name, runtime, val_clips):
     bundle = request.getfixturevalue(bundle_name)
     clips = val_clips[0][:4]
-    expected = Predictor(bundle.server).run(clips)
+    expected = PaddlePredictor(bundle.server).run(clips)
     conf = ClientConfig.load(bundle.client)
     if bundle_name == "bundle_int8" and open_or_refused_for_the_isa(bundle.server, runtime, "int8") is None:
         return  # refused for this CPU's ISA, with the cause (checked above): nothing to serve
@@ -126,16 +127,16 @@ def test_bad_runtime_choices_name_the_fix(capsys, fp32_small, int8_small_avg, mo
     with pytest.raises(ConfigError, match="is an INT8 model"):
         open_predictor(int8_small_avg.output_dir, PredictorConfig(runtime="onnxruntime", precision="fp32"))
     # a host without BF16: the decision reads /proc/cpuinfo's flags, here replaced by a set without them
-    monkeypatch.setattr("vslim.inference.runtimes.cpu_flags", lambda: {"avx2", "avx512f"})
-    from vslim.inference.predictor import inspect_model
+    monkeypatch.setattr("vslim.inference.cpu.cpu_flags", lambda: {"avx2", "avx512f"})
+    from vslim.inference.model_info import inspect_model
 
     with pytest.raises(ConfigError, match="no BF16 instructions"):
         check_precision("openvino", "bf16", inspect_model(fp32_small))
 
 
 def test_a_damaged_cached_conversion_is_refused(fp32_small, tmp_path):
-    from vslim.inference.predictor import inspect_model
-    from vslim.inference.runtimes import converted_onnx
+    from vslim.inference.conversion import converted_onnx
+    from vslim.inference.model_info import inspect_model
 
     onnx = converted_onnx(inspect_model(fp32_small), tmp_path)
     data = bytearray(onnx.read_bytes())
@@ -182,7 +183,7 @@ def test_auto_measures_every_runtime_records_the_fastest_and_serves_it(cli, fp32
     assert any(f.startswith("small_serving_server/converted/onnx-") and f.endswith("model.onnx") for f in manifest)
 
     clips = val_clips[0][:4]
-    expected = Predictor(server).run(clips)
+    expected = PaddlePredictor(server).run(clips)
     chosen = f"{best['runtime']} {best['precision']}"
     with ServerProcess(server) as process:
         assert any("ready in" in line and chosen in line for line in process.lines), process.log()
@@ -296,7 +297,7 @@ def test_calib_list_adds_openvinos_own_int8_which_serves_like_paddle(cli, fp32_s
     if nncf["status"] == "ok":
         assert nncf["top1_agreement_vs_fp32"] >= 0.99
         clips = val_clips[0][:4]
-        expected = Predictor(fp32_small).run(clips)
+        expected = PaddlePredictor(fp32_small).run(clips)
         client_dir = tmp_path / "b" / "small_serving_client"
         with ServerProcess(server, "--runtime", "openvino", "--precision", "int8") as process:
             assert any("ready in" in line and "openvino int8" in line for line in process.lines), process.log()

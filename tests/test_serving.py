@@ -20,7 +20,7 @@ from servers import ServerProcess, start_failure
 from vslim.accuracy import softmax
 from vslim.data import ClipPipeline
 from vslim.data.decode import VideoReader
-from vslim.inference import Predictor
+from vslim.inference import PaddlePredictor
 from vslim.serving.bundle import sha256_of
 from vslim.serving.client import ClientConfig, GrpcClient, HttpClient, VideoEndpointClient, classify_video
 from vslim.serving.errors import ServingError
@@ -96,7 +96,7 @@ def test_bundle_matches_paddle_serving_layout(request, which, precision):
 def test_every_protocol_gives_the_in_process_answer(request, server_name, bundle_name, val_clips):
     server, bundle = request.getfixturevalue(server_name), request.getfixturevalue(bundle_name)
     clips, _, paths = val_clips
-    expected = Predictor(bundle.server).run(clips)
+    expected = PaddlePredictor(bundle.server).run(clips)
     scale = np.abs(expected).max()
     conf = ClientConfig.load(bundle.client)
     clients = [
@@ -113,7 +113,7 @@ def test_every_protocol_gives_the_in_process_answer(request, server_name, bundle
             batch = client.predict({"data_batch_0": clips[:4]})["outputs"]
             np.testing.assert_allclose(batch, expected[:4], atol=1e-4 * scale)
     # the video endpoints preprocess on the server: compare with the same preprocessing in-process
-    predictor = Predictor(bundle.server)
+    predictor = PaddlePredictor(bundle.server)
     pipeline = ClipPipeline(conf.meta.preprocess)
     video = VideoEndpointClient(server.address)
     for path in paths[:2]:
@@ -137,7 +137,7 @@ def test_the_wire_format_is_the_contract(server_int8, bundle_int8, val_clips, tm
     from conftest import REPO
 
     clips = val_clips[0]
-    expected = Predictor(bundle_int8.server).run(clips[:1])
+    expected = PaddlePredictor(bundle_int8.server).run(clips[:1])
     np.save(tmp_path / "clip.npy", clips[:1])
     script = tmp_path / "raw_client.py"
     script.write_text(f"""
@@ -249,7 +249,7 @@ def test_dynamic_batching_answers_each_request_with_its_own_result(bundle_fp32, 
     clips = val_clips[0]
     rng = np.random.default_rng(0)
     inputs = [clips[i % len(clips)] + 0.05 * rng.standard_normal(clips[0].shape).astype(np.float32) for i in range(32)]
-    expected = Predictor(bundle_fp32.server).run(np.stack(inputs))
+    expected = PaddlePredictor(bundle_fp32.server).run(np.stack(inputs))
     server = ServerProcess(bundle_fp32.server, "--max-batch-size", 8, "--batch-timeout-ms", 50, "--workers", 1)
     try:
         conf = ClientConfig.load(bundle_fp32.client)

@@ -160,7 +160,7 @@ def test_paddlevideo_indices_repeat_frames_of_short_videos():
 @pytest.mark.parametrize("name, frames", [("one.mp4", 1), ("three.mp4", 3)])
 def test_predict_says_a_short_video_was_padded(cli, model, files, name, frames):
     from vslim.accuracy import softmax
-    from vslim.inference import Predictor
+    from vslim.inference import PaddlePredictor
 
     video = files / name
     r = cli("predict", "--model-dir", model, "--video", video, "--json", "--top-k", "3")
@@ -178,7 +178,7 @@ def test_predict_says_a_short_video_was_padded(cli, model, files, name, frames):
     with PyAVReader(video) as reader:
         decoded = reader.read(range(frames))
     clip = pipeline.transform(decoded[segment_indices(frames, NUM_SEG)])
-    probs = softmax(Predictor(model).run(clip[None]))[0]
+    probs = softmax(PaddlePredictor(model).run(clip[None]))[0]
     assert entry["classes"] == np.argsort(-probs)[:3].tolist()
     np.testing.assert_allclose(entry["scores"], np.sort(probs)[::-1][:3], rtol=1e-4)
 

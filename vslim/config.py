@@ -17,13 +17,17 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
+from . import runtime_registry
 from .errors import ConfigError
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -147,7 +151,7 @@ class PredictorConfig:
     threads: int = 2
     use_onednn: bool = True
     precision: str = "auto"
-    runtime: str = "paddle"  # paddle, openvino, onnxruntime, or auto: a bundle's recorded choice
+    runtime: str = "paddle"  # a row of vslim.runtime_registry, or auto: a bundle's recorded choice
     streams: int = 1  # OpenVINO: concurrent inference streams (the server's workers), each with `threads`
     use_tensorrt: bool = False
     gpu_id: int = 0
@@ -175,8 +179,7 @@ class PredictorConfig:
             raise ConfigError(f"precision must be auto, fp32, fp16, bf16 or int8, got {self.precision!r}")
         if self.streams < 1:
             raise ConfigError(f"streams must be >= 1, got {self.streams}")
-        if self.runtime not in ("auto", "paddle", "openvino", "onnxruntime"):
-            raise ConfigError(f"runtime must be auto, paddle, openvino or onnxruntime, got {self.runtime!r}")
+        runtime_registry.check_name(self.runtime)
         if self.precision == "bf16" and self.device != "cpu":
             raise ConfigError("bf16 inference is a CPU precision here; on the GPU use fp16")
         if self.use_tensorrt and self.device != "gpu":
@@ -237,7 +240,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             return None
         raise ConfigError(f"{where}: a value is required here, got null")
     tp = _strip_optional(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):  # a type hint: a dataclass type, never an instance
         if isinstance(value, tp):
             return value
         if not isinstance(value, Mapping):

@@ -55,7 +55,7 @@ def run_demo(
     from .compress.ptq import quantize
     from .data.synth import SynthConfig, generate
     from .export import export_model
-    from .inference import Predictor
+    from .inference import PaddlePredictor
     from .predict import classify
     from .train import train
 
@@ -107,7 +107,7 @@ def run_demo(
     say(f"[5/7] classify {data / 'demo.mp4'} with FP32 and INT8")
     preds = {}
     for name, folder in (("fp32", fp32), ("int8", int8)):
-        predictor = Predictor(folder, PredictorConfig())
+        predictor = PaddlePredictor(folder, PredictorConfig())
         preds[name] = classify(predictor, [data / "demo.mp4"], top_k=3)[0]
     bundle = work / "serving"
     say(f"[6/7] package the INT8 model for Paddle Serving -> {bundle}, serve it, classify through each protocol")
@@ -217,7 +217,7 @@ def serve_and_classify(server_dir: Path, client_dir: Path, video: Path, say: Cal
     from vslim.serving.config import ServerConfig
 
     from .data.decode import open_video
-    from .serving.client import ClientConfig, VideoEndpointClient, classify_video, make_client
+    from .serving.client import ClientConfig, VideoEndpointClient, classify_video, make_client, protocol_names
     from .serving.server import run_server
 
     started, holder = threading.Event(), {}
@@ -245,7 +245,7 @@ def serve_and_classify(server_dir: Path, client_dir: Path, video: Path, say: Cal
     results = {}
     try:
         conf = ClientConfig.load(client_dir)
-        for protocol in ("grpc", "http", "http-proto", "v2-grpc", "v2-http"):
+        for protocol in protocol_names(tensors_only=True):
             with make_client(protocol, address, conf) as client:
                 top = classify_video(client, video, top_k=1)
             results[protocol] = (top.labels[0], top.scores[0])

@@ -71,13 +71,16 @@ def export_model(
     model.eval()
     if spec.before_export is not None:
         spec.before_export(model)  # e.g. PP-TSMv2 folds its re-parameterised branches, as PaddleVideo exports
-    shape = [None, pre.frames_per_clip, 3, pre.target_size, pre.target_size]
+    clip_shape = [pre.frames_per_clip, 3, pre.target_size, pre.target_size]
+    shape = [None, *clip_shape]
     static = paddle.jit.to_static(
         model, input_spec=[paddle.static.InputSpec(shape, "float32", INPUT_NAME)], full_graph=True
     )
     # a batch of 2 checks the dynamic batch; long clips (TSN's 250 images) check with 1 to bound memory
     probe = (
-        np.random.default_rng(0).standard_normal([2 if pre.frames_per_clip <= 32 else 1] + shape[1:]).astype(np.float32)
+        np.random.default_rng(0)
+        .standard_normal([2 if pre.frames_per_clip <= 32 else 1, *clip_shape])
+        .astype(np.float32)
     )
     with paddle.no_grad():
         expected = model(paddle.to_tensor(probe)).numpy()
@@ -86,10 +89,10 @@ def export_model(
         forget_failed_traces()
         paddle.jit.save(static, str(tmp / MODEL_PREFIX))
         from .config import PredictorConfig
-        from .inference import Predictor  # after saving: reads the files just written
+        from .inference import PaddlePredictor  # after saving: reads the files just written
 
         # a zoo model, the configuration CI tests: no probe (vslim.json is written below)
-        predictor = Predictor(tmp, PredictorConfig(use_onednn=False, threads=1, probe=False))
+        predictor = PaddlePredictor(tmp, PredictorConfig(use_onednn=False, threads=1, probe=False))
         got = predictor.run(probe)
         err = float(np.abs(got - expected).max() / max(1e-6, np.abs(expected).max()))
         if err > 1e-3:

@@ -43,7 +43,8 @@ def remove_stale_siblings(final: Path) -> list[Path]:
     removed = []
     for candidate in final.parent.glob(f".{final.name}.*-*-*"):
         parts = candidate.name.rsplit("-", 2)
-        if len(parts) == 3 and whole_number(parts[1]) is not None and not _pid_alive(whole_number(parts[1])):
+        pid = whole_number(parts[1]) if len(parts) == 3 else None
+        if pid is not None and not _pid_alive(pid):
             shutil.rmtree(candidate, ignore_errors=True)
             removed.append(candidate)
     return removed

@@ -40,7 +40,7 @@ class Target:
     run: Callable[[Any, Say], Packaged]
 
     @property
-    def config(self) -> type:
+    def config(self) -> type[Any]:
         module, name = self.config_class.split(":")
         return getattr(importlib.import_module(module), name)
 

@@ -68,11 +68,11 @@ def _int(value: Any, where: str) -> int:
     return int(number)
 
 
-def _floats(value: Any, where: str) -> tuple[float, ...]:
-    if not isinstance(value, (list, tuple)) or len(value) != 3:
+def _floats(value: Any, where: str) -> tuple[float, float, float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 3 or any(isinstance(v, bool) for v in value):
         raise ConfigError(f"{where}: expected a list of 3 numbers, got {value!r}")
     try:
-        return tuple(float(v) for v in value if not isinstance(v, bool))
+        return (float(value[0]), float(value[1]), float(value[2]))
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: expected a list of 3 numbers, got {value!r}") from None
 
@@ -94,7 +94,8 @@ def _preprocess(pipeline: dict, where: str) -> tuple[PreprocessConfig, str | Non
     _check_keys(pipeline, PIPELINE_KEYS, where)
     pre = PreprocessConfig()
     decode = _check_keys(pipeline.get("decode") or {}, {"name", "backend", "mode"}, f"{where}.decode")
-    decoder = DECODERS.get(decode.get("name")) if decode else None
+    decoder_name = decode.get("name")
+    decoder = DECODERS.get(decoder_name) if isinstance(decoder_name, str) else None
     if decode and decoder is None:
         raise ConfigError(f"{where}.decode: unsupported decoder {decode.get('name')!r}; use {', '.join(DECODERS)}")
     sample = _check_keys(pipeline.get("sample") or {}, SAMPLE_KEYS, f"{where}.sample")
@@ -144,7 +145,7 @@ def ptq_config_from_paddlevideo(path: Path | str, data: dict | None = None, **ov
     fmt = quant.get("format")
     if fmt is not None and (not isinstance(fmt, str) or fmt not in FORMATS):
         raise ConfigError(f"{path}: DATASET.quant.format {fmt!r} is not supported; use {', '.join(FORMATS)}")
-    list_format = FORMATS.get(fmt) or decoder or "auto"
+    list_format = (FORMATS[fmt] if fmt is not None else None) or decoder or "auto"
     calib = ListConfig(
         file_path=_resolve(_text(_require(quant, "file_path", f"{path}: DATASET.quant"), "file_path"), base),
         format=list_format,

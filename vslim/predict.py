@@ -4,40 +4,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
-from .accuracy import softmax, topk
 from .data.decode import probe_video, read_frame_files
 from .data.pipeline import ClipPipeline, as_inputs
 from .data.sampling import Sampling, sampling_record
 from .errors import DataError
 from .inference import Predictor
+from .topk import TopK
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".flv", ".mpg", ".mpeg")
 FRAME_TEMPLATE = "img_{:05}.jpg"
-
-
-@dataclass
-class Prediction:
-    source: str
-    classes: list[int]
-    scores: list[float]
-    labels: list[str]
-    sampling: Sampling | None = None  # set when the video was too short and frames were repeated
-
-    def __post_init__(self):
-        if isinstance(self.sampling, dict):  # an entry read back from JSON (vslim-client's answers)
-            self.sampling = Sampling(**{f.name: self.sampling.get(f.name) for f in fields(Sampling)})
-
-    def to_dict(self) -> dict:
-        """The shared classification entry: source, classes, scores, labels (+ sampling when present)."""
-        entry = asdict(self)
-        if self.sampling is None:
-            del entry["sampling"]
-        return entry
 
 
 def _frame_count(folder: Path, template: str) -> int:
@@ -92,7 +71,7 @@ def classify(
     top_k: int = 1,
     frame_template: str = FRAME_TEMPLATE,
     decoder: str = "auto",
-) -> list[Prediction]:
+) -> list[TopK]:
     """Top-k classes (softmax scores) of each source, one clip per source."""
     meta = predictor.meta
     pipeline = ClipPipeline.for_model(meta, decoder)
@@ -102,21 +81,11 @@ def classify(
         clip, sampling = load_clip(Path(source), pipeline, frame_template)
         feeds = {n: x[None] for n, x in zip(names, as_inputs(clip))}
         logits = predictor.run_feeds(feeds)[predictor.info.outputs[0].name][0]
-        probs = softmax(logits) if meta.output_kind == "logits" else logits
-        ids, scores = topk(probs, top_k)
-        results.append(
-            Prediction(
-                str(source),
-                [int(i) for i in ids],
-                [float(s) for s in scores],
-                [meta.label_name(int(i)) for i in ids],
-                sampling,
-            )
-        )
+        results.append(TopK.of(logits, meta, top_k, sampling=sampling, source=str(source)))
     return results
 
 
-def format_paddlevideo(pred: Prediction) -> str:
+def format_paddlevideo(pred: TopK) -> str:
     """The lines PaddleVideo's ``tools/predict.py`` prints, plus the class name and a note on repeated frames."""
     lines = [f"Current video file: {pred.source}"]
     for j, (cid, score, label) in enumerate(zip(pred.classes, pred.scores, pred.labels), start=1):

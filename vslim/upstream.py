@@ -22,6 +22,7 @@ import re
 import sys
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 UPSTREAM_PACKAGES = ("paddleslim", "paddle", "paddle2onnx")
 _UPSTREAM = re.compile(r"^(" + "|".join(UPSTREAM_PACKAGES) + r")(\.|$)")
@@ -85,7 +86,9 @@ def quiet_upstream(*preload: str) -> Iterator[None]:
         return
     out, err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _UpstreamFilteredStream(out), _UpstreamFilteredStream(err)
-    levels, patched, tqdm = {}, [], None
+    levels: dict[logging.Logger, int] = {}
+    patched: list[Any] = []  # upstream modules; Any because their ``tqdm`` global is reassigned
+    tqdm = None
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", module=_UPSTREAM.pattern)
@@ -96,10 +99,13 @@ def quiet_upstream(*preload: str) -> Iterator[None]:
                     levels[logger] = logger.level
                     logger.setLevel(logging.ERROR)
             tqdm, quiet = _quiet_tqdm_class()
-            for name, module in list(sys.modules.items()):
-                if module is not None and is_upstream(name) and getattr(module, "tqdm", None) is tqdm:
-                    module.tqdm = quiet
-                    patched.append(module)
+            patched.extend(
+                module
+                for name, module in list(sys.modules.items())
+                if module is not None and is_upstream(name) and getattr(module, "tqdm", None) is tqdm
+            )
+            for module in patched:
+                module.tqdm = quiet
             yield
     finally:
         if isinstance(sys.stdout, _UpstreamFilteredStream) and sys.stdout._stream is out:

@@ -10,11 +10,17 @@ codec, error mapping and routes live in its own package:
   JSON/proto) and PaddleVideo's video endpoints;
 * ``v2``: the Open Inference Protocol (KServe v2) with Triton's binary tensor,
   model configuration and statistics extensions, over HTTP and gRPC.
+
+A new protocol is a package with its ``frontend`` module and one :func:`register` call (a row of ``_FRONTENDS``
+for the built-in ones); the server, its gRPC interceptors, the metrics labels and Ray's ingress all iterate
+:func:`frontends` and name no protocol. CONTRIBUTING.md has the checklist.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -43,9 +49,43 @@ class Frontend:
     describe: Callable[[str], str] = lambda model: ""  # how model ``model`` is reached, for the start-up log
 
 
-def frontends() -> list[Frontend]:
-    """The protocols every server speaks, on the same port."""
-    from .paddle_serving.frontend import FRONTEND as paddle_serving
-    from .v2.frontend import FRONTEND as v2
+# name -> the Frontend, or where to find it (``.package.module:ATTRIBUTE``, relative to this package: the front
+# ends import this module for ``Frontend``, so they are loaded when first asked for)
+_FRONTENDS: dict[str, Frontend | str] = {
+    "paddle_serving": ".paddle_serving.frontend:FRONTEND",
+    "v2": ".v2.frontend:FRONTEND",
+}
 
-    return [paddle_serving, v2]
+
+def register(frontend: Frontend) -> Frontend:
+    """Serve one more protocol (or replace the front end of the same name) on every server started after."""
+    _FRONTENDS[frontend.name] = frontend
+    return frontend
+
+
+def unregister(name: str) -> None:
+    _FRONTENDS.pop(name, None)
+
+
+@contextmanager
+def registered(frontend: Frontend) -> Iterator[Frontend]:
+    """A front end registered for the duration of a ``with`` block (tests, experiments)."""
+    previous = _FRONTENDS.get(frontend.name)
+    register(frontend)
+    try:
+        yield frontend
+    finally:
+        unregister(frontend.name)
+        if previous is not None:
+            _FRONTENDS[frontend.name] = previous
+
+
+def frontends() -> list[Frontend]:
+    """The protocols every server speaks, on the same port, in registration order."""
+    out = []
+    for name, entry in list(_FRONTENDS.items()):
+        if isinstance(entry, str):
+            module, _, attribute = entry.partition(":")
+            entry = _FRONTENDS[name] = getattr(importlib.import_module(module, __name__), attribute)
+        out.append(entry)
+    return out

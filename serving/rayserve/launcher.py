@@ -19,12 +19,15 @@ import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vslim.serving.errors import ServingError
 
 from ..repository import startup_bundles
 from .config import DEPLOYMENT, RayServeConfig
+
+if TYPE_CHECKING:
+    from ray.serve._private.client import ServeControllerClient
 
 # passed on to the replicas' processes when set in the driver's environment
 FORWARDED_ENV = ("VSLIM_INJECT_FAULTS", "GLOG_minloglevel", "FLAGS_use_mkldnn")
@@ -96,12 +99,21 @@ def start_serve(cfg: RayServeConfig, log: Callable[[str], None] = _log) -> None:
     serve.start(proxy_location=cfg.proxy_location, http_options=http, grpc_options=grpc_options)
 
 
+def _serve_client() -> ServeControllerClient:
+    """The running Serve controller's client (Ray raises RayServeException when none runs)."""
+    from ray.serve.context import _get_global_client
+
+    client = _get_global_client()
+    if client is None:  # only with raise_if_no_controller_running=False
+        raise ServingError("no Ray Serve controller is running")
+    return client
+
+
 def proxy_ports() -> tuple[int, int]:
     """The ports Serve's running HTTP and gRPC proxies listen on (set when Serve started, whoever started it)."""
     import ray
-    from ray.serve.context import _get_global_client
 
-    controller = _get_global_client()._controller
+    controller = _serve_client()._controller
     http, grpc_options = ray.get([controller.get_http_config.remote(), controller.get_grpc_config.remote()])
     return http.port, grpc_options.port
 
@@ -182,7 +194,7 @@ def run(cfg: RayServeConfig, log: Callable[[str], None] = _log) -> int:
                 f"warning: Ray's gRPC proxy has no TLS option: gRPC on port {cfg.grpc_port} is plaintext "
                 "(HTTP uses the certificate); keep it on a private network or put a TLS proxy in front"
             )
-        deployed = deploy(cfg, log)
+        deployed: str | None = deploy(cfg, log)
         owned = True
         ep = endpoints(cfg)
         log(f"ready: application {cfg.name!r} on {status_line(cfg.name)}")
@@ -235,9 +247,7 @@ def _delete(name: str, timeout: float, log: Callable[[str], None]) -> bool:
 
 def _details() -> dict[str, Any]:
     """What Serve's controller knows of every application (what ``serve status`` and Ray's dashboard show)."""
-    from ray.serve.context import _get_global_client
-
-    return _get_global_client().get_serve_details()
+    return _serve_client().get_serve_details()
 
 
 def replica_nodes(name: str) -> list[dict[str, Any]]:

@@ -16,12 +16,18 @@ from ..prometheus import MetricSpec, ServerMetrics
 
 
 def _ray_metric(spec: MetricSpec):
+    # ray.serve.metrics annotates tag_keys as Tuple[str] (a 1-tuple); it takes any tuple of names
     tags = ("model", *spec.labels)
     if spec.kind == "counter":
-        return serve_metrics.Counter(spec.name, spec.doc, tag_keys=tags)
+        return serve_metrics.Counter(spec.name, spec.doc, tag_keys=tags)  # type: ignore[arg-type]
     if spec.kind == "histogram":
-        return serve_metrics.Histogram(spec.name, spec.doc, boundaries=list(spec.buckets), tag_keys=tags)
-    return serve_metrics.Gauge(spec.name, spec.doc, tag_keys=tags)
+        return serve_metrics.Histogram(
+            spec.name,
+            spec.doc,
+            boundaries=list(spec.buckets),
+            tag_keys=tags,  # type: ignore[arg-type]
+        )
+    return serve_metrics.Gauge(spec.name, spec.doc, tag_keys=tags)  # type: ignore[arg-type]
 
 
 def replica_metrics() -> ServerMetrics:

@@ -67,7 +67,7 @@ class VslimReplica:
         for service in self.repo.services():
             _log(
                 f"ready in {time.perf_counter() - t0:.1f}s: {service.name} version {service.version} "
-                f"({service.engine.predictor.precision}, {cfg.threads} thread(s), {cfg.workers} worker(s))"
+                f"({service.check_ready().predictor.precision}, {cfg.threads} thread(s), {cfg.workers} worker(s))"
             )
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -85,6 +85,8 @@ class VslimReplica:
         """
         for service in self.repo.services():
             engine = service.engine
+            if engine is None:  # never for a listed service (open_model starts its engine before it is served)
+                raise RuntimeError(f"unhealthy: {service.name} version {service.version} has no engine")
             problem = engine.problem()
             if problem:
                 raise RuntimeError(f"unhealthy: {service.name} version {service.version}: {problem}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..serving.client_registry import protocol_names
 from .common import add_command_group, add_decoder_arg, say
 
 
@@ -57,9 +58,9 @@ BACKEND_NAMES = ("paddle-cpu", "paddle-onednn", "paddle-bf16", "onnxruntime", "o
 
 
 def _protocols_help(default: str) -> str:
-    from ..benchmarks.bench_report import PROTOCOL_DESCRIPTIONS
+    from ..serving.client_registry import rows
 
-    names = "; ".join(f"{k}: {v}" for k, v in PROTOCOL_DESCRIPTIONS.items())
+    names = "; ".join(f"{r.name}: {r.description}" for r in rows() if r.tensors)
     return f"comma-separated protocols, of {names} (default: {default})"
 
 
@@ -112,7 +113,9 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--address", help="host:port of a running server (loopback only) instead of --bundle")
         p.add_argument("--client-conf", help="NAME_serving_client (default: beside --bundle)")
         p.add_argument(
-            "--protocols", default="grpc,http-proto,http,v2-grpc,v2-http", help=_protocols_help("all five, %(default)s")
+            "--protocols",
+            default=",".join(protocol_names(tensors_only=True)),
+            help=_protocols_help("every one that sends tensors, %(default)s"),
         )
         p.add_argument(
             "--concurrency",
@@ -253,14 +256,14 @@ def e2e(args) -> int:
 
 def _protocols(text: str) -> list[str]:
     from ..errors import ConfigError
-    from ..serving.client import PROTOCOLS
 
+    choices = protocol_names(tensors_only=True)
     names = [p.strip() for p in text.split(",") if p.strip()]
-    unknown = [p for p in names if p not in PROTOCOLS]
+    unknown = [p for p in names if p not in choices]
     if unknown or not names:
         raise ConfigError(
             f"--protocols {text!r}: {'unknown ' + ', '.join(unknown) if unknown else 'none given'}; "
-            f"choose from {', '.join(PROTOCOLS)}"
+            f"choose from {', '.join(choices)}"
         )
     return names
 

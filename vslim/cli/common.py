@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from .. import runtime_registry
 from ..config import PredictorConfig
 
 
@@ -21,14 +22,7 @@ def add_predictor_args(parser: argparse.ArgumentParser) -> None:
         "--use-gpu", dest="device", action="store_const", const="gpu", help="same as --device gpu (the older spelling)"
     )
     g.add_argument("--use-tensorrt", action="store_true", help="run through TensorRT (implies --device gpu)")
-    g.add_argument(
-        "--runtime",
-        choices=["auto", "paddle", "openvino", "onnxruntime"],
-        default="auto",
-        help="CPU runtime: auto takes what vslim-package measured fastest for a bundle, else "
-        "paddle (Paddle Inference with oneDNN); openvino and onnxruntime run the same model "
-        "converted once (cached, checked against Paddle)",
-    )
+    add_runtime_arg(g, "auto takes what vslim-package measured fastest for a bundle, else the reference")
     g.add_argument(
         "--precision",
         choices=["auto", "fp32", "fp16", "bf16", "int8"],
@@ -41,6 +35,18 @@ def add_predictor_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--gpu-id", type=int, default=0, help="which GPU, with --device gpu (default: %(default)s)")
     g.add_argument("--trt-workspace-mb", type=int, default=1024, help="TensorRT workspace in MiB")
     g.add_argument("--trt-max-batch", type=int, default=8, help="largest batch of the TensorRT shape profile")
+
+
+def add_runtime_arg(parser, auto: str) -> None:
+    """``--runtime``: ``auto`` and every row of the runtime registry, each with its one-line summary."""
+    rows = "; ".join(f"{r.name}: {r.summary}" for r in runtime_registry.rows())
+    parser.add_argument(
+        "--runtime",
+        choices=runtime_registry.choices(),
+        default=runtime_registry.AUTO,
+        help=f"{auto} ({runtime_registry.REFERENCE}); {rows}. Runtimes other than {runtime_registry.REFERENCE} run "
+        "the same model converted once (cached, checked against Paddle) (default: %(default)s)",
+    )
 
 
 def add_decoder_arg(parser: argparse.ArgumentParser) -> None:

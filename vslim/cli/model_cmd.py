@@ -287,9 +287,14 @@ def import_model(args) -> int:
 
         raise ModelError(f"{args.labels} has {len(labels)} labels for a model of {meta.num_classes} classes")
     meta = meta.derive(model_file=info.model_file.name, params_file=info.params_file.name, precision=info.precision)
-    meta.recipe.fast_resize = bool(args.fast_resize)
+    recipe = meta.recipe
+    if recipe is None:  # --config is required, and its INFERENCE section always yields a recipe
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{args.config} gives no preprocessing recipe for {info.model_dir}")
+    recipe.fast_resize = bool(args.fast_resize)
     meta.save(folder)
-    say(f"{info.model_dir}: {meta.recipe.helper} — {meta.recipe.describe()}")
+    say(f"{info.model_dir}: {recipe.helper} — {recipe.describe()}")
     print(folder / META_FILE)
     return 0
 

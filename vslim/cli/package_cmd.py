@@ -11,9 +11,7 @@ import argparse
 
 from ..errors import ConfigError
 from ..packaging import TARGETS
-from .common import say
-
-RUNTIMES = ["auto", "paddle", "openvino", "onnxruntime"]
+from .common import add_runtime_arg, say
 
 # flag dest -> (target, config field); values pass through unchanged unless noted in _option_value.
 OPTIONS = {
@@ -51,12 +49,10 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="bundle / .nb name (default: the architecture, else the model folder's name)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     serving = p.add_argument_group("--target serving")
-    serving.add_argument(
-        "--runtime",
-        choices=RUNTIMES,
-        default="auto",
-        help="auto: measure every CPU runtime and precision here and record the fastest that "
-        "computes the model right (vslim-serve uses it); or one runtime (default: auto)",
+    add_runtime_arg(
+        serving,
+        "auto measures every runtime and precision here and records the fastest that computes the model right "
+        "(vslim-serve uses it); one runtime records that one; nothing recorded serves with the reference",
     )
     serving.add_argument(
         "--precision",

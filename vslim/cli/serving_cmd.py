@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import print_json, say
+from ..serving import client_registry
+from .common import add_runtime_arg, print_json, say
 from .parser import DefaultsHelpFormatter
 
 
@@ -65,13 +66,10 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
             help="where inference runs: %(choices)s (default: %(default)s)",
         )
         p.add_argument("--use-tensorrt", action="store_true", help="run through TensorRT (needs --device gpu)")
-        p.add_argument(
-            "--runtime",
-            choices=["auto", "paddle", "openvino", "onnxruntime"],
-            default="auto",
-            help="CPU runtime: auto takes what vslim-package measured fastest on the packaging host "
-            "(runtime.json; paddle when absent, or when the recorded runtime is not installed), or "
-            "paddle, openvino, onnxruntime (default: %(default)s)",
+        add_runtime_arg(
+            p,
+            "auto takes what vslim-package measured fastest on the packaging host (runtime.json), else — or when the "
+            "recorded runtime is not installed — the reference",
         )
         p.add_argument(
             "--precision",
@@ -283,11 +281,10 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--protocol",
             default="grpc",
-            choices=PROTOCOL_CHOICES,
-            help="Paddle Serving: grpc / http (JSON) / http-proto, and the Open Inference Protocol "
-            "(KServe v2): v2-http / v2-grpc, all preprocessing here and sending the clip; "
-            "video: post frames to /video/prediction; video-file: post the file to /video/classify "
-            "(one of: %(choices)s; default: %(default)s)",
+            choices=client_registry.protocol_names(),
+            help="the tensor protocols preprocess the video here and send the clip; the others send the video. "
+            + "; ".join(f"{r.name}: {r.description}" for r in client_registry.rows())
+            + " (one of: %(choices)s; default: %(default)s)",
         )
         p.add_argument(
             "--model",
@@ -506,9 +503,6 @@ def serve_on_ray(args) -> int:
     return run(cfg)
 
 
-PROTOCOL_CHOICES = ("grpc", "http", "http-proto", "v2-http", "v2-grpc", "video", "video-file")
-
-
 def client(args) -> int:
     from ..errors import ConfigError, DataError
     from ..serving.auth import load_token
@@ -551,50 +545,35 @@ def client(args) -> int:
 
 def _classify(args, address: str, conf, security: dict):
     """The top-k of ``args.video`` over ``args.protocol``."""
-    from ..serving.client import VideoEndpointClient, classify_video, make_client
+    from ..serving.client import classify_video, make_client
 
+    options = {}
     if args.protocol.startswith("v2-"):
-        from ..serving.protocols.v2.client import V2GrpcClient, V2HttpClient
-
+        options = {"model": args.model, "version": args.model_version}
         if args.protocol == "v2-http":
-            client = V2HttpClient(
-                address,
-                conf,
-                args.timeout,
-                binary=not args.json_tensors,
-                model=args.model,
-                version=args.model_version,
-                **security,
-            )
-        else:
-            client = V2GrpcClient(address, conf, args.timeout, model=args.model, version=args.model_version, **security)
-        with client:
-            if args.server_decode:
-                return client.classify_files([args.video], args.top_k)[0]
-            return classify_video(client, args.video, args.top_k)
-    if args.protocol in ("video", "video-file"):
-        endpoint = VideoEndpointClient(address, args.timeout, **security)
-        try:
-            if args.protocol == "video-file":
-                return endpoint.classify_file(args.video, args.top_k)
+            options["binary"] = not args.json_tensors
+    with make_client(args.protocol, address, conf, args.timeout, **security, **options) as client:
+        if args.protocol == "video-file":
+            return client.classify_file(args.video, args.top_k)
+        if args.protocol == "video":
             from ..data.decode import VideoReader
 
             with VideoReader(args.video) as reader:
                 frames = reader.read(range(reader.num_frames))
-            return endpoint.classify_frames(frames, args.top_k, conf.meta)
-        finally:
-            endpoint.close()
-    with make_client(args.protocol, address, conf, args.timeout, **security) as c:
-        return classify_video(c, args.video, args.top_k)
+            return client.classify_frames(frames, args.top_k)
+        if args.server_decode:
+            return client.classify_files([args.video], args.top_k)[0]
+        return classify_video(client, args.video, args.top_k)
 
 
 def _paddlevideo_text(entry: dict) -> str:
     """PaddleVideo's lines, as ``vslim predict`` prints them, and a ``note:`` line for a padded clip."""
     from dataclasses import fields
 
-    from ..predict import Prediction, format_paddlevideo
+    from ..predict import format_paddlevideo
+    from ..topk import TopK
 
-    known = {f.name for f in fields(Prediction)}
-    text = format_paddlevideo(Prediction(**{k: v for k, v in entry.items() if k in known}))
+    known = {f.name for f in fields(TopK)}
+    text = format_paddlevideo(TopK(**{k: v for k, v in entry.items() if k in known}))
     note = (entry.get("sampling") or {}).get("note")
     return f"{text}\nnote: {note}" if note and note not in text else text

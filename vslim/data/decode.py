@@ -26,12 +26,18 @@ signature, empty files, text) before decoding, and put FFmpeg's errors in plain 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from ..errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from av.container import InputContainer
+    from av.video.frame import VideoFrame
 
 # Below this gap, decoding forward beats an OpenCV seek (which restarts at a key frame).
 SEEK_GAP = 12
@@ -329,11 +335,11 @@ class PyAVReader(_Reader):
         self.path = Path(path)
         self.name = name or str(path)
         head = _check_video_file(self.path, self.name)
-        self._container = None
+        self._container: InputContainer | None = None  # None until _open() succeeds
         try:
             self._open()
             self._refuse_image_format()
-            self.seekable = bool(set(self._container.format.name.split(",")) & SEEKABLE_FORMATS)
+            self.seekable = bool(set(self._opened.format.name.split(",")) & SEEKABLE_FORMATS)
             self._index_packets()
             _after_open(self.name, head, self.path.suffix, len(self._pts))
         except av.FFmpegError as exc:
@@ -347,28 +353,34 @@ class PyAVReader(_Reader):
         self.fps = float(rate) if rate else None
         # No decoder position yet: the first read seeks (or restarts, in order) by itself,
         # so the container is not reopened here on every clip.
-        self._frames = None
-        self._last_pts = None
+        self._frames: Iterator[VideoFrame] | None = None
+        self._last_pts: int | None = None
+
+    @property
+    def _opened(self) -> InputContainer:
+        """The container: ``__init__`` opens it before anything else reads it."""
+        assert self._container is not None
+        return self._container
 
     def _open(self) -> None:
         import av
 
         try:
-            self._container = av.open(str(self.path))
+            self._container = container = av.open(str(self.path))
         except av.FFmpegError:
             raise
         except ValueError as exc:
             raise DataError(f"{self.name} cannot be opened: {exc}") from None
-        if not self._container.streams.video:
-            raise _no_video_stream(self.name, self._container)
-        self._stream = self._container.streams.video[0]
+        if not container.streams.video:
+            raise _no_video_stream(self.name, container)
+        self._stream = container.streams.video[0]
         # Slice threads only: frame threading delays every frame after a seek by one
         # frame per thread, which costs more than it saves at 8 frames a clip.
         self._stream.thread_type = "SLICE"
 
     def _refuse_image_format(self) -> None:
         """An image FFmpeg recognised by its contents (formats the signatures above do not list)."""
-        fmt = self._container.format.name
+        fmt = self._opened.format.name
         if fmt.endswith("_pipe") or fmt == "image2":
             codec = self._stream.codec_context.name
             raise still_image_error(self.name, fmt.removesuffix("_pipe").upper() if fmt != "image2" else codec.upper())
@@ -379,7 +391,7 @@ class PyAVReader(_Reader):
 
         pts, keys = [], []
         try:
-            for packet in self._container.demux(self._stream):
+            for packet in self._opened.demux(self._stream):
                 if packet.pts is None:
                     continue
                 pts.append(packet.pts)
@@ -398,17 +410,19 @@ class PyAVReader(_Reader):
             )
         self._pts, self._keys = sorted(pts), sorted(keys)
 
-    def _restart(self) -> None:
+    def _restart(self) -> Iterator[VideoFrame]:
         """Back to the first frame, in decode order (reopening: some formats cannot seek to 0)."""
-        self._container.close()
+        self._opened.close()
         self._open()
-        self._frames = self._container.decode(self._stream)
+        self._frames = frames = self._opened.decode(self._stream)
         self._last_pts = None
+        return frames
 
-    def _seek(self, pts: int) -> None:
-        self._container.seek(pts, stream=self._stream, backward=True)
-        self._frames = self._container.decode(self._stream)
+    def _seek(self, pts: int) -> Iterator[VideoFrame]:
+        self._opened.seek(pts, stream=self._stream, backward=True)
+        self._frames = frames = self._opened.decode(self._stream)
         self._last_pts = None
+        return frames
 
     def read(self, indices) -> np.ndarray:
         """Frames at ``indices`` (any order, repeats allowed) as ``[T, H, W, 3]`` RGB."""
@@ -438,9 +452,10 @@ class PyAVReader(_Reader):
         """The frame whose timestamp is the index-th; None when the decoder does not deliver it exactly."""
         target = self._pts[index]
         key = self._keys[max(bisect.bisect_right(self._keys, target) - 1, 0)]
-        if self._last_pts is None or not key <= self._last_pts < target:
-            self._seek(key)  # behind us, or a key frame lies between: restart there
-        for frame in self._frames:
+        frames = self._frames
+        if frames is None or self._last_pts is None or not key <= self._last_pts < target:
+            frames = self._seek(key)  # behind us, or a key frame lies between: restart there
+        for frame in frames:
             if frame.pts is None or (self._last_pts is not None and frame.pts <= self._last_pts):
                 return None  # timestamps missing or not rising: cannot place frames by them
             first = self._last_pts is None
@@ -463,8 +478,7 @@ class PyAVReader(_Reader):
 
         out, last, want = {}, None, set(wanted)
         try:
-            self._restart()
-            for count, frame in enumerate(self._frames):
+            for count, frame in enumerate(self._restart()):
                 if count in want:
                     out[count] = frame.to_ndarray(format="rgb24")
                 last = frame

@@ -117,7 +117,10 @@ def read_labels(path: Path | str) -> list[str]:
     if not labels:
         raise DataError(f"labels file {path} is empty")
     # Accept "<id> <name>" lines as well as bare names.
-    split = [line.split(maxsplit=1) for line in labels]
-    if all(len(p) == 2 and whole_number(p[0]) is not None for p in split):
-        return [p[1] for p in sorted(split, key=lambda p: whole_number(p[0]))]
-    return labels
+    numbered: list[tuple[int, str]] = []
+    for parts in (line.split(maxsplit=1) for line in labels):
+        number = whole_number(parts[0]) if len(parts) == 2 else None
+        if number is None:
+            return labels
+        numbered.append((number, parts[1]))
+    return [name for _, name in sorted(numbered, key=lambda item: item[0])]

@@ -65,7 +65,7 @@ class ClipPipeline:
     def load(self, entry: VideoEntry, train: bool = False, rng=None) -> np.ndarray:
         """Decode and transform the clip of one list entry; errors name the list line."""
         try:
-            if entry.is_frames:
+            if entry.num_frames is not None:  # entry.is_frames
                 idx = self.indices(entry.num_frames, train, rng)
                 frames = read_frame_files(entry.path, idx, entry.suffix, entry.num_frames)
             else:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -168,7 +169,7 @@ def scale(
             continue
         ow, oh = _scale_size(w, h, short, fixed_ratio, keep_ratio, do_round)
         if backend == "pillow":
-            out.append(np.asarray(Image.fromarray(frame).resize((ow, oh), Image.BILINEAR)))
+            out.append(np.asarray(Image.fromarray(frame).resize((ow, oh), Image.Resampling.BILINEAR)))
         else:
             out.append(cv2.resize(frame, (ow, oh), interpolation=cv2.INTER_LINEAR))
     return out
@@ -233,7 +234,7 @@ def _taps(n_in: int, n_out: int):
     src = (ratio * (np.arange(n_out).astype(f32) + f32(0.5)) - f32(0.5)).astype(f32)
     lo = np.maximum(np.trunc(src).astype(np.int64), 0)
     hi = np.minimum(lo + 1, n_in - 1)
-    d1 = (np.maximum(src, f32(0)) - lo.astype(f32)).astype(f32)
+    d1: np.ndarray = (np.maximum(src, f32(0)) - lo.astype(f32)).astype(f32)
     return lo, hi, d1, (f32(1) - d1).astype(f32)
 
 
@@ -277,7 +278,7 @@ class Helper:
 def segment_centres(n: int, num_seg: int, seg_len: int) -> list[int]:
     """``Sampler(valid_mode=True)``: the centre frame(s) of each of ``num_seg`` segments."""
     average = int(n / num_seg)
-    out = []
+    out: list[int] = []
     for i in range(num_seg):
         if average >= seg_len:
             start = (average - 1) // 2 + i * average
@@ -433,7 +434,9 @@ class SlowFast(Helper):
             if r.fast_resize:
                 frames = np.stack([cv2.resize(f, (nw, nh), interpolation=cv2.INTER_LINEAR) for f in frames])
             else:
-                frames = np.stack([np.asarray(Image.fromarray(f).resize((nw, nh), Image.BILINEAR)) for f in frames])
+                frames = np.stack(
+                    [np.asarray(Image.fromarray(f).resize((nw, nh), Image.Resampling.BILINEAR)) for f in frames]
+                )
         h, w = frames.shape[1:3]
         s = r.target_size
         _check_crop(h, w, s)
@@ -465,7 +468,7 @@ HELPERS: dict[str, Helper] = {h.name: h for h in (PPTSM(), PPTSN(), TimeSformer(
 # --------------------------------------------------------------------------- where a recipe comes from
 
 # each helper's constructor arguments and defaults (tools/utils.py); `top_k` is the CLI's business
-HELPER_DEFAULTS = {
+HELPER_DEFAULTS: dict[str, dict[str, Any]] = {
     "ppTSM_Inference_helper": {"num_seg": 8, "seg_len": 1, "short_size": 256, "target_size": 224},
     "ppTSN_Inference_helper": {"num_seg": 25, "seg_len": 1, "short_size": 256, "target_size": 224},
     "TimeSformer_Inference_helper": {
@@ -488,7 +491,7 @@ HELPER_DEFAULTS = {
     "SlowFast_Inference_helper": {"num_frames": 32, "sampling_rate": 2, "target_size": 256, "alpha": 8},
 }
 # what the helper hard-codes rather than reads
-HELPER_FIXED = {
+HELPER_FIXED: dict[str, dict[str, list[float]]] = {
     "ppTSM_Inference_helper": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD},
     "ppTSN_Inference_helper": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD},
     "SlowFast_Inference_helper": {"mean": KINETICS_MEAN, "std": KINETICS_STD},
@@ -522,12 +525,10 @@ def from_config(inference: dict, input_names: list[str], where: str) -> Recipe:
     if helper == "SlowFast_Inference_helper":
         params["short_size"] = params["target_size"]  # JitterScale(target_size, target_size)
     try:
-        recipe = Recipe(
-            helper=helper,
-            input_names=list(input_names),
-            source=where,
-            **{k: (list(map(float, v)) if k in ("mean", "std") else int(v)) for k, v in params.items()},
-        )
+        values: dict[str, Any] = {
+            k: (list(map(float, v)) if k in ("mean", "std") else int(v)) for k, v in params.items()
+        }
+        recipe = Recipe(helper=helper, input_names=list(input_names), source=where, **values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: INFERENCE has a value of the wrong kind ({exc})") from None
     return recipe.validate(where)

@@ -7,6 +7,7 @@ Paddle tools name them differently (``model``, ``inference``, ``ppTSM``,
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 from ..errors import ModelError
 from ..model_meta import ModelMeta, check_model_folder, load_meta
@@ -36,11 +37,12 @@ def find_model_files(
         model = model_dir / model_filename
         params = model_dir / (params_filename or Path(model_filename).with_suffix(".pdiparams").name)
         return _check_pair(model_dir, model, params)
-    meta = load_meta(model_dir) if meta is UNREAD else meta
-    if meta and meta.model_file and meta.params_file:
-        for name in (meta.model_file, meta.params_file):
+    # anything but the UNREAD sentinel is the caller's ModelMeta | None (the parameter's other two types)
+    known = load_meta(model_dir) if meta is UNREAD else cast("ModelMeta | None", meta)
+    if known and known.model_file and known.params_file:
+        for name in (known.model_file, known.params_file):
             _plain_name(name, model_dir)
-        pair = (model_dir / meta.model_file, model_dir / meta.params_file)
+        pair = (model_dir / known.model_file, model_dir / known.params_file)
         return _check_pair(model_dir, *pair)
     models = sorted(model_dir.glob("*.pdmodel"))
     if not models:

@@ -17,152 +17,18 @@ import contextlib
 import os
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..config import PredictorConfig
 from ..errors import InferenceError, ModelError
-from ..model_meta import ModelMeta, check_model_folder, default_labels, load_meta
-from .model_files import find_model_files
-from .program import TensorSpec, feed_specs, fetch_specs, is_quantized, parse_program
+from .base import FeedChecks
+from .cpu import require_bf16
+from .model_info import ModelInfo, inspect_model
 
 SAFE_ONEDNN_INT8_OPS = ("fused_conv2d",)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a model folder declares: files, inputs, outputs, precision, metadata."""
-
-    model_dir: Path
-    model_file: Path
-    params_file: Path
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-    quantized: bool
-    meta: ModelMeta
-
-    @property
-    def precision(self) -> str:
-        return "int8" if self.quantized else "fp32"
-
-
-def inspect_model(
-    model_dir: Path | str,
-    model_filename: str | None = None,
-    params_filename: str | None = None,
-    paddlevideo_config: Path | str | None = None,
-) -> ModelInfo:
-    """Read a model folder without running it; errors name the broken file.
-
-    ``paddlevideo_config``: the PaddleVideo config the model was exported with; its preprocessing
-    replaces what ``vslim.json`` (or the input shapes) say.
-    """
-    model_dir = check_model_folder(model_dir)
-    meta = load_meta(model_dir)  # read once: find_model_files takes the file names from it
-    model_file, params_file = find_model_files(model_dir, model_filename, params_filename, meta=meta)
-    prog = parse_program(model_file)
-    inputs, outputs = tuple(feed_specs(prog)), tuple(fetch_specs(prog))
-    if not inputs or not outputs:
-        raise ModelError(f"model {model_file} declares no inputs or no outputs")
-    if paddlevideo_config is not None:
-        meta = meta_from_paddlevideo_config(paddlevideo_config, inputs, outputs, meta.labels if meta else None)
-    meta = meta or _meta_from_program(inputs, outputs)
-    return ModelInfo(model_dir, model_file, params_file, inputs, outputs, is_quantized(prog), meta)
-
-
-LARGE_SAMPLE = 32 * 3 * 224 * 224  # values in one sample beyond which checks run one sample (TSN: 250 images)
-
-
-def check_batch(inputs, preferred: int) -> int:
-    """The batch a numeric check uses: ``preferred``, or 1 for a model whose one sample is already large."""
-    values = sum(int(np.prod([d if d > 0 else 1 for d in s.shape[1:]])) for s in inputs)
-    return preferred if values <= LARGE_SAMPLE else 1
-
-
-def seeded_feeds(inputs, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
-    """A seeded noise batch for every model input (dynamic dims as 1): the runtimes' and probes' check data."""
-    rng = np.random.default_rng(seed)
-    return {
-        s.name: rng.standard_normal([batch] + [d if d > 0 else 1 for d in s.shape[1:]]).astype(s.dtype) for s in inputs
-    }
-
-
-def _meta_from_program(inputs, outputs) -> ModelMeta:
-    """Defaults for a model vslim did not export (e.g. PaddleVideo's own ``ppTSM``): only what the input
-    shapes prove (data/recipes.py ``from_inputs``); an ambiguous layout leaves the preprocessing unknown,
-    with the reason, so a video is refused instead of being read wrongly."""
-    from ..config import PreprocessConfig
-    from ..data.recipes import from_inputs
-
-    recipe, unknown = from_inputs(inputs)
-    pre = PreprocessConfig()
-    if recipe is not None:
-        pre.num_seg, pre.target_size, pre.short_size = recipe.num_seg, recipe.target_size, recipe.short_size
-    out = outputs[0].shape
-    n = out[-1] if out and out[-1] > 0 else 1
-    return ModelMeta(
-        num_classes=n,
-        labels=default_labels(n),
-        preprocess=pre,
-        recipe=recipe,
-        preprocess_unknown=unknown or None,
-        input_name=inputs[0].name,
-        output_name=outputs[0].name,
-    )
-
-
-def meta_from_paddlevideo_config(path: Path | str, inputs, outputs, labels: list[str] | None = None) -> ModelMeta:
-    """The metadata of a PaddleVideo export, from the config it was exported with (``INFERENCE``,
-    ``model_name``, ``MODEL.head.num_classes``), checked against the model's declared inputs."""
-    from ..config import PreprocessConfig, load_yaml
-    from ..data.recipes import from_config
-
-    data = load_yaml(path)
-    if "INFERENCE" not in data:
-        raise ModelError(
-            f"{path} has no INFERENCE section: give the config the model was exported with "
-            "(PaddleVideo's configs/recognition/...yaml)"
-        )
-    recipe = from_config(data["INFERENCE"], [s.name for s in inputs], f"{path}")
-    expected = recipe.input_shapes()
-    declared = [list(s.shape) for s in inputs]
-    if len(expected) != len(declared) or any(
-        len(e) != len(d) or any(a > 0 and b > 0 and a != b for a, b in zip(e, d)) for e, d in zip(expected, declared)
-    ):
-        raise ModelError(
-            f"{path} describes inputs {expected} ({recipe.helper}: {recipe.describe()}), but the model "
-            f"declares {declared}: it was exported with another config"
-        )
-    out = outputs[0].shape
-    head = (data.get("MODEL") or {}).get("head") or {}
-    declared = head.get("num_classes") if isinstance(head, dict) and isinstance(head.get("num_classes"), int) else None
-    if out and out[-1] > 0:
-        n = out[-1]
-        if declared is not None and declared != n:
-            raise ModelError(f"{path} says MODEL.head.num_classes {declared}, the model gives {n} classes")
-    else:  # SlowFast's exported output has no static class dimension: the config says it
-        n = declared or 1
-    if labels is not None and len(labels) != n:
-        raise ModelError(f"{len(labels)} labels given for a model of {n} classes")
-    pre = PreprocessConfig(
-        num_seg=recipe.num_seg,
-        seg_len=recipe.seg_len,
-        short_size=max(recipe.short_size, recipe.target_size),
-        target_size=recipe.target_size,
-    )
-    return ModelMeta(
-        num_classes=n,
-        labels=labels or default_labels(n),
-        preprocess=pre,
-        recipe=recipe,
-        arch=str(data.get("model_name") or "") or None,
-        output_kind=recipe.family.output_kind,
-        input_name=inputs[0].name,
-        output_name=outputs[0].name,
-        source=f"PaddleVideo config {path}",
-    )
 
 
 def _paddle_inference():
@@ -171,11 +37,11 @@ def _paddle_inference():
     return pi
 
 
-class Predictor:
-    """A Paddle Inference predictor for one model folder.
+class PaddlePredictor(FeedChecks):
+    """A Paddle Inference predictor for one model folder (the ``paddle`` runtime).
 
     ``run`` takes a batch ``[N, num_seg, 3, S, S]`` float32 and returns the first
-    output ``[N, num_classes]``; ``run_feeds`` is the general form. A Predictor is not
+    output ``[N, num_classes]``; ``run_feeds`` is the general form. A predictor is not
     thread-safe: give each thread its own via :meth:`clone` (weights are shared).
     """
 
@@ -201,9 +67,9 @@ class Predictor:
         if p == "auto":
             return self.info.precision
         if p == "bf16":
-            from .runtimes import check_precision
-
-            return check_precision("paddle", p, self.info) if not self.info.quantized else self._bf16_int8()
+            if self.info.quantized:
+                self._bf16_int8()
+            require_bf16()
         if p == "int8" and not self.info.quantized:
             raise InferenceError(
                 f"precision int8 needs a quantized model, but {self.info.model_file} has no quantize ops; "
@@ -374,45 +240,6 @@ class Predictor:
         return mins, maxs, opts
 
     # ------------------------------------------------------------------ running
-    @property
-    def input_spec(self) -> TensorSpec:
-        return self.info.inputs[0]
-
-    @property
-    def meta(self) -> ModelMeta:
-        return self.info.meta
-
-    def check_input(self, name: str, array: np.ndarray) -> np.ndarray:
-        spec = next((s for s in self.info.inputs if s.name == name), None)
-        if spec is None:
-            raise InferenceError(f"model has no input {name!r}; inputs: {[s.name for s in self.info.inputs]}")
-        array = np.asarray(array)
-        if array.ndim != len(spec.shape) or any(d > 0 and d != a for d, a in zip(spec.shape, array.shape)):
-            raise InferenceError(
-                f"input {name!r} has shape {list(array.shape)} but the model expects {list(spec.shape)} (-1 = any size)"
-            )
-        if array.shape[0] == 0:
-            raise InferenceError(f"input {name!r} is an empty batch")
-        if array.dtype != spec.dtype:
-            if np.issubdtype(spec.dtype, np.floating) and np.issubdtype(array.dtype, np.floating):
-                array = array.astype(spec.dtype)
-            else:
-                raise InferenceError(f"input {name!r} has dtype {array.dtype} but the model expects {spec.dtype}")
-        return np.ascontiguousarray(array)
-
-    def checked_feeds(
-        self, feeds: dict[str, np.ndarray], fetch: list[str] | None
-    ) -> tuple[dict[str, np.ndarray], list[str]]:
-        """Every model input checked and contiguous, and the outputs to return (all by default)."""
-        missing = [n for n in self.input_names if n not in feeds]
-        if missing:
-            raise InferenceError(f"missing input(s) {missing}; the model takes {self.input_names}")
-        fetch = fetch or self.output_names
-        unknown = [n for n in fetch if n not in self.output_names]
-        if unknown:
-            raise InferenceError(f"unknown output(s) {unknown}; the model gives {self.output_names}")
-        return {n: self.check_input(n, feeds[n]) for n in self.input_names}, fetch
-
     def run_feeds(self, feeds: dict[str, np.ndarray], fetch: list[str] | None = None) -> dict[str, np.ndarray]:
         """Run one batch; ``feeds`` must name every model input."""
         arrays, fetch = self.checked_feeds(feeds, fetch)
@@ -425,17 +252,9 @@ class Predictor:
                 raise InferenceError(f"inference failed: {_first_line(exc)}") from exc
             return {n: self._native.get_output_handle(n).copy_to_cpu() for n in fetch}
 
-    def run(self, clips: np.ndarray) -> np.ndarray:
-        """First output for a batch of clips ``[N, num_seg, 3, S, S]``."""
-        return self.run_feeds({self.input_names[0]: clips})[self.output_names[0]]
-
-    def run_batched(self, clips: np.ndarray, batch_size: int) -> np.ndarray:
-        """Like :meth:`run` for any N, in chunks of ``batch_size``."""
-        return np.concatenate([self.run(clips[i : i + batch_size]) for i in range(0, len(clips), batch_size)])
-
-    def clone(self) -> Predictor:
+    def clone(self) -> PaddlePredictor:
         """Another predictor sharing this one's weights, for use on another thread."""
-        clone = object.__new__(Predictor)
+        clone = object.__new__(PaddlePredictor)
         clone.config, clone.info, clone.precision = self.config, self.info, self.precision
         clone.onednn_int8_ops = self.onednn_int8_ops
         clone.probed = self.probed
@@ -448,7 +267,12 @@ class Predictor:
     def describe(self) -> dict:
         """Settings for reports: what actually ran."""
         c = self.config
-        d = {"model": str(self.info.model_dir), "runtime": "paddle", "precision": self.precision, "device": c.device}
+        d: dict[str, Any] = {
+            "model": str(self.info.model_dir),
+            "runtime": self.runtime,
+            "precision": self.precision,
+            "device": c.device,
+        }
         if c.device == "cpu":
             d.update(
                 threads=c.threads,

@@ -34,6 +34,8 @@ from pathlib import Path
 
 from ..errors import InferenceError
 from ..fsio import sha256_of, write_json
+from .cache import cache_home
+from .cpu import cpu_flags
 
 PROBE_TIMEOUT_S = 600.0
 # A oneDNN configuration that needs more memory than this for one clip is stopped and the settings without
@@ -101,7 +103,7 @@ class ProbeResult:
 
     @property
     def fell_back(self) -> bool:
-        return bool(self.chosen) and self.chosen["name"] != "default"
+        return bool(self.chosen and self.chosen["name"] != "default")
 
     def summary(self) -> str:
         tried = "; ".join(
@@ -117,8 +119,6 @@ class ProbeResult:
 
 def _host() -> dict:
     import paddle
-
-    from .runtimes import cpu_flags
 
     flags = sorted(
         cpu_flags()
@@ -139,8 +139,6 @@ def _host() -> dict:
 
 
 def _cache_file(model_file: Path, params_file: Path, host: dict) -> Path:
-    from .runtimes import cache_home
-
     h = hashlib.sha256()
     for path in (model_file, params_file):
         h.update(sha256_of(path).encode())
@@ -179,7 +177,7 @@ def _child_command(
             "save": str(save) if save else None,
         }
     )
-    return [sys.executable, "-m", "vslim.inference.probe", spec]
+    return [sys.executable, "-m", "vslim.inference.probe_child", spec]
 
 
 def _try(
@@ -350,93 +348,3 @@ def unusable(result: ProbeResult, model_dir) -> InferenceError:
         f"Paddle Inference cannot run {model_dir} on this host in any configuration tried: "
         f"{result.summary()}. Try another runtime (--runtime onnxruntime or openvino)"
     )
-
-
-# --------------------------------------------------------------------------- the child
-
-
-def _watch_memory(budget_mb: float) -> None:
-    """End this child (exit OVER_BUDGET_EXIT) as soon as its resident memory passes ``budget_mb``."""
-    import threading
-
-    page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
-
-    def watch():
-        while True:
-            with open("/proc/self/statm") as fh:
-                rss_mb = int(fh.read().split()[1]) * page_mb
-            if rss_mb > budget_mb:
-                os._exit(OVER_BUDGET_EXIT)
-            time.sleep(0.02)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def _child(spec: dict) -> int:
-    import numpy as np
-
-    from ..config import PredictorConfig
-    from ..errors import VslimError
-    from .predictor import Predictor, seeded_feeds
-
-    s = spec["settings"]
-    config = PredictorConfig(
-        threads=spec["threads"],
-        precision=spec["precision"],
-        ir_optim=s["ir_optim"],
-        use_onednn=s["use_onednn"],
-        deleted_passes=list(s["deleted_passes"]),
-        probe=False,
-    )
-    if s["use_onednn"]:
-        _watch_memory(MEMORY_BUDGET_MB)
-    crash = os.environ.get("VSLIM_PROBE_FAULT")  # tests: a real signal in the child, for the named settings
-    if crash and crash in (s["name"], "*"):
-        os.kill(os.getpid(), signal.SIGILL)
-    try:
-        predictor = Predictor(spec["model_dir"], config)
-        start = time.perf_counter()
-        outputs = predictor.run_feeds(seeded_feeds(predictor.info.inputs))
-        run_s = time.perf_counter() - start
-        if os.environ.get("VSLIM_PROBE_SKEW") in (s["name"], "*") and not spec.get("save"):
-            outputs = {k: v * 1.5 for k, v in outputs.items()}  # tests: a configuration that computes wrongly
-        if spec.get("save"):
-            np.savez(spec["save"], **{f"out{i}": v for i, v in enumerate(outputs.values())})
-        if spec.get("reference"):
-            expected = np.load(spec["reference"])
-            for i, got in enumerate(outputs.values()):
-                ref = expected[f"out{i}"]
-                scale = float(np.abs(ref).max()) or 1.0
-                error = float(np.abs(got.astype(np.float64) - ref).max()) / scale
-                if got.shape != ref.shape or error > MAX_RELATIVE_ERROR:
-                    print(
-                        json.dumps(
-                            {
-                                "ok": False,
-                                "wrong": True,
-                                "error": f"computes the model wrongly here: output {i} differs from the plain "
-                                f"kernels' by {error:.2g} of its scale (allowed "
-                                f"{MAX_RELATIVE_ERROR:g})",
-                            }
-                        )
-                    )
-                    return 1
-        finite = all(np.isfinite(v).all() for v in outputs.values() if np.issubdtype(v.dtype, np.floating))
-        if not finite:
-            print(json.dumps({"ok": False, "error": "the model's outputs are not finite in this configuration"}))
-            return 1
-    except VslimError as exc:
-        skipped = "INT8 on CPU runs on oneDNN" in str(exc)
-        print(json.dumps({"ok": False, "error": str(exc), "skipped": skipped}))
-        return 1
-    import resource
-
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-    print(json.dumps({"ok": True, "peak_rss_mb": round(peak_mb, 1), "run_s": round(run_s, 3)}))
-    return 0
-
-
-if __name__ == "__main__":
-    import zlib  # noqa: F401  (before paddle: docs/architecture.md, zlib trap)
-
-    sys.exit(_child(json.loads(sys.argv[1])))

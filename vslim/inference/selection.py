@@ -10,36 +10,31 @@ conversions it needs (``converted/``), all covered by the bundle's manifest.
 
 from __future__ import annotations
 
-import json
+import math
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from .. import runtime_registry
 from ..accuracy import cosine_similarity
 from ..config import PredictorConfig
 from ..data.clip_store import ClipStore, run_bounded
 from ..errors import ConfigError, VslimError
 from ..progress import progress_bar
 from ..timing import timed_loop
-from .predictor import ModelInfo, Predictor, seeded_feeds
+from .cpu import BF16_FLAGS, REPORTED_FLAGS, cpu_flags, cpu_model, has_bf16
+from .model_info import ModelInfo, large_clip, seeded_feeds
+from .predictor import PaddlePredictor
 from .probe import reference_in_child
-from .runtimes import (
-    BF16_FLAGS,
-    LARGE_CLIP_ELEMENTS,
-    MIN_RUNTIME_COSINE,
-    RUNTIMES,
-    clip_elements,
-    cpu_flags,
-    has_bf16,
-    likely_cause,
-    open_predictor,
-)
+from .recorded import CONVERTED, RECORD, recorded_choice, resolve
+from .runtimes import likely_cause, open_predictor
+from .runtimes.converted import MIN_RUNTIME_COSINE
 
-RECORD = "runtime.json"
-CONVERTED = "converted"
+__all__ = ["CONVERTED", "RECORD", "candidates", "measure", "recorded_choice", "resolve", "table_markdown"]
 
 
 @dataclass
@@ -50,19 +45,20 @@ class Measured:
     p50_ms: float | None = None
     cosine_vs_paddle: float | None = None
     reason: str = ""
-    calibration: str = ""  # INT8 only: paddleslim (the quantized model's own) or nncf (OpenVINO's, made here)
+    calibration: str = ""  # INT8 only: paddleslim (the quantized model's own) or the runtime's own (nncf), made here
     top1_agreement_vs_fp32: float | None = None  # on real clips, when a list was given
     cosine_vs_fp32: float | None = None
     clips: int = 0
 
 
-def candidates(info: ModelInfo, nncf: bool = False) -> list[tuple[str, str]]:
-    """Every (runtime, precision) that could run this model: its own precision, BF16 for FP32 models, and
-    OpenVINO's own INT8 (NNCF) of an FP32 model when calibration clips were given."""
+def candidates(info: ModelInfo, own_int8: Collection[str] = ()) -> list[tuple[str, str]]:
+    """Every (runtime, precision) of the registry that could run this model: its own precision, BF16 for FP32
+    models, and the own INT8 of the runtimes in ``own_int8`` (calibrated here from clips: OpenVINO's NNCF)."""
+    rows = runtime_registry.rows()
     if info.quantized:
-        return [(r, "int8") for r in RUNTIMES]
-    own = [(r, p) for r in RUNTIMES for p in ("fp32", "bf16") if not (r == "onnxruntime" and p == "bf16")]
-    return own + ([("openvino", "int8")] if nncf else [])
+        return [(r.name, "int8") for r in rows if "int8" in r.precisions]
+    own = [(r.name, p) for r in rows for p in ("fp32", "bf16") if p in r.precisions]
+    return own + [(r.name, "int8") for r in rows if r.name in own_int8]
 
 
 @dataclass
@@ -121,7 +117,7 @@ def guard_from_list(info: ModelInfo, list_path: str, threads: int, limit: int = 
                 "or leave out --val-list"
             )
         fp32_dir = Path(info.meta.source)
-    fp32 = Predictor(fp32_dir, PredictorConfig(threads=threads, precision="fp32"))
+    fp32 = PaddlePredictor(fp32_dir, PredictorConfig(threads=threads, precision="fp32"))
     outputs = run_bounded(fp32.run, clips, 8)
     return Guard(clips, outputs, str(fp32_dir))
 
@@ -133,7 +129,7 @@ def _measure_one(
     precision: str,
     threads: int,
     cache: Path,
-    x: np.ndarray,
+    x: dict[str, np.ndarray],
     reference: dict,
     iterations: int,
     guard: Guard | None = None,
@@ -164,13 +160,37 @@ def _measure_one(
             reason=f"cosine {cosine:.4f} to Paddle {info.precision} < {MIN_RUNTIME_COSINE[precision]}"
             + likely_cause(runtime, precision),
         )
-    figures = {}
+    figures: dict[str, Any] = {}
     if guard is not None:
         problem, figures = guard.check(predictor, precision)
         if problem:
             return Measured(runtime, precision, "refused", cosine_vs_paddle=cosine, reason=problem, **figures)
     times = timed_loop(lambda: predictor.run_feeds(x), 2, iterations)
     return Measured(runtime, precision, "ok", p50_ms=1000 * float(np.median(times)), cosine_vs_paddle=cosine, **figures)
+
+
+def calibrate_own_int8(
+    info: ModelInfo, cache: Path, calib: tuple[ClipStore | np.ndarray, str], say: Callable[[str], None]
+) -> dict[str, str]:
+    """Each installed runtime's own INT8 of the FP32 model, calibrated on ``calib`` (clips, list): name -> how."""
+    from .conversion import converted_onnx
+
+    clips, source = calib
+    made = {}
+    for row in runtime_registry.rows():
+        if not row.own_int8:
+            continue
+        if not row.available():
+            say(f"  {row.name}'s own INT8 skipped: {row.name} is not installed ({row.install_hint()})")
+            continue
+        say(f"  calibrating {row.name}'s own INT8 ({row.own_int8_label}) on {len(clips)} clips of {source}")
+        try:
+            row.load_own_int8()(converted_onnx(info, cache), clips, source)
+        except ImportError as exc:
+            say(f"  {row.name}'s own INT8 skipped: {exc} ({row.install_hint()})")
+            continue
+        made[row.name] = f"{row.own_int8_label} ({len(clips)} clips of {source})"
+    return made
 
 
 def measure(
@@ -182,31 +202,22 @@ def measure(
     say: Callable[[str], None] = lambda _: None,
     only: tuple[str, str] | None = None,
     guard: Guard | None = None,
-    calib: tuple[np.ndarray, str] | None = None,
+    calib: tuple[ClipStore | np.ndarray, str] | None = None,
 ) -> dict:
     """The table and the choice, as written to ``runtime.json``; ``only``: one (runtime, precision) asked for."""
     x = seeded_feeds(info.inputs)
-    paddle = Predictor(model_dir, PredictorConfig(threads=threads), info)  # probes a model vslim has not seen
+    paddle = PaddlePredictor(model_dir, PredictorConfig(threads=threads), info)  # probes a model vslim has not seen
     probed = paddle.probed
-    large = clip_elements(info) > LARGE_CLIP_ELEMENTS
+    large = large_clip(info)
     # Paddle's allocator keeps a run's buffers for reuse: a 250-image clip's reference run left this process
     # at 4.8 GB under every runtime measured after it. So large clips get their reference from a child, and
     # the Paddle candidates are measured last.
     reference = reference_in_child(model_dir, info, probed, threads) if large else paddle.run_feeds(x)
     del paddle  # one model in memory at a time: each candidate below is loaded, measured and freed in turn
-    nncf = False
-    if calib is not None and not info.quantized:
-        try:
-            from .runtimes import converted_onnx, make_nncf_int8
-
-            say(f"  calibrating OpenVINO's INT8 with NNCF on {len(calib[0])} clips of {calib[1]}")
-            make_nncf_int8(converted_onnx(info, cache), *calib)
-            nncf = True
-        except ImportError:
-            say("  OpenVINO's INT8 skipped: openvino and nncf are not installed (pip install 'vslim[openvino]')")
+    own_int8 = calibrate_own_int8(info, cache, calib, say) if calib is not None and not info.quantized else {}
     rows = []
-    options = [only] if only else candidates(info, nncf)
-    order = sorted(options, key=lambda o: o[0] == "paddle") if large else options
+    options = [only] if only else candidates(info, own_int8)
+    order = sorted(options, key=lambda o: o[0] == runtime_registry.REFERENCE) if large else options
     with progress_bar(total=len(options), desc="measuring runtimes", unit="runtime") as bar:
         for runtime, precision in order:
             rows.append(
@@ -221,19 +232,19 @@ def measure(
     rows.sort(key=lambda r: options.index((r.runtime, r.precision)))
     for r in rows:
         if r.precision == "int8":
-            r.calibration = "paddleslim" if info.quantized else f"nncf ({len(calib[0])} clips of {calib[1]})"
+            r.calibration = "paddleslim" if info.quantized else own_int8.get(r.runtime, "")
     ok = [r for r in rows if r.status == "ok"]
     if not ok:
         what = f"{only[0]} {only[1]} cannot" if only else "no runtime can"
         raise VslimError(
             f"{what} serve this model here: " + "; ".join(f"{r.runtime} {r.precision}: {r.reason}" for r in rows)
         )
-    best = min(ok, key=lambda r: r.p50_ms)
-    flags = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", *BF16_FLAGS, "amx_int8"})
+    best = min(ok, key=lambda r: r.p50_ms if r.p50_ms is not None else math.inf)  # every ok row has its p50_ms
+    flags = sorted(cpu_flags() & set(REPORTED_FLAGS))
     record = {
         "chosen": {"runtime": best.runtime, "precision": best.precision},
         "measured_on": {
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "flags": flags,
             "threads": threads,
             "batch": 1,
@@ -258,53 +269,6 @@ def measure(
     if probed is not None:  # what loads safely here, so a server never tries what crashed
         record["paddle_settings"] = probed
     return record
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            return next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "unknown")
-    except OSError:
-        return platform.processor() or "unknown"
-
-
-def recorded_choice(server_dir: Path | str) -> dict | None:
-    """What ``runtime.json`` in a bundle's server folder chose, or None."""
-    path = Path(server_dir) / RECORD
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())["chosen"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise VslimError(f"{path} is unreadable ({exc}); repackage the bundle") from exc
-
-
-def resolve(
-    config: PredictorConfig, model_dir: Path | str, warn: Callable[[str], None] = lambda _: None
-) -> tuple[PredictorConfig, Path | None]:
-    """``config`` with ``runtime="auto"`` replaced by the bundle's recorded choice (Paddle when none or missing).
-
-    Returns the config to run and the folder of the bundle's conversions.
-    """
-    import dataclasses
-
-    cache = Path(model_dir) / CONVERTED
-    if config.runtime != "auto":
-        return config, cache if cache.is_dir() else None
-    choice = recorded_choice(model_dir)
-    if choice is None or config.device != "cpu":
-        return dataclasses.replace(config, runtime="paddle"), None
-    module = {"openvino": "openvino", "onnxruntime": "onnxruntime"}.get(choice["runtime"])
-    if module:
-        try:
-            __import__(module)
-        except ImportError:
-            warn(
-                f"this bundle was measured fastest on {choice['runtime']} {choice['precision']}, which is not "
-                f"installed here; serving with paddle instead (pip install 'vslim[{module}]' to use it)"
-            )
-            return dataclasses.replace(config, runtime="paddle", precision="auto"), None
-    return dataclasses.replace(config, runtime=choice["runtime"], precision=choice["precision"]), cache
 
 
 def table_markdown(record: dict) -> str:

@@ -152,7 +152,8 @@ class RepDepthwiseSeparable(nn.Layer):
         """
         if not self.use_rep or self.is_repped:
             return
-        kernel, bias = 0.0, 0.0
+        kernel: np.ndarray | float = 0.0
+        bias = 0.0
         for branch in self.dw_conv_list:
             w = branch.conv.weight.numpy()
             bn = branch.bn
@@ -161,7 +162,7 @@ class RepDepthwiseSeparable(nn.Layer):
             pad = (self.dw_size - w.shape[-1]) // 2
             kernel = kernel + np.pad(w * (gamma / std)[:, None, None, None], ((0, 0), (0, 0), (pad, pad), (pad, pad)))
             bias = bias + beta - mean * gamma / std
-        self.dw_conv.weight.set_value(kernel.astype(np.float32))
+        self.dw_conv.weight.set_value(np.asarray(kernel, np.float32))
         self.dw_conv.bias.set_value(np.asarray(bias, np.float32))
         del self.dw_conv_list
         self.is_repped = True

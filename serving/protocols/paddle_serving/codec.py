@@ -135,8 +135,9 @@ def _int(value, what: str) -> int:
         raise RequestError(f"{what} must be an integer, got {value!r}")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and whole_number(value, signed=True) is not None:
-        return whole_number(value, signed=True)
+    number = whole_number(value, signed=True) if isinstance(value, str) else None
+    if number is not None:
+        return number
     if isinstance(value, float) and value.is_integer():
         return int(value)
     raise RequestError(f"{what} must be an integer, got {value!r}")

@@ -21,7 +21,7 @@ import numpy as np
 from .types import FP32, FP64, fill_tensor, service_pb2
 
 # Tensor field numbers of the packed fixed-width payloads, and their dtypes.
-_PACKED = {2: np.dtype("<f4"), 4: np.dtype("<f8")}
+_PACKED: dict[int, np.dtype] = {2: np.dtype("<f4"), 4: np.dtype("<f8")}
 _TENSOR_FIELD = 1  # Request.tensor
 _WIRE_VARINT, _WIRE_I64, _WIRE_LEN, _WIRE_I32 = 0, 1, 2, 5
 

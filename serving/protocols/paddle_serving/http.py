@@ -191,7 +191,7 @@ def router(repo: ModelRepository) -> APIRouter:
             "model": service.name,
             "precision": service.bundle.info.precision,
             "top_k": [
-                {"class_id": i, "label": label, "score": s} for i, label, s in zip(top.ids, top.labels, top.scores)
+                {"class_id": i, "label": label, "score": s} for i, label, s in zip(top.classes, top.labels, top.scores)
             ],
         }
         if sampling is not None:  # the video was shorter than the clip: frames were repeated

@@ -18,23 +18,26 @@ from urllib.parse import quote
 import numpy as np
 import orjson
 
-from vslim.serving.errors import ServingError
+from vslim.topk import TopK, sampling_of
 
-from ...client import (
+from ...client_base import (
     DEFAULT_TIMEOUT,
     Client,
-    TopK,
-    _named_arrays,
-    _session,
     grpc_channel,
     grpc_unreachable,
+    http_session,
     http_unreachable,
+    kind_of,
+    named_arrays,
     sampling_record,
 )
+from ...errors import INTERNAL, ClientError, ServingError
 from .datatypes import BYTES, CONTENTS, DTYPES, datatype_of, from_json, from_raw, to_raw
+from .errors import GRPC_STATUS, HTTP_STATUS
 from .proto import set_parameter
 
 Inputs = dict[str, np.ndarray]
+_GRPC_CODE_NAMES = {kind: code.name for kind, code in GRPC_STATUS.items()}
 
 
 def _bytes_tensor(elements: Sequence[bytes]) -> np.ndarray:
@@ -48,7 +51,10 @@ def _tops(result: dict[str, np.ndarray]) -> list[TopK]:
     sampling = _sampling_rows(result.get("sampling"), len(ids))
     return [
         TopK(
-            [int(i) for i in ids[r]], [float(p) for p in probs[r]], [bytes(x).decode() for x in labels[r]], sampling[r]
+            [int(i) for i in ids[r]],
+            [float(p) for p in probs[r]],
+            [bytes(x).decode() for x in labels[r]],
+            sampling=sampling_of(sampling[r]),
         )
         for r in range(len(ids))
     ]
@@ -82,7 +88,7 @@ class _V2Client(Client):
     ) -> dict[str, np.ndarray]:
         if not self.model:
             raise ServingError("which model? give model= or the bundle's *_serving_client folder")
-        inputs = {alias: array for _, alias, array in _named_arrays(feed, self.config)}
+        inputs = {alias: array for _, alias, array in named_arrays(feed, self.config)}
         return self.infer(self.model, inputs, list(fetch) if fetch else None, request_id=str(log_id) if log_id else "")
 
     def classify_files(self, videos: Sequence[Path | str], top_k: int = 1, model: str | None = None) -> list[TopK]:
@@ -99,11 +105,13 @@ class _V2Client(Client):
         parameters: dict[str, Any] | None = None,
         request_id: str = "",
     ) -> dict[str, np.ndarray]:
-        """``{output name: array}``; raises ServingError with the server's message on refusal."""
+        """``{output name: array}``; raises ClientError (with the error kind) and the server's message on refusal."""
         raise NotImplementedError
 
-    def _fail(self, what: str, detail: str) -> ServingError:
-        return ServingError(f"{self.protocol} {what} from {self.address}: {detail}")
+    def _fail(self, what: str, detail: str, status: int | str | None = None) -> ClientError:
+        """The server's refusal, its kind read back from v2's tables (HTTP status or gRPC code name)."""
+        kind = kind_of(status, HTTP_STATUS if isinstance(status, int) else _GRPC_CODE_NAMES) or INTERNAL
+        return ClientError(f"{self.protocol} {what} from {self.address}: {detail}", kind, status)
 
 
 class V2HttpClient(_V2Client):
@@ -125,7 +133,7 @@ class V2HttpClient(_V2Client):
 
         self.binary = binary
         self._requests = requests
-        self._session = _session(requests, token, tls_ca)
+        self._session = http_session(requests, token, tls_ca)
         self.base = f"{'https' if tls_ca else 'http'}://{self.address}/v2"
 
     def _request(self, method: str, path: str, **kw):
@@ -137,7 +145,7 @@ class V2HttpClient(_V2Client):
     def _json(self, path: str) -> dict:
         r = self._request("GET", path)
         if r.status_code != 200:
-            raise self._fail(f"HTTP {r.status_code}", _error_text(r))
+            raise self._fail(f"HTTP {r.status_code}", _error_text(r), r.status_code)
         return r.json()
 
     def server_metadata(self) -> dict:
@@ -164,19 +172,19 @@ class V2HttpClient(_V2Client):
         """Every model of the server's repository: name, version, state, reason (Triton's extension)."""
         r = self._request("POST", "/repository/index", json={"ready": ready})
         if r.status_code != 200:
-            raise self._fail(f"HTTP {r.status_code}", _error_text(r))
+            raise self._fail(f"HTTP {r.status_code}", _error_text(r), r.status_code)
         return r.json()
 
     def load_model(self, model: str) -> None:
         """Load or reload ``model`` (the server must run with --model-control-mode explicit)."""
         r = self._request("POST", f"/repository/models/{quote(model, safe='')}/load")
         if r.status_code != 200:
-            raise self._fail(f"HTTP {r.status_code}", _error_text(r))
+            raise self._fail(f"HTTP {r.status_code}", _error_text(r), r.status_code)
 
     def unload_model(self, model: str) -> None:
         r = self._request("POST", f"/repository/models/{quote(model, safe='')}/unload")
         if r.status_code != 200:
-            raise self._fail(f"HTTP {r.status_code}", _error_text(r))
+            raise self._fail(f"HTTP {r.status_code}", _error_text(r), r.status_code)
 
     def infer(
         self,
@@ -221,7 +229,7 @@ class V2HttpClient(_V2Client):
             headers["Inference-Header-Content-Length"] = str(len(head))
         r = self._request("POST", f"{self._model(model)}/infer", data=b"".join([head, *chunks]), headers=headers)
         if r.status_code != 200:
-            raise self._fail(f"HTTP {r.status_code}", _error_text(r))
+            raise self._fail(f"HTTP {r.status_code}", _error_text(r), r.status_code)
         return parse_http_answer(r.content, r.headers.get("Inference-Header-Content-Length"))
 
     def close(self) -> None:
@@ -294,7 +302,7 @@ class V2GrpcClient(_V2Client):
             if (gone := grpc_unreachable(exc, self.address)) is not None:
                 raise gone from None
             code = exc.code().name if exc.code() else "UNKNOWN"
-            raise self._fail(code, exc.details() or "") from None
+            raise self._fail(code, exc.details() or "", code) from None
 
     def _dict(self, message) -> dict:
         from google.protobuf import json_format

@@ -132,7 +132,8 @@ def deserialize_bytes(raw, what: str, limit: int | None = None) -> np.ndarray:
     """BYTES elements from length-prefixed raw bytes; a prefix running past the end is refused, and so
     is an element beyond ``limit`` (the declared count) before it is copied."""
     view = memoryview(raw)
-    out, pos = [], 0
+    out: list[bytes] = []
+    pos = 0
     while pos < len(view):
         if limit is not None and len(out) >= limit:
             raise RequestError(f"{what}: BYTES data holds more than the {limit} element(s) its shape declares")

@@ -146,11 +146,13 @@ class TensorModel(V2Model):
         asked = [o.name for o in req.outputs]
         fetch = check_outputs(asked, s.signature, WORDING)
         # answer under the names the client used (alias or variable name); by default the aliases
-        names = (
-            {s.signature.fetch(key).name: key for key in reversed(asked)}
-            if asked
-            else {v.name: v.alias for v in s.signature.fetches}
-        )
+        names: dict[str, str] = {}
+        for key in reversed(asked):
+            spec = s.signature.fetch(key)
+            assert spec is not None  # check_outputs above refused unknown names
+            names[spec.name] = key
+        if not asked:
+            names = {v.name: v.alias for v in s.signature.fetches}
         outputs = await s.run(feeds, fetch, tag)
         return InferResponse(
             self.name,
@@ -250,7 +252,7 @@ class VideoModel(V2Model):
         labels[:] = [[label.encode() for label in a.labels] for a in answers]
         arrays = {
             "label": labels,
-            "class_id": np.array([a.ids for a in answers], dtype=np.int64),
+            "class_id": np.array([a.classes for a in answers], dtype=np.int64),
             "prob": np.array([a.scores for a in answers], dtype=np.float32),
             "sampling": np.empty((len(answers), 1), dtype=object),
         }

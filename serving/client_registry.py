@@ -1,0 +1,131 @@
+"""The registry of client protocols: one row per protocol, read by everything that names one.
+
+The CLI's ``--protocol`` choices, the benchmarks' ``--protocols``, the reports' descriptions, the demo and
+:func:`serving.client.make_client` all read these rows, so a new client protocol is one module (a
+:class:`~serving.client_base.Client` subclass in its protocol's package) and one :func:`register` call. Rows
+name their class as ``"module:Class"``: reading the registry imports no client (nor grpc, nor requests).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ServingError
+
+
+@dataclass(frozen=True)
+class ClientProtocol:
+    """One client protocol: ``factory(address, config, timeout, token=, tls_ca=, **options)`` builds its client.
+
+    ``transport``: ``grpc`` or ``http`` (where a deployment puts them on separate ports, as Ray does, the
+    client goes to that transport's). ``tensors``: it sends the bundle's tensors (``predict(feed, fetch)``), so load benchmarks and soak tests can
+    drive it; the video endpoints send a video instead and are the CLI's only. ``metrics_label``: the
+    ``protocol`` label the server's Prometheus series give its requests.
+    """
+
+    name: str
+    factory: str | type
+    description: str
+    metrics_label: str
+    transport: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    tensors: bool = True
+    aliases: tuple[str, ...] = ()
+
+    def load(self) -> Any:
+        if not isinstance(self.factory, str):
+            return self.factory
+        module, _, attribute = self.factory.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+_PROTOCOLS: dict[str, ClientProtocol] = {}
+
+
+def register(row: ClientProtocol) -> ClientProtocol:
+    _PROTOCOLS[row.name] = row
+    return row
+
+
+def unregister(name: str) -> None:
+    _PROTOCOLS.pop(name, None)
+
+
+@contextmanager
+def registered(row: ClientProtocol) -> Iterator[ClientProtocol]:
+    """A client protocol registered for the duration of a ``with`` block (tests, experiments)."""
+    previous = _PROTOCOLS.get(row.name)
+    register(row)
+    try:
+        yield row
+    finally:
+        unregister(row.name)
+        if previous is not None:
+            register(previous)
+
+
+def protocol_names(tensors_only: bool = False) -> list[str]:
+    """Every registered client protocol (those that send tensors, with ``tensors_only``), in registry order."""
+    return [r.name for r in _PROTOCOLS.values() if r.tensors or not tensors_only]
+
+
+def rows() -> list[ClientProtocol]:
+    return list(_PROTOCOLS.values())
+
+
+def protocol(name: str) -> ClientProtocol:
+    """The row of ``name`` (or of an alias), or a ServingError listing the choices."""
+    for row in _PROTOCOLS.values():
+        if name == row.name or name in row.aliases:
+            return row
+    raise ServingError(f"unknown protocol {name!r}; use one of {', '.join(protocol_names())}")
+
+
+def describe(name: str) -> str:
+    """``name (what it sends)`` for reports: "http" alone is ambiguous next to http-proto and v2-http."""
+    try:
+        return f"{name} ({protocol(name).description})"
+    except ServingError:
+        return name
+
+
+_PADDLE = "vslim.serving.protocols.paddle_serving.client"
+_V2 = "vslim.serving.protocols.v2.client"
+for _row in (
+    ClientProtocol("grpc", f"{_PADDLE}:GrpcClient", "Paddle Serving gRPC (protobuf)", "grpc", "grpc"),
+    ClientProtocol(
+        "http",
+        f"{_PADDLE}:HttpClient",
+        "Paddle Serving HTTP, JSON body",
+        "http",
+        "http",
+        {"mode": "json"},
+        aliases=("http-json",),
+    ),
+    ClientProtocol(
+        "http-proto", f"{_PADDLE}:HttpClient", "Paddle Serving HTTP, protobuf body", "http", "http", {"mode": "proto"}
+    ),
+    ClientProtocol("v2-grpc", f"{_V2}:V2GrpcClient", "KServe v2 gRPC (binary tensors)", "v2-grpc", "grpc"),
+    ClientProtocol("v2-http", f"{_V2}:V2HttpClient", "KServe v2 HTTP (binary tensors)", "v2-http", "http"),
+    ClientProtocol(
+        "video",
+        f"{_PADDLE}:VideoEndpointClient",
+        "PaddleVideo's pipeline endpoint: the video's frames posted to /video/prediction",
+        "http",
+        "http",
+        tensors=False,
+    ),
+    ClientProtocol(
+        "video-file",
+        f"{_PADDLE}:VideoEndpointClient",
+        "the video file posted to /video/classify; the server decodes it",
+        "http",
+        "http",
+        tensors=False,
+    ),
+):
+    register(_row)
