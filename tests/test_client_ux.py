@@ -13,7 +13,7 @@ from servers import ServerProcess
 
 from vslim.errors import ConfigError
 from vslim.serving.client import DEFAULT_PORT, normalize_address, split_address
-from vslim.serving.errors import ServerUnreachableError, ServingError
+from vslim.serving.errors import INVALID, NOT_FOUND, UNAVAILABLE, ClientError, ServerUnreachableError, ServingError
 
 pytestmark = pytest.mark.server
 
@@ -133,6 +133,7 @@ def test_the_library_clients_raise_server_unreachable(bundle_fp32):
                 client.predict({"data_batch_0": clip})
         assert str(info.value) == no_server(f"127.0.0.1:{port}") and info.value.exit_code == 3
         assert isinstance(info.value, ServingError)
+        assert info.value.kind == UNAVAILABLE and info.value.status is None  # nothing answered
     with pytest.raises(ServerUnreachableError, match="no server at 127.0.0.1"):
         VideoEndpointClient(f"127.0.0.1:{port}", timeout=20).predict_frames(np.zeros((8, 32, 32, 3), np.uint8))
     # an unknown host is "no server" too, with its own cause
@@ -141,6 +142,30 @@ def test_the_library_clients_raise_server_unreachable(bundle_fp32):
             with pytest.raises(ServerUnreachableError) as info:
                 client.predict({"data_batch_0": clip})
         assert str(info.value) == no_server("nohost.invalid:9393", "host name not found")
+
+
+@pytest.mark.slow
+def test_a_refusal_carries_its_kind_and_the_protocols_own_status(server_fp32, bundle_fp32):
+    """A caller branches on ``exc.kind`` whatever the protocol; ``exc.status`` is what that protocol said."""
+    from vslim.serving.client import ClientConfig, make_client
+
+    conf = ClientConfig.load(bundle_fp32.client)
+    wrong = np.zeros((1, 3, 3, 8, 8), np.float32)  # not the model's clip shape
+    expected_status = {"grpc": "INVALID_ARGUMENT", "http": 400, "http-proto": 400, "v2-http": 400}
+    expected_status["v2-grpc"] = "INVALID_ARGUMENT"
+    for protocol, status in expected_status.items():
+        with make_client(protocol, server_fp32.address, conf, timeout=30) as client:
+            with pytest.raises(ClientError) as info:
+                client.predict({"data_batch_0": wrong})
+        assert info.value.kind == INVALID and info.value.status == status, (protocol, info.value)
+        assert "shape" in str(info.value)
+    for protocol, status in (("v2-http", 404), ("v2-grpc", "NOT_FOUND")):
+        with make_client(protocol, server_fp32.address, conf, timeout=30, model="no_such_model") as client:
+            with pytest.raises(ClientError) as info:
+                client.predict({"data_batch_0": np.zeros((1, *conf.signature.feeds[0].shape), np.float32)})
+        assert info.value.kind == NOT_FOUND and info.value.status == status, (protocol, info.value)
+    with make_client("grpc", server_fp32.address, conf, timeout=30) as client:  # the server kept serving
+        assert client.predict({"data_batch_0": np.zeros((1, *conf.signature.feeds[0].shape), np.float32)})
 
 
 # --------------------------------------------------------------------------- the port-less address, for real

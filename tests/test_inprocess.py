@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vslim.inference.base import FeedChecks, Predictor
 from vslim.inference.model_info import ModelInfo
 from vslim.inference.program import TensorSpec
 from vslim.model_meta import ModelMeta
@@ -26,17 +27,22 @@ CLASSES = 10
 CLIP = (8, 3, 4, 4)
 
 
-class FakePredictor:
+class FakePredictor(FeedChecks):
     """Answers ``2 * the first CLASSES values`` of each item; ``delay`` seconds per run; a clip whose first value
-    is negative fails its whole batch (as an inference error would)."""
+    is negative fails its whole batch (as an inference error would). A :class:`Predictor` like every runtime's."""
 
     runtime, precision = "fake", "fp32"
 
     def __init__(self, info: ModelInfo, delay: float = 0.0):
-        self.info, self.input_spec, self.delay = info, info.inputs[0], delay
+        self.info, self.delay = info, delay
+        self.input_names = [s.name for s in info.inputs]
+        self.output_names = [s.name for s in info.outputs]
         self.batches: list[int] = []
         self.gate = threading.Event()
         self.gate.set()
+
+    def describe(self):
+        return {"model": "fake", "runtime": self.runtime, "precision": self.precision}
 
     def run_feeds(self, feeds, fetch=None):
         x = feeds[self.input_spec.name]
@@ -47,9 +53,6 @@ class FakePredictor:
         if (x.reshape(len(x), -1)[:, 0] < 0).any():
             raise RuntimeError("the stand-in predictor was told to fail")
         return {self.info.outputs[0].name: 2 * x.reshape(len(x), -1)[:, :CLASSES]}
-
-    def run(self, x):
-        return self.run_feeds({self.input_spec.name: x})
 
     def clone(self):
         return self
@@ -81,6 +84,12 @@ def _engine(predictor, *args, **kw) -> InferenceEngine:
     engine = InferenceEngine(predictor, *args, **kw)
     engine.wait_warm(30)  # the workers start taking requests once the server has seen them warm
     return engine
+
+
+def test_the_stand_in_is_a_predictor_like_every_runtimes():
+    predictor = FakePredictor(_info())
+    assert isinstance(predictor, Predictor)
+    np.testing.assert_array_equal(predictor.run(_clip(0.25)), 2 * _clip(0.25).reshape(1, -1)[:, :CLASSES])
 
 
 def test_requests_merge_only_with_equal_shapes_and_each_gets_its_own_answer():

@@ -124,13 +124,17 @@ def _dummy_frontend():
     from fastapi import APIRouter
 
     from vslim.serving.protocols import Frontend
+    from vslim.serving.service import Call
 
     def router(repo):
         api = APIRouter()
 
         @api.get("/dummy/models")
         def models():
-            return {"protocol": "dummy", "models": repo.names()}
+            with Call(repo, "dummy-http", "models", "dummy models") as call:  # the shared request wrapper
+                names = repo.names()
+            assert call.refusal is None
+            return {"protocol": "dummy", "models": names}
 
         return api
 
@@ -199,7 +203,7 @@ def test_a_registered_protocol_frontend_is_served_on_the_shared_port(bundle_fp32
                 with make_client(name, address, bundle_fp32.client) as client:
                     assert client.predict({"data_batch_0": clips[:1]})["outputs"].shape == (1, 10)
             metrics = requests.get(f"http://{address}/metrics", timeout=30).text
-            assert 'protocol="dummy-http"' in metrics and 'protocol="dummy-grpc"' in metrics
+            assert any('protocol="dummy-http"' in line and 'endpoint="models"' in line for line in metrics.splitlines())
         finally:
             running.stop()
             thread.join(60)
