@@ -60,9 +60,15 @@ class Runtime:
         return f"pip install -c constraints.txt 'vslim[{self.extra}]'" if self.extra else "pip install vslim"
 
     def require(self) -> Runtime:
-        """This row, or a ConfigError saying how to install it."""
-        if not self.available():
-            raise ConfigError(f"runtime {self.name} is not installed: {self.install_hint()}")
+        """This row with its modules imported, or a ConfigError saying how to install it (a module that is
+        there but fails to import, e.g. a missing shared library, counts as not installed)."""
+        try:
+            if not self.available():
+                raise ImportError(", ".join(m for m in self.modules if importlib.util.find_spec(m) is None))
+            for module in self.modules:
+                importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(f"runtime {self.name} is not installed ({exc}): {self.install_hint()}") from None
         return self
 
     def load_factory(self) -> Callable[..., Any]:

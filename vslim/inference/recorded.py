@@ -49,8 +49,8 @@ def resolve(
         row = runtime_registry.get(choice["runtime"]).require()
     except VslimError as exc:
         warn(
-            f"this bundle was measured fastest on {choice['runtime']} {choice['precision']}, which cannot run here "
-            f"({exc}); serving with {runtime_registry.REFERENCE} instead"
+            f"this bundle was measured fastest on {choice['runtime']} {choice['precision']}, which is not installed "
+            f"here; serving with {runtime_registry.REFERENCE} instead ({exc})"
         )
         return dataclasses.replace(reference, precision="auto"), None
     return dataclasses.replace(config, runtime=row.name, precision=choice["precision"]), cache
