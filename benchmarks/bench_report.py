@@ -233,7 +233,9 @@ def serving_markdown(r: dict) -> str:
             if isinstance(value, dict) and "served_p50_ms" in value:
                 lines.append(
                     f"- {key}: served p50 {value['served_p50_ms']:.2f} ms vs in-process "
-                    f"{value['in_process_p50_ms']:.2f} ms (target <= {value['target_ms']:.2f} ms: "
+                    f"{value['in_process_p50_ms']:.2f} ms"
+                    + (f" ({value['ratio']:.3f}x)" if "ratio" in value else "")
+                    + f" (target <= {value['target_ms']:.2f} ms: "
                     f"{'met' if value['met'] else 'not met'})"
                 )
             elif not isinstance(value, dict):

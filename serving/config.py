@@ -33,7 +33,8 @@ class ServerConfig:
 
     bundle: str | None = None
     host: str = "127.0.0.1"
-    port: int = 9393
+    port: int = 9393  # gRPC and HTTP on one port; HTTP's alone when grpc_port is set
+    grpc_port: int | None = None  # Triton's layout: gRPC listens here itself, HTTP on port, nothing relayed
     workers: int = 1
     max_batch_size: int = 1
     batch_timeout_ms: float = 2.0
@@ -88,6 +89,14 @@ class ServerConfig:
         VersionPolicy.parse(self.version_policy)
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be 0-65535 (0: any free port), got {self.port}")
+        if self.grpc_port is not None:
+            if not 0 <= self.grpc_port <= 65535:
+                raise ConfigError(f"--grpc-port must be 0-65535 (0: any free port), got {self.grpc_port}")
+            if self.grpc_port == self.port != 0:
+                raise ConfigError(
+                    f"--grpc-port {self.grpc_port} is --port's too: give gRPC a port of its own, or leave out "
+                    "--grpc-port to serve both on one port"
+                )
         for field, low in (
             ("workers", 1),
             ("threads", 1),

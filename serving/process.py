@@ -36,7 +36,8 @@ class ServerProcess:
             env={**os.environ, "VSLIM_PROGRESS": "0", **(env or {})},
         )
         self.lines: deque[str] = deque(maxlen=LOG_LINES)  # bounded: a long run logs a line per request
-        self.port = None
+        self.port: int | None = None
+        self.grpc_port: int | None = None  # gRPC's own port when --grpc-port split the transports
         self._signalled = False
         ready = threading.Event()
         stderr = self.proc.stderr
@@ -48,6 +49,8 @@ class ServerProcess:
                 m = re.search(r"listening on [^ ]+:(\d+) ", line)
                 if m:
                     self.port = int(m.group(1))
+                    split = re.search(r" and [^ ]+:(\d+) \(gRPC", line)
+                    self.grpc_port = int(split.group(1)) if split else self.port
                 if "ready in" in line:
                     ready.set()
             ready.set()
@@ -61,6 +64,11 @@ class ServerProcess:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def grpc_address(self) -> str:
+        """Where gRPC clients go: the shared port, or gRPC's own."""
+        return f"127.0.0.1:{self.grpc_port}"
 
     @property
     def url(self) -> str:

@@ -1,4 +1,5 @@
-"""``vslim-serve``: a bundle, or a repository of models, served over gRPC and HTTP on one port, until SIGTERM.
+"""``vslim-serve``: a bundle, or a repository of models, served over gRPC and HTTP on one port (or one each,
+with ``--grpc-port``), until SIGTERM.
 
 Start-up order: verify the bundle (a changed or missing file refuses to start) or scan
 the repository, listen (health says 503 "loading"), load the models, then report ready.
@@ -13,11 +14,9 @@ import contextlib
 import ipaddress
 import logging
 import os
-import shutil
 import signal
 import ssl
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,8 +35,8 @@ from .engine import InferenceEngine
 from .errors import ServingError
 from .grpc_server import make_grpc_server
 from .http_app import make_http_app
-from .logs import LOGGER, GrpcAccessLog, relayed_http_protocol
-from .portshare import PortSharer
+from .listeners import listener_for
+from .logs import LOGGER, GrpcAccessLog
 from .prometheus import ServerMetrics
 from .protocols import frontends
 from .repository import ModelRepository, ModelSource, poll_forever
@@ -187,10 +186,11 @@ def _describe(service: ModelService) -> str:
 class RunningServer:
     """Handles of a started server (for embedding it, e.g. in the demo or tests)."""
 
-    port: int
+    port: int  # the shared port, or HTTP's with --grpc-port
     service: ModelService | None  # the first model served (the only one of a --bundle)
     stop: Callable[[], object]
     repository: ModelRepository | None = None
+    grpc_port: int | None = None  # == port unless --grpc-port split the transports
 
 
 async def run_server(
@@ -215,27 +215,23 @@ async def run_server(
     token = load_token(cfg.auth_token_file) if cfg.auth_token_file else None
     protocols = frontends()
     tls = _tls_context(cfg)
-    sockets = Path(tempfile.mkdtemp(prefix="vslim-serve-"))
-    os.chmod(sockets, 0o700)  # the private backends are reachable through the public port only
-    grpc_sock, http_sock = sockets / "grpc.sock", sockets / "http.sock"
+    listener = listener_for(cfg, tls)  # one shared port, or --grpc-port's split layout (listeners.py)
     grpc_server, health = make_grpc_server(
         repo, protocols, max_body + (1 << 20), token, outer_interceptors=(GrpcAccessLog(),) if cfg.access_log else ()
     )
-    grpc_server.add_insecure_port(f"unix:{grpc_sock}")
+    listener.bind_grpc(grpc_server)
     # uvicorn's own log (stderr) only says more with --log-level debug; its access log is ours (logs.py)
     http_server = _QuietUvicorn(
         uvicorn.Config(
             make_http_app(repo, protocols, token, access_log=cfg.access_log),
-            uds=str(http_sock),
-            http=relayed_http_protocol(),
             log_level={"debug": "debug", "error": "error"}.get(cfg.log_level, "warning"),
             lifespan="off",
             access_log=False,
             timeout_graceful_shutdown=None,
             h11_max_incomplete_event_size=max_body,
+            **listener.uvicorn_options(),
         )
     )
-    sharer = PortSharer(cfg.host, cfg.port, str(grpc_sock), str(http_sock), tls)
     stop_event = asyncio.Event()
     loop = asyncio.get_running_loop()
     if install_signals:
@@ -245,18 +241,8 @@ async def run_server(
     try:
         await grpc_server.start()
         await health.set(False)
-        http_task = asyncio.create_task(http_server.serve())
-        while not http_sock.exists():
-            if http_task.done():
-                http_task.result()
-            await asyncio.sleep(0.01)
-        try:
-            port = await sharer.start()
-        except OSError as exc:
-            raise ServingError(
-                f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}; "
-                "choose another --port or stop what holds it"
-            ) from exc
+        http_task = asyncio.create_task(http_server.serve(**listener.serve_args()))
+        port, grpc_port = await listener.start(http_task)
         security = (
             ", ".join(x for x in ("TLS" if tls else "", "bearer token" if token else "") if x) or "no TLS, no auth"
         )
@@ -265,7 +251,7 @@ async def run_server(
             if cfg.bundle
             else f"{len(sources)} model(s) of {cfg.model_repository} ({cfg.model_control_mode} model control)"
         )
-        _log(f"listening on {cfg.host}:{port} (gRPC + HTTP: Paddle Serving and KServe v2; {security}); loading {what}")
+        _log(f"listening on {listener.describe(security)}; loading {what}")
         t0 = time.perf_counter()
         await _start_models(repo, cfg)
         await health.set(True)
@@ -288,14 +274,18 @@ async def run_server(
         if on_ready:
             on_ready(
                 RunningServer(
-                    port, services[0] if services else None, lambda: loop.call_soon_threadsafe(stop_event.set), repo
+                    port,
+                    services[0] if services else None,
+                    lambda: loop.call_soon_threadsafe(stop_event.set),
+                    repo,
+                    grpc_port,
                 )
             )
         await stop_event.wait()
         _log("draining: finishing in-flight requests")
         if poller:
             poller.cancel()
-        await _drain(cfg, repo, health, sharer, grpc_server, http_server, http_task)
+        await _drain(cfg, repo, health, listener, grpc_server, http_server, http_task)
         _log("stopped")
         return 0
     finally:
@@ -303,7 +293,7 @@ async def run_server(
             poller.cancel()
         if not stop_event.is_set():
             with contextlib.suppress(Exception):
-                await sharer.stop_accepting()
+                await listener.stop_accepting()
                 await grpc_server.stop(0)
                 http_server.should_exit = True
                 if http_task:
@@ -311,7 +301,7 @@ async def run_server(
         for service in repo.services():
             if service.engine is not None:
                 await asyncio.to_thread(service.engine.close, cfg.grace_seconds)
-        shutil.rmtree(sockets, ignore_errors=True)
+        listener.cleanup()
         if install_signals:  # only now: a second SIGTERM during clean-up must not kill us half-way
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
@@ -321,19 +311,19 @@ async def _start_models(repo: ModelRepository, cfg: ServerConfig) -> None:
     await repo.start(list(cfg.load_model))
 
 
-async def _drain(cfg, repo, health, sharer, grpc_server, http_server, http_task) -> None:
+async def _drain(cfg, repo, health, listener, grpc_server, http_server, http_task) -> None:
     repo.draining = True
     for service in repo.services():
         service.draining = True
     await health.set(False)
-    await sharer.stop_accepting()
+    await listener.stop_accepting()
     http_server.should_exit = True
     await asyncio.gather(
         grpc_server.stop(cfg.grace_seconds),
         asyncio.wait_for(asyncio.shield(http_task), cfg.grace_seconds + 5),
         return_exceptions=True,
     )
-    await sharer.close_connections(5.0)
+    await listener.close_connections(5.0)
 
 
 def serve(cfg: ServerConfig) -> int:

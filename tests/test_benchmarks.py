@@ -121,12 +121,13 @@ def test_serving_sweep_and_compare(cli, bundle_int8, tmp_path):
         "20",
         "--batching",
         "1,4",
+        "--split-ports",
         "--out",
         out,
     )
     assert r.code == 0, r.err
     report = json.loads((out / "serving.json").read_text())
-    assert len(report["rows"]) == 4 * 2 * 2
+    assert len(report["rows"]) == 4 * 2 * 3  # protocols x levels x (no batching, batching 4, split ports)
     for x in report["rows"]:
         assert x["errors"] == 0 and x["completed"] == 12
         _consistent(x)
@@ -134,6 +135,8 @@ def test_serving_sweep_and_compare(cli, bundle_int8, tmp_path):
         assert x["server_ms"] <= x["mean_ms"] * 1.05
     assert any(x["mean_batch"] > 1 for x in report["rows"] if x["server"] == "batching 4" and x["concurrency"] == 4)
     assert {"grpc_p50_vs_in_process", "v2-http_p50_vs_in_process"} <= set(report["summary"])
+    assert {"grpc_p50_vs_in_process_split_ports", "v2-grpc_p50_vs_in_process_split_ports"} <= set(report["summary"])
+    assert {x["server"] for x in report["rows"]} == {"no batching", "batching 4", "no batching, split ports"}
     assert report["in_process"]["p50_ms"] > 0
     assert (out / "throughput_vs_latency.png").stat().st_size > 1000
     assert (out / "throughput_vs_concurrency.png").stat().st_size > 1000

@@ -19,6 +19,7 @@ import pytest
 from servers import ServerProcess
 
 from vslim.cli.main import package_main, serve_main
+from vslim.serving.errors import ServingError
 
 pytestmark = pytest.mark.server
 
@@ -374,3 +375,83 @@ def test_relay_names_carry_the_client_address():
     assert format_peer(("::1", 443)) == "[::1]:443" and format_peer(None) == "-"
     assert relayed_peer("unix:/tmp/x.sock") is None and relayed_peer(b"") is None
     assert grpc_peer("ipv4:127.0.0.1:5000") == "127.0.0.1:5000"
+
+
+# --------------------------------------------------------------------------- Triton's layout: a port per transport
+
+
+def test_grpc_port_gives_each_transport_its_own_port_with_every_protocol(bundle, tls_files, token_file):
+    """``--grpc-port`` (with ``--port``/``--http-port`` for HTTP): both listen themselves, nothing relayed; every
+    protocol answers on its transport's port, the same answer as on one shared port; TLS and the token hold
+    on both; the log names each client's own address; SIGTERM drains, exit 0."""
+    import grpc
+    import tritonclient.grpc as tgrpc
+    import tritonclient.http as thttp
+
+    from vslim.serving.client import ClientConfig, make_client
+
+    cert, key = tls_files
+    token = token_file.read_text().strip()
+    conf = ClientConfig.load(bundle.client)
+    clip = np.random.default_rng(3).standard_normal((1, *conf.signature.feeds[0].shape)).astype(np.float32)
+    with ServerProcess(bundle.server) as shared:
+        expected = make_client("grpc", shared.address, conf).predict({"data_batch_0": clip})["outputs"]
+    with ServerProcess(bundle.server, "--grpc-port", 0) as split:
+        assert split.grpc_port != split.port
+        assert any(
+            f"listening on 127.0.0.1:{split.port} (HTTP: " in line and f"127.0.0.1:{split.grpc_port} (gRPC: " in line
+            for line in split.lines
+        ), split.log()
+        for protocol in ("grpc", "v2-grpc", "http", "http-proto", "v2-http"):
+            address = split.grpc_address if protocol.endswith("grpc") else split.address
+            with make_client(protocol, address, conf, timeout=30) as client:
+                got = client.predict({"data_batch_0": clip})["outputs"]
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, err_msg=protocol)
+        # Triton's own clients, each to its transport's port, unmodified
+        assert thttp.InferenceServerClient(split.address).is_server_ready()
+        assert tgrpc.InferenceServerClient(split.grpc_address).is_model_ready("small")
+        # each port speaks its transport only: gRPC on the HTTP port gets no answer from a gRPC server
+        with make_client("v2-grpc", split.address, conf, timeout=10) as client, pytest.raises(ServingError):
+            client.predict({"data_batch_0": clip})
+        assert re.search(r"access 127\.0\.0\.1:\d+ gRPC /inference\.GRPCInferenceService/ModelInfer OK", split.log())
+        assert re.search(r"access 127\.0\.0\.1:\d+ HTTP POST /v2/models/small/infer 200", split.log())
+    assert split.proc.returncode == 0, split.log()
+    with ServerProcess(
+        bundle.server,
+        "--grpc-port",
+        0,
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+        "--auth-token-file",
+        token_file,
+    ) as secure:
+        for protocol in ("grpc", "v2-grpc", "http", "v2-http"):
+            address = secure.grpc_address if protocol.endswith("grpc") else secure.address
+            with make_client(protocol, address, conf, timeout=30, token=token, tls_ca=str(cert)) as client:
+                got = client.predict({"data_batch_0": clip})["outputs"]
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, err_msg=protocol)
+            with make_client(protocol, address, conf, timeout=30, token="wrong-token-wrong", tls_ca=str(cert)) as c:
+                with pytest.raises(Exception, match="401|UNAUTHENTICATED"):
+                    c.predict({"data_batch_0": clip})
+        with grpc.insecure_channel(secure.grpc_address) as plain:  # TLS only: a plaintext channel gets nowhere
+            with pytest.raises(grpc.FutureTimeoutError):
+                grpc.channel_ready_future(plain).result(timeout=3)
+
+
+def test_grpc_port_refusals_name_the_flag(serve_cli, bundle):
+    import socket
+
+    err = _one_line_error(*serve_cli("--bundle", bundle.server, "--port", 9500, "--grpc-port", 9500)[:2])
+    assert "--grpc-port 9500 is --port's too" in err
+    err = _one_line_error(*serve_cli("--bundle", bundle.server, "--grpc-port", 70000)[:2])
+    assert "--grpc-port must be 0-65535" in err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err, _ = serve_cli("--bundle", bundle.server, "--port", 0, "--grpc-port", port)
+        assert code == 2 and f"cannot listen on 127.0.0.1:{port} (gRPC)" in err and "--grpc-port" in err, err
+        code, err, _ = serve_cli("--bundle", bundle.server, "--port", port, "--grpc-port", 0)
+        assert code == 2 and f"cannot listen on 127.0.0.1:{port} (HTTP)" in err and "--port" in err, err

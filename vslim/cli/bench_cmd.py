@@ -135,6 +135,12 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
             help="seconds per level; a level ends at this or --requests (default: %(default)s)",
         )
         p.add_argument(
+            "--split-ports",
+            action="store_true",
+            help="also sweep a server with --grpc-port (Triton's layout: HTTP and gRPC each on its own port, "
+            "nothing relayed), to measure the shared port's relay against it",
+        )
+        p.add_argument(
             "--batching",
             default="1,8",
             help="server --max-batch-size values to sweep, 1 = no batching (default: %(default)s)",
@@ -280,6 +286,7 @@ def serving(args) -> int:
         requests=args.requests,
         duration=args.duration,
         batch_sizes=_ints(args.batching),
+        split_ports=args.split_ports,
         batch_timeout_ms=args.batch_timeout_ms,
         workers=args.workers,
         threads=args.threads,

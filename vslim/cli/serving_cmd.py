@@ -28,11 +28,21 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         )
         p.add_argument(
             "--port",
+            "--http-port",
             type=int,
             default=None,
             metavar="PORT",
-            help="one port for gRPC and HTTP, 0-65535, 0 = any free port (default: 9393); with --ray: "
-            "Ray's HTTP proxy (default: 8000)",
+            help="one port for gRPC and HTTP, 0-65535, 0 = any free port (default: 9393); HTTP's alone with "
+            "--grpc-port; with --ray: Ray's HTTP proxy (default: 8000)",
+        )
+        p.add_argument(
+            "--grpc-port",
+            type=int,
+            default=None,
+            metavar="PORT",
+            help="gRPC on a port of its own, as Triton lays them out (--http-port / --grpc-port): each transport "
+            "listens itself, nothing is relayed (0 = any free port); with --ray: Ray's gRPC proxy, which cannot "
+            "share --port (default: one port for both; 9000 with --ray)",
         )
         p.add_argument(
             "--workers",
@@ -218,13 +228,6 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
             "(default: %(default)s)",
         )
         ray.add_argument(
-            "--grpc-port",
-            type=int,
-            default=9000,
-            metavar="PORT",
-            help="Ray's gRPC proxy port, 1-65535; it cannot share --port (default: %(default)s)",
-        )
-        ray.add_argument(
             "--route-prefix",
             default="/",
             metavar="PATH",
@@ -402,6 +405,7 @@ def _server_config(args, port: int):
         repository_poll_secs=args.repository_poll_secs,
         host=args.host,
         port=port,
+        grpc_port=None if args.ray or args.ray_config else args.grpc_port,
         workers=args.workers,
         threads=args.threads,
         max_batch_size=args.max_batch_size,
@@ -489,7 +493,7 @@ def serve_on_ray(args) -> int:
         max_replicas_per_node=args.max_replicas_per_node,
         http_host=args.host,
         http_port=8000 if args.port is None else args.port,
-        grpc_port=args.grpc_port,
+        grpc_port=9000 if args.grpc_port is None else args.grpc_port,
         route_prefix=args.route_prefix,
         proxy_location=args.proxy_location,
     ).validate()

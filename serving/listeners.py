@@ -1,0 +1,152 @@
+"""Where the server listens: one shared port (vslim's default), or Triton's layout of one port per transport.
+
+``SharedPort``: the public port is the port sharer's (``portshare.py``): it tells gRPC (HTTP/2) from HTTP/1
+by the first bytes, terminates TLS, and relays each connection to the gRPC server's and the HTTP app's
+private Unix sockets, so every client needs one address. ``SplitPorts`` (``--grpc-port``, as Triton's
+``--http-port`` / ``--grpc-port``): the HTTP app listens on ``--port`` and the gRPC server on ``--grpc-port``
+themselves, each with its own TLS, and no byte is relayed: for users who do not need one port and would
+rather not pay the relay's copy on every request. Both give the server the same four steps: bind gRPC,
+configure and start HTTP, stop accepting, close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import ssl
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .config import ServerConfig
+from .errors import ServingError
+from .logs import relayed_http_protocol
+from .portshare import PortSharer
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class SharedPort:
+    """gRPC and HTTP on one public port, through the relay to private Unix sockets."""
+
+    def __init__(self, cfg: ServerConfig, tls: ssl.SSLContext | None):
+        self.cfg, self.tls = cfg, tls
+        self.folder = Path(tempfile.mkdtemp(prefix="vslim-serve-"))
+        os.chmod(self.folder, 0o700)  # the private backends are reachable through the public port only
+        self.grpc_sock, self.http_sock = self.folder / "grpc.sock", self.folder / "http.sock"
+        self.sharer = PortSharer(cfg.host, cfg.port, str(self.grpc_sock), str(self.http_sock), tls)
+        self.ports: tuple[int, int] = (cfg.port, cfg.port)
+
+    def bind_grpc(self, grpc_server) -> None:
+        grpc_server.add_insecure_port(f"unix:{self.grpc_sock}")
+
+    def uvicorn_options(self) -> dict[str, Any]:
+        return {"uds": str(self.http_sock), "http": relayed_http_protocol()}
+
+    def serve_args(self) -> dict[str, Any]:
+        return {}
+
+    async def start(self, http_task: asyncio.Task) -> tuple[int, int]:
+        """Once the HTTP app listens on its socket, open the public port; (HTTP port, gRPC port)."""
+        while not self.http_sock.exists():
+            if http_task.done():
+                http_task.result()
+            await asyncio.sleep(0.01)
+        try:
+            port = await self.sharer.start()
+        except OSError as exc:
+            raise ServingError(
+                f"cannot listen on {self.cfg.host}:{self.cfg.port}: {exc.strerror or exc}; "
+                "choose another --port or stop what holds it"
+            ) from exc
+        self.ports = (port, port)
+        return self.ports
+
+    def describe(self, security: str) -> str:
+        return f"{self.cfg.host}:{self.ports[0]} (gRPC + HTTP: Paddle Serving and KServe v2; {security})"
+
+    async def stop_accepting(self) -> None:
+        await self.sharer.stop_accepting()
+
+    async def close_connections(self, timeout: float) -> None:
+        await self.sharer.close_connections(timeout)
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class SplitPorts:
+    """HTTP on ``--port`` and gRPC on ``--grpc-port``, each listening itself (Triton's layout; no relay)."""
+
+    def __init__(self, cfg: ServerConfig, tls: ssl.SSLContext | None):
+        self.cfg, self.tls = cfg, tls
+        assert cfg.grpc_port is not None  # SplitPorts is chosen by --grpc-port
+        self.grpc_port = cfg.grpc_port
+        family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
+        try:  # bound now, so port 0 is known and a taken port is refused before any model loads
+            self.http_socket = socket.create_server((cfg.host, cfg.port), family=family, backlog=1024)
+        except OSError as exc:
+            raise ServingError(
+                f"cannot listen on {cfg.host}:{cfg.port} (HTTP): {exc.strerror or exc}; "
+                "choose another --port or stop what holds it"
+            ) from exc
+        self.ports = (self.http_socket.getsockname()[1], self.grpc_port)
+
+    def bind_grpc(self, grpc_server) -> None:
+        import grpc
+
+        address = f"{_bracketed(self.cfg.host)}:{self.grpc_port}"
+        try:
+            if self.cfg.tls_cert and self.cfg.tls_key:
+                credentials = grpc.ssl_server_credentials(
+                    [(Path(self.cfg.tls_key).read_bytes(), Path(self.cfg.tls_cert).read_bytes())]
+                )
+                bound = grpc_server.add_secure_port(address, credentials)
+            else:
+                bound = grpc_server.add_insecure_port(address)
+        except RuntimeError as exc:  # grpc raises RuntimeError("Failed to bind ...")
+            bound, reason = 0, str(exc)
+        else:
+            reason = "the address is taken or not available"
+        if not bound:
+            self.http_socket.close()
+            raise ServingError(
+                f"cannot listen on {address} (gRPC): {reason}; choose another --grpc-port or stop what holds it"
+            )
+        self.ports = (self.ports[0], bound)
+
+    def uvicorn_options(self) -> dict[str, Any]:
+        if not self.cfg.tls_cert:
+            return {}
+        return {"ssl_certfile": self.cfg.tls_cert, "ssl_keyfile": self.cfg.tls_key}
+
+    def serve_args(self) -> dict[str, Any]:
+        return {"sockets": [self.http_socket]}
+
+    async def start(self, http_task: asyncio.Task) -> tuple[int, int]:
+        return self.ports
+
+    def describe(self, security: str) -> str:
+        host = _bracketed(self.cfg.host)
+        return (
+            f"{host}:{self.ports[0]} (HTTP: Paddle Serving and KServe v2) and {host}:{self.ports[1]} "
+            f"(gRPC: Paddle Serving and KServe v2); {security}"
+        )
+
+    async def stop_accepting(self) -> None:
+        """The gRPC server stops accepting in its own ``stop``; the HTTP socket closes here."""
+        self.http_socket.close()
+
+    async def close_connections(self, timeout: float) -> None:
+        """Each server closes its own connections when it stops: nothing relayed to end."""
+
+    def cleanup(self) -> None:
+        self.http_socket.close()
+
+
+def listener_for(cfg: ServerConfig, tls: ssl.SSLContext | None) -> SharedPort | SplitPorts:
+    return SharedPort(cfg, tls) if cfg.grpc_port is None else SplitPorts(cfg, tls)
