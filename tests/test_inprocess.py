@@ -357,3 +357,33 @@ def test_grpc_front_ends_answer_each_refusal_from_their_tables(served, unloading
         loop.call_soon_threadsafe(holder["stop"].set)
         thread.join(30)
         assert not thread.is_alive()
+
+
+def test_split_ports_http_connections_get_tcp_nodelay():
+    """``--grpc-port``'s HTTP socket makes asyncio set TCP_NODELAY on each connection (without it Nagle's
+    algorithm held every answer's second segment until the client's delayed ACK)."""
+    import socket
+
+    from vslim.serving.listeners import _tcp_listener
+
+    listener = _tcp_listener("127.0.0.1", 0)
+    seen = []
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport):
+            sock = transport.get_extra_info("socket")
+            seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    async def run():
+        server = await asyncio.get_running_loop().create_server(Probe, sock=listener)
+        _, writer = await asyncio.open_connection("127.0.0.1", listener.getsockname()[1])
+        for _ in range(200):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        writer.close()
+        server.close()
+
+    asyncio.run(run())
+    assert seen and seen[0] != 0
