@@ -191,6 +191,16 @@ def serving_markdown(r: dict) -> str:
             f"In-process predictor ({ip.get('runtime', 'paddle')}), batch 1: p50 {ip['p50_ms']:.2f} ms, "
             f"p99 {ip['p99_ms']:.2f} ms.\n"
         )
+    if r.get("server_memory"):
+        lines.append(
+            "Server memory (peak RSS of each vslim-serve process after its load): "
+            + "; ".join(
+                f"{label} {m['peak_rss_mib']:.0f} MiB ({m['models']} model, {m['workers']} worker"
+                f"{'s' if m['workers'] > 1 else ''})"
+                for label, m in r["server_memory"].items()
+            )
+            + ".\n"
+        )
     headers = [
         "server",
         "protocol",

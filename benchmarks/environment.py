@@ -76,6 +76,21 @@ def gpu_info() -> dict:
         return {"available": False, "reason": str(exc)}
 
 
+def process_memory_mib(pid: int) -> dict[str, float]:
+    """A running process's resident memory now (``rss``) and its peak so far (``peak``), from
+    ``/proc/PID/status`` (VmRSS, VmHWM); NaN where the kernel does not say."""
+    found = {"rss": float("nan"), "peak": float("nan")}
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        key = {"VmRSS:": "rss", "VmHWM:": "peak"}.get(line.split(maxsplit=1)[0] if line else "")
+        if key:
+            found[key] = round(int(line.split()[1]) / 1024, 1)
+    return found
+
+
 def peak_rss_mib() -> dict:
     """Peak resident memory so far: this process, and the largest child it has waited for (servers,
     probes). Linux reports KiB."""

@@ -35,7 +35,7 @@ from vslim.serving.errors import ServingError
 from vslim.serving.process import ServerProcess
 from vslim.timing import timed_loop
 
-from .environment import environment, peak_rss_mib
+from .environment import environment, peak_rss_mib, process_memory_mib
 from .stats import latency_stats
 
 LOOPBACK = ("127.", "localhost", "[::1]")
@@ -223,6 +223,14 @@ def run_serving(cfg: ServingBench, say: Callable[[str], None] = print) -> dict:
                 report["rows"] += _sweep(
                     server.address, server.url, cfg, conf, clip, label, bar, grpc_address=server.grpc_address
                 )
+                # the server's own peak after its load: one model, cfg.workers predictor clones
+                memory = process_memory_mib(server.proc.pid)
+                report.setdefault("server_memory", {})[label] = {
+                    "peak_rss_mib": memory["peak"],
+                    "rss_after_mib": memory["rss"],
+                    "models": 1,
+                    "workers": cfg.workers,
+                }
         if ray_runs:
             report["rows"] += _ray_sweeps(cfg, conf, clip, bar, say)
     _summarize(report)

@@ -26,7 +26,7 @@ from vslim.serving.client import ClientConfig, make_client
 from vslim.serving.errors import ServingError
 from vslim.serving.process import ServerProcess
 
-from .environment import environment, peak_rss_mib
+from .environment import environment, peak_rss_mib, process_memory_mib
 from .stats import latency_stats
 
 
@@ -45,10 +45,7 @@ class SoakBench:
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return process_memory_mib(pid)["rss"]
 
 
 def _blast(

@@ -137,6 +137,9 @@ def test_serving_sweep_and_compare(cli, bundle_int8, tmp_path):
     assert {"grpc_p50_vs_in_process", "v2-http_p50_vs_in_process"} <= set(report["summary"])
     assert {"grpc_p50_vs_in_process_split_ports", "v2-grpc_p50_vs_in_process_split_ports"} <= set(report["summary"])
     assert {x["server"] for x in report["rows"]} == {"no batching", "batching 4", "no batching, split ports"}
+    for label, memory in report["server_memory"].items():  # each server's own peak, read from /proc
+        assert memory["peak_rss_mib"] >= memory["rss_after_mib"] > 50 and memory["workers"] == 1, label
+    assert set(report["server_memory"]) == {"no batching", "batching 4", "no batching, split ports"}
     assert report["in_process"]["p50_ms"] > 0
     assert (out / "throughput_vs_latency.png").stat().st_size > 1000
     assert (out / "throughput_vs_concurrency.png").stat().st_size > 1000
