@@ -213,6 +213,7 @@ def serving_markdown(r: dict) -> str:
         "server ms",
         "queue ms",
         "inference ms",
+        "decode ms",
         "mean batch",
         "client+transport ms",
     ]
@@ -229,6 +230,7 @@ def serving_markdown(r: dict) -> str:
             x.get("server_ms"),
             x.get("queue_ms"),
             x.get("inference_ms"),
+            x.get("decode_ms"),
             x.get("mean_batch"),
             x.get("client_and_transport_ms"),
         ]

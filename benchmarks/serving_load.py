@@ -13,18 +13,20 @@ predictor's latency is measured in the same run, as the baseline.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vslim.config import PredictorConfig
-from vslim.errors import VslimError
+from vslim.errors import DataError, VslimError
 from vslim.inference.runtimes import open_predictor
 from vslim.progress import progress_bar
 from vslim.serving.bundle import CLIENT_SUFFIX, SERVER_SUFFIX
@@ -52,6 +54,7 @@ class ServingBench:
     duration: float = 20.0
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8])  # server --max-batch-size values
     split_ports: bool = False  # also a server with --grpc-port (no relay), without batching
+    video: str | None = None  # also send this file to v2's NAME_video model (the server decodes), per v2 protocol
     batch_timeout_ms: float = 5.0
     workers: int = 1
     threads: int = 2
@@ -81,8 +84,17 @@ def _mean_delta(before: dict, after: dict, name: str, labels: str = "") -> float
 
 
 def _load(
-    address: str, protocol: str, conf: ClientConfig, clip: np.ndarray, concurrency: int, requests: int, duration: float
+    address: str,
+    protocol: str,
+    conf: ClientConfig,
+    clip: np.ndarray,
+    concurrency: int,
+    requests: int,
+    duration: float,
+    video: str | None = None,
 ) -> dict:
+    """``concurrency`` clients, each sending one request after another: the clip as a tensor, or with
+    ``video`` the whole file to the v2 ``NAME_video`` model (the server decodes it)."""
     feed = {conf.signature.feeds[0].alias: clip[None]}
     latencies, errors, lock = [], [], threading.Lock()
     deadline = time.perf_counter() + duration
@@ -97,7 +109,10 @@ def _load(
                     remaining[0] -= 1
                 t0 = time.perf_counter()
                 try:
-                    client.predict(feed)
+                    if video is None:
+                        client.predict(feed)
+                    else:
+                        client.classify_files([video], 1)
                     with lock:
                         latencies.append(time.perf_counter() - t0)
                 except ServingError as exc:
@@ -134,25 +149,32 @@ def _sweep(
     """Every protocol at every concurrency. ``url``: the server's own metrics, None behind a load balancer
     (one replica's metrics would not describe the load); ``grpc_address``: gRPC on its own port (Ray, --grpc-port)."""
     rows = []
-    for protocol in cfg.protocols:
+    # (protocol, video file or None): every protocol with the tensor, then v2's video model with the file
+    modes: list[tuple[str, str | None]] = [(p, None) for p in cfg.protocols]
+    modes += [(p, cfg.video) for p in cfg.protocols if cfg.video and p.startswith("v2-")]
+    for protocol, video in modes:
         target = grpc_address if grpc_address and client_protocol(protocol).transport == "grpc" else address
         # one untimed request per protocol: connection set-up is not load
         with make_client(protocol, target, conf) as c:
-            c.predict({conf.signature.feeds[0].alias: clip[None]})
+            if video is None:
+                c.predict({conf.signature.feeds[0].alias: clip[None]})
+            else:
+                c.classify_files([video], 1)
+        name = f"{protocol} video" if video else protocol
         for level in cfg.concurrency:
             if url is None:
                 rows.append(
                     {
                         "server": server_label,
-                        "protocol": protocol,
+                        "protocol": name,
                         "concurrency": level,
-                        **_load(target, protocol, conf, clip, level, cfg.requests, cfg.duration),
+                        **_load(target, protocol, conf, clip, level, cfg.requests, cfg.duration, video),
                     }
                 )
                 bar.update(1)
                 continue
-            before = _metrics(url)
-            result = _load(target, protocol, conf, clip, level, cfg.requests, cfg.duration)
+            before, decode_before = _metrics(url), _decode_stats(url, conf.name) if video else None
+            result = _load(target, protocol, conf, clip, level, cfg.requests, cfg.duration, video)
             after = _metrics(url)
             proto_label = f'{{protocol="{client_protocol(protocol).metrics_label}"}}'
             split = {
@@ -160,14 +182,24 @@ def _sweep(
                 "queue_ms": _mean_delta(before, after, "vslim_queue_seconds"),
                 "inference_ms": _mean_delta(before, after, "vslim_inference_seconds"),
             }
+            if decode_before is not None:
+                count, ns = (a - b for a, b in zip(_decode_stats(url, conf.name), decode_before))
+                split["decode_ms"] = ns / count / 1e6 if count else None
             batch_count = after.get("vslim_batch_size_count", 0) - before.get("vslim_batch_size_count", 0)
             batch_sum = after.get("vslim_batch_size_sum", 0) - before.get("vslim_batch_size_sum", 0)
             split["mean_batch"] = batch_sum / batch_count if batch_count else None
             if split["server_ms"] is not None and result.get("mean_ms"):
                 split["client_and_transport_ms"] = result["mean_ms"] - split["server_ms"]
-            rows.append({"server": server_label, "protocol": protocol, "concurrency": level, **result, **split})
+            rows.append({"server": server_label, "protocol": name, "concurrency": level, **result, **split})
             bar.update(1)
     return rows
+
+
+def _decode_stats(url: str, model: str) -> tuple[float, float]:
+    """(count, ns) of the v2 ``NAME_video`` model's ``compute_input`` phase: decoding and sampling the videos."""
+    text = urllib.request.urlopen(f"{url}/v2/models/{model}_video/stats", timeout=30).read()
+    phase = json.loads(text)["model_stats"][0]["inference_stats"]["compute_input"]
+    return float(phase["count"]), float(phase["ns"])
 
 
 def run_serving(cfg: ServingBench, say: Callable[[str], None] = print) -> dict:
@@ -178,6 +210,10 @@ def run_serving(cfg: ServingBench, say: Callable[[str], None] = print) -> dict:
     client_dir = cfg.client_conf or (cfg.bundle.replace(SERVER_SUFFIX, CLIENT_SUFFIX) if cfg.bundle else None)
     if not client_dir:
         raise VslimError("give --client-conf (the bundle's *_serving_client folder)")
+    if cfg.video and not Path(cfg.video).is_file():
+        raise DataError(f"--video {cfg.video} does not exist; give a video file the model's preprocessing can read")
+    if cfg.video and not any(p.startswith("v2-") for p in cfg.protocols):
+        raise VslimError("--video is sent to v2's NAME_video model: include v2-http or v2-grpc in --protocols")
     conf = ClientConfig.load(client_dir)
     shape = [d if d > 0 else 1 for d in conf.signature.feeds[0].shape]
     clip = np.random.default_rng(0).standard_normal(shape).astype(conf.signature.feeds[0].dtype)
@@ -298,7 +334,21 @@ def _versus_in_process(row: dict, base: dict) -> dict:
 
 def _summarize(report: dict) -> None:
     rows, base = report["rows"], report.get("in_process")
-    summary = {}
+    summary: dict[str, Any] = {}
+    for video in (r for r in rows if r["protocol"].endswith(" video")):
+        tensor = next(
+            (
+                r
+                for r in rows
+                if r["protocol"] == video["protocol"].removesuffix(" video")
+                and r["server"] == video["server"]
+                and r["concurrency"] == video["concurrency"]
+            ),
+            None,
+        )
+        if tensor and tensor["infer_per_s"]:
+            key = f"{video['protocol'].replace(' ', '_')}_vs_tensor_throughput ({video['server']})"
+            summary.setdefault(key, {})[str(video["concurrency"])] = video["infer_per_s"] / tensor["infer_per_s"]
     for protocol in {r["protocol"] for r in rows}:
         single = [
             r

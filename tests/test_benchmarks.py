@@ -104,8 +104,9 @@ def test_e2e(cli, fp32_small, tmp_path):
     assert "OpenCV, sampled frames only" in (out / "e2e.md").read_text()
 
 
-def test_serving_sweep_and_compare(cli, bundle_int8, tmp_path):
+def test_serving_sweep_and_compare(cli, bundle_int8, synth_data, tmp_path):
     out = tmp_path / "srv"
+    video = next((synth_data / "videos").rglob("*.mp4"))
     r = cli(
         "bench",
         "serving",
@@ -122,12 +123,21 @@ def test_serving_sweep_and_compare(cli, bundle_int8, tmp_path):
         "--batching",
         "1,4",
         "--split-ports",
+        "--video",
+        video,
         "--out",
         out,
     )
     assert r.code == 0, r.err
     report = json.loads((out / "serving.json").read_text())
-    assert len(report["rows"]) == 4 * 2 * 3  # protocols x levels x (no batching, batching 4, split ports)
+    # (4 protocols + v2's video model over 2 of them) x 2 levels x (no batching, batching 4, split ports)
+    assert len(report["rows"]) == 6 * 2 * 3
+    videos = [x for x in report["rows"] if x["protocol"].endswith(" video")]
+    assert {x["protocol"] for x in videos} == {"v2-grpc video", "v2-http video"}
+    for x in videos:  # the server decoded every file: its video model's statistics count the decode
+        assert x["decode_ms"] > 0 and x["server_ms"] > x["decode_ms"], x
+    ratios = report["summary"]["v2-http_video_vs_tensor_throughput (no batching)"]
+    assert set(ratios) == {"1", "4"} and all(r > 0 for r in ratios.values())
     for x in report["rows"]:
         assert x["errors"] == 0 and x["completed"] == 12
         _consistent(x)

@@ -135,6 +135,12 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
             help="seconds per level; a level ends at this or --requests (default: %(default)s)",
         )
         p.add_argument(
+            "--video",
+            metavar="FILE",
+            help="also send this video file whole to v2's NAME_video model (the server decodes it) with each v2 "
+            "protocol, beside the tensor requests: video in, label out, under the same load",
+        )
+        p.add_argument(
             "--split-ports",
             action="store_true",
             help="also sweep a server with --grpc-port (Triton's layout: HTTP and gRPC each on its own port, "
@@ -287,6 +293,7 @@ def serving(args) -> int:
         duration=args.duration,
         batch_sizes=_ints(args.batching),
         split_ports=args.split_ports,
+        video=args.video,
         batch_timeout_ms=args.batch_timeout_ms,
         workers=args.workers,
         threads=args.threads,
