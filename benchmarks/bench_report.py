@@ -8,7 +8,7 @@ from typing import Any
 
 from vslim.errors import DataError
 from vslim.fsio import write_json, write_text_atomic
-from vslim.serving.client_registry import describe as describe_protocol
+from vslim.serving.client_registry import describe
 from vslim.tables import fmt, markdown_table
 
 
@@ -181,6 +181,13 @@ def e2e_markdown(r: dict) -> str:
         + f"; largest pixel difference between the ways: {r.get('max_frame_diff_vs_decode_all', 0)}."
     )
     return "\n".join(lines) + "\n"
+
+
+def describe_protocol(name: str) -> str:
+    """A row's protocol in words; ``PROTOCOL video`` rows sent whole files to v2's ``NAME_video`` model."""
+    if name.endswith(" video"):
+        return f"{name} (the whole video file to the NAME_video model over {name.removesuffix(' video')}; the server decodes it)"
+    return describe(name)
 
 
 def serving_markdown(r: dict) -> str:

@@ -45,6 +45,11 @@ rm -rf "$OUT"/serving_r50_split
 $BIN/vslim-bench serving --bundle "$W/r50_bundle_paddle/pptsm_r50_int8_serving_server" \
     --protocols grpc,v2-grpc,http-proto,v2-http --concurrency 1 --batching 1 --split-ports --requests 60 --duration 40 \
     --out "$OUT/serving_r50_split" >/dev/null
+# video in, label out: whole files to v2's NAME_video model (the server decodes) beside the tensor path, same load
+rm -rf "$OUT"/serving_r50_video
+$BIN/vslim-bench serving --bundle "$W/r50_bundle_paddle/pptsm_r50_int8_serving_server" --protocols v2-grpc,v2-http \
+    --concurrency 1,4,8 --batching 1,8 --batch-timeout-ms 2 --video "$W/demo/data/demo.mp4" --requests 40 --duration 40 \
+    --out "$OUT/serving_r50_video" >/dev/null
 # Ray Serve's proxy hop and 1 vs 2 replicas, in one run with vslim-serve (needs the ray extra)
 $BIN/vslim-bench serving --bundle "$W/small_fp32_bundle/small_serving_server" --protocols grpc,http-proto,v2-grpc,v2-http \
     --concurrency 1,4 --batching 1 --requests 200 --duration 15 --threads 1 --ray local --ray-replicas 1,2 \
