@@ -226,9 +226,8 @@ def kind_of(status, table: Mapping[str, object]) -> str | None:
 class Client:
     """What every protocol's client offers: ``predict(feed, fetch) -> {name: ndarray}``, ``close()``, ``with``.
 
-    ``protocol`` is the client registry's name for it (``serving/client.py``).
-
-    ``token``: the server's bearer token; ``tls_ca``: PEM certificate(s) to trust, which switches to TLS.
+    ``protocol`` is the client registry's name for it (``serving/client_registry.py``). ``token``: the server's
+    bearer token; ``tls_ca``: PEM certificate(s) to trust, which switches to TLS.
     """
 
     protocol = "?"
@@ -252,7 +251,8 @@ class Client:
     def predict(
         self, feed: dict[str, np.ndarray], fetch: Sequence[str] | None = None, log_id: int = 0
     ) -> dict[str, np.ndarray]:
-        """Run one request; returns ``{fetch alias: array}``; raises ServingError on any failure."""
+        """Run one request; returns ``{fetch alias: array}``; raises ClientError (with the error kind) when the
+        server refuses, ServerUnreachableError when nothing answers."""
         raise NotImplementedError
 
     def close(self) -> None:
