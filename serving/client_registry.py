@@ -8,11 +8,12 @@ name their class as ``"module:Class"``: reading the registry imports no client (
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
+
+from vslim.registry import Registry, load_attribute
 
 from .errors import ServingError
 
@@ -37,49 +38,38 @@ class ClientProtocol:
     aliases: tuple[str, ...] = ()
 
     def load(self) -> Any:
-        if not isinstance(self.factory, str):
-            return self.factory
-        module, _, attribute = self.factory.partition(":")
-        return getattr(importlib.import_module(module), attribute)
+        return load_attribute(self.factory)
 
 
-_PROTOCOLS: dict[str, ClientProtocol] = {}
+_PROTOCOLS: Registry[ClientProtocol] = Registry()
 
 
 def register(row: ClientProtocol) -> ClientProtocol:
-    _PROTOCOLS[row.name] = row
+    _PROTOCOLS.register(row.name, row)
     return row
 
 
 def unregister(name: str) -> None:
-    _PROTOCOLS.pop(name, None)
+    _PROTOCOLS.unregister(name)
 
 
-@contextmanager
-def registered(row: ClientProtocol) -> Iterator[ClientProtocol]:
+def registered(row: ClientProtocol) -> AbstractContextManager[ClientProtocol]:
     """A client protocol registered for the duration of a ``with`` block (tests, experiments)."""
-    previous = _PROTOCOLS.get(row.name)
-    register(row)
-    try:
-        yield row
-    finally:
-        unregister(row.name)
-        if previous is not None:
-            register(previous)
+    return _PROTOCOLS.registered(row.name, row)
 
 
 def protocol_names(tensors_only: bool = False) -> list[str]:
     """Every registered client protocol (those that send tensors, with ``tensors_only``), in registry order."""
-    return [r.name for r in _PROTOCOLS.values() if r.tensors or not tensors_only]
+    return [r.name for r in _PROTOCOLS.rows() if r.tensors or not tensors_only]
 
 
 def rows() -> list[ClientProtocol]:
-    return list(_PROTOCOLS.values())
+    return _PROTOCOLS.rows()
 
 
 def protocol(name: str) -> ClientProtocol:
     """The row of ``name`` (or of an alias), or a ServingError listing the choices."""
-    for row in _PROTOCOLS.values():
+    for row in _PROTOCOLS.rows():
         if name == row.name or name in row.aliases:
             return row
     raise ServingError(f"unknown protocol {name!r}; use one of {', '.join(protocol_names())}")

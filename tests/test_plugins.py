@@ -18,6 +18,7 @@ from vslim import runtime_registry
 from vslim.cli.main import build_parser
 from vslim.inference import PaddlePredictor, Predictor, inspect_model, open_predictor
 from vslim.inference.base import FeedChecks
+from vslim.registry import Registry
 
 
 class DummyPredictor(FeedChecks):
@@ -89,7 +90,9 @@ def test_a_registered_runtime_is_measured_by_auto_and_opened_by_its_row(fp32_sma
     from vslim.inference.selection import measure
 
     # only the reference and the stand-in: no conversion to ONNX for this test
-    monkeypatch.setattr(runtime_registry, "_RUNTIMES", {"paddle": runtime_registry.get("paddle")})
+    only_paddle: Registry = Registry()
+    only_paddle.register("paddle", runtime_registry.get("paddle"))
+    monkeypatch.setattr(runtime_registry, "_RUNTIMES", only_paddle)
     with runtime_registry.registered(DUMMY):
         info = inspect_model(fp32_small)
         record = measure(fp32_small, info, tmp_path / "converted", threads=1, iterations=2)

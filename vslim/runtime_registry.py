@@ -6,19 +6,21 @@ messages and the factory ``open_predictor`` calls all come from these rows, so a
 factory as ``"module:attribute"`` (or gives the callable itself), so reading the registry imports no runtime:
 the CLI can list choices without loading Paddle, OpenVINO or ONNX Runtime.
 
-This module is a leaf (it imports only :mod:`vslim.errors`) because the config layer validates against it.
+This module is a leaf (it imports only :mod:`vslim.errors` and :mod:`vslim.registry`) because the config layer
+validates against it.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
+from .registry import Registry, load_attribute
 
 AUTO = "auto"  # not a runtime: the bundle's measured choice (runtime.json), else the reference
 REFERENCE = "paddle"  # the default runtime, and what every other runtime is checked against
@@ -72,68 +74,55 @@ class Runtime:
         return self
 
     def load_factory(self) -> Callable[..., Any]:
-        return _load(self.factory)
+        return load_attribute(self.factory)
 
     def load_own_int8(self) -> Callable[..., Any]:
-        return _load(self.own_int8)
+        return load_attribute(self.own_int8)
 
 
-def _load(target: str | Callable[..., Any]) -> Callable[..., Any]:
-    if callable(target):
-        return target
-    module, _, attribute = target.partition(":")
-    return getattr(importlib.import_module(module), attribute)
+def _check(name: str, row: Any) -> None:
+    if name == AUTO or not name.isidentifier():
+        raise ValueError(f"a runtime needs a name other than {AUTO!r} that is an identifier, got {name!r}")
 
 
-_RUNTIMES: dict[str, Runtime] = {}
+_RUNTIMES: Registry[Runtime] = Registry(check=_check)
 
 
 def register(row: Runtime) -> Runtime:
     """Add a runtime (or replace the row of the same name)."""
-    if row.name == AUTO or not row.name.isidentifier():
-        raise ValueError(f"a runtime needs a name other than {AUTO!r} that is an identifier, got {row.name!r}")
-    _RUNTIMES[row.name] = row
+    _RUNTIMES.register(row.name, row)
     return row
 
 
 def unregister(name: str) -> None:
-    _RUNTIMES.pop(name, None)
+    _RUNTIMES.unregister(name)
 
 
-@contextmanager
-def registered(row: Runtime) -> Iterator[Runtime]:
+def registered(row: Runtime) -> AbstractContextManager[Runtime]:
     """A runtime registered for the duration of a ``with`` block (tests, experiments)."""
-    previous = _RUNTIMES.get(row.name)
-    register(row)
-    try:
-        yield row
-    finally:
-        if previous is None:
-            unregister(row.name)
-        else:
-            register(previous)
+    return _RUNTIMES.registered(row.name, row)
 
 
 def names() -> tuple[str, ...]:
     """Every registered runtime, in registration order (the order ``auto`` measures them in)."""
-    return tuple(_RUNTIMES)
+    return tuple(_RUNTIMES.names())
 
 
 def choices() -> list[str]:
     """What ``--runtime`` accepts: ``auto`` and every runtime."""
-    return [AUTO, *_RUNTIMES]
+    return [AUTO, *_RUNTIMES.names()]
 
 
 def get(name: str) -> Runtime:
     """The row of ``name``, or a ConfigError listing the choices."""
-    try:
-        return _RUNTIMES[name]
-    except KeyError:
-        raise ConfigError(f"unknown runtime {name!r}; choose one of {', '.join(choices())}") from None
+    row = _RUNTIMES.get(name)
+    if row is None:
+        raise ConfigError(f"unknown runtime {name!r}; choose one of {', '.join(choices())}")
+    return row
 
 
 def rows() -> list[Runtime]:
-    return list(_RUNTIMES.values())
+    return _RUNTIMES.rows()
 
 
 def check_name(name: str, flag: str = "runtime") -> str:

@@ -18,11 +18,12 @@ for the built-in ones); the server, its gRPC interceptors, the metrics labels an
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from vslim.registry import Registry
 
 if TYPE_CHECKING:
     import grpc
@@ -51,41 +52,26 @@ class Frontend:
 
 # name -> the Frontend, or where to find it (``.package.module:ATTRIBUTE``, relative to this package: the front
 # ends import this module for ``Frontend``, so they are loaded when first asked for)
-_FRONTENDS: dict[str, Frontend | str] = {
-    "paddle_serving": ".paddle_serving.frontend:FRONTEND",
-    "v2": ".v2.frontend:FRONTEND",
-}
+_FRONTENDS: Registry[Frontend] = Registry(package=__name__)
+_FRONTENDS.register("paddle_serving", ".paddle_serving.frontend:FRONTEND")
+_FRONTENDS.register("v2", ".v2.frontend:FRONTEND")
 
 
 def register(frontend: Frontend) -> Frontend:
     """Serve one more protocol (or replace the front end of the same name) on every server started after."""
-    _FRONTENDS[frontend.name] = frontend
+    _FRONTENDS.register(frontend.name, frontend)
     return frontend
 
 
 def unregister(name: str) -> None:
-    _FRONTENDS.pop(name, None)
+    _FRONTENDS.unregister(name)
 
 
-@contextmanager
-def registered(frontend: Frontend) -> Iterator[Frontend]:
+def registered(frontend: Frontend) -> AbstractContextManager[Frontend]:
     """A front end registered for the duration of a ``with`` block (tests, experiments)."""
-    previous = _FRONTENDS.get(frontend.name)
-    register(frontend)
-    try:
-        yield frontend
-    finally:
-        unregister(frontend.name)
-        if previous is not None:
-            _FRONTENDS[frontend.name] = previous
+    return _FRONTENDS.registered(frontend.name, frontend)
 
 
 def frontends() -> list[Frontend]:
     """The protocols every server speaks, on the same port, in registration order."""
-    out = []
-    for name, entry in list(_FRONTENDS.items()):
-        if isinstance(entry, str):
-            module, _, attribute = entry.partition(":")
-            entry = _FRONTENDS[name] = getattr(importlib.import_module(module, __name__), attribute)
-        out.append(entry)
-    return out
+    return _FRONTENDS.rows()

@@ -31,7 +31,6 @@ from ...client_base import (
     http_unreachable,
     kind_of,
     named_arrays,
-    normalize_address,
     sampling_record,
 )
 from ...errors import INTERNAL, ClientError, ServingError
@@ -188,10 +187,10 @@ class HttpClient(_PaddleClient):
         self._session.close()
 
 
-class VideoEndpointClient:
+class VideoEndpointClient(Client):
     """PaddleVideo's pipeline endpoint (``/video/prediction``) and vslim's ``/video/classify``: the video (its
-    frames, or the file) goes to the server, which preprocesses it. ``config`` (the bundle's client folder) is
-    only needed to turn the pipeline's labels back into class ids."""
+    frames, or the file) goes to the server, which preprocesses it, so there is no ``predict`` of tensors.
+    ``config`` (the bundle's client folder) is only needed to turn the pipeline's labels back into class ids."""
 
     protocol = "video"
 
@@ -203,20 +202,12 @@ class VideoEndpointClient:
         token: str | None = None,
         tls_ca: str | None = None,
     ):
+        super().__init__(address, config, timeout, token, tls_ca)
         import requests
 
-        self.address = normalize_address(address)
-        self.config = ClientConfig.load(config) if isinstance(config, (str, Path)) else config
         self.base = f"{'https' if tls_ca else 'http'}://{self.address}"
-        self.timeout = timeout
         self._requests = requests
         self._session = http_session(requests, token, tls_ca)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def _post(self, path: str, **kw) -> tuple[int, dict]:
         try:
