@@ -146,12 +146,15 @@ def _openvino_peer(info: ModelInfo, variant: str, threads: int, cache: Path, cal
     return run
 
 
-def _ort_quantized(info: ModelInfo, threads: int, cache: Path, calib: np.ndarray | None) -> Runner:
-    """ONNX Runtime's own static INT8 (U8S8 QDQ, the fast form) from the FP32 model and the same clips."""
+def ort_int8_file(info: ModelInfo, cache: Path | None, calib: np.ndarray | None) -> Path:
+    """ONNX Runtime's own static INT8 (U8S8 QDQ, the fast form) of the FP32 model, calibrated on ``calib``
+    and kept beside the conversion."""
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
 
-    source = onnx_file(info, cache)
+    from vslim.inference.conversion import converted_onnx
+
+    source = converted_onnx(info, cache)
     target = source.with_name("model.ort-int8.onnx")
     if not target.is_file():
         clips = _calibration_clips(calib, "ONNX Runtime's quantize_static INT8")
@@ -159,7 +162,7 @@ def _ort_quantized(info: ModelInfo, threads: int, cache: Path, calib: np.ndarray
 
         class Reader(CalibrationDataReader):
             def __init__(self):
-                self.items = iter([{name: c[None]} for c in clips])
+                self.items = (({name: clips[i][None]}) for i in range(len(clips)))
 
             def get_next(self):
                 return next(self.items, None)
@@ -167,16 +170,26 @@ def _ort_quantized(info: ModelInfo, threads: int, cache: Path, calib: np.ndarray
         root = logging.getLogger()
         level = root.level
         root.setLevel(logging.ERROR)  # its advice on pre-processing, once per layer, is not for our users
+        staging = target.with_name(".model.ort-int8.onnx.partial")
         try:
             quantize_static(
-                str(source), str(target), Reader(), activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8
+                str(source), str(staging), Reader(), activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8
             )
+            staging.rename(target)
         finally:
             root.setLevel(level)
+            staging.unlink(missing_ok=True)
+    return target
+
+
+def _ort_quantized(info: ModelInfo, threads: int, cache: Path, calib: np.ndarray | None) -> Runner:
+    """ONNX Runtime's ``quantize_static`` INT8 with ``threads`` intra-op threads."""
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(ort_int8_file(info, cache, calib)), options, providers=["CPUExecutionProvider"])
     feed = session.get_inputs()[0].name
     return lambda x: session.run(None, {feed: x})[0]
 

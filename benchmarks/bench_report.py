@@ -271,7 +271,19 @@ def _soak_markdown(r: dict) -> str:
     return soak_markdown(r)
 
 
-MARKDOWN = {"runtime": runtime_markdown, "e2e": e2e_markdown, "serving": serving_markdown, "soak": _soak_markdown}
+def _throughput_markdown(r: dict) -> str:
+    from .throughput import throughput_markdown
+
+    return throughput_markdown(r)
+
+
+MARKDOWN = {
+    "runtime": runtime_markdown,
+    "e2e": e2e_markdown,
+    "serving": serving_markdown,
+    "throughput": _throughput_markdown,
+    "soak": _soak_markdown,
+}
 
 
 def _style(fig, ax, xlabel: str, ylabel: str, title: str) -> None:

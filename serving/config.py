@@ -5,6 +5,7 @@ Ray Serve's lives in ``rayserve/config.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from vslim.config import PackageConfig, PredictorConfig
 from vslim.errors import ConfigError
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_WORKERS, DEFAULT_THREADS = 1, 2  # when neither flag is given and the bundle measured no layout
 
 
 def flag(field: str) -> str:
@@ -27,7 +29,9 @@ class ServerConfig:
 
     ``max_batch_size`` 1 turns dynamic batching off; above 1, requests of the same
     shape wait up to ``batch_timeout_ms`` to be merged. ``workers`` predictor clones
-    run concurrently, each with ``threads`` CPU threads. ``warmup`` runs every
+    run concurrently, each with ``threads`` CPU threads; neither given (None), the
+    split the bundle measured fastest under load (``runtime.json``'s layout), else
+    one worker of two threads (:meth:`for_bundle`). ``warmup`` runs every
     batch size up to ``max_batch_size`` on each worker before reporting ready.
     """
 
@@ -35,14 +39,14 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 9393  # gRPC and HTTP on one port; HTTP's alone when grpc_port is set
     grpc_port: int | None = None  # Triton's layout: gRPC listens here itself, HTTP on port, nothing relayed
-    workers: int = 1
+    workers: int | None = None  # None: the bundle's measured layout, else 1
     max_batch_size: int = 1
     batch_timeout_ms: float = 2.0
     device: str = "cpu"
     use_tensorrt: bool = False
     precision: str = "auto"
     runtime: str = "auto"  # the bundle's measured choice (runtime.json), else paddle
-    threads: int = 2
+    threads: int | None = None  # None: the bundle's measured layout, else 2
     max_body_mb: int = 64
     max_request_batch: int = 64
     grace_seconds: float = 30.0
@@ -104,7 +108,7 @@ class ServerConfig:
             ("max_body_mb", 1),
             ("max_request_batch", 1),
         ):
-            if getattr(self, field) < low:
+            if getattr(self, field) is not None and getattr(self, field) < low:
                 raise ConfigError(f"{flag(field)} must be >= {low}, got {getattr(self, field)}")
         for field in ("batch_timeout_ms", "grace_seconds"):
             value = getattr(self, field)
@@ -126,14 +130,32 @@ class ServerConfig:
         self.predictor_config()
         return self
 
+    def for_bundle(self, server_dir: Path | str) -> ServerConfig:
+        """This config with ``workers`` and ``threads`` decided for one bundle: as given; neither given, the
+        split its ``runtime.json`` measured fastest under load when it is served on the runtime measured;
+        else one worker, two threads."""
+        from vslim.inference.recorded import recorded_layout
+
+        workers, threads = self.workers, self.threads
+        if workers is None and threads is None and self.runtime == runtime_registry.AUTO and self.device == "cpu":
+            layout = recorded_layout(server_dir)
+            if layout is not None:
+                workers, threads = layout["workers"], layout["threads"]
+        return dataclasses.replace(self, workers=workers or DEFAULT_WORKERS, threads=threads or DEFAULT_THREADS)
+
+    @property
+    def split(self) -> tuple[int, int]:
+        """(workers, threads) as they run: decided per bundle by :meth:`for_bundle`, the defaults where not."""
+        return self.workers or DEFAULT_WORKERS, self.threads or DEFAULT_THREADS
+
     def predictor_config(self) -> PredictorConfig:
         return PredictorConfig(
             device=self.device,
             use_tensorrt=self.use_tensorrt,
             precision=self.precision,
             runtime=self.runtime,
-            threads=self.threads,
-            streams=self.workers,
+            threads=self.split[1],
+            streams=self.split[0],
             trt_max_batch_size=max(self.max_batch_size, 8),
         ).validate()
 

@@ -118,13 +118,14 @@ def make_service(
     version: str = "1",
 ) -> ModelService:
     """A model as ``cfg`` limits and batches it, not yet loaded (health says "loading")."""
+    cfg = cfg.for_bundle(bundle.server_dir)
     max_body = cfg.max_body_mb << 20
     return ModelService(
         bundle,
         metrics or ServerMetrics(),
         Limits(max_batch=cfg.max_request_batch, max_elements=max_body),
         max_body,
-        Batching(cfg.max_batch_size, cfg.batch_timeout_ms, cfg.workers, cfg.device),
+        Batching(cfg.max_batch_size, cfg.batch_timeout_ms, cfg.split[0], cfg.device),
         name=name,
         version=version,
     )
@@ -137,18 +138,19 @@ def start_engine(cfg: ServerConfig, service: ModelService, log: Callable[[str], 
     same engine, batching and fault injection.
     """
     bundle = service.bundle
+    cfg = cfg.for_bundle(bundle.server_dir)
     predictor = open_predictor(
         bundle.server_dir, cfg.predictor_config(), bundle.info, warn=lambda m: log(f"warning: {m}")
     )
     warmup = list(range(1, cfg.max_batch_size + 1)) if cfg.warmup else []
     if warmup:
-        log(f"warming up batch sizes 1-{cfg.max_batch_size} on {cfg.workers} worker(s)")
+        log(f"warming up batch sizes 1-{cfg.max_batch_size} on {cfg.split[0]} worker(s)")
     faults = injected_faults()
     for key, value in faults.items():
         log(f"FAULT INJECTION ON: {FAULTS[key].replace('N', str(value), 1)} (VSLIM_INJECT_FAULTS)")
     engine = InferenceEngine(
         predictor,
-        cfg.workers,
+        cfg.split[0],
         cfg.max_batch_size,
         cfg.batch_timeout_ms,
         service.observe_batch,
@@ -179,7 +181,9 @@ def _describe(service: ModelService) -> str:
         raise ServingError(f"model {service.name} version {service.version} has no engine to describe")
     b, predictor = service.batching, service.engine.predictor
     batching = f"batching up to {b.max_batch_size} within {b.timeout_ms} ms" if b.max_batch_size > 1 else "no batching"
-    return f"{predictor.runtime} {predictor.precision} on {b.device}, {b.workers} worker(s), {batching}"
+    threads = getattr(getattr(predictor, "config", None), "threads", None)
+    split = f"{b.workers} worker(s)" + (f" x {threads} thread(s)" if threads else "")
+    return f"{predictor.runtime} {predictor.precision} on {b.device}, {split}, {batching}"
 
 
 @dataclass

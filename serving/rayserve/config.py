@@ -105,7 +105,7 @@ class RayServeConfig:
     @property
     def threads(self) -> int:
         """Paddle's math threads per worker: the replica's reserved CPUs shared by its workers (at least one)."""
-        return max(1, int(self.cpus_per_replica) // self.server.workers)
+        return max(1, int(self.cpus_per_replica) // (self.server.workers or 1))
 
     def replica_server(self) -> ServerConfig:
         """What one replica serves: the bundle as given, threads matching the reserved CPUs."""
@@ -122,11 +122,13 @@ class RayServeConfig:
         others once these are full, so a deeper queue would idle the other replicas.
         """
         s = self.server
-        return 2 * s.max_batch_size * s.workers
+        return 2 * s.max_batch_size * (s.workers or 1)
 
     def deployment_options(self, bundle_bytes: int = 0) -> dict[str, Any]:
         """Options of the Serve deployment (``@serve.deployment`` / Serve config ``deployments[]``)."""
-        memory_mb = self.memory_per_replica_mb or BASE_REPLICA_MB + 3 * (bundle_bytes >> 20) * self.server.workers
+        memory_mb = self.memory_per_replica_mb or BASE_REPLICA_MB + 3 * (bundle_bytes >> 20) * (
+            self.server.workers or 1
+        )
         options: dict[str, Any] = {
             "max_ongoing_requests": self.max_ongoing_requests(),
             "ray_actor_options": {"num_cpus": self.cpus_per_replica, "memory": memory_mb << 20},

@@ -158,7 +158,7 @@ def _what(cfg: RayServeConfig) -> str:
 
 
 def _replicas_text(cfg: RayServeConfig) -> str:
-    size = f"{cfg.cpus_per_replica:g} CPU(s), {cfg.server.workers} worker(s) of {cfg.threads} thread(s) each"
+    size = f"{cfg.cpus_per_replica:g} CPU(s), {cfg.server.workers or 1} worker(s) of {cfg.threads} thread(s) each"
     if cfg.autoscale:
         return (
             f"{cfg.autoscale[0]}-{cfg.autoscale[1]} replicas (autoscaling at {cfg.target_ongoing_requests:g} "

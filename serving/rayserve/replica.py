@@ -67,7 +67,7 @@ class VslimReplica:
         for service in self.repo.services():
             _log(
                 f"ready in {time.perf_counter() - t0:.1f}s: {service.name} version {service.version} "
-                f"({service.check_ready().predictor.precision}, {cfg.threads} thread(s), {cfg.workers} worker(s))"
+                f"({service.check_ready().predictor.precision}, {cfg.threads} thread(s), {service.batching.workers} worker(s))"
             )
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:

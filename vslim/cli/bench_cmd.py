@@ -1,4 +1,4 @@
-"""``vslim bench runtime|e2e|serving|soak|compare`` (alias ``vslim-bench``)."""
+"""``vslim bench runtime|e2e|serving|throughput|soak|compare`` (alias ``vslim-bench``)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ COMMANDS = {
     "runtime": "inference latency: models x backends x batch sizes x threads",
     "e2e": "one video file to classes, decoding and preprocessing timed apart from inference",
     "serving": "load sweep against a server over gRPC and HTTP, every protocol",
+    "throughput": "clips/s under concurrency: vslim-serve against the peers built by hand, one process each",
     "soak": "bounded soak: many requests, every answer checked, server memory watched",
     "compare": "ratios between two benchmark reports of the same kind",
 }
@@ -48,6 +49,11 @@ DESCRIPTIONS = {
     "serving": "Start servers from a bundle (with and without dynamic batching) or load a running one on this "
     "machine, and sweep concurrency levels for each protocol; the server's own metrics split the time. "
     "Writes serving.json, serving.md and throughput plots.",
+    "throughput": "Load vslim-serve (from each --bundle, batching off and on) and the peer runtimes a user builds "
+    "by hand from the FP32 --model (OpenVINO with its THROUGHPUT hint and async infer requests, ONNX Runtime with "
+    "its own threading; FP32 and their own INT8) at each concurrency, each in a process of its own, one at a time, "
+    "in interleaved rounds. Writes throughput.json and throughput.md: clips/s, p50/p99, peak RSS, layouts, and "
+    "vslim-serve's best against the best peer per precision class.",
     "soak": "Send many requests per protocol to a server started from a bundle, check every answer against the "
     "in-process predictor and watch the server's memory. Exit 1 on any wrong answer or error.",
     "compare": "Compare report B with report A (both <kind>.json from the same kind of `vslim bench` run): p50 "
@@ -177,6 +183,36 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
             help="CPUs (and Paddle threads) per Ray replica (default: %(default)s)",
         )
         p.set_defaults(handler=serving)
+    elif command == "throughput":
+        from ..benchmarks.peer_load import PEERS
+
+        p.add_argument(
+            "--bundle",
+            action="append",
+            default=[],
+            help="NAME_serving_server of a bundle, served with its measured runtime and layout (repeat: FP32 and "
+            "INT8 bundles)",
+        )
+        p.add_argument("--model", help="the FP32 inference model the peers are built from")
+        p.add_argument(
+            "--peers", default=",".join(PEERS), help="comma-separated, of %(default)s ('' for none; default: all)"
+        )
+        p.add_argument("--calib-list", help="PaddleVideo list the INT8 peers calibrate on (up to 32 clips)")
+        p.add_argument("--concurrency", default="1,4,8", help="comma-separated levels (default: %(default)s)")
+        p.add_argument("--duration", type=float, default=15.0, help="timed seconds per level (default: %(default)s)")
+        p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default: %(default)s)")
+        p.add_argument(
+            "--max-batch-size",
+            type=int,
+            default=4,
+            help="vslim-serve's batching contender (1: batching off only; default: %(default)s)",
+        )
+        p.add_argument(
+            "--protocol", default="v2-grpc", help="protocol vslim-serve is loaded over (default: %(default)s)"
+        )
+        p.add_argument("--workers", type=int, help="server --workers (default: the bundle's measured layout)")
+        p.add_argument("--threads", type=int, help="server --threads (default: the bundle's measured layout)")
+        p.set_defaults(handler=throughput)
     elif command == "soak":
         p.add_argument("--bundle", required=True, help="NAME_serving_server: a server is started for the run")
         p.add_argument(
@@ -210,7 +246,7 @@ def register(sub) -> None:
     add_command_group(
         sub,
         "bench",
-        "benchmarks: runtime, end to end, serving load, soak, compare",
+        "benchmarks: runtime, end to end, serving load, throughput, soak, compare",
         COMMANDS,
         configure,
         descriptions=DESCRIPTIONS,
@@ -306,6 +342,25 @@ def serving(args) -> int:
 
         require_ray()
     return _finish(run_serving(cfg, say=say), args.out)
+
+
+def throughput(args) -> int:
+    from ..benchmarks.throughput import ThroughputBench, run_throughput
+
+    cfg = ThroughputBench(
+        bundles=args.bundle,
+        model=args.model,
+        peers=[p.strip() for p in args.peers.split(",") if p.strip()],
+        calib_list=args.calib_list,
+        concurrency=_ints(args.concurrency),
+        duration=args.duration,
+        rounds=args.rounds,
+        max_batch_size=args.max_batch_size,
+        protocol=args.protocol,
+        workers=args.workers,
+        threads=args.threads,
+    )
+    return _finish(run_throughput(cfg, say=say), args.out)
 
 
 def soak(args) -> int:

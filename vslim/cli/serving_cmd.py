@@ -47,12 +47,17 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--workers",
             type=int,
-            default=1,
+            default=None,
             metavar="N",
-            help="inference workers (predictor clones) running at once, >= 1 (default: %(default)s)",
+            help="inference workers (predictor clones; OpenVINO streams) running at once, >= 1 (default: the split "
+            "of threads the bundle measured fastest under load at packaging, else 1)",
         )
         p.add_argument(
-            "--threads", type=int, default=2, metavar="N", help="CPU threads per worker, >= 1 (default: %(default)s)"
+            "--threads",
+            type=int,
+            default=None,
+            metavar="N",
+            help="CPU threads per worker, >= 1 (default: the bundle's measured split, else 2)",
         )
         p.add_argument(
             "--max-batch-size",

@@ -30,6 +30,20 @@ def recorded_choice(server_dir: Path | str) -> dict | None:
         raise VslimError(f"{path} is unreadable ({exc}); repackage the bundle") from exc
 
 
+def recorded_layout(server_dir: Path | str) -> dict | None:
+    """The workers x threads ``runtime.json`` measured fastest under load (``layout.py``), or None."""
+    path = Path(server_dir) / RECORD
+    if not path.is_file():
+        return None
+    try:
+        layout = json.loads(path.read_text()).get("layout")
+        return (
+            None if layout is None else {"workers": int(layout["workers"]), "threads": int(layout["threads"]), **layout}
+        )
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise VslimError(f"{path} is unreadable ({exc}); repackage the bundle") from exc
+
+
 def resolve(
     config: PredictorConfig, model_dir: Path | str, warn: Callable[[str], None] = lambda _: None
 ) -> tuple[PredictorConfig, Path | None]:

@@ -27,6 +27,7 @@ from ..errors import ConfigError, VslimError
 from ..progress import progress_bar
 from ..timing import timed_loop
 from .cpu import BF16_FLAGS, REPORTED_FLAGS, cpu_flags, cpu_model, has_bf16
+from .layout import measure_layout
 from .model_info import ModelInfo, large_clip, seeded_feeds
 from .predictor import PaddlePredictor
 from .probe import reference_in_child
@@ -203,8 +204,10 @@ def measure(
     only: tuple[str, str] | None = None,
     guard: Guard | None = None,
     calib: tuple[ClipStore | np.ndarray, str] | None = None,
+    layout: bool = True,
 ) -> dict:
-    """The table and the choice, as written to ``runtime.json``; ``only``: one (runtime, precision) asked for."""
+    """The table and the choice, as written to ``runtime.json``; ``only``: one (runtime, precision) asked for;
+    ``layout``: also the workers x threads split of ``threads`` fastest under load on the choice."""
     x = seeded_feeds(info.inputs)
     paddle = PaddlePredictor(model_dir, PredictorConfig(threads=threads), info)  # probes a model vslim has not seen
     probed = paddle.probed
@@ -268,6 +271,9 @@ def measure(
     }
     if probed is not None:  # what loads safely here, so a server never tries what crashed
         record["paddle_settings"] = probed
+    if layout:
+        say(f"  splitting {threads} threads between workers on {best.runtime} {best.precision}:")
+        record["layout"] = measure_layout(model_dir, info, cache, best.runtime, best.precision, threads, say=say)
     return record
 
 
