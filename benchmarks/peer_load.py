@@ -11,6 +11,9 @@ the FP32 model, and driven the way its own documentation says for throughput:
 - ``onnxruntime``, ``onnxruntime-int8``: one session with ONNX Runtime's default intra-op threading, called
   by ``concurrency`` threads at once (``run`` releases the GIL); the INT8 is its ``quantize_static`` (U8S8 QDQ).
 
+With ``--video`` it is the hand-built pipeline instead: each client thread decodes and transforms the file
+PaddleVideo's way (``handbuilt.py``) and runs the peer on the tensor.
+
 The last line on stdout is the JSON result: the layout the peer chose and, per concurrency level, clips/s
 and latency percentiles over ``duration`` seconds after an untimed warm-up.
 """
@@ -34,7 +37,7 @@ PEERS = ("openvino", "openvino-nncf-int8", "onnxruntime", "onnxruntime-int8")
 PRECISION = {"openvino": "fp32", "openvino-nncf-int8": "int8", "onnxruntime": "fp32", "onnxruntime-int8": "int8"}
 
 
-def _openvino(info, calib, cache: Path | None) -> tuple[Callable, dict]:
+def _openvino(info, calib, cache: Path | None) -> tuple[Callable, dict, Callable]:
     import openvino as ov
 
     from vslim.inference.conversion import converted_onnx
@@ -65,10 +68,14 @@ def _openvino(info, calib, cache: Path | None) -> tuple[Callable, dict]:
         queue.wait_all()
         return latencies, time.perf_counter() - start
 
-    return load, layout
+    def caller() -> Callable[[np.ndarray], np.ndarray]:
+        request = compiled.create_infer_request()  # one per client thread; infer() releases the GIL
+        return lambda x: np.array(request.infer({0: x})[0])
+
+    return load, layout, caller
 
 
-def _onnxruntime(info, calib, cache: Path | None) -> tuple[Callable, dict]:
+def _onnxruntime(info, calib, cache: Path | None) -> tuple[Callable, dict, Callable]:
     import onnxruntime as ort
 
     from vslim.inference.conversion import converted_onnx
@@ -100,7 +107,36 @@ def _onnxruntime(info, calib, cache: Path | None) -> tuple[Callable, dict]:
             t.join()
         return latencies, time.perf_counter() - start
 
-    return load, layout
+    def caller() -> Callable[[np.ndarray], np.ndarray]:
+        return lambda x: session.run(None, {name: x})[0]
+
+    return load, layout, caller
+
+
+def _video_load(video: str, pipeline, caller: Callable) -> Callable:
+    """The hand-built pipeline under load: each client thread preprocesses the file PaddleVideo's way, then
+    runs the peer on the tensor (a request's latency covers both)."""
+    from .handbuilt import paddlevideo_clip
+
+    def load(_clip: np.ndarray, concurrency: int, seconds: float) -> tuple[list[float], float]:
+        latencies: list[float] = []
+        start = time.perf_counter()
+        calls = [caller() for _ in range(concurrency)]
+
+        def client(call: Callable) -> None:
+            while time.perf_counter() < start + seconds:
+                started = time.perf_counter()
+                call(paddlevideo_clip(video, pipeline))
+                latencies.append(time.perf_counter() - started)
+
+        threads = [threading.Thread(target=client, args=(c,)) for c in calls]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return latencies, time.perf_counter() - start
+
+    return load
 
 
 def run_peer(
@@ -110,8 +146,11 @@ def run_peer(
     seconds: float,
     calib_list: str | None = None,
     cache: Path | None = None,
+    video: str | None = None,
 ) -> dict:
-    """Build ``peer`` from the FP32 model in ``model_dir`` and load it at each concurrency level."""
+    """Build ``peer`` from the FP32 model in ``model_dir`` and load it at each concurrency level: with the
+    seeded tensor, or with ``video`` preprocessed PaddleVideo's way in each client thread (the hand-built
+    pipeline; its answer on the video is in the result, to hold against vslim's)."""
     from vslim.errors import ConfigError
     from vslim.inference.model_info import inspect_model, seeded_feeds
 
@@ -128,9 +167,19 @@ def run_peer(
 
         calib = (clips_from_list(info, calib_list, 32, "--calib-list"), calib_list)
     started = time.perf_counter()
-    load, layout = (_openvino if peer.startswith("openvino") else _onnxruntime)(info, calib, cache)
+    load, layout, caller = (_openvino if peer.startswith("openvino") else _onnxruntime)(info, calib, cache)
     clip = seeded_feeds(info.inputs)[info.inputs[0].name]
     result: dict = {"peer": peer, "precision": PRECISION[peer], "layout": layout, "levels": []}
+    if video is not None:
+        from vslim.data.pipeline import ClipPipeline
+
+        from .handbuilt import check_handbuilt, paddlevideo_clip
+
+        pipeline = ClipPipeline.for_model(info.meta)
+        check_handbuilt(pipeline)
+        scores = caller()(paddlevideo_clip(video, pipeline))[0]
+        result["answer"] = {"top1": int(np.argmax(scores)), "scores": [float(v) for v in scores]}
+        load = _video_load(video, pipeline, caller)
     for level in levels:
         load(clip, level, min(seconds, 2.0) if level == levels[0] else 0.5)  # untimed: first runs, thread start
         latencies, wall = load(clip, level, seconds)  # wall: until the last request in flight answered
@@ -150,10 +199,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=15.0)
     p.add_argument("--calib-list")
     p.add_argument("--cache", help="conversion cache folder (default: vslim's user cache)")
+    p.add_argument("--video", help="load with this file, preprocessed PaddleVideo's way per request, not a tensor")
     args = p.parse_args(argv)
     levels = [int(v) for v in args.concurrency.split(",")]
     result = run_peer(
-        args.peer, args.model, levels, args.duration, args.calib_list, Path(args.cache) if args.cache else None
+        args.peer,
+        args.model,
+        levels,
+        args.duration,
+        args.calib_list,
+        Path(args.cache) if args.cache else None,
+        args.video,
     )
     sys.stdout.write(json.dumps(result) + "\n")
     return 0

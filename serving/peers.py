@@ -35,23 +35,27 @@ def relay_name(peer) -> str | None:
     return name if "/" not in host and len(name.encode()) <= MAX_NAME else None
 
 
-async def open_backend(path: str, peer, limit: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """``asyncio.open_unix_connection(path)`` from a socket named after ``peer`` where the platform allows it."""
-    name = relay_name(peer) if sys.platform.startswith("linux") else None
-    if name is None:
-        return await asyncio.open_unix_connection(path, limit=limit)
+async def connect_backend(path: str, peer) -> socket.socket:
+    """A non-blocking Unix socket connected to ``path``, from a name carrying ``peer`` where the platform allows."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        try:
-            sock.bind("\0" + name)
-        except OSError:  # taken or refused: the log loses the peer, the connection does not fail
-            pass
+        name = relay_name(peer) if sys.platform.startswith("linux") else None
+        if name is not None:
+            try:
+                sock.bind("\0" + name)
+            except OSError:  # taken or refused: the log loses the peer, the connection does not fail
+                pass
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, path)
     except BaseException:
         sock.close()
         raise
-    return await asyncio.open_unix_connection(sock=sock, limit=limit)
+    return sock
+
+
+async def open_backend(path: str, peer, limit: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """``asyncio.open_unix_connection(path)`` from a socket named after ``peer`` where the platform allows it."""
+    return await asyncio.open_unix_connection(sock=await connect_backend(path, peer), limit=limit)
 
 
 def relayed_peer(address: str | bytes | tuple | None) -> tuple[str, int] | None:

@@ -7,19 +7,24 @@ else (``GET``, ``POST``, ...) to HTTP, and the connection is then relayed both w
 untouched. The decision is made once per connection, so keep-alive HTTP and
 multiplexed gRPC streams pay it once; each message pays one local relay hop.
 
-With TLS the public port terminates it (ALPN offers ``h2`` and ``http/1.1``): a
-connection that negotiated ``h2`` goes to gRPC, ``http/1.1`` to HTTP, and one
-without ALPN is sniffed as above. The backends stay on private Unix sockets.
+Without TLS (on Linux) the relay is the kernel's (``splice.py``): the first bytes are
+peeked, not read, and both directions move socket -> pipe -> socket with ``splice(2)``,
+never through Python. With TLS the public port terminates it (ALPN offers ``h2`` and
+``http/1.1``): a connection that negotiated ``h2`` goes to gRPC, ``http/1.1`` to HTTP,
+and one without ALPN is sniffed as above; its plaintext is relayed by asyncio streams.
+The backends stay on private Unix sockets.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 import ssl
 
-from .peers import open_backend
+from . import splice
+from .peers import connect_backend, open_backend
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SNIFF_BYTES = 3
@@ -67,6 +72,16 @@ async def _linger(reader: asyncio.StreamReader) -> None:
                 return
 
 
+async def _linger_socket(sock: socket.socket) -> None:
+    """:func:`_linger` for the kernel relay's raw client socket."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + LINGER_MAX
+    with contextlib.suppress(asyncio.TimeoutError, ConnectionError, OSError):
+        while (left := end - loop.time()) > 0:
+            if not await asyncio.wait_for(loop.sock_recv(sock, RELAY_CHUNK), min(LINGER_QUIET, left)):
+                return
+
+
 class PortSharer:
     """Accepts on ``host:port`` and hands each connection to the gRPC or the HTTP backend."""
 
@@ -78,9 +93,14 @@ class PortSharer:
         self.ssl_context = ssl_context
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[asyncio.Task] = set()
+        self.kernel_relay = ssl_context is None and splice.available()
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task | None = None
 
     async def start(self) -> int:
         """Start listening; returns the bound port (useful with port 0)."""
+        if self.kernel_relay:
+            return self._start_kernel_relay()
         self._server = await asyncio.start_server(
             self._handle,
             self.host,
@@ -94,6 +114,61 @@ class PortSharer:
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
+    def _start_kernel_relay(self) -> int:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        try:
+            listener = socket.create_server((self.host, self.port), family=family, backlog=1024)
+        except socket.gaierror as exc:
+            raise OSError(exc.errno, f"cannot resolve {self.host}: {exc.strerror}") from exc
+        listener.setblocking(False)
+        self._listener = listener
+        self.port = listener.getsockname()[1]
+        self._accepting = asyncio.ensure_future(self._accept())
+        return self.port
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._listener is not None  # set by _start_kernel_relay
+        while True:
+            try:
+                conn, peer = await loop.sock_accept(self._listener)
+            except (ConnectionError, BlockingIOError):
+                continue
+            except OSError as exc:  # out of file descriptors: let a connection end before trying again
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    await asyncio.sleep(0.1)
+                    continue
+                raise
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            task = asyncio.ensure_future(self._splice_connection(conn, peer))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+    async def _splice_connection(self, conn: socket.socket, peer) -> None:
+        """One client connection through the kernel relay: peek, pick the backend, splice both ways."""
+        backend = None
+        try:
+            head = await splice.peek(conn, SNIFF_BYTES, SNIFF_TIMEOUT)
+            if not head:
+                return
+            path = self.grpc_socket if head.startswith(H2_PREFACE[:SNIFF_BYTES]) else self.http_socket
+            backend = await connect_backend(path, peer)
+            upstream = asyncio.ensure_future(splice.pump(conn, backend))
+            try:
+                # the backend ending its side ends the connection, as in the stream relay (_handle)
+                await splice.pump(backend, conn)
+            finally:
+                upstream.cancel()
+                await asyncio.wait([upstream])
+            await _linger_socket(conn)
+        except (TimeoutError, ConnectionError, OSError, asyncio.CancelledError):
+            pass
+        finally:
+            for sock in (backend, conn):
+                if sock is not None:
+                    sock.close()
+
     async def stop_accepting(self) -> None:
         """Close the listening socket; open connections carry on (the drain ends them).
 
@@ -103,6 +178,11 @@ class PortSharer:
         """
         if self._server is not None:
             self._server.close()
+        if self._accepting is not None:
+            self._accepting.cancel()
+            await asyncio.wait([self._accepting])
+        if self._listener is not None:
+            self._listener.close()
 
     async def close_connections(self, timeout: float) -> None:
         """Wait for relayed connections to end (backends close them when drained), then cut the rest."""

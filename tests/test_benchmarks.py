@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -208,3 +209,131 @@ def test_bench_bad_input(cli, fp32_small, tmp_path):
     assert r.code == 2 and "unknown triton" in r.err and "v2-http" in r.err
     r = cli("bench", "runtime", "--model", f"x={fp32_small}", "--batch-sizes", "0", "--out", tmp_path)
     assert r.code == 2 and "whole numbers >= 1" in r.err
+
+
+def test_throughput_serves_and_loads_peers_one_process_each(cli, bundle_fp32, fp32_small, tmp_path):
+    """vslim-serve (batching off and on) and the ONNX Runtime and OpenVINO peers, each loaded in its own process:
+    every level answered, the peers' own layouts reported, a summary row per class and level."""
+    out = tmp_path / "tp"
+    r = cli(
+        "bench",
+        "throughput",
+        "--bundle",
+        bundle_fp32.server,
+        "--model",
+        fp32_small,
+        "--peers",
+        "openvino,onnxruntime",
+        "--concurrency",
+        "1,3",
+        "--duration",
+        "0.5",
+        "--rounds",
+        "2",
+        "--max-batch-size",
+        "2",
+        "--out",
+        out,
+    )
+    assert r.code == 0, r.err
+    report = json.loads((out / "throughput.json").read_text())
+    rows = {row["contender"]: row for row in report["rows"]}
+    assert len(rows) == 4 and {row["kind"] for row in rows.values()} == {"vslim-serve", "peer"}
+    for row in rows.values():
+        assert [level["concurrency"] for level in row["levels"]] == [1, 3]
+        for level in row["levels"]:
+            assert level["calls"] > 0 and len(level["per_round_clips_per_s"]) == 2
+            assert 0 < level["p50_ms"] <= level["p99_ms"] and level["clips_per_s"] > 0
+        assert row["peak_rss_mib"] > 0
+    openvino = rows["peer openvino"]["layout"]
+    assert openvino["streams"] >= 1 and openvino["optimal_requests"] >= 1
+    served = [row for row in rows.values() if row["kind"] == "vslim-serve"]
+    assert any("no batching" in row["contender"] for row in served)
+    assert all("worker(s) x" in row["layout"] for row in served), [row["layout"] for row in served]
+    summary = {(s["class"], s["concurrency"]): s for s in report["summary"]}
+    assert set(summary) == {("float", 1), ("float", 3), ("any", 1), ("any", 3)}
+    for s in summary.values():
+        assert s["ratio"] == pytest.approx(s["vslim_clips_per_s"] / s["peer_clips_per_s"])
+    assert "vslim-serve's best vs the best peer" in (out / "throughput.md").read_text()
+
+
+def test_throughput_bad_input(cli, bundle_fp32, int8_small_avg, fp32_small, tmp_path):
+    r = cli("bench", "throughput", "--out", tmp_path, "--peers", "")
+    assert r.code == 2 and "give --bundle" in r.err
+    r = cli("bench", "throughput", "--bundle", tmp_path / "nothing", "--out", tmp_path)
+    assert r.code == 2 and "is not a folder" in r.err
+    r = cli("bench", "throughput", "--bundle", bundle_fp32.server, "--out", tmp_path)
+    assert r.code == 2 and "give --model" in r.err
+    r = cli("bench", "throughput", "--model", fp32_small, "--peers", "tensorrt", "--out", tmp_path)
+    assert r.code == 2 and "unknown peer 'tensorrt'" in r.err
+    r = cli("bench", "throughput", "--model", fp32_small, "--peers", "openvino-nncf-int8", "--out", tmp_path)
+    assert r.code == 2 and "--calib-list" in r.err
+    r = cli(
+        "bench", "throughput", "--model", fp32_small, "--peers", "openvino", "--protocol", "v2-video", "--out", tmp_path
+    )
+    assert r.code == 2 and "--protocol" in r.err
+    from vslim.benchmarks.peer_load import run_peer
+    from vslim.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="already quantized"):
+        run_peer("onnxruntime", str(int8_small_avg.output_dir), [1], 0.1)
+
+
+def test_throughput_video_in_label_out_against_the_handbuilt_pipeline(
+    cli, bundle_fp32, fp32_small, synth_data, tmp_path
+):
+    """--video: vslim-serve gets the whole file, the hand-built contender preprocesses it PaddleVideo's way (every
+    frame decoded, Pillow transforms) before its peer runs; both answers are recorded and compared."""
+    from vslim.benchmarks.handbuilt import paddlevideo_clip
+    from vslim.data.pipeline import ClipPipeline
+    from vslim.inference import inspect_model
+
+    video = next((synth_data / "videos").rglob("*.mp4"))
+    pipeline = ClipPipeline.for_model(inspect_model(fp32_small).meta)
+    by_hand, ours = paddlevideo_clip(video, pipeline), pipeline.from_video(video)
+    assert by_hand.shape == (1, *ours.shape) and float(np.abs(by_hand[0] - ours).max()) < 0.1  # Pillow vs OpenCV
+    out = tmp_path / "tpv"
+    r = cli(
+        "bench",
+        "throughput",
+        "--bundle",
+        bundle_fp32.server,
+        "--model",
+        fp32_small,
+        "--peers",
+        "onnxruntime",
+        "--video",
+        video,
+        "--concurrency",
+        "2",
+        "--duration",
+        "0.5",
+        "--rounds",
+        "1",
+        "--max-batch-size",
+        "1",
+        "--out",
+        out,
+    )
+    assert r.code == 0, r.err
+    report = json.loads((out / "throughput.json").read_text())
+    rows = {row["kind"]: row for row in report["rows"]}
+    assert set(rows) == {"vslim-serve", "peer"} and "video" in rows["vslim-serve"]["contender"]
+    assert rows["peer"]["contender"] == "hand-built: PaddleVideo preprocessing + onnxruntime"
+    for row in rows.values():
+        assert row["levels"][0]["calls"] > 0 and row["answer"]["top1"] >= 0
+    summary = report["summary"][0]
+    assert summary["same_top1"] == (rows["vslim-serve"]["answer"]["top1"] == rows["peer"]["answer"]["top1"])
+    r = cli(
+        "bench",
+        "throughput",
+        "--model",
+        fp32_small,
+        "--peers",
+        "onnxruntime",
+        "--video",
+        tmp_path / "no.mp4",
+        "--out",
+        out,
+    )
+    assert r.code == 2 and "does not exist" in r.err

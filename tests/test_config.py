@@ -2,7 +2,7 @@ import pytest
 
 from vslim.compress.config import PTQConfig
 from vslim.config import ListConfig, PreprocessConfig, from_mapping, load_yaml
-from vslim.errors import ConfigError
+from vslim.errors import ConfigError, VslimError
 
 
 def test_unknown_key_is_named_with_a_suggestion():
@@ -71,3 +71,32 @@ def test_yaml_errors_name_the_file(tmp_path):
         load_yaml(empty)
     with pytest.raises(ConfigError, match="does not exist"):
         load_yaml(tmp_path / "nope.yaml")
+
+
+def test_the_split_of_threads_between_workers(tmp_path):
+    """Which (workers, threads) vslim-package measures, and which one vslim-serve runs: the bundle's measured split
+    when neither flag is given and the bundle is served on its measured runtime; the flags (or their defaults)
+    otherwise."""
+    import json
+
+    from vslim.inference.layout import splits
+    from vslim.serving.config import ServerConfig
+
+    assert splits(1) == [(1, 1)] and splits(2) == [(1, 2), (2, 1)] and splits(6) == [(1, 6), (2, 3)]
+    assert splits(16) == [(1, 16), (2, 8), (4, 4), (8, 2), (16, 1)]
+    measured = tmp_path / "measured"
+    measured.mkdir()
+    (measured / "runtime.json").write_text(
+        json.dumps({"chosen": {"runtime": "paddle", "precision": "fp32"}, "layout": {"workers": 2, "threads": 1}})
+    )
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    cfg = ServerConfig(bundle=str(measured))
+    assert cfg.for_bundle(measured).split == (2, 1)
+    assert cfg.for_bundle(plain).split == (1, 2)
+    assert ServerConfig(bundle="b", workers=4).for_bundle(measured).split == (4, 2)
+    assert ServerConfig(bundle="b", threads=3).for_bundle(measured).split == (1, 3)
+    assert ServerConfig(bundle="b", runtime="paddle").for_bundle(measured).split == (1, 2)
+    (measured / "runtime.json").write_text('{"chosen": {}, "layout": {"workers": "many"}}')
+    with pytest.raises(VslimError, match="repackage the bundle"):
+        cfg.for_bundle(measured)

@@ -387,3 +387,42 @@ def test_split_ports_http_connections_get_tcp_nodelay():
 
     asyncio.run(run())
     assert seen and seen[0] != 0
+
+
+def test_many_workers_under_concurrency_answer_every_request_with_its_own_answer():
+    """Several workers (a measured layout may choose them) with batching, eight submitters at once and every
+    thirteenth request failing its batch: every request resolves, each answer is its own input's, no answer is
+    lost or given twice, and the engine stays healthy."""
+    predictor = FakePredictor(_info(), delay=0.001)
+    engine = _engine(predictor, workers=3, max_batch_size=4, batch_timeout_ms=2)
+    futures: dict[int, object] = {}
+    lock = threading.Lock()
+
+    def submitter(start: int) -> None:
+        for i in range(start, 240, 8):
+            future = engine.submit({"data_batch_0": _clip(-1.0 if i % 13 == 0 else float(i))}, ["scores"])
+            with lock:
+                futures[i] = future
+
+    threads = [threading.Thread(target=submitter, args=(k,)) for k in range(8)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(futures) == 240
+        answered = failed = 0
+        for i, future in futures.items():
+            error = future.exception(30)
+            if error is None:
+                assert future.result()["scores"][0, 0] == 2.0 * i, i
+                answered += 1
+            else:
+                assert "told to fail" in str(error)
+                failed += 1
+            if i % 13 == 0:
+                assert error is not None, f"request {i} should have failed"
+        assert answered + failed == 240 and sum(predictor.batches) == 240
+        assert answered >= 240 - 19 * 4  # at most a whole batch fails with each bad request
+    finally:
+        engine.close(10)

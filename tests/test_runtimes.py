@@ -290,6 +290,12 @@ def test_calib_list_adds_openvinos_own_int8_which_serves_like_paddle(cli, fp32_s
     assert r.code == 0, r.err
     server = tmp_path / "b" / "small_serving_server"
     record = json.loads((server / "runtime.json").read_text())
+    # the split of the 2 measuring threads fastest under load on the choice, each split measured
+    layout = record["layout"]
+    assert (layout["runtime"], layout["precision"]) == (record["chosen"]["runtime"], record["chosen"]["precision"])
+    assert [(row["workers"], row["threads"]) for row in layout["table"]] == [(1, 2), (2, 1)]
+    assert all(row["clips_per_s"] > 0 and row["calls"] >= 2 for row in layout["table"])
+    assert (layout["workers"], layout["threads"]) in [(1, 2), (2, 1)]
     nncf = next(row for row in record["table"] if (row["runtime"], row["precision"]) == ("openvino", "int8"))
     assert nncf["calibration"].startswith("nncf (32 clips")
     files = json.loads((tmp_path / "b" / "vslim_manifest.json").read_text())["files"]
@@ -307,6 +313,11 @@ def test_calib_list_adds_openvinos_own_int8_which_serves_like_paddle(cli, fp32_s
     else:  # the guard did its job on this model (the weights trained here decide): it says which check failed
         assert nncf["status"] == "refused" and re.search(r"agreement|cosine|differently", nncf["reason"]), nncf
         assert record["chosen"] != {"runtime": "openvino", "precision": "int8"}
+    # served as packaged (no flags): the recorded runtime on the recorded split
+    chosen = record["chosen"]
+    with ServerProcess(server) as process:
+        split = f"{chosen['runtime']} {chosen['precision']} on cpu, {layout['workers']} worker(s) x {layout['threads']}"
+        assert any("ready in" in line and split in line for line in process.lines), process.log()
     # its weights changed after packaging: refused, never run
     weights = next(server.rglob("nncf-int8.bin"))
     weights.write_bytes(weights.read_bytes()[:-16] + b"\0" * 16)

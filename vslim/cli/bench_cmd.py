@@ -212,6 +212,13 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         )
         p.add_argument("--workers", type=int, help="server --workers (default: the bundle's measured layout)")
         p.add_argument("--threads", type=int, help="server --threads (default: the bundle's measured layout)")
+        p.add_argument(
+            "--video",
+            metavar="FILE",
+            help="video in, label out: vslim-serve gets this whole file (v2 NAME_video, decoded server-side), the "
+            "peers get it preprocessed PaddleVideo's way in each client thread (every frame decoded, Pillow "
+            "transforms), and the answers are compared",
+        )
         p.set_defaults(handler=throughput)
     elif command == "soak":
         p.add_argument("--bundle", required=True, help="NAME_serving_server: a server is started for the run")
@@ -359,6 +366,7 @@ def throughput(args) -> int:
         protocol=args.protocol,
         workers=args.workers,
         threads=args.threads,
+        video=args.video,
     )
     return _finish(run_throughput(cfg, say=say), args.out)
 

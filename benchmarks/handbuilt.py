@@ -1,0 +1,59 @@
+"""What a user builds by hand for "video in, label out" without vslim: PaddleVideo's inference preprocessing.
+
+PaddleVideo's inference helpers (``tools/predict.py``) decode every frame of the file with OpenCV, convert
+each to RGB, keep the sampled ones, and transform them one Pillow image at a time: ``Scale`` (short side to
+``short_size``, bilinear; the long side ``short_size * 4 / 3`` with ``fixed_ratio``), ``CenterCrop``
+(offsets rounded), ``Image2Array`` (stack, to T x C x H x W float) and ``Normalization`` (``/ 255``, then
+mean and std). The benchmark's hand-built contender runs this in its client threads and sends the tensor to
+the peer runtime; vslim-serve decodes only the sampled frames, server-side.
+
+Written from those documented steps (not PaddleVideo's code); the sizes come from the model's recorded
+preprocessing, the frame indices from its sampling (which vslim's own tests hold to PaddleVideo's).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from vslim.data.pipeline import ClipPipeline
+from vslim.data.transforms import scaled_size
+from vslim.errors import ConfigError, DataError
+
+
+def check_handbuilt(pipeline: ClipPipeline) -> None:
+    """The hand-built path is PP-TSM's pipeline (one input, segment sampling, scale, centre crop)."""
+    if pipeline.recipe is not None:
+        raise ConfigError(
+            f"the hand-built PaddleVideo pipeline is PP-TSM's; this model's preprocessing is "
+            f"{pipeline.recipe.helper}'s: leave out --video for it"
+        )
+
+
+def paddlevideo_clip(path: Path | str, pipeline: ClipPipeline) -> np.ndarray:
+    """``[1, T, 3, S, S]`` float32, PaddleVideo's way: every frame decoded, Pillow transforms per frame."""
+    cfg = pipeline.cfg
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame[:, :, ::-1])  # BGR -> RGB
+    capture.release()
+    if not frames:
+        raise DataError(f"OpenCV decoded no frame of {path}")
+    images = []
+    for i in pipeline.indices(len(frames)):
+        image = Image.fromarray(np.ascontiguousarray(frames[i]), mode="RGB")
+        oh, ow = scaled_size(image.height, image.width, cfg.short_size, cfg.fixed_ratio)
+        image = image.resize((ow, oh), Image.Resampling.BILINEAR)
+        y, x = int(round((oh - cfg.target_size) / 2.0)), int(round((ow - cfg.target_size) / 2.0))
+        images.append(image.crop((x, y, x + cfg.target_size, y + cfg.target_size)))
+    array = np.stack([np.asarray(im) for im in images]).transpose(0, 3, 1, 2).astype(np.float32)
+    mean = np.asarray(cfg.mean, np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(cfg.std, np.float32).reshape(1, 3, 1, 1)
+    return ((array / 255.0 - mean) / std)[None]
