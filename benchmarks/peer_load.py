@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -34,6 +35,7 @@ from .environment import peak_rss_mib
 from .stats import latency_stats
 
 PEERS = ("openvino", "openvino-nncf-int8", "onnxruntime", "onnxruntime-int8")
+_KEEP: list = []  # built runtimes, never torn down (main exits with os._exit)
 PRECISION = {"openvino": "fp32", "openvino-nncf-int8": "int8", "onnxruntime": "fp32", "onnxruntime-int8": "int8"}
 
 
@@ -59,14 +61,24 @@ def _openvino(info, calib, cache: Path | None) -> tuple[Callable, dict, Callable
 
     def load(clip: np.ndarray, concurrency: int, seconds: float) -> tuple[list[float], float]:
         queue = ov.AsyncInferQueue(compiled, concurrency)
-        latencies: list[float] = []
-        queue.set_callback(lambda _request, started: latencies.append(time.perf_counter() - started))
+        # each request's [start, end]: start once start_async has a free request and returns (it blocks while
+        # every request is busy, releasing the GIL), end in the callback; subtracted after wait_all
+        times: list[list[float]] = []
+
+        def done(_request, span: list[float]) -> None:
+            span.append(time.perf_counter())
+
+        queue.set_callback(done)
         start = time.perf_counter()
         while time.perf_counter() < start + seconds:
-            queue.get_idle_request_id()  # wait for a free request first, so a latency starts when its request does
-            queue.start_async({0: clip}, time.perf_counter())
+            span: list[float] = []
+            queue.start_async({0: clip}, span)
+            span.insert(0, time.perf_counter())
+            times.append(span)
         queue.wait_all()
-        return latencies, time.perf_counter() - start
+        wall = time.perf_counter() - start
+        _KEEP.append(queue)  # never destroyed (see main)
+        return [end - begin for begin, end in times], wall
 
     def caller() -> Callable[[np.ndarray], np.ndarray]:
         request = compiled.create_infer_request()  # one per client thread; infer() releases the GIL
@@ -188,10 +200,11 @@ def run_peer(
         )
     result["build_s"] = time.perf_counter() - started
     result["peak_rss_mib"] = peak_rss_mib()["self"]
+    _KEEP.append((load, caller))  # see main: the runtime outlives this call, until the process exits
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m vslim.benchmarks.peer_load", description=__doc__.splitlines()[0])
     p.add_argument("--peer", required=True, choices=PEERS)
     p.add_argument("--model", required=True, help="the FP32 inference model folder")
@@ -212,8 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         args.video,
     )
     sys.stdout.write(json.dumps(result) + "\n")
-    return 0
+    sys.stdout.flush()
+    # Exit without tearing the runtimes down: an OpenVINO compiled model destroyed while an AsyncInferQueue's
+    # executor thread waits for the GIL (to drop its Python callback) deadlocks, seen with 2026.4.
+    os._exit(0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -31,8 +31,8 @@ from vslim.inference.runtimes import open_predictor
 from vslim.progress import progress_bar
 from vslim.serving.bundle import CLIENT_SUFFIX, SERVER_SUFFIX
 from vslim.serving.client import ClientConfig, make_client
+from vslim.serving.client_registry import needs_shared_memory, protocol_names
 from vslim.serving.client_registry import protocol as client_protocol
-from vslim.serving.client_registry import protocol_names
 from vslim.serving.errors import ServingError
 from vslim.serving.process import ServerProcess
 from vslim.timing import timed_loop
@@ -41,6 +41,10 @@ from .environment import environment, peak_rss_mib, process_memory_mib
 from .stats import latency_stats
 
 LOOPBACK = ("127.", "localhost", "[::1]")
+# where the server listens: one port through the kernel relay (the default), one port through the stream relay
+# (TLS's), or a port per transport (--grpc-port)
+SHARED, STREAM_RELAY, SPLIT = "shared", "stream relay", "split"
+LAYOUT_LABELS = {SHARED: "", STREAM_RELAY: ", stream relay", SPLIT: ", split ports"}
 
 
 @dataclass
@@ -48,12 +52,12 @@ class ServingBench:
     bundle: str | None = None  # NAME_serving_server: start servers from it
     address: str | None = None  # or load an already running server (loopback only)
     client_conf: str | None = None  # NAME_serving_client (default: beside the bundle)
-    protocols: list[str] = field(default_factory=lambda: protocol_names(tensors_only=True))
+    protocols: list[str] = field(default_factory=lambda: protocol_names(tensors_only=True, same_host=False))
     concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
     requests: int = 200
     duration: float = 20.0
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8])  # server --max-batch-size values
-    split_ports: bool = False  # also a server with --grpc-port (no relay), without batching
+    split_ports: bool = False  # also, without batching, the stream relay and --grpc-port (no relay) servers
     video: str | None = None  # also send this file to v2's NAME_video model (the server decodes), per v2 protocol
     batch_timeout_ms: float = 5.0
     workers: int = 1
@@ -225,23 +229,24 @@ def run_serving(cfg: ServingBench, say: Callable[[str], None] = print) -> dict:
         report["in_process"]["runtime"] = f"{predictor.runtime} {predictor.precision}"
         del predictor
         say(f"in-process ({report['in_process']['runtime']}) p50 {report['in_process']['p50_ms']:.2f} ms")
-    # (max batch size, split ports): the shared port at every batching, and --grpc-port's layout without
-    configs: list[tuple[int | None, bool]] = [(b, False) for b in cfg.batch_sizes] if cfg.bundle else [(None, False)]
+    # (max batch size, layout): the shared port at every batching; with split_ports also, without batching,
+    # the shared port through the stream relay (what TLS uses) and --grpc-port's layout (nothing relayed)
+    configs: list[tuple[int | None, str]] = [(b, SHARED) for b in cfg.batch_sizes] if cfg.bundle else [(None, SHARED)]
     if cfg.bundle and cfg.split_ports:
-        configs.append((1, True))
+        configs += [(1, STREAM_RELAY), (1, SPLIT)]
     if cfg.ray and not cfg.bundle:
         raise VslimError("--ray deploys the bundle on the cluster: give --bundle too")
     ray_runs = cfg.ray_replicas if cfg.ray else []
     total = (len(configs) + len(ray_runs)) * len(cfg.protocols) * len(cfg.concurrency)
     with progress_bar(total=total, desc="serving load", unit="level") as bar:
-        for max_batch, split in configs:
+        for max_batch, layout in configs:
             if max_batch is None:
                 # configs is [(None, False)] only without --bundle, and then --address was required above
                 assert cfg.address is not None
                 url = f"http://{cfg.address}"
                 report["rows"] += _sweep(cfg.address, url, cfg, conf, clip, "given", bar)
                 continue
-            label = (f"batching {max_batch}" if max_batch > 1 else "no batching") + (", split ports" if split else "")
+            label = (f"batching {max_batch}" if max_batch > 1 else "no batching") + LAYOUT_LABELS[layout]
             say(f"starting a server ({label})")
             with ServerProcess(
                 cfg.bundle,
@@ -254,7 +259,9 @@ def run_serving(cfg: ServingBench, say: Callable[[str], None] = print) -> dict:
                 "--batch-timeout-ms",
                 cfg.batch_timeout_ms,
                 "--no-access-log",
-                *(("--grpc-port", 0) if split else ()),
+                *(("--grpc-port", 0) if layout == SPLIT else ()),
+                *(("--allow-client-shm",) if needs_shared_memory(cfg.protocols) else ()),
+                env={"VSLIM_STREAM_RELAY": "1"} if layout == STREAM_RELAY else None,
             ) as server:
                 report["rows"] += _sweep(
                     server.address, server.url, cfg, conf, clip, label, bar, grpc_address=server.grpc_address
@@ -357,13 +364,17 @@ def _summarize(report: dict) -> None:
         ]
         if single and base and single[0].get("p50_ms"):
             summary[f"{protocol}_p50_vs_in_process"] = _versus_in_process(single[0], base)
-        split = [
-            r
-            for r in rows
-            if r["protocol"] == protocol and r["concurrency"] == 1 and r["server"] == "no batching, split ports"
-        ]
-        if split and base and split[0].get("p50_ms"):
-            summary[f"{protocol}_p50_vs_in_process_split_ports"] = _versus_in_process(split[0], base)
+        for layout in (SPLIT, STREAM_RELAY):
+            other = [
+                r
+                for r in rows
+                if r["protocol"] == protocol
+                and r["concurrency"] == 1
+                and r["server"] == "no batching" + LAYOUT_LABELS[layout]
+            ]
+            if other and base and other[0].get("p50_ms"):
+                key = "split_ports" if layout == SPLIT else "stream_relay"
+                summary[f"{protocol}_p50_vs_in_process_{key}"] = _versus_in_process(other[0], base)
         for level in {r["concurrency"] for r in rows}:
             off = [
                 r

@@ -23,6 +23,7 @@ from vslim.inference import PaddlePredictor
 from vslim.progress import progress_bar
 from vslim.serving.bundle import CLIENT_SUFFIX, SERVER_SUFFIX
 from vslim.serving.client import ClientConfig, make_client
+from vslim.serving.client_registry import needs_shared_memory
 from vslim.serving.errors import ServingError
 from vslim.serving.process import ServerProcess
 
@@ -126,6 +127,7 @@ def run_soak(cfg: SoakBench, say: Callable[[str], None] = print) -> dict:
         cfg.threads,
         "--no-access-log",
         *cfg.server_args,
+        *(("--allow-client-shm",) if needs_shared_memory(cfg.protocols) else ()),
     ) as server:
         with make_client(cfg.protocols[0], server.address, conf) as c:  # warm-up before the first RSS reading
             for k in range(len(clips)):

@@ -34,7 +34,7 @@ from vslim.inference.recorded import recorded_choice, recorded_layout
 from vslim.progress import progress_bar
 from vslim.serving.bundle import CLIENT_SUFFIX, SERVER_SUFFIX, load_bundle
 from vslim.serving.client import ClientConfig, make_client
-from vslim.serving.client_registry import protocol_names
+from vslim.serving.client_registry import needs_shared_memory, protocol_names
 from vslim.serving.process import ServerProcess
 
 from .environment import environment, process_memory_mib
@@ -103,6 +103,8 @@ def _class(precision: str) -> str:
 
 def _served(cfg: ThroughputBench, bundle: str, max_batch: int, conf: ClientConfig, clip: np.ndarray) -> dict:
     flags: list[Any] = ["--max-batch-size", max_batch, "--batch-timeout-ms", cfg.batch_timeout_ms, "--no-access-log"]
+    if needs_shared_memory([cfg.protocol]):
+        flags.append("--allow-client-shm")
     if cfg.workers is not None:
         flags += ["--workers", cfg.workers]
     if cfg.threads is not None:

@@ -57,4 +57,20 @@ $BIN/vslim-bench serving --bundle "$W/small_fp32_bundle/small_serving_server" --
 $BIN/vslim-bench serving --bundle "$W/r50_bundle/pptsm_r50_int8_serving_server" --protocols grpc,v2-grpc,v2-http \
     --concurrency 1 --batching 1 --requests 40 --duration 40 --threads 2 --ray local --ray-replicas 1 \
     --cpus-per-replica 2 --out "$OUT/serving_ray_r50" >/dev/null
+# throughput under concurrency against the peers built by hand (each contender in its own process, one at a time,
+# interleaved rounds): vslim-serve from the FP32 model packaged with --runtime auto (NNCF INT8 a candidate) and from
+# the INT8 model, against OpenVINO (THROUGHPUT hint, async requests) and ONNX Runtime, FP32 and their own INT8
+[ -d "$W/r50_auto" ] || $BIN/vslim-package --target serving --model-dir "$W/r50_fp32" --out "$W/r50_auto" \
+    --name pptsm_r50 --calib-list "$W/demo/data/calib.list"
+rm -rf "$OUT"/throughput_r50 "$OUT"/throughput_r50_video "$OUT"/throughput_small
+$BIN/vslim-bench throughput --bundle "$W/r50_auto/pptsm_r50_serving_server" \
+    --bundle "$W/r50_bundle/pptsm_r50_int8_serving_server" --model "$W/r50_fp32" --calib-list "$W/demo/data/calib.list" \
+    --concurrency 1,4,8 --duration 15 --rounds 2 --max-batch-size 4 --out "$OUT/throughput_r50" >/dev/null
+# video in, label out: whole files to vslim-serve against PaddleVideo's preprocessing in the client + the peer
+[ -f "$W/k400like.mp4" ] || $BIN/python -c "from pathlib import Path; from vslim.benchmarks.e2e import make_video; \
+make_video(Path('$W/k400like.mp4'), 10, 30, 340, 256)"
+$BIN/vslim-bench throughput --bundle "$W/r50_auto/pptsm_r50_serving_server" \
+    --bundle "$W/r50_bundle/pptsm_r50_int8_serving_server" --model "$W/r50_fp32" --calib-list "$W/demo/data/calib.list" \
+    --peers openvino,openvino-nncf-int8 --video "$W/k400like.mp4" --concurrency 4,8 --duration 15 --rounds 2 \
+    --max-batch-size 1 --out "$OUT/throughput_r50_video" >/dev/null
 echo "wrote $OUT"

@@ -25,7 +25,8 @@ class ClientProtocol:
     ``transport``: ``grpc`` or ``http`` (where a deployment puts them on separate ports, as Ray does, the
     client goes to that transport's). ``tensors``: it sends the bundle's tensors (``predict(feed, fetch)``), so load benchmarks and soak tests can
     drive it; the video endpoints send a video instead and are the CLI's only. ``metrics_label``: the
-    ``protocol`` label the server's Prometheus series give its requests.
+    ``protocol`` label the server's Prometheus series give its requests. ``same_host``: the client must run on
+    the server's host and the server allow client shared memory, so sweeps include it only when named.
     """
 
     name: str
@@ -36,6 +37,7 @@ class ClientProtocol:
     options: Mapping[str, Any] = field(default_factory=dict)
     tensors: bool = True
     aliases: tuple[str, ...] = ()
+    same_host: bool = False  # hands tensors over in the server's shared memory (--allow-client-shm): never a default
 
     def load(self) -> Any:
         return load_attribute(self.factory)
@@ -58,9 +60,15 @@ def registered(row: ClientProtocol) -> AbstractContextManager[ClientProtocol]:
     return _PROTOCOLS.registered(row.name, row)
 
 
-def protocol_names(tensors_only: bool = False) -> list[str]:
-    """Every registered client protocol (those that send tensors, with ``tensors_only``), in registry order."""
-    return [r.name for r in _PROTOCOLS.rows() if r.tensors or not tensors_only]
+def protocol_names(tensors_only: bool = False, same_host: bool = True) -> list[str]:
+    """Every registered client protocol (those that send tensors, with ``tensors_only``; without the same-host
+    ones, shared memory's, with ``same_host=False``: the default sweeps), in registry order."""
+    return [r.name for r in _PROTOCOLS.rows() if (r.tensors or not tensors_only) and (same_host or not r.same_host)]
+
+
+def needs_shared_memory(names) -> bool:
+    """Whether any of these protocols needs the server's ``--allow-client-shm``."""
+    return any(protocol(n).same_host for n in names)
 
 
 def rows() -> list[ClientProtocol]:
@@ -101,6 +109,14 @@ for _row in (
     ),
     ClientProtocol("v2-grpc", f"{_V2}:V2GrpcClient", "KServe v2 gRPC (binary tensors)", "v2-grpc", "grpc"),
     ClientProtocol("v2-http", f"{_V2}:V2HttpClient", "KServe v2 HTTP (binary tensors)", "v2-http", "http"),
+    ClientProtocol(
+        "v2-grpc-shm",
+        "vslim.serving.protocols.v2.shm_client:V2GrpcShmClient",
+        "KServe v2 gRPC, inputs in system shared memory (same host; server --allow-client-shm)",
+        "v2-grpc",
+        "grpc",
+        same_host=True,
+    ),
     ClientProtocol(
         "video",
         f"{_PADDLE}:VideoEndpointClient",

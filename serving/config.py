@@ -55,6 +55,7 @@ class ServerConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     auth_token_file: str | None = None
+    allow_client_shm: bool = False  # Triton's system shared memory extension (v2), as Triton's --allow-client-shm
     log_level: str = "info"  # of vslim-serve's own log (stderr); the start-up lines are printed at every level
     access_log: bool = True  # one line per HTTP request and gRPC call, at info
     # many models: a repository folder (serving/repository.py) instead of --bundle

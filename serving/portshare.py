@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import socket
 import ssl
 
@@ -93,7 +94,8 @@ class PortSharer:
         self.ssl_context = ssl_context
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[asyncio.Task] = set()
-        self.kernel_relay = ssl_context is None and splice.available()
+        # VSLIM_STREAM_RELAY=1: the stream relay without TLS too (to measure the kernel relay against it)
+        self.kernel_relay = ssl_context is None and splice.available() and not os.environ.get("VSLIM_STREAM_RELAY")
         self._listener: socket.socket | None = None
         self._accepting: asyncio.Task | None = None
 

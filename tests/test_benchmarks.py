@@ -131,8 +131,8 @@ def test_serving_sweep_and_compare(cli, bundle_int8, synth_data, tmp_path):
     )
     assert r.code == 0, r.err
     report = json.loads((out / "serving.json").read_text())
-    # (4 protocols + v2's video model over 2 of them) x 2 levels x (no batching, batching 4, split ports)
-    assert len(report["rows"]) == 6 * 2 * 3
+    # (4 protocols + v2's video model over 2 of them) x 2 levels x (no batching, batching 4, stream relay, split ports)
+    assert len(report["rows"]) == 6 * 2 * 4
     videos = [x for x in report["rows"] if x["protocol"].endswith(" video")]
     assert {x["protocol"] for x in videos} == {"v2-grpc video", "v2-http video"}
     for x in videos:  # the server decoded every file: its video model's statistics count the decode
@@ -147,10 +147,12 @@ def test_serving_sweep_and_compare(cli, bundle_int8, synth_data, tmp_path):
     assert any(x["mean_batch"] > 1 for x in report["rows"] if x["server"] == "batching 4" and x["concurrency"] == 4)
     assert {"grpc_p50_vs_in_process", "v2-http_p50_vs_in_process"} <= set(report["summary"])
     assert {"grpc_p50_vs_in_process_split_ports", "v2-grpc_p50_vs_in_process_split_ports"} <= set(report["summary"])
-    assert {x["server"] for x in report["rows"]} == {"no batching", "batching 4", "no batching, split ports"}
+    assert {"grpc_p50_vs_in_process_stream_relay", "v2-http_p50_vs_in_process_stream_relay"} <= set(report["summary"])
+    servers = {"no batching", "batching 4", "no batching, stream relay", "no batching, split ports"}
+    assert {x["server"] for x in report["rows"]} == servers
     for label, memory in report["server_memory"].items():  # each server's own peak, read from /proc
         assert memory["peak_rss_mib"] >= memory["rss_after_mib"] > 50 and memory["workers"] == 1, label
-    assert set(report["server_memory"]) == {"no batching", "batching 4", "no batching, split ports"}
+    assert set(report["server_memory"]) == servers
     assert report["in_process"]["p50_ms"] > 0
     assert (out / "throughput_vs_latency.png").stat().st_size > 1000
     assert (out / "throughput_vs_concurrency.png").stat().st_size > 1000

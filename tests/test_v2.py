@@ -611,3 +611,112 @@ def test_vslim_client_speaks_v2(server_int8, bundle_int8, val_clips, extra):
     (ref,), (answer,) = json.loads(reference.out)["predictions"], json.loads(got.out)["predictions"]
     assert answer["classes"] == ref["classes"] and answer["labels"] == ref["labels"]
     np.testing.assert_allclose(answer["scores"], ref["scores"], atol=1e-5)
+
+
+# --------------------------------------------------------------------------- system shared memory
+
+
+def test_system_shared_memory_with_tritonclient_and_vslims_own_client(bundle_fp32, server_fp32, val_clips):
+    """Triton's system shared memory extension (--allow-client-shm): tritonclient's HTTP and gRPC clients put the
+    input in a region and read the output from one, vslim's v2-grpc-shm client hands its input over the same way;
+    every answer equals the one sent in the request. Registrations that would reach outside /dev/shm, past an
+    object, or twice are refused, and so is all of it on a server started without the flag."""
+    import tritonclient.grpc as tgrpc
+    import tritonclient.http as thttp
+    import tritonclient.utils.shared_memory as tshm
+    from tritonclient.utils import InferenceServerException
+
+    from vslim.serving.client import make_client
+    from vslim.serving.errors import ClientError
+
+    clip = np.ascontiguousarray(val_clips[0][:2], dtype=np.float32)
+    conf = ClientConfig.load(bundle_fp32.client)
+    with ServerProcess(bundle_fp32.server, "--allow-client-shm") as server:
+        with V2GrpcClient(server.address, conf) as c:
+            expected = c.predict({"data_batch_0": clip})["outputs"]
+        assert "system_shared_memory" in json.loads(http("GET", f"{server.url}/v2")[2])["extensions"]
+        handles = []
+        try:
+            for module, address in ((thttp, server.address), (tgrpc, server.address)):
+                kind = module.__name__.rsplit(".", 1)[1]
+                client = module.InferenceServerClient(address)
+                in_key, out_key = f"/vslim-test-in-{kind}", f"/vslim-test-out-{kind}"
+                inp = tshm.create_shared_memory_region(f"in-{kind}", in_key, clip.nbytes)
+                out = tshm.create_shared_memory_region(f"out-{kind}", out_key, expected.nbytes)
+                handles += [inp, out]
+                tshm.set_shared_memory_region(inp, [clip])
+                client.register_system_shared_memory(f"in-{kind}", in_key, clip.nbytes)
+                client.register_system_shared_memory(f"out-{kind}", out_key, expected.nbytes)
+                status = client.get_system_shared_memory_status()
+                assert f"in-{kind}" in (json.dumps(status) if isinstance(status, list) else str(status)), status
+                x = module.InferInput("data_batch_0", list(clip.shape), "FP32")
+                x.set_shared_memory(f"in-{kind}", clip.nbytes)
+                y = module.InferRequestedOutput("outputs")
+                y.set_shared_memory(f"out-{kind}", expected.nbytes)
+                result = client.infer("small", [x], outputs=[y])
+                meta = result.get_output("outputs")
+                shape = meta["shape"] if isinstance(meta, dict) else list(meta.shape)
+                got = tshm.get_contents_as_numpy(out, np.float32, [int(d) for d in shape])
+                np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, err_msg=kind)
+                with pytest.raises(InferenceServerException, match="no shared memory region named 'gone'"):
+                    x.set_shared_memory("gone", clip.nbytes)
+                    client.infer("small", [x])
+                client.unregister_system_shared_memory()
+                client.close()
+        finally:
+            for handle in handles:
+                tshm.destroy_shared_memory_region(handle)
+        # vslim's own client: same answer, its region gone with it
+        with make_client("v2-grpc-shm", server.address, conf) as c:
+            np.testing.assert_allclose(c.predict({"data_batch_0": clip})["outputs"], expected, rtol=1e-5, atol=1e-6)
+            key = c._key
+            assert json.loads(http("GET", f"{server.url}/v2/systemsharedmemory/status")[2])[0]["key"] == key
+        assert json.loads(http("GET", f"{server.url}/v2/systemsharedmemory/status")[2]) == []
+        assert not (tshm.os.path.exists(f"/dev/shm{key}"))
+        # refusals, each with the reason; the server keeps serving
+        object_key = "/vslim-test-refusals"
+        handle = tshm.create_shared_memory_region("r", object_key, 64)
+        try:
+
+            def register(name, body):
+                status, _, text = http(
+                    "POST", f"{server.url}/v2/systemsharedmemory/region/{name}/register", json.dumps(body).encode()
+                )
+                return status, json.loads(text).get("error", "")
+
+            assert register("a", {"key": "/../../etc/passwd", "byte_size": 8})[1].startswith("shared memory key")
+            assert register("a", {"key": "/no-such-object", "byte_size": 8})[0] == 404
+            status, message = register("a", {"key": object_key, "offset": 32, "byte_size": 64})
+            assert status == 400 and "run past the end" in message
+            assert register("a", {"key": object_key, "byte_size": 64}) == (200, "")
+            status, message = register("a", {"key": object_key, "byte_size": 8})
+            assert status == 400 and "already registered" in message
+            body = {
+                "inputs": [
+                    {
+                        "name": "data_batch_0",
+                        "shape": list(clip.shape),
+                        "datatype": "FP32",
+                        "parameters": {"shared_memory_region": "a", "shared_memory_byte_size": 64},
+                    }
+                ]
+            }
+            status, _, text = http("POST", f"{server.url}/v2/models/small/infer", json.dumps(body).encode())
+            assert status == 400 and "needs" in json.loads(text)["error"], text
+        finally:
+            tshm.destroy_shared_memory_region(handle)
+        with V2GrpcClient(server.address, conf) as c:
+            np.testing.assert_allclose(c.predict({"data_batch_0": clip})["outputs"], expected, rtol=1e-6)
+    # without --allow-client-shm: refused on both transports, with the flag to use
+    status, _, text = http(
+        "POST",
+        f"{server_fp32.url}/v2/systemsharedmemory/region/a/register",
+        json.dumps({"key": "/x", "byte_size": 8}).encode(),
+    )
+    assert status == 415 and "--allow-client-shm" in json.loads(text)["error"]
+    assert "system_shared_memory" not in json.loads(http("GET", f"{server_fp32.url}/v2")[2])["extensions"]
+    with pytest.raises(ClientError, match="--allow-client-shm") as info:
+        with make_client("v2-grpc-shm", server_fp32.address, conf) as c:
+            c.predict({"data_batch_0": clip})
+    assert info.value.status == "INVALID_ARGUMENT"
+    assert not [p for p in tshm.os.listdir("/dev/shm") if p.startswith("vslim-client-")]

@@ -275,3 +275,98 @@ def test_declared_sizes_are_limited_before_any_data_is_decoded():
     with pytest.raises(RequestError, match="over this server's limit") as info:
         request_from_proto(msg, limits)
     assert info.value.kind == "too_large"
+
+
+def test_shared_memory_inputs_are_read_in_place_and_outputs_written_there(tmp_path):
+    """The shared memory codec on a real /dev/shm object: an input is a view of the region (no copy), an output
+    lands at its offset, a gRPC request mixes shared-memory and raw inputs, and every misfit is refused."""
+    import os
+
+    from vslim.serving.protocols.v2.shm import NOT_ALLOWED, SHM_ROOT, SharedMemoryRegions
+
+    key = f"/vslim-codec-test-{os.getpid()}"
+    path = SHM_ROOT / key[1:]
+    path.write_bytes(b"\0" * 4096)
+    regions = SharedMemoryRegions(allowed=True)
+    try:
+        with pytest.raises(RequestError, match="--allow-client-shm"):
+            SharedMemoryRegions().register("r", key, 0, 64)
+        assert NOT_ALLOWED.startswith("client shared memory is off")
+        regions.register("r", key, 1024, 2048)
+        assert regions.status() == [{"name": "r", "key": key, "offset": 1024, "byte_size": 2048}]
+        x = np.arange(24, dtype=np.float32)
+        with open(path, "r+b") as f:  # the client writes its input at offset 64 of the region
+            f.seek(1024 + 64)
+            f.write(x.tobytes())
+        msg = pb.ModelInferRequest(model_name="m")
+        shm = msg.inputs.add(name="a", datatype="FP32", shape=[2, 12])
+        for k, v in (("shared_memory_region", "r"), ("shared_memory_byte_size", 96), ("shared_memory_offset", 64)):
+            set_parameter(shm.parameters[k], v)
+        msg.inputs.add(name="b", datatype="INT32", shape=[2])
+        msg.raw_input_contents.append(np.array([7, 8], dtype="<i4").tobytes())  # one entry: the input not in shm
+        req = request_from_proto(msg, regions=regions)
+        np.testing.assert_array_equal(req.inputs[0].data, x)
+        assert not req.inputs[0].data.flags.owndata  # a view of the mapping
+        np.testing.assert_array_equal(req.inputs[1].data, [7, 8])
+        req.outputs = [RequestedOutput("y", None, {"shared_memory_region": "r", "shared_memory_byte_size": 16})]
+        y = np.array([[1.5, 2.5], [3.5, 4.5]], dtype=np.float32)
+        resp = response_to_proto(InferResponse("m", "1", "", [InferOutput("y", "FP32", [2, 2], y)]), req, regions)
+        assert resp.raw_output_contents == [b""]
+        assert parameter_value(resp.outputs[0].parameters["shared_memory_byte_size"]) == 16
+        assert path.read_bytes()[1024 : 1024 + 16] == y.tobytes()
+        # HTTP: the same region from JSON parameters; an output answered with its region, no data
+        body = json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "a",
+                        "datatype": "FP32",
+                        "shape": [24],
+                        "parameters": {
+                            "shared_memory_region": "r",
+                            "shared_memory_byte_size": 96,
+                            "shared_memory_offset": 64,
+                        },
+                    }
+                ],
+                "outputs": [{"name": "y", "parameters": {"shared_memory_region": "r", "shared_memory_byte_size": 16}}],
+            }
+        ).encode()
+        req = rest.parse_request(body, None, "m", "", regions=regions)
+        np.testing.assert_array_equal(req.inputs[0].data, x)
+        answer, headers = rest.encode_response(
+            InferResponse("m", "1", "", [InferOutput("y", "FP32", [2, 2], y)]), req, regions
+        )
+        out = json.loads(answer)["outputs"][0]
+        assert "data" not in out and out["parameters"] == {"shared_memory_region": "r", "shared_memory_byte_size": 16}
+        for params, shape, message in (
+            ({"shared_memory_region": "r"}, [24], "needs both"),
+            ({"shared_memory_region": "q", "shared_memory_byte_size": 96}, [24], "no shared memory region named 'q'"),
+            ({"shared_memory_region": "r", "shared_memory_byte_size": 92}, [24], "needs 96 bytes"),
+            (
+                {"shared_memory_region": "r", "shared_memory_byte_size": 96, "shared_memory_offset": 2000},
+                [24],
+                "do not fit",
+            ),
+            ({"shared_memory_region": "r", "shared_memory_byte_size": -1}, [24], "whole number"),
+        ):
+            with pytest.raises(RequestError, match=message):
+                regions.read(params, "FP32", shape, "input 'a'")
+        with pytest.raises(RequestError, match="more than its"):
+            regions.write({"shared_memory_region": "r", "shared_memory_byte_size": 8}, y, "output 'y'")
+        for name, bad_key, message in (
+            ("s", "/../etc/passwd", "not a POSIX shared memory name"),
+            ("s", "a/b", "not a POSIX shared memory name"),
+            ("s", "/vslim-no-such-object", "create it on this host first"),
+            ("r", key, "already registered"),
+        ):
+            with pytest.raises(RequestError, match=message):
+                regions.register(name, bad_key, 0, 64)
+        with pytest.raises(RequestError, match="run past the end"):
+            regions.register("s", key, 4000, 200)
+        regions.unregister("r")
+        assert regions.status() == []
+        regions.unregister("never-registered")  # not an error, as in Triton
+    finally:
+        regions.close()
+        path.unlink()

@@ -245,7 +245,7 @@ def serve_and_classify(server_dir: Path, client_dir: Path, video: Path, say: Cal
     results = {}
     try:
         conf = ClientConfig.load(client_dir)
-        for protocol in protocol_names(tensors_only=True):
+        for protocol in protocol_names(tensors_only=True, same_host=False):
             with make_client(protocol, address, conf) as client:
                 top = classify_video(client, video, top_k=1)
             results[protocol] = (top.labels[0], top.scores[0])

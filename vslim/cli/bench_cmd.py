@@ -120,7 +120,7 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--client-conf", help="NAME_serving_client (default: beside --bundle)")
         p.add_argument(
             "--protocols",
-            default=",".join(protocol_names(tensors_only=True)),
+            default=",".join(protocol_names(tensors_only=True, same_host=False)),
             help=_protocols_help("every one that sends tensors, %(default)s"),
         )
         p.add_argument(
@@ -149,8 +149,9 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--split-ports",
             action="store_true",
-            help="also sweep a server with --grpc-port (Triton's layout: HTTP and gRPC each on its own port, "
-            "nothing relayed), to measure the shared port's relay against it",
+            help="also sweep, without batching, a server whose shared port relays through asyncio streams (as with "
+            "TLS) and one with --grpc-port (Triton's layout: HTTP and gRPC each on its own port, nothing relayed), "
+            "to measure the shared port's kernel relay against both",
         )
         p.add_argument(
             "--batching",

@@ -129,6 +129,13 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
             help="file holding a bearer token required on every endpoint but health (default: no token)",
         )
         p.add_argument(
+            "--allow-client-shm",
+            action="store_true",
+            help="let clients on this host hand tensors over in POSIX shared memory (Triton's system shared memory "
+            "extension, v2 HTTP and gRPC; tritonclient and perf_analyzer --shared-memory system use it): the "
+            "server maps the regions they register and reads and writes them (default: off, as in Triton)",
+        )
+        p.add_argument(
             "--log-level",
             choices=["debug", "info", "warning", "error"],
             default="info",
@@ -426,6 +433,7 @@ def _server_config(args, port: int):
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         auth_token_file=args.auth_token_file,
+        allow_client_shm=args.allow_client_shm,
         log_level=args.log_level,
         access_log=not args.no_access_log,
     )

@@ -345,6 +345,10 @@ class V2GrpcClient(_V2Client):
             array = np.asarray(array)
             request.inputs.add(name=name, datatype=datatype_of(array.dtype), shape=list(array.shape))
             request.raw_input_contents.append(to_raw(array))
+        return self._send(request, outputs, parameters)
+
+    def _send(self, request, outputs: list[str] | None, parameters: dict[str, Any] | None) -> dict[str, np.ndarray]:
+        """Ask for ``outputs`` with ``parameters``, send ``request`` (its inputs set) and decode the answer."""
         for name in outputs or ():
             request.outputs.add(name=name)
         for key, value in (parameters or {}).items():

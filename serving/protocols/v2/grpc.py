@@ -24,7 +24,8 @@ from .datatypes import BYTES, CONTENTS, DTYPES, check_datatype, check_size, from
 from .errors import GRPC_STATUS
 from .messages import InferInput, InferRequest, InferResponse, RequestedOutput
 from .models import V2Models, refuse_parameters, server_metadata
-from .proto import SERVICE_NAME, parameter_value, pb
+from .proto import SERVICE_NAME, parameter_value, pb, set_parameter
+from .shm import BYTE_SIZE, REGION, SharedMemoryRegions, regions_of, uses_shm
 
 if TYPE_CHECKING:
     from ...repository import ModelRepository
@@ -50,23 +51,33 @@ def _typed_values(t, datatype: str, what: str) -> np.ndarray:
     return np.array(values, dtype=dtype)
 
 
-def request_from_proto(msg, limits: Limits = Limits()) -> InferRequest:
+def request_from_proto(msg, limits: Limits = Limits(), regions: SharedMemoryRegions | None = None) -> InferRequest:
+    """The request; inputs whose parameters name a shared memory region are read there (and take no
+    ``raw_input_contents`` entry, as tritonclient sends them)."""
     raw = msg.raw_input_contents
-    if raw and len(raw) != len(msg.inputs):
+    input_params = [{k: parameter_value(v) for k, v in t.parameters.items()} for t in msg.inputs]
+    sent = sum(not uses_shm(p) for p in input_params)
+    if raw and len(raw) != sent:
         raise RequestError(
-            f"raw_input_contents holds {len(raw)} entries for {len(msg.inputs)} inputs; "
+            f"raw_input_contents holds {len(raw)} entries for {sent} inputs not in shared memory; "
             "send one per input, in input order"
         )
-    inputs = []
-    for i, t in enumerate(msg.inputs):
+    inputs, next_raw = [], 0
+    for t, params in zip(msg.inputs, input_params):
         what = f"input {t.name!r}"
         datatype = check_datatype(t.datatype, what)
         shape = list(t.shape)
         check_size(shape, limits, what)
-        if raw:
-            if t.HasField("contents") and t.contents.ByteSize():
+        has_contents = t.HasField("contents") and t.contents.ByteSize()
+        if uses_shm(params):
+            if has_contents:
+                raise RequestError(f"{what}: its data is in shared memory; send no contents for it")
+            data = (regions or SharedMemoryRegions()).read(params, datatype, shape, what)
+        elif raw:
+            if has_contents:
                 raise RequestError(f"{what}: both typed contents and raw_input_contents; send one of them")
-            data = from_raw(raw[i], datatype, shape, what)
+            data = from_raw(raw[next_raw], datatype, shape, what)
+            next_raw += 1
         else:
             data = _typed_values(t, datatype, what)
         inputs.append(InferInput(t.name, datatype, shape, data))
@@ -77,11 +88,21 @@ def request_from_proto(msg, limits: Limits = Limits()) -> InferRequest:
     return InferRequest(msg.model_name, msg.model_version, msg.id, inputs, outputs, params)
 
 
-def response_to_proto(resp: InferResponse):
+def response_to_proto(resp: InferResponse, req: InferRequest | None = None, regions: SharedMemoryRegions | None = None):
+    """The response; an output asked for in shared memory is written there, answered with its region and size
+    and an empty raw entry (so every output keeps its index in ``raw_output_contents``)."""
     msg = pb.ModelInferResponse(model_name=resp.model, model_version=resp.version, id=resp.id)
+    in_shm = {o.name: o.parameters for o in req.outputs if uses_shm(o.parameters)} if req else {}
     for out in resp.outputs:
-        msg.outputs.add(name=out.name, datatype=out.datatype, shape=out.shape)
-        msg.raw_output_contents.append(to_raw(out.data))
+        tensor = msg.outputs.add(name=out.name, datatype=out.datatype, shape=out.shape)
+        if out.name in in_shm:
+            params = in_shm[out.name]
+            size = (regions or SharedMemoryRegions()).write(params, out.data, f"output {out.name!r}")
+            set_parameter(tensor.parameters[REGION], params[REGION])
+            set_parameter(tensor.parameters[BYTE_SIZE], size)
+            msg.raw_output_contents.append(b"")
+        else:
+            msg.raw_output_contents.append(to_raw(out.data))
     return msg
 
 
@@ -92,6 +113,7 @@ class InferenceServicer:
     def __init__(self, repo: ModelRepository):
         self.repo = repo
         self.models = V2Models(repo)
+        self.regions = regions_of(repo)
 
     async def ServerLive(self, request, context):
         return pb.ServerLiveResponse(live=True)
@@ -110,7 +132,7 @@ class InferenceServicer:
         return pb.ModelReadyResponse(ready=model.ready)
 
     async def ServerMetadata(self, request, context):
-        return json_format.ParseDict(server_metadata(), pb.ServerMetadataResponse())
+        return json_format.ParseDict(server_metadata(self.regions.allowed), pb.ServerMetadataResponse())
 
     async def ModelMetadata(self, request, context):
         return json_format.ParseDict(
@@ -145,17 +167,31 @@ class InferenceServicer:
             model = self.models.get(request.model_name, request.model_version)
             service = model.service
             with call.admit(service, model.kind):
-                req = request_from_proto(request, service.limits)
+                req = request_from_proto(request, service.limits, self.regions)
                 decoded = time.perf_counter()
                 answer = await model.infer(req, PROTOCOL)
                 answered = time.perf_counter()
-                resp = response_to_proto(answer)
+                resp = response_to_proto(answer, req, self.regions)
                 stats = service.stats[model.kind]
                 stats.spent("compute_input", decoded - call.start)
                 stats.spent("compute_output", time.perf_counter() - answered)
         if call.refusal is not None:
             raise call.refusal
         return resp
+
+    async def SystemSharedMemoryStatus(self, request, context):
+        response = pb.SystemSharedMemoryStatusResponse()
+        for region in self.regions.status(request.name):
+            response.regions[region["name"]].CopyFrom(pb.SystemSharedMemoryStatusResponse.RegionStatus(**region))
+        return response
+
+    async def SystemSharedMemoryRegister(self, request, context):
+        self.regions.register(request.name, request.key, request.offset, request.byte_size)
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    async def SystemSharedMemoryUnregister(self, request, context):
+        self.regions.unregister(request.name)
+        return pb.SystemSharedMemoryUnregisterResponse()
 
 
 def _no_parameters(request, action: str) -> None:
@@ -174,6 +210,9 @@ _REQUESTS = {
     "RepositoryIndex": "RepositoryIndexRequest",
     "RepositoryModelLoad": "RepositoryModelLoadRequest",
     "RepositoryModelUnload": "RepositoryModelUnloadRequest",
+    "SystemSharedMemoryStatus": "SystemSharedMemoryStatusRequest",
+    "SystemSharedMemoryRegister": "SystemSharedMemoryRegisterRequest",
+    "SystemSharedMemoryUnregister": "SystemSharedMemoryUnregisterRequest",
 }
 METHODS = tuple(_REQUESTS)
 

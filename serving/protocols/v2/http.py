@@ -25,6 +25,7 @@ from ...service import Call
 from . import rest
 from .errors import HTTP_STATUS
 from .models import V2Models, refuse_parameters, server_metadata
+from .shm import regions_of
 
 if TYPE_CHECKING:
     from ...repository import ModelRepository
@@ -81,11 +82,44 @@ def _json(build) -> JSONResponse:
 
 def router(repo: ModelRepository) -> APIRouter:
     models = V2Models(repo)
+    regions = regions_of(repo)
     api = APIRouter(prefix="/v2", tags=["Open Inference Protocol (v2)"])
 
     @api.get("", summary="Server metadata: name, version, extensions")
     async def metadata() -> JSONResponse:
-        return JSONResponse(server_metadata())
+        return JSONResponse(server_metadata(regions.allowed))
+
+    shm_responses = responses((400, 401, 404, 415))
+
+    @api.get("/systemsharedmemory/status", summary="Registered shared memory regions", responses=shm_responses)
+    async def shm_status() -> JSONResponse:
+        return _json(lambda: regions.status())
+
+    @api.get("/systemsharedmemory/region/{region}/status", summary="One region's status", responses=shm_responses)
+    async def shm_region_status(region: str) -> JSONResponse:
+        return _json(lambda: regions.status(region))
+
+    @api.post(
+        "/systemsharedmemory/region/{region}/register",
+        summary="Register a region of a POSIX shared memory object (Triton's extension; --allow-client-shm)",
+        responses=shm_responses,
+    )
+    async def shm_register(region: str, request: Request) -> JSONResponse:
+        try:
+            body = orjson.loads(await request.body())
+            if not isinstance(body, dict) or not isinstance(body.get("key"), str):
+                raise ValueError
+        except ValueError:
+            return error(RequestError('the body must be JSON like {"key": "/name", "offset": 0, "byte_size": N}'))
+        return _json(lambda: regions.register(region, body["key"], body.get("offset", 0), body.get("byte_size")))
+
+    @api.post("/systemsharedmemory/unregister", summary="Unregister every region", responses=shm_responses)
+    async def shm_unregister_all() -> JSONResponse:
+        return _json(lambda: regions.unregister())
+
+    @api.post("/systemsharedmemory/region/{region}/unregister", summary="Unregister a region", responses=shm_responses)
+    async def shm_unregister(region: str) -> JSONResponse:
+        return _json(lambda: regions.unregister(region))
 
     @api.get("/health/live", summary="200 while the server runs", responses=HEALTH_RESPONSES)
     async def live() -> JSONResponse:
@@ -210,11 +244,11 @@ def router(repo: ModelRepository) -> APIRouter:
             with call.admit(service, model.kind):
                 body = await read_decoded(request, service.max_body)
                 header = request.headers.get(rest.HEADER_LENGTH)
-                req = await parse_off_loop(rest.parse_request, body, header, name, version, service.limits)
+                req = await parse_off_loop(rest.parse_request, body, header, name, version, service.limits, regions)
                 decoded = time.perf_counter()
                 resp = await model.infer(req, PROTOCOL)
                 answered = time.perf_counter()
-                content, headers = rest.encode_response(resp, req)
+                content, headers = rest.encode_response(resp, req, regions)
                 stats = service.stats[model.kind]
                 stats.spent("compute_input", decoded - call.start)
                 stats.spent("compute_output", time.perf_counter() - answered)

@@ -34,14 +34,17 @@ from ...signature import TensorIn, VarSpec, check_inputs, check_outputs
 from ...video import clip_from_frames, clips_from_videos
 from .datatypes import BYTES, CONFIG_TYPES, DTYPES, WORDING, datatype_of, element_count
 from .messages import InferInput, InferOutput, InferRequest, InferResponse
+from .shm import EXTENSION as SHM_EXTENSION
 
 SERVER_NAME = "vslim"
 EXTENSIONS = ("binary_tensor_data", "model_configuration", "model_repository", "statistics", "parameters")
 DEFAULT_TOP_K = 5
 
 
-def server_metadata() -> dict:
-    return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
+def server_metadata(shared_memory: bool = False) -> dict:
+    """``shared_memory``: the server takes clients' shared memory regions (``--allow-client-shm``)."""
+    extensions = [*EXTENSIONS, SHM_EXTENSION] if shared_memory else list(EXTENSIONS)
+    return {"name": SERVER_NAME, "version": __version__, "extensions": extensions}
 
 
 def _tensor(name: str, datatype: str, shape) -> dict:

@@ -25,6 +25,7 @@ from ...httpbody import load_json
 from ...signature import Limits
 from .datatypes import check_datatype, check_size, from_json, from_raw, to_json, to_raw
 from .messages import InferInput, InferRequest, InferResponse, RequestedOutput
+from .shm import BYTE_SIZE, REGION, SharedMemoryRegions, uses_shm
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -64,10 +65,15 @@ def _shape(value, what: str, limits: Limits) -> list[int]:
 
 
 def parse_request(
-    body: bytes, header_length: str | None, model: str, version: str, limits: Limits = Limits()
+    body: bytes,
+    header_length: str | None,
+    model: str,
+    version: str,
+    limits: Limits = Limits(),
+    regions: SharedMemoryRegions | None = None,
 ) -> InferRequest:
-    """An inference request from its HTTP body (JSON, or JSON + binary tensors); a shape over ``limits``
-    is refused before its data is decoded."""
+    """An inference request from its HTTP body (JSON, or JSON + binary tensors, or inputs in the shared memory
+    ``regions``); a shape over ``limits`` is refused before its data is decoded."""
     header, binary = split_body(body, header_length)
     obj = _object(load_json(header), "the request body")
     req_id = obj.get("id", "")
@@ -87,7 +93,11 @@ def parse_request(
         shape = _shape(raw.get("shape"), what, limits)
         params = _parameters(raw, what)
         size = params.get("binary_data_size")
-        if size is not None:
+        if uses_shm(params):
+            if "data" in raw or size is not None:
+                raise RequestError(f"{what}: its data is in shared memory; send no 'data' or binary_data_size")
+            data = (regions or SharedMemoryRegions()).read(params, datatype, shape, what)
+        elif size is not None:
             if "data" in raw:
                 raise RequestError(f"{what}: give either 'data' or parameters.binary_data_size, not both")
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
@@ -129,15 +139,23 @@ def parse_request(
     return InferRequest(model, version, req_id, inputs, outputs, params)
 
 
-def encode_response(resp: InferResponse, req: InferRequest) -> tuple[bytes, dict[str, str]]:
-    """The HTTP body and headers of an answer: JSON, or JSON header + binary outputs."""
+def encode_response(
+    resp: InferResponse, req: InferRequest, regions: SharedMemoryRegions | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """The HTTP body and headers of an answer: JSON, or JSON header + binary outputs; an output asked for in
+    shared memory is written there and answered with its region and size only."""
     default = bool(req.parameters.get("binary_data_output", False))
     asked = {o.name: o.binary for o in req.outputs}
+    in_shm = {o.name: o.parameters for o in req.outputs if uses_shm(o.parameters)}
     outputs, chunks = [], []
     for out in resp.outputs:
         binary = asked.get(out.name)
         entry: dict[str, Any] = {"name": out.name, "datatype": out.datatype, "shape": out.shape}
-        if binary if binary is not None else default:
+        if out.name in in_shm:
+            params = in_shm[out.name]
+            size = (regions or SharedMemoryRegions()).write(params, out.data, f"output {out.name!r}")
+            entry["parameters"] = {REGION: params[REGION], BYTE_SIZE: size}
+        elif binary if binary is not None else default:
             raw = to_raw(out.data)
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
