@@ -11,29 +11,11 @@ from vslim.fsio import write_json, write_text_atomic
 from vslim.serving.client_registry import describe
 from vslim.tables import fmt, markdown_table
 
-
-def _env_lines(env: dict) -> list[str]:
-    cpu = env["cpu"]
-    flags = ", ".join(f for f, on in cpu["flags"].items() if on) or "-"
-    pk = env["packages"]
-    return [
-        f"- Machine: {cpu['model']}, {cpu['logical_cores']} logical cores, flags: {flags}; "
-        f"GPU: {env['gpu'].get('name') or 'none (' + env['gpu'].get('reason', '') + ')'}",
-        f"- Software: Python {env['python']}, paddle {pk.get('paddlepaddle') or pk.get('paddlepaddle-gpu')}, "
-        f"onnxruntime {pk.get('onnxruntime', '-')}, vslim {env['vslim']} ({env['git_commit']})",
-        f"- When: {env['timestamp']}",
-    ] + (
-        [
-            f"- Peak memory (RSS): this process {env['peak_rss_mib']['self']:.0f} MiB, largest child process "
-            f"{env['peak_rss_mib']['largest_child']:.0f} MiB"
-        ]
-        if env.get("peak_rss_mib")
-        else []
-    )
+from .environment import environment_lines
 
 
 def runtime_markdown(r: dict) -> str:
-    lines = ["# Runtime benchmark (inference only)\n", *_env_lines(r["environment"]), ""]
+    lines = ["# Runtime benchmark (inference only)\n", *environment_lines(r["environment"]), ""]
     if r.get("vs_best_peer"):
         lines.append("## vslim vs the best peer (one interleaved run)\n")
         lines.append(
@@ -149,7 +131,7 @@ def e2e_markdown(r: dict) -> str:
     s, v = r["stages"], r["video"]
     lines = [
         "# End-to-end benchmark (one clip from a video file)\n",
-        *_env_lines(r["environment"]),
+        *environment_lines(r["environment"]),
         f"- Video: {v['path']} ({v['frames']} frames, {v['width']}x{v['height']}); model {r['model']['path']} "
         f"({r['model']['precision']}); decoder {r.get('decoder', 'opencv')}",
         "",
@@ -191,7 +173,7 @@ def describe_protocol(name: str) -> str:
 
 
 def serving_markdown(r: dict) -> str:
-    lines = ["# Serving benchmark (loopback)\n", *_env_lines(r["environment"]), ""]
+    lines = ["# Serving benchmark (loopback)\n", *environment_lines(r["environment"]), ""]
     if r.get("in_process"):
         ip = r["in_process"]
         lines.append(

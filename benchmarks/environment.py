@@ -127,3 +127,24 @@ def environment() -> dict:
             if k in os.environ
         },
     }
+
+
+def environment_lines(env: dict) -> list[str]:
+    """The machine, software, time and peak memory of a report's environment, as Markdown list items."""
+    cpu = env["cpu"]
+    flags = ", ".join(f for f, on in cpu["flags"].items() if on) or "-"
+    pk = env["packages"]
+    return [
+        f"- Machine: {cpu['model']}, {cpu['logical_cores']} logical cores, flags: {flags}; "
+        f"GPU: {env['gpu'].get('name') or 'none (' + env['gpu'].get('reason', '') + ')'}",
+        f"- Software: Python {env['python']}, paddle {pk.get('paddlepaddle') or pk.get('paddlepaddle-gpu')}, "
+        f"onnxruntime {pk.get('onnxruntime', '-')}, vslim {env['vslim']} ({env['git_commit']})",
+        f"- When: {env['timestamp']}",
+    ] + (
+        [
+            f"- Peak memory (RSS): this process {env['peak_rss_mib']['self']:.0f} MiB, largest child process "
+            f"{env['peak_rss_mib']['largest_child']:.0f} MiB"
+        ]
+        if env.get("peak_rss_mib")
+        else []
+    )

@@ -37,7 +37,7 @@ from vslim.serving.client import ClientConfig, make_client
 from vslim.serving.client_registry import needs_shared_memory, protocol_names
 from vslim.serving.process import ServerProcess
 
-from .environment import environment, process_memory_mib
+from .environment import environment, environment_lines, process_memory_mib
 from .peer_load import PEERS, PRECISION
 from .serving_load import _load
 
@@ -283,15 +283,13 @@ def summarize(rows: list[dict], target: float = 1.0) -> list[dict]:
 def throughput_markdown(r: dict) -> str:
     from vslim.tables import markdown_table
 
-    from .bench_report import _env_lines
-
     cfg = r["config"]
     video = cfg.get("video")
     lines = [
         "# Throughput under concurrency: vslim-serve vs the best peer built by hand"
         + (f" (video in, label out: {Path(video).name})" if video else "")
         + "\n",
-        *_env_lines(r["environment"]),
+        *environment_lines(r["environment"]),
         f"- Each contender in its own process, loaded one at a time, {cfg['rounds']} interleaved round(s) of "
         f"{cfg['duration']:g} s per level; vslim-serve over {cfg['protocol']} from client threads on the same host, "
         "peers in-process (no transport). Figures are medians over rounds."
