@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce docs/benchmarks.md: build the models, then run every benchmark into docs/benchmarks/.
 #   scripts/benchmarks.sh [WORKDIR]      (default ./bench-work; the demo's models are reused when present)
-# Takes about 10 minutes on 2 cores. Nothing else should run meanwhile: these are timings.
+# Takes about 90 minutes on 2 cores. Nothing else should run meanwhile: these are timings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W="${1:-bench-work}"
@@ -66,6 +66,12 @@ rm -rf "$OUT"/throughput_r50 "$OUT"/throughput_r50_video "$OUT"/throughput_small
 $BIN/vslim-bench throughput --bundle "$W/r50_auto/pptsm_r50_serving_server" \
     --bundle "$W/r50_bundle/pptsm_r50_int8_serving_server" --model "$W/r50_fp32" --calib-list "$W/demo/data/calib.list" \
     --concurrency 1,4,8 --duration 15 --rounds 2 --max-batch-size 4 --out "$OUT/throughput_r50" >/dev/null
+# the same with the tensors handed over in system shared memory (Triton's extension; the server gets --allow-client-shm)
+rm -rf "$OUT"/throughput_r50_shm
+$BIN/vslim-bench throughput --bundle "$W/r50_auto/pptsm_r50_serving_server" \
+    --bundle "$W/r50_bundle/pptsm_r50_int8_serving_server" --model "$W/r50_fp32" --calib-list "$W/demo/data/calib.list" \
+    --peers openvino,openvino-nncf-int8 --protocol v2-grpc-shm --concurrency 1,4,8 --duration 15 --rounds 2 \
+    --max-batch-size 1 --out "$OUT/throughput_r50_shm" >/dev/null
 # video in, label out: whole files to vslim-serve against PaddleVideo's preprocessing in the client + the peer
 [ -f "$W/k400like.mp4" ] || $BIN/python -c "from pathlib import Path; from vslim.benchmarks.e2e import make_video; \
 make_video(Path('$W/k400like.mp4'), 10, 30, 340, 256)"
