@@ -38,13 +38,14 @@ $BIN/vslim-bench serving --bundle "$W/r50_bundle/pptsm_r50_int8_serving_server" 
     --requests 40 --duration 40 --batching 1,8 --batch-timeout-ms 2 --out "$OUT/serving_r50" >/dev/null
 $BIN/vslim-bench serving --bundle "$W/small_bundle/pptsm_small_int8_serving_server" --concurrency 1,4,8,16 \
     --requests 400 --duration 20 --batching 1,8 --batch-timeout-ms 2 --out "$OUT/serving_small" >/dev/null
-# the shared port's relay against a port per transport (--grpc-port), at concurrency 1
-rm -rf "$OUT"/serving_r50_split
+# the shared port's kernel relay against the stream relay and a port per transport (--grpc-port), and v2 gRPC
+# with the tensor in shared memory, at concurrency 1
+rm -rf "$OUT"/serving_r50_relay
 [ -d "$W/r50_bundle_paddle" ] || $BIN/vslim-package --target serving --model-dir "$W/r50_int8" \
     --out "$W/r50_bundle_paddle" --name pptsm_r50_int8 --runtime paddle
 $BIN/vslim-bench serving --bundle "$W/r50_bundle_paddle/pptsm_r50_int8_serving_server" \
-    --protocols grpc,v2-grpc,http-proto,v2-http --concurrency 1 --batching 1 --split-ports --requests 60 --duration 40 \
-    --out "$OUT/serving_r50_split" >/dev/null
+    --protocols grpc,v2-grpc,http-proto,v2-http,v2-grpc-shm --concurrency 1 --batching 1 --split-ports --requests 60 \
+    --duration 40 --out "$OUT/serving_r50_relay" >/dev/null
 # video in, label out: whole files to v2's NAME_video model (the server decodes) beside the tensor path, same load
 rm -rf "$OUT"/serving_r50_video
 $BIN/vslim-bench serving --bundle "$W/r50_bundle_paddle/pptsm_r50_int8_serving_server" --protocols v2-grpc,v2-http \
