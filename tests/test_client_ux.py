@@ -74,7 +74,7 @@ def test_client_help_says_defaults_valid_values_and_aliases(capsys):
         "classes to print, best first (>= 1; default: 1)",
         "without a port, 9393",
         "(default: 127.0.0.1:9393)",
-        "one of: grpc, http, http-proto, v2-grpc, v2-http, video, video-file",
+        "one of: grpc, http, http-proto, v2-grpc, v2-http, v2-grpc-shm, video, video-file",
         "default: grpc",
         "in seconds (> 0; default: 60.0)",
         "3 no server at --address",
