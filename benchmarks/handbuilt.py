@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image
 
 from vslim.data.pipeline import ClipPipeline
 from vslim.data.transforms import scaled_size
 from vslim.errors import ConfigError, DataError
+
+from .e2e import decode_all_then_sample
 
 
 def check_handbuilt(pipeline: ClipPipeline) -> None:
@@ -36,19 +37,13 @@ def check_handbuilt(pipeline: ClipPipeline) -> None:
 def paddlevideo_clip(path: Path | str, pipeline: ClipPipeline) -> np.ndarray:
     """``[1, T, 3, S, S]`` float32, PaddleVideo's way: every frame decoded, Pillow transforms per frame."""
     cfg = pipeline.cfg
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame[:, :, ::-1])  # BGR -> RGB
-    capture.release()
-    if not frames:
-        raise DataError(f"OpenCV decoded no frame of {path}")
+    try:
+        sampled = decode_all_then_sample(Path(path), pipeline)  # OpenCV, every frame, RGB
+    except ValueError:  # no frame to stack
+        raise DataError(f"OpenCV decoded no frame of {path}") from None
     images = []
-    for i in pipeline.indices(len(frames)):
-        image = Image.fromarray(np.ascontiguousarray(frames[i]), mode="RGB")
+    for frame in sampled:
+        image = Image.fromarray(np.ascontiguousarray(frame), mode="RGB")
         oh, ow = scaled_size(image.height, image.width, cfg.short_size, cfg.fixed_ratio)
         image = image.resize((ow, oh), Image.Resampling.BILINEAR)
         y, x = int(round((oh - cfg.target_size) / 2.0)), int(round((ow - cfg.target_size) / 2.0))

@@ -23,6 +23,7 @@ import errno
 import os
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 
 from . import splice
 from .peers import connect_backend, open_backend
@@ -56,8 +57,9 @@ async def _relay(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             await dst.drain()
 
 
-async def _linger(reader: asyncio.StreamReader) -> None:
-    """Drop the client's remaining bytes until it pauses or ends, so the backend's last answer reaches it.
+async def _linger(read: Callable[[], Awaitable[bytes]]) -> None:
+    """Drop the client's remaining bytes (``read()``: its next chunk) until it pauses or ends, so the backend's
+    last answer reaches it.
 
     A backend may answer before the request is in, then close: uvicorn answers a malformed
     request with 400 at once. Closing now, with the rest of the upload unread, makes the
@@ -69,17 +71,7 @@ async def _linger(reader: asyncio.StreamReader) -> None:
     end = loop.time() + LINGER_MAX
     with contextlib.suppress(asyncio.TimeoutError, ConnectionError, OSError):
         while (left := end - loop.time()) > 0:
-            if not await asyncio.wait_for(reader.read(RELAY_CHUNK), min(LINGER_QUIET, left)):
-                return
-
-
-async def _linger_socket(sock: socket.socket) -> None:
-    """:func:`_linger` for the kernel relay's raw client socket."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + LINGER_MAX
-    with contextlib.suppress(asyncio.TimeoutError, ConnectionError, OSError):
-        while (left := end - loop.time()) > 0:
-            if not await asyncio.wait_for(loop.sock_recv(sock, RELAY_CHUNK), min(LINGER_QUIET, left)):
+            if not await asyncio.wait_for(read(), min(LINGER_QUIET, left)):
                 return
 
 
@@ -163,7 +155,7 @@ class PortSharer:
             finally:
                 upstream.cancel()
                 await asyncio.wait([upstream])
-            await _linger_socket(conn)
+            await _linger(lambda: asyncio.get_running_loop().sock_recv(conn, RELAY_CHUNK))
         except (TimeoutError, ConnectionError, OSError, asyncio.CancelledError):
             pass
         finally:
@@ -236,7 +228,7 @@ class PortSharer:
             finally:
                 upstream.cancel()
                 await asyncio.wait([upstream])
-            await _linger(reader)
+            await _linger(lambda: reader.read(RELAY_CHUNK))
         except (TimeoutError, ConnectionError, OSError, asyncio.CancelledError):
             pass
         finally:
