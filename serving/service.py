@@ -41,6 +41,9 @@ class Batching:
     device: str = "cpu"
 
 
+_STILL_LOADING = "the model is still loading; retry when /health says ready"
+
+
 class ModelService:
     """One served model: its signature, limits, engine (once loaded), metrics and statistics."""
 
@@ -86,7 +89,7 @@ class ModelService:
         if self.unloading:
             raise RequestError(f"model '{self.name}' version {self.version} is being unloaded", UNAVAILABLE)
         if self.engine is None:
-            raise RequestError("the model is still loading; retry when /health says ready", UNAVAILABLE)
+            raise RequestError(_STILL_LOADING, UNAVAILABLE)
         return self.engine
 
     @contextlib.contextmanager
@@ -101,8 +104,14 @@ class ModelService:
             self.active -= 1
 
     async def run(self, feeds: dict[str, np.ndarray], fetch: list[str], tag: str) -> dict[str, np.ndarray]:
-        """Queue checked feeds for the engine; ``{fetch var name: batch-first array}``."""
-        engine = self.check_ready()
+        """Queue checked feeds for the engine; ``{fetch var name: batch-first array}``.
+
+        Admission (:meth:`admitted`) is the gate: a request admitted before an unload or a drain began is
+        still decoding when the flag goes up and must be answered, so only a missing engine refuses here
+        (the engine itself refuses once it is closing)."""
+        engine = self.engine
+        if engine is None:
+            raise RequestError(_STILL_LOADING, UNAVAILABLE)
         self.metrics.queue_depth.set(engine.queue_depth)
         future = engine.submit(feeds, fetch, tag)
         try:

@@ -426,3 +426,17 @@ def test_many_workers_under_concurrency_answer_every_request_with_its_own_answer
         assert answered >= 240 - 19 * 4  # at most a whole batch fails with each bad request
     finally:
         engine.close(10)
+
+
+def test_a_request_admitted_before_an_unload_is_answered_and_later_ones_are_refused(served, unloading):
+    # the request is admitted, then (while it is still decoding its body) the unload begins: it is answered;
+    # a request arriving after the flag is refused with UNAVAILABLE
+    service = served.get("fake")
+    with service.admitted():
+        unloading(True)
+        out = asyncio.run(service.run({"data_batch_0": _clip(2.0)}, ["scores"], "test"))
+        assert out["scores"][0, 0] == 4.0
+        with pytest.raises(RequestError) as refused:
+            service.admitted().__enter__()
+        assert refused.value.kind == UNAVAILABLE and "being unloaded" in str(refused.value)
+    assert service.active == 0
