@@ -225,6 +225,10 @@ def serving_markdown(r: dict) -> str:
         ]
         for x in r["rows"]
     ]
+    if any("reference_p50_ms" in x for x in r["rows"]):  # Ray's rows, each beside vslim-serve's in alternation
+        headers += ["vslim-serve p50 ms (alternating)", "Ray's hop ms"]
+        for row, x in zip(rows, r["rows"]):
+            row += [x.get("reference_p50_ms"), x.get("hop_p50_ms")]
     lines.append(markdown_table(headers, rows))
     protocols = dict.fromkeys(x["protocol"] for x in r["rows"])
     lines.append("Protocols: " + "; ".join(describe_protocol(p) for p in protocols) + ".")
@@ -241,6 +245,13 @@ def serving_markdown(r: dict) -> str:
                 )
             elif not isinstance(value, dict):
                 lines.append(f"- {key}: {value:.2f}")
+            elif all(isinstance(v, dict) and "hop_share" in v for v in value.values()):
+                hops = ", ".join(
+                    f"c={k}: {v['hop_p50_ms']:.1f} ms = {100 * v['hop_share']:.1f}% "
+                    f"({'met' if v['met'] else 'not met'}, target <= {100 * v['target_share']:.0f}%)"
+                    for k, v in sorted(value.items(), key=lambda kv: int(kv[0]))
+                )
+                lines.append(f"- {key}: {hops}")
             else:
                 gains = ", ".join(f"c={k}: {v:.2f}x" for k, v in sorted(value.items(), key=lambda kv: int(kv[0])))
                 lines.append(f"- {key}: {gains}")

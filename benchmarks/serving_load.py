@@ -65,7 +65,9 @@ class ServingBench:
     baseline_iterations: int = 50
     ray: str | None = None  # also deploy the bundle on this Ray cluster ("local": one started here)
     ray_replicas: list[int] = field(default_factory=lambda: [1, 2])
+    ray_ingress: list[str] = field(default_factory=lambda: ["proxy"])  # through Ray's proxies, or direct ingress
     cpus_per_replica: float = 1.0
+    rounds: int = 3  # Ray's rows alternate with vslim-serve's in this many rounds (the hop is a difference)
 
 
 def _metrics(url: str) -> dict[str, float]:
@@ -88,7 +90,7 @@ def _mean_delta(before: dict, after: dict, name: str, labels: str = "") -> float
 
 
 def _load(
-    address: str,
+    address: str | list[str],
     protocol: str,
     conf: ClientConfig,
     clip: np.ndarray,
@@ -98,13 +100,15 @@ def _load(
     video: str | None = None,
 ) -> dict:
     """``concurrency`` clients, each sending one request after another: the clip as a tensor, or with
-    ``video`` the whole file to the v2 ``NAME_video`` model (the server decodes it)."""
+    ``video`` the whole file to the v2 ``NAME_video`` model (the server decodes it). Several addresses (replicas
+    behind no proxy) are spread over the clients, as an L4 load balancer spreads connections."""
+    addresses = [address] if isinstance(address, str) else address
     feed = {conf.signature.feeds[0].alias: clip[None]}
     latencies, errors, lock = [], [], threading.Lock()
     deadline = time.perf_counter() + duration
     remaining = [requests]
 
-    def worker():
+    def worker(address: str):
         with make_client(protocol, address, conf, timeout=max(60.0, duration)) as client:
             while time.perf_counter() < deadline:
                 with lock:
@@ -123,7 +127,7 @@ def _load(
                     with lock:
                         errors.append(str(exc)[:200])
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    threads = [threading.Thread(target=worker, args=(addresses[i % len(addresses)],)) for i in range(concurrency)]
     start = time.perf_counter()
     for t in threads:
         t.start()
@@ -136,6 +140,26 @@ def _load(
         "error_samples": errors[:3],
         "wall_s": wall,
         "infer_per_s": len(latencies) / wall,
+        **latency_stats(latencies),
+        "latencies": latencies,  # for merging rounds; dropped from the report
+    }
+
+
+def _public(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k != "latencies"}
+
+
+def _merged(parts: list[dict]) -> dict:
+    """One row from the rounds of one contender."""
+    latencies = [x for p in parts for x in p["latencies"]]
+    wall = sum(p["wall_s"] for p in parts)
+    completed = sum(p["completed"] for p in parts)
+    return {
+        "completed": completed,
+        "errors": sum(p["errors"] for p in parts),
+        "error_samples": [e for p in parts for e in p["error_samples"]][:3],
+        "wall_s": wall,
+        "infer_per_s": completed / wall if wall else 0.0,
         **latency_stats(latencies),
     }
 
@@ -172,13 +196,13 @@ def _sweep(
                         "server": server_label,
                         "protocol": name,
                         "concurrency": level,
-                        **_load(target, protocol, conf, clip, level, cfg.requests, cfg.duration, video),
+                        **_public(_load(target, protocol, conf, clip, level, cfg.requests, cfg.duration, video)),
                     }
                 )
                 bar.update(1)
                 continue
             before, decode_before = _metrics(url), _decode_stats(url, conf.name) if video else None
-            result = _load(target, protocol, conf, clip, level, cfg.requests, cfg.duration, video)
+            result = _public(_load(target, protocol, conf, clip, level, cfg.requests, cfg.duration, video))
             after = _metrics(url)
             proto_label = f'{{protocol="{client_protocol(protocol).metrics_label}"}}'
             split = {
@@ -236,7 +260,12 @@ def run_serving(cfg: ServingBench, say: Callable[[str], None] = print) -> dict:
         configs += [(1, STREAM_RELAY), (1, SPLIT)]
     if cfg.ray and not cfg.bundle:
         raise VslimError("--ray deploys the bundle on the cluster: give --bundle too")
-    ray_runs = cfg.ray_replicas if cfg.ray else []
+    bad = [i for i in cfg.ray_ingress if i not in ("proxy", "direct")]
+    if bad or not cfg.ray_ingress:
+        raise VslimError(f"--ray-ingress {','.join(cfg.ray_ingress)}: give proxy, direct or both (comma-separated)")
+    if cfg.rounds < 1:
+        raise VslimError(f"--rounds must be >= 1, got {cfg.rounds}")
+    ray_runs = [(i, n) for i in cfg.ray_ingress for n in cfg.ray_replicas] if cfg.ray else []
     total = (len(configs) + len(ray_runs)) * len(cfg.protocols) * len(cfg.concurrency)
     with progress_bar(total=total, desc="serving load", unit="level") as bar:
         for max_batch, layout in configs:
@@ -282,49 +311,98 @@ def run_serving(cfg: ServingBench, say: Callable[[str], None] = print) -> dict:
 
 
 def _ray_sweeps(cfg: ServingBench, conf: ClientConfig, clip: np.ndarray, bar, say: Callable[[str], None]) -> list[dict]:
-    """The same sweep through Ray Serve's proxies, with each replica count: Ray's hop cost and its scaling."""
+    """Every protocol through Ray Serve, with each ingress and replica count, alternating round by round with a
+    vslim-serve sized like one replica (no batching, its workers, the replica's CPUs as threads), so that Ray's
+    hop is a difference measured over the same minutes (this host's speed drifts by more than the hop)."""
 
+    import ray
     from ray import serve
 
     from vslim.netports import listening_port
     from vslim.serving.config import ServerConfig
-    from vslim.serving.rayserve.config import RayServeConfig
-    from vslim.serving.rayserve.launcher import connect, deploy, start_serve
+    from vslim.serving.rayserve.config import DIRECT_INGRESS, RayServeConfig
+    from vslim.serving.rayserve.launcher import connect, deploy, direct_endpoints, endpoints, start_serve
 
-    connect(cfg.ray, say)
     rows = []
-    try:
-        for replicas in cfg.ray_replicas:
-            server = ServerConfig(bundle=str(cfg.bundle), max_batch_size=1, workers=cfg.workers, warmup=True)
-            ray_cfg = RayServeConfig(
-                server=server,
-                address=cfg.ray,
-                name="vslim-bench",
-                replicas=replicas,
-                cpus_per_replica=cfg.cpus_per_replica,
-                http_port=(http := listening_port()),
-                grpc_port=listening_port(taken=(http,)),
-            ).validate()
-            start_serve(ray_cfg, say)
-            deploy(ray_cfg, say)
-            label = f"ray {replicas} replica{'s' if replicas > 1 else ''}"
-            rows += _sweep(
-                f"127.0.0.1:{ray_cfg.http_port}",
-                None,
-                cfg,
-                conf,
-                clip,
-                label,
-                bar,
-                grpc_address=f"127.0.0.1:{ray_cfg.grpc_port}",
-            )
-            serve.delete("vslim-bench")
-    finally:
-        if cfg.ray == "local":
-            import ray
+    threads = max(1, int(cfg.cpus_per_replica) // cfg.workers)
+    with ServerProcess(
+        cfg.bundle, "--workers", cfg.workers, "--threads", threads, "--max-batch-size", 1, "--no-access-log"
+    ) as reference:
+        for ingress in cfg.ray_ingress:
+            connect(cfg.ray, say, ingress)
+            try:
+                for replicas in cfg.ray_replicas:
+                    server = ServerConfig(bundle=str(cfg.bundle), max_batch_size=1, workers=cfg.workers, warmup=True)
+                    ray_cfg = RayServeConfig(
+                        server=server,
+                        address=cfg.ray,
+                        name="vslim-bench",
+                        replicas=replicas,
+                        cpus_per_replica=cfg.cpus_per_replica,
+                        http_port=(http := listening_port()),
+                        grpc_port=listening_port(taken=(http,)),
+                        ingress=ingress,
+                    ).validate()
+                    start_serve(ray_cfg, say)
+                    deploy(ray_cfg, say)
+                    if ingress == DIRECT_INGRESS:
+                        targets = direct_endpoints(ray_cfg)
+                        http_targets = [u.split("://", 1)[1] for u in targets["http"]]
+                        grpc_targets = targets["grpc"]
+                    else:
+                        ep = endpoints(ray_cfg)
+                        http_targets, grpc_targets = [ep["http"].split("://", 1)[1]], [ep["grpc"]]
+                    label = f"ray {replicas} replica{'s' if replicas > 1 else ''}, {ingress} ingress"
+                    rows += _paired_sweep(http_targets, grpc_targets, reference.address, cfg, conf, clip, label, bar)
+                    serve.delete("vslim-bench")
+            finally:
+                if cfg.ray == "local":  # the next ingress starts its own cluster (Ray reads the switch at start)
+                    serve.shutdown()
+                    ray.shutdown()
+    return rows
 
-            serve.shutdown()
-            ray.shutdown()
+
+def _paired_sweep(
+    http_targets: list[str],
+    grpc_targets: list[str],
+    reference: str,
+    cfg: ServingBench,
+    conf: ClientConfig,
+    clip: np.ndarray,
+    label: str,
+    bar,
+) -> list[dict]:
+    """Every protocol at every level, ``cfg.rounds`` rounds each, Ray and the reference in turn (order reversed
+    every other round); Ray's row carries the reference's figures and the hop."""
+    rows = []
+    for protocol in cfg.protocols:
+        targets = grpc_targets if client_protocol(protocol).transport == "grpc" else http_targets
+        for address in (*targets, reference):  # connection set-up is not load
+            with make_client(protocol, address, conf) as c:
+                c.predict({conf.signature.feeds[0].alias: clip[None]})
+        for level in cfg.concurrency:
+            parts: dict[str, list[dict]] = {"ray": [], "reference": []}
+            for round_ in range(cfg.rounds):
+                order = [("ray", targets), ("reference", reference)]
+                for who, address in order if round_ % 2 == 0 else reversed(order):
+                    parts[who].append(
+                        _load(
+                            address,
+                            protocol,
+                            conf,
+                            clip,
+                            level,
+                            max(level, cfg.requests // cfg.rounds),
+                            cfg.duration / cfg.rounds,
+                        )
+                    )
+            ray_row, ref = _merged(parts["ray"]), _merged(parts["reference"])
+            row = {"server": label, "protocol": protocol, "concurrency": level, **ray_row}
+            row["reference_p50_ms"], row["reference_infer_per_s"] = ref.get("p50_ms"), ref["infer_per_s"]
+            if ray_row.get("p50_ms") and ref.get("p50_ms"):
+                row["hop_p50_ms"] = ray_row["p50_ms"] - ref["p50_ms"]
+            rows.append(row)
+            bar.update(1)
     return rows
 
 
@@ -390,18 +468,29 @@ def _summarize(report: dict) -> None:
                 summary.setdefault(f"{protocol}_batching_throughput_gain", {})[str(level)] = (
                     on[0]["infer_per_s"] / off[0]["infer_per_s"]
                 )
-    for protocol in {r["protocol"] for r in rows}:
-        ray1 = [r for r in rows if r["protocol"] == protocol and r["server"] == "ray 1 replica"]
-        ray2 = [r for r in rows if r["protocol"] == protocol and r["server"] == "ray 2 replicas"]
-        direct = [r for r in rows if r["protocol"] == protocol and r["server"] == "no batching"]
-        one = {r["concurrency"]: r for r in ray1}
-        if 1 in one and direct and one[1].get("p50_ms"):
-            summary[f"{protocol}_ray_hop_p50_ms"] = (
-                one[1]["p50_ms"] - next(r for r in direct if r["concurrency"] == 1)["p50_ms"]
-            )
-        for r in ray2:
-            if r["concurrency"] in one and one[r["concurrency"]]["infer_per_s"]:
-                summary.setdefault(f"{protocol}_ray_2_vs_1_replicas_throughput", {})[str(r["concurrency"])] = (
-                    r["infer_per_s"] / one[r["concurrency"]]["infer_per_s"]
-                )
+    for r in rows:  # Ray's hop: its p50 over vslim-serve's, measured in alternation with it
+        if r["server"].startswith("ray ") and r.get("hop_p50_ms") is not None and r.get("reference_p50_ms"):
+            ingress = r["server"].split(", ")[-1].replace(" ingress", "")
+            key = f"{r['protocol']}_ray_{ingress}_hop"
+            if r["server"].startswith("ray 1 replica,"):
+                summary.setdefault(key, {})[str(r["concurrency"])] = {
+                    "hop_p50_ms": r["hop_p50_ms"],
+                    "hop_share": r["hop_p50_ms"] / r["reference_p50_ms"],
+                    "target_share": 0.10,
+                    "met": r["hop_p50_ms"] / r["reference_p50_ms"] <= 0.10,
+                }
+    for r in rows:  # more replicas vs one, same ingress and level
+        if r["server"].startswith("ray ") and not r["server"].startswith("ray 1 replica,"):
+            ingress = r["server"].split(", ")[-1]
+            one = [
+                o
+                for o in rows
+                if o["server"] == f"ray 1 replica, {ingress}"
+                and o["protocol"] == r["protocol"]
+                and o["concurrency"] == r["concurrency"]
+            ]
+            if one and one[0]["infer_per_s"]:
+                replicas = r["server"].split()[1]
+                key = f"{r['protocol']}_ray_{ingress.replace(' ingress', '')}_{replicas}_vs_1_replicas_throughput"
+                summary.setdefault(key, {})[str(r["concurrency"])] = r["infer_per_s"] / one[0]["infer_per_s"]
     report["summary"] = summary

@@ -51,13 +51,14 @@ rm -rf "$OUT"/serving_r50_video
 $BIN/vslim-bench serving --bundle "$W/r50_bundle_paddle/pptsm_r50_int8_serving_server" --protocols v2-grpc,v2-http \
     --concurrency 1,4,8 --batching 1,8 --batch-timeout-ms 2 --video "$W/demo/data/demo.mp4" --requests 40 --duration 40 \
     --out "$OUT/serving_r50_video" >/dev/null
-# Ray Serve's proxy hop and 1 vs 2 replicas, in one run with vslim-serve (needs the ray extra)
-$BIN/vslim-bench serving --bundle "$W/small_fp32_bundle/small_serving_server" --protocols grpc,http-proto,v2-grpc,v2-http \
-    --concurrency 1,4 --batching 1 --requests 200 --duration 15 --threads 1 --ray local --ray-replicas 1,2 \
-    --out "$OUT/serving_ray" >/dev/null
+# Ray Serve's hop through its proxies and with direct ingress (each alternating round by round with a vslim-serve
+# sized like one replica), and 1 vs 2 replicas (needs the ray extra)
+$BIN/vslim-bench serving --bundle "$W/small_fp32_bundle/small_serving_server" --protocols v2-grpc,v2-http \
+    --concurrency 1,4 --batching 1 --requests 150 --duration 15 --threads 1 --ray local --ray-replicas 1,2 \
+    --ray-ingress proxy,direct --out "$OUT/serving_ray" >/dev/null
 $BIN/vslim-bench serving --bundle "$W/r50_bundle/pptsm_r50_int8_serving_server" --protocols grpc,v2-grpc,v2-http \
-    --concurrency 1 --batching 1 --requests 40 --duration 40 --threads 2 --ray local --ray-replicas 1 \
-    --cpus-per-replica 2 --out "$OUT/serving_ray_r50" >/dev/null
+    --concurrency 1,8 --batching 1 --requests 48 --duration 60 --threads 2 --ray local --ray-replicas 1 \
+    --cpus-per-replica 2 --ray-ingress proxy,direct --rounds 3 --out "$OUT/serving_ray_r50" >/dev/null
 # throughput under concurrency against the peers built by hand (each contender in its own process, one at a time,
 # interleaved rounds): vslim-serve from the FP32 model packaged with --runtime auto (NNCF INT8 a candidate) and from
 # the INT8 model, against OpenVINO (THROUGHPUT hint, async requests) and ONNX Runtime, FP32 and their own INT8

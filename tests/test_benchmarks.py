@@ -168,6 +168,35 @@ def test_serving_sweep_and_compare(cli, bundle_int8, synth_data, tmp_path):
     assert r.code == 0 and "1.00x" in r.out
 
 
+def test_rays_hop_is_summed_up_against_the_alternating_vslim_serve():
+    from vslim.benchmarks.bench_report import serving_markdown
+    from vslim.benchmarks.serving_load import _summarize
+
+    def row(server, level, p50, reference=None, rate=10.0):
+        x = {"server": server, "protocol": "v2-grpc", "concurrency": level, "infer_per_s": rate, "errors": 0}
+        x["p50_ms"] = p50
+        if reference is not None:
+            x.update(reference_p50_ms=reference, hop_p50_ms=p50 - reference, reference_infer_per_s=rate)
+        return x
+
+    rows = [
+        row("no batching", 1, 100.0),
+        row("ray 1 replica, proxy ingress", 1, 115.0, 100.0),
+        row("ray 1 replica, direct ingress", 1, 103.0, 100.0),
+        row("ray 1 replica, direct ingress", 8, 1000.0, 1010.0, rate=6.0),
+        row("ray 2 replicas, direct ingress", 8, 600.0, 1010.0, rate=11.4),
+    ]
+    report = {"kind": "serving", "environment": {}, "config": {}, "rows": rows}
+    _summarize(report)
+    summary = report["summary"]
+    proxy, direct = summary["v2-grpc_ray_proxy_hop"]["1"], summary["v2-grpc_ray_direct_hop"]
+    assert proxy["hop_p50_ms"] == 15.0 and abs(proxy["hop_share"] - 0.15) < 1e-9 and not proxy["met"]
+    assert direct["1"]["met"] and direct["8"]["hop_p50_ms"] == -10.0 and direct["8"]["met"]
+    assert abs(summary["v2-grpc_ray_direct_2_vs_1_replicas_throughput"]["8"] - 1.9) < 1e-9
+    md = serving_markdown(report)
+    assert "Ray's hop ms" in md and "c=1: 15.0 ms = 15.0% (not met, target <= 10%)" in md, md
+
+
 def figures_of(report):
     from vslim.benchmarks.bench_report import figures
 
@@ -211,6 +240,8 @@ def test_bench_bad_input(cli, fp32_small, tmp_path):
     assert r.code == 2 and "unknown triton" in r.err and "v2-http" in r.err
     r = cli("bench", "runtime", "--model", f"x={fp32_small}", "--batch-sizes", "0", "--out", tmp_path)
     assert r.code == 2 and "whole numbers >= 1" in r.err
+    r = cli("bench", "serving", "--address", "127.0.0.1:9393", "--client-conf", tmp_path, "--ray-ingress", "haproxy")
+    assert r.code == 2 and "give proxy, direct or both" in r.err, r.err
 
 
 def test_throughput_serves_and_loads_peers_one_process_each(cli, bundle_fp32, fp32_small, tmp_path):

@@ -146,8 +146,9 @@ def grpc_client(bundle):
     return lambda: GrpcClient(TARGET.address, ClientConfig.load(bundle.client), timeout=30)
 
 
-def assert_answers_like_in_process(bundle, val_clips):
+def assert_answers_like_in_process(bundle, val_clips, target=TARGET):
     """Every protocol through Ray's proxies gives what Paddle Inference gives in-process for the same clips."""
+    TARGET = target  # noqa: N806 (the module's proxies unless given a replica's own ports)
     clips, _, paths = val_clips
     expected = PaddlePredictor(bundle.server).run(clips[:4])
     atol = 1e-4 * np.abs(expected).max()
@@ -238,6 +239,41 @@ def test_vslim_serve_ray_deploys_reports_and_removes(cluster, bundle_fp32, bundl
     assert proc.returncode == 0, err
     assert "removing application 'cli'" in err and "stopped" in err
     assert "cli" not in serve.status().applications
+
+
+def test_direct_ingress_answers_on_each_replicas_own_ports_like_vslim_serve(bundle_fp32, val_clips):
+    """--ray-ingress direct on a cluster started for the command (Ray's direct ingress, no proxy hop): the printed
+    ports are the replica's own, every protocol answers there as in-process, bad gRPC requests get the protocols'
+    errors (Paddle Serving's err_no in trailing metadata too), and SIGTERM removes it all."""
+    cmd = [
+        *serve_command(),
+        "--bundle",
+        str(bundle_fp32.server),
+        "--ray",
+        "local",
+        "--ray-ingress",
+        "direct",
+        "--cpus-per-replica",
+        "1",
+        "--name",
+        "direct",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # printed once the replica is up
+        assert line.startswith("http="), (line, proc.stderr.read() if proc.poll() is not None else "")
+        fields = dict(f.split("=", 1) for f in line.split())
+        (url,), (address,) = fields["http"].split(","), fields["grpc"].split(",")
+        assert url.startswith("http://") and not url.endswith((":8000", ":9000")) and address != url.split("//")[1]
+        replica = types.SimpleNamespace(url=url, address=address)
+        assert_answers_like_in_process(bundle_fp32, val_clips, replica)
+        test_serving.test_bad_requests_over_grpc(replica, val_clips, bundle_fp32)
+        test_v2.test_bad_v2_grpc_requests_get_the_protocol_error(replica, val_clips)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    assert "direct ingress, no proxy" in err and "stopped" in err, err
 
 
 def test_ray_options_are_checked_before_touching_a_cluster(cli, bundle_fp32, tmp_path):
@@ -523,6 +559,20 @@ def test_ray_config_validates_with_rays_own_schema(cli, bundle_fp32):
         "vslim.serving.rayserve.ingress.add_paddle_serving_to_server",
         "vslim.serving.rayserve.ingress.add_v2_to_server",
     ]
+    # direct ingress is the cluster's environment, not a Serve config field: the manifest sets it on every
+    # node, the Serve config says so; TLS is not carried to the replicas' own ports
+    direct = ("--bundle", str(bundle_fp32.server), "--ray-ingress", "direct", "--ray-config")
+    result = cli("serve", *direct, "rayservice")
+    assert result.code == 0, result.err
+    spec = yaml.safe_load(result.out)["spec"]["rayClusterConfig"]
+    for pod in (spec["headGroupSpec"], *spec["workerGroupSpecs"]):
+        assert {"name": "RAY_SERVE_ENABLE_DIRECT_INGRESS", "value": "1"} in pod["template"]["spec"]["containers"][0]["env"]
+    result = cli("serve", *direct)
+    assert result.code == 0 and result.out.startswith("# direct ingress: start every node"), result.err
+    ServeDeploySchema.model_validate(yaml.safe_load(result.out))
+    cert = bundle_fp32.server / "model.pdmodel"  # any existing file: refused before it is read
+    result = cli("serve", *direct[:4], "--ray", "local", "--tls-cert", str(cert), "--tls-key", str(cert))
+    assert result.code == 2 and "plaintext" in result.err, result.err
 
 
 def test_a_broken_predictor_fails_the_health_check_and_ray_replaces_it(cluster, bundle_fp32, val_clips, monkeypatch):

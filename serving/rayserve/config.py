@@ -20,6 +20,12 @@ from vslim.textnum import whole_number
 DEPLOYMENT = "VslimReplica"
 BUILDER = "vslim.serving.rayserve.replica:build_app"
 PROXY_LOCATIONS = ("EveryNode", "HeadOnly", "Disabled")
+# how requests reach a replica: through Ray's proxies (one address for the cluster), or straight to the replica's
+# own HTTP and gRPC ports (Ray's direct ingress: no proxy hop; a load balancer in front spreads the load)
+PROXY_INGRESS, DIRECT_INGRESS = "proxy", "direct"
+INGRESS_MODES = (PROXY_INGRESS, DIRECT_INGRESS)
+# Ray reads it at import in every Serve process (controller, replicas): it must be in the cluster's environment
+DIRECT_INGRESS_ENV = "RAY_SERVE_ENABLE_DIRECT_INGRESS"
 # Ray's defaults: a replica that misses health checks for this long is replaced
 HEALTH_CHECK_PERIOD_S, HEALTH_CHECK_TIMEOUT_S = 10.0, 30.0
 # memory reserved per replica: Paddle's runtime plus a few copies of the weights (Ray packs by it too)
@@ -63,6 +69,7 @@ class RayServeConfig:
     grpc_port: int = 9000
     route_prefix: str = "/"
     proxy_location: str = "EveryNode"
+    ingress: str = PROXY_INGRESS
     runtime_env: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> RayServeConfig:
@@ -88,6 +95,13 @@ class RayServeConfig:
         if self.proxy_location not in PROXY_LOCATIONS:
             raise ConfigError(
                 f"--proxy-location must be one of {', '.join(PROXY_LOCATIONS)}, got {self.proxy_location!r}"
+            )
+        if self.ingress not in INGRESS_MODES:
+            raise ConfigError(f"--ray-ingress must be one of {', '.join(INGRESS_MODES)}, got {self.ingress!r}")
+        if self.ingress == DIRECT_INGRESS and self.server.tls_cert:
+            raise ConfigError(
+                "--ray-ingress direct serves the replicas' ports in plaintext: terminate TLS at the load balancer "
+                "in front of them, or keep --ray-ingress proxy (Ray's HTTP proxy takes the certificate)"
             )
         if not self.name or "/" in self.name or "#" in self.name:
             raise ConfigError(f"--name {self.name!r}: give a name without '/' or '#'")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from vslim.serving.errors import ServingError
 
 from ..repository import startup_bundles
-from .config import DEPLOYMENT, RayServeConfig
+from .config import DEPLOYMENT, DIRECT_INGRESS, DIRECT_INGRESS_ENV, RayServeConfig
 
 if TYPE_CHECKING:
     from ray.serve._private.client import ServeControllerClient
@@ -37,17 +37,23 @@ def _log(message: str) -> None:
     print(f"vslim-serve: {message}", file=sys.stderr, flush=True)
 
 
-def connect(address: str, log: Callable[[str], None] = _log) -> None:
-    """Join the cluster at ``address`` (``auto``: the one ``ray start`` made here), or start one for ``local``."""
+def connect(address: str, log: Callable[[str], None] = _log, ingress: str = "proxy") -> None:
+    """Join the cluster at ``address`` (``auto``: the one ``ray start`` made here), or start one for ``local``.
+
+    ``ingress`` ``direct`` on a cluster started here puts Ray's direct-ingress switch in its environment (every
+    Serve process reads it at import); a joined cluster has it from ``ray start``'s environment or not at all."""
     import ray
 
     if ray.is_initialized():
         return
+    if address == "local" and ingress == DIRECT_INGRESS:
+        os.environ[DIRECT_INGRESS_ENV] = "1"
     quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR", "configure_logging": True}
     try:
         if address == "local":
             log("starting a one-machine Ray cluster (--ray local)")
-            ray.init(**quiet)
+            # "local", not None: None would join a cluster 'ray start' left running here (or RAY_ADDRESS's)
+            ray.init(address="local", **quiet)
         else:
             ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -174,6 +180,32 @@ def endpoints(cfg: RayServeConfig) -> dict[str, str]:
     return {"http": f"{scheme}://{host}:{cfg.http_port}{prefix}", "grpc": f"{host}:{cfg.grpc_port}"}
 
 
+def direct_endpoints(cfg: RayServeConfig) -> dict[str, list[str]]:
+    """Every running replica's own HTTP URL and gRPC address (Ray's direct ingress), from Serve's controller.
+
+    Raises when the cluster answers with its proxies instead: direct ingress is off in its environment."""
+    import ray
+
+    groups = ray.get(_serve_client()._controller.get_target_groups.remote(app_name=cfg.name))
+    scheme, prefix = "https" if cfg.server.tls_cert else "http", cfg.route_prefix.rstrip("/")
+    found: dict[str, list[str]] = {"http": [], "grpc": []}
+    for group in groups:
+        kind = "grpc" if str(getattr(group.protocol, "value", group.protocol)).lower() == "grpc" else "http"
+        for target in group.targets:
+            if target.port in (cfg.http_port, cfg.grpc_port):  # a proxy: the switch is off
+                raise ServingError(
+                    f"--ray-ingress direct: the cluster at {cfg.address} routes through its proxies, because "
+                    f"{DIRECT_INGRESS_ENV}=1 was not in its environment when it started. Start every node with "
+                    f"'{DIRECT_INGRESS_ENV}=1 ray start ...' (or use --ray local), or use --ray-ingress proxy"
+                )
+            # a replica binds --host like the HTTP proxy would: loopback stays loopback (Ray reports the node's IP)
+            host = cfg.http_host if cfg.http_host in ("127.0.0.1", "localhost", "::1") else target.ip
+            found[kind].append(
+                f"{scheme}://{host}:{target.port}{prefix}" if kind == "http" else f"{host}:{target.port}"
+            )
+    return {k: sorted(v) for k, v in found.items()}
+
+
 def run(cfg: RayServeConfig, log: Callable[[str], None] = _log) -> int:
     """Deploy, print the endpoints, block until SIGTERM/SIGINT (or a takeover), remove the application."""
     from ray import serve
@@ -183,7 +215,7 @@ def run(cfg: RayServeConfig, log: Callable[[str], None] = _log) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    connect(cfg.address, log)
+    connect(cfg.address, log, cfg.ingress)
     for sig in (signal.SIGTERM, signal.SIGINT):  # ray.init may install its own
         signal.signal(sig, lambda *_: stop.set())
     owned = False
@@ -196,12 +228,20 @@ def run(cfg: RayServeConfig, log: Callable[[str], None] = _log) -> int:
             )
         deployed: str | None = deploy(cfg, log)
         owned = True
-        ep = endpoints(cfg)
         log(f"ready: application {cfg.name!r} on {status_line(cfg.name)}")
-        log(
-            f"HTTP (Paddle Serving JSON/proto, video, v2): {ep['http']}   gRPC (GeneralModelService, "
-            f"GRPCInferenceService): {ep['grpc']}"
-        )
+        if cfg.ingress == DIRECT_INGRESS:
+            direct = direct_endpoints(cfg)
+            log(
+                "direct ingress, no proxy: each replica answers on its own ports (a load balancer in front spreads "
+                f"the load; --status lists them): HTTP {' '.join(direct['http'])}   gRPC {' '.join(direct['grpc'])}"
+            )
+            ep = {k: ",".join(v) for k, v in direct.items()}
+        else:
+            ep = endpoints(cfg)
+            log(
+                f"HTTP (Paddle Serving JSON/proto, video, v2): {ep['http']}   gRPC (GeneralModelService, "
+                f"GRPCInferenceService): {ep['grpc']}"
+            )
         print(f"http={ep['http']} grpc={ep['grpc']}", flush=True)
         while not stop.wait(2.0):
             now = deployment_id(cfg.name)
@@ -282,6 +322,7 @@ def status(address: str) -> dict[str, Any]:
             "status": app["status"],
             "message": app["message"],
             "route_prefix": app["route_prefix"],
+            "ingress": _ingress_targets(name),
             "deployments": {
                 d: {
                     "status": dep["status"],
@@ -296,6 +337,14 @@ def status(address: str) -> dict[str, Any]:
             },
         }
     return out
+
+
+def _ingress_targets(name: str) -> list[str]:
+    """Where requests for ``name`` enter: the proxies, or with direct ingress each replica's own ports."""
+    import ray
+
+    groups = ray.get(_serve_client()._controller.get_target_groups.remote(app_name=name))
+    return sorted(f"{getattr(g.protocol, 'value', g.protocol)} {t.ip}:{t.port}" for g in groups for t in g.targets)
 
 
 def status_line(name: str) -> str:

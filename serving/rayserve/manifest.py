@@ -16,7 +16,7 @@ import yaml
 
 from vslim import __version__
 
-from .config import RayServeConfig
+from .config import DIRECT_INGRESS, DIRECT_INGRESS_ENV, RayServeConfig
 
 RAY_VERSION = "2.60.0"
 IMAGE = f"vslim-ray:{__version__}"  # built from deploy/Dockerfile
@@ -58,17 +58,23 @@ def serve_config(cfg: RayServeConfig, bundle_bytes: int = 0) -> dict[str, Any]:
 
 
 def serve_config_yaml(cfg: RayServeConfig, bundle_bytes: int = 0) -> str:
-    return dump(serve_config(cfg, bundle_bytes))
+    text = dump(serve_config(cfg, bundle_bytes))
+    if cfg.ingress == DIRECT_INGRESS:  # not a Serve config field: the cluster's environment carries it
+        text = f"# direct ingress: start every node of the cluster with {DIRECT_INGRESS_ENV}=1 ray start ...\n{text}"
+    return text
 
 
 def _container(cfg: RayServeConfig, name: str, cpus: float, memory_mb: int, ports: list[dict]) -> dict[str, Any]:
     resources = {"cpu": f"{cpus:g}", "memory": f"{memory_mb}Mi"}
-    return {
+    container: dict[str, Any] = {
         "name": name,
         "image": IMAGE,
         "ports": ports,
         "resources": {"requests": dict(resources), "limits": dict(resources)},
     }
+    if cfg.ingress == DIRECT_INGRESS:  # every Serve process of the cluster reads it at start
+        container["env"] = [{"name": DIRECT_INGRESS_ENV, "value": "1"}]
+    return container
 
 
 def rayservice(cfg: RayServeConfig, bundle_bytes: int = 0) -> dict[str, Any]:

@@ -183,6 +183,19 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
             default=1.0,
             help="CPUs (and Paddle threads) per Ray replica (default: %(default)s)",
         )
+        p.add_argument(
+            "--ray-ingress",
+            default="proxy",
+            help="comma-separated: 'proxy' (through Ray's proxies), 'direct' (each replica's own ports, Ray's "
+            "direct ingress); with --ray local each starts its own cluster (default: %(default)s)",
+        )
+        p.add_argument(
+            "--rounds",
+            type=int,
+            default=3,
+            help="Ray's loads alternate with a vslim-serve sized like one replica in this many rounds, so that "
+            "the hop is measured over the same minutes (default: %(default)s)",
+        )
         p.set_defaults(handler=serving)
     elif command == "throughput":
         from ..benchmarks.peer_load import PEERS
@@ -344,6 +357,8 @@ def serving(args) -> int:
         ray=args.ray,
         ray_replicas=_ints(args.ray_replicas),
         cpus_per_replica=args.cpus_per_replica,
+        ray_ingress=[i.strip() for i in args.ray_ingress.split(",") if i.strip()],
+        rounds=args.rounds,
     )
     if args.ray:
         from ..serving.rayserve import require_ray

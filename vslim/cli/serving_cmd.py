@@ -251,6 +251,15 @@ def configure(command: str, p: argparse.ArgumentParser) -> None:
             choices=["EveryNode", "HeadOnly", "Disabled"],
             help="where Ray runs its proxies: %(choices)s (default: %(default)s, every machine answers)",
         )
+        ray.add_argument(
+            "--ray-ingress",
+            default="proxy",
+            choices=["proxy", "direct"],
+            help="how requests reach the replicas: 'proxy' (Ray's HTTP and gRPC proxies on --port/--grpc-port, "
+            "one address for the cluster) or 'direct' (each replica listens on its own HTTP and gRPC ports, no "
+            "proxy hop; put a load balancer in front; Ray's direct ingress, which a joined cluster must have "
+            "been started with: RAY_SERVE_ENABLE_DIRECT_INGRESS=1 ray start ...) (default: %(default)s)",
+        )
         p.add_argument(
             "--status",
             action="store_true",
@@ -509,6 +518,7 @@ def serve_on_ray(args) -> int:
         grpc_port=9000 if args.grpc_port is None else args.grpc_port,
         route_prefix=args.route_prefix,
         proxy_location=args.proxy_location,
+        ingress=args.ray_ingress,
     ).validate()
     if args.ray_config:
         return _print_ray_config(args.ray_config, cfg, local)
