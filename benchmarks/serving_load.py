@@ -377,13 +377,13 @@ def _paired_sweep(
     rows = []
     for protocol in cfg.protocols:
         targets = grpc_targets if client_protocol(protocol).transport == "grpc" else http_targets
-        for address in (*targets, reference):  # connection set-up is not load
-            with make_client(protocol, address, conf) as c:
+        for one in (*targets, reference):  # connection set-up is not load
+            with make_client(protocol, one, conf) as c:
                 c.predict({conf.signature.feeds[0].alias: clip[None]})
         for level in cfg.concurrency:
             parts: dict[str, list[dict]] = {"ray": [], "reference": []}
             for round_ in range(cfg.rounds):
-                order = [("ray", targets), ("reference", reference)]
+                order: list[tuple[str, str | list[str]]] = [("ray", targets), ("reference", reference)]
                 for who, address in order if round_ % 2 == 0 else reversed(order):
                     parts[who].append(
                         _load(

@@ -566,7 +566,9 @@ def test_ray_config_validates_with_rays_own_schema(cli, bundle_fp32):
     assert result.code == 0, result.err
     spec = yaml.safe_load(result.out)["spec"]["rayClusterConfig"]
     for pod in (spec["headGroupSpec"], *spec["workerGroupSpecs"]):
-        assert {"name": "RAY_SERVE_ENABLE_DIRECT_INGRESS", "value": "1"} in pod["template"]["spec"]["containers"][0]["env"]
+        assert {"name": "RAY_SERVE_ENABLE_DIRECT_INGRESS", "value": "1"} in pod["template"]["spec"]["containers"][0][
+            "env"
+        ]
     result = cli("serve", *direct)
     assert result.code == 0 and result.out.startswith("# direct ingress: start every node"), result.err
     ServeDeploySchema.model_validate(yaml.safe_load(result.out))
