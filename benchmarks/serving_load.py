@@ -231,6 +231,11 @@ def _decode_stats(url: str, model: str) -> tuple[float, float]:
 
 
 def run_serving(cfg: ServingBench, say: Callable[[str], None] = print) -> dict:
+    bad = [i for i in cfg.ray_ingress if i not in ("proxy", "direct")]
+    if bad or not cfg.ray_ingress:
+        raise VslimError(f"--ray-ingress {','.join(cfg.ray_ingress)}: give proxy, direct or both (comma-separated)")
+    if cfg.rounds < 1:
+        raise VslimError(f"--rounds must be >= 1, got {cfg.rounds}")
     if not cfg.bundle and not cfg.address:
         raise VslimError("give --bundle (servers are started for the run) or --address of a running server")
     if cfg.address and not cfg.address.startswith(LOOPBACK):
@@ -260,11 +265,6 @@ def run_serving(cfg: ServingBench, say: Callable[[str], None] = print) -> dict:
         configs += [(1, STREAM_RELAY), (1, SPLIT)]
     if cfg.ray and not cfg.bundle:
         raise VslimError("--ray deploys the bundle on the cluster: give --bundle too")
-    bad = [i for i in cfg.ray_ingress if i not in ("proxy", "direct")]
-    if bad or not cfg.ray_ingress:
-        raise VslimError(f"--ray-ingress {','.join(cfg.ray_ingress)}: give proxy, direct or both (comma-separated)")
-    if cfg.rounds < 1:
-        raise VslimError(f"--rounds must be >= 1, got {cfg.rounds}")
     ray_runs = [(i, n) for i in cfg.ray_ingress for n in cfg.ray_replicas] if cfg.ray else []
     total = (len(configs) + len(ray_runs)) * len(cfg.protocols) * len(cfg.concurrency)
     with progress_bar(total=total, desc="serving load", unit="level") as bar:

@@ -186,7 +186,9 @@ def test_rays_hop_is_summed_up_against_the_alternating_vslim_serve():
         row("ray 1 replica, direct ingress", 8, 1000.0, 1010.0, rate=6.0),
         row("ray 2 replicas, direct ingress", 8, 600.0, 1010.0, rate=11.4),
     ]
-    report = {"kind": "serving", "environment": {}, "config": {}, "rows": rows}
+    from vslim.benchmarks.environment import environment
+
+    report = {"kind": "serving", "environment": environment(), "config": {}, "rows": rows}
     _summarize(report)
     summary = report["summary"]
     proxy, direct = summary["v2-grpc_ray_proxy_hop"]["1"], summary["v2-grpc_ray_direct_hop"]
@@ -240,7 +242,18 @@ def test_bench_bad_input(cli, fp32_small, tmp_path):
     assert r.code == 2 and "unknown triton" in r.err and "v2-http" in r.err
     r = cli("bench", "runtime", "--model", f"x={fp32_small}", "--batch-sizes", "0", "--out", tmp_path)
     assert r.code == 2 and "whole numbers >= 1" in r.err
-    r = cli("bench", "serving", "--address", "127.0.0.1:9393", "--client-conf", tmp_path, "--ray-ingress", "haproxy")
+    r = cli(
+        "bench",
+        "serving",
+        "--address",
+        "127.0.0.1:9393",
+        "--client-conf",
+        tmp_path,
+        "--ray-ingress",
+        "haproxy",
+        "--out",
+        tmp_path,
+    )
     assert r.code == 2 and "give proxy, direct or both" in r.err, r.err
 
 
