@@ -74,6 +74,13 @@ $BIN/vslim-bench throughput --bundle "$W/r50_auto/pptsm_r50_serving_server" \
     --bundle "$W/r50_bundle/pptsm_r50_int8_serving_server" --model "$W/r50_fp32" --calib-list "$W/demo/data/calib.list" \
     --peers openvino,openvino-nncf-int8 --protocol v2-grpc-shm --concurrency 1,4,8 --duration 15 --rounds 2 \
     --max-batch-size 1 --out "$OUT/throughput_r50_shm" >/dev/null
+# the small model at 1-16 in flight (the served path's own cost against a ~1 ms model)
+[ -d "$W/small_auto" ] || $BIN/vslim-package --target serving --model-dir "$W/demo/fp32" --out "$W/small_auto" \
+    --name pptsm_small --calib-list "$W/demo/data/calib.list"
+$BIN/vslim-bench throughput --bundle "$W/small_auto/pptsm_small_serving_server" \
+    --bundle "$W/small_bundle/pptsm_small_int8_serving_server" --model "$W/demo/fp32" \
+    --calib-list "$W/demo/data/calib.list" --concurrency 1,4,8,16 --duration 8 --rounds 2 --max-batch-size 8 \
+    --out "$OUT/throughput_small" >/dev/null
 # video in, label out: whole files to vslim-serve against PaddleVideo's preprocessing in the client + the peer
 [ -f "$W/k400like.mp4" ] || $BIN/python -c "from pathlib import Path; from vslim.benchmarks.e2e import make_video; \
 make_video(Path('$W/k400like.mp4'), 10, 30, 340, 256)"
