@@ -46,8 +46,11 @@ def connect(address: str, log: Callable[[str], None] = _log, ingress: str = "pro
 
     if ray.is_initialized():
         return
-    if address == "local" and ingress == DIRECT_INGRESS:
-        os.environ[DIRECT_INGRESS_ENV] = "1"
+    if address == "local":  # the cluster started here runs the ingress asked for, whatever this shell had set
+        if ingress == DIRECT_INGRESS:
+            os.environ[DIRECT_INGRESS_ENV] = "1"
+        else:
+            os.environ.pop(DIRECT_INGRESS_ENV, None)
     quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR", "configure_logging": True}
     try:
         if address == "local":
@@ -180,30 +183,39 @@ def endpoints(cfg: RayServeConfig) -> dict[str, str]:
     return {"http": f"{scheme}://{host}:{cfg.http_port}{prefix}", "grpc": f"{host}:{cfg.grpc_port}"}
 
 
-def direct_endpoints(cfg: RayServeConfig) -> dict[str, list[str]]:
-    """Every running replica's own HTTP URL and gRPC address (Ray's direct ingress), from Serve's controller.
-
-    Raises when the cluster answers with its proxies instead: direct ingress is off in its environment."""
+def _targets(cfg: RayServeConfig) -> tuple[dict[str, list[str]], bool]:
+    """Where Serve's controller sends requests for ``cfg.name`` (``{"http": [URL], "grpc": [ADDR]}``), and whether
+    those are the proxies (False: Ray's direct ingress is on, the targets are replicas' own ports)."""
     import ray
 
     groups = ray.get(_serve_client()._controller.get_target_groups.remote(app_name=cfg.name))
     scheme, prefix = "https" if cfg.server.tls_cert else "http", cfg.route_prefix.rstrip("/")
     found: dict[str, list[str]] = {"http": [], "grpc": []}
+    proxies = False
     for group in groups:
         kind = "grpc" if str(getattr(group.protocol, "value", group.protocol)).lower() == "grpc" else "http"
         for target in group.targets:
-            if target.port in (cfg.http_port, cfg.grpc_port):  # a proxy: the switch is off
-                raise ServingError(
-                    f"--ray-ingress direct: the cluster at {cfg.address} routes through its proxies, because "
-                    f"{DIRECT_INGRESS_ENV}=1 was not in its environment when it started. Start every node with "
-                    f"'{DIRECT_INGRESS_ENV}=1 ray start ...' (or use --ray local), or use --ray-ingress proxy"
-                )
+            proxies |= target.port in (cfg.http_port, cfg.grpc_port)
             # a replica binds --host like the HTTP proxy would: loopback stays loopback (Ray reports the node's IP)
             host = cfg.http_host if cfg.http_host in ("127.0.0.1", "localhost", "::1") else target.ip
             found[kind].append(
                 f"{scheme}://{host}:{target.port}{prefix}" if kind == "http" else f"{host}:{target.port}"
             )
-    return {k: sorted(v) for k, v in found.items()}
+    return {k: sorted(v) for k, v in found.items()}, proxies
+
+
+def direct_endpoints(cfg: RayServeConfig) -> dict[str, list[str]]:
+    """Every running replica's own HTTP URL and gRPC address (Ray's direct ingress), from Serve's controller.
+
+    Raises when the cluster answers with its proxies instead: direct ingress is off in its environment."""
+    found, proxies = _targets(cfg)
+    if proxies or not found["http"]:
+        raise ServingError(
+            f"--ray-ingress direct: the cluster at {cfg.address} routes through its proxies, because "
+            f"{DIRECT_INGRESS_ENV}=1 was not in its environment when it started. Start every node with "
+            f"'{DIRECT_INGRESS_ENV}=1 ray start ...' (or use --ray local), or use --ray-ingress proxy"
+        )
+    return found
 
 
 def run(cfg: RayServeConfig, log: Callable[[str], None] = _log) -> int:
@@ -238,6 +250,12 @@ def run(cfg: RayServeConfig, log: Callable[[str], None] = _log) -> int:
             ep = {k: ",".join(v) for k, v in direct.items()}
         else:
             ep = endpoints(cfg)
+            found, proxies = _targets(cfg)
+            if not proxies and (found["http"] or found["grpc"]):
+                log(
+                    f"warning: the cluster at {cfg.address} runs Ray's direct ingress ({DIRECT_INGRESS_ENV}=1): "
+                    "no proxy listens on the ports below; deploy with --ray-ingress direct to get the replicas' ports"
+                )
             log(
                 f"HTTP (Paddle Serving JSON/proto, video, v2): {ep['http']}   gRPC (GeneralModelService, "
                 f"GRPCInferenceService): {ep['grpc']}"
