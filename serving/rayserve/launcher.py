@@ -186,9 +186,7 @@ def endpoints(cfg: RayServeConfig) -> dict[str, str]:
 def _targets(cfg: RayServeConfig) -> tuple[dict[str, list[str]], bool]:
     """Where Serve's controller sends requests for ``cfg.name`` (``{"http": [URL], "grpc": [ADDR]}``), and whether
     those are the proxies (False: Ray's direct ingress is on, the targets are replicas' own ports)."""
-    import ray
-
-    groups = ray.get(_serve_client()._controller.get_target_groups.remote(app_name=cfg.name))
+    groups = _target_groups(cfg.name)
     scheme, prefix = "https" if cfg.server.tls_cert else "http", cfg.route_prefix.rstrip("/")
     found: dict[str, list[str]] = {"http": [], "grpc": []}
     proxies = False
@@ -357,12 +355,19 @@ def status(address: str) -> dict[str, Any]:
     return out
 
 
-def _ingress_targets(name: str) -> list[str]:
-    """Where requests for ``name`` enter: the proxies, or with direct ingress each replica's own ports."""
+def _target_groups(name: str) -> list:
+    """Serve's controller's target groups of application ``name``: the proxies, or with direct ingress each
+    replica's own ports (``TargetGroup``: protocol, targets with ip and port)."""
     import ray
 
-    groups = ray.get(_serve_client()._controller.get_target_groups.remote(app_name=name))
-    return sorted(f"{getattr(g.protocol, 'value', g.protocol)} {t.ip}:{t.port}" for g in groups for t in g.targets)
+    return ray.get(_serve_client()._controller.get_target_groups.remote(app_name=name))
+
+
+def _ingress_targets(name: str) -> list[str]:
+    """Where requests for ``name`` enter, as ``PROTOCOL ip:port`` lines (``--status``)."""
+    return sorted(
+        f"{getattr(g.protocol, 'value', g.protocol)} {t.ip}:{t.port}" for g in _target_groups(name) for t in g.targets
+    )
 
 
 def status_line(name: str) -> str:
