@@ -302,10 +302,12 @@ async def run_server(
                 http_server.should_exit = True
                 if http_task:
                     await asyncio.wait_for(http_task, 5)
-        for service in repo.services():
-            if service.engine is not None:
-                await asyncio.to_thread(service.engine.close, cfg.grace_seconds)
-        listener.cleanup()
+        try:
+            for service in repo.services():
+                if service.engine is not None:
+                    await asyncio.to_thread(service.engine.close, cfg.grace_seconds)
+        finally:
+            listener.cleanup()  # the private sockets' folder, even when an engine failed to close
         if install_signals:  # only now: a second SIGTERM during clean-up must not kill us half-way
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -87,6 +88,7 @@ class Relay:
         asyncio.run_coroutine_threadsafe(stop(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 @pytest.fixture(params=["kernel", "stream"])
