@@ -26,7 +26,7 @@ from vslim.serving.protocols.paddle_serving import codec
 from vslim.serving.protocols.paddle_serving.types import config_pb2, service_pb2, signature_of
 from vslim.serving.protocols.v2 import datatypes as v2types
 from vslim.serving.protocols.v2 import rest
-from vslim.serving.protocols.v2.grpc import request_from_proto
+from vslim.serving.protocols.v2.grpc import parse_infer_request, request_from_proto
 from vslim.serving.protocols.v2.proto import pb as v2pb
 from vslim.serving.signature import Limits, TensorIn, check_inputs
 
@@ -199,11 +199,42 @@ def test_generated_v2_grpc_requests(shape, datatype, raw, typed, name, extra_raw
     else:
         t.contents.fp32_contents.extend(typed)
     try:
-        req = request_from_proto(v2pb.ModelInferRequest.FromString(msg.SerializeToString()), LIMITS)
+        parsed, tensors = parse_infer_request(msg.SerializeToString())
+        req = request_from_proto(parsed, LIMITS, raw=tensors)
     except RequestError as exc:
         assert str(exc) and exc.kind in ("invalid", "too_large")
     else:
         _check_v2(req, signature)
+
+
+def _infer_request_bytes(tensors: list[bytes], noise: bytes) -> bytes:
+    msg = v2pb.ModelInferRequest(model_name="m", id="i")
+    for i, t in enumerate(tensors):
+        msg.inputs.add(name=f"x{i}", datatype="UINT8", shape=[len(t)])
+        msg.raw_input_contents.append(t)
+    whole = msg.SerializeToString()
+    cut = len(whole) // 2
+    return whole[:cut] + noise + whole[cut:]  # noise anywhere in the middle: fields, or garbage
+
+
+@FUZZ
+@given(tensors=st.lists(st.binary(max_size=40), max_size=3), noise=st.binary(max_size=24))
+def test_v2_tensor_bytes_taken_in_place_parse_as_protobuf_does(tensors, noise):
+    body = _infer_request_bytes(tensors, noise)
+    try:
+        expected = v2pb.ModelInferRequest.FromString(body)
+    except Exception:
+        expected = None
+    try:
+        msg, raws = parse_infer_request(body)
+    except RequestError as exc:
+        assert expected is None and "malformed ModelInferRequest" in str(exc)
+        return
+    assert expected is not None, "accepted what protobuf refuses"
+    assert [bytes(r) for r in raws] == list(expected.raw_input_contents)
+    if not msg.raw_input_contents:  # taken out in place (the fallback leaves them in)
+        msg.raw_input_contents.extend(bytes(r) for r in raws)
+    assert msg == expected
 
 
 @FUZZ

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import shutil
+import socket
 import tempfile
 import threading
 from pathlib import Path

@@ -8,9 +8,10 @@ import pytest
 
 from vslim.serving.errors import RequestError
 from vslim.serving.protocols.v2 import datatypes, rest
-from vslim.serving.protocols.v2.grpc import request_from_proto, response_to_proto
+from vslim.serving.protocols.v2.grpc import parse_infer_request, request_from_proto, response_to_proto
 from vslim.serving.protocols.v2.messages import InferOutput, InferResponse, RequestedOutput
-from vslim.serving.protocols.v2.proto import parameter_value, pb, set_parameter
+from vslim.serving.protocols.v2.proto import RAW_INPUT_CONTENTS, parameter_value, pb, set_parameter
+from vslim.serving.protowire import append_len_fields
 
 
 def binary_body(header: dict, *chunks: bytes) -> tuple[bytes, str]:
@@ -186,6 +187,37 @@ def test_grpc_raw_and_typed_contents_decode_alike():
         p = pb.InferParameter()
         set_parameter(p, value)
         assert parameter_value(p) == value and type(parameter_value(p)) is type(value)
+
+
+def test_tensor_bytes_move_past_protobuf_in_place_and_parse_to_the_same_message():
+    """The client appends each tensor to the serialized header (one copy); the server views them in the body it
+    received. Both must mean exactly what protobuf's own encoding means, tritonclient's included."""
+    import tritonclient.grpc.service_pb2 as tritongrpc
+
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4).transpose(2, 0, 1)  # not contiguous: made so, once
+    y = np.arange(5, dtype=">i8")  # big-endian: sent little-endian, as the extension says
+    head = pb.ModelInferRequest(model_name="m", id="r")
+    head.inputs.add(name="x", datatype="FP32", shape=list(x.shape))
+    head.inputs.add(name="y", datatype="INT64", shape=[5])
+    set_parameter(head.parameters["top_k"], 3)
+    whole = pb.ModelInferRequest()
+    whole.CopyFrom(head)
+    whole.raw_input_contents.extend([datatypes.to_raw(x), datatypes.to_raw(y)])
+    body = append_len_fields(
+        head.SerializeToString(), RAW_INPUT_CONTENTS, [datatypes.raw_view(x), datatypes.raw_view(y)]
+    )
+    assert pb.ModelInferRequest.FromString(body) == whole
+
+    theirs = tritongrpc.ModelInferRequest.FromString(whole.SerializeToString())  # as tritonclient sends it
+    for sent in (body, theirs.SerializeToString()):
+        msg, raws = parse_infer_request(sent)
+        assert not msg.raw_input_contents and all(r.obj is sent for r in raws)  # views, never copies
+        req = request_from_proto(msg, raw=raws)
+        np.testing.assert_array_equal(req.inputs[0].data.reshape(x.shape), x)
+        np.testing.assert_array_equal(req.inputs[1].data, y)
+        assert req.parameters == {"top_k": 3} and req.id == "r"
+    with pytest.raises(RequestError, match="malformed ModelInferRequest"):
+        parse_infer_request(body[:-3])  # a cut tensor: the walk stops, protobuf says why
 
 
 @pytest.mark.parametrize(

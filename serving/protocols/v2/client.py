@@ -32,9 +32,10 @@ from ...client_base import (
     sampling_record,
 )
 from ...errors import INTERNAL, ClientError, ServingError
-from .datatypes import BYTES, CONTENTS, DTYPES, datatype_of, from_json, from_raw, to_raw
+from ...protowire import append_len_fields
+from .datatypes import BYTES, CONTENTS, DTYPES, datatype_of, from_json, from_raw, raw_view
 from .errors import GRPC_STATUS, HTTP_STATUS
-from .proto import set_parameter
+from .proto import RAW_INPUT_CONTENTS, set_parameter
 
 Inputs = dict[str, np.ndarray]
 _GRPC_CODE_NAMES = {kind: code.name for kind, code in GRPC_STATUS.items()}
@@ -200,7 +201,7 @@ class V2HttpClient(_V2Client):
             array = np.asarray(array)
             entry: dict[str, Any] = {"name": name, "shape": list(array.shape), "datatype": datatype_of(array.dtype)}
             if self.binary or entry["datatype"] == "FP16":
-                raw = to_raw(array)
+                raw = raw_view(array)
                 entry["parameters"] = {"binary_data_size": len(raw)}
                 chunks.append(raw)
             elif array.dtype == object:
@@ -291,7 +292,8 @@ class V2GrpcClient(_V2Client):
         }.items():
             self._calls[method] = self._channel.unary_unary(
                 f"/{SERVICE_NAME}/{method}",
-                request_serializer=getattr(pb, req).SerializeToString,
+                # ModelInfer goes out as bytes already encoded (_send: each tensor copied once)
+                request_serializer=None if method == "ModelInfer" else getattr(pb, req).SerializeToString,
                 response_deserializer=getattr(pb, resp).FromString,
             )
 
@@ -341,19 +343,24 @@ class V2GrpcClient(_V2Client):
         request_id: str = "",
     ) -> dict[str, np.ndarray]:
         request = self._pb.ModelInferRequest(model_name=model, model_version=self.version, id=request_id)
+        raws = []
         for name, array in inputs.items():
             array = np.asarray(array)
             request.inputs.add(name=name, datatype=datatype_of(array.dtype), shape=list(array.shape))
-            request.raw_input_contents.append(to_raw(array))
-        return self._send(request, outputs, parameters)
+            raws.append(raw_view(array))
+        return self._send(request, outputs, parameters, raws)
 
-    def _send(self, request, outputs: list[str] | None, parameters: dict[str, Any] | None) -> dict[str, np.ndarray]:
-        """Ask for ``outputs`` with ``parameters``, send ``request`` (its inputs set) and decode the answer."""
+    def _send(
+        self, request, outputs: list[str] | None, parameters: dict[str, Any] | None, raws: Sequence = ()
+    ) -> dict[str, np.ndarray]:
+        """Ask for ``outputs`` with ``parameters``, send ``request`` (its inputs described) with ``raws`` as its
+        ``raw_input_contents`` and decode the answer."""
         for name in outputs or ():
             request.outputs.add(name=name)
         for key, value in (parameters or {}).items():
             set_parameter(request.parameters[key], value)
-        resp = self._call("ModelInfer", request)
+        body = append_len_fields(request.SerializeToString(), RAW_INPUT_CONTENTS, raws)
+        resp = self._call("ModelInfer", body)
         result = {}
         for i, out in enumerate(resp.outputs):
             shape = list(out.shape)

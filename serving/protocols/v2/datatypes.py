@@ -115,9 +115,15 @@ def integers(values, datatype: str, what: str) -> np.ndarray:
 
 
 def to_raw(array: np.ndarray) -> bytes:
+    return bytes(raw_view(array))
+
+
+def raw_view(array: np.ndarray) -> bytes | memoryview:
+    """The raw bytes of ``array``: a view of it when already contiguous little-endian (the usual case), so the
+    one copy is where the bytes go (a gRPC message, an HTTP body)."""
     if array.dtype == object:
         return serialize_bytes(array.reshape(-1))
-    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).data.cast("B")
 
 
 def serialize_bytes(elements) -> bytes:

@@ -10,7 +10,8 @@ answers.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
@@ -18,13 +19,14 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 from ...errors import NOT_FOUND, RequestError, unexpected
+from ...protowire import take_len_fields
 from ...service import Call
 from ...signature import Limits
 from .datatypes import BYTES, CONTENTS, DTYPES, check_datatype, check_size, from_raw, integers, to_raw
 from .errors import GRPC_STATUS
 from .messages import InferInput, InferRequest, InferResponse, RequestedOutput
 from .models import V2Models, refuse_parameters, server_metadata
-from .proto import SERVICE_NAME, parameter_value, pb, set_parameter
+from .proto import RAW_INPUT_CONTENTS, SERVICE_NAME, parameter_value, pb, set_parameter
 from .shm import BYTE_SIZE, REGION, SharedMemoryRegions, regions_of, uses_shm
 
 if TYPE_CHECKING:
@@ -51,10 +53,24 @@ def _typed_values(t, datatype: str, what: str) -> np.ndarray:
     return np.array(values, dtype=dtype)
 
 
-def request_from_proto(msg, limits: Limits = Limits(), regions: SharedMemoryRegions | None = None) -> InferRequest:
+def parse_infer_request(body: bytes) -> tuple[Any, list[memoryview]]:
+    """A serialized ``ModelInferRequest`` as the message without its ``raw_input_contents`` and those tensor
+    bytes as views of ``body``: protobuf would copy each 4.8 MB clip twice (parse, then field access)."""
+    try:
+        rest, raws = take_len_fields(body, RAW_INPUT_CONTENTS)
+    except ValueError:  # what the walk does not follow (groups, a cut field): protobuf parses it, or says why not
+        msg = _parse(pb.ModelInferRequest, body)
+        return msg, [memoryview(r) for r in msg.raw_input_contents]
+    return _parse(pb.ModelInferRequest, rest), raws
+
+
+def request_from_proto(
+    msg, limits: Limits = Limits(), regions: SharedMemoryRegions | None = None, raw: Sequence | None = None
+) -> InferRequest:
     """The request; inputs whose parameters name a shared memory region are read there (and take no
-    ``raw_input_contents`` entry, as tritonclient sends them)."""
-    raw = msg.raw_input_contents
+    ``raw_input_contents`` entry, as tritonclient sends them). ``raw``: the tensor bytes when
+    ``parse_infer_request`` took them out of ``msg``."""
+    raw = msg.raw_input_contents if raw is None else raw
     input_params = [{k: parameter_value(v) for k, v in t.parameters.items()} for t in msg.inputs]
     sent = sum(not uses_shm(p) for p in input_params)
     if raw and len(raw) != sent:
@@ -163,11 +179,11 @@ class InferenceServicer:
 
     async def ModelInfer(self, raw: bytes, context):
         with Call(self.repo, PROTOCOL, "infer", "v2 gRPC ModelInfer") as call:
-            request = _parse(pb.ModelInferRequest, raw)
+            request, tensors = parse_infer_request(raw)
             model = self.models.get(request.model_name, request.model_version)
             service = model.service
             with call.admit(service, model.kind):
-                req = request_from_proto(request, service.limits, self.regions)
+                req = request_from_proto(request, service.limits, self.regions, tensors)
                 decoded = time.perf_counter()
                 answer = await model.infer(req, PROTOCOL)
                 answered = time.perf_counter()

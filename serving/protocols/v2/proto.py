@@ -8,6 +8,8 @@ from ...generated import load
 
 pb = load("grpc_service_pb2")
 SERVICE_NAME = "inference.GRPCInferenceService"
+# ModelInferRequest's tensor bytes: moved past protobuf, in place (serving/protowire.py)
+RAW_INPUT_CONTENTS = pb.ModelInferRequest.DESCRIPTOR.fields_by_name["raw_input_contents"].number
 
 
 def parameter_value(p) -> Any:
