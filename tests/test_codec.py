@@ -147,11 +147,21 @@ def test_fastwire_encoding_parses_to_the_protobuf_message():
         from vslim.serving.protocols.paddle_serving.types import tensor_values
 
         np.testing.assert_array_equal(tensor_values(t), array.reshape(-1))
-    payloads = fastwire.packed_payloads(body)
+    rest, payloads = fastwire.split_packed(body)
     np.testing.assert_array_equal(payloads[0][2], feeds[0][2].reshape(-1))
     np.testing.assert_array_equal(payloads[1][4], feeds[1][2])
+    assert payloads[2] == payloads[3] == {} and len(rest) < 200  # int64 and uint8 stay in the message
     wire = codec.parse_proto(body)
-    assert wire.tensors[0].values.base is not None  # a view of the body, not a copy
+    for t, (_, _, array) in zip(wire.tensors, feeds):
+        np.testing.assert_array_equal(t.values, array.reshape(-1))
+    assert np.shares_memory(wire.tensors[0].values, np.frombuffer(body, np.uint8))  # a view of the body
+
+
+def test_values_in_a_field_their_type_does_not_read_are_refused():
+    t = service_pb2.Tensor(name="x", alias_name="x", elem_type=0, shape=[2], float64_data=[1.0, 2.0])
+    body = service_pb2.Request(tensor=[t]).SerializeToString()
+    with pytest.raises(RequestError, match="values are in float64_data, but elem_type 0"):
+        codec.parse_proto(body)
 
 
 def test_unpacked_or_split_floats_fall_back_to_protobuf():

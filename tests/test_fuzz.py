@@ -23,7 +23,7 @@ from vslim.errors import ConfigError, DataError
 from vslim.serving import httpbody
 from vslim.serving.errors import RequestError
 from vslim.serving.protocols.paddle_serving import codec
-from vslim.serving.protocols.paddle_serving.types import config_pb2, service_pb2, signature_of
+from vslim.serving.protocols.paddle_serving.types import config_pb2, service_pb2, signature_of, tensor_values
 from vslim.serving.protocols.v2 import datatypes as v2types
 from vslim.serving.protocols.v2 import rest
 from vslim.serving.protocols.v2.grpc import parse_infer_request, request_from_proto
@@ -122,6 +122,36 @@ def test_generated_protobuf_requests(shape, elem_type, n, name, fetch, packed, s
     else:
         _check_feeds(feeds, got_fetch, signature)
         np.testing.assert_array_equal(feeds["x"].reshape(-1), values)
+
+
+@FUZZ
+@given(
+    runs=st.lists(st.lists(st.floats(width=32, allow_nan=False), max_size=5), max_size=3),
+    elem_type=st.sampled_from([0, 1, 3]),  # int64 (floats in the wrong field), float32, float64
+    noise=st.binary(max_size=24),
+)
+def test_packed_runs_taken_in_place_decode_as_protobuf_does(runs, elem_type, noise):
+    """split_packed views float runs in the body and protobuf parses the rest: whatever the bytes, the values
+    are protobuf's own, or the request is refused."""
+    req = service_pb2.Request(fetch_var_names=["y"])
+    for i, values in enumerate(runs):
+        t = req.tensor.add(name=f"t{i}", elem_type=elem_type, shape=[len(values)])
+        (t.float64_data if elem_type == 3 else t.float_data).extend(values)
+    whole = req.SerializeToString()
+    body = whole[: len(whole) // 2] + noise + whole[len(whole) // 2 :]
+    try:
+        expected = service_pb2.Request.FromString(body)
+    except Exception:
+        expected = None
+    try:
+        wire = codec.parse_proto(body)
+    except RequestError as exc:
+        assert str(exc)
+        return
+    assert expected is not None, "accepted what protobuf refuses"
+    for got, t in zip(wire.tensors, expected.tensor, strict=True):
+        if t.elem_type in (1, 3):
+            np.testing.assert_array_equal(got.values, tensor_values(t))
 
 
 # --------------------------------------------------------------------------- v2 (Open Inference Protocol)

@@ -26,7 +26,7 @@ from ...errors import TOO_LARGE, RequestError
 from ...httpbody import load_json
 from ...signature import Limits, Signature, TensorIn, check_inputs, check_outputs
 from .errors import ERR_OK
-from .fastwire import packed_payloads
+from .fastwire import split_packed
 from .types import CODES, FP32, FP64, NAMES, WORDING, describe, fill_tensor, service_pb2, tensor_values
 
 ENGINE_NAME = "general_infer_0"
@@ -52,15 +52,20 @@ class WireRequest:
 
 
 _FAST_FIELDS = {FP32: (2, "float_data"), FP64: (4, "float64_data")}
+_FIELD_NAMES = {number: name for number, name in _FAST_FIELDS.values()}
 
 
-def _values(t, fast: dict | None) -> np.ndarray:
-    """The tensor's values: a view of the wire bytes when they are one packed run, else protobuf's list."""
-    if fast and t.elem_type in _FAST_FIELDS:
-        number, field_name = _FAST_FIELDS[t.elem_type]
-        array = fast.get(number)
-        if array is not None and len(array) == len(getattr(t, field_name)):
-            return array
+def _values(t, taken: dict | None) -> np.ndarray:
+    """The tensor's values: the packed run ``split_packed`` took out of the wire bytes (a view of them) when it
+    is the field the tensor's type reads, else protobuf's list."""
+    if taken:
+        number, array = next(iter(taken.items()))
+        if _FAST_FIELDS.get(t.elem_type, (None,))[0] != number:
+            raise RequestError(
+                f"{t.alias_name or t.name}: its values are in {_FIELD_NAMES[number]}, but elem_type "
+                f"{t.elem_type} ({NAMES.get(t.elem_type, 'unknown')}) reads another field"
+            )
+        return array
     return tensor_values(t)
 
 
@@ -79,15 +84,15 @@ def from_proto(req, payloads: list | None = None) -> WireRequest:
 
 
 def parse_proto(body: bytes) -> WireRequest:
+    try:
+        rest, payloads = split_packed(body)
+    except ValueError:  # not a walk of fields: protobuf parses it as sent, or says why not
+        rest, payloads = body, None
     req = service_pb2.Request()
     try:
-        req.ParseFromString(body)
+        req.ParseFromString(rest)
     except (DecodeError, RuntimeError, ValueError) as exc:
         raise RequestError(f"malformed protobuf body: not a Request message ({exc})") from exc
-    try:
-        payloads = packed_payloads(body)
-    except (ValueError, IndexError):  # protobuf accepted it, so use protobuf's values
-        payloads = None
     return from_proto(req, payloads)
 
 

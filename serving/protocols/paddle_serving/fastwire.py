@@ -5,10 +5,10 @@ turning the 98k floats of a small clip into numpy costs ~5 ms, and a PP-TSM R50
 clip (1.2M floats) ~60 ms, on each side of every call. Yet a packed ``float`` or
 ``double`` field is, on the wire, exactly a little-endian array. So:
 
-* decoding: protobuf parses the message as usual (and validates it); then the
-  tensor payloads are located in the same bytes and viewed with
-  ``np.frombuffer``. A field that is not one packed run (legal, but no client
-  sends it) falls back to the protobuf value list.
+* decoding: the tensor payloads are located in the received bytes and viewed
+  with ``np.frombuffer``; protobuf parses (and validates) the rest of the
+  message, without them, so it never copies them either. A field that is not
+  one packed run (legal, but no client sends it) is left to protobuf.
 * encoding: each tensor message is serialized by protobuf without its values,
   then the packed payload is appended: protobuf merges repeated fields across
   an encoding, so the result parses to the same message (tests check this).
@@ -26,25 +26,33 @@ _PACKED: dict[int, np.dtype] = {2: np.dtype("<f4"), 4: np.dtype("<f8")}
 _TENSOR_FIELD = 1  # Request.tensor
 
 
-def packed_payloads(body: bytes) -> list[dict[int, np.ndarray | None]]:
-    """Per tensor of a serialized ``Request``: ``{field number: array}`` for packed float/double runs.
+def split_packed(body: bytes) -> tuple[bytes, list[dict[int, np.ndarray]]]:
+    """A serialized ``Request`` without its tensors' packed float/double runs (for protobuf to parse: small),
+    and per tensor ``{field number: array}`` of the runs taken out, viewing ``body`` in place.
 
-    A field seen more than once maps to None (the caller then uses protobuf's values).
+    A tensor's run is taken only when it is its one float or double field, encoded once, packed, not empty and
+    a whole number of elements; any other tensor is left to protobuf as sent. Raises ValueError when the bytes do not
+    walk as protobuf fields (the caller lets protobuf parse them, or say why not).
     """
     view = memoryview(body)
-    tensors = []
-    for number, wire, _, start, end in fields(view):
+    parts: list = []
+    payloads: list[dict[int, np.ndarray]] = []
+    kept_from = 0
+    for number, wire, first, start, end in fields(view):
         if number != _TENSOR_FIELD or wire != WIRE_LEN:
             continue
-        found: dict[int, np.ndarray | None] = {}
-        for f, w, _, s, e in fields(view, start, end):
-            if f in _PACKED:
-                if f in found or w != WIRE_LEN or (e - s) % _PACKED[f].itemsize:
-                    found[f] = None
-                else:
-                    found[f] = np.frombuffer(view[s:e], dtype=_PACKED[f])
-        tensors.append(found)
-    return tensors
+        runs = [(f, w, ff, s, e) for f, w, ff, s, e in fields(view, start, end) if f in _PACKED]
+        size = runs[0][4] - runs[0][3] if len(runs) == 1 else 0
+        if not size or runs[0][1] != WIRE_LEN or size % _PACKED[runs[0][0]].itemsize:
+            payloads.append({})
+            continue
+        f, _, run_first, s, e = runs[0]
+        payloads.append({f: np.frombuffer(view[s:e], dtype=_PACKED[f])})
+        tensor = b"".join([view[start:run_first], view[e:end]])
+        parts += [view[kept_from:first], len_field_head(_TENSOR_FIELD, len(tensor)), tensor]
+        kept_from = end
+    parts.append(view[kept_from:])
+    return b"".join(parts), payloads
 
 
 def encode_request(tensors: list[tuple[str, str, np.ndarray]], fetch: list[str], log_id: int = 0) -> bytes:
