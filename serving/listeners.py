@@ -2,7 +2,8 @@
 
 ``SharedPort``: the public port is the port sharer's (``portshare.py``): it tells gRPC (HTTP/2) from HTTP/1
 by the first bytes, terminates TLS, and relays each connection to the gRPC server's and the HTTP app's
-private Unix sockets, so every client needs one address. ``SplitPorts`` (``--grpc-port``, as Triton's
+private Unix sockets (without TLS, HTTP connections are handed to the HTTP server itself, unrelayed), so
+every client needs one address. ``SplitPorts`` (``--grpc-port``, as Triton's
 ``--http-port`` / ``--grpc-port``): the HTTP app listens on ``--port`` and the gRPC server on ``--grpc-port``
 themselves, each with its own TLS, and no byte is relayed: for users who do not need one port and would
 rather not pay the relay's copy on every request. Both give the server the same four steps: bind gRPC,
@@ -17,17 +18,92 @@ import shutil
 import socket
 import ssl
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from .config import ServerConfig
 from .errors import ServingError
 from .logs import relayed_http_protocol
-from .portshare import PortSharer
+from .portshare import LINGER_MAX, LINGER_QUIET, PortSharer
 
 
 def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+class _Linger(asyncio.Protocol):
+    """A closed HTTP connection's last moments: drop what the client still sends until it pauses or ends, then
+    close, and tell uvicorn's protocol (``inner``) the connection is gone.
+
+    uvicorn answers a malformed request at once and closes while the client may still be uploading; closing a
+    socket with unread bytes resets it, and the client loses the answer (the relay lingers the same way:
+    ``portshare._linger``)."""
+
+    def __init__(self, inner: asyncio.BaseProtocol, close: Callable[[], None]):
+        self.inner, self.close = inner, close
+        self.loop = asyncio.get_running_loop()
+        self.end = self.loop.time() + LINGER_MAX
+        self.timer = self.loop.call_later(LINGER_QUIET, self.done)
+
+    def data_received(self, data: bytes) -> None:
+        self.timer.cancel()
+        self.timer = self.loop.call_later(max(0.0, min(LINGER_QUIET, self.end - self.loop.time())), self.done)
+
+    def eof_received(self) -> bool:
+        self.done()
+        return True  # closed here, not by the transport
+
+    def done(self) -> None:
+        self.timer.cancel()
+        self.close()  # asyncio's own close: the answer's last bytes flush first
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.timer.cancel()
+        self.inner.connection_lost(exc)
+
+
+def _close_lingering(transport: asyncio.Transport) -> None:
+    """Make ``transport.close()`` half-close after the pending answer and linger (``_Linger``) before closing."""
+    close = transport.close
+    closing = False
+
+    def linger() -> None:
+        nonlocal closing
+        if closing:
+            return
+        closing = True
+        transport.set_protocol(_Linger(transport.get_protocol(), close))
+        if transport.can_write_eof():
+            transport.write_eof()
+        transport.resume_reading()
+
+    transport.close = linger  # type: ignore[method-assign]
+
+
+def _adopting(server) -> Callable[[socket.socket], Awaitable[None]]:
+    """How the running uvicorn ``server`` takes a connection accepted elsewhere: its own protocol factory
+    (``uvicorn.Server.startup``'s), on the connected socket. It then counts, serves and drains that
+    connection like one it accepted; closing it lingers as the relay did."""
+
+    def protocol() -> asyncio.Protocol:
+        config = server.config
+        http = config.http_protocol_class(
+            config=config, server_state=server.server_state, app_state=server.lifespan.state
+        )
+        made = http.connection_made
+
+        def connection_made(transport) -> None:  # before uvicorn reads a byte: it may close on the first
+            _close_lingering(transport)
+            made(transport)
+
+        http.connection_made = connection_made
+        return http
+
+    async def adopt(sock: socket.socket) -> None:
+        await asyncio.get_running_loop().connect_accepted_socket(protocol, sock)
+
+    return adopt
 
 
 class SharedPort:
@@ -50,12 +126,14 @@ class SharedPort:
     def serve_args(self) -> dict[str, Any]:
         return {}
 
-    async def start(self, http_task: asyncio.Task) -> tuple[int, int]:
+    async def start(self, http_task: asyncio.Task, http_server) -> tuple[int, int]:
         """Once the HTTP app listens on its socket, open the public port; (HTTP port, gRPC port)."""
         while not self.http_sock.exists():
             if http_task.done():
                 http_task.result()
             await asyncio.sleep(0.01)
+        if self.sharer.kernel_relay:
+            self.sharer.http_handoff = _adopting(http_server)
         try:
             port = await self.sharer.start()
         except OSError as exc:
@@ -146,7 +224,7 @@ class SplitPorts:
     def serve_args(self) -> dict[str, Any]:
         return {"sockets": [self.http_socket]}
 
-    async def start(self, http_task: asyncio.Task) -> tuple[int, int]:
+    async def start(self, http_task: asyncio.Task, http_server) -> tuple[int, int]:
         return self.ports
 
     def describe(self, security: str) -> str:

@@ -9,7 +9,10 @@ multiplexed gRPC streams pay it once; each message pays one local relay hop.
 
 Without TLS (on Linux) the relay is the kernel's (``splice.py``): the first bytes are
 peeked, not read, and both directions move socket -> pipe -> socket with ``splice(2)``,
-never through Python. With TLS the public port terminates it (ALPN offers ``h2`` and
+never through Python. vslim-serve's HTTP server runs on the same event loop, so an HTTP
+connection is not relayed at all: the accepted socket itself is handed to it
+(``http_handoff``), the peeked bytes still unread. gRPC (grpcio's own C core) cannot
+adopt a socket, so its connections are spliced. With TLS the public port terminates it (ALPN offers ``h2`` and
 ``http/1.1``): a connection that negotiated ``h2`` goes to gRPC, ``http/1.1`` to HTTP,
 and one without ALPN is sniffed as above; its plaintext is relayed by asyncio streams.
 The backends stay on private Unix sockets.
@@ -90,6 +93,9 @@ class PortSharer:
         self.kernel_relay = ssl_context is None and splice.available() and not os.environ.get("VSLIM_STREAM_RELAY")
         self._listener: socket.socket | None = None
         self._accepting: asyncio.Task | None = None
+        # With the kernel relay, an HTTP server in this process may take HTTP connections itself (no relay at all):
+        # set by the listener once that server runs (listeners.SharedPort.start); None relays them to http_socket.
+        self.http_handoff: Callable[[socket.socket], Awaitable[None]] | None = None
 
     async def start(self) -> int:
         """Start listening; returns the bound port (useful with port 0)."""
@@ -142,11 +148,17 @@ class PortSharer:
     async def _splice_connection(self, conn: socket.socket, peer) -> None:
         """One client connection through the kernel relay: peek, pick the backend, splice both ways."""
         backend = None
+        handed = False
         try:
             head = await splice.peek(conn, SNIFF_BYTES, SNIFF_TIMEOUT)
             if not head:
                 return
-            path = self.grpc_socket if head.startswith(H2_PREFACE[:SNIFF_BYTES]) else self.http_socket
+            grpc = head.startswith(H2_PREFACE[:SNIFF_BYTES])
+            if not grpc and self.http_handoff is not None:
+                await self.http_handoff(conn)  # the peeked bytes are still in the socket for it to read
+                handed = True
+                return
+            path = self.grpc_socket if grpc else self.http_socket
             backend = await connect_backend(path, peer)
             upstream = asyncio.ensure_future(splice.pump(conn, backend))
             try:
@@ -159,7 +171,7 @@ class PortSharer:
         except (TimeoutError, ConnectionError, OSError, asyncio.CancelledError):
             pass
         finally:
-            for sock in (backend, conn):
+            for sock in (backend, None if handed else conn):
                 if sock is not None:
                     sock.close()
 

@@ -246,7 +246,7 @@ async def run_server(
         await grpc_server.start()
         await health.set(False)
         http_task = asyncio.create_task(http_server.serve(**listener.serve_args()))
-        port, grpc_port = await listener.start(http_task)
+        port, grpc_port = await listener.start(http_task, http_server)
         security = (
             ", ".join(x for x in ("TLS" if tls else "", "bearer token" if token else "") if x) or "no TLS, no auth"
         )

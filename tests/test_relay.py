@@ -167,3 +167,31 @@ def test_an_answer_sent_while_the_client_still_uploads_reaches_it(relay):
         except (BrokenPipeError, ConnectionResetError) as exc:
             pytest.fail(f"the connection was reset while uploading ({exc})")
         assert s.recv(100) == b"BYE\n"
+
+
+def test_an_http_connection_is_handed_over_with_its_first_bytes_unread_and_grpc_still_spliced():
+    """vslim-serve's HTTP server adopts HTTP connections (no relay); the sniff must leave every byte for it."""
+    r = Relay(kernel=True)
+    adopted: list[bytes] = []
+
+    async def adopt(sock: socket.socket) -> None:  # as uvicorn would: read the request, answer, close
+        loop = asyncio.get_running_loop()
+        data = b""
+        while not data.endswith(b"\n\n"):
+            data += await loop.sock_recv(sock, 1 << 16)
+        adopted.append(data)
+        await loop.sock_sendall(sock, b"ADOPTED:" + data)
+        sock.close()
+
+    try:
+        r.sharer.http_handoff = adopt
+        with r.connect() as s:
+            s.sendall(b"GET /v2/health/ready\n\n")
+            assert _read_all(s) == b"ADOPTED:GET /v2/health/ready\n\n"
+        with r.connect() as s:
+            s.sendall(H2_PREFACE + b"frames")
+            s.shutdown(socket.SHUT_WR)
+            assert _read_all(s) == b"GRPC:" + H2_PREFACE + b"frames"
+        assert adopted == [b"GET /v2/health/ready\n\n"] and r.seen["http"] == []  # never relayed
+    finally:
+        r.close()
