@@ -74,6 +74,12 @@ $BIN/vslim-bench throughput --bundle "$W/r50_auto/pptsm_r50_serving_server" \
     --bundle "$W/r50_bundle/pptsm_r50_int8_serving_server" --model "$W/r50_fp32" --calib-list "$W/demo/data/calib.list" \
     --peers openvino,openvino-nncf-int8 --protocol v2-grpc-shm --concurrency 1,4,8 --duration 15 --rounds 2 \
     --max-batch-size 1 --out "$OUT/throughput_r50_shm" >/dev/null
+# concurrency 8 alone, tensors over v2 gRPC, against OpenVINO's FP32 and NNCF INT8 (the rerun after the protobuf copies went)
+rm -rf "$OUT"/throughput_r50_c8
+$BIN/vslim-bench throughput --bundle "$W/r50_auto/pptsm_r50_serving_server" \
+    --bundle "$W/r50_bundle/pptsm_r50_int8_serving_server" --model "$W/r50_fp32" --calib-list "$W/demo/data/calib.list" \
+    --peers openvino,openvino-nncf-int8 --concurrency 8 --duration 15 --rounds 2 --max-batch-size 1 \
+    --out "$OUT/throughput_r50_c8" >/dev/null
 # the small model at 1-16 in flight (the served path's own cost against a ~1 ms model)
 [ -d "$W/small_auto" ] || $BIN/vslim-package --target serving --model-dir "$W/demo/fp32" --out "$W/small_auto" \
     --name pptsm_small --calib-list "$W/demo/data/calib.list"
