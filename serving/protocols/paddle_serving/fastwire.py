@@ -51,6 +51,8 @@ def split_packed(body: bytes) -> tuple[bytes, list[dict[int, np.ndarray]]]:
         tensor = b"".join([view[start:run_first], view[e:end]])
         parts += [view[kept_from:first], len_field_head(_TENSOR_FIELD, len(tensor)), tensor]
         kept_from = end
+    if not kept_from:  # nothing taken: protobuf gets the body itself, not a copy
+        return body, payloads
     parts.append(view[kept_from:])
     return b"".join(parts), payloads
 
