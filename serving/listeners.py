@@ -107,7 +107,8 @@ def _adopting(server) -> Callable[[socket.socket], Awaitable[None]]:
 
 
 class SharedPort:
-    """gRPC and HTTP on one public port, through the relay to private Unix sockets."""
+    """gRPC and HTTP on one public port: gRPC relayed to a private Unix socket, HTTP handed to the HTTP server
+    itself (relayed too with TLS, which the port terminates)."""
 
     def __init__(self, cfg: ServerConfig, tls: ssl.SSLContext | None):
         self.cfg, self.tls = cfg, tls
