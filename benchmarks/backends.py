@@ -75,11 +75,11 @@ def _paddle(info: ModelInfo, cfg: PredictorConfig) -> Runner:
 
 
 def onnx_file(info: ModelInfo, cache: Path) -> Path:
-    """The model converted with paddle2onnx and checked against Paddle: the inference layer's one conversion,
-    cached by the model files' content (a re-export into the same folder converts anew)."""
+    """The model as a user converting by hand has it: paddle2onnx's graph, without vslim's rewrites, checked
+    against Paddle and cached by the model files' content (a re-export into the same folder converts anew)."""
     from vslim.inference.conversion import converted_onnx
 
-    return converted_onnx(info, cache)
+    return converted_onnx(info, cache, plain=True)
 
 
 def _onnxruntime(info: ModelInfo, threads: int, cache: Path) -> Runner:
@@ -152,9 +152,7 @@ def ort_int8_file(info: ModelInfo, cache: Path | None, calib: np.ndarray | None)
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
 
-    from vslim.inference.conversion import converted_onnx
-
-    source = converted_onnx(info, cache)
+    source = onnx_file(info, cache)
     target = source.with_name("model.ort-int8.onnx")
     if not target.is_file():
         clips = _calibration_clips(calib, "ONNX Runtime's quantize_static INT8")

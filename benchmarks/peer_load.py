@@ -42,10 +42,11 @@ PRECISION = {"openvino": "fp32", "openvino-nncf-int8": "int8", "onnxruntime": "f
 def _openvino(info, calib, cache: Path | None) -> tuple[Callable, dict, Callable]:
     import openvino as ov
 
-    from vslim.inference.conversion import converted_onnx
     from vslim.inference.runtimes.openvino_cpu import make_nncf_int8
 
-    onnx = converted_onnx(info, cache)
+    from .backends import onnx_file
+
+    onnx = onnx_file(info, cache)
     path = make_nncf_int8(onnx, *calib) if calib is not None else onnx
     core = ov.Core()
     model = core.read_model(str(path))
@@ -90,11 +91,9 @@ def _openvino(info, calib, cache: Path | None) -> tuple[Callable, dict, Callable
 def _onnxruntime(info, calib, cache: Path | None) -> tuple[Callable, dict, Callable]:
     import onnxruntime as ort
 
-    from vslim.inference.conversion import converted_onnx
+    from .backends import onnx_file, ort_int8_file
 
-    from .backends import ort_int8_file
-
-    path = ort_int8_file(info, cache, calib[0]) if calib is not None else converted_onnx(info, cache)
+    path = ort_int8_file(info, cache, calib[0]) if calib is not None else onnx_file(info, cache)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -1,8 +1,8 @@
 """``vslim-package --target onnx``: the inference model as ONNX (paddle2onnx, opset 13), checked.
 
 The conversion and its check against Paddle Inference are the inference layer's (``inference/conversion.py``),
-the same that the ``openvino`` and ``onnxruntime`` runtimes and the benchmarks' peers run; this target writes
-them out as a package: ``model.onnx``, ``vslim.json`` and ``onnx_report.json``.
+the same that the ``openvino`` and ``onnxruntime`` runtimes run, temporal shifts rewritten (``onnx_shift``);
+this target writes them out as a package: ``model.onnx``, ``vslim.json`` and ``onnx_report.json``.
 """
 
 from __future__ import annotations

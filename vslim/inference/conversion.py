@@ -3,7 +3,9 @@
 
 One conversion, one check, one cache: a conversion is kept under ``$VSLIM_HOME/converted/onnx-KEY`` (or a
 bundle's own ``converted/``) where KEY is the content of the model's files, so a re-export into the same
-folder converts anew. The cached folder holds ``model.onnx`` and ``onnx_report.json`` with its sha256; a file
+folder converts anew. vslim's conversion rewrites TSM's temporal shifts into 4-D ops with identical outputs
+(``onnx_shift``: OpenVINO runs PP-TSM R50 1.5x faster in BF16); ``plain=True`` keeps paddle2onnx's graph as
+it comes, which is what a user converting by hand runs (the benchmarks' peers), under ``paddle2onnx-KEY``. The cached folder holds ``model.onnx`` and ``onnx_report.json`` with its sha256; a file
 that no longer matches is refused, never run. QDQ-format INT8 models convert (as QuantizeLinear /
 DequantizeLinear); fake-quant ones do not (docs/architecture.md, Python stack).
 """
@@ -29,10 +31,14 @@ OPSET = 13
 # libraries round differently (R50 with random weights on noise: cosine 0.988), so INT8 gets more room.
 MIN_COSINE = {"fp32": 0.999, "int8": 0.95}
 ONNX_FILE, REPORT_FILE = "model.onnx", "onnx_report.json"
+# Bumped when what convert() does to paddle2onnx's graph changes: conversions in the home cache made before
+# are redone; a bundle's own (packaged, checksummed, maybe with an INT8 made from it) is kept as it is.
+GRAPH_REWRITES = 1
 
 
-def convert(info: ModelInfo, target: Path) -> dict:
-    """Write ``target`` (ONNX) from the model, run it beside Paddle on a seeded batch, return the report."""
+def convert(info: ModelInfo, target: Path, plain: bool = False) -> dict:
+    """Write ``target`` (ONNX) from the model, run it beside Paddle on a seeded batch, return the report.
+    Unless ``plain``, the graph's temporal shifts are rewritten first, so the check covers the rewrite."""
     try:
         import onnxruntime as ort
         import paddle2onnx
@@ -61,6 +67,7 @@ def convert(info: ModelInfo, target: Path) -> dict:
             f"paddle2onnx wrote nothing for {info.model_file} (an unsupported op or a fake-quant "
             "INT8 model; QDQ-format INT8 models convert)"
         )
+    rewrites = None if plain else {"version": GRAPH_REWRITES, "temporal_shift": _rewrite_shifts(target)}
     feeds = seeded_feeds(info.inputs, batch=check_batch(info.inputs, 2))
     # The conversion is checked with ONNX Runtime's graph optimisations off: QDQ then runs as written
     # (dequantize, float op), so this compares the graph with Paddle's, not ORT's INT8 kernels — those
@@ -91,7 +98,23 @@ def convert(info: ModelInfo, target: Path) -> dict:
         "onnx_bytes": target.stat().st_size,
         "sha256": sha256_of(target),
         "check_vs_paddle": check,
+        **({"graph_rewrites": rewrites} if rewrites else {}),
     }
+
+
+def _rewrite_shifts(target: Path) -> int:
+    """Rewrite the temporal shifts of the ONNX file ``target`` in place (through a staging name); the count."""
+    import onnx
+
+    from .onnx_shift import rewrite_temporal_shifts
+
+    model = onnx.load(str(target))
+    count = rewrite_temporal_shifts(model)
+    if count:
+        staging = target.with_name(f".{target.name}.partial")
+        onnx.save(model, str(staging))
+        staging.replace(target)
+    return count
 
 
 def check_agreement(report: dict, info: ModelInfo) -> None:
@@ -105,13 +128,21 @@ def check_agreement(report: dict, info: ModelInfo) -> None:
         )
 
 
-def converted_onnx(info: ModelInfo, cache: Path | None = None) -> Path:
-    """The model as ONNX, converted and checked once per content (``cache``: a bundle's own folder)."""
-    folder = (cache or cache_home() / "converted") / f"onnx-{content_key(info.model_file, info.params_file)}"
+def converted_onnx(info: ModelInfo, cache: Path | None = None, plain: bool = False) -> Path:
+    """The model as ONNX, converted and checked once per content (``cache``: a bundle's own folder);
+    ``plain``: paddle2onnx's graph without vslim's rewrites."""
+    key = content_key(info.model_file, info.params_file)
+    folder = (cache or cache_home() / "converted") / f"{'paddle2onnx' if plain else 'onnx'}-{key}"
     onnx, report_file = folder / ONNX_FILE, folder / REPORT_FILE
-    if not report_file.is_file():
+    stale = (
+        cache is None
+        and not plain
+        and report_file.is_file()
+        and json.loads(report_file.read_text()).get("graph_rewrites", {}).get("version") != GRAPH_REWRITES
+    )
+    if not report_file.is_file() or stale:
         with atomic_output_dir(folder, overwrite=folder.exists()) as tmp:
-            write_json(tmp / REPORT_FILE, convert(info, tmp / ONNX_FILE))
+            write_json(tmp / REPORT_FILE, convert(info, tmp / ONNX_FILE, plain))
     report = json.loads(report_file.read_text())
     if not onnx.is_file() or sha256_of(onnx) != report.get("sha256"):
         raise ModelError(
