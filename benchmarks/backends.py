@@ -74,7 +74,7 @@ def _paddle(info: ModelInfo, cfg: PredictorConfig) -> Runner:
         raise BackendUnavailable(str(exc)) from None
 
 
-def onnx_file(info: ModelInfo, cache: Path) -> Path:
+def onnx_file(info: ModelInfo, cache: Path | None) -> Path:
     """The model as a user converting by hand has it: paddle2onnx's graph, without vslim's rewrites, checked
     against Paddle and cached by the model files' content (a re-export into the same folder converts anew)."""
     from vslim.inference.conversion import converted_onnx

@@ -134,18 +134,6 @@ def test_bad_runtime_choices_name_the_fix(capsys, fp32_small, int8_small_avg, mo
         check_precision("openvino", "bf16", inspect_model(fp32_small))
 
 
-def test_a_damaged_cached_conversion_is_refused(fp32_small, tmp_path):
-    from vslim.inference.conversion import converted_onnx
-    from vslim.inference.model_info import inspect_model
-
-    onnx = converted_onnx(inspect_model(fp32_small), tmp_path)
-    data = bytearray(onnx.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    onnx.write_bytes(bytes(data))
-    with pytest.raises(ModelError, match="does not match its checksum.*delete"):
-        converted_onnx(inspect_model(fp32_small), tmp_path)
-
-
 def test_auto_measures_every_runtime_records_the_fastest_and_serves_it(cli, fp32_small, val_clips, tmp_path):
     r = cli(
         "package",

@@ -94,7 +94,9 @@ def _onnx(cfg, say: Say) -> Packaged:
         f"cosine {check['cosine_min']:.6f}"
     ]
     if shifts:
-        lines.append(f"temporal shifts rewritten as 4-D ops (identical outputs, no layout changes in OpenVINO): {shifts}")
+        lines.append(
+            f"temporal shifts rewritten as 4-D ops (identical outputs, no layout changes in OpenVINO): {shifts}"
+        )
     return Packaged("onnx", target, report, lines)
 
 

@@ -26,6 +26,8 @@ exactly (other pads, strides, channel ranges that do not tile C in order) is lef
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 BIG = np.iinfo(np.int64).max  # ONNX Slice's "to the end"
@@ -88,7 +90,7 @@ def _match(reshape, consts: dict, users: dict, made_by: dict) -> _Match | None:
     parts, channel = [], 0
     for name in concat.input:
         s = made_by.get(name)
-        if s not in slices or len(s.input) < 4 or any(consts.get(i) is None for i in s.input[1:]):
+        if s is None or s not in slices or len(s.input) < 4 or any(consts.get(i) is None for i in s.input[1:]):
             return None
         starts, ends, axes = (consts[i].tolist() for i in s.input[1:4])
         steps = consts[s.input[4]].tolist() if len(s.input) > 4 and s.input[4] else [1] * len(axes)
@@ -134,10 +136,14 @@ def _replacement(m: _Match, k: int, add_constant) -> list:
         zeros = add_constant(f"{p}_zeros{j}", np.zeros([n, c1 - c0, H, W], np.float32))
         axis0 = add_constant(f"{p}_ax0", [0])
         if offset > 0:  # row i takes row i + offset
-            kept = node("Slice", [part, add_constant(f"{p}_from{n}", [n]), add_constant(f"{p}_end", [BIG]), axis0], f"kept{j}")
+            kept = node(
+                "Slice", [part, add_constant(f"{p}_from{n}", [n]), add_constant(f"{p}_end", [BIG]), axis0], f"kept{j}"
+            )
             moved = node("Concat", [kept, zeros], f"moved{j}", axis=0)
         else:  # row i takes row i - n
-            kept = node("Slice", [part, add_constant(f"{p}_zero", [0]), add_constant(f"{p}_to{n}", [-n]), axis0], f"kept{j}")
+            kept = node(
+                "Slice", [part, add_constant(f"{p}_zero", [0]), add_constant(f"{p}_to{n}", [-n]), axis0], f"kept{j}"
+            )
             moved = node("Concat", [zeros, kept], f"moved{j}", axis=0)
         if clips is None:
             shape = node("Shape", [m.x], "shape")
@@ -153,8 +159,6 @@ def _replacement(m: _Match, k: int, add_constant) -> list:
 
 def rewrite_temporal_shifts(model) -> int:
     """Rewrite every paddle2onnx temporal shift of ``model`` (an ``onnx.ModelProto``) in place; the count."""
-    from onnx import numpy_helper
-
     from onnx import NodeProto, TensorProto, numpy_helper
 
     graph = model.graph
@@ -163,7 +167,7 @@ def rewrite_temporal_shifts(model) -> int:
     nodes = list(graph.node)  # one wrapper per node, so identities below hold
     consts = _constants(graph)
     users: dict[str, list] = {}
-    made_by: dict[str, object] = {}
+    made_by: dict[str, Any] = {}
     for node in nodes:
         for name in node.input:
             users.setdefault(name, []).append(node)

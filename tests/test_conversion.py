@@ -1,4 +1,5 @@
-"""vslim's conversion rewrites paddle2onnx's temporal shifts into 4-D ops: same outputs, every runtime, any batch."""
+"""The ONNX conversion: its cache, and the rewrite of paddle2onnx's temporal shifts into 4-D ops (same outputs,
+every runtime, any batch). One plain and one rewritten conversion of the small PP-TSM serve every test."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +47,11 @@ def test_every_shift_is_rewritten_and_the_outputs_are_identical_for_any_batch(co
     before = Counter(n.op_type for n in onnx.load(str(plain)).graph.node)
     after = onnx.load(str(ours)).graph
     assert before["Pad"] == 4 and Counter(n.op_type for n in after.node)["Pad"] == 0
-    five_d = [n for n in after.node if n.op_type == "Constant" and len(n.attribute[0].t.dims) == 1
-              and n.attribute[0].t.dims[0] == 5]
+    five_d = [
+        n
+        for n in after.node
+        if n.op_type == "Constant" and len(n.attribute[0].t.dims) == 1 and n.attribute[0].t.dims[0] == 5
+    ]
     assert not five_d, "no 5-D reshape shape is left, not even unused"
     # batch 3: rows of three clips follow each other, so a wrong mask would borrow a frame across clips
     for batch in (1, 3):
@@ -62,7 +68,9 @@ def test_openvino_runs_the_rewritten_graph_to_the_same_answer(conversions):
     x = _clips(info, 2)
     core = ov.Core()
     got = {
-        p: core.compile_model(str(p), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).create_infer_request().infer({0: x})[0]
+        p: core.compile_model(str(p), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        .create_infer_request()
+        .infer({0: x})[0]
         for p in (plain, ours)
     }
     np.testing.assert_allclose(got[ours], got[plain], rtol=1e-5, atol=1e-6)
@@ -83,3 +91,40 @@ def test_a_shift_that_differs_from_paddle2onnx_s_pattern_is_left_as_it_is(conver
     onnx.save(changed, str(tmp_path / "rewritten.onnx"))
     x = _clips(info, 2)
     np.testing.assert_array_equal(_ort(tmp_path / "rewritten.onnx", x), _ort(tmp_path / "changed.onnx", x))
+
+
+def test_a_home_cache_conversion_from_before_the_rewrite_is_redone_and_a_bundle_s_is_kept(
+    conversions, tmp_path, monkeypatch
+):
+    from vslim.inference.conversion import REPORT_FILE, converted_onnx
+
+    info, _, ours = conversions
+    monkeypatch.setenv("VSLIM_HOME", str(tmp_path / "home"))
+    bundle = tmp_path / "bundle_converted"
+    for cache in (None, bundle):  # plant a conversion as an older vslim left it: no graph_rewrites
+        folder = (cache or tmp_path / "home" / "converted") / ours.parent.name
+        folder.mkdir(parents=True)
+        report = json.loads((ours.parent / REPORT_FILE).read_text())
+        del report["graph_rewrites"]
+        (folder / ours.name).write_bytes(ours.read_bytes())
+        (folder / REPORT_FILE).write_text(json.dumps(report))
+    again = converted_onnx(info)
+    assert json.loads((again.parent / REPORT_FILE).read_text())["graph_rewrites"]["temporal_shift"] == 4
+    kept = converted_onnx(info, bundle)
+    assert "graph_rewrites" not in json.loads((kept.parent / REPORT_FILE).read_text())
+
+
+def test_a_damaged_cached_conversion_is_refused(conversions, tmp_path):
+    import shutil
+
+    from vslim.errors import ModelError
+    from vslim.inference.conversion import converted_onnx
+
+    info, _, ours = conversions
+    shutil.copytree(ours.parent, tmp_path / ours.parent.name)
+    onnx_file = tmp_path / ours.parent.name / ours.name
+    data = bytearray(onnx_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    onnx_file.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="does not match its checksum.*delete"):
+        converted_onnx(info, tmp_path)
