@@ -80,6 +80,17 @@ $BIN/vslim-bench throughput --bundle "$W/r50_auto/pptsm_r50_serving_server" \
     --bundle "$W/r50_bundle/pptsm_r50_int8_serving_server" --model "$W/r50_fp32" --calib-list "$W/demo/data/calib.list" \
     --peers openvino,openvino-nncf-int8 --concurrency 8 --duration 15 --rounds 2 --max-batch-size 1 \
     --out "$OUT/throughput_r50_c8" >/dev/null
+# the FP32 bundle alone against OpenVINO by hand (the peers run paddle2onnx's graph as it comes, vslim its rewrite of
+# the temporal shifts), tensors and then whole video files
+rm -rf "$OUT"/throughput_r50_rewrite "$OUT"/throughput_r50_video_rewrite
+$BIN/vslim-bench throughput --bundle "$W/r50_auto/pptsm_r50_serving_server" --model "$W/r50_fp32" \
+    --calib-list "$W/demo/data/calib.list" --peers openvino,openvino-nncf-int8 --concurrency 1,4,8 --duration 15 \
+    --rounds 2 --max-batch-size 1 --out "$OUT/throughput_r50_rewrite" >/dev/null
+# the served hop with the FP32 bundle (OpenVINO BF16 with the rewrite), one request at a time
+rm -rf "$OUT"/serving_r50_rewrite
+$BIN/vslim-bench serving --bundle "$W/r50_auto/pptsm_r50_serving_server" \
+    --protocols grpc,v2-grpc,http-proto,v2-http,v2-grpc-shm --concurrency 1 --batching 1 --requests 60 --duration 40 \
+    --out "$OUT/serving_r50_rewrite" >/dev/null
 # the small model at 1-16 in flight (the served path's own cost against a ~1 ms model)
 [ -d "$W/small_auto" ] || $BIN/vslim-package --target serving --model-dir "$W/demo/fp32" --out "$W/small_auto" \
     --name pptsm_small --calib-list "$W/demo/data/calib.list"
@@ -94,4 +105,7 @@ $BIN/vslim-bench throughput --bundle "$W/r50_auto/pptsm_r50_serving_server" \
     --bundle "$W/r50_bundle/pptsm_r50_int8_serving_server" --model "$W/r50_fp32" --calib-list "$W/demo/data/calib.list" \
     --peers openvino,openvino-nncf-int8 --video "$W/k400like.mp4" --concurrency 4,8 --duration 15 --rounds 2 \
     --max-batch-size 1 --out "$OUT/throughput_r50_video" >/dev/null
+$BIN/vslim-bench throughput --bundle "$W/r50_auto/pptsm_r50_serving_server" --model "$W/r50_fp32" \
+    --calib-list "$W/demo/data/calib.list" --peers openvino,openvino-nncf-int8 --video "$W/k400like.mp4" \
+    --concurrency 4,8 --duration 15 --rounds 2 --max-batch-size 1 --out "$OUT/throughput_r50_video_rewrite" >/dev/null
 echo "wrote $OUT"
