@@ -86,6 +86,14 @@ rm -rf "$OUT"/throughput_r50_rewrite "$OUT"/throughput_r50_video_rewrite
 $BIN/vslim-bench throughput --bundle "$W/r50_auto/pptsm_r50_serving_server" --model "$W/r50_fp32" \
     --calib-list "$W/demo/data/calib.list" --peers openvino,openvino-nncf-int8 --concurrency 1,4,8 --duration 15 \
     --rounds 2 --max-batch-size 1 --out "$OUT/throughput_r50_rewrite" >/dev/null
+# INT8 against INT8: vslim's NNCF INT8 (from its conversion) and the PaddleSlim INT8 model on Paddle, against NNCF by hand
+[ -d "$W/r50_nncf" ] || $BIN/vslim-package --target serving --model-dir "$W/r50_fp32" --out "$W/r50_nncf" \
+    --name pptsm_r50_nncf --runtime openvino --precision int8 --calib-list "$W/demo/data/calib.list"
+rm -rf "$OUT"/throughput_r50_int8_rewrite
+$BIN/vslim-bench throughput --bundle "$W/r50_nncf/pptsm_r50_nncf_serving_server" \
+    --bundle "$W/r50_bundle/pptsm_r50_int8_serving_server" --model "$W/r50_fp32" --calib-list "$W/demo/data/calib.list" \
+    --peers openvino-nncf-int8 --concurrency 1,4,8 --duration 15 --rounds 2 --max-batch-size 1 \
+    --out "$OUT/throughput_r50_int8_rewrite" >/dev/null
 # the served hop with the FP32 bundle (OpenVINO BF16 with the rewrite), one request at a time
 rm -rf "$OUT"/serving_r50_rewrite
 $BIN/vslim-bench serving --bundle "$W/r50_auto/pptsm_r50_serving_server" \
