@@ -5,8 +5,9 @@ One conversion, one check, one cache: a conversion is kept under ``$VSLIM_HOME/c
 bundle's own ``converted/``) where KEY is the content of the model's files, so a re-export into the same
 folder converts anew. vslim's conversion rewrites TSM's temporal shifts into 4-D ops with identical outputs
 (``onnx_shift``: OpenVINO runs PP-TSM R50 1.5x faster in BF16); ``plain=True`` keeps paddle2onnx's graph as
-it comes, which is what a user converting by hand runs (the benchmarks' peers), under ``paddle2onnx-KEY``. The cached folder holds ``model.onnx`` and ``onnx_report.json`` with its sha256; a file
-that no longer matches is refused, never run. QDQ-format INT8 models convert (as QuantizeLinear /
+it comes, which is what a user converting by hand runs (the benchmarks' peers), under ``paddle2onnx-KEY``.
+The cached folder holds ``model.onnx`` and ``onnx_report.json`` with its sha256; a file that no longer
+matches is refused, never run. QDQ-format INT8 models convert (as QuantizeLinear /
 DequantizeLinear); fake-quant ones do not (docs/architecture.md, Python stack).
 """
 
