@@ -19,7 +19,7 @@ demo: venv
 	$(VENV)/bin/vslim demo
 
 test: venv
-	$(VENV)/bin/python -m pytest -q tests
+	$(VENV)/bin/python -m pytest -q --durations=15 tests
 
 # Maintainer checks, first in CI (pyproject.toml configures both; CONTRIBUTING.md): ruff's lint and import
 # order and its formatter, then mypy over the product's packages.

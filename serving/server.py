@@ -197,6 +197,10 @@ class RunningServer:
     grpc_port: int | None = None  # == port unless --grpc-port split the transports
 
 
+# How long gRPC may still write answers once every admitted request is answered (see _drain).
+GRPC_FINAL_GRACE = 2.0
+
+
 async def run_server(
     cfg: ServerConfig, on_ready: Callable[[RunningServer], None] | None = None, install_signals: bool = True
 ) -> int:
@@ -318,14 +322,24 @@ async def _start_models(repo: ModelRepository, cfg: ServerConfig) -> None:
 
 
 async def _drain(cfg, repo, health, listener, grpc_server, http_server, http_task) -> None:
+    """Refuse new requests, answer every admitted one, then stop the transports.
+
+    The wait for admitted requests is ours (``ModelRepository.close``, up to the grace period), not gRPC's
+    grace: grpc.aio can take a call from its core just as shutdown begins and drop it before any handler
+    runs (the task that would run it is cancelled), and such a call holds its client until the grace
+    period ends -- 30 s by default, the same as a client's usual deadline. Once every admitted request is
+    answered, gRPC gets ``GRPC_FINAL_GRACE`` to finish writing answers and cancels what is left, so the
+    client of a dropped call hears CANCELLED within seconds instead of timing out.
+    """
     repo.draining = True
     for service in repo.services():
         service.draining = True
     await health.set(False)
     await listener.stop_accepting()
     http_server.should_exit = True
+    await repo.close()
     await asyncio.gather(
-        grpc_server.stop(cfg.grace_seconds),
+        grpc_server.stop(GRPC_FINAL_GRACE),
         asyncio.wait_for(asyncio.shield(http_task), cfg.grace_seconds + 5),
         return_exceptions=True,
     )

@@ -486,7 +486,7 @@ def test_sigterm_during_a_burst_finishes_or_fails_every_request(bundle_fp32, val
         try:
             with client:
                 client.predict({"data_batch_0": clip})
-            outcomes.append(("ok", time.perf_counter() - start))
+            outcomes.append(("ok", time.perf_counter() - start, client.protocol))
             answered.set()
         except ServingError as exc:
             outcomes.append(("error", time.perf_counter() - start, str(exc)))
@@ -501,7 +501,11 @@ def test_sigterm_during_a_burst_finishes_or_fails_every_request(bundle_fp32, val
     for t in threads:
         t.join(60)
     assert not any(t.is_alive() for t in threads), "a request hung"
-    assert len(outcomes) == 40 and all(o[1] < 30 for o in outcomes)
+    assert len(outcomes) == 40
+    # a request sent as the drain begins is answered or refused within seconds, never left to its 30 s
+    # deadline (grpc.aio can drop a call at shutdown: the drain's short final gRPC grace cancels it)
+    late = [o for o in outcomes if o[1] >= 15]
+    assert not late, f"{late}\n{server.log()[-2000:]}"
     assert any(o[0] == "ok" for o in outcomes)
     assert server.stop() == 0, server.log()
     assert "draining" in server.log() and "stopped" in server.log()
