@@ -331,6 +331,7 @@ async def _drain(cfg, repo, health, listener, grpc_server, http_server, http_tas
     answered, gRPC gets ``GRPC_FINAL_GRACE`` to finish writing answers and cancels what is left, so the
     client of a dropped call hears CANCELLED within seconds instead of timing out.
     """
+    deadline = time.monotonic() + cfg.grace_seconds
     repo.draining = True
     for service in repo.services():
         service.draining = True
@@ -338,9 +339,11 @@ async def _drain(cfg, repo, health, listener, grpc_server, http_server, http_tas
     await listener.stop_accepting()
     http_server.should_exit = True
     await repo.close()
+    # uvicorn has been draining meanwhile; whatever it still holds (a slow upload) gets what is left of the grace
+    left = max(GRPC_FINAL_GRACE, deadline - time.monotonic())
     await asyncio.gather(
         grpc_server.stop(GRPC_FINAL_GRACE),
-        asyncio.wait_for(asyncio.shield(http_task), cfg.grace_seconds + 5),
+        asyncio.wait_for(asyncio.shield(http_task), left + 5),
         return_exceptions=True,
     )
     await listener.close_connections(5.0)
