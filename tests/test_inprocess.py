@@ -440,3 +440,111 @@ def test_a_request_admitted_before_an_unload_is_answered_and_later_ones_are_refu
             service.admitted().__enter__()
         assert refused.value.kind == UNAVAILABLE and "being unloaded" in str(refused.value)
     assert service.active == 0
+
+
+def test_the_drain_answers_admitted_requests_and_cancels_a_stalled_call_without_waiting_out_the_grace():
+    """SIGTERM's drain (``server._drain``) on the real gRPC front ends: a request admitted before it began is
+    answered; a call that never reaches admission (grpc.aio can drop one it takes from its core as shutdown
+    begins: stood in for here by a handler that never returns) is cancelled once the admitted work is done,
+    after the short final grace -- not at the end of the 30 s grace period, a client's usual deadline."""
+    import grpc
+
+    from vslim.serving import server as vserver
+    from vslim.serving.bundle import ServingBundle, model_config
+    from vslim.serving.config import ServerConfig
+    from vslim.serving.grpc_server import make_grpc_server
+    from vslim.serving.protocols import frontends
+    from vslim.serving.protocols.v2.proto import SERVICE_NAME, pb
+    from vslim.serving.repository import ModelRepository
+
+    info = _info()
+    predictor = FakePredictor(info)
+    cfg = ServerConfig(bundle="fake_serving_server", grace_seconds=30.0)
+
+    def opener(cfg, source, metrics):
+        bundle = ServingBundle(Path("fake_serving_server"), model_config(info), info, None)
+        service = vserver.make_service(cfg, bundle, metrics, name=source.name)
+        service.engine = _engine(predictor, 1, 1, 0, service.observe_batch)
+        return service
+
+    repo = ModelRepository(cfg, opener)
+    repo.start_blocking()
+    loop = asyncio.new_event_loop()
+    ready, drained = threading.Event(), {}
+    holder: dict = {}
+
+    async def stall(request, context):
+        await asyncio.Event().wait()
+
+    class Nothing:
+        async def stop_accepting(self):
+            pass
+
+        async def close_connections(self, timeout):
+            pass
+
+    async def serve():
+        server, health = make_grpc_server(repo, frontends(), 8 << 20)
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("test.Stall", {"Call": grpc.unary_unary_rpc_method_handler(stall)}),)
+        )
+        holder["port"] = server.add_insecure_port("127.0.0.1:0")
+        holder["go"] = go = asyncio.Event()
+        await server.start()
+        ready.set()
+        await go.wait()
+        http_task = asyncio.ensure_future(asyncio.sleep(0))
+        start = time.perf_counter()
+        await vserver._drain(cfg, repo, health, Nothing(), server, type("Http", (), {})(), http_task)
+        drained["seconds"] = time.perf_counter() - start
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(30)
+    channel = grpc.insecure_channel(f"127.0.0.1:{holder['port']}")
+    infer = channel.unary_unary(
+        f"/{SERVICE_NAME}/ModelInfer", pb.ModelInferRequest.SerializeToString, pb.ModelInferResponse.FromString
+    )
+    msg = pb.ModelInferRequest(model_name="fake")
+    msg.inputs.add(name="data_batch_0", datatype="FP32", shape=list(_clip(3.0).shape))
+    msg.raw_input_contents.append(_clip(3.0).astype("<f4").tobytes())
+    outcomes: dict = {}
+
+    def call(name, fn):
+        start = time.perf_counter()
+        try:
+            outcomes[name] = ("ok", fn(), time.perf_counter() - start)
+        except grpc.RpcError as exc:
+            outcomes[name] = (exc.code(), exc.details(), time.perf_counter() - start)
+
+    predictor.gate.clear()  # the admitted request waits in the predictor until the drain has begun
+    stalled = channel.unary_unary("/test.Stall/Call")
+    threads = [
+        threading.Thread(target=call, args=("admitted", lambda: infer(msg, timeout=30))),
+        threading.Thread(target=call, args=("stalled", lambda: stalled(b"", timeout=30))),
+    ]
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.time() + 30
+        while repo.get("fake").active == 0 and time.time() < deadline:
+            time.sleep(0.01)
+        assert repo.get("fake").active == 1
+        loop.call_soon_threadsafe(holder["go"].set)
+        time.sleep(0.3)
+        predictor.gate.set()
+        for t in threads:
+            t.join(40)
+        thread.join(40)
+    finally:
+        predictor.gate.set()
+        channel.close()
+    kind, answer, _ = outcomes["admitted"]
+    assert kind == "ok" and np.frombuffer(answer.raw_output_contents[0], "<f4")[0] == 6.0
+    code, _, seconds = outcomes["stalled"]
+    assert code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE) and seconds < 15, outcomes["stalled"]
+    assert drained["seconds"] < 15, drained
+    print(
+        f"figure: drain answered the admitted request and cancelled the stalled call after {seconds:.1f} s "
+        f"(grace 30 s); drain {drained['seconds']:.1f} s"
+    )
