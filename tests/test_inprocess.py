@@ -278,15 +278,43 @@ def test_http_front_ends_answer_each_refusal_from_their_tables(served, http, unl
     assert stats["compute_input"]["count"] == stats["compute_infer"]["count"] == stats["compute_output"]["count"]
 
 
+def _in_thread(serve, ready: threading.Event):
+    """Run the coroutine function ``serve`` on its own event loop in a thread, once it says ``ready``;
+    (loop, thread)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(30)
+    return loop, thread
+
+
+def _v2_grpc(port: int):
+    """A channel to an in-process gRPC server, and its v2 ModelInfer taking (model, batch array)."""
+    import grpc
+
+    from vslim.serving.protocols.v2.proto import SERVICE_NAME, pb
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    call = channel.unary_unary(
+        f"/{SERVICE_NAME}/ModelInfer", pb.ModelInferRequest.SerializeToString, pb.ModelInferResponse.FromString
+    )
+
+    def request(model: str, x: np.ndarray):
+        msg = pb.ModelInferRequest(model_name=model)
+        msg.inputs.add(name="data_batch_0", datatype="FP32", shape=list(x.shape))
+        msg.raw_input_contents.append(x.astype("<f4").tobytes())
+        return msg
+
+    return channel, call, request
+
+
 def test_grpc_front_ends_answer_each_refusal_from_their_tables(served, unloading):
     import grpc
 
     from vslim.serving.grpc_server import make_grpc_server
     from vslim.serving.protocols import frontends
     from vslim.serving.protocols.v2 import errors as v2
-    from vslim.serving.protocols.v2.proto import SERVICE_NAME, pb
 
-    loop = asyncio.new_event_loop()
     ready = threading.Event()
     holder = {}
 
@@ -299,20 +327,8 @@ def test_grpc_front_ends_answer_each_refusal_from_their_tables(served, unloading
         await stop.wait()
         await server.stop(0)
 
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(30)
-    channel = grpc.insecure_channel(f"127.0.0.1:{holder['port']}")
-    infer = channel.unary_unary(
-        f"/{SERVICE_NAME}/ModelInfer", pb.ModelInferRequest.SerializeToString, pb.ModelInferResponse.FromString
-    )
-
-    def request(model: str, x: np.ndarray):
-        msg = pb.ModelInferRequest(model_name=model)
-        msg.inputs.add(name="data_batch_0", datatype="FP32", shape=list(x.shape))
-        msg.raw_input_contents.append(x.astype("<f4").tobytes())
-        return msg
-
+    loop, thread = _in_thread(serve, ready)
+    channel, infer, request = _v2_grpc(holder["port"])
     try:
         out = infer(request("fake", _clip(3.0)), timeout=30)
         assert np.frombuffer(out.raw_output_contents[0], "<f4")[0] == 6.0
@@ -454,7 +470,6 @@ def test_the_drain_answers_admitted_requests_and_cancels_a_stalled_call_without_
     from vslim.serving.config import ServerConfig
     from vslim.serving.grpc_server import make_grpc_server
     from vslim.serving.protocols import frontends
-    from vslim.serving.protocols.v2.proto import SERVICE_NAME, pb
     from vslim.serving.repository import ModelRepository
 
     info = _info()
@@ -469,7 +484,6 @@ def test_the_drain_answers_admitted_requests_and_cancels_a_stalled_call_without_
 
     repo = ModelRepository(cfg, opener)
     repo.start_blocking()
-    loop = asyncio.new_event_loop()
     ready, drained = threading.Event(), {}
     holder: dict = {}
 
@@ -498,16 +512,9 @@ def test_the_drain_answers_admitted_requests_and_cancels_a_stalled_call_without_
         await vserver._drain(cfg, repo, health, Nothing(), server, type("Http", (), {})(), http_task)
         drained["seconds"] = time.perf_counter() - start
 
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(30)
-    channel = grpc.insecure_channel(f"127.0.0.1:{holder['port']}")
-    infer = channel.unary_unary(
-        f"/{SERVICE_NAME}/ModelInfer", pb.ModelInferRequest.SerializeToString, pb.ModelInferResponse.FromString
-    )
-    msg = pb.ModelInferRequest(model_name="fake")
-    msg.inputs.add(name="data_batch_0", datatype="FP32", shape=list(_clip(3.0).shape))
-    msg.raw_input_contents.append(_clip(3.0).astype("<f4").tobytes())
+    loop, thread = _in_thread(serve, ready)
+    channel, infer, request = _v2_grpc(holder["port"])
+    msg = request("fake", _clip(3.0))
     outcomes: dict = {}
 
     def call(name, fn):
